@@ -1,0 +1,104 @@
+package keyring
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+var (
+	keyA = []byte("0123456789abcdef0123456789abcdef-A")
+	keyB = []byte("0123456789abcdef0123456789abcdef-B")
+)
+
+func TestNewRejectsShortAndRepeatedKeys(t *testing.T) {
+	if _, err := New(); err == nil {
+		t.Fatal("no keys: want error")
+	}
+	_, err := New(keyA, []byte("short"))
+	if err == nil || !strings.Contains(err.Error(), "key 1 is 5 bytes") {
+		t.Fatalf("short key: got %v", err)
+	}
+	if _, err := New(keyA, keyA); err == nil {
+		t.Fatal("repeated key: want error")
+	}
+}
+
+func TestSealOpenRoundTripAndBinding(t *testing.T) {
+	kr, err := New(keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := kr.Sealer("totp")
+	sealed := s.Seal(nil, []byte("secret"), []byte("user:alice"))
+	if bytes.Contains(sealed, []byte("secret")) {
+		t.Fatal("plaintext visible in sealed data")
+	}
+	got, err := s.Open(nil, sealed, []byte("user:alice"))
+	if err != nil || string(got) != "secret" {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	if _, err := s.Open(nil, sealed, []byte("user:bob")); !errors.Is(err, ErrOpen) {
+		t.Fatalf("other aad: want ErrOpen, got %v", err)
+	}
+	if _, err := kr.Sealer("cookie").Open(nil, sealed, []byte("user:alice")); !errors.Is(err, ErrOpen) {
+		t.Fatalf("other purpose: want ErrOpen, got %v", err)
+	}
+	for i := range sealed {
+		bad := bytes.Clone(sealed)
+		bad[i] ^= 0x01
+		if _, err := s.Open(nil, bad, []byte("user:alice")); err == nil {
+			t.Fatalf("bit flip at %d accepted", i)
+		}
+	}
+	if _, err := s.Open(nil, sealed[:len(sealed)-1], []byte("user:alice")); err == nil {
+		t.Fatal("truncated data accepted")
+	}
+	if _, err := s.Open(nil, nil, nil); err == nil {
+		t.Fatal("empty data accepted")
+	}
+}
+
+func TestRotation(t *testing.T) {
+	old, _ := New(keyA)
+	sealed := old.Sealer("totp").Seal(nil, []byte("secret"), nil)
+
+	rotated, _ := New(keyB, keyA)
+	s := rotated.Sealer("totp")
+	if got, err := s.Open(nil, sealed, nil); err != nil || string(got) != "secret" {
+		t.Fatalf("old data after rotation: %q %v", got, err)
+	}
+	if s.SealedByCurrent(sealed) {
+		t.Fatal("old data reported as sealed by the current key")
+	}
+	if !s.SealedByCurrent(s.Seal(nil, []byte("x"), nil)) {
+		t.Fatal("new data not reported as sealed by the current key")
+	}
+
+	onlyNew, _ := New(keyB)
+	if _, err := onlyNew.Sealer("totp").Open(nil, sealed, nil); !errors.Is(err, ErrOpen) {
+		t.Fatalf("removed key still opens: %v", err)
+	}
+}
+
+func TestNoncesAreUnique(t *testing.T) {
+	kr, _ := New(keyA)
+	s := kr.Sealer("totp")
+	seen := make(map[string]bool, 100000)
+	for range 100000 {
+		sealed := s.Seal(nil, []byte("same"), nil)
+		nonce := string(sealed[1+idLen : 1+idLen+nonceLen])
+		if seen[nonce] {
+			t.Fatal("repeated nonce")
+		}
+		seen[nonce] = true
+	}
+}
+
+func TestSumSeparatesParts(t *testing.T) {
+	k := []byte("k")
+	if bytes.Equal(Sum(k, []byte("ab"), []byte("c")), Sum(k, []byte("a"), []byte("bc"))) {
+		t.Fatal("different splits collide")
+	}
+}

@@ -1,0 +1,50 @@
+// Package store keeps the gateway's state: enrolments, pending enrolments,
+// failure counters, lockouts and remembered devices. The engine sees it as a
+// small set of atomic operations on keyed byte values with expiry, so that an
+// embedded database and Redis can implement exactly the same semantics and
+// pass one contract test suite (package storetest).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound reports that a key has no live (unexpired) value.
+	ErrNotFound = errors.New("store: not found")
+
+	// ErrUnavailable wraps failures to reach or use the backing store.
+	// Callers fail closed on it.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Store is the state the second-factor engine needs. Every method is atomic
+// with respect to every other call on the same key, across goroutines and,
+// for shared stores, across processes. A ttl of zero means the value never
+// expires; a positive ttl makes it disappear after that long. Expired values
+// behave exactly like missing ones.
+type Store interface {
+	// Get returns the live value stored under key, or ErrNotFound.
+	// The returned slice belongs to the caller.
+	Get(ctx context.Context, key string) ([]byte, error)
+
+	// Set stores value under key, replacing any previous value and expiry.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Delete removes the keys. Missing keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+
+	// CompareAndSwap replaces the value of key with value, with the given
+	// ttl, only if the current live value equals old byte for byte. A nil
+	// old means "only if absent"; a nil value deletes the key. It reports
+	// whether the swap happened.
+	CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
+
+	// Increment adds one to the counter at key and returns the new count.
+	// A counter that did not exist starts at zero and expires ttl after
+	// this first increment; later increments do not extend its expiry.
+	// Get on a counter returns its count as decimal ASCII.
+	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
+}
