@@ -1,0 +1,114 @@
+package challenge
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// ErrDeviceUnknown reports a remembered-device token with no live record:
+// revoked, expired, from an earlier factor epoch, or never issued.
+var ErrDeviceUnknown = errors.New("challenge: device not remembered")
+
+// Device is the server-side record of a remembered device. The cookie only
+// names it; revoking the record ends it at once.
+type Device struct {
+	ID        string    `json:"id"`
+	Created   time.Time `json:"created"`
+	LastUsed  time.Time `json:"last_used"`
+	Expires   time.Time `json:"expires"`
+	UserAgent string    `json:"user_agent"`
+	IP        string    `json:"ip"`
+	// Epoch is the user's factor epoch when the device was remembered.
+	Epoch uint64 `json:"epoch"`
+}
+
+func deviceKey(user string, id [16]byte) string {
+	return "device:" + tag(user) + ":" + hex.EncodeToString(id[:])
+}
+
+// maxUserAgent keeps records small whatever the client sends.
+const maxUserAgent = 256
+
+// RememberDevice records a device for the actor for ttl and returns its ID
+// and expiry. The user must have verified a second factor just before.
+func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl time.Duration) (time.Time, error) {
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !u.Enrolled() {
+		return time.Time{}, ErrNotEnrolled
+	}
+	now := e.now().UTC()
+	ua := a.UserAgent
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
+	}
+	d := Device{
+		ID: hex.EncodeToString(id[:]), Created: now, LastUsed: now, Expires: now.Add(ttl),
+		UserAgent: ua, IP: a.IP, Epoch: u.Epoch,
+	}
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := e.store.Set(ctx, deviceKey(a.User, id), raw, ttl); err != nil {
+		return time.Time{}, err
+	}
+	e.Audit(a, "device_remembered", "success", zap.String("device", d.ID[:8]), zap.Time("expires", d.Expires))
+	return d.Expires, nil
+}
+
+// UseDevice accepts a remembered device in place of a code when its record
+// is live and from the user's current factor epoch.
+func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte) (*User, error) {
+	key := deviceKey(a.User, id)
+	raw, err := e.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		e.Audit(a, "device_used", "refused", zap.String("reason", "unknown"))
+		return nil, ErrDeviceUnknown
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d Device
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, ErrDeviceUnknown
+	}
+	// Read the record itself, not the cache: a reset on another instance
+	// must end remembered devices at once.
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	if !u.Enrolled() || d.Epoch != u.Epoch || !now.Before(d.Expires) {
+		_ = e.store.Delete(ctx, key)
+		e.Audit(a, "device_used", "refused", zap.String("reason", "stale"))
+		return nil, ErrDeviceUnknown
+	}
+	d.LastUsed = now.UTC()
+	if next, err := json.Marshal(d); err == nil {
+		// Last-used is informational; losing a race to a revocation must
+		// not bring the record back, hence the compare-and-swap.
+		_, _ = e.store.CompareAndSwap(ctx, key, raw, next, d.Expires.Sub(now))
+	}
+	e.Audit(a, "device_used", "success", zap.String("device", d.ID[:8]))
+	return u, nil
+}
+
+// ForgetDevice deletes a remembered device record.
+func (e *Engine) ForgetDevice(ctx context.Context, a Actor, id [16]byte) error {
+	if err := e.store.Delete(ctx, deviceKey(a.User, id)); err != nil {
+		return err
+	}
+	e.Audit(a, "device_forgotten", "success", zap.String("device", hex.EncodeToString(id[:])[:8]))
+	return nil
+}

@@ -1,0 +1,210 @@
+// Package challenge is the second-factor engine: authenticator-app (TOTP)
+// enrolment and verification with replay protection, per-account and
+// per-address failure limits, remembered devices, and the per-user state the
+// HTTP layer checks on every protected request. It is plain Go: no net/http,
+// no Caddy, with the clock and the store injected, so tests drive it exactly.
+package challenge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Errors the HTTP layer maps to pages and statuses. Every code failure shows
+// the user one generic message; the audit log keeps the precise reason.
+var (
+	ErrCodeInvalid     = errors.New("challenge: code incorrect")
+	ErrMalformed       = errors.New("challenge: code malformed")
+	ErrNotEnrolled     = errors.New("challenge: no second factor enrolled")
+	ErrAlreadyEnrolled = errors.New("challenge: already enrolled")
+	ErrExpired         = errors.New("challenge: pending enrolment expired or missing")
+	ErrWrongKey        = errors.New("challenge: the configured keys cannot read existing data")
+	ErrUnreadable      = errors.New("challenge: stored secret cannot be decrypted")
+)
+
+// LockedError reports that an account or client address is locked out
+// after too many wrong codes.
+type LockedError struct {
+	Until time.Time
+}
+
+func (e *LockedError) Error() string {
+	return "challenge: locked until " + e.Until.UTC().Format(time.RFC3339)
+}
+
+// Config holds the engine's tunables. Zero fields take the defaults below.
+type Config struct {
+	// TOTP time-step length. Default 30s; at least 15s.
+	Period time.Duration
+	// Steps accepted either side of the current one. Default 1; at most 2.
+	// Use SkewZero to ask for none.
+	Skew int
+	// Digits per TOTP code: 6 or 8. Default 6.
+	Digits int
+	// Wrong codes allowed per account within FailureWindow before lockout.
+	// Default 5.
+	MaxFailures int
+	// Window over which wrong codes are counted. Default 15m.
+	FailureWindow time.Duration
+	// Minimum lockout once MaxFailures is reached. Default 15m.
+	Lockout time.Duration
+	// Wrong codes allowed per client address within FailureWindow. Default 20.
+	MaxAddressFailures int
+	// How long a started enrolment may wait for its confirming code.
+	// Default 10m.
+	EnrolTTL time.Duration
+	// How long the hot path may trust a cached user record before reading
+	// the store again. Writes through this engine update the cache at once;
+	// the TTL bounds how late a change made elsewhere is seen. Default 2s.
+	CacheTTL time.Duration
+}
+
+// SkewZero requests a skew of zero steps (0 means "default").
+const SkewZero = -1
+
+func (c *Config) setDefaults() {
+	if c.Period == 0 {
+		c.Period = 30 * time.Second
+	}
+	if c.Skew == 0 {
+		c.Skew = 1
+	} else if c.Skew == SkewZero {
+		c.Skew = 0
+	}
+	if c.Digits == 0 {
+		c.Digits = 6
+	}
+	if c.MaxFailures == 0 {
+		c.MaxFailures = 5
+	}
+	if c.FailureWindow == 0 {
+		c.FailureWindow = 15 * time.Minute
+	}
+	if c.Lockout == 0 {
+		c.Lockout = 15 * time.Minute
+	}
+	if c.MaxAddressFailures == 0 {
+		c.MaxAddressFailures = 20
+	}
+	if c.EnrolTTL == 0 {
+		c.EnrolTTL = 10 * time.Minute
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 2 * time.Second
+	}
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.Period < 15*time.Second || c.Period%time.Second != 0:
+		return fmt.Errorf("totp period %s: must be whole seconds, at least 15s", c.Period)
+	case c.Skew < 0 || c.Skew > 2:
+		return fmt.Errorf("totp skew %d: must be 0, 1 or 2", c.Skew)
+	case c.Digits != 6 && c.Digits != 8:
+		return fmt.Errorf("totp digits %d: must be 6 or 8", c.Digits)
+	case c.MaxFailures < 1 || c.MaxFailures > 50:
+		return fmt.Errorf("max failures %d: must be between 1 and 50", c.MaxFailures)
+	case c.MaxAddressFailures < 1:
+		return fmt.Errorf("max address failures %d: must be at least 1", c.MaxAddressFailures)
+	case c.FailureWindow < time.Second:
+		return fmt.Errorf("failure window %s: must be at least 1s", c.FailureWindow)
+	case c.Lockout < time.Second:
+		return fmt.Errorf("lockout %s: must be at least 1s", c.Lockout)
+	case c.EnrolTTL < time.Minute || c.EnrolTTL > time.Hour:
+		return fmt.Errorf("enrolment lifetime %s: must be between 1m and 1h", c.EnrolTTL)
+	case c.CacheTTL < 0 || c.CacheTTL > time.Minute:
+		return fmt.Errorf("cache ttl %s: must be between 0 and 1m", c.CacheTTL)
+	}
+	return nil
+}
+
+// Actor is who is acting and from where, for limits and the audit trail.
+// User comes from the trusted first-factor identity, never from the client.
+type Actor struct {
+	User      string
+	IP        string
+	UserAgent string
+}
+
+// Engine runs the second-factor flows against a store.
+type Engine struct {
+	store  store.Store
+	secret *keyring.Sealer
+	cfg    Config
+	now    func() time.Time
+	audit  *zap.Logger
+	users  *userCache
+}
+
+// New returns an engine. now is the clock; audit receives one entry per
+// security event (nil discards them).
+func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, audit *zap.Logger) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	if audit == nil {
+		audit = zap.NewNop()
+	}
+	return &Engine{
+		store:  st,
+		secret: kr.Sealer("secrets"),
+		cfg:    cfg,
+		now:    now,
+		audit:  audit,
+		users:  newUserCache(),
+	}, nil
+}
+
+// Config returns the effective configuration, defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+var keyCheckPlain = []byte("caddy-twofactor key check")
+
+// CheckKey makes sure the configured keys can read the data already in the
+// store, so a wrong or missing key stops the server instead of silently
+// treating every enrolled user as not enrolled. On an empty store it writes
+// the check value.
+func (e *Engine) CheckKey(ctx context.Context) error {
+	const key = "meta:keycheck"
+	aad := []byte(key)
+	sealed, err := e.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		_, err = e.store.CompareAndSwap(ctx, key, nil, e.secret.Seal(nil, keyCheckPlain, aad), 0)
+		if err != nil {
+			return err
+		}
+		sealed, err = e.store.Get(ctx, key)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := e.secret.Open(nil, sealed, aad); err != nil {
+		return ErrWrongKey
+	}
+	return nil
+}
+
+// Audit writes one entry to the audit trail. The HTTP layer uses it for the
+// events it decides itself (sign-out, refused cookies).
+func (e *Engine) Audit(a Actor, name, result string, fields ...zap.Field) {
+	e.audit.Info(name, append([]zap.Field{
+		zap.String("event", name),
+		zap.String("result", result),
+		zap.String("user", a.User),
+		zap.String("ip", a.IP),
+		zap.String("user_agent", a.UserAgent),
+	}, fields...)...)
+}

@@ -1,0 +1,344 @@
+package challenge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/png"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
+	"github.com/pquerna/otp/totp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// secretSize is the TOTP key length in bytes: 160 bits, as RFC 4226
+// recommends and every authenticator app supports.
+const secretSize = 20
+
+// maxCodeInput bounds the input examined at all, before any other work.
+const maxCodeInput = 64
+
+// NormalizeCode returns the code's ASCII digits, with surrounding and inner
+// spaces and hyphens removed, or ErrMalformed. Other characters, including
+// non-ASCII digits, are refused.
+func NormalizeCode(input string, digits int) (string, error) {
+	if len(input) > maxCodeInput {
+		return "", ErrMalformed
+	}
+	var b [maxCodeInput]byte
+	n := 0
+	for i := 0; i < len(input); i++ {
+		c := input[i]
+		switch {
+		case c >= '0' && c <= '9':
+			b[n] = c
+			n++
+		case c == ' ' || c == '-' || c == '\t':
+		default:
+			return "", ErrMalformed
+		}
+	}
+	if n != digits {
+		return "", ErrMalformed
+	}
+	return string(b[:n]), nil
+}
+
+// Enrolment is what the enrolment page shows. It holds the secret in the
+// clear: render it once, with no-store, and never log it.
+type Enrolment struct {
+	Secret  string // base32, for manual entry
+	URI     string // otpauth:// URI
+	QRCode  []byte // PNG of URI
+	Issuer  string
+	Account string
+}
+
+type pendingTOTP struct {
+	Secret  []byte `json:"secret"` // sealed
+	Flow    []byte `json:"flow"`   // SHA-256 of the flow token
+	Expires int64  `json:"expires"`
+	Issuer  string `json:"issuer"`
+	Account string `json:"account"`
+}
+
+func pendingKey(user string) string { return "enrol:" + tag(user) }
+
+func secretAAD(kind, user string) []byte { return []byte(kind + "\x00v1\x00" + user) }
+
+func flowHash(flow string) []byte {
+	h := sha256.Sum256([]byte("enrol flow\x00" + flow))
+	return h[:]
+}
+
+// StartTOTP begins authenticator-app enrolment with a fresh secret. The
+// pending secret is bound to flow (a token only the browser that started it
+// holds) and expires after Config.EnrolTTL; starting again replaces it.
+func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow string) (*Enrolment, error) {
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return nil, err
+	}
+	if u.Enrolled() {
+		return nil, ErrAlreadyEnrolled
+	}
+	secret := make([]byte, secretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	p := pendingTOTP{
+		Secret:  e.secret.Seal(nil, secret, secretAAD("pending-totp", a.User)),
+		Flow:    flowHash(flow),
+		Expires: e.now().Add(e.cfg.EnrolTTL).Unix(),
+		Issuer:  issuer,
+		Account: account,
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.store.Set(ctx, pendingKey(a.User), raw, e.cfg.EnrolTTL); err != nil {
+		return nil, err
+	}
+	e.Audit(a, "enrol_start", "success", zap.String("method", "totp"))
+	return e.enrolment(secret, issuer, account)
+}
+
+// PendingTOTP returns the enrolment started by flow, to show it again after
+// a wrong confirmation code.
+func (e *Engine) PendingTOTP(ctx context.Context, a Actor, flow string) (*Enrolment, error) {
+	p, secret, err := e.pending(ctx, a, flow)
+	if err != nil {
+		return nil, err
+	}
+	return e.enrolment(secret, p.Issuer, p.Account)
+}
+
+func (e *Engine) pending(ctx context.Context, a Actor, flow string) (*pendingTOTP, []byte, error) {
+	raw, err := e.store.Get(ctx, pendingKey(a.User))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrExpired
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var p pendingTOTP
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, nil, ErrExpired
+	}
+	if subtle.ConstantTimeCompare(p.Flow, flowHash(flow)) != 1 || e.now().Unix() >= p.Expires {
+		return nil, nil, ErrExpired
+	}
+	secret, err := e.secret.Open(nil, p.Secret, secretAAD("pending-totp", a.User))
+	if err != nil {
+		return nil, nil, ErrUnreadable
+	}
+	return &p, secret, nil
+}
+
+func (e *Engine) enrolment(secret []byte, issuer, account string) (*Enrolment, error) {
+	key, err := totp.Generate(totp.GenerateOpts{
+		Issuer:      issuer,
+		AccountName: account,
+		Period:      uint(e.cfg.Period / time.Second),
+		Secret:      secret,
+		Digits:      otp.Digits(e.cfg.Digits),
+		Algorithm:   otp.AlgorithmSHA1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	img, err := key.Image(240, 240)
+	if err != nil {
+		return nil, err
+	}
+	var qr bytes.Buffer
+	if err := png.Encode(&qr, img); err != nil {
+		return nil, err
+	}
+	return &Enrolment{Secret: key.Secret(), URI: key.URL(), QRCode: qr.Bytes(), Issuer: issuer, Account: account}, nil
+}
+
+// ConfirmTOTP completes enrolment when code is valid for the pending secret
+// started by flow. A wrong code counts toward the lockout like any other.
+// The accepted step is recorded, so the confirming code cannot be used
+// again to pass the challenge.
+func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*User, error) {
+	code, malformed := NormalizeCode(code, e.cfg.Digits)
+	at, err := e.begin(ctx, a)
+	if err != nil {
+		e.Audit(a, "enrol_confirm", "failure", zap.String("reason", reason(err)))
+		return nil, err
+	}
+	_, secret, err := e.pending(ctx, a, flow)
+	if err != nil {
+		if errors.Is(err, ErrExpired) {
+			e.Audit(a, "enrol_confirm", "failure", zap.String("reason", "expired"))
+		}
+		return nil, err
+	}
+	fail := func(cause error) (*User, error) {
+		e.Audit(a, "enrol_confirm", "failure", zap.String("reason", reason(cause)))
+		if err := e.failed(ctx, a, at); err != nil {
+			return nil, err
+		}
+		return nil, cause
+	}
+	if malformed != nil {
+		return fail(ErrMalformed)
+	}
+	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
+	if !ok {
+		return fail(ErrCodeInvalid)
+	}
+	sealed := e.secret.Seal(nil, secret, secretAAD("totp", a.User))
+	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+		if u.TOTP != nil {
+			return ErrAlreadyEnrolled
+		}
+		now := e.now().UTC()
+		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step}
+		u.Epoch++
+		return nil
+	})
+	if err != nil {
+		e.Audit(a, "enrol_confirm", "failure", zap.String("reason", reason(err)))
+		return nil, err
+	}
+	// The record is committed; failing to clear the pending secret or the
+	// counter only leaves garbage that expires.
+	_ = e.store.Delete(ctx, pendingKey(a.User))
+	_ = e.succeeded(ctx, a)
+	e.Audit(a, "enrol_confirm", "success", zap.String("method", "totp"))
+	return u, nil
+}
+
+// VerifyTOTP checks a code from the user's authenticator app. The guess is
+// counted before evaluation; a code whose time step is not newer than the
+// last accepted one is refused as a replay.
+func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, error) {
+	code, malformed := NormalizeCode(code, e.cfg.Digits)
+	at, err := e.begin(ctx, a)
+	if err != nil {
+		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", reason(err)))
+		return nil, err
+	}
+	fail := func(cause error) (*User, error) {
+		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", reason(cause)))
+		if err := e.failed(ctx, a, at); err != nil {
+			return nil, err
+		}
+		return nil, cause
+	}
+	if malformed != nil {
+		return fail(ErrMalformed)
+	}
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return nil, err
+	}
+	if !u.Enrolled() {
+		return fail(ErrNotEnrolled)
+	}
+	sealed := u.TOTP.Secret
+	secret, err := e.secret.Open(nil, sealed, secretAAD("totp", a.User))
+	if err != nil {
+		// Never fall back to "not enrolled": that would hand the account
+		// to whoever holds the password.
+		e.Audit(a, "verify", "error", zap.String("method", "totp"), zap.String("reason", "secret_unreadable"))
+		return nil, ErrUnreadable
+	}
+	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
+	if !ok {
+		return fail(ErrCodeInvalid)
+	}
+	errReplay := errors.New("replay")
+	u, err = e.updateUser(ctx, a.User, func(u *User) error {
+		if u.TOTP == nil || !bytes.Equal(u.TOTP.Secret, sealed) {
+			return ErrCodeInvalid // the factor changed under us
+		}
+		if step <= u.TOTP.LastStep {
+			return errReplay
+		}
+		u.TOTP.LastStep = step
+		u.TOTP.LastUsed = e.now().UTC()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errReplay):
+		e.Audit(a, "totp_replay", "refused", zap.Int64("step", step))
+		return fail(ErrCodeInvalid)
+	case errors.Is(err, ErrCodeInvalid):
+		return fail(ErrCodeInvalid)
+	case err != nil:
+		return nil, err
+	}
+	if err := e.succeeded(ctx, a); err != nil {
+		return nil, err
+	}
+	e.Audit(a, "verify", "success", zap.String("method", "totp"))
+	return u, nil
+}
+
+// matchStep returns the newest time step within the skew window whose code
+// equals code. Every candidate is computed and compared in constant time, so
+// the response time does not tell which step matched.
+func (e *Engine) matchStep(secret []byte, code string, alg otp.Algorithm, now time.Time) (int64, bool) {
+	period := int64(e.cfg.Period / time.Second)
+	t := now.Unix()
+	cur := t / period
+	if t < 0 && t%period != 0 {
+		cur--
+	}
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
+	var matched int64
+	found := false
+	for s := cur - int64(e.cfg.Skew); s <= cur+int64(e.cfg.Skew); s++ {
+		if s < 0 {
+			continue
+		}
+		want, err := hotp.GenerateCodeCustom(b32, uint64(s), hotp.ValidateOpts{
+			Digits:    otp.Digits(e.cfg.Digits),
+			Algorithm: alg,
+		})
+		if err != nil {
+			continue
+		}
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			matched, found = s, true
+		}
+	}
+	return matched, found
+}
+
+// reason names an error for the audit log.
+func reason(err error) string {
+	var locked *LockedError
+	switch {
+	case errors.As(err, &locked):
+		return "locked"
+	case errors.Is(err, ErrCodeInvalid):
+		return "incorrect"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrNotEnrolled):
+		return "not_enrolled"
+	case errors.Is(err, ErrExpired):
+		return "expired"
+	case errors.Is(err, ErrAlreadyEnrolled):
+		return "already_enrolled"
+	case errors.Is(err, store.ErrUnavailable):
+		return "store_unavailable"
+	}
+	return fmt.Sprintf("error: %T", err)
+}

@@ -1,0 +1,223 @@
+package challenge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// User is the durable second-factor record of one member.
+type User struct {
+	ID string `json:"id"`
+	// Rev counts writes, so a slow reader never replaces a newer cached
+	// record with an older one.
+	Rev uint64 `json:"rev"`
+	// Epoch increases whenever the user's factors are reset or replaced;
+	// sessions and remembered devices from an older epoch stop working.
+	Epoch   uint64      `json:"epoch"`
+	Created time.Time   `json:"created"`
+	TOTP    *TOTPMethod `json:"totp,omitempty"`
+	// RevokedSessions holds second-factor sessions ended by sign-out,
+	// by session ID (hex), until their absolute expiry (Unix seconds).
+	RevokedSessions map[string]int64 `json:"revoked_sessions,omitempty"`
+}
+
+// TOTPMethod is an enrolled authenticator app.
+type TOTPMethod struct {
+	// Secret is the sealed key, bound to the user ID.
+	Secret   []byte    `json:"secret"`
+	Added    time.Time `json:"added"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+	// LastStep is the highest time step ever accepted. Codes for it or any
+	// earlier step are refused, so a code works once.
+	LastStep int64 `json:"last_step"`
+}
+
+// Enrolled reports whether the user has a second factor.
+func (u *User) Enrolled() bool { return u != nil && u.TOTP != nil }
+
+// SessionRevoked reports whether the session with this ID was signed out.
+func (u *User) SessionRevoked(id [16]byte) bool {
+	if len(u.RevokedSessions) == 0 {
+		return false
+	}
+	var hex [32]byte
+	_, ok := u.RevokedSessions[string(hexEncode(hex[:], id[:]))]
+	return ok
+}
+
+func hexEncode(dst, src []byte) []byte {
+	const digits = "0123456789abcdef"
+	for i, b := range src {
+		dst[2*i] = digits[b>>4]
+		dst[2*i+1] = digits[b&0xf]
+	}
+	return dst[:2*len(src)]
+}
+
+// tag encodes a user ID for use inside store keys. It keeps one user's keys
+// in one Redis Cluster hash slot ({...}) and keeps separators and braces in
+// IDs from breaking the key structure.
+func tag(userID string) string {
+	return "{" + base64.RawURLEncoding.EncodeToString([]byte(userID)) + "}"
+}
+
+func userKey(id string) string { return "user:" + tag(id) }
+
+// loadUser reads the user's record from the store, returning the raw bytes
+// for a later CompareAndSwap. A user never seen has an empty record and nil
+// raw bytes.
+func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error) {
+	raw, err := e.store.Get(ctx, userKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return &User{ID: id}, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	u := &User{}
+	if err := json.Unmarshal(raw, u); err != nil {
+		return nil, nil, fmt.Errorf("user record %q: %w", id, err)
+	}
+	if u.ID != id {
+		// A record copied under another user's key is never trusted.
+		return nil, nil, fmt.Errorf("user record for %q names %q", id, u.ID)
+	}
+	return u, raw, nil
+}
+
+// errNoChange lets an update function stop without writing.
+var errNoChange = errors.New("no change")
+
+// updateUser applies change to the freshest record and writes it back
+// atomically, retrying when another writer got there first. change may
+// return errNoChange to skip the write, or any other error to abort.
+func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
+	for range 20 {
+		u, raw, err := e.loadUser(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(u); err != nil {
+			if errors.Is(err, errNoChange) {
+				e.users.put(u, e.now())
+				return u, nil
+			}
+			return nil, err
+		}
+		if u.Created.IsZero() {
+			u.Created = e.now().UTC()
+		}
+		pruneRevoked(u, e.now())
+		u.Rev++
+		next, err := json.Marshal(u)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := e.store.CompareAndSwap(ctx, userKey(id), raw, next, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			e.users.put(u, e.now())
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: user record %q kept changing", store.ErrUnavailable, id)
+}
+
+func pruneRevoked(u *User, now time.Time) {
+	for id, until := range u.RevokedSessions {
+		if until <= now.Unix() {
+			delete(u.RevokedSessions, id)
+		}
+	}
+	if len(u.RevokedSessions) == 0 {
+		u.RevokedSessions = nil
+	}
+}
+
+// State returns the user's record for the per-request check, from memory
+// when it is fresh enough (Config.CacheTTL). The returned record must not be
+// modified.
+func (e *Engine) State(ctx context.Context, id string) (*User, error) {
+	now := e.now()
+	if u, ok := e.users.get(id, now, e.cfg.CacheTTL); ok {
+		return u, nil
+	}
+	u, _, err := e.loadUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.users.put(u, now)
+	return u, nil
+}
+
+// RevokeSession ends one second-factor session server-side (sign-out) until
+// its absolute expiry.
+func (e *Engine) RevokeSession(ctx context.Context, a Actor, id [16]byte, expires time.Time) error {
+	if !expires.After(e.now()) {
+		return nil
+	}
+	var hex [32]byte
+	sid := string(hexEncode(hex[:], id[:]))
+	_, err := e.updateUser(ctx, a.User, func(u *User) error {
+		if u.RevokedSessions == nil {
+			u.RevokedSessions = map[string]int64{}
+		}
+		u.RevokedSessions[sid] = expires.Unix()
+		return nil
+	})
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	e.Audit(a, "session_revoked", result)
+	return err
+}
+
+// userCache keeps recently read user records so that the verified hot path
+// needs no store round trip.
+type userCache struct {
+	mu sync.RWMutex
+	m  map[string]cachedUser
+}
+
+type cachedUser struct {
+	u  *User
+	at time.Time
+}
+
+const userCacheMax = 100_000
+
+func newUserCache() *userCache { return &userCache{m: map[string]cachedUser{}} }
+
+func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, bool) {
+	c.mu.RLock()
+	e, ok := c.m[id]
+	c.mu.RUnlock()
+	if !ok || now.Sub(e.at) >= ttl || now.Before(e.at) {
+		return nil, false
+	}
+	return e.u, true
+}
+
+func (c *userCache) put(u *User, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= userCacheMax {
+		// Entries are only useful for CacheTTL; dropping them all is cheap
+		// and bounds memory under a flood of distinct users.
+		clear(c.m)
+	}
+	if old, ok := c.m[u.ID]; ok && old.u.Rev > u.Rev {
+		return
+	}
+	c.m[u.ID] = cachedUser{u: u, at: now}
+}
