@@ -1,0 +1,313 @@
+// Package pages renders the gateway's own pages: the code prompt, the
+// authenticator set-up, the set-up reminder, sign-out and plain messages.
+//
+// The pages are server-rendered HTML with no JavaScript, styled by one
+// embedded stylesheet, in Japanese or English. Operators may replace any
+// template with a file of the same name in a directory of their own (see
+// [New]). Templates receive a [*Page]; besides html/template's built-ins
+// they may call
+//
+//	{{.T "key"}} / {{.T "key" arg...}}   catalog text in the page's language
+//	{{tr . .Error .ErrorArgs}}           the same with a key and an argument slice
+//	{{group .Secret}}                    a key split into blocks of four characters
+package pages
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed templates/*.html
+var embeddedTemplates embed.FS
+
+// Page is the data every template receives. Fields not used by a page stay zero.
+type Page struct {
+	Lang      string // "ja" or "en"
+	SiteName  string // shown in titles
+	Prefix    string // the gateway's path prefix, always ends in "/", e.g. "/.2fa/"
+	CSRF      string // form token, carried by every form as hidden field "csrf"
+	ReturnTo  string // already validated same-origin relative path, hidden field "return_to"
+	Error     string // catalog key of an error shown above the code input (or the page body); "" for none
+	ErrorArgs []any  // fmt arguments for Error's text, if it has verbs
+
+	// challenge page
+	ShowRemember bool // show the "skip the code on this device" checkbox
+	RememberDays int  // how long, shown in the checkbox label
+
+	// enrolment pages (TOTP)
+	Required   bool         // enrolment is required to continue: no "later" option
+	QRCode     template.URL // data:image/png;base64,... of the QR code
+	OTPAuthURI template.URL // otpauth:// URI for an authenticator app on this device
+	Secret     string       // base32 key for manual entry
+	Issuer     string
+	Account    string
+
+	// message page
+	Title       string // catalog key of the heading
+	Message     string // catalog key of the body text
+	MessageArgs []any
+	Status      int    // HTTP status (informational)
+	Link        string // optional href for a "continue" link (already safe relative path)
+	LinkLabel   string // catalog key of that link's label
+}
+
+// T returns the translated catalog text for key in p.Lang, formatted with
+// args (fmt.Sprintf) when args are given. A key missing from the page's
+// language falls back to English; an unknown key returns the key itself.
+func (p *Page) T(key string, args ...any) string {
+	lang := "en"
+	if p != nil {
+		lang = p.Lang
+	}
+	text, ok := lookup(lang, key)
+	if !ok {
+		return key
+	}
+	if len(args) > 0 {
+		return fmt.Sprintf(text, args...)
+	}
+	return text
+}
+
+// pageNames are the pages Render knows, each from templates/<name>.html.
+var pageNames = []string{"challenge", "enrol", "enrol_start", "remind", "logout", "message"}
+
+// Files shared by every page.
+const (
+	layoutFile   = "layout.html"
+	partialsFile = "partials.html"
+)
+
+// templateFiles are the file names an override directory may contain.
+func templateFiles() []string {
+	files := []string{layoutFile, partialsFile}
+	for _, n := range pageNames {
+		files = append(files, n+".html")
+	}
+	return files
+}
+
+var funcs = template.FuncMap{
+	"tr":    func(p *Page, key string, args []any) string { return p.T(key, args...) },
+	"group": groupKey,
+}
+
+// groupKey splits a manual-entry key into blocks of four characters
+// separated by spaces, ignoring whitespace already in it.
+func groupKey(s string) string {
+	s = strings.Join(strings.Fields(s), "")
+	var b strings.Builder
+	for i, r := range []rune(s) {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Renderer holds the parsed page templates. It is safe for concurrent use.
+type Renderer struct {
+	pages map[string]*template.Template
+}
+
+type source struct {
+	name string // file name, e.g. "challenge.html"
+	desc string // how errors name it: the path for an override
+	text string
+}
+
+// New parses the embedded templates. If overrideDir != "", any file there
+// named like an embedded template (e.g. "challenge.html", "layout.html")
+// replaces the embedded one; other files in the directory are an error
+// naming the file (names starting with "." are ignored), and so are parse
+// errors. "" means embedded templates only.
+func New(overrideDir string) (*Renderer, error) {
+	sources := make(map[string]source)
+	for _, name := range templateFiles() {
+		b, err := embeddedTemplates.ReadFile("templates/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("pages: embedded template %s: %w", name, err)
+		}
+		sources[name] = source{name: name, desc: "embedded " + name, text: string(b)}
+	}
+	if overrideDir != "" {
+		if err := readOverrides(overrideDir, sources); err != nil {
+			return nil, err
+		}
+	}
+
+	r := &Renderer{pages: make(map[string]*template.Template, len(pageNames))}
+	for _, name := range pageNames {
+		t, err := build(sources, name+".html")
+		if err != nil {
+			return nil, err
+		}
+		r.pages[name] = t
+	}
+	return r, nil
+}
+
+func readOverrides(dir string, sources map[string]source) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("pages: template directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if _, known := sources[name]; !known || e.IsDir() {
+			return fmt.Errorf("pages: %s: not a known template (expected one of %s)",
+				path, strings.Join(templateFiles(), ", "))
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("pages: %w", err)
+		}
+		sources[name] = source{name: name, desc: path, text: string(b)}
+	}
+	return nil
+}
+
+// build parses the layout, the shared pieces and one page into a template
+// set, then checks it by rendering a sample page, so that a reference to a
+// missing template or an HTML escaping problem surfaces now rather than as
+// a failing page later.
+func build(sources map[string]source, pageFile string) (*template.Template, error) {
+	var t *template.Template
+	for _, name := range []string{layoutFile, partialsFile, pageFile} {
+		src := sources[name]
+		var err error
+		if t == nil {
+			t, err = template.New(name).Funcs(funcs).Parse(src.text)
+		} else {
+			_, err = t.New(name).Parse(src.text)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pages: parsing %s: %w", src.desc, err)
+		}
+	}
+	for _, block := range []string{"title", "content"} {
+		if t.Lookup(block) == nil {
+			return nil, fmt.Errorf("pages: %s does not define the %q template", sources[pageFile].desc, block)
+		}
+	}
+	err := t.ExecuteTemplate(&bytes.Buffer{}, layoutFile, samplePage())
+	var escErr *template.Error
+	if errors.As(err, &escErr) {
+		// Only structural errors: an execution error may depend on the data.
+		return nil, fmt.Errorf("pages: %s (with %s, %s): %w",
+			sources[pageFile].desc, sources[layoutFile].desc, sources[partialsFile].desc, err)
+	}
+	return t, nil
+}
+
+func samplePage() *Page {
+	return &Page{
+		Lang: "en", SiteName: "example", Prefix: "/.2fa/", CSRF: "token", ReturnTo: "/",
+		Error: "code_incorrect", ShowRemember: true, RememberDays: 30, Required: false,
+		QRCode: "data:image/png;base64,", OTPAuthURI: "otpauth://totp/example", Secret: "ABCDEFGH",
+		Issuer: "example", Account: "member", Title: "error_title", Message: "not_found",
+		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
+	}
+}
+
+// Render writes the named page ("challenge", "enrol", "enrol_start",
+// "remind", "logout", "message") with the security headers and
+// Content-Type text/html; charset=utf-8, then the status. The page is
+// rendered into a buffer first, so a template error never produces half a
+// page: on error Render writes a plain 500 and returns the error.
+func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Page, secure bool) error {
+	h := w.Header()
+	SetSecurityHeaders(h, secure)
+	var t *template.Template
+	if r != nil {
+		t = r.pages[name]
+	}
+	var buf bytes.Buffer
+	var err error
+	switch {
+	case t == nil:
+		err = fmt.Errorf("pages: unknown page %q", name)
+	case p == nil:
+		err = fmt.Errorf("pages: rendering %s: nil page", name)
+	default:
+		page := *p // normalise a copy, never the caller's page
+		if page.Lang != "ja" {
+			page.Lang = "en"
+		}
+		if page.Prefix == "" {
+			page.Prefix = "/"
+		}
+		if name == "message" {
+			if page.Title == "" {
+				page.Title = "error_title"
+			}
+			if page.LinkLabel == "" {
+				page.LinkLabel = "continue"
+			}
+		}
+		if err = t.ExecuteTemplate(&buf, layoutFile, &page); err != nil {
+			err = fmt.Errorf("pages: rendering %s: %w", name, err)
+		}
+	}
+	if err != nil {
+		h.Del("Content-Length")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("500 internal server error\n"))
+		return err
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Add("Vary", "Accept-Language")
+	w.WriteHeader(status)
+	_, err = buf.WriteTo(w)
+	return err
+}
+
+// csp allows the embedded stylesheet, the QR code's data: URL and forms
+// posting back to the gateway, and nothing else.
+const csp = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
+// SetSecurityHeaders sets the headers every gateway page carries: no
+// caching, no framing, no sniffing, no referrer, a strict
+// Content-Security-Policy and, when https, Strict-Transport-Security.
+func SetSecurityHeaders(h http.Header, https bool) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", csp)
+	if https {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+}
+
+// templateNames lists the embedded template files, for tests.
+func templateNames() []string {
+	names, _ := fs.Glob(embeddedTemplates, "templates/*.html")
+	for i, n := range names {
+		names[i] = strings.TrimPrefix(n, "templates/")
+	}
+	sort.Strings(names)
+	return names
+}
