@@ -1,0 +1,228 @@
+package twofactor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/session"
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the infrastructure shared by every site that uses the two_factor
+// handler: keys, the store and the second-factor engine. It is optional in
+// the config; without it the embedded defaults apply.
+type App struct {
+	// Master keys that encrypt authenticator secrets and seal cookies,
+	// newest first. The first key encrypts new data; every key is tried
+	// when reading, so a replaced key can stay listed until the data
+	// written under it is gone. Each key must be at least 32 bytes after
+	// placeholders are replaced; use {env.*} or {file.*} placeholders so
+	// the key never sits in the config. Default: a random key generated on
+	// first start and kept in Caddy's data directory (two_factor/key,
+	// mode 0600).
+	Keys []string `json:"keys,omitempty"`
+
+	// Where enrolments, counters and remembered devices are kept.
+	// Default: the embedded store in Caddy's data directory.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=two_factor.stores inline_key=type"`
+
+	// Length of an authenticator-app time step. Default: 30s.
+	TOTPPeriod caddy.Duration `json:"totp_period,omitempty"`
+
+	// Time steps accepted before and after the current one, to allow for
+	// clock drift on phones: 0, 1 or 2. Default: 1.
+	TOTPSkew *int `json:"totp_skew,omitempty"`
+
+	// Digits in an authenticator-app code: 6 or 8. Default: 6.
+	TOTPDigits int `json:"totp_digits,omitempty"`
+
+	// Wrong codes allowed per account within failure_window before the
+	// account is locked out. Shared by every method and every session.
+	// Default: 5.
+	MaxFailures int `json:"max_failures,omitempty"`
+
+	// Wrong codes allowed per client address within failure_window.
+	// Default: 20.
+	MaxAddressFailures int `json:"max_address_failures,omitempty"`
+
+	// The window over which wrong codes are counted. Default: 15m.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+
+	// How long a lockout lasts at least. Default: 15m.
+	Lockout caddy.Duration `json:"lockout,omitempty"`
+
+	// How long a started enrolment waits for its confirming code.
+	// Default: 10m.
+	EnrolmentTimeout caddy.Duration `json:"enrolment_timeout,omitempty"`
+
+	engine *challenge.Engine
+	codec  *session.Codec
+	csrf   *session.CSRF
+	store  store.Store
+	logger *zap.Logger
+	audit  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "two_factor",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision resolves the keys, opens the store and checks that the keys can
+// read what the store already holds.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.audit = a.logger.Named("audit")
+
+	kr, err := a.keyring()
+	if err != nil {
+		return err
+	}
+
+	if a.StoreRaw == nil {
+		a.StoreRaw = json.RawMessage(`{"type":"embedded"}`)
+	}
+	mod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	st, ok := mod.(store.Store)
+	if !ok {
+		return fmt.Errorf("store: module %T does not implement a store", mod)
+	}
+	a.store = st
+
+	cfg := challenge.Config{
+		Period:             time.Duration(a.TOTPPeriod),
+		Digits:             a.TOTPDigits,
+		MaxFailures:        a.MaxFailures,
+		MaxAddressFailures: a.MaxAddressFailures,
+		FailureWindow:      time.Duration(a.FailureWindow),
+		Lockout:            time.Duration(a.Lockout),
+		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
+	}
+	if a.TOTPSkew != nil {
+		cfg.Skew = *a.TOTPSkew
+		if cfg.Skew == 0 {
+			cfg.Skew = challenge.SkewZero
+		}
+	}
+	a.engine, err = challenge.New(st, kr, cfg, clock.Now, a.audit)
+	if err != nil {
+		return err
+	}
+	a.codec = session.NewCodec(kr)
+	a.csrf = session.NewCSRF(kr)
+
+	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.engine.CheckKey(checkCtx); err != nil {
+		if errors.Is(err, challenge.ErrWrongKey) {
+			return fmt.Errorf("keys: the configured keys cannot decrypt the data already in the store; " +
+				"configure the key that wrote it (a replaced key can stay listed after the new one)")
+		}
+		return fmt.Errorf("store: checking the keys against stored data: %w", err)
+	}
+	return nil
+}
+
+// keyring resolves the configured keys, or loads or creates the generated
+// key when none is configured.
+func (a *App) keyring() (*keyring.Keyring, error) {
+	if len(a.Keys) == 0 {
+		k, err := loadOrCreateKeyFile(filepath.Join(caddy.AppDataDir(), "two_factor", "key"))
+		if err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		return keyring.New(k)
+	}
+	repl := caddy.NewReplacer()
+	var secrets [][]byte
+	for i, k := range a.Keys {
+		v, err := repl.ReplaceOrErr(k, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d]: %v", i, err)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) < keyring.MinKeyLength {
+			return nil, fmt.Errorf("keys[%d]: the key is %d bytes; at least %d are required (for example: openssl rand -base64 32)", i, len(v), keyring.MinKeyLength)
+		}
+		secrets = append(secrets, []byte(v))
+	}
+	kr, err := keyring.New(secrets...)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return kr, nil
+}
+
+// loadOrCreateKeyFile returns the key in path, creating it with a random
+// key (mode 0600) on first use. O_EXCL makes two processes starting at once
+// agree on one key.
+func loadOrCreateKeyFile(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		k := []byte(strings.TrimSpace(string(b)))
+		if len(k) < keyring.MinKeyLength {
+			return nil, fmt.Errorf("generated key file %s is damaged (%d bytes); restore it from a backup", path, len(k))
+		}
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading generated key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	k := base64.StdEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return loadOrCreateKeyFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating generated key: %w", err)
+	}
+	if _, err := f.WriteString(k + "\n"); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return []byte(k), nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,311 @@
+package twofactor
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("two_factor", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the two_factor app from the global options
+// block:
+//
+//	{
+//		two_factor {
+//			keys <key> [<older keys>...]
+//			store embedded [<path>]
+//			totp_period <duration>
+//			totp_skew <steps>
+//			totp_digits <6|8>
+//			max_failures <count>
+//			max_address_failures <count>
+//			failure_window <duration>
+//			lockout <duration>
+//			enrolment_timeout <duration>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("two_factor: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "keys":
+			app.Keys = d.RemainingArgs()
+			if len(app.Keys) == 0 {
+				return nil, d.Errf("keys: at least one key is required")
+			}
+		case "store":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			modName := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "two_factor.stores."+modName)
+			if err != nil {
+				return nil, err
+			}
+			app.StoreRaw = caddyconfig.JSONModuleObject(unm, "type", modName, nil)
+		case "totp_period":
+			err = parseDuration(d, &app.TOTPPeriod)
+		case "totp_skew":
+			var n int
+			err = parseInt(d, &n)
+			app.TOTPSkew = &n
+		case "totp_digits":
+			err = parseInt(d, &app.TOTPDigits)
+		case "max_failures":
+			err = parseInt(d, &app.MaxFailures)
+		case "max_address_failures":
+			err = parseInt(d, &app.MaxAddressFailures)
+		case "failure_window":
+			err = parseDuration(d, &app.FailureWindow)
+		case "lockout":
+			err = parseDuration(d, &app.Lockout)
+		case "enrolment_timeout":
+			err = parseDuration(d, &app.EnrolmentTimeout)
+		default:
+			return nil, d.Errf("two_factor: unknown option %q", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return httpcaddyfile.App{Name: "two_factor", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the embedded store:
+//
+//	store embedded [<path>]
+func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		s.Path = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("store embedded: unknown option %q", d.Val())
+	}
+	return nil
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	two_factor [<matcher>] {
+//		identity endpoint <url> | header <header or placeholder> {
+//			session_cookie <name>
+//			cache <duration>
+//			timeout <duration>
+//		}
+//		protect <paths...> {
+//			except <paths...>
+//			enrolment required|optional
+//			remember_device <duration>|off
+//			reminder <duration>
+//		}
+//		prefix <path>
+//		login_url <path>
+//		top_page <path>
+//		site_name <name>
+//		session_idle <duration>
+//		session_lifetime <duration>
+//		templates <directory>
+//	}
+//
+// protect may be repeated; the first matching rule applies.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if name != "protect" && seen[name] {
+			return d.Errf("two_factor: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "identity":
+			err = h.unmarshalIdentity(d)
+		case "protect":
+			err = h.unmarshalRule(d)
+		case "prefix":
+			err = parseString(d, &h.Prefix)
+		case "login_url":
+			err = parseString(d, &h.LoginURL)
+		case "top_page":
+			err = parseString(d, &h.TopPage)
+		case "site_name":
+			err = parseString(d, &h.SiteName)
+		case "session_idle":
+			err = parseDuration(d, &h.SessionIdle)
+		case "session_lifetime":
+			err = parseDuration(d, &h.SessionLifetime)
+		case "templates":
+			err = parseString(d, &h.Templates)
+		default:
+			return d.Errf("two_factor: unknown option %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
+	id := &Identity{}
+	if !d.NextArg() {
+		return d.Errf("identity: expected a source (endpoint or header)")
+	}
+	id.Source = d.Val()
+	switch id.Source {
+	case "endpoint":
+		if !d.NextArg() {
+			return d.Errf("identity endpoint: expected the URL")
+		}
+		id.URL = d.Val()
+	case "header":
+		if !d.NextArg() {
+			return d.Errf("identity header: expected a header name or placeholder")
+		}
+		id.Header = d.Val()
+	default:
+		return d.Errf("identity: unknown source %q (use endpoint or header)", id.Source)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("identity: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "session_cookie":
+			err = parseString(d, &id.SessionCookie)
+		case "cache":
+			err = parseDuration(d, &id.Cache)
+		case "timeout":
+			err = parseDuration(d, &id.Timeout)
+		default:
+			return d.Errf("identity: unknown option %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Identity = id
+	return nil
+}
+
+func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
+	rule := &Rule{Paths: d.RemainingArgs()}
+	if len(rule.Paths) == 0 {
+		return d.Errf("protect: expected at least one path pattern")
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("protect: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "except":
+			rule.Except = d.RemainingArgs()
+			if len(rule.Except) == 0 {
+				return d.Errf("protect: except needs at least one path pattern")
+			}
+		case "enrolment":
+			err = parseString(d, &rule.Enrolment)
+		case "remember_device":
+			err = parseString(d, &rule.RememberDevice)
+		case "reminder":
+			err = parseDuration(d, &rule.Reminder)
+		default:
+			return d.Errf("protect: unknown option %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Protect = append(h.Protect, rule)
+	return nil
+}
+
+func parseString(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: expected a value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: expected one value", name)
+	}
+	return nil
+}
+
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if err := parseString(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: bad duration %q: %v", name, s, err)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func parseInt(d *caddyfile.Dispenser, dst *int) error {
+	name := d.Val()
+	var s string
+	if err := parseString(d, &s); err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("%s: bad number %q", name, s)
+	}
+	*dst = v
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*EmbeddedStore)(nil)
+)

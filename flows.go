@@ -1,0 +1,518 @@
+package twofactor
+
+import (
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// maxFormBytes bounds what a page form may post.
+const maxFormBytes = 16 << 10
+
+// pageRequest is one request to the gateway's own pages.
+type pageRequest struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	id     identity
+	secure bool
+	csrf   string // the browser's CSRF cookie secret
+	page   *pages.Page
+	rule   *Rule // the rule protecting ReturnTo, if any
+}
+
+type pageRoute struct {
+	get  func(h *Handler, p *pageRequest) error
+	post func(h *Handler, p *pageRequest) error
+}
+
+var pageRoutes = map[string]pageRoute{
+	"challenge":     {get: (*Handler).challengePage, post: (*Handler).verify},
+	"enrol":         {get: (*Handler).enrolStartPage, post: (*Handler).enrolStart},
+	"enrol/confirm": {post: (*Handler).enrolConfirm},
+	"remind":        {get: (*Handler).remindPage, post: (*Handler).remindLater},
+	"logout":        {get: (*Handler).logoutPage, post: (*Handler).logout},
+}
+
+// servePage handles every request under the prefix. Nothing here is ever
+// passed to the upstream.
+func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
+	name := strings.TrimPrefix(r.URL.Path, h.Prefix)
+	pages.SetSecurityHeaders(w.Header(), r.TLS != nil)
+	if static, ok := strings.CutPrefix(name, "static/"); ok && isNavigation(r) {
+		pages.ServeStatic(w, r, static)
+		return nil
+	}
+	route, ok := pageRoutes[name]
+	if !ok {
+		return h.renderMessage(w, r, http.StatusNotFound, "title_not_found", "not_found", nil, h.TopPage)
+	}
+	var handle func(*Handler, *pageRequest) error
+	switch {
+	case isNavigation(r) && route.get != nil:
+		handle = route.get
+	case r.Method == http.MethodPost && route.post != nil:
+		handle = route.post
+	default:
+		allow := []string{}
+		if route.get != nil {
+			allow = append(allow, "GET", "HEAD")
+		}
+		if route.post != nil {
+			allow = append(allow, "POST")
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return h.renderMessage(w, r, http.StatusMethodNotAllowed, "error_title", "method_not_allowed", nil, "")
+	}
+
+	id, err := h.source.resolve(r)
+	if err != nil {
+		return h.unavailable(w, r, "identity", err)
+	}
+	if id.ID == "" {
+		link := h.TopPage
+		if h.LoginURL != "" {
+			link = h.LoginURL
+		}
+		return h.renderMessage(w, r, http.StatusUnauthorized, "title_sign_in", "sign_in_first", nil, link)
+	}
+
+	p := &pageRequest{w: w, r: r, id: id, secure: r.TLS != nil}
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			return h.renderMessage(w, r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+		}
+	}
+	if c, err := r.Cookie(session.Name(session.CSRFCookie, p.secure)); err == nil && len(c.Value) >= 43 && len(c.Value) <= 64 {
+		p.csrf = c.Value
+	}
+	if r.Method == http.MethodPost {
+		if !sameOrigin(r) || p.csrf == "" || !h.app.csrf.Valid(p.csrf, id.ID, r.PostForm.Get("csrf")) {
+			h.engine.Audit(actor(r, id.ID), "csrf_refused", "refused", zap.String("page", name))
+			return h.renderMessage(w, r, http.StatusForbidden, "error_title", "csrf_failed", nil, "")
+		}
+	}
+	if p.csrf == "" {
+		h.newCSRF(p)
+	}
+
+	returnTo := r.URL.Query().Get("return_to")
+	if r.Method == http.MethodPost {
+		returnTo = r.PostForm.Get("return_to")
+	}
+	returnTo = safeReturnPath(returnTo)
+	if returnTo == "" {
+		returnTo = h.TopPage
+	}
+	p.rule = h.ruleForPath(r, returnTo)
+	p.page = &pages.Page{
+		Lang:     pages.Language(r.Header.Get("Accept-Language")),
+		SiteName: h.siteName(r),
+		Prefix:   h.Prefix,
+		CSRF:     h.app.csrf.Token(p.csrf, id.ID),
+		ReturnTo: returnTo,
+	}
+	return handle(h, p)
+}
+
+// newCSRF gives the browser a fresh CSRF secret. It is also rotated after
+// every successful verification, so a secret planted before sign-in is
+// worthless afterwards.
+func (h *Handler) newCSRF(p *pageRequest) {
+	p.csrf = session.NewSecret()
+	http.SetCookie(p.w, &http.Cookie{
+		Name: session.Name(session.CSRFCookie, p.secure), Value: p.csrf, Path: "/",
+		HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// sameOrigin is the defence in depth behind the CSRF token: browsers say
+// where a form post comes from.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
+}
+
+func (h *Handler) siteName(r *http.Request) string {
+	if h.SiteName != "" {
+		return h.SiteName
+	}
+	host := r.Host
+	if hst, _, err := net.SplitHostPort(host); err == nil {
+		host = hst
+	}
+	return host
+}
+
+func (h *Handler) render(p *pageRequest, status int, name string) error {
+	if err := h.pages.Render(p.w, status, name, p.page, p.secure); err != nil {
+		h.logger.Error("rendering page", zap.String("page", name), zap.Error(err))
+	}
+	return nil
+}
+
+// renderMessage shows a message page (errors, lockout, sign-out).
+func (h *Handler) renderMessage(w http.ResponseWriter, r *http.Request, status int, title, msg string, args []any, link string) error {
+	page := &pages.Page{
+		Lang:        pages.Language(r.Header.Get("Accept-Language")),
+		SiteName:    h.siteName(r),
+		Prefix:      h.Prefix,
+		Title:       title,
+		Message:     msg,
+		MessageArgs: args,
+		Status:      status,
+		Link:        link,
+	}
+	if link != "" {
+		page.LinkLabel = "continue"
+	}
+	if err := h.pages.Render(w, status, "message", page, r.TLS != nil); err != nil {
+		h.logger.Error("rendering page", zap.String("page", "message"), zap.Error(err))
+	}
+	return nil
+}
+
+func (h *Handler) seeOther(p *pageRequest, target string) error {
+	p.w.Header().Set("Cache-Control", "no-store")
+	p.w.Header().Set("Location", target)
+	p.w.WriteHeader(http.StatusSeeOther)
+	return nil
+}
+
+// pageURL is a gateway page carrying the current return_to.
+func (h *Handler) pageURL(p *pageRequest, page string) string {
+	return h.Prefix + page + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
+}
+
+// locked shows the lockout page. The same page is shown whether or not the
+// code would have been right, so a locked-out guesser learns nothing.
+func (h *Handler) locked(p *pageRequest, l *challenge.LockedError) error {
+	wait := time.Until(l.Until)
+	if now := clock.Now(); !now.IsZero() {
+		wait = l.Until.Sub(now)
+	}
+	minutes := int((wait + time.Minute - 1) / time.Minute)
+	if minutes < 1 {
+		minutes = 1
+	}
+	p.w.Header().Set("Retry-After", strconv.Itoa(minutes*60))
+	return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{minutes}, "")
+}
+
+// engineError maps an engine error to a page, when it is one the member
+// should see; it returns false for errors the caller handles.
+func (h *Handler) engineError(p *pageRequest, err error) (bool, error) {
+	var l *challenge.LockedError
+	switch {
+	case errors.As(err, &l):
+		return true, h.locked(p, l)
+	case errors.Is(err, challenge.ErrCodeInvalid), errors.Is(err, challenge.ErrMalformed),
+		errors.Is(err, challenge.ErrNotEnrolled), errors.Is(err, challenge.ErrExpired),
+		errors.Is(err, challenge.ErrAlreadyEnrolled):
+		return false, nil
+	}
+	return true, h.unavailable(p.w, p.r, "engine", err)
+}
+
+func (h *Handler) challengePage(p *pageRequest) error {
+	u, err := h.engine.State(p.r.Context(), p.id.ID)
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	if !u.Enrolled() {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	if err := h.engine.Locked(p.r.Context(), actor(p.r, p.id.ID)); err != nil {
+		if handled, err := h.engineError(p, err); handled {
+			return err
+		}
+	}
+	h.offerRemember(p)
+	return h.render(p, http.StatusOK, "challenge")
+}
+
+func (h *Handler) offerRemember(p *pageRequest) {
+	if p.rule != nil && p.rule.remember > 0 {
+		p.page.ShowRemember = true
+		p.page.RememberDays = int((p.rule.remember + 24*time.Hour - 1) / (24 * time.Hour))
+	}
+}
+
+// verify checks a challenge code and, on success, starts a fresh
+// second-factor session.
+func (h *Handler) verify(p *pageRequest) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := actor(p.r, p.id.ID)
+	u, err := h.engine.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
+	if err != nil {
+		if handled, err := h.engineError(p, err); handled {
+			return err
+		}
+		if errors.Is(err, challenge.ErrNotEnrolled) {
+			if st, serr := h.engine.State(ctx, p.id.ID); serr == nil && !st.Enrolled() {
+				return h.seeOther(p, h.pageURL(p, "enrol"))
+			}
+		}
+		p.page.Error = "code_incorrect"
+		h.offerRemember(p)
+		return h.render(p, http.StatusUnauthorized, "challenge")
+	}
+	now := clock.Now()
+	h.startSession(p, u, "totp", false, now)
+	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 {
+		id := session.NewID()
+		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember)
+		if err != nil {
+			// The member is verified; failing to remember only means
+			// being asked again next time.
+			h.logger.Warn("remembering device", zap.Error(err))
+		} else {
+			h.setDeviceCookie(p.w, &session.Device{User: p.id.ID, ID: id, Expires: expires.Unix()}, p.secure, now)
+		}
+	}
+	return h.seeOther(p, p.page.ReturnTo)
+}
+
+// startSession issues a new second-factor session (never reusing an
+// earlier one) and rotates the CSRF secret.
+func (h *Handler) startSession(p *pageRequest, u *challenge.User, method string, remembered bool, now time.Time) {
+	s := session.Session{
+		User: p.id.ID, ID: session.NewID(), Binding: p.id.Binding, Method: method, Epoch: u.Epoch,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: remembered,
+	}
+	h.setSessionCookie(p.w, &s, p.secure, now)
+	h.newCSRF(p)
+}
+
+func (h *Handler) setSessionCookie(w http.ResponseWriter, s *session.Session, secure bool, now time.Time) {
+	http.SetCookie(w, &http.Cookie{
+		Name: session.Name(session.SessionCookie, secure), Value: h.codec.EncodeSession(s), Path: "/",
+		MaxAge: int(s.Expires - now.Unix()), HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (h *Handler) setDeviceCookie(w http.ResponseWriter, d *session.Device, secure bool, now time.Time) {
+	http.SetCookie(w, &http.Cookie{
+		Name: session.Name(session.DeviceCookie, secure), Value: h.codec.EncodeDevice(d), Path: "/",
+		MaxAge: int(d.Expires - now.Unix()), HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func clearCookie(w http.ResponseWriter, base string, secure bool) {
+	http.SetCookie(w, &http.Cookie{
+		Name: session.Name(base, secure), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// useRememberedDevice starts a session from a remembered-device cookie that
+// belongs to this member and is still on record.
+func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id *identity, secure bool, now time.Time) (bool, error) {
+	c, err := r.Cookie(session.Name(session.DeviceCookie, secure))
+	if err != nil {
+		return false, nil
+	}
+	var d session.Device
+	if h.codec.DecodeDevice(c.Value, &d) != nil || d.User != id.ID || now.Unix() >= d.Expires {
+		// Another member's device, or a stale cookie: they are asked
+		// for a code like anyone else.
+		return false, nil
+	}
+	ctx, cancel := withTimeout(r)
+	defer cancel()
+	u, err := h.engine.UseDevice(ctx, actor(r, id.ID), d.ID)
+	if errors.Is(err, challenge.ErrDeviceUnknown) {
+		clearCookie(w, session.DeviceCookie, secure)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s := session.Session{
+		User: id.ID, ID: session.NewID(), Binding: id.Binding, Method: "device", Epoch: u.Epoch,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: true,
+	}
+	h.setSessionCookie(w, &s, secure, now)
+	return true, nil
+}
+
+func (h *Handler) enrolStartPage(p *pageRequest) error {
+	u, err := h.engine.State(p.r.Context(), p.id.ID)
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	if u.Enrolled() {
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	p.page.Required = p.rule == nil || !p.rule.optional
+	return h.render(p, http.StatusOK, "enrol_start")
+}
+
+// enrolStart creates a pending authenticator secret and shows its QR code.
+// It is a POST: creating a secret changes state.
+func (h *Handler) enrolStart(p *pageRequest) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	account := p.id.Email
+	if account == "" {
+		account = p.id.ID
+	}
+	en, err := h.engine.StartTOTP(ctx, actor(p.r, p.id.ID), p.page.SiteName, account, p.csrf)
+	if errors.Is(err, challenge.ErrAlreadyEnrolled) {
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	if err != nil {
+		return h.unavailable(p.w, p.r, "enrol", err)
+	}
+	return h.showEnrolment(p, en, http.StatusOK)
+}
+
+func (h *Handler) showEnrolment(p *pageRequest, en *challenge.Enrolment, status int) error {
+	p.page.Required = p.rule == nil || !p.rule.optional
+	p.page.QRCode = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRCode))
+	p.page.OTPAuthURI = template.URL(en.URI)
+	p.page.Secret = en.Secret
+	p.page.Issuer = en.Issuer
+	p.page.Account = en.Account
+	return h.render(p, status, "enrol")
+}
+
+// enrolConfirm completes enrolment with the first code from the app.
+func (h *Handler) enrolConfirm(p *pageRequest) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := actor(p.r, p.id.ID)
+	u, err := h.engine.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
+	switch {
+	case err == nil:
+		h.startSession(p, u, "totp", false, clock.Now())
+		return h.seeOther(p, p.page.ReturnTo)
+	case errors.Is(err, challenge.ErrAlreadyEnrolled):
+		return h.seeOther(p, p.page.ReturnTo)
+	case errors.Is(err, challenge.ErrExpired):
+		p.page.Error = "enrol_expired"
+		p.page.Required = p.rule == nil || !p.rule.optional
+		return h.render(p, http.StatusConflict, "enrol_start")
+	}
+	if handled, err := h.engineError(p, err); handled {
+		return err
+	}
+	en, perr := h.engine.PendingTOTP(ctx, a, p.csrf)
+	if perr != nil {
+		p.page.Error = "enrol_expired"
+		return h.render(p, http.StatusConflict, "enrol_start")
+	}
+	p.page.Error = "code_incorrect"
+	return h.showEnrolment(p, en, http.StatusUnauthorized)
+}
+
+// reminderDue reports whether a member without a second factor should see
+// the set-up reminder now.
+func (h *Handler) reminderDue(r *http.Request, user string, now time.Time) bool {
+	c, err := r.Cookie(session.Name(session.ReminderCookie, r.TLS != nil))
+	if err != nil {
+		return true
+	}
+	var rem session.Reminder
+	if h.codec.DecodeReminder(c.Value, &rem) != nil || rem.User != user {
+		return true
+	}
+	return now.Unix() >= rem.Until
+}
+
+func (h *Handler) remindPage(p *pageRequest) error {
+	u, err := h.engine.State(p.r.Context(), p.id.ID)
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	if u.Enrolled() {
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	return h.render(p, http.StatusOK, "remind")
+}
+
+// remindLater records "not now" for the rule's reminder interval.
+func (h *Handler) remindLater(p *pageRequest) error {
+	interval := defaultReminder
+	if p.rule != nil {
+		if !p.rule.optional {
+			// Required paths cannot be put off.
+			return h.seeOther(p, h.pageURL(p, "enrol"))
+		}
+		interval = p.rule.reminder
+	}
+	now := clock.Now()
+	rem := session.Reminder{User: p.id.ID, Until: now.Add(interval).Unix()}
+	http.SetCookie(p.w, &http.Cookie{
+		Name: session.Name(session.ReminderCookie, p.secure), Value: h.codec.EncodeReminder(&rem), Path: "/",
+		MaxAge: int(interval / time.Second), HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode,
+	})
+	h.engine.Audit(actor(p.r, p.id.ID), "enrol_reminder", "later")
+	return h.seeOther(p, p.page.ReturnTo)
+}
+
+func (h *Handler) logoutPage(p *pageRequest) error {
+	return h.render(p, http.StatusOK, "logout")
+}
+
+// logout ends the second-factor session server-side and forgets this
+// browser's remembered device, so the next visit asks for a code again.
+func (h *Handler) logout(p *pageRequest) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := actor(p.r, p.id.ID)
+	if c, err := p.r.Cookie(session.Name(session.SessionCookie, p.secure)); err == nil {
+		var s session.Session
+		if h.codec.DecodeSession(c.Value, &s) == nil && s.User == p.id.ID {
+			if err := h.engine.RevokeSession(ctx, a, s.ID, time.Unix(s.Expires, 0)); err != nil {
+				return h.unavailable(p.w, p.r, "logout", err)
+			}
+		}
+	}
+	if c, err := p.r.Cookie(session.Name(session.DeviceCookie, p.secure)); err == nil {
+		var d session.Device
+		if h.codec.DecodeDevice(c.Value, &d) == nil && d.User == p.id.ID {
+			if err := h.engine.ForgetDevice(ctx, a, d.ID); err != nil {
+				return h.unavailable(p.w, p.r, "logout", err)
+			}
+		}
+	}
+	clearCookie(p.w, session.SessionCookie, p.secure)
+	clearCookie(p.w, session.DeviceCookie, p.secure)
+	h.newCSRF(p)
+	if c := h.logger.Check(zapcore.DebugLevel, "signed out"); c != nil {
+		c.Write(zap.String("user", p.id.ID))
+	}
+	return h.renderMessage(p.w, p.r, http.StatusOK, "title_signed_out", "signed_out", nil, p.page.ReturnTo)
+}

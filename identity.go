@@ -1,0 +1,328 @@
+package twofactor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// Identity says where the member's first-factor identity comes from. The
+// gateway never checks passwords; it learns who is signed in from the member
+// site or from a trusted handler that ran before it.
+type Identity struct {
+	// "endpoint": call the member site's "who am I" URL with the member's
+	// cookies. "header": read a value set by a trusted earlier handler.
+	Source string `json:"source,omitempty"`
+
+	// For source "header": a placeholder set by an earlier handler, such
+	// as {http.auth.user.id} from basic_auth, or the name of a request
+	// header that an earlier handler always sets or removes, such as one
+	// listed in forward_auth's copy_headers. A header that reaches Caddy
+	// from the client unchanged must never be used: anyone could claim to
+	// be anyone.
+	Header string `json:"header,omitempty"`
+
+	// For source "endpoint": the absolute URL of the member site's "who am
+	// I" endpoint. It receives the member's cookies (except the gateway's
+	// own) and answers 200 with JSON {"id": ..., "email": ..., "phone":
+	// ...} for a signed-in member, or 401/403 otherwise.
+	URL string `json:"url,omitempty"`
+
+	// The member site's session cookie. The second-factor session is bound
+	// to it, so signing in again at the member site asks for the second
+	// factor again. Required for source "endpoint" (the endpoint is only
+	// called when the cookie is present); optional for "header".
+	SessionCookie string `json:"session_cookie,omitempty"`
+
+	// How long an endpoint answer is reused for the same member-site
+	// session. Default: 30s.
+	Cache caddy.Duration `json:"cache,omitempty"`
+
+	// How long to wait for the endpoint. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// identity is a resolved first-factor identity. An empty ID means nobody is
+// signed in.
+type identity struct {
+	ID    string
+	Email string
+	Phone string
+	// Binding is a hash of the member-site session cookie, zero when there
+	// is none to bind to.
+	Binding [16]byte
+}
+
+type identitySource interface {
+	resolve(r *http.Request) (identity, error)
+}
+
+func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySource, error) {
+	if c.SessionCookie != "" && !validCookieName(c.SessionCookie) {
+		return nil, fmt.Errorf("session_cookie %q: not a valid cookie name", c.SessionCookie)
+	}
+	switch c.Source {
+	case "header":
+		if c.Header == "" {
+			return nil, errors.New("header: a header name or placeholder is required for source header")
+		}
+		h := &headerSource{cookie: c.SessionCookie}
+		if strings.HasPrefix(c.Header, "{") && strings.HasSuffix(c.Header, "}") {
+			h.placeholder = strings.Trim(c.Header, "{}")
+		} else {
+			if strings.ContainsAny(c.Header, "{} :") {
+				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
+			}
+			h.header = http.CanonicalHeaderKey(c.Header)
+			logger.Info("identity comes from a request header; make sure a handler before two_factor always sets or removes it",
+				zap.String("header", h.header))
+		}
+		return h, nil
+	case "endpoint":
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("url %q: must be an absolute http or https URL", c.URL)
+		}
+		if c.SessionCookie == "" {
+			return nil, errors.New("session_cookie: required for source endpoint")
+		}
+		e := &endpointSource{
+			url:     u.String(),
+			cookie:  c.SessionCookie,
+			ttl:     time.Duration(c.Cache),
+			timeout: time.Duration(c.Timeout),
+			cache:   map[[32]byte]cachedIdentity{},
+		}
+		if e.ttl == 0 {
+			e.ttl = 30 * time.Second
+		}
+		if e.timeout == 0 {
+			e.timeout = 3 * time.Second
+		}
+		if e.ttl < 0 || e.ttl > 10*time.Minute {
+			return nil, fmt.Errorf("cache %s: must be between 0 and 10m", e.ttl)
+		}
+		e.client = &http.Client{
+			Timeout: e.timeout,
+			// The endpoint answers directly; following redirects could
+			// carry members' cookies elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		return e, nil
+	case "":
+		return nil, errors.New("source: required (endpoint or header)")
+	default:
+		return nil, fmt.Errorf("source %q: unknown identity source (use endpoint or header)", c.Source)
+	}
+}
+
+func validCookieName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// validIdentity keeps absurd or control-character IDs out of keys, logs and
+// headers.
+func validIdentity(id string) bool {
+	if id == "" || len(id) > maxIdentityLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < ' ' || id[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte, ok bool) {
+	if cookie == "" {
+		return binding, full, false
+	}
+	c, err := r.Cookie(cookie)
+	if err != nil || c.Value == "" {
+		return binding, full, false
+	}
+	full = sha256.Sum256([]byte(c.Value))
+	copy(binding[:], full[:16])
+	return binding, full, true
+}
+
+// headerSource reads the identity from a placeholder or a header set by an
+// earlier handler.
+type headerSource struct {
+	placeholder string
+	header      string
+	cookie      string
+}
+
+func (s *headerSource) resolve(r *http.Request) (identity, error) {
+	var id string
+	if s.placeholder != "" {
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if repl != nil {
+			if v, ok := repl.GetString(s.placeholder); ok {
+				id = v
+			}
+		}
+	} else {
+		vals := r.Header[s.header]
+		if len(vals) != 1 {
+			// Absent, or ambiguous: never pick one of several.
+			return identity{}, nil
+		}
+		id = vals[0]
+	}
+	if !validIdentity(id) {
+		return identity{}, nil
+	}
+	out := identity{ID: id}
+	out.Binding, _, _ = bindingOf(r, s.cookie)
+	return out, nil
+}
+
+// endpointSource asks the member site who is signed in, caching answers
+// briefly by the member-site session cookie.
+type endpointSource struct {
+	url     string
+	cookie  string
+	ttl     time.Duration
+	timeout time.Duration
+	client  *http.Client
+	flight  singleflight.Group
+
+	mu    sync.RWMutex
+	cache map[[32]byte]cachedIdentity
+}
+
+type cachedIdentity struct {
+	id      identity
+	expires time.Time
+}
+
+const identityCacheMax = 100_000
+
+func (s *endpointSource) resolve(r *http.Request) (identity, error) {
+	binding, key, ok := bindingOf(r, s.cookie)
+	if !ok {
+		return identity{}, nil
+	}
+	now := clock.Now()
+	s.mu.RLock()
+	c, hit := s.cache[key]
+	s.mu.RUnlock()
+	if hit && now.Before(c.expires) {
+		return c.id, nil
+	}
+	v, err, _ := s.flight.Do(string(key[:]), func() (any, error) {
+		return s.fetch(r)
+	})
+	if err != nil {
+		return identity{}, err
+	}
+	id := v.(identity)
+	if id.ID == "" {
+		// Not cached: many sites keep the session ID across sign-in, so
+		// the same cookie may be signed in a moment from now.
+		return id, nil
+	}
+	id.Binding = binding
+	if s.ttl > 0 {
+		s.mu.Lock()
+		if len(s.cache) >= identityCacheMax {
+			clear(s.cache)
+		}
+		s.cache[key] = cachedIdentity{id: id, expires: now.Add(s.ttl)}
+		s.mu.Unlock()
+	}
+	return id, nil
+}
+
+// fetch calls the endpoint with the member's cookies.
+func (s *endpointSource) fetch(r *http.Request) (identity, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return identity{}, err
+	}
+	for _, c := range r.Cookies() {
+		if !isGatewayCookie(c.Name) {
+			req.AddCookie(c)
+		}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "caddy-twofactor")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return identity{}, fmt.Errorf("identity endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return identity{}, nil
+	case resp.StatusCode != http.StatusOK:
+		return identity{}, fmt.Errorf("identity endpoint: status %d", resp.StatusCode)
+	}
+	var body struct {
+		ID    json.RawMessage `json:"id"`
+		Email string          `json:"email"`
+		Phone string          `json:"phone"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
+		return identity{}, fmt.Errorf("identity endpoint: reading JSON: %w", err)
+	}
+	id, err := jsonID(body.ID)
+	if err != nil {
+		return identity{}, fmt.Errorf("identity endpoint: %w", err)
+	}
+	return identity{ID: id, Email: body.Email, Phone: body.Phone}, nil
+}
+
+// jsonID accepts a string or a number: member sites use both.
+func jsonID(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", errors.New(`answer has no "id"`)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if !validIdentity(s) {
+			return "", errors.New(`"id" is empty, too long or has control characters`)
+		}
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n.String(), nil
+	}
+	return "", errors.New(`"id" is neither a string nor a number`)
+}
+
+func isGatewayCookie(name string) bool {
+	name = strings.TrimPrefix(name, "__Host-")
+	switch name {
+	case session.SessionCookie, session.DeviceCookie, session.CSRFCookie, session.ReminderCookie:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,153 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+// Enrolments survive a restart with the same data; a reload shares the open
+// database instead of waiting for its file lock.
+func TestRestartKeepsEnrolments(t *testing.T) {
+	e := start(t, setup{})
+	_, secret := enrolled(e, "alice")
+
+	// Reload: a new config while the old one runs.
+	e2 := start(t, setup{dbPath: e.dbPath, clock: e.clock})
+	b := e2.browser()
+	b.login("alice")
+	if r := b.get("/members/"); r.location() != "/.2fa/challenge?return_to=%2Fmembers%2F" {
+		t.Fatalf("after reload: %d %q", r.status, r.location())
+	}
+
+	// Full stop, then start again.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e3 := start(t, setup{dbPath: e.dbPath, clock: e.clock})
+	b = e3.browser()
+	b.login("alice")
+	if r := b.get("/members/"); r.location() != "/.2fa/challenge?return_to=%2Fmembers%2F" {
+		t.Fatalf("after restart: %d %q", r.status, r.location())
+	}
+	if r := b.verify(e3.code(secret, 0), "/members/", false); r.status != 303 {
+		t.Fatalf("verify after restart: %d %s", r.status, r.body)
+	}
+}
+
+// A wrong key never turns enrolled members into unenrolled ones: Caddy
+// refuses the config.
+func TestWrongKeyRefusesToLoad(t *testing.T) {
+	e := start(t, setup{})
+	enrolled(e, "alice")
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	other := e.caddyfile(setup{global: `keys "another-key-another-key-another-key-0123" ` + "\n\t\tstore embedded " + `"` + e.dbPath + `"`})
+	err := load(other)
+	if err == nil || !strings.Contains(err.Error(), "keys") || !strings.Contains(err.Error(), "cannot decrypt") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Rotation: the new key first, the old one kept.
+	rotated := e.caddyfile(setup{global: `keys "another-key-another-key-another-key-0123" "` + testKey + `"` + "\n\t\tstore embedded " + `"` + e.dbPath + `"`})
+	if err := load(rotated); err != nil {
+		t.Fatalf("rotated keys: %v", err)
+	}
+	_ = caddy.Stop()
+}
+
+// Without keys or a store configured, a key is generated once, kept with
+// mode 0600, and reused.
+func TestGeneratedKey(t *testing.T) {
+	e := start(t, setup{global: "max_failures 5"})
+	enrolled(e, "alice")
+	path := filepath.Join(caddy.AppDataDir(), "two_factor", "key")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", info.Mode().Perm())
+	}
+	key, _ := os.ReadFile(path)
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := start(t, setup{global: "max_failures 5", clock: e.clock})
+	b := e2.browser()
+	b.login("alice")
+	if r := b.get("/members/"); r.location() != "/.2fa/challenge?return_to=%2Fmembers%2F" {
+		t.Fatalf("after restart on the generated key: %q", r.location())
+	}
+	again, _ := os.ReadFile(path)
+	if string(again) != string(key) {
+		t.Fatal("the generated key changed")
+	}
+}
+
+// Bad configuration is refused with a message naming what is wrong.
+func TestBadConfigRefused(t *testing.T) {
+	e := &env{t: t, port: freePort(t), siteURL: "http://127.0.0.1:1", echoURL: "http://127.0.0.1:2", dbPath: filepath.Join(t.TempDir(), "db"), logPath: filepath.Join(t.TempDir(), "log")}
+	for _, tc := range []struct {
+		name   string
+		setup  setup
+		expect string
+	}{
+		{"unknown option", setup{policy: defaultPolicy + "\n\tcolour blue\n"}, `unknown option "colour"`},
+		{"unknown global option", setup{global: "frobnicate 1"}, `unknown option "frobnicate"`},
+		{"bad duration", setup{policy: defaultPolicy + "\n\tsession_idle soon\n"}, "session_idle: bad duration"},
+		{"bad remember", setup{policy: strings.Replace(defaultPolicy, "remember_device 30d", "remember_device 9000d", 1)}, "remember_device"},
+		{"short key", setup{global: `keys "short"`}, "keys[0]: the key is 5 bytes"},
+		{"unresolved key", setup{global: `keys {env.TWOFACTOR_TEST_UNSET_KEY}`}, "keys[0]"},
+		{"bad path pattern", setup{policy: "identity header {http.auth.user.id}\n\tprotect members/*"}, `path pattern "members/*"`},
+		{"unknown identity source", setup{policy: "identity ldap x\n\tprotect /x"}, `unknown source "ldap"`},
+		{"no identity", setup{policy: "protect /x"}, "identity: required"},
+		{"endpoint without cookie", setup{policy: "identity endpoint http://127.0.0.1:1/me\n\tprotect /x"}, "session_cookie: required"},
+		{"relative endpoint", setup{policy: "identity endpoint /me {\n\t\tsession_cookie s\n\t}\n\tprotect /x"}, "absolute http or https URL"},
+		{"no protected paths", setup{policy: "identity header {http.auth.user.id}"}, "no protected paths"},
+		{"bad enrolment", setup{policy: "identity header {http.auth.user.id}\n\tprotect /x {\n\t\tenrolment sometimes\n\t}"}, `enrolment "sometimes"`},
+		{"open redirect login_url", setup{policy: defaultPolicy + "\n\tlogin_url https://evil.example/\n"}, "login_url"},
+		{"bad totp digits", setup{global: "totp_digits 7"}, "digits 7"},
+		{"bad skew", setup{global: "totp_skew 5"}, "skew 5"},
+		{"repeated option", setup{policy: defaultPolicy + "\n\tprefix /a/\n\tprefix /b/\n"}, "prefix given twice"},
+	} {
+		err := load(e.caddyfile(tc.setup))
+		if err == nil || !strings.Contains(err.Error(), tc.expect) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.expect)
+		}
+	}
+	_ = caddy.Stop()
+}
+
+// The example configuration adapts, and the JSON keeps its meaning.
+func TestCaddyfileExampleAdapts(t *testing.T) {
+	body, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) > 0 {
+		t.Fatalf("warnings: %v", warnings)
+	}
+	for _, want := range []string{
+		`"handler":"two_factor"`, `"source":"endpoint"`, `"url":"http://127.0.0.1:9080/api/me"`,
+		`"session_cookie":"member_session"`, `"paths":["/members/*"]`, `"remember_device":"off"`,
+		`"login_url":"/login"`, `"site_name":"Demo Members"`, `"two_factor":{}`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted JSON lacks %s:\n%s", want, out)
+		}
+	}
+	// two_factor runs after forward_auth and before reverse_proxy.
+	s := string(out)
+	if i, j := strings.Index(s, `"handler":"two_factor"`), strings.Index(s, `"handler":"reverse_proxy"`); i < 0 || j < 0 || i > j {
+		t.Errorf("two_factor is not ordered before reverse_proxy:\n%s", s)
+	}
+}
