@@ -143,7 +143,8 @@ func (h *Handler) newCSRF(p *pageRequest) {
 // sameOrigin is the defence in depth behind the CSRF token: browsers say
 // where a form post comes from.
 func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
+	fetchSite := r.Header.Get("Sec-Fetch-Site")
+	switch fetchSite {
 	case "", "same-origin", "none":
 	default:
 		return false
@@ -151,6 +152,12 @@ func sameOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
+	}
+	if origin == "null" {
+		// Privacy settings (a no-referrer policy, for one) make browsers
+		// send "null"; Sec-Fetch-Site, which pages cannot forge, still
+		// tells.
+		return fetchSite == "same-origin"
 	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
@@ -339,12 +346,12 @@ func clearCookie(w http.ResponseWriter, base string, secure bool) {
 // useRememberedDevice starts a session from a remembered-device cookie that
 // belongs to this member and is still on record.
 func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id *identity, secure bool, now time.Time) (bool, error) {
-	c, err := r.Cookie(session.Name(session.DeviceCookie, secure))
-	if err != nil {
+	v, ok := cookieValue(r, session.Name(session.DeviceCookie, secure))
+	if !ok {
 		return false, nil
 	}
 	var d session.Device
-	if h.codec.DecodeDevice(c.Value, &d) != nil || d.User != id.ID || now.Unix() >= d.Expires {
+	if h.codec.DecodeDevice(v, &d) != nil || d.User != id.ID || now.Unix() >= d.Expires {
 		// Another member's device, or a stale cookie: they are asked
 		// for a code like anyone else.
 		return false, nil
@@ -440,12 +447,12 @@ func (h *Handler) enrolConfirm(p *pageRequest) error {
 // reminderDue reports whether a member without a second factor should see
 // the set-up reminder now.
 func (h *Handler) reminderDue(r *http.Request, user string, now time.Time) bool {
-	c, err := r.Cookie(session.Name(session.ReminderCookie, r.TLS != nil))
-	if err != nil {
+	v, ok := cookieValue(r, session.Name(session.ReminderCookie, r.TLS != nil))
+	if !ok {
 		return true
 	}
 	var rem session.Reminder
-	if h.codec.DecodeReminder(c.Value, &rem) != nil || rem.User != user {
+	if h.codec.DecodeReminder(v, &rem) != nil || rem.User != user {
 		return true
 	}
 	return now.Unix() >= rem.Until

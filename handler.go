@@ -225,6 +225,9 @@ func (rule *Rule) provision(ctx caddy.Context) error {
 	if rule.reminder == 0 {
 		rule.reminder = defaultReminder
 	}
+	if rule.reminder < time.Minute || rule.reminder > maxRemember {
+		return fmt.Errorf("reminder %s: must be between 1m and 400d", rule.reminder)
+	}
 	return nil
 }
 
@@ -277,9 +280,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := clock.Now()
 	secure := r.TLS != nil
 
-	if c, err := r.Cookie(session.Name(session.SessionCookie, secure)); err == nil {
+	if v, ok := cookieValue(r, session.Name(session.SessionCookie, secure)); ok {
 		var s session.Session
-		if h.codec.DecodeSession(c.Value, &s) == nil && h.sessionValid(&s, &id, u, now) &&
+		if h.codec.DecodeSessionOf(v, id.ID, &s) == nil && h.sessionValid(&s, &id, u, now) &&
 			(rule.remember > 0 || !s.Remembered) {
 			if now.Unix()-s.LastSeen >= int64(sessionRefreshEvery/time.Second) {
 				s.LastSeen = now.Unix()
@@ -348,21 +351,19 @@ func (h *Handler) sessionValid(s *session.Session, id *identity, u *challenge.Us
 }
 
 // setUpstream tells the upstream who passed which second factor, through
-// headers the client cannot set (stripGatewayHeaders removed its copies)
-// and placeholders for later handlers.
+// headers the client cannot set (stripGatewayHeaders removed its copies).
+// Later handlers read them as {http.request.header.X-2fa-User} and so on.
 func setUpstream(r *http.Request, user, method string, enrolled bool) {
-	r.Header[upstreamUserHeader] = []string{user}
-	r.Header[upstreamMethodHeader] = []string{method}
 	e := "false"
 	if enrolled {
 		e = "true"
 	}
-	r.Header[upstreamEnrolledHeader] = []string{e}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.two_factor.user", user)
-		repl.Set("http.two_factor.method", method)
-		repl.Set("http.two_factor.enrolled", e)
-	}
+	// One backing array for the three values: this runs on every request.
+	v := [...]string{user, method, e}
+	vals := v[:]
+	r.Header[upstreamUserHeader] = vals[0:1:1]
+	r.Header[upstreamMethodHeader] = vals[1:2:2]
+	r.Header[upstreamEnrolledHeader] = vals[2:3:3]
 }
 
 // stripGatewayHeaders deletes every request header that could be read as

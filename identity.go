@@ -2,7 +2,6 @@ package twofactor
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -82,8 +83,12 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 			return nil, errors.New("header: a header name or placeholder is required for source header")
 		}
 		h := &headerSource{cookie: c.SessionCookie}
-		if strings.HasPrefix(c.Header, "{") && strings.HasSuffix(c.Header, "}") {
-			h.placeholder = strings.Trim(c.Header, "{}")
+		if inner, ok := strings.CutPrefix(c.Header, "{"); ok {
+			inner, ok = strings.CutSuffix(inner, "}")
+			if !ok || inner == "" || strings.ContainsAny(inner, "{} ") {
+				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
+			}
+			h.placeholder = inner
 		} else {
 			if strings.ContainsAny(c.Header, "{} :") {
 				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
@@ -114,8 +119,11 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 		if e.timeout == 0 {
 			e.timeout = 3 * time.Second
 		}
-		if e.ttl < 0 || e.ttl > 10*time.Minute {
-			return nil, fmt.Errorf("cache %s: must be between 0 and 10m", e.ttl)
+		if e.ttl < time.Second || e.ttl > 10*time.Minute {
+			return nil, fmt.Errorf("cache %s: must be between 1s and 10m", e.ttl)
+		}
+		if e.timeout < 100*time.Millisecond || e.timeout > time.Minute {
+			return nil, fmt.Errorf("timeout %s: must be between 100ms and 1m", e.timeout)
 		}
 		e.client = &http.Client{
 			Timeout: e.timeout,
@@ -141,31 +149,19 @@ func validCookieName(name string) bool {
 	return name != ""
 }
 
-// validIdentity keeps absurd or control-character IDs out of keys, logs and
-// headers.
+// validIdentity keeps absurd IDs out of keys, logs and headers: empty, too
+// long, not UTF-8, or with characters that do not print (controls,
+// direction overrides).
 func validIdentity(id string) bool {
-	if id == "" || len(id) > maxIdentityLength {
+	if id == "" || len(id) > maxIdentityLength || !utf8.ValidString(id) {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < ' ' || id[i] == 0x7f {
+	for _, r := range id {
+		if !unicode.IsPrint(r) && r != ' ' {
 			return false
 		}
 	}
 	return true
-}
-
-func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte, ok bool) {
-	if cookie == "" {
-		return binding, full, false
-	}
-	c, err := r.Cookie(cookie)
-	if err != nil || c.Value == "" {
-		return binding, full, false
-	}
-	full = sha256.Sum256([]byte(c.Value))
-	copy(binding[:], full[:16])
-	return binding, full, true
 }
 
 // headerSource reads the identity from a placeholder or a header set by an
@@ -313,6 +309,9 @@ func jsonID(raw json.RawMessage) (string, error) {
 	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err == nil {
+		if !validIdentity(n.String()) {
+			return "", errors.New(`"id" is too long`)
+		}
 		return n.String(), nil
 	}
 	return "", errors.New(`"id" is neither a string nor a number`)

@@ -288,14 +288,14 @@ const csp = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-ac
 	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 // SetSecurityHeaders sets the headers every gateway page carries: no
-// caching, no framing, no sniffing, no referrer, a strict
+// caching, no framing, no sniffing, the referrer only to this site, a strict
 // Content-Security-Policy and, when https, Strict-Transport-Security.
 func SetSecurityHeaders(h http.Header, https bool) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", csp)
 	if https {
 		h.Set("Strict-Transport-Security", "max-age=31536000")

@@ -432,7 +432,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"Pragma":                 "no-cache",
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
-		"Referrer-Policy":        "no-referrer",
+		"Referrer-Policy":        "same-origin",
 		"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 			"frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",

@@ -47,6 +47,21 @@ func TestSessionRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDecodeSessionOf(t *testing.T) {
+	c := testCodec(t)
+	in := sample()
+	v := c.EncodeSession(in)
+	var out Session
+	if err := c.DecodeSessionOf(v, "alice@example.com", &out); err != nil || out != *in {
+		t.Fatalf("own user: %v %+v", err, out)
+	}
+	for _, other := range []string{"", "alice", "alice@example.co", "alice@example.comm", "bob"} {
+		if err := c.DecodeSessionOf(v, other, &out); err != ErrInvalid {
+			t.Errorf("user %q: want ErrInvalid, got %v", other, err)
+		}
+	}
+}
+
 func TestTamperedValuesAreInvalid(t *testing.T) {
 	c := testCodec(t)
 	v := c.EncodeSession(sample())
@@ -145,7 +160,7 @@ func BenchmarkDecodeSession(b *testing.B) {
 	var s Session
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.DecodeSession(v, &s); err != nil {
+		if err := c.DecodeSessionOf(v, "alice@example.com", &s); err != nil {
 			b.Fatal(err)
 		}
 	}

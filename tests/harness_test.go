@@ -52,7 +52,7 @@ const testKey = "integration-test-key-0123456789abcdef"
 
 // env is one running gateway with its upstreams.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	base    string // the gateway, e.g. http://127.0.0.1:40123
 	host    string
 	site    *membersite.Site
@@ -80,6 +80,8 @@ type setup struct {
 	dbPath string
 	// Keep the clock of an earlier env.
 	clock *clock.Fake
+	// More site blocks after the gateway's own.
+	sites string
 }
 
 const defaultPolicy = `
@@ -99,7 +101,7 @@ const defaultPolicy = `
 	site_name "Test Members"
 `
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -155,7 +157,8 @@ func (e *env) caddyfile(s setup) string {
 	reverse_proxy @echo %s
 	reverse_proxy %s
 }
-`, e.logPath, global, scheme, e.port, tlsLine, policy, s.extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"))
+%s
+`, e.logPath, global, scheme, e.port, tlsLine, policy, s.extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
 }
 
 // load adapts and loads a Caddyfile, returning Caddy's error.
@@ -168,7 +171,7 @@ func load(cfg string) error {
 }
 
 // start runs a gateway for the test and stops it when the test ends.
-func start(t *testing.T, s setup) *env {
+func start(t testing.TB, s setup) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test")
@@ -266,7 +269,7 @@ func (e *env) nextStep() { e.clock.Advance(30 * time.Second) }
 
 // browser is one client with its own cookies, like one browser profile.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	e      *env
 	c      *http.Client
 	jar    *cookiejar.Jar
@@ -445,7 +448,7 @@ func inputValue(page, name string) string {
 
 // enrolmentSecret reads the secret from the otpauth:// link of the
 // enrolment page, the way a phone reads it from the QR code.
-func enrolmentSecret(t *testing.T, page string) string {
+func enrolmentSecret(t testing.TB, page string) string {
 	t.Helper()
 	var uri string
 	walk(page, func(n *html.Node) bool {

@@ -192,7 +192,7 @@ func TestForwardAuthIdentityCannotBeForged(t *testing.T) {
 
 // newAuthServer is a forward_auth endpoint: 200 with X-Member-Id from the
 // auth_user cookie, 401 without it.
-func newAuthServer(t *testing.T) string {
+func newAuthServer(t testing.TB) string {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie("auth_user")
 		if err != nil {

@@ -1,0 +1,342 @@
+package twofactor
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func parseHandler(t *testing.T, input string) (*Handler, error) {
+	t.Helper()
+	h := new(Handler)
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return h, err
+}
+
+func TestUnmarshalCaddyfileFullBlock(t *testing.T) {
+	h, err := parseHandler(t, `two_factor {
+		identity endpoint https://club.example/api/me {
+			session_cookie club_sid
+			cache 45s
+			timeout 2s
+		}
+		protect /members/* /account/* {
+			except /members/public/* /members/help
+			enrolment optional
+			remember_device 14d
+			reminder 3d
+		}
+		protect /admin/* {
+			enrolment required
+			remember_device off
+		}
+		prefix /_mfa/
+		login_url /login?from=gate
+		top_page /members/
+		site_name "Example Club"
+		session_idle 20m
+		session_lifetime 8h
+		templates /etc/caddy/2fa-templates
+	}`)
+	if err != nil {
+		t.Fatalf("UnmarshalCaddyfile: %v", err)
+	}
+
+	wantID := &Identity{
+		Source:        "endpoint",
+		URL:           "https://club.example/api/me",
+		SessionCookie: "club_sid",
+		Cache:         caddy.Duration(45 * time.Second),
+		Timeout:       caddy.Duration(2 * time.Second),
+	}
+	if !reflect.DeepEqual(h.Identity, wantID) {
+		t.Errorf("Identity = %+v, want %+v", h.Identity, wantID)
+	}
+
+	wantRules := []*Rule{
+		{
+			Paths:          []string{"/members/*", "/account/*"},
+			Except:         []string{"/members/public/*", "/members/help"},
+			Enrolment:      "optional",
+			RememberDevice: "14d",
+			Reminder:       caddy.Duration(72 * time.Hour),
+		},
+		{
+			Paths:          []string{"/admin/*"},
+			Enrolment:      "required",
+			RememberDevice: "off",
+		},
+	}
+	if len(h.Protect) != len(wantRules) {
+		t.Fatalf("got %d rules, want %d", len(h.Protect), len(wantRules))
+	}
+	for i := range wantRules {
+		if !reflect.DeepEqual(h.Protect[i], wantRules[i]) {
+			t.Errorf("Protect[%d] = %+v, want %+v", i, h.Protect[i], wantRules[i])
+		}
+	}
+
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"Prefix", h.Prefix, "/_mfa/"},
+		{"LoginURL", h.LoginURL, "/login?from=gate"},
+		{"TopPage", h.TopPage, "/members/"},
+		{"SiteName", h.SiteName, "Example Club"},
+		{"SessionIdle", h.SessionIdle, caddy.Duration(20 * time.Minute)},
+		{"SessionLifetime", h.SessionLifetime, caddy.Duration(8 * time.Hour)},
+		{"Templates", h.Templates, "/etc/caddy/2fa-templates"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func TestUnmarshalCaddyfileHeaderPlaceholder(t *testing.T) {
+	h, err := parseHandler(t, `two_factor {
+		identity header {http.auth.user.id} {
+			session_cookie sid
+		}
+		protect /members/*
+	}`)
+	if err != nil {
+		t.Fatalf("UnmarshalCaddyfile: %v", err)
+	}
+	want := &Identity{Source: "header", Header: "{http.auth.user.id}", SessionCookie: "sid"}
+	if !reflect.DeepEqual(h.Identity, want) {
+		t.Errorf("Identity = %+v, want %+v", h.Identity, want)
+	}
+	if len(h.Protect) != 1 || !reflect.DeepEqual(h.Protect[0].Paths, []string{"/members/*"}) {
+		t.Errorf("Protect = %+v", h.Protect)
+	}
+}
+
+func TestUnmarshalCaddyfileProtectShorthand(t *testing.T) {
+	h, err := parseHandler(t, `two_factor {
+		identity header X-Member-Id
+		protect /a/* /b/*
+		prefix /.2fa/
+	}`)
+	if err != nil {
+		t.Fatalf("UnmarshalCaddyfile: %v", err)
+	}
+	if len(h.Protect) != 1 {
+		t.Fatalf("got %d rules, want 1", len(h.Protect))
+	}
+	want := &Rule{Paths: []string{"/a/*", "/b/*"}}
+	if !reflect.DeepEqual(h.Protect[0], want) {
+		t.Errorf("rule = %+v, want %+v", h.Protect[0], want)
+	}
+	if h.Identity == nil || h.Identity.Source != "header" || h.Identity.Header != "X-Member-Id" {
+		t.Errorf("Identity = %+v", h.Identity)
+	}
+	// The option after the shorthand rule must not be swallowed by it.
+	if h.Prefix != "/.2fa/" {
+		t.Errorf("Prefix = %q, want /.2fa/", h.Prefix)
+	}
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  string // substring of the error
+	}{
+		{"argument after directive", "two_factor extra {\n}", "wrong argument count"},
+		{"unknown option", "two_factor {\n\tbogus 1\n}", `unknown option "bogus"`},
+		{"unknown identity source", "two_factor {\n\tidentity ldap cn=x\n}", `unknown source "ldap"`},
+		{"identity without source", "two_factor {\n\tidentity\n}", "identity: expected a source"},
+		{"endpoint without url", "two_factor {\n\tidentity endpoint\n}", "identity endpoint: expected the URL"},
+		{"header without name", "two_factor {\n\tidentity header\n}", "identity header: expected a header name"},
+		{"identity extra args", "two_factor {\n\tidentity endpoint https://a/ https://b/\n}", "wrong argument count"},
+		{"identity twice", "two_factor {\n\tidentity header X-A\n\tidentity header X-B\n}", "identity given twice"},
+		{"prefix twice", "two_factor {\n\tprefix /a/\n\tprefix /b/\n}", "prefix given twice"},
+		{"top_page twice", "two_factor {\n\ttop_page /\n\ttop_page /x\n}", "top_page given twice"},
+		{"prefix missing value", "two_factor {\n\tprefix\n}", "prefix: expected a value"},
+		{"login_url missing value", "two_factor {\n\tlogin_url\n}", "login_url: expected a value"},
+		{"site_name extra args", "two_factor {\n\tsite_name Example Club\n}", "site_name: expected one value"},
+		{"templates extra args", "two_factor {\n\ttemplates /a /b\n}", "templates: expected one value"},
+		{"session_idle missing", "two_factor {\n\tsession_idle\n}", "session_idle: expected a value"},
+		{"session_idle bad", "two_factor {\n\tsession_idle soon\n}", `session_idle: bad duration "soon"`},
+		{"session_lifetime bad", "two_factor {\n\tsession_lifetime 12x\n}", `session_lifetime: bad duration "12x"`},
+		{"protect without paths", "two_factor {\n\tprotect\n}", "protect: expected at least one path pattern"},
+		{"protect block without paths", "two_factor {\n\tprotect {\n\t\tenrolment optional\n\t}\n}", "protect: expected at least one path pattern"},
+		{"except without paths", "two_factor {\n\tprotect /a/* {\n\t\texcept\n\t}\n}", "except needs at least one path pattern"},
+		{"unknown identity option", "two_factor {\n\tidentity endpoint https://a/me {\n\t\tcookie sid\n\t}\n}", `identity: unknown option "cookie"`},
+		{"identity option twice", "two_factor {\n\tidentity endpoint https://a/me {\n\t\tcache 1s\n\t\tcache 2s\n\t}\n}", "identity: cache given twice"},
+		{"identity cache bad", "two_factor {\n\tidentity endpoint https://a/me {\n\t\tcache long\n\t}\n}", `cache: bad duration "long"`},
+		{"identity timeout missing", "two_factor {\n\tidentity endpoint https://a/me {\n\t\ttimeout\n\t}\n}", "timeout: expected a value"},
+		{"session_cookie extra", "two_factor {\n\tidentity endpoint https://a/me {\n\t\tsession_cookie a b\n\t}\n}", "session_cookie: expected one value"},
+		{"unknown protect option", "two_factor {\n\tprotect /a/* {\n\t\tremember 1d\n\t}\n}", `protect: unknown option "remember"`},
+		{"protect option twice", "two_factor {\n\tprotect /a/* {\n\t\tenrolment optional\n\t\tenrolment required\n\t}\n}", "protect: enrolment given twice"},
+		{"reminder bad", "two_factor {\n\tprotect /a/* {\n\t\treminder weekly\n\t}\n}", `reminder: bad duration "weekly"`},
+		{"remember_device missing", "two_factor {\n\tprotect /a/* {\n\t\tremember_device\n\t}\n}", "remember_device: expected a value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseHandler(t, tt.input)
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// parseGlobal runs the global option parser and decodes the App it built.
+func parseGlobal(t *testing.T, input string) (*App, map[string]any, error) {
+	t.Helper()
+	v, err := parseGlobalOption(caddyfile.NewTestDispenser(input), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	app, ok := v.(httpcaddyfile.App)
+	if !ok {
+		t.Fatalf("parseGlobalOption returned %T, want httpcaddyfile.App", v)
+	}
+	if app.Name != "two_factor" {
+		t.Errorf("app name = %q, want two_factor", app.Name)
+	}
+	var out App
+	if err := json.Unmarshal(app.Value, &out); err != nil {
+		t.Fatalf("decoding app JSON %s: %v", app.Value, err)
+	}
+	var store map[string]any
+	if out.StoreRaw != nil {
+		if err := json.Unmarshal(out.StoreRaw, &store); err != nil {
+			t.Fatalf("decoding store JSON %s: %v", out.StoreRaw, err)
+		}
+	}
+	return &out, store, nil
+}
+
+func TestParseGlobalOption(t *testing.T) {
+	app, store, err := parseGlobal(t, `two_factor {
+		keys {env.TWOFA_KEY} {file./etc/caddy/old.key} literal-older-key
+		store embedded /var/lib/caddy/2fa.db
+		totp_period 60s
+		totp_skew 2
+		totp_digits 8
+		max_failures 7
+		max_address_failures 50
+		failure_window 30m
+		lockout 1h
+		enrolment_timeout 5m
+	}`)
+	if err != nil {
+		t.Fatalf("parseGlobalOption: %v", err)
+	}
+	wantKeys := []string{"{env.TWOFA_KEY}", "{file./etc/caddy/old.key}", "literal-older-key"}
+	if !reflect.DeepEqual(app.Keys, wantKeys) {
+		t.Errorf("Keys = %q, want %q", app.Keys, wantKeys)
+	}
+	wantStore := map[string]any{"type": "embedded", "path": "/var/lib/caddy/2fa.db"}
+	if !reflect.DeepEqual(store, wantStore) {
+		t.Errorf("store = %v, want %v", store, wantStore)
+	}
+	if app.TOTPSkew == nil || *app.TOTPSkew != 2 {
+		t.Errorf("TOTPSkew = %v, want 2", app.TOTPSkew)
+	}
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"TOTPPeriod", app.TOTPPeriod, caddy.Duration(time.Minute)},
+		{"TOTPDigits", app.TOTPDigits, 8},
+		{"MaxFailures", app.MaxFailures, 7},
+		{"MaxAddressFailures", app.MaxAddressFailures, 50},
+		{"FailureWindow", app.FailureWindow, caddy.Duration(30 * time.Minute)},
+		{"Lockout", app.Lockout, caddy.Duration(time.Hour)},
+		{"EnrolmentTimeout", app.EnrolmentTimeout, caddy.Duration(5 * time.Minute)},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func TestParseGlobalOptionStoreWithoutPathAndZeroSkew(t *testing.T) {
+	app, store, err := parseGlobal(t, `two_factor {
+		store embedded
+		totp_skew 0
+		lockout 2m
+	}`)
+	if err != nil {
+		t.Fatalf("parseGlobalOption: %v", err)
+	}
+	wantStore := map[string]any{"type": "embedded"}
+	if !reflect.DeepEqual(store, wantStore) {
+		t.Errorf("store = %v, want %v", store, wantStore)
+	}
+	// An explicit 0 must survive the JSON round trip: it means "no skew",
+	// which differs from the default of 1.
+	if app.TOTPSkew == nil || *app.TOTPSkew != 0 {
+		t.Errorf("TOTPSkew = %v, want explicit 0", app.TOTPSkew)
+	}
+	// The option after store must still be parsed.
+	if app.Lockout != caddy.Duration(2*time.Minute) {
+		t.Errorf("Lockout = %v, want 2m", app.Lockout)
+	}
+	if len(app.Keys) != 0 {
+		t.Errorf("Keys = %q, want none", app.Keys)
+	}
+}
+
+func TestParseGlobalOptionEmptyBlock(t *testing.T) {
+	app, store, err := parseGlobal(t, "two_factor")
+	if err != nil {
+		t.Fatalf("parseGlobalOption: %v", err)
+	}
+	if store != nil || app.TOTPSkew != nil || app.MaxFailures != 0 || len(app.Keys) != 0 {
+		t.Errorf("empty option produced settings: %+v store=%v", app, store)
+	}
+}
+
+func TestParseGlobalOptionErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  string
+	}{
+		{"argument", "two_factor extra", "wrong argument count"},
+		{"unknown option", "two_factor {\n\tkey abc\n}", `unknown option "key"`},
+		{"repeated option", "two_factor {\n\tlockout 1m\n\tlockout 2m\n}", "lockout given twice"},
+		{"repeated keys", "two_factor {\n\tkeys a\n\tkeys b\n}", "keys given twice"},
+		{"keys without values", "two_factor {\n\tkeys\n}", "keys: at least one key is required"},
+		{"bad number", "two_factor {\n\tmax_failures five\n}", `max_failures: bad number "five"`},
+		{"bad skew", "two_factor {\n\ttotp_skew 1.5\n}", `totp_skew: bad number "1.5"`},
+		{"bad digits", "two_factor {\n\ttotp_digits six\n}", `totp_digits: bad number "six"`},
+		{"missing number", "two_factor {\n\tmax_address_failures\n}", "max_address_failures: expected a value"},
+		{"extra number", "two_factor {\n\ttotp_digits 6 8\n}", "totp_digits: expected one value"},
+		{"bad duration", "two_factor {\n\tfailure_window forever\n}", `failure_window: bad duration "forever"`},
+		{"bad period", "two_factor {\n\ttotp_period 30\n}", `totp_period: bad duration "30"`},
+		{"bad enrolment timeout", "two_factor {\n\tenrolment_timeout soon\n}", `enrolment_timeout: bad duration "soon"`},
+		{"store without type", "two_factor {\n\tstore\n}", "wrong argument count"},
+		{"store unknown type", "two_factor {\n\tstore redis\n}", "two_factor.stores.redis"},
+		{"store extra args", "two_factor {\n\tstore embedded /a /b\n}", "wrong argument count"},
+		{"store block option", "two_factor {\n\tstore embedded /a {\n\t\tsync off\n\t}\n}", `store embedded: unknown option "sync"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := parseGlobalOption(caddyfile.NewTestDispenser(tt.input), nil)
+			if err == nil {
+				t.Fatalf("no error (got %v), want one containing %q", v, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,46 @@
+package twofactor
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"unsafe"
+)
+
+// cookieValue returns the value of the first cookie called name. Unlike
+// r.Cookie, which parses every cookie into a new struct on each call, it
+// allocates nothing: it runs on every protected request.
+func cookieValue(r *http.Request, name string) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			n, v, ok := strings.Cut(textproto.TrimString(part), "=")
+			if !ok || n != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// bindingOf hashes the member-site session cookie: the full hash keys the
+// identity cache, its first half binds second-factor sessions.
+func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte, ok bool) {
+	if cookie == "" {
+		return binding, full, false
+	}
+	v, ok := cookieValue(r, cookie)
+	if !ok || v == "" {
+		return binding, full, false
+	}
+	// Hashing only reads the bytes, so view the string in place.
+	full = sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
+	copy(binding[:], full[:16])
+	return binding, full, true
+}

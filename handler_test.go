@@ -1,0 +1,547 @@
+package twofactor
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func TestStripGatewayHeaders(t *testing.T) {
+	tests := []struct {
+		name string
+		in   http.Header
+		keep []string // names left afterwards
+	}{
+		{
+			name: "canonical names",
+			in: http.Header{
+				"X-2fa-User": {"root"}, "X-2fa-Method": {"totp"}, "X-2fa-Enrolled": {"true"},
+				"Accept": {"text/html"},
+			},
+			keep: []string{"Accept"},
+		},
+		{
+			name: "case variants",
+			in: http.Header{
+				"x-2fa-user": {"a"}, "X-2FA-USER": {"b"}, "x-2FA-method": {"c"}, "X-2Fa-Enrolled": {"d"},
+				"Cookie": {"sid=1"},
+			},
+			keep: []string{"Cookie"},
+		},
+		{
+			name: "underscore variants",
+			in: http.Header{
+				"X_2FA_User": {"a"}, "x_2fa_method": {"b"}, "X-2fa_Enrolled": {"c"}, "X_2fa-User": {"d"},
+				"User-Agent": {"ua"},
+			},
+			keep: []string{"User-Agent"},
+		},
+		{
+			name: "duplicates and unknown gateway-looking names",
+			in: http.Header{
+				"X-2fa-User": {"a", "b", "c"}, "X-2fa-": {"x"}, "X-2fa-Anything-Else": {"y"},
+			},
+		},
+		{
+			name: "unrelated headers stay",
+			in: http.Header{
+				"X-2fauser": {"a"}, "X-Forwarded-For": {"203.0.113.9"}, "X-2F": {"b"}, "X-2fa": {"c"},
+				"X-2fb-User": {"d"}, "Y-2fa-User": {"e"}, "X-3fa-User": {"f"}, "Xx-2fa-User": {"g"},
+				"X-2fa.User": {"h"}, "X": {"i"},
+			},
+			keep: []string{"X", "X-2F", "X-2fa", "X-2fa.User", "X-2fauser", "X-2fb-User", "X-3fa-User", "X-Forwarded-For", "Xx-2fa-User", "Y-2fa-User"},
+		},
+		{
+			name: "empty",
+			in:   http.Header{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := map[string][]string{}
+			for _, k := range tt.keep {
+				want[k] = append([]string(nil), tt.in[k]...)
+			}
+			stripGatewayHeaders(tt.in)
+			var got []string
+			for k := range tt.in {
+				got = append(got, k)
+			}
+			sort.Strings(got)
+			keep := append([]string(nil), tt.keep...)
+			sort.Strings(keep)
+			if strings.Join(got, ",") != strings.Join(keep, ",") {
+				t.Errorf("left %q, want %q", got, keep)
+			}
+			for k, v := range want {
+				if !reflect.DeepEqual(tt.in[k], v) {
+					t.Errorf("%s changed to %q, want %q", k, tt.in[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestIsGatewayHeaderPrefix(t *testing.T) {
+	tests := []struct {
+		p    string
+		want bool
+	}{
+		{"x-2fa-", true},
+		{"X-2FA-", true},
+		{"X-2fa-", true},
+		{"x_2fa_", true},
+		{"X_2Fa-", true},
+		{"x-2fa_", true},
+		{"x-2fb-", false},
+		{"x-2fa.", false},
+		{"x-2fax", false},
+		{"y-2fa-", false},
+		{"x--2fa", false},
+		{"x-3fa-", false},
+		{"-x2fa-", false},
+		{"X-2FA ", false},
+		{"x-2Fà", false}, // six bytes, not ASCII
+	}
+	for _, tt := range tests {
+		if len(tt.p) != 6 {
+			t.Fatalf("test case %q is not six bytes", tt.p)
+		}
+		if got := isGatewayHeaderPrefix(tt.p); got != tt.want {
+			t.Errorf("isGatewayHeaderPrefix(%q) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestSetUpstream(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/members/", nil)
+	r.Header["X-2fa-User"] = []string{"forged"}
+	setUpstream(r, "u-1", "totp", true)
+	want := map[string]string{"X-2fa-User": "u-1", "X-2fa-Method": "totp", "X-2fa-Enrolled": "true"}
+	for k, v := range want {
+		if got := r.Header.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want exactly %q", k, got, v)
+		}
+	}
+	setUpstream(r, "u-2", "none", false)
+	if got := r.Header.Get("X-2fa-Enrolled"); got != "false" {
+		t.Errorf("X-2fa-Enrolled = %q, want false", got)
+	}
+	// The shared backing array must not let one header spill into another.
+	r.Header.Add("X-2fa-User", "appended")
+	if got := r.Header.Get("X-2fa-Method"); got != "none" {
+		t.Errorf("appending to X-2fa-User changed X-2fa-Method to %q", got)
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	tests := []struct {
+		name   string
+		url    string // https:// URLs give a TLS request
+		origin string
+		fetch  string // Sec-Fetch-Site
+		want   bool
+	}{
+		{name: "no Origin and no Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", want: true},
+		{name: "same origin", url: "http://club.example/.2fa/challenge", origin: "http://club.example", fetch: "same-origin", want: true},
+		{name: "same origin, Origin only", url: "http://club.example/.2fa/challenge", origin: "http://club.example", want: true},
+		{name: "same origin, host case differs", url: "http://club.example/.2fa/challenge", origin: "http://CLUB.example", want: true},
+		{name: "Sec-Fetch-Site none", url: "http://club.example/.2fa/challenge", fetch: "none", want: true},
+		{name: "Sec-Fetch-Site same-origin only", url: "http://club.example/.2fa/challenge", fetch: "same-origin", want: true},
+		{name: "same origin with port", url: "http://club.example:8080/.2fa/challenge", origin: "http://club.example:8080", want: true},
+		{name: "other host", url: "http://club.example/.2fa/challenge", origin: "http://evil.example"},
+		{name: "sibling subdomain", url: "http://club.example/.2fa/challenge", origin: "http://a.club.example"},
+		{name: "host as prefix", url: "http://club.example/.2fa/challenge", origin: "http://club.example.evil.example"},
+		{name: "other scheme", url: "http://club.example/.2fa/challenge", origin: "https://club.example"},
+		{name: "other port", url: "http://club.example/.2fa/challenge", origin: "http://club.example:8080"},
+		{name: "null without Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", origin: "null"},
+		{name: "null from the same origin (privacy setting)", url: "http://club.example/.2fa/challenge", origin: "null", fetch: "same-origin", want: true},
+		{name: "null from another site", url: "http://club.example/.2fa/challenge", origin: "null", fetch: "cross-site"},
+		{name: "garbage", url: "http://club.example/.2fa/challenge", origin: "::not a url::"},
+		{name: "host without scheme", url: "http://club.example/.2fa/challenge", origin: "club.example"},
+		{name: "bad escape", url: "http://club.example/.2fa/challenge", origin: "http://club.example/%zz"},
+		{name: "cross-site", url: "http://club.example/.2fa/challenge", fetch: "cross-site"},
+		{name: "same-site", url: "http://club.example/.2fa/challenge", fetch: "same-site"},
+		{name: "cross-site with a same Origin", url: "http://club.example/.2fa/challenge", origin: "http://club.example", fetch: "cross-site"},
+		{name: "unknown Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", fetch: "bogus"},
+		{name: "TLS with https origin", url: "https://club.example/.2fa/challenge", origin: "https://club.example", fetch: "same-origin", want: true},
+		{name: "TLS with http origin", url: "https://club.example/.2fa/challenge", origin: "http://club.example"},
+		{name: "TLS with other host", url: "https://club.example/.2fa/challenge", origin: "https://evil.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, tt.url, nil)
+			if tt.origin != "" {
+				r.Header.Set("Origin", tt.origin)
+			}
+			if tt.fetch != "" {
+				r.Header.Set("Sec-Fetch-Site", tt.fetch)
+			}
+			if got := sameOrigin(r); got != tt.want {
+				t.Errorf("sameOrigin = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRuleProvision(t *testing.T) {
+	tests := []struct {
+		name         string
+		rule         Rule
+		wantErr      string
+		wantRemember time.Duration
+		wantReminder time.Duration
+		wantOptional bool
+	}{
+		{name: "defaults", rule: Rule{Paths: []string{"/members/*"}},
+			wantRemember: 30 * 24 * time.Hour, wantReminder: 7 * 24 * time.Hour},
+		{name: "required", rule: Rule{Paths: []string{"/m/*"}, Enrolment: "required"},
+			wantRemember: defaultRemember, wantReminder: defaultReminder},
+		{name: "optional", rule: Rule{Paths: []string{"/m/*"}, Enrolment: "optional", Reminder: caddy.Duration(72 * time.Hour)},
+			wantRemember: defaultRemember, wantReminder: 72 * time.Hour, wantOptional: true},
+		{name: "remember off", rule: Rule{Paths: []string{"/admin/*"}, RememberDevice: "off"},
+			wantRemember: 0, wantReminder: defaultReminder},
+		{name: "remember 14d", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "14d"},
+			wantRemember: 14 * 24 * time.Hour, wantReminder: defaultReminder},
+		{name: "remember 400d", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "400d"},
+			wantRemember: 400 * 24 * time.Hour, wantReminder: defaultReminder},
+		{name: "remember 1m", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "1m"},
+			wantRemember: time.Minute, wantReminder: defaultReminder},
+		{name: "star pattern", rule: Rule{Paths: []string{"*.pdf"}, Except: []string{"/public/*"}},
+			wantRemember: defaultRemember, wantReminder: defaultReminder},
+
+		{name: "remember over 400d", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "401d"}, wantErr: "remember_device"},
+		{name: "remember under 1m", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "59s"}, wantErr: "remember_device"},
+		{name: "remember 0", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "0"}, wantErr: "remember_device"},
+		{name: "remember negative", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "-1h"}, wantErr: "remember_device"},
+		{name: "remember bad", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "forever"}, wantErr: `remember_device "forever"`},
+		{name: "remember Off", rule: Rule{Paths: []string{"/m/*"}, RememberDevice: "Off"}, wantErr: "remember_device"},
+		{name: "no paths", rule: Rule{}, wantErr: "paths"},
+		{name: "reminder negative", rule: Rule{Paths: []string{"/m/*"}, Reminder: caddy.Duration(-time.Hour)}, wantErr: "reminder"},
+		{name: "reminder under 1m", rule: Rule{Paths: []string{"/m/*"}, Reminder: caddy.Duration(time.Second)}, wantErr: "reminder"},
+		{name: "relative path", rule: Rule{Paths: []string{"members/*"}}, wantErr: `"members/*"`},
+		{name: "empty path", rule: Rule{Paths: []string{"/a/*", ""}}, wantErr: `path pattern ""`},
+		{name: "relative except", rule: Rule{Paths: []string{"/a/*"}, Except: []string{"public"}}, wantErr: `"public"`},
+		{name: "bad enrolment", rule: Rule{Paths: []string{"/a/*"}, Enrolment: "sometimes"}, wantErr: `enrolment "sometimes"`},
+		{name: "enrolment case", rule: Rule{Paths: []string{"/a/*"}, Enrolment: "Optional"}, wantErr: "enrolment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule := tt.rule
+			err := rule.provision(testCaddyContext(t))
+			if tt.wantErr != "" {
+				if err == nil {
+					t.Fatalf("no error, want one containing %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("error %q does not contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("provision: %v", err)
+			}
+			if rule.remember != tt.wantRemember {
+				t.Errorf("remember = %v, want %v", rule.remember, tt.wantRemember)
+			}
+			if rule.reminder != tt.wantReminder {
+				t.Errorf("reminder = %v, want %v", rule.reminder, tt.wantReminder)
+			}
+			if rule.optional != tt.wantOptional {
+				t.Errorf("optional = %v, want %v", rule.optional, tt.wantOptional)
+			}
+		})
+	}
+}
+
+func TestRuleProvisionKeepsConfig(t *testing.T) {
+	rule := Rule{Paths: []string{"/Members/*"}, Except: []string{"/Members/Public/*"}}
+	if err := rule.provision(testCaddyContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Matching is case-insensitive, but the configuration as written (and
+	// as shown by the admin API) is left alone.
+	if rule.Paths[0] != "/Members/*" || rule.Except[0] != "/Members/Public/*" {
+		t.Errorf("config changed: %q %q", rule.Paths, rule.Except)
+	}
+	if rule.paths[0] != "/members/*" || rule.except[0] != "/members/public/*" {
+		t.Errorf("matchers not lower-cased: %q %q", rule.paths, rule.except)
+	}
+}
+
+func TestRuleFor(t *testing.T) {
+	h := &Handler{Protect: []*Rule{
+		{Paths: []string{"/members/*"}, Except: []string{"/members/public/*"}},
+		{Paths: []string{"/members/*", "/admin/*"}, RememberDevice: "off"},
+		{Paths: []string{"*.pdf"}},
+	}}
+	ctx := testCaddyContext(t)
+	for i, rule := range h.Protect {
+		if err := rule.provision(ctx); err != nil {
+			t.Fatalf("rule %d: %v", i, err)
+		}
+	}
+	tests := []struct {
+		path string
+		want int // index of the rule, -1 for none
+	}{
+		{"/members/page", 0},
+		{"/MEMBERS/Page", 0},
+		{"/members/public/x", 1}, // excepted from the first, caught by the second
+		{"/admin/users", 1},
+		{"/Admin/users", 1},
+		{"/docs/guide.pdf", 2},
+		{"/docs/guide.PDF", 2},
+		{"/", -1},
+		{"/public/members/x", -1},
+		{"/membersonly", -1},
+		{"/public/../members/secret", 0},
+		{"/members/./page", 0},
+		{"//members/page", 0},
+	}
+	for _, tt := range tests {
+		// Caddy's path matcher reads the request's replacer, which Caddy
+		// always puts in the context.
+		r := withReplacer(httptest.NewRequest(http.MethodGet, "http://club.example"+tt.path, nil), nil)
+		got := h.ruleFor(r)
+		want := (*Rule)(nil)
+		if tt.want >= 0 {
+			want = h.Protect[tt.want]
+		}
+		if got != want {
+			t.Errorf("ruleFor(%q) = rule %d, want rule %d", tt.path, indexOf(h.Protect, got), tt.want)
+		}
+	}
+	if got := h.ruleForPath(withReplacer(httptest.NewRequest(http.MethodGet, "/", nil), nil), "/admin/x?y=1"); got != h.Protect[1] {
+		t.Errorf("ruleForPath(/admin/x?y=1) = rule %d, want 1", indexOf(h.Protect, got))
+	}
+}
+
+func indexOf(rules []*Rule, r *Rule) int {
+	for i := range rules {
+		if rules[i] == r {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestHandlerValidate(t *testing.T) {
+	valid := func() *Handler {
+		return &Handler{
+			Prefix:   "/.2fa/",
+			TopPage:  "/",
+			Protect:  []*Rule{{Paths: []string{"/members/*"}}},
+			idle:     30 * time.Minute,
+			lifetime: 12 * time.Hour,
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    func(h *Handler)
+		wantErr string // "" for valid
+	}{
+		{name: "defaults", edit: func(*Handler) {}},
+		{name: "short prefix", edit: func(h *Handler) { h.Prefix = "/x/" }},
+		{name: "login_url path", edit: func(h *Handler) { h.LoginURL = "/login?from=gate" }},
+		{name: "top_page path", edit: func(h *Handler) { h.TopPage = "/members/home" }},
+		{name: "idle equals lifetime", edit: func(h *Handler) { h.idle, h.lifetime = time.Hour, time.Hour }},
+		{name: "minimum idle", edit: func(h *Handler) { h.idle = time.Minute }},
+		{name: "maximum lifetime", edit: func(h *Handler) { h.lifetime = 30 * 24 * time.Hour }},
+
+		{name: "empty prefix", edit: func(h *Handler) { h.Prefix = "" }, wantErr: "prefix"},
+		{name: "relative prefix", edit: func(h *Handler) { h.Prefix = ".2fa/" }, wantErr: "prefix"},
+		{name: "prefix without trailing slash", edit: func(h *Handler) { h.Prefix = "/.2fa" }, wantErr: "prefix"},
+		{name: "root prefix", edit: func(h *Handler) { h.Prefix = "/" }, wantErr: "prefix"},
+		{name: "double slash prefix", edit: func(h *Handler) { h.Prefix = "//" }, wantErr: "prefix"},
+		{name: "top_page absolute URL", edit: func(h *Handler) { h.TopPage = "https://evil.example/" }, wantErr: "top_page"},
+		{name: "top_page protocol-relative", edit: func(h *Handler) { h.TopPage = "//evil.example/" }, wantErr: "top_page"},
+		{name: "top_page relative", edit: func(h *Handler) { h.TopPage = "members" }, wantErr: "top_page"},
+		{name: "top_page empty", edit: func(h *Handler) { h.TopPage = "" }, wantErr: "top_page"},
+		{name: "login_url absolute URL", edit: func(h *Handler) { h.LoginURL = "https://club.example/login" }, wantErr: "login_url"},
+		{name: "login_url backslash", edit: func(h *Handler) { h.LoginURL = "/\\evil.example/login" }, wantErr: "login_url"},
+		{name: "login_url javascript", edit: func(h *Handler) { h.LoginURL = "javascript:alert(1)" }, wantErr: "login_url"},
+		{name: "idle under 1m", edit: func(h *Handler) { h.idle = 59 * time.Second }, wantErr: "session_idle"},
+		{name: "idle over lifetime", edit: func(h *Handler) { h.idle, h.lifetime = 2*time.Hour, time.Hour }, wantErr: "session_idle"},
+		{name: "lifetime over 30d", edit: func(h *Handler) { h.lifetime = 30*24*time.Hour + time.Second }, wantErr: "session_lifetime"},
+		{name: "no protect rules", edit: func(h *Handler) { h.Protect = nil }, wantErr: "protect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := valid()
+			tt.edit(h)
+			err := h.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %q does not contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestIsGatewayCookie(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"2fa_session", true},
+		{"__Host-2fa_session", true},
+		{"2fa_device", true},
+		{"__Host-2fa_device", true},
+		{"2fa_csrf", true},
+		{"__Host-2fa_csrf", true},
+		{"2fa_remind", true},
+		{"__Host-2fa_remind", true},
+		{"sid", false},
+		{"__Host-sid", false},
+		{"2fa_session2", false},
+		{"x2fa_session", false},
+		{"2FA_SESSION", false}, // cookie names are case-sensitive
+		{"__Secure-2fa_session", false},
+		{"__Host-", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isGatewayCookie(tt.name); got != tt.want {
+			t.Errorf("isGatewayCookie(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestValidIdentity(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"u-42", true},
+		{"ann@club.example", true},
+		{"会員-7", true},
+		{"with space", true},
+		{strings.Repeat("a", maxIdentityLength), true},
+		{strings.Repeat("a", maxIdentityLength+1), false},
+		{strings.Repeat("会", maxIdentityLength/3+1), false}, // the limit is in bytes
+		{"", false},
+		{"a\x00", false},
+		{"a\tb", false},
+		{"a\nb", false},
+		{"a\rb", false},
+		{"\x1f", false},
+		{"a\x7f", false},
+		{"a\u0085b", false},       // NEL
+		{"admin\u202egnp", false}, // right-to-left override
+		{"a\xffb", false},         // not UTF-8
+	}
+	for _, tt := range tests {
+		if got := validIdentity(tt.id); got != tt.want {
+			t.Errorf("validIdentity(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestJSONID(t *testing.T) {
+	tests := []struct {
+		raw     string
+		want    string
+		wantErr bool
+	}{
+		{raw: `"abc"`, want: "abc"},
+		{raw: `"123"`, want: "123"},
+		{raw: `123`, want: "123"},
+		{raw: `-7`, want: "-7"},
+		{raw: `0`, want: "0"},
+		{raw: `12.5`, want: "12.5"},
+		{raw: `98765432109876543210`, want: "98765432109876543210"}, // beyond int64 and float64 precision
+		{raw: `"caf\u00e9"`, want: "café"},
+		{raw: ``, wantErr: true},
+		{raw: `null`, wantErr: true},
+		{raw: `""`, wantErr: true},
+		{raw: `"a\u0000"`, wantErr: true},
+		{raw: `"a\nb"`, wantErr: true},
+		{raw: `"` + strings.Repeat("x", maxIdentityLength+1) + `"`, wantErr: true},
+		{raw: `true`, wantErr: true},
+		{raw: `{}`, wantErr: true},
+		{raw: `[1]`, wantErr: true},
+		{raw: `["a"]`, wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := jsonID(json.RawMessage(tt.raw))
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("jsonID(%.40s) = %q, want an error", tt.raw, got)
+			} else if got != "" {
+				t.Errorf("jsonID(%.40s) returned %q with error %v", tt.raw, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("jsonID(%s) = %q, %v; want %q", tt.raw, got, err, tt.want)
+		}
+	}
+}
+
+func TestJSONIDLongNumber(t *testing.T) {
+	raw := strings.Repeat("9", maxIdentityLength+1)
+	got, err := jsonID(json.RawMessage(raw))
+	if err == nil {
+		t.Fatalf("%d-digit numeric id accepted (%d bytes); want an error", len(raw), len(got))
+	}
+	if got != "" {
+		t.Errorf("returned %q with error %v", got, err)
+	}
+}
+
+// realisticHeaders is what a browser sends for a page on a member site
+// behind a proxy: twelve headers, none of them the gateway's.
+func realisticHeaders() http.Header {
+	return http.Header{
+		"Accept":          {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+		"Accept-Encoding": {"gzip, deflate, br, zstd"},
+		"Accept-Language": {"ja,en-US;q=0.7,en;q=0.3"},
+		"Cache-Control":   {"max-age=0"},
+		"Connection":      {"keep-alive"},
+		"Cookie":          {"sid=8f14e45fceea167a5a36dedd4bea2543; theme=dark; 2fa_session=AbCdEf"},
+		"Referer":         {"https://club.example/members/"},
+		"Sec-Fetch-Dest":  {"document"},
+		"Sec-Fetch-Mode":  {"navigate"},
+		"Sec-Fetch-Site":  {"same-origin"},
+		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"},
+		"X-Forwarded-For": {"203.0.113.7"},
+	}
+}
+
+func TestStripGatewayHeadersAllocatesNothing(t *testing.T) {
+	h := realisticHeaders()
+	allocs := testing.AllocsPerRun(100, func() { stripGatewayHeaders(h) })
+	if allocs != 0 {
+		t.Errorf("stripGatewayHeaders allocates %v times per call, want 0", allocs)
+	}
+	if len(h) != 12 {
+		t.Errorf("%d headers left of 12", len(h))
+	}
+}
+
+func BenchmarkStripGatewayHeaders(b *testing.B) {
+	h := realisticHeaders()
+	b.ReportAllocs()
+	for b.Loop() {
+		stripGatewayHeaders(h)
+	}
+	if len(h) != 12 {
+		b.Fatalf("%d headers left of 12", len(h))
+	}
+}
