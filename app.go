@@ -59,8 +59,10 @@ type App struct {
 	// Default: 5.
 	MaxFailures int `json:"max_failures,omitempty"`
 
-	// Wrong codes allowed per client address within failure_window.
-	// Default: 20.
+	// Wrong codes allowed per client address within failure_window; -1
+	// turns the address limit off. The address is Caddy's client IP, so
+	// behind a load balancer configure trusted_proxies, or every member
+	// shares the balancer's address. Default: 20.
 	MaxAddressFailures int `json:"max_address_failures,omitempty"`
 
 	// The window over which wrong codes are counted. Default: 15m.
@@ -95,6 +97,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = a.logger.Named("audit")
 
+	cfg := challenge.Config{
+		Period:             time.Duration(a.TOTPPeriod),
+		Digits:             a.TOTPDigits,
+		MaxFailures:        a.MaxFailures,
+		MaxAddressFailures: a.MaxAddressFailures,
+		FailureWindow:      time.Duration(a.FailureWindow),
+		Lockout:            time.Duration(a.Lockout),
+		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
+	}
+	if a.TOTPSkew != nil {
+		if *a.TOTPSkew < 0 {
+			return fmt.Errorf("totp_skew %d: must be 0, 1 or 2", *a.TOTPSkew)
+		}
+		cfg.Skew = *a.TOTPSkew
+		if cfg.Skew == 0 {
+			cfg.Skew = challenge.SkewZero
+		}
+	}
+	// Settings first: a typo should not wait for the store to open.
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
 	kr, err := a.keyring()
 	if err != nil {
 		return err
@@ -113,21 +138,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.store = st
 
-	cfg := challenge.Config{
-		Period:             time.Duration(a.TOTPPeriod),
-		Digits:             a.TOTPDigits,
-		MaxFailures:        a.MaxFailures,
-		MaxAddressFailures: a.MaxAddressFailures,
-		FailureWindow:      time.Duration(a.FailureWindow),
-		Lockout:            time.Duration(a.Lockout),
-		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
-	}
-	if a.TOTPSkew != nil {
-		cfg.Skew = *a.TOTPSkew
-		if cfg.Skew == 0 {
-			cfg.Skew = challenge.SkewZero
-		}
-	}
 	a.engine, err = challenge.New(st, kr, cfg, clock.Now, a.audit)
 	if err != nil {
 		return err
@@ -206,6 +216,11 @@ func loadOrCreateKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("creating generated key: %w", err)
 	}
 	if _, err := f.WriteString(k + "\n"); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Losing this file would make every enrolment unreadable.
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return nil, err
 	}

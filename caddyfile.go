@@ -25,7 +25,7 @@ func init() {
 //			totp_skew <steps>
 //			totp_digits <6|8>
 //			max_failures <count>
-//			max_address_failures <count>
+//			max_address_failures <count>|off
 //			failure_window <duration>
 //			lockout <duration>
 //			enrolment_timeout <duration>
@@ -72,7 +72,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		case "max_failures":
 			err = parseInt(d, &app.MaxFailures)
 		case "max_address_failures":
-			err = parseInt(d, &app.MaxAddressFailures)
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Errf("max_address_failures: expected a number or off")
+			}
+			if args[0] == "off" {
+				app.MaxAddressFailures = -1
+			} else if app.MaxAddressFailures, err = strconv.Atoi(args[0]); err != nil || app.MaxAddressFailures < 1 {
+				return nil, d.Errf("max_address_failures: bad number %q", args[0])
+			}
 		case "failure_window":
 			err = parseDuration(d, &app.FailureWindow)
 		case "lockout":

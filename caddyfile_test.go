@@ -245,6 +245,9 @@ func TestParseGlobalOption(t *testing.T) {
 	if !reflect.DeepEqual(store, wantStore) {
 		t.Errorf("store = %v, want %v", store, wantStore)
 	}
+	if off, _, err := parseGlobal(t, "two_factor {\n\tmax_address_failures off\n}"); err != nil || off.MaxAddressFailures != -1 {
+		t.Errorf("max_address_failures off: %v, %d", err, off.MaxAddressFailures)
+	}
 	if app.TOTPSkew == nil || *app.TOTPSkew != 2 {
 		t.Errorf("TOTPSkew = %v, want 2", app.TOTPSkew)
 	}
@@ -318,7 +321,9 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 		{"bad number", "two_factor {\n\tmax_failures five\n}", `max_failures: bad number "five"`},
 		{"bad skew", "two_factor {\n\ttotp_skew 1.5\n}", `totp_skew: bad number "1.5"`},
 		{"bad digits", "two_factor {\n\ttotp_digits six\n}", `totp_digits: bad number "six"`},
-		{"missing number", "two_factor {\n\tmax_address_failures\n}", "max_address_failures: expected a value"},
+		{"missing number", "two_factor {\n\tmax_address_failures\n}", "max_address_failures: expected a number or off"},
+		{"address limit zero", "two_factor {\n\tmax_address_failures 0\n}", `max_address_failures: bad number "0"`},
+		{"address limit word", "two_factor {\n\tmax_address_failures none\n}", `max_address_failures: bad number "none"`},
 		{"extra number", "two_factor {\n\ttotp_digits 6 8\n}", "totp_digits: expected one value"},
 		{"bad duration", "two_factor {\n\tfailure_window forever\n}", `failure_window: bad duration "forever"`},
 		{"bad period", "two_factor {\n\ttotp_period 30\n}", `totp_period: bad duration "30"`},

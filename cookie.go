@@ -44,3 +44,49 @@ func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte,
 	copy(binding[:], full[:16])
 	return binding, full, true
 }
+
+// stripGatewayCookies removes the gateway's cookies from the Cookie header
+// lines, leaving the others as they were. Lines without one are left alone,
+// so requests without gateway cookies cost no allocation.
+func stripGatewayCookies(h http.Header) {
+	lines := h["Cookie"]
+	kept := lines[:0]
+	for _, line := range lines {
+		if hasGatewayCookie(line) {
+			var b strings.Builder
+			b.Grow(len(line))
+			for part := range strings.SplitSeq(line, ";") {
+				part = textproto.TrimString(part)
+				name, _, _ := strings.Cut(part, "=")
+				if part == "" || isGatewayCookie(name) {
+					continue
+				}
+				if b.Len() > 0 {
+					b.WriteString("; ")
+				}
+				b.WriteString(part)
+			}
+			line = b.String()
+		}
+		if line != "" {
+			kept = append(kept, line)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+	} else if len(kept) != len(lines) {
+		h["Cookie"] = kept
+	}
+}
+
+func hasGatewayCookie(line string) bool {
+	for line != "" {
+		var part string
+		part, line, _ = strings.Cut(line, ";")
+		name, _, _ := strings.Cut(textproto.TrimString(part), "=")
+		if isGatewayCookie(name) {
+			return true
+		}
+	}
+	return false
+}

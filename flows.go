@@ -34,6 +34,10 @@ type pageRequest struct {
 	rule   *Rule // the rule protecting ReturnTo, if any
 }
 
+// required reports whether enrolment can be put off for where the member
+// is going; paths no rule covers are treated as required.
+func (p *pageRequest) required() bool { return p.rule == nil || !p.rule.optional }
+
 type pageRoute struct {
 	get  func(h *Handler, p *pageRequest) error
 	post func(h *Handler, p *pageRequest) error
@@ -52,7 +56,8 @@ var pageRoutes = map[string]pageRoute{
 func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	name := strings.TrimPrefix(r.URL.Path, h.Prefix)
 	pages.SetSecurityHeaders(w.Header(), r.TLS != nil)
-	if static, ok := strings.CutPrefix(name, "static/"); ok && isNavigation(r) {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if static, ok := strings.CutPrefix(name, "static/"); ok && read {
 		pages.ServeStatic(w, r, static)
 		return nil
 	}
@@ -62,7 +67,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	}
 	var handle func(*Handler, *pageRequest) error
 	switch {
-	case isNavigation(r) && route.get != nil:
+	case read && route.get != nil:
 		handle = route.get
 	case r.Method == http.MethodPost && route.post != nil:
 		handle = route.post
@@ -134,9 +139,16 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 // worthless afterwards.
 func (h *Handler) newCSRF(p *pageRequest) {
 	p.csrf = session.NewSecret()
-	http.SetCookie(p.w, &http.Cookie{
-		Name: session.Name(session.CSRFCookie, p.secure), Value: p.csrf, Path: "/",
-		HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode,
+	setCookie(p.w, session.CSRFCookie, p.csrf, 0, p.secure)
+}
+
+// setCookie sets one of the gateway's cookies: host-only, whole site,
+// HttpOnly, SameSite=Lax, and Secure with the __Host- prefix over HTTPS.
+// maxAge 0 makes a browser-session cookie, negative deletes it.
+func setCookie(w http.ResponseWriter, base, value string, maxAge int, secure bool) {
+	http.SetCookie(w, &http.Cookie{
+		Name: session.Name(base, secure), Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
 	})
 }
 
@@ -223,26 +235,25 @@ func (h *Handler) pageURL(p *pageRequest, page string) string {
 
 // locked shows the lockout page. The same page is shown whether or not the
 // code would have been right, so a locked-out guesser learns nothing.
-func (h *Handler) locked(p *pageRequest, l *challenge.LockedError) error {
-	wait := time.Until(l.Until)
-	if now := clock.Now(); !now.IsZero() {
-		wait = l.Until.Sub(now)
-	}
-	minutes := int((wait + time.Minute - 1) / time.Minute)
+func (h *Handler) locked(p *pageRequest, until time.Time, title, msg string) error {
+	minutes := int((until.Sub(clock.Now()) + time.Minute - 1) / time.Minute)
 	if minutes < 1 {
 		minutes = 1
 	}
 	p.w.Header().Set("Retry-After", strconv.Itoa(minutes*60))
-	return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{minutes}, "")
+	return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, title, msg, []any{minutes}, "")
 }
 
 // engineError maps an engine error to a page, when it is one the member
 // should see; it returns false for errors the caller handles.
 func (h *Handler) engineError(p *pageRequest, err error) (bool, error) {
-	var l *challenge.LockedError
+	var locked *challenge.LockedError
+	var limited *challenge.LimitedError
 	switch {
-	case errors.As(err, &l):
-		return true, h.locked(p, l)
+	case errors.As(err, &locked):
+		return true, h.locked(p, locked.Until, "title_locked", "locked")
+	case errors.As(err, &limited):
+		return true, h.locked(p, limited.Until, "title_too_many", "too_many_attempts")
 	case errors.Is(err, challenge.ErrCodeInvalid), errors.Is(err, challenge.ErrMalformed),
 		errors.Is(err, challenge.ErrNotEnrolled), errors.Is(err, challenge.ErrExpired),
 		errors.Is(err, challenge.ErrAlreadyEnrolled):
@@ -291,12 +302,17 @@ func (h *Handler) verify(p *pageRequest) error {
 				return h.seeOther(p, h.pageURL(p, "enrol"))
 			}
 		}
-		p.page.Error = "code_incorrect"
+		status, msg := http.StatusUnauthorized, "code_incorrect"
+		if errors.Is(err, challenge.ErrMalformed) {
+			// Counted like a wrong code, but the member only mistyped.
+			status, msg = http.StatusBadRequest, "code_malformed"
+		}
+		p.page.Error = msg
 		h.offerRemember(p)
-		return h.render(p, http.StatusUnauthorized, "challenge")
+		return h.render(p, status, "challenge")
 	}
 	now := clock.Now()
-	h.startSession(p, u, "totp", false, now)
+	h.verified(p, u, now)
 	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 {
 		id := session.NewID()
 		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember)
@@ -305,47 +321,36 @@ func (h *Handler) verify(p *pageRequest) error {
 			// being asked again next time.
 			h.logger.Warn("remembering device", zap.Error(err))
 		} else {
-			h.setDeviceCookie(p.w, &session.Device{User: p.id.ID, ID: id, Expires: expires.Unix()}, p.secure, now)
+			d := session.Device{User: p.id.ID, ID: id, Expires: expires.Unix()}
+			setCookie(p.w, session.DeviceCookie, h.codec.EncodeDevice(&d), int(d.Expires-now.Unix()), p.secure)
 		}
 	}
 	return h.seeOther(p, p.page.ReturnTo)
 }
 
-// startSession issues a new second-factor session (never reusing an
-// earlier one) and rotates the CSRF secret.
-func (h *Handler) startSession(p *pageRequest, u *challenge.User, method string, remembered bool, now time.Time) {
+// startSession issues a new second-factor session, never reusing an
+// earlier one, so a value planted in the browser never becomes valid.
+func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge.User, method string, secure bool, now time.Time) {
 	s := session.Session{
-		User: p.id.ID, ID: session.NewID(), Binding: p.id.Binding, Method: method, Epoch: u.Epoch,
-		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: remembered,
+		User: id.ID, ID: session.NewID(), Binding: id.Binding, Method: method, Epoch: u.Epoch,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: method == "device",
 	}
-	h.setSessionCookie(p.w, &s, p.secure, now)
+	h.setSessionCookie(w, &s, secure, now)
+}
+
+// verified starts the session after a code and rotates the CSRF secret.
+func (h *Handler) verified(p *pageRequest, u *challenge.User, now time.Time) {
+	h.startSession(p.w, &p.id, u, "totp", p.secure, now)
 	h.newCSRF(p)
 }
 
 func (h *Handler) setSessionCookie(w http.ResponseWriter, s *session.Session, secure bool, now time.Time) {
-	http.SetCookie(w, &http.Cookie{
-		Name: session.Name(session.SessionCookie, secure), Value: h.codec.EncodeSession(s), Path: "/",
-		MaxAge: int(s.Expires - now.Unix()), HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
-	})
-}
-
-func (h *Handler) setDeviceCookie(w http.ResponseWriter, d *session.Device, secure bool, now time.Time) {
-	http.SetCookie(w, &http.Cookie{
-		Name: session.Name(session.DeviceCookie, secure), Value: h.codec.EncodeDevice(d), Path: "/",
-		MaxAge: int(d.Expires - now.Unix()), HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
-	})
-}
-
-func clearCookie(w http.ResponseWriter, base string, secure bool) {
-	http.SetCookie(w, &http.Cookie{
-		Name: session.Name(base, secure), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
-	})
+	setCookie(w, session.SessionCookie, h.codec.EncodeSession(s), int(s.Expires-now.Unix()), secure)
 }
 
 // useRememberedDevice starts a session from a remembered-device cookie that
 // belongs to this member and is still on record.
-func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id *identity, secure bool, now time.Time) (bool, error) {
+func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id *identity, rule *Rule, secure bool, now time.Time) (bool, error) {
 	v, ok := cookieValue(r, session.Name(session.DeviceCookie, secure))
 	if !ok {
 		return false, nil
@@ -358,19 +363,14 @@ func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id
 	}
 	ctx, cancel := withTimeout(r)
 	defer cancel()
-	u, err := h.engine.UseDevice(ctx, actor(r, id.ID), d.ID)
+	u, err := h.engine.UseDevice(ctx, actor(r, id.ID), d.ID, rule.remember)
 	if errors.Is(err, challenge.ErrDeviceUnknown) {
-		clearCookie(w, session.DeviceCookie, secure)
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	s := session.Session{
-		User: id.ID, ID: session.NewID(), Binding: id.Binding, Method: "device", Epoch: u.Epoch,
-		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: true,
-	}
-	h.setSessionCookie(w, &s, secure, now)
+	h.startSession(w, id, u, "device", secure, now)
 	return true, nil
 }
 
@@ -382,7 +382,7 @@ func (h *Handler) enrolStartPage(p *pageRequest) error {
 	if u.Enrolled() {
 		return h.seeOther(p, p.page.ReturnTo)
 	}
-	p.page.Required = p.rule == nil || !p.rule.optional
+	p.page.Required = p.required()
 	return h.render(p, http.StatusOK, "enrol_start")
 }
 
@@ -400,13 +400,14 @@ func (h *Handler) enrolStart(p *pageRequest) error {
 		return h.seeOther(p, p.page.ReturnTo)
 	}
 	if err != nil {
-		return h.unavailable(p.w, p.r, "enrol", err)
+		_, err = h.engineError(p, err)
+		return err
 	}
 	return h.showEnrolment(p, en, http.StatusOK)
 }
 
 func (h *Handler) showEnrolment(p *pageRequest, en *challenge.Enrolment, status int) error {
-	p.page.Required = p.rule == nil || !p.rule.optional
+	p.page.Required = p.required()
 	p.page.QRCode = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRCode))
 	p.page.OTPAuthURI = template.URL(en.URI)
 	p.page.Secret = en.Secret
@@ -423,13 +424,13 @@ func (h *Handler) enrolConfirm(p *pageRequest) error {
 	u, err := h.engine.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
 	switch {
 	case err == nil:
-		h.startSession(p, u, "totp", false, clock.Now())
+		h.verified(p, u, clock.Now())
 		return h.seeOther(p, p.page.ReturnTo)
 	case errors.Is(err, challenge.ErrAlreadyEnrolled):
 		return h.seeOther(p, p.page.ReturnTo)
 	case errors.Is(err, challenge.ErrExpired):
 		p.page.Error = "enrol_expired"
-		p.page.Required = p.rule == nil || !p.rule.optional
+		p.page.Required = p.required()
 		return h.render(p, http.StatusConflict, "enrol_start")
 	}
 	if handled, err := h.engineError(p, err); handled {
@@ -458,6 +459,8 @@ func (h *Handler) reminderDue(r *http.Request, user string, now time.Time) bool 
 	return now.Unix() >= rem.Until
 }
 
+// remindPage shows the set-up reminder and starts its interval at once, so
+// the member sees it at most once per interval whatever they click.
 func (h *Handler) remindPage(p *pageRequest) error {
 	u, err := h.engine.State(p.r.Context(), p.id.ID)
 	if err != nil {
@@ -466,25 +469,28 @@ func (h *Handler) remindPage(p *pageRequest) error {
 	if u.Enrolled() {
 		return h.seeOther(p, p.page.ReturnTo)
 	}
+	if !p.required() {
+		h.snoozeReminder(p)
+	}
 	return h.render(p, http.StatusOK, "remind")
 }
 
-// remindLater records "not now" for the rule's reminder interval.
-func (h *Handler) remindLater(p *pageRequest) error {
+func (h *Handler) snoozeReminder(p *pageRequest) {
 	interval := defaultReminder
 	if p.rule != nil {
-		if !p.rule.optional {
-			// Required paths cannot be put off.
-			return h.seeOther(p, h.pageURL(p, "enrol"))
-		}
 		interval = p.rule.reminder
 	}
-	now := clock.Now()
-	rem := session.Reminder{User: p.id.ID, Until: now.Add(interval).Unix()}
-	http.SetCookie(p.w, &http.Cookie{
-		Name: session.Name(session.ReminderCookie, p.secure), Value: h.codec.EncodeReminder(&rem), Path: "/",
-		MaxAge: int(interval / time.Second), HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode,
-	})
+	rem := session.Reminder{User: p.id.ID, Until: clock.Now().Add(interval).Unix()}
+	setCookie(p.w, session.ReminderCookie, h.codec.EncodeReminder(&rem), int(interval/time.Second), p.secure)
+}
+
+// remindLater is the reminder's "later" button.
+func (h *Handler) remindLater(p *pageRequest) error {
+	if p.required() && p.rule != nil {
+		// Required paths cannot be put off.
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	h.snoozeReminder(p)
 	h.engine.Audit(actor(p.r, p.id.ID), "enrol_reminder", "later")
 	return h.seeOther(p, p.page.ReturnTo)
 }
@@ -515,8 +521,8 @@ func (h *Handler) logout(p *pageRequest) error {
 			}
 		}
 	}
-	clearCookie(p.w, session.SessionCookie, p.secure)
-	clearCookie(p.w, session.DeviceCookie, p.secure)
+	setCookie(p.w, session.SessionCookie, "", -1, p.secure)
+	setCookie(p.w, session.DeviceCookie, "", -1, p.secure)
 	h.newCSRF(p)
 	if c := h.logger.Check(zapcore.DebugLevel, "signed out"); c != nil {
 		c.Write(zap.String("user", p.id.ID))

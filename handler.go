@@ -2,6 +2,7 @@ package twofactor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -87,10 +88,11 @@ type Handler struct {
 type Rule struct {
 	// Path patterns, as in Caddy's path matcher (/members/*, *.pdf, ...).
 	// Matching is case-insensitive and applies to the cleaned path, so
-	// encodings and dot segments cannot get around it. Required.
+	// encodings and dot segments cannot get around it. Required; there is
+	// no default.
 	Paths []string `json:"paths,omitempty"`
 
-	// Path patterns inside Paths that are not protected.
+	// Path patterns inside Paths that are not protected. Default: none.
 	Except []string `json:"except,omitempty"`
 
 	// "required": members without a second factor must set one up before
@@ -262,7 +264,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	rule := h.ruleFor(r)
 	if rule == nil {
-		return next.ServeHTTP(w, r)
+		return h.pass(w, r, next)
 	}
 
 	id, err := h.source.resolve(r)
@@ -289,7 +291,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				h.setSessionCookie(w, &s, secure, now)
 			}
 			setUpstream(r, id.ID, s.Method, true)
-			return next.ServeHTTP(w, r)
+			return h.pass(w, r, next)
 		}
 	}
 
@@ -299,20 +301,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return h.redirectToPage(w, r, "remind")
 			}
 			setUpstream(r, id.ID, "none", false)
-			return next.ServeHTTP(w, r)
+			return h.pass(w, r, next)
 		}
 		return h.needSecondFactor(w, r, "enrol")
 	}
 
 	if rule.remember > 0 {
-		if ok, err := h.useRememberedDevice(w, r, &id, secure, now); err != nil {
+		if ok, err := h.useRememberedDevice(w, r, &id, rule, secure, now); err != nil {
 			return h.unavailable(w, r, "device", err)
 		} else if ok {
 			setUpstream(r, id.ID, "device", true)
-			return next.ServeHTTP(w, r)
+			return h.pass(w, r, next)
 		}
 	}
 	return h.needSecondFactor(w, r, "challenge")
+}
+
+// pass hands the request on without the gateway's own cookies: the
+// remembered-device token and the session are bearer credentials the
+// upstream has no use for and should not see, or log.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripGatewayCookies(r.Header)
+	return next.ServeHTTP(w, r)
 }
 
 // ruleFor returns the first rule protecting the request's path, or nil.
@@ -343,6 +353,7 @@ func (h *Handler) sessionValid(s *session.Session, id *identity, u *challenge.Us
 	return s.User == id.ID &&
 		s.Binding == id.Binding &&
 		t < s.Expires &&
+		t < s.Issued+int64(h.lifetime/time.Second) &&
 		t-s.LastSeen < int64(h.idle/time.Second) &&
 		s.LastSeen <= t+60 &&
 		u.Enrolled() &&
@@ -395,9 +406,14 @@ func isGatewayHeaderPrefix(p string) bool {
 }
 
 // isNavigation reports whether a redirect to a page makes sense: the
-// browser is loading a page, not posting a form or calling an API.
+// browser is loading a page, not posting a form or fetching data for a
+// script. Browsers say which with Sec-Fetch-Mode; other clients get pages.
 func isNavigation(r *http.Request) bool {
-	return r.Method == http.MethodGet || r.Method == http.MethodHead
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	mode := r.Header.Get("Sec-Fetch-Mode")
+	return mode == "" || mode == "navigate"
 }
 
 // needSecondFactor sends a navigation to the challenge or enrolment page,
@@ -407,10 +423,14 @@ func (h *Handler) needSecondFactor(w http.ResponseWriter, r *http.Request, page 
 		return h.redirectToPage(w, r, page)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+	if strings.Contains(r.Header.Get("Accept"), "application/json") || r.Header.Get("Sec-Fetch-Mode") != "" {
+		body, err := json.Marshal(map[string]string{"error": "second_factor_required", "location": h.Prefix + page})
+		if err != nil {
+			return err
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
-		_, err := fmt.Fprintf(w, `{"error":"second_factor_required","location":%q}`, h.Prefix+page)
+		_, err = w.Write(body)
 		return err
 	}
 	return h.renderMessage(w, r, http.StatusUnauthorized, "title_challenge", "second_factor_required", nil, h.Prefix+page)
@@ -429,7 +449,7 @@ func (h *Handler) redirectToPage(w http.ResponseWriter, r *http.Request, page st
 func (h *Handler) notSignedIn(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h.LoginURL == "" {
 		// The member site asks for its own sign-in.
-		return next.ServeHTTP(w, r)
+		return h.pass(w, r, next)
 	}
 	sep := "?"
 	if strings.Contains(h.LoginURL, "?") {

@@ -545,3 +545,53 @@ func BenchmarkStripGatewayHeaders(b *testing.B) {
 		b.Fatalf("%d headers left of 12", len(h))
 	}
 }
+
+func TestStripGatewayCookies(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"member_session=abc"}, []string{"member_session=abc"}},
+		{[]string{"member_session=abc; 2fa_session=x; _ga=1"}, []string{"member_session=abc; _ga=1"}},
+		{[]string{"__Host-2fa_session=x; __Host-2fa_device=y", "a=1"}, []string{"a=1"}},
+		{[]string{"2fa_csrf=x;2fa_remind=y;  member_session=abc"}, []string{"member_session=abc"}},
+		{[]string{"2fa_device=y"}, nil},
+		{[]string{"x2fa_session=keep; 2fa_sessionx=keep"}, []string{"x2fa_session=keep; 2fa_sessionx=keep"}},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Cookie": append([]string(nil), tt.in...)}
+		stripGatewayCookies(h)
+		if !reflect.DeepEqual(h["Cookie"], tt.want) {
+			t.Errorf("%q: got %q, want %q", tt.in, h["Cookie"], tt.want)
+		}
+	}
+	h := http.Header{"Cookie": {"member_session=abc; theme=dark"}}
+	if n := testing.AllocsPerRun(100, func() { stripGatewayCookies(h) }); n != 0 {
+		t.Errorf("no gateway cookie: %v allocations", n)
+	}
+}
+
+func TestIsNavigation(t *testing.T) {
+	tests := []struct {
+		method, mode string
+		want         bool
+	}{
+		{http.MethodGet, "", true},
+		{http.MethodHead, "", true},
+		{http.MethodGet, "navigate", true},
+		{http.MethodGet, "cors", false},
+		{http.MethodGet, "same-origin", false},
+		{http.MethodGet, "no-cors", false},
+		{http.MethodPost, "navigate", false},
+		{http.MethodPut, "", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(tt.method, "/members/", nil)
+		if tt.mode != "" {
+			r.Header.Set("Sec-Fetch-Mode", tt.mode)
+		}
+		if got := isNavigation(r); got != tt.want {
+			t.Errorf("%s with Sec-Fetch-Mode %q: %v, want %v", tt.method, tt.mode, got, tt.want)
+		}
+	}
+}

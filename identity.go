@@ -28,6 +28,7 @@ import (
 type Identity struct {
 	// "endpoint": call the member site's "who am I" URL with the member's
 	// cookies. "header": read a value set by a trusted earlier handler.
+	// Required; there is no default.
 	Source string `json:"source,omitempty"`
 
 	// For source "header": a placeholder set by an earlier handler, such
@@ -35,23 +36,28 @@ type Identity struct {
 	// header that an earlier handler always sets or removes, such as one
 	// listed in forward_auth's copy_headers. A header that reaches Caddy
 	// from the client unchanged must never be used: anyone could claim to
-	// be anyone.
+	// be anyone. Placeholders of the request itself ({http.request.*}) are
+	// refused for that reason. Required for source "header".
 	Header string `json:"header,omitempty"`
 
 	// For source "endpoint": the absolute URL of the member site's "who am
 	// I" endpoint. It receives the member's cookies (except the gateway's
 	// own) and answers 200 with JSON {"id": ..., "email": ..., "phone":
-	// ...} for a signed-in member, or 401/403 otherwise.
+	// ...} for a signed-in member, or 401/403 (or a redirect to its
+	// sign-in page) otherwise. Required for source "endpoint".
 	URL string `json:"url,omitempty"`
 
 	// The member site's session cookie. The second-factor session is bound
 	// to it, so signing in again at the member site asks for the second
 	// factor again. Required for source "endpoint" (the endpoint is only
-	// called when the cookie is present); optional for "header".
+	// called when the cookie is present). For "header", strongly advised:
+	// without it a second-factor session outlives the sign-in it followed.
+	// Default: none.
 	SessionCookie string `json:"session_cookie,omitempty"`
 
 	// How long an endpoint answer is reused for the same member-site
-	// session. Default: 30s.
+	// session. Keep it short for sites that keep the session cookie's value
+	// across sign-out and sign-in. Default: 10s.
 	Cache caddy.Duration `json:"cache,omitempty"`
 
 	// How long to wait for the endpoint. Default: 3s.
@@ -88,14 +94,22 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 			if !ok || inner == "" || strings.ContainsAny(inner, "{} ") {
 				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
 			}
+			if strings.HasPrefix(inner, "http.request.") || strings.HasPrefix(inner, "query.") {
+				return nil, fmt.Errorf("header %q: the request's own values come from the client, which could name anyone; "+
+					"use a placeholder set by an authentication handler, such as {http.auth.user.id}", c.Header)
+			}
 			h.placeholder = inner
 		} else {
 			if strings.ContainsAny(c.Header, "{} :") {
 				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
 			}
 			h.header = http.CanonicalHeaderKey(c.Header)
-			logger.Info("identity comes from a request header; make sure a handler before two_factor always sets or removes it",
+			logger.Warn("identity comes from a request header: a handler before two_factor must always set or remove it "+
+				"(forward_auth's copy_headers does), or clients can name anyone",
 				zap.String("header", h.header))
+		}
+		if c.SessionCookie == "" {
+			logger.Warn("identity header without session_cookie: second-factor sessions are not bound to the member site's sign-in")
 		}
 		return h, nil
 	case "endpoint":
@@ -114,7 +128,7 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 			cache:   map[[32]byte]cachedIdentity{},
 		}
 		if e.ttl == 0 {
-			e.ttl = 30 * time.Second
+			e.ttl = 10 * time.Second
 		}
 		if e.timeout == 0 {
 			e.timeout = 3 * time.Second
@@ -127,8 +141,8 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 		}
 		e.client = &http.Client{
 			Timeout: e.timeout,
-			// The endpoint answers directly; following redirects could
-			// carry members' cookies elsewhere.
+			// Following a redirect could carry members' cookies
+			// elsewhere; a redirect means "sign in first".
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 		return e, nil
@@ -275,7 +289,9 @@ func (s *endpointSource) fetch(r *http.Request) (identity, error) {
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden,
+		resp.StatusCode >= 300 && resp.StatusCode < 400:
+		// Refused, or sent to the sign-in page: nobody is signed in.
 		return identity{}, nil
 	case resp.StatusCode != http.StatusOK:
 		return identity{}, fmt.Errorf("identity endpoint: status %d", resp.StatusCode)

@@ -272,12 +272,10 @@ func TestEndpointSourceDoesNotFollowRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusFound)
 	})
 	src := newEndpointSource(t, srv.URL, nil)
+	// A redirect (typically to the sign-in page) means nobody is signed in.
 	got, err := src.resolve(memberRequest("sid=secret-session"))
-	if err == nil {
-		t.Fatalf("redirect gave %+v and no error", got)
-	}
-	if got.ID != "" {
-		t.Errorf("redirect gave ID %q", got.ID)
+	if err != nil || got.ID != "" {
+		t.Fatalf("redirect gave %+v, %v; want no identity and no error", got, err)
 	}
 	if n := elsewhere.calls.Load(); n != 0 {
 		t.Errorf("redirect target called %d times; the member's cookie left the site", n)
@@ -491,8 +489,8 @@ func TestEndpointSourceSingleflight(t *testing.T) {
 
 func TestEndpointSourceProvisionDefaults(t *testing.T) {
 	e := newEndpointSource(t, "https://club.example/api/me", nil)
-	if e.ttl != 30*time.Second {
-		t.Errorf("default cache = %v, want 30s", e.ttl)
+	if e.ttl != 10*time.Second {
+		t.Errorf("default cache = %v, want 10s", e.ttl)
 	}
 	if e.timeout != 3*time.Second || e.client.Timeout != 3*time.Second {
 		t.Errorf("default timeout = %v (client %v), want 3s", e.timeout, e.client.Timeout)
@@ -674,6 +672,11 @@ func TestIdentityProvisionErrors(t *testing.T) {
 		{"bad cookie name non-ASCII", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sé"}, "session_cookie"},
 		{"cache over 10m", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Cache: caddy.Duration(10*time.Minute + time.Second)}, "cache"},
 		{"cache negative", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Cache: caddy.Duration(-time.Second)}, "cache"},
+		{"timeout negative", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Timeout: caddy.Duration(-time.Second)}, "timeout"},
+		{"timeout too long", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Timeout: caddy.Duration(time.Hour)}, "timeout"},
+		{"client header placeholder", Identity{Source: "header", Header: "{http.request.header.X-User}"}, "come from the client"},
+		{"client cookie placeholder", Identity{Source: "header", Header: "{http.request.cookie.user}"}, "come from the client"},
+		{"query placeholder", Identity{Source: "header", Header: "{query.user}"}, "come from the client"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/embedded"
 )
 
@@ -81,6 +82,7 @@ func (p pooledDB) Destruct() error { return p.Close() }
 
 // Interface guards
 var (
+	_ store.Store        = (*EmbeddedStore)(nil)
 	_ caddy.Provisioner  = (*EmbeddedStore)(nil)
 	_ caddy.CleanerUpper = (*EmbeddedStore)(nil)
 )

@@ -67,8 +67,10 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 }
 
 // UseDevice accepts a remembered device in place of a code when its record
-// is live and from the user's current factor epoch.
-func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte) (*User, error) {
+// is live, from the user's current factor epoch, and no older than maxAge
+// (the path's own remember-device limit, which may be shorter than the one
+// the device was remembered under).
+func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration) (*User, error) {
 	key := deviceKey(a.User, id)
 	raw, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -89,6 +91,10 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte) (*User, er
 		return nil, err
 	}
 	now := e.now()
+	if now.Sub(d.Created) > maxAge {
+		e.Audit(a, "device_used", "refused", zap.String("reason", "too_old_for_path"))
+		return nil, ErrDeviceUnknown
+	}
 	if !u.Enrolled() || d.Epoch != u.Epoch || !now.Before(d.Expires) {
 		_ = e.store.Delete(ctx, key)
 		e.Audit(a, "device_used", "refused", zap.String("reason", "stale"))

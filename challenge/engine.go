@@ -29,6 +29,16 @@ var (
 	ErrUnreadable      = errors.New("challenge: stored secret cannot be decrypted")
 )
 
+// LimitedError reports that an action other than guessing (starting an
+// enrolment) was repeated too often; it may be tried again at Until.
+type LimitedError struct {
+	Until time.Time
+}
+
+func (e *LimitedError) Error() string {
+	return "challenge: too many attempts until " + e.Until.UTC().Format(time.RFC3339)
+}
+
 // LockedError reports that an account or client address is locked out
 // after too many wrong codes.
 type LockedError struct {
@@ -55,7 +65,8 @@ type Config struct {
 	FailureWindow time.Duration
 	// Minimum lockout once MaxFailures is reached. Default 15m.
 	Lockout time.Duration
-	// Wrong codes allowed per client address within FailureWindow. Default 20.
+	// Wrong codes allowed per client address within FailureWindow.
+	// Default 20; negative turns the address limit off.
 	MaxAddressFailures int
 	// How long a started enrolment may wait for its confirming code.
 	// Default 10m.
@@ -106,21 +117,19 @@ func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
 	case c.Period < 15*time.Second || c.Period%time.Second != 0:
-		return fmt.Errorf("totp period %s: must be whole seconds, at least 15s", c.Period)
+		return fmt.Errorf("totp_period %s: must be whole seconds, at least 15s", c.Period)
 	case c.Skew < 0 || c.Skew > 2:
-		return fmt.Errorf("totp skew %d: must be 0, 1 or 2", c.Skew)
+		return fmt.Errorf("totp_skew %d: must be 0, 1 or 2", c.Skew)
 	case c.Digits != 6 && c.Digits != 8:
-		return fmt.Errorf("totp digits %d: must be 6 or 8", c.Digits)
+		return fmt.Errorf("totp_digits %d: must be 6 or 8", c.Digits)
 	case c.MaxFailures < 1 || c.MaxFailures > 50:
-		return fmt.Errorf("max failures %d: must be between 1 and 50", c.MaxFailures)
-	case c.MaxAddressFailures < 1:
-		return fmt.Errorf("max address failures %d: must be at least 1", c.MaxAddressFailures)
+		return fmt.Errorf("max_failures %d: must be between 1 and 50", c.MaxFailures)
 	case c.FailureWindow < time.Second:
-		return fmt.Errorf("failure window %s: must be at least 1s", c.FailureWindow)
+		return fmt.Errorf("failure_window %s: must be at least 1s", c.FailureWindow)
 	case c.Lockout < time.Second:
 		return fmt.Errorf("lockout %s: must be at least 1s", c.Lockout)
 	case c.EnrolTTL < time.Minute || c.EnrolTTL > time.Hour:
-		return fmt.Errorf("enrolment lifetime %s: must be between 1m and 1h", c.EnrolTTL)
+		return fmt.Errorf("enrolment_timeout %s: must be between 1m and 1h", c.EnrolTTL)
 	case c.CacheTTL < 0 || c.CacheTTL > time.Minute:
 		return fmt.Errorf("cache ttl %s: must be between 0 and 1m", c.CacheTTL)
 	}
@@ -168,15 +177,13 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 	}, nil
 }
 
-// Config returns the effective configuration, defaults applied.
-func (e *Engine) Config() Config { return e.cfg }
-
 var keyCheckPlain = []byte("caddy-twofactor key check")
 
 // CheckKey makes sure the configured keys can read the data already in the
 // store, so a wrong or missing key stops the server instead of silently
 // treating every enrolled user as not enrolled. On an empty store it writes
-// the check value.
+// the check value; after a rotation it rewrites it under the current key,
+// so the old key can be dropped once the data written under it is gone.
 func (e *Engine) CheckKey(ctx context.Context) error {
 	const key = "meta:keycheck"
 	aad := []byte(key)
@@ -194,7 +201,10 @@ func (e *Engine) CheckKey(ctx context.Context) error {
 	if _, err := e.secret.Open(nil, sealed, aad); err != nil {
 		return ErrWrongKey
 	}
-	return nil
+	if !e.secret.SealedByCurrent(sealed) {
+		_, err = e.store.CompareAndSwap(ctx, key, sealed, e.secret.Seal(nil, keyCheckPlain, aad), 0)
+	}
+	return err
 }
 
 // Audit writes one entry to the audit trail. The HTTP layer uses it for the

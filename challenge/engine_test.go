@@ -235,6 +235,52 @@ func TestPendingEnrolmentExpiresAndIsBoundToFlow(t *testing.T) {
 	}
 }
 
+func TestEnrolmentStartsAreLimited(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := Actor{User: "alice"}
+	for i := range maxEnrolStarts {
+		if _, err := f.e.StartTOTP(ctx, a, "Example", "alice", "flow"); err != nil {
+			t.Fatalf("start %d: %v", i+1, err)
+		}
+	}
+	var limited *LimitedError
+	if _, err := f.e.StartTOTP(ctx, a, "Example", "alice", "flow"); !errors.As(err, &limited) {
+		t.Fatalf("start %d: %v", maxEnrolStarts+1, err)
+	}
+	// Other members are not affected, and the limit passes.
+	if _, err := f.e.StartTOTP(ctx, Actor{User: "bob"}, "Example", "bob", "flow"); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(10 * time.Minute)
+	if _, err := f.e.StartTOTP(ctx, a, "Example", "alice", "flow"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
+
+func TestAddressLimitCanBeOff(t *testing.T) {
+	f := newFixture(t, Config{MaxAddressFailures: -1, MaxFailures: 50})
+	secret := f.enrol("alice")
+	for range 30 {
+		if _, err := f.e.VerifyTOTP(ctx, Actor{User: "alice", IP: "192.0.2.1"}, wrong(f.code(secret, 0))); !errors.Is(err, ErrCodeInvalid) {
+			t.Fatalf("address limit applied although off: %v", err)
+		}
+	}
+}
+
+func TestCheckKeyRewritesUnderCurrentKey(t *testing.T) {
+	f := newFixture(t, Config{})
+	if err := f.e.CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine(Config{}, otherKey, testKey).CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Once rewritten, the old key alone no longer reads it, the new one does.
+	if err := f.engine(Config{}, otherKey).CheckKey(ctx); err != nil {
+		t.Fatalf("new key alone after rotation: %v", err)
+	}
+}
+
 func TestReplayAndForwardOnly(t *testing.T) {
 	f := newFixture(t, Config{})
 	secret := f.enrol("alice")
@@ -448,20 +494,32 @@ func TestRememberedDevices(t *testing.T) {
 	if !exp.Equal(f.clk.Now().Add(30 * 24 * time.Hour)) {
 		t.Fatalf("expiry %v", exp)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id); err != nil {
+	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); err != nil {
 		t.Fatalf("use: %v", err)
 	}
-	if _, err := f.e.UseDevice(ctx, Actor{User: "bob"}, id); !errors.Is(err, ErrDeviceUnknown) {
+	if _, err := f.e.UseDevice(ctx, Actor{User: "bob"}, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("other user: %v", err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, [16]byte{2}); !errors.Is(err, ErrDeviceUnknown) {
+	if _, err := f.e.UseDevice(ctx, a, [16]byte{2}, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	if err := f.e.ForgetDevice(ctx, a, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id); !errors.Is(err, ErrDeviceUnknown) {
+	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("forgotten: %v", err)
+	}
+
+	// A path with a shorter limit refuses an older device.
+	if _, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(2 * time.Hour)
+	if _, err := f.e.UseDevice(ctx, a, id, time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+		t.Fatalf("older than the path allows: %v", err)
+	}
+	if _, err := f.e.UseDevice(ctx, a, id, 3*time.Hour); err != nil {
+		t.Fatalf("within the path's limit: %v", err)
 	}
 
 	// Expiry is the server's, not the cookie's.
@@ -469,7 +527,7 @@ func TestRememberedDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clk.Advance(time.Hour)
-	if _, err := f.e.UseDevice(ctx, a, id); !errors.Is(err, ErrDeviceUnknown) {
+	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("expired: %v", err)
 	}
 
@@ -480,7 +538,7 @@ func TestRememberedDevices(t *testing.T) {
 	if _, err := f.e.updateUser(ctx, "alice", func(u *User) error { u.Epoch++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id); !errors.Is(err, ErrDeviceUnknown) {
+	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("older epoch: %v", err)
 	}
 }
@@ -535,11 +593,11 @@ func TestConfigValidation(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Period: 10 * time.Second}, "period"},
-		{Config{Skew: 3}, "skew"},
-		{Config{Digits: 7}, "digits"},
-		{Config{MaxFailures: 100}, "max failures"},
-		{Config{EnrolTTL: 2 * time.Hour}, "enrolment lifetime"},
+		{Config{Period: 10 * time.Second}, "totp_period"},
+		{Config{Skew: 3}, "totp_skew"},
+		{Config{Digits: 7}, "totp_digits"},
+		{Config{MaxFailures: 100}, "max_failures"},
+		{Config{EnrolTTL: 2 * time.Hour}, "enrolment_timeout"},
 	} {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want error about %s", tc.cfg, err, tc.want)

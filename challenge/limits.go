@@ -36,6 +36,11 @@ func addressBucket(ip string) string {
 	return a.String()
 }
 
+// addressLimited reports whether the per-address limit applies.
+func (e *Engine) addressLimited(a Actor) bool {
+	return a.IP != "" && e.cfg.MaxAddressFailures > 0
+}
+
 // attempt is one counted guess in progress.
 type attempt struct {
 	userCount int64
@@ -53,12 +58,12 @@ func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
 		return nil, err
 	}
 	at := &attempt{userCount: n}
-	if a.IP != "" {
+	if e.addressLimited(a) {
 		if at.addrCount, err = e.store.Increment(ctx, addrFailKey(a.IP), e.cfg.FailureWindow); err != nil {
 			return nil, err
 		}
 	}
-	if n > int64(e.cfg.MaxFailures) || at.addrCount > int64(e.cfg.MaxAddressFailures) {
+	if n > int64(e.cfg.MaxFailures) || (e.addressLimited(a) && at.addrCount > int64(e.cfg.MaxAddressFailures)) {
 		return nil, e.lockedError(ctx, a)
 	}
 	return at, nil
@@ -74,7 +79,7 @@ func (e *Engine) checkLocks(ctx context.Context, a Actor) error {
 	if err != nil {
 		return err
 	}
-	if a.IP != "" {
+	if e.addressLimited(a) {
 		addrUntil, err := e.lockUntil(ctx, addrLockKey(a.IP))
 		if err != nil {
 			return err
@@ -127,7 +132,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 		e.Audit(a, "lockout", "account_locked")
 		locked = &LockedError{Until: until}
 	}
-	if a.IP != "" && at.addrCount >= int64(e.cfg.MaxAddressFailures) {
+	if e.addressLimited(a) && at.addrCount >= int64(e.cfg.MaxAddressFailures) {
 		if err := e.store.Set(ctx, addrLockKey(a.IP), v[:], e.cfg.Lockout); err != nil {
 			return err
 		}

@@ -81,10 +81,22 @@ func flowHash(flow string) []byte {
 	return h[:]
 }
 
+// maxEnrolStarts bounds enrolments started per user within EnrolTTL: each
+// one is a durable write and a QR code to draw.
+const maxEnrolStarts = 10
+
 // StartTOTP begins authenticator-app enrolment with a fresh secret. The
 // pending secret is bound to flow (a token only the browser that started it
 // holds) and expires after Config.EnrolTTL; starting again replaces it.
 func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow string) (*Enrolment, error) {
+	n, err := e.store.Increment(ctx, "enrolstart:"+tag(a.User), e.cfg.EnrolTTL)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxEnrolStarts {
+		e.Audit(a, "enrol_start", "refused", zap.String("reason", "too_often"))
+		return nil, &LimitedError{Until: e.now().Add(e.cfg.EnrolTTL)}
+	}
 	u, _, err := e.loadUser(ctx, a.User)
 	if err != nil {
 		return nil, err

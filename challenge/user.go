@@ -3,6 +3,7 @@ package challenge
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,18 +48,10 @@ func (u *User) SessionRevoked(id [16]byte) bool {
 	if len(u.RevokedSessions) == 0 {
 		return false
 	}
-	var hex [32]byte
-	_, ok := u.RevokedSessions[string(hexEncode(hex[:], id[:]))]
+	var buf [32]byte
+	hex.Encode(buf[:], id[:])
+	_, ok := u.RevokedSessions[string(buf[:])]
 	return ok
-}
-
-func hexEncode(dst, src []byte) []byte {
-	const digits = "0123456789abcdef"
-	for i, b := range src {
-		dst[2*i] = digits[b>>4]
-		dst[2*i+1] = digits[b&0xf]
-	}
-	return dst[:2*len(src)]
 }
 
 // tag encodes a user ID for use inside store keys. It keeps one user's keys
@@ -92,12 +85,9 @@ func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error)
 	return u, raw, nil
 }
 
-// errNoChange lets an update function stop without writing.
-var errNoChange = errors.New("no change")
-
 // updateUser applies change to the freshest record and writes it back
-// atomically, retrying when another writer got there first. change may
-// return errNoChange to skip the write, or any other error to abort.
+// atomically, retrying when another writer got there first. An error from
+// change aborts without writing.
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
 	for range 20 {
 		u, raw, err := e.loadUser(ctx, id)
@@ -105,10 +95,6 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			return nil, err
 		}
 		if err := change(u); err != nil {
-			if errors.Is(err, errNoChange) {
-				e.users.put(u, e.now())
-				return u, nil
-			}
 			return nil, err
 		}
 		if u.Created.IsZero() {
@@ -165,8 +151,7 @@ func (e *Engine) RevokeSession(ctx context.Context, a Actor, id [16]byte, expire
 	if !expires.After(e.now()) {
 		return nil
 	}
-	var hex [32]byte
-	sid := string(hexEncode(hex[:], id[:]))
+	sid := hex.EncodeToString(id[:])
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
 		if u.RevokedSessions == nil {
 			u.RevokedSessions = map[string]int64{}

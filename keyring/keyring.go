@@ -66,9 +66,6 @@ func New(secrets ...[]byte) (*Keyring, error) {
 	return kr, nil
 }
 
-// CurrentID identifies the current master key (a short, non-secret hash).
-func (kr *Keyring) CurrentID() string { return fmt.Sprintf("%x", kr.masters[0].id) }
-
 func derive(secret []byte, purpose string) []byte {
 	k, err := hkdf.Key(sha256.New, secret, nil, "caddy-twofactor "+purpose, 32)
 	if err != nil {

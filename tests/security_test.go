@@ -246,6 +246,10 @@ func TestEnrolmentRequiredVersusOptional(t *testing.T) {
 	if !strings.Contains(page.body, "/.2fa/enrol?return_to=%2Foptional%2Fpage") {
 		t.Fatalf("reminder lacks 'set up now': %s", page.body)
 	}
+	// Seen once is enough for this interval, even without "later".
+	if _, h := b.upstream("/optional/other"); h == nil || h.Get("X-2fa-Enrolled") != "false" {
+		t.Fatalf("reminder shown twice in one interval: %v", h)
+	}
 	r = b.post("/.2fa/remind", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/optional/page"}})
 	if r.status != http.StatusSeeOther || r.location() != "/optional/page" {
 		t.Fatalf("later: %d %q", r.status, r.location())
@@ -448,5 +452,95 @@ func TestPageSecurityHeaders(t *testing.T) {
 	}
 	if r := b.get("/.2fa/static/style.css"); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
 		t.Errorf("stylesheet: %d %q", r.status, r.header.Get("Content-Type"))
+	}
+}
+
+// The upstream never sees the gateway's cookies: they are bearer tokens it
+// has no use for.
+func TestGatewayCookiesNotForwarded(t *testing.T) {
+	e := start(t, setup{})
+	b, secret := enrolled(e, "alice")
+	b.login("alice")
+	if r := b.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	b.setCookie("theme", "dark")
+	_, h := b.upstream("/echo/x")
+	got := strings.Join(h.Values("Cookie"), "; ")
+	if strings.Contains(got, "2fa_") || !strings.Contains(got, "member_session=") || !strings.Contains(got, "theme=dark") {
+		t.Fatalf("upstream Cookie header: %q", got)
+	}
+}
+
+// Scripts fetching data get a 401 they can act on, not a redirect to HTML.
+func TestScriptFetchGets401(t *testing.T) {
+	e := start(t, setup{})
+	enrolled(e, "alice")
+	b := e.browser()
+	b.login("alice")
+	b.header.Set("Sec-Fetch-Mode", "cors")
+	r := b.get("/echo/data.json")
+	if r.status != http.StatusUnauthorized || r.header.Get("Content-Type") != "application/json" ||
+		!strings.Contains(r.body, `"location":"/.2fa/challenge"`) {
+		t.Fatalf("fetch without second factor: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+}
+
+// A browser with a strict privacy setting posts with Origin: null; it is
+// still the same site.
+func TestOriginNullFromSameOrigin(t *testing.T) {
+	e := start(t, setup{})
+	_, secret := enrolled(e, "alice")
+	b := e.browser()
+	b.login("alice")
+	tok := b.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+	form := url.Values{"csrf": {tok}, "return_to": {"/members/"}, "code": {e.code(secret, 0)}}
+	post := func(fetchSite string) *response {
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/.2fa/challenge", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "null")
+		req.Header.Set("Sec-Fetch-Site", fetchSite)
+		return b.do(req)
+	}
+	if r := post("cross-site"); r.status != http.StatusForbidden {
+		t.Fatalf("Origin null from another site: %d", r.status)
+	}
+	if r := post("same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("Origin null from the same origin: %d %s", r.status, r.body)
+	}
+}
+
+// Starting enrolment over and over is limited.
+func TestEnrolmentStartLimited(t *testing.T) {
+	e := start(t, setup{})
+	b := e.browser()
+	b.login("bob")
+	tok := b.csrf("/.2fa/enrol")
+	var r *response
+	for range 11 {
+		r = b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/members/"}})
+	}
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("11th enrolment start: %d", r.status)
+	}
+}
+
+// A remembered device only works within the shortest limit of the path it
+// is used on.
+func TestRememberedDeviceHonoursThePathLimit(t *testing.T) {
+	policy := strings.Replace(defaultPolicy, "protect /optional/* {", "protect /short/* {\n\t\tremember_device 1d\n\t}\n\tprotect /optional/* {", 1)
+	e := start(t, setup{policy: policy, extra: "respond /short/* \"short\" 200"})
+	b, secret := enrolled(e, "alice")
+	b.login("alice")
+	if r := b.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	e.clock.Advance(2 * 24 * time.Hour)
+	b.login("alice")
+	if r := b.get("/short/x"); r.status != http.StatusFound {
+		t.Fatalf("a 30-day device on a 1-day path after 2 days: %d", r.status)
+	}
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("the same device on the 30-day path: %d", s)
 	}
 }
