@@ -2,6 +2,7 @@ package twofactor
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -30,7 +31,10 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 }
 
 // bindingOf hashes the member-site session cookie: the full hash keys the
-// identity cache, its first half binds second-factor sessions.
+// identity cache, its first half binds second-factor sessions. A browser
+// may send the cookie more than once (set for several paths or domains);
+// all values are hashed, in order, so that the answer cached is the one the
+// member site gave for exactly this set, whichever value it reads.
 func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte, ok bool) {
 	if cookie == "" {
 		return binding, full, false
@@ -39,10 +43,37 @@ func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte,
 	if !ok || v == "" {
 		return binding, full, false
 	}
-	// Hashing only reads the bytes, so view the string in place.
-	full = sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
+	if countCookie(r, cookie) == 1 {
+		// Hashing only reads the bytes, so view the string in place.
+		full = sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
+	} else {
+		h := sha256.New()
+		for _, line := range r.Header["Cookie"] {
+			for part := range strings.SplitSeq(line, ";") {
+				if n, val, ok := strings.Cut(textproto.TrimString(part), "="); ok && n == cookie {
+					fmt.Fprintf(h, "%d:%s;", len(val), val)
+				}
+			}
+		}
+		h.Sum(full[:0])
+	}
 	copy(binding[:], full[:16])
 	return binding, full, true
+}
+
+// countCookie counts the cookies called name, without allocating.
+func countCookie(r *http.Request, name string) int {
+	n := 0
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			if c, _, ok := strings.Cut(textproto.TrimString(part), "="); ok && c == name {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // stripGatewayCookies removes the gateway's cookies from the Cookie header

@@ -595,3 +595,29 @@ func TestIsNavigation(t *testing.T) {
 		}
 	}
 }
+
+func TestBindingCoversEveryCopyOfTheSessionCookie(t *testing.T) {
+	req := func(cookie string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", cookie)
+		return r
+	}
+	one, _, _ := bindingOf(req("sid=a"), "sid")
+	same, _, _ := bindingOf(req("x=1; sid=a; y=2"), "sid")
+	if one != same {
+		t.Fatal("other cookies changed the binding")
+	}
+	ab, _, _ := bindingOf(req("sid=a; sid=b"), "sid")
+	ba, _, _ := bindingOf(req("sid=b; sid=a"), "sid")
+	ac, _, _ := bindingOf(req("sid=a; sid=c"), "sid")
+	if ab == one || ab == ba || ab == ac {
+		t.Fatal("a second copy of the session cookie did not change the binding")
+	}
+	if _, _, ok := bindingOf(req("x=1"), "sid"); ok {
+		t.Fatal("binding without the cookie")
+	}
+	r := req("sid=a; theme=dark")
+	if n := testing.AllocsPerRun(100, func() { bindingOf(r, "sid") }); n != 0 {
+		t.Fatalf("%v allocations for a single session cookie", n)
+	}
+}

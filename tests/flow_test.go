@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 	"net/url"
 	"strings"
 	"testing"
@@ -77,6 +79,29 @@ func TestEnrolAndVerifyEndToEnd(t *testing.T) {
 	}
 	if r := b2.get("/members/page?x=1"); r.status != http.StatusOK {
 		t.Fatalf("after verification: %d", r.status)
+	}
+
+	// Nothing secret reached the logs, and every step is in the audit trail.
+	logs, err := os.ReadFile(e.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secretish := range []string{secret, "otpauth", e.code(secret, 0), b2.cookie("2fa_session").Value} {
+		if strings.Contains(string(logs), secretish) {
+			t.Errorf("the log contains %q", secretish)
+		}
+	}
+	events := map[string]int{}
+	for _, entry := range e.audit() {
+		events[fmt.Sprint(entry["event"], "/", entry["result"])]++
+		if entry["user"] != "alice" || entry["ip"] != "127.0.0.1" || entry["user_agent"] == "" {
+			t.Errorf("audit entry without who and where: %v", entry)
+		}
+	}
+	for _, want := range []string{"enrol_start/success", "enrol_confirm/failure", "enrol_confirm/success", "verify/success"} {
+		if events[want] == 0 {
+			t.Errorf("no %s audit entry; have %v", want, events)
+		}
 	}
 }
 

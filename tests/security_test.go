@@ -1,12 +1,15 @@
 package tests
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Wrong codes lock the account, whichever browser or address they come
@@ -542,5 +545,34 @@ func TestRememberedDeviceHonoursThePathLimit(t *testing.T) {
 	}
 	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
 		t.Fatalf("the same device on the 30-day path: %d", s)
+	}
+}
+
+// Identity from basic_auth's placeholder: a client header of any name
+// cannot stand in for it.
+func TestBasicAuthIdentity(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("bob-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, setup{
+		policy: "\n\tidentity header {http.auth.user.id}\n\tprotect /echo/*\n",
+		extra:  "basic_auth {\n\t\tbob " + string(hash) + "\n\t}",
+	})
+	b := e.browser()
+	b.header.Set("X-Remote-User", "alice")
+	b.header.Set("X-Auth-User-Id", "alice")
+	if r := b.get("/echo/x"); r.status != http.StatusUnauthorized {
+		t.Fatalf("no credentials: %d", r.status)
+	}
+	b.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("bob:bob-password")))
+	r := b.get("/echo/x")
+	if r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/enrol") {
+		t.Fatalf("bob with basic auth: %d %q", r.status, r.location())
+	}
+	tok := b.csrf("/.2fa/logout")
+	page := b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/echo/x"}})
+	if u := enrolmentSecret(t, page.body); u == "" || !strings.Contains(page.body, "bob") || strings.Contains(page.body, "alice") {
+		t.Fatalf("the enrolment is not bob's: %s", page.body)
 	}
 }
