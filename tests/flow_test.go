@@ -3,8 +3,8 @@ package tests
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 )
