@@ -3,7 +3,8 @@
 # same run: two sites of one Caddy reverse-proxy to the same upstream; wrk
 # replays a verified member's request (valid second-factor session: the hot
 # path) against each, alternating, several rounds. Prints requests/s and the
-# ratio two_factor / bare.
+# ratio two_factor / bare. bench/browser.lua keeps the cookies current from
+# Set-Cookie, as a browser does.
 #
 #   bench/run.sh [duration per run, default 10s] [rounds, default 5]
 #
@@ -76,8 +77,8 @@ cookie=$(cat "$work/cookie")
 check=$(curl -s -H "Cookie: $cookie" "http://$gated/bench/x")
 [ "$check" = "ok" ] || { echo "bench: the session is not accepted: $check" >&2; exit 1; }
 
-rate() { # url [cookie]
-	wrk -t"$threads" -c"$connections" -d"$duration" ${2:+-H "Cookie: $2"} "$1" | awk '/^Requests\/sec/ {print $2}'
+rate() { # url cookie
+	wrk -t"$threads" -c"$connections" -d"$duration" -s bench/browser.lua "$1" -- "$2" | awk '/^Requests\/sec/ {print $2}'
 }
 
 echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, alternating"
