@@ -63,6 +63,10 @@ func TestWrongKeyRefusesToLoad(t *testing.T) {
 // Without keys or a store configured, a key is generated once, kept with
 // mode 0600, and reused.
 func TestGeneratedKey(t *testing.T) {
+	// The data directory is this test binary's own; start it empty.
+	if err := os.RemoveAll(filepath.Join(caddy.AppDataDir(), "two_factor")); err != nil {
+		t.Fatal(err)
+	}
 	e := start(t, setup{global: "max_failures 5"})
 	enrolled(e, "alice")
 	path := filepath.Join(caddy.AppDataDir(), "two_factor", "key")
