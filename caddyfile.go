@@ -37,28 +37,22 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return nil, d.Errf("two_factor: %s given twice", name)
-		}
-		seen[name] = true
+	err := eachOption(d, 0, "two_factor", nil, func(name string) error {
 		var err error
 		switch name {
 		case "keys":
 			app.Keys = d.RemainingArgs()
 			if len(app.Keys) == 0 {
-				return nil, d.Errf("keys: at least one key is required")
+				return d.Errf("keys: at least one key is required")
 			}
 		case "store":
 			if !d.NextArg() {
-				return nil, d.ArgErr()
+				return d.ArgErr()
 			}
 			modName := d.Val()
 			unm, err := caddyfile.UnmarshalModule(d, "two_factor.stores."+modName)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			app.StoreRaw = caddyconfig.JSONModuleObject(unm, "type", modName, nil)
 		case "totp_period":
@@ -74,12 +68,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		case "max_address_failures":
 			args := d.RemainingArgs()
 			if len(args) != 1 {
-				return nil, d.Errf("max_address_failures: expected a number or off")
+				return d.Errf("max_address_failures: expected a number or off")
 			}
 			if args[0] == "off" {
 				app.MaxAddressFailures = -1
 			} else if app.MaxAddressFailures, err = strconv.Atoi(args[0]); err != nil || app.MaxAddressFailures < 1 {
-				return nil, d.Errf("max_address_failures: bad number %q", args[0])
+				return d.Errf("max_address_failures: bad number %q", args[0])
 			}
 		case "failure_window":
 			err = parseDuration(d, &app.FailureWindow)
@@ -88,11 +82,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		case "enrolment_timeout":
 			err = parseDuration(d, &app.EnrolmentTimeout)
 		default:
-			return nil, d.Errf("two_factor: unknown option %q", name)
+			return d.Errf("two_factor: unknown option %q", name)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return httpcaddyfile.App{Name: "two_factor", Value: caddyconfig.JSON(app, nil)}, nil
 }
@@ -150,13 +145,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if name != "protect" && seen[name] {
-			return d.Errf("two_factor: %s given twice", name)
-		}
-		seen[name] = true
+	return eachOption(d, 0, "two_factor", map[string]bool{"protect": true}, func(name string) error {
 		var err error
 		switch name {
 		case "identity":
@@ -180,11 +169,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("two_factor: unknown option %q", name)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
@@ -210,13 +196,7 @@ func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("identity: %s given twice", name)
-		}
-		seen[name] = true
+	err := eachOption(d, d.Nesting(), "identity", nil, func(name string) error {
 		var err error
 		switch name {
 		case "session_cookie":
@@ -228,9 +208,10 @@ func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("identity: unknown option %q", name)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	h.Identity = id
 	return nil
@@ -241,13 +222,7 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 	if len(rule.Paths) == 0 {
 		return d.Errf("protect: expected at least one path pattern")
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("protect: %s given twice", name)
-		}
-		seen[name] = true
+	err := eachOption(d, d.Nesting(), "protect", nil, func(name string) error {
 		var err error
 		switch name {
 		case "except":
@@ -264,11 +239,29 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("protect: unknown option %q", name)
 		}
-		if err != nil {
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	h.Protect = append(h.Protect, rule)
+	return nil
+}
+
+// eachOption calls each for every subdirective of the block at nesting,
+// refusing one given twice unless repeatable names it.
+func eachOption(d *caddyfile.Dispenser, nesting int, block string, repeatable map[string]bool, each func(name string) error) error {
+	seen := map[string]bool{}
+	for d.NextBlock(nesting) {
+		name := d.Val()
+		if seen[name] && !repeatable[name] {
+			return d.Errf("%s: %s given twice", block, name)
+		}
+		seen[name] = true
+		if err := each(name); err != nil {
 			return err
 		}
 	}
-	h.Protect = append(h.Protect, rule)
 	return nil
 }
 
