@@ -41,7 +41,9 @@ func (c *CSRF) Valid(secret, user, token string) bool {
 	if len(secret) < 43 || len(token) != 43 {
 		return false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(token)
+	// Strict: the token has one spelling, not four that differ only in
+	// the unused low bits of its last character.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return false
 	}

@@ -106,6 +106,9 @@ var (
 
 const payloadVersion = 1
 
+// strictBase64 gives each cookie value a single spelling.
+var strictBase64 = base64.RawURLEncoding.Strict()
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func (c *Codec) seal(payload, aad []byte) string {
@@ -128,7 +131,7 @@ func (c *Codec) open(value string, aad []byte, read func(p []byte) error) error 
 	}
 	// The decoder only reads its input, so viewing the string's bytes in
 	// place saves a copy on every protected request.
-	n, err := base64.RawURLEncoding.Decode(buf[:cap(buf)], unsafe.Slice(unsafe.StringData(value), len(value)))
+	n, err := strictBase64.Decode(buf[:cap(buf)], unsafe.Slice(unsafe.StringData(value), len(value)))
 	if err != nil {
 		return ErrInvalid
 	}
