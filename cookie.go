@@ -21,10 +21,7 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 			if !ok || n != name {
 				continue
 			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v, true
+			return unquote(v), true
 		}
 	}
 	return "", false
@@ -39,11 +36,11 @@ func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte,
 	if cookie == "" {
 		return binding, full, false
 	}
-	v, ok := cookieValue(r, cookie)
-	if !ok || v == "" {
+	v, n := firstCookie(r, cookie)
+	if n == 0 || v == "" {
 		return binding, full, false
 	}
-	if countCookie(r, cookie) == 1 {
+	if n == 1 {
 		// Hashing only reads the bytes, so view the string in place.
 		full = sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
 	} else {
@@ -61,19 +58,31 @@ func bindingOf(r *http.Request, cookie string) (binding [16]byte, full [32]byte,
 	return binding, full, true
 }
 
-// countCookie counts the cookies called name, without allocating.
-func countCookie(r *http.Request, name string) int {
-	n := 0
+// firstCookie returns the value of the first cookie called name and how
+// many there are, in one pass and without allocating.
+func firstCookie(r *http.Request, name string) (first string, n int) {
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			if c, _, ok := strings.Cut(textproto.TrimString(part), "="); ok && c == name {
-				n++
+			c, v, ok := strings.Cut(textproto.TrimString(part), "=")
+			if !ok || c != name {
+				continue
 			}
+			if n == 0 {
+				first = unquote(v)
+			}
+			n++
 		}
 	}
-	return n
+	return first, n
+}
+
+func unquote(v string) string {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return v
 }
 
 // stripGatewayCookies removes the gateway's cookies from the Cookie header
