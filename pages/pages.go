@@ -1,11 +1,18 @@
 // Package pages renders the gateway's own pages: the code prompt, the
-// authenticator set-up, the set-up reminder, sign-out and plain messages.
+// choice and set-up of second factors (authenticator app, email, SMS), the
+// list of a member's methods, the set-up reminder, sign-out and plain
+// messages.
 //
-// The pages are server-rendered HTML with no JavaScript, styled by one
-// embedded stylesheet, in Japanese or English. Operators may replace any
-// template with a file of the same name in a directory of their own (see
-// [New]). Templates receive a [*Page]; besides html/template's built-ins
-// they may call
+// The pages are server-rendered HTML that work fully without JavaScript,
+// styled by one embedded stylesheet, in Japanese or English. One small
+// embedded script (static/countdown.js) only counts down the wait on a
+// resend button; without it the page says to reload instead.
+//
+// Operators may replace any template with a file of the same name in a
+// directory of their own (see [New]). A page defines the templates "title"
+// and "content", and may define "scripts" (placed in the layout's head;
+// the CSP lets only the embedded countdown script run). Templates receive
+// a [*Page]; besides html/template's built-ins they may call
 //
 //	{{.T "key"}} / {{.T "key" arg...}}   catalog text in the page's language
 //	{{tr . .Error .ErrorArgs}}           the same with a key and an argument slice
@@ -44,6 +51,19 @@ type Page struct {
 	ShowRemember bool // show the "skip the code on this device" checkbox
 	RememberDays int  // how long, shown in the checkbox label
 
+	// method choice (challenge, enrolment, methods pages)
+	Method         string         // the method this page is about: "totp", "email" or "sms"
+	Methods        []MethodOption // challenge: other ways to verify; enrol: methods that can be added; methods page: enrolled methods
+	SentTo         string         // masked address or number the code was (or will be) sent to
+	CodeSent       bool           // a code is outstanding for Method: show the code form and the resend button
+	ResendIn       int            // seconds before the resend button works; 0 means now
+	Enrolled       bool           // the member already has a second factor (enrol page: adding another)
+	CanAdd         bool           // methods page: there are methods the member can still add
+	NotAllowedHere bool           // challenge: none of the member's methods is allowed for this page; after verifying they must add one
+	Address        string         // refills the email or phone input after an error
+	Regions        string         // SMS enrolment: the allowed regions, e.g. "JP, US"
+	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
+
 	// enrolment pages (TOTP)
 	Required   bool         // enrolment is required to continue: no "later" option
 	QRCode     template.URL // data:image/png;base64,... of the QR code
@@ -59,6 +79,16 @@ type Page struct {
 	Status      int    // HTTP status (informational)
 	Link        string // optional href for a "continue" link (already safe relative path)
 	LinkLabel   string // catalog key of that link's label
+}
+
+// MethodOption is one second-factor method in a list.
+type MethodOption struct {
+	Name     string // "totp", "email" or "sms"
+	SentTo   string // masked destination for email and SMS; "" when unknown or none
+	Default  bool   // the member's default method
+	Added    string // date added (methods page), formatted
+	LastUsed string // date last used (methods page), formatted; "" when never
+	Usable   bool   // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
 }
 
 // T returns the translated catalog text for key in p.Lang, formatted with
@@ -80,7 +110,10 @@ func (p *Page) T(key string, args ...any) string {
 }
 
 // pageNames are the pages Render knows, each from templates/<name>.html.
-var pageNames = []string{"challenge", "enrol", "enrol_start", "remind", "logout", "message"}
+var pageNames = []string{
+	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
+	"methods", "remind", "logout", "message",
+}
 
 // Files shared by every page.
 const (
@@ -222,14 +255,17 @@ func samplePage() *Page {
 		QRCode: "data:image/png;base64,", OTPAuthURI: "otpauth://totp/example", Secret: "ABCDEFGH",
 		Issuer: "example", Account: "member", Title: "error_title", Message: "not_found",
 		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
+		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30,
+		Methods: []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
 	}
 }
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
-// "remind", "logout", "message") with the security headers and
-// Content-Type text/html; charset=utf-8, then the status. The page is
-// rendered into a buffer first, so a template error never produces half a
-// page: on error Render writes a plain 500 and returns the error.
+// "enrol_email", "enrol_sms", "enrol_code", "methods", "remind", "logout",
+// "message") with the security headers and Content-Type text/html;
+// charset=utf-8, then the status. The page is rendered into a buffer
+// first, so a template error never produces half a page: on error Render
+// writes a plain 500 and returns the error.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Page, secure bool) error {
 	h := w.Header()
 	SetSecurityHeaders(h, secure)
@@ -282,9 +318,10 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 	return err
 }
 
-// csp allows the embedded stylesheet, the QR code's data: URL and forms
-// posting back to the gateway, and nothing else.
-const csp = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+// csp allows the embedded stylesheet and countdown script, the QR code's
+// data: URL and forms posting back to the gateway, and nothing else: no
+// inline script or style.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 // SetSecurityHeaders sets the headers every gateway page carries: no

@@ -2,8 +2,10 @@ package pages
 
 import (
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,10 +22,15 @@ var dynamicKeys = []string{
 	// errors and messages
 	"code_incorrect", "code_malformed", "locked", "csrf_failed", "sign_in_first", "unavailable",
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
-	"second_factor_required",
+	"second_factor_required", "too_many_attempts",
+	// codes by email and SMS, several methods
+	"code_expired", "code_void", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
+	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
+	"sms_unavailable",
 	// headings
 	"error_title", "title_challenge", "title_enrol", "title_remind", "title_logout",
 	"title_signed_out", "title_locked", "title_unavailable", "title_sign_in", "title_not_found",
+	"title_too_many", "title_wait", "title_methods",
 	// link labels
 	"continue", "back_to_site",
 }
@@ -52,12 +59,50 @@ func fullPage(lang string) *Page {
 		Lang: lang, SiteName: "Members", Prefix: "/.2fa/", CSRF: "csrf-token-value", ReturnTo: "/members/page?x=1",
 		Error: "locked", ErrorArgs: []any{5},
 		ShowRemember: true, RememberDays: 30,
+		Method: "email", Methods: options(), SentTo: "a***@example.com", CodeSent: true, ResendIn: 30,
+		CanAdd: true, NotAllowedHere: true, Address: "alice@example.com", Regions: "JP, US", Region: "JP",
 		QRCode: "data:image/png;base64,iVBORw0KGgo=", OTPAuthURI: "otpauth://totp/Members:alice?secret=JBSWY3DPEHPK3PXP",
 		Secret: "JBSWY3DPEHPK3PXP", Issuer: "Members", Account: "alice@example.com",
 		Title: "title_locked", Message: "locked", MessageArgs: []any{7}, Status: 429,
 		Link: "/members/", LinkLabel: "back_to_site",
 	}
 }
+
+// options is a list of every method in every state.
+func options() []MethodOption {
+	return []MethodOption{
+		{Name: "totp", Default: true, Usable: true, Added: "2024-04-01", LastUsed: "2024-05-02"},
+		{Name: "email", SentTo: "a***@example.com", Usable: true, Added: "2024-04-03"},
+		{Name: "sms", SentTo: "+81 *** 5678", Added: "2024-04-05", LastUsed: "2024-04-06"},
+	}
+}
+
+// variants change fullPage to reach the branches it does not show.
+var variants = []struct {
+	name   string
+	change func(*Page)
+}{
+	{"full", func(*Page) {}},
+	{"required", func(p *Page) { p.Required = true }},
+	{"enrolled", func(p *Page) { p.Enrolled = true; p.NotAllowedHere = false; p.CanAdd = false }},
+	{"totp", func(p *Page) { p.Method = "totp"; p.CodeSent = false; p.ShowRemember = false }},
+	{"sms", func(p *Page) { p.Method = "sms"; p.SentTo = "+81 *** 5678" }},
+	{"not sent", func(p *Page) { p.CodeSent = false }},
+	{"sms not sent", func(p *Page) { p.Method = "sms"; p.CodeSent = false }},
+	{"no address", func(p *Page) { p.CodeSent = false; p.SentTo = ""; p.Error = "" }},
+	{"resend now", func(p *Page) { p.ResendIn = 0; p.RememberDays = 1 }},
+	{"no methods", func(p *Page) { p.Methods = nil; p.Method = "" }},
+	{"no error", func(p *Page) { p.Error, p.ErrorArgs = "", nil; p.Region, p.Regions = "", "" }},
+	{"no destinations", func(p *Page) {
+		for i := range p.Methods {
+			p.Methods[i].SentTo = ""
+			p.Methods[i].Usable = false
+		}
+	}},
+}
+
+// countdownScript is the one script tag a page may carry.
+const countdownScript = `<script src="/.2fa/static/countdown.js" defer></script>`
 
 // templateKeys collects the string literals passed to .T in the parse
 // trees of every template, and reports calls whose key is not a literal.
@@ -102,7 +147,14 @@ func walk(n parse.Node, found func(string)) {
 		}
 	case *parse.CommandNode:
 		if len(n.Args) >= 2 {
-			if f, ok := n.Args[0].(*parse.FieldNode); ok && f.Ident[len(f.Ident)-1] == "T" {
+			var ident []string // .T, or $.T inside a range
+			switch f := n.Args[0].(type) {
+			case *parse.FieldNode:
+				ident = f.Ident
+			case *parse.VariableNode:
+				ident = f.Ident
+			}
+			if len(ident) > 0 && ident[len(ident)-1] == "T" {
 				if s, ok := n.Args[1].(*parse.StringNode); ok {
 					found(s.Text)
 				}
@@ -203,7 +255,8 @@ func TestCatalogsFormatVerbs(t *testing.T) {
 func TestTemplateKeysExist(t *testing.T) {
 	keys := templateKeys(t)
 	// The scan must actually find keys, or this test would pass vacuously.
-	for _, k := range []string{"title_challenge", "verify", "remember_device", "code_label", "later", "sign_out"} {
+	for _, k := range []string{"title_challenge", "verify", "remember_device", "code_label", "later", "sign_out",
+		"use_totp", "make_default", "resend_in"} {
 		if _, ok := keys[k]; !ok {
 			t.Errorf("template scan did not find key %q; found %d keys", k, len(keys))
 		}
@@ -238,38 +291,59 @@ func TestTUnknownKey(t *testing.T) {
 }
 
 // TestRenderAllPages renders every page in both languages with every field
-// set: no error, no catalog key left untranslated, Japanese pages free of
-// the English texts.
+// set, and in the variants that reach the other branches: no error, no
+// catalog key left untranslated, no format verb left unfilled, Japanese
+// pages free of the English texts, every form carrying its hidden fields.
 func TestRenderAllPages(t *testing.T) {
 	r := newRenderer(t, "")
 	keyLike := regexp.MustCompile(`>\s*([a-z]+_[a-z_]+)\s*<`)
+	dataTemplate := regexp.MustCompile(` data-template="[^"]*"`)
 	for _, lang := range languages {
 		for _, name := range pageNames {
-			for _, required := range []bool{false, true} {
+			for _, v := range variants {
 				p := fullPage(lang)
-				p.Required = required
+				v.change(p)
+				where := lang + "/" + name + "/" + v.name
 				body := render(t, r, name, p, true).Body.String()
 				if !strings.HasPrefix(body, "<!doctype html>") || !strings.Contains(body, "</html>") {
-					t.Errorf("%s/%s: not a whole document", lang, name)
+					t.Errorf("%s: not a whole document", where)
 				}
 				if !strings.Contains(body, `<html lang="`+lang+`">`) {
-					t.Errorf("%s/%s: no lang attribute", lang, name)
+					t.Errorf("%s: no lang attribute", where)
 				}
 				if !strings.Contains(body, `<link rel="stylesheet" href="/.2fa/static/style.css">`) {
-					t.Errorf("%s/%s: no stylesheet", lang, name)
+					t.Errorf("%s: no stylesheet", where)
 				}
 				if m := keyLike.FindStringSubmatch(body); m != nil {
-					t.Errorf("%s/%s: untranslated key %q", lang, name, m[1])
+					t.Errorf("%s: untranslated key %q", where, m[1])
 				}
-				for _, bad := range []string{"<script", " style=", "<style", "http://", "https://", "%!"} {
+				for k := range catalogs["en"] {
+					if strings.Contains(k, "_") && (strings.Contains(body, `"`+k+`"`) || strings.Contains(body, ">"+k+"<")) {
+						t.Errorf("%s: untranslated key %q", where, k)
+					}
+				}
+				// The countdown's text keeps its %d for the script to fill in.
+				if text := dataTemplate.ReplaceAllString(body, ""); strings.Contains(text, "%d") || strings.Contains(text, "%s") {
+					t.Errorf("%s: unfilled format verb", where)
+				}
+				scripts := strings.Count(body, "<script")
+				wantScript := (name == "challenge" && p.CodeSent && (p.Method == "email" || p.Method == "sms") ||
+					name == "enrol_code") && p.ResendIn > 0
+				if scripts != strings.Count(body, countdownScript) || (scripts == 1) != wantScript || scripts > 1 {
+					t.Errorf("%s: %d script tags, want the countdown script %v", where, scripts, wantScript)
+				}
+				for _, bad := range []string{" style=", "<style", "http://", "https://", "%!"} {
 					if strings.Contains(body, bad) {
-						t.Errorf("%s/%s: output contains %q", lang, name, bad)
+						t.Errorf("%s: output contains %q", where, bad)
 					}
 				}
 				if lang == "ja" {
-					for _, en := range []string{"Verify", "Set up", "Later", "Sign out", "Continue", "authenticator app"} {
+					for _, en := range []string{"Verify", "Set up", "Later", "Sign out", "Continue", "authenticator app",
+						"Authenticator app", "Resend", "Send code", "Try another way", "Email", "Text a code", "Text message",
+						"We sent", "We will", "Make default", "Default", "Not available", "Not used", "Added", "Last used",
+						"Reload", "Enter", "Choose another", "Add a way", "phone number", "email address", "SMS codes"} {
 						if strings.Contains(body, en) {
-							t.Errorf("ja/%s: English text %q", name, en)
+							t.Errorf("%s: English text %q", where, en)
 						}
 					}
 				}
@@ -277,7 +351,7 @@ func TestRenderAllPages(t *testing.T) {
 					if !strings.Contains(form, `method="post"`) ||
 						!strings.Contains(form, `<input type="hidden" name="csrf" value="csrf-token-value">`) ||
 						!strings.Contains(form, `<input type="hidden" name="return_to" value="/members/page?x=1">`) {
-						t.Errorf("%s/%s: form without method, csrf or return_to:\n%s", lang, name, form)
+						t.Errorf("%s: form without method, csrf or return_to:\n%s", where, form)
 					}
 				}
 			}
@@ -396,16 +470,65 @@ func TestEscaping(t *testing.T) {
 	p.Account = "acct " + evil
 	p.Issuer = "iss " + evil
 	p.CSRF = `tok"en`
+	p.SentTo = "sent " + evil
+	p.Address = "addr " + evil
+	p.Region, p.Regions = "reg "+evil, "regs "+evil
+	for i := range p.Methods {
+		p.Methods[i].SentTo = "to " + evil
+		p.Methods[i].Added = "added " + evil
+		p.Methods[i].LastUsed = "used " + evil
+	}
 	for _, name := range pageNames {
-		body := render(t, r, name, p, false).Body.String()
-		if strings.Contains(body, "<script") || strings.Contains(body, `"><`+"script") {
-			t.Errorf("%s: unescaped script:\n%s", name, body)
-		}
-		if strings.Contains(body, `value="tok"en"`) {
-			t.Errorf("%s: csrf attribute broken out", name)
+		for _, v := range variants {
+			q := *p
+			q.Methods = append([]MethodOption(nil), p.Methods...)
+			v.change(&q)
+			body := render(t, r, name, &q, false).Body.String()
+			body = strings.ReplaceAll(body, countdownScript, "")
+			if strings.Contains(body, "<script") || strings.Contains(body, `"><`+"script") {
+				t.Errorf("%s/%s: unescaped script:\n%s", name, v.name, body)
+			}
+			if strings.Contains(body, `value="tok"en"`) {
+				t.Errorf("%s/%s: csrf attribute broken out", name, v.name)
+			}
 		}
 	}
-	body := render(t, r, "remind", p, false).Body.String()
+	const escaped = "&#34;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+	for _, c := range []struct {
+		name   string
+		change func(*Page)
+		want   []string
+	}{
+		{"challenge", func(*Page) {}, []string{
+			"sent " + escaped, "Email a code to to " + escaped,
+		}},
+		{"enrol_email", func(p *Page) { p.SentTo = "" }, []string{`value="addr ` + escaped + `"`}},
+		{"enrol_email", func(*Page) {}, []string{"sent " + escaped}},
+		{"enrol_sms", func(*Page) {}, []string{`value="addr ` + escaped + `"`, "reg " + escaped, "regs " + escaped}},
+		{"enrol_code", func(*Page) {}, []string{"sent " + escaped}},
+		{"methods", func(*Page) {}, []string{"to " + escaped, "added " + escaped, "used " + escaped}},
+	} {
+		q := *p
+		c.change(&q)
+		body := render(t, r, c.name, &q, false).Body.String()
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: lacks %s:\n%s", c.name, w, body)
+			}
+		}
+	}
+	// A link's query is escaped as a query, and decodes to what it was.
+	body := render(t, r, "challenge", p, false).Body.String()
+	links := hrefs(t, body, "/.2fa/challenge")
+	if len(links) == 0 {
+		t.Fatalf("no other ways:\n%s", body)
+	}
+	for _, u := range links {
+		if u.Query().Get("return_to") != p.ReturnTo || strings.ContainsAny(u.RawQuery, `"<>' `) {
+			t.Errorf("link %q does not carry return_to %q safely", u, p.ReturnTo)
+		}
+	}
+	body = render(t, r, "remind", p, false).Body.String()
 	link := regexp.MustCompile(`<a class="button" href="([^"]*)"`).FindStringSubmatch(body)
 	want := "/.2fa/enrol?return_to=%2fa%3fb%3d1%26c%3d%22%3e%3cscript%3ealert%28%27x%27%29%3c%2fscript%3e"
 	if link == nil || !strings.EqualFold(link[1], want) {
@@ -433,7 +556,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
 		"Referrer-Policy":        "same-origin",
-		"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+		"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 			"frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",
 	}
@@ -449,6 +572,12 @@ func TestSecurityHeaders(t *testing.T) {
 			if got := rec.Header().Get(k); got != v {
 				t.Errorf("secure=%v: %s = %q, want %q", secure, k, got, v)
 			}
+		}
+		// The countdown script is served from the gateway itself; nothing
+		// inline may run.
+		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") ||
+			strings.Contains(csp, "unsafe-inline") {
+			t.Errorf("CSP %q: want script-src 'self' and nothing inline", csp)
 		}
 		hsts := rec.Header().Get("Strict-Transport-Security")
 		if secure && hsts != "max-age=31536000" {
@@ -631,7 +760,18 @@ func TestServeStatic(t *testing.T) {
 		t.Errorf("If-None-Match: status %d, want 304", rec2.Code)
 	}
 
-	for _, name := range []string{"", "x.css", "../x", "style.css/..", "./style.css", "../static/style.css",
+	rec = get("countdown.js")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("countdown.js: status %d", rec.Code)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
+		t.Errorf("countdown.js Content-Type %q", ct)
+	}
+	if !strings.Contains(rec.Body.String(), "data-wait") || rec.Header().Get("ETag") == "" {
+		t.Error("countdown.js body or ETag missing")
+	}
+
+	for _, name := range []string{"", "x.css", "../x", "countdown", "Countdown.js", "static/countdown.js", "style.css/..", "./style.css", "../static/style.css",
 		"/style.css", "style.css/", "STYLE.CSS", "..", "%2e%2e/x", "style.css\x00", "static/style.css"} {
 		if rec := get(name); rec.Code != http.StatusNotFound {
 			t.Errorf("%q: status %d, want 404", name, rec.Code)
@@ -645,11 +785,13 @@ func TestServeStatic(t *testing.T) {
 }
 
 // TestNoInlineStylesOrScripts guards the CSP: it would block them anyway,
-// silently breaking the page.
+// silently breaking the page. The one script allowed is the embedded
+// countdown, by its own tag.
 func TestNoInlineStylesOrScripts(t *testing.T) {
+	const tag = `<script src="{{.Prefix}}static/countdown.js" defer></script>`
 	for _, name := range templateNames() {
 		b, _ := embeddedTemplates.ReadFile("templates/" + name)
-		s := strings.ToLower(string(b))
+		s := strings.ToLower(strings.ReplaceAll(string(b), tag, ""))
 		for _, bad := range []string{"<script", "<style", " style=", " onclick", " onload", " onsubmit", "javascript:"} {
 			if strings.Contains(s, bad) {
 				t.Errorf("%s contains %q", name, bad)
@@ -660,6 +802,13 @@ func TestNoInlineStylesOrScripts(t *testing.T) {
 	for _, bad := range []string{"@import", "url(", "http:", "https:"} {
 		if strings.Contains(string(css), bad) {
 			t.Errorf("style.css refers to an external resource: %q", bad)
+		}
+	}
+	js, _ := embeddedStatic.ReadFile("static/countdown.js")
+	for _, bad := range []string{"http:", "https:", "//cdn", "import ", "fetch(", "XMLHttpRequest", "innerHTML",
+		"eval(", "new Function", "document.write", "localStorage", "cookie"} {
+		if strings.Contains(string(js), bad) {
+			t.Errorf("countdown.js contains %q", bad)
 		}
 	}
 }
@@ -688,5 +837,409 @@ func TestRenderConcurrent(t *testing.T) {
 	}
 	for i := 0; i < 8; i++ {
 		<-done
+	}
+}
+
+// hrefs returns the decoded href of every link in body whose path is path.
+func hrefs(t *testing.T, body, path string) []*url.URL {
+	t.Helper()
+	var found []*url.URL
+	for _, m := range regexp.MustCompile(`<a [^>]*href="([^"]*)"`).FindAllStringSubmatch(body, -1) {
+		u, err := url.Parse(html.UnescapeString(m[1]))
+		if err != nil {
+			t.Errorf("bad href %q: %v", m[1], err)
+			continue
+		}
+		if u.Path == path {
+			found = append(found, u)
+		}
+	}
+	return found
+}
+
+// form returns the form posting to action, or "".
+func form(body, action string) string {
+	for _, f := range regexp.MustCompile(`(?s)<form [^>]*>.*?</form>`).FindAllString(body, -1) {
+		if strings.Contains(f, ` action="`+action+`"`) {
+			return f
+		}
+	}
+	return ""
+}
+
+func TestChallengeMethods(t *testing.T) {
+	r := newRenderer(t, "")
+	base := func(method string) *Page {
+		return &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "tok", ReturnTo: "/x", Method: method,
+			ShowRemember: true, RememberDays: 30}
+	}
+	hidden := func(m string) string { return `<input type="hidden" name="method" value="` + m + `">` }
+	code := `name="code"`
+
+	// The authenticator app: the code form, nothing to send.
+	body := render(t, r, "challenge", base("totp"), false).Body.String()
+	verify := form(body, "/.2fa/challenge")
+	for _, want := range []string{hidden("totp"), code, `name="remember"`, ">Verify</button>"} {
+		if !strings.Contains(verify, want) {
+			t.Errorf("totp: verify form lacks %s:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(body, "authenticator app") || form(body, "/.2fa/challenge/send") != "" ||
+		strings.Contains(body, "<script") {
+		t.Errorf("totp: wrong page:\n%s", body)
+	}
+
+	// A code sent by email: where it went, the code form, the resend form.
+	for _, c := range []struct {
+		method, text string
+	}{
+		{"email", "We sent a 6-digit code to m***@example.com."},
+		{"sms", "We sent a 6-digit code by text message to m***@example.com."},
+	} {
+		p := base(c.method)
+		p.CodeSent, p.SentTo, p.ResendIn, p.Error = true, "m***@example.com", 42, "code_expired"
+		body = render(t, r, "challenge", p, false).Body.String()
+		verify = form(body, "/.2fa/challenge")
+		if !strings.Contains(body, "<p>"+c.text+"</p>") {
+			t.Errorf("%s: no %q:\n%s", c.method, c.text, body)
+		}
+		for _, want := range []string{hidden(c.method), code, `name="remember"`, ">Verify</button>"} {
+			if !strings.Contains(verify, want) {
+				t.Errorf("%s: verify form lacks %s:\n%s", c.method, want, body)
+			}
+		}
+		if ei, fi := strings.Index(body, "This code has expired"), strings.Index(body, verify); ei < 0 || ei > fi {
+			t.Errorf("%s: error not above the form:\n%s", c.method, body)
+		}
+		resend := form(body, "/.2fa/challenge/send")
+		button := regexp.MustCompile(`<button [^>]*>[^<]*</button>`).FindString(resend)
+		for _, want := range []string{` disabled`, `data-wait="42"`, `data-ready="Resend code"`,
+			`data-template="Resend code (available in %d s)"`, `>Resend code (available in 42 s)</button>`} {
+			if !strings.Contains(button, want) {
+				t.Errorf("%s: resend button %q lacks %s", c.method, button, want)
+			}
+		}
+		if !strings.Contains(resend, hidden(c.method)) || !strings.Contains(resend, "<noscript>") ||
+			!strings.Contains(resend, "Reload this page to enable the button.") {
+			t.Errorf("%s: resend form:\n%s", c.method, resend)
+		}
+		if strings.Count(body, "<script") != 1 || !strings.Contains(body, countdownScript) {
+			t.Errorf("%s: countdown script missing:\n%s", c.method, body)
+		}
+
+		// The wait is over: an ordinary button, no script.
+		p.ResendIn = 0
+		body = render(t, r, "challenge", p, false).Body.String()
+		resend = form(body, "/.2fa/challenge/send")
+		if !strings.Contains(resend, `<button type="submit" class="secondary">Resend code</button>`) ||
+			strings.Contains(resend, "disabled") || strings.Contains(resend, "noscript") ||
+			strings.Contains(body, "<script") {
+			t.Errorf("%s: resend now:\n%s", c.method, body)
+		}
+	}
+
+	// Not sent yet: where it will go and a send button, no code input.
+	for method, text := range map[string]string{
+		"email": "We will email a code to m***@example.com.",
+		"sms":   "We will text a code to &#43;81 *** 5678.", // html/template escapes +
+	} {
+		p := base(method)
+		p.SentTo = "m***@example.com"
+		if method == "sms" {
+			p.SentTo = "+81 *** 5678"
+		}
+		body = render(t, r, "challenge", p, false).Body.String()
+		send := form(body, "/.2fa/challenge/send")
+		if !strings.Contains(body, text) || !strings.Contains(send, hidden(method)) ||
+			!strings.Contains(send, `<button type="submit">Send code</button>`) {
+			t.Errorf("%s not sent:\n%s", method, body)
+		}
+		if strings.Contains(body, code) || form(body, "/.2fa/challenge") != "" || strings.Contains(body, "<script") {
+			t.Errorf("%s not sent: code form shown:\n%s", method, body)
+		}
+	}
+
+	// No address on file: say so, nothing to send.
+	body = render(t, r, "challenge", base("email"), false).Body.String()
+	if !strings.Contains(body, "Your account has no email address to send a code to.") ||
+		strings.Contains(body, "<form") {
+		t.Errorf("email without address:\n%s", body)
+	}
+	p := base("email")
+	p.Error = "no_email_address"
+	body = render(t, r, "challenge", p, false).Body.String()
+	if strings.Count(body, "no email address") != 1 || !strings.Contains(body, `role="alert"`) {
+		t.Errorf("email without address, as an error: said %d times:\n%s", strings.Count(body, "no email address"), body)
+	}
+}
+
+func TestChallengeOtherWays(t *testing.T) {
+	r := newRenderer(t, "")
+	returnTo := "/members/a page?x=1&y=two words"
+	p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "tok", ReturnTo: returnTo, Method: "totp", Methods: []MethodOption{
+		{Name: "sms", SentTo: "+81 *** 5678", Usable: true},
+		{Name: "email", SentTo: "m***@example.com", Usable: true},
+		{Name: "totp", Usable: false},
+	}}
+	body := render(t, r, "challenge", p, false).Body.String()
+	if !strings.Contains(body, ">Try another way</h2>") {
+		t.Errorf("no heading:\n%s", body)
+	}
+	links := hrefs(t, body, "/.2fa/challenge")
+	if len(links) != 2 {
+		t.Fatalf("%d links, want 2 (the usable methods):\n%s", len(links), body)
+	}
+	for i, want := range []string{"sms", "email"} {
+		q := links[i].Query()
+		if q.Get("method") != want || q.Get("return_to") != returnTo || len(q) != 2 {
+			t.Errorf("link %d: %s, want method=%s and return_to=%q", i, links[i], want, returnTo)
+		}
+	}
+	for _, want := range []string{">Text a code to &#43;81 *** 5678</a>", ">Email a code to m***@example.com</a>",
+		`<li class="unavailable">Use your authenticator app<br><span class="status">Not available</span></li>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("lacks %s:\n%s", want, body)
+		}
+	}
+	if si, ei := strings.Index(body, "Text a code"), strings.Index(body, "Email a code"); si > ei {
+		t.Error("methods not in the given order")
+	}
+
+	p.Methods = nil
+	body = render(t, r, "challenge", p, false).Body.String()
+	if strings.Contains(body, "Try another way") {
+		t.Errorf("other ways offered without any:\n%s", body)
+	}
+
+	// Not allowed here: the notice, and still a way to verify.
+	p.NotAllowedHere = true
+	for lang, want := range map[string]string{
+		"en": "This page needs a kind of verification you have not set up.",
+		"ja": "このページでは、まだ設定されていない種類の認証が必要です。",
+	} {
+		p.Lang = lang
+		body = render(t, r, "challenge", p, false).Body.String()
+		if !strings.Contains(body, want) || !strings.Contains(body, `name="code"`) {
+			t.Errorf("%s: not-allowed-here notice:\n%s", lang, body)
+		}
+	}
+}
+
+func TestEnrolStartMethods(t *testing.T) {
+	r := newRenderer(t, "")
+	p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/a b&c", Methods: []MethodOption{
+		{Name: "sms"}, {Name: "totp"}, {Name: "email"},
+	}}
+	body := render(t, r, "enrol_start", p, false).Body.String()
+	var at []int
+	for _, h := range []string{"<h2>Text message (SMS)</h2>", "<h2>Authenticator app</h2>", "<h2>Email</h2>"} {
+		at = append(at, strings.Index(body, h))
+	}
+	if at[0] < 0 || at[0] > at[1] || at[1] > at[2] {
+		t.Errorf("options at %v, want in the given order:\n%s", at, body)
+	}
+	if !strings.Contains(body, "<title>Set up 2-step verification</title>") ||
+		!strings.Contains(body, "an authenticator app, an email or a text message") {
+		t.Errorf("title or intro:\n%s", body)
+	}
+	totp := form(body, "/.2fa/enrol")
+	if !strings.Contains(totp, ">Set up an authenticator app</button>") {
+		t.Errorf("totp form:\n%s", body)
+	}
+	if risk := strings.Index(body, "SIM swapping"); risk < at[0] || risk > at[1] {
+		t.Errorf("SMS risk notice not with the SMS option:\n%s", body)
+	}
+	for path, label := range map[string]string{"/.2fa/enrol/email": "Set up codes by email", "/.2fa/enrol/sms": "Set up codes by SMS"} {
+		links := hrefs(t, body, path)
+		if len(links) != 1 || links[0].Query().Get("return_to") != "/a b&c" {
+			t.Errorf("%s: links %v", path, links)
+		}
+		if !regexp.MustCompile(`<a class="button" href="[^"]*">` + regexp.QuoteMeta(label) + `</a>`).MatchString(body) {
+			t.Errorf("%s: no button-styled link %q", path, label)
+		}
+	}
+	if len(hrefs(t, body, "/.2fa/methods")) != 0 || form(body, "/.2fa/remind") == "" {
+		t.Errorf("first enrolment: back link or no \"later\":\n%s", body)
+	}
+
+	// Adding another method.
+	p.Enrolled = true
+	p.Methods = []MethodOption{{Name: "email"}}
+	body = render(t, r, "enrol_start", p, false).Body.String()
+	if !strings.Contains(body, "<title>Add a way to verify</title>") || !strings.Contains(body, "<h1>Add a way to verify</h1>") {
+		t.Errorf("enrolled: title:\n%s", body)
+	}
+	back := hrefs(t, body, "/.2fa/methods")
+	if len(back) != 1 || back[0].Query().Get("return_to") != "/a b&c" || !strings.Contains(body, "Back to your verification methods") {
+		t.Errorf("enrolled: back link %v:\n%s", back, body)
+	}
+	if form(body, "/.2fa/enrol") != "" || strings.Contains(body, "SIM swapping") || form(body, "/.2fa/remind") != "" {
+		t.Errorf("enrolled: options not offered shown, or \"later\":\n%s", body)
+	}
+	body = render(t, r, "enrol_start", &Page{Lang: "ja", Prefix: "/.2fa/", Enrolled: true}, false).Body.String()
+	if !strings.Contains(body, "<h1>認証方法の追加</h1>") {
+		t.Errorf("ja enrolled title:\n%s", body)
+	}
+}
+
+func TestEnrolEmailPage(t *testing.T) {
+	r := newRenderer(t, "")
+	p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/r", SentTo: "m***@example.com"}
+	body := render(t, r, "enrol_email", p, false).Body.String()
+	f := form(body, "/.2fa/enrol/email")
+	if !strings.Contains(body, "We will send a code to m***@example.com, the email address of your account.") ||
+		!strings.Contains(f, ">Send code</button>") || strings.Contains(body, `name="address"`) {
+		t.Errorf("with the account's address:\n%s", body)
+	}
+	if back := hrefs(t, body, "/.2fa/enrol"); len(back) != 1 || back[0].Query().Get("return_to") != "/r" {
+		t.Errorf("back link %v", back)
+	}
+
+	p.SentTo, p.Address, p.Error = "", "typo@", "email_invalid"
+	body = render(t, r, "enrol_email", p, false).Body.String()
+	f = form(body, "/.2fa/enrol/email")
+	input := regexp.MustCompile(`<input [^>]*name="address"[^>]*>`).FindString(f)
+	for _, want := range []string{`id="address"`, `type="email"`, `autocomplete="email"`, `maxlength="254"`, ` required`,
+		`value="typo@"`, `aria-invalid="true"`, `aria-describedby="error"`} {
+		if !strings.Contains(input, want) {
+			t.Errorf("address input %q lacks %s", input, want)
+		}
+	}
+	if !strings.Contains(f, `<label for="address">Email address</label>`) || !strings.Contains(f, ">Send code</button>") {
+		t.Errorf("address form:\n%s", f)
+	}
+	if ei, fi := strings.Index(body, "Enter a valid email address, like name@example.com."), strings.Index(body, f); ei < 0 || ei > fi {
+		t.Errorf("error not above the form:\n%s", body)
+	}
+	p.Error = ""
+	body = render(t, r, "enrol_email", p, false).Body.String()
+	if strings.Contains(body, "aria-invalid") {
+		t.Error("aria-invalid without an error")
+	}
+}
+
+func TestEnrolSMSPage(t *testing.T) {
+	r := newRenderer(t, "")
+	p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/r", Region: "JP", Regions: "JP, US",
+		Address: "090-1234", Error: "phone_country", ErrorArgs: []any{"JP, US"}}
+	body := render(t, r, "enrol_sms", p, false).Body.String()
+	f := form(body, "/.2fa/enrol/sms")
+	input := regexp.MustCompile(`<input [^>]*name="phone"[^>]*>`).FindString(f)
+	for _, want := range []string{`id="phone"`, `type="tel"`, `autocomplete="tel"`, `maxlength="32"`, ` required`,
+		`value="090-1234"`, `aria-invalid="true"`, `aria-describedby="phone-hint error"`} {
+		if !strings.Contains(input, want) {
+			t.Errorf("phone input %q lacks %s", input, want)
+		}
+	}
+	for _, want := range []string{`<label for="phone">Mobile phone number</label>`,
+		`id="phone-hint">Numbers without a country code are read as JP numbers. Accepted: JP, US.</p>`, ">Send code</button>"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("form lacks %s:\n%s", want, f)
+		}
+	}
+	if !strings.Contains(body, "SIM swapping") || !strings.Contains(body, "Numbers from this country cannot be used here. Accepted: JP, US.") {
+		t.Errorf("risk notice or error missing:\n%s", body)
+	}
+	if back := hrefs(t, body, "/.2fa/enrol"); len(back) != 1 || !strings.Contains(body, ">Choose another way</a>") {
+		t.Errorf("back link %v", back)
+	}
+	body = render(t, r, "enrol_sms", &Page{Lang: "ja", Prefix: "/.2fa/", Region: "US", Regions: "US"}, false).Body.String()
+	if !strings.Contains(body, "US の番号として扱います") || strings.Contains(body, "aria-invalid") ||
+		!strings.Contains(body, `aria-describedby="phone-hint"`) {
+		t.Errorf("ja hint:\n%s", body)
+	}
+}
+
+func TestEnrolCodePage(t *testing.T) {
+	r := newRenderer(t, "")
+	for _, c := range []struct {
+		method, sent, other, otherLabel string
+	}{
+		{"email", "We sent a 6-digit code to m***@example.com.", "/.2fa/enrol/email", "Use a different email address"},
+		{"sms", "We sent a 6-digit code by text message to m***@example.com.", "/.2fa/enrol/sms", "Use a different phone number"},
+	} {
+		p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/r", Method: c.method, SentTo: "m***@example.com",
+			ResendIn: 9, Error: "code_void"}
+		body := render(t, r, "enrol_code", p, false).Body.String()
+		confirm := form(body, "/.2fa/enrol/code")
+		if !strings.Contains(body, "<title>Enter the code</title>") || !strings.Contains(body, c.sent) ||
+			!strings.Contains(confirm, `autocomplete="one-time-code"`) || !strings.Contains(confirm, ">Confirm</button>") {
+			t.Errorf("%s:\n%s", c.method, body)
+		}
+		if ei, fi := strings.Index(body, "entered wrongly too many times"), strings.Index(body, confirm); ei < 0 || ei > fi {
+			t.Errorf("%s: error not above the form", c.method)
+		}
+		resend := form(body, "/.2fa/enrol/resend")
+		if !strings.Contains(resend, `disabled data-wait="9"`) || !strings.Contains(resend, "(available in 9 s)") ||
+			!strings.Contains(body, countdownScript) {
+			t.Errorf("%s: resend:\n%s", c.method, body)
+		}
+		other := hrefs(t, body, c.other)
+		if len(other) != 1 || other[0].Query().Get("return_to") != "/r" || !strings.Contains(body, ">"+c.otherLabel+"</a>") {
+			t.Errorf("%s: other address link %v:\n%s", c.method, other, body)
+		}
+		p.ResendIn = 0
+		body = render(t, r, "enrol_code", p, false).Body.String()
+		if strings.Contains(body, "disabled") || strings.Contains(body, "<script") ||
+			!strings.Contains(form(body, "/.2fa/enrol/resend"), ">Resend code</button>") {
+			t.Errorf("%s: resend now:\n%s", c.method, body)
+		}
+	}
+}
+
+func TestMethodsPage(t *testing.T) {
+	r := newRenderer(t, "")
+	p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/back?a=1", CanAdd: true, Methods: []MethodOption{
+		{Name: "email", SentTo: "m***@example.com", Default: true, Usable: true, Added: "2024-04-01", LastUsed: "2024-05-02"},
+		{Name: "totp", Usable: true, Added: "2024-04-03"},
+		{Name: "sms", SentTo: "+81 *** 5678", Usable: false, Added: "2024-04-05"},
+	}}
+	body := render(t, r, "methods", p, false).Body.String()
+	items := regexp.MustCompile(`(?s)<li class="method[^"]*">.*?</li>`).FindAllString(body, -1)
+	if len(items) != 3 {
+		t.Fatalf("%d methods listed, want 3:\n%s", len(items), body)
+	}
+	for i, want := range [][]string{
+		{"Email", `<span class="badge">Default</span>`, "m***@example.com", "Added 2024-04-01", "Last used 2024-05-02"},
+		{"Authenticator app", "Added 2024-04-03", "Not used yet", `action="/.2fa/methods/default"`,
+			`<input type="hidden" name="method" value="totp">`, ">Make default</button>"},
+		{"Text message (SMS)", "&#43;81 *** 5678", "Not available"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(items[i], w) {
+				t.Errorf("method %d lacks %s:\n%s", i, w, items[i])
+			}
+		}
+	}
+	if strings.Contains(items[0], "<form") || strings.Contains(items[2], "<form") || strings.Count(body, "badge") != 1 {
+		t.Errorf("make-default offered for the default or an unusable method, or badges wrong:\n%s", body)
+	}
+	if strings.Count(body, `action="/.2fa/methods/default"`) != 1 {
+		t.Errorf("want exactly one make-default form:\n%s", body)
+	}
+	add := hrefs(t, body, "/.2fa/enrol")
+	if len(add) != 1 || add[0].Query().Get("return_to") != "/back?a=1" || !strings.Contains(body, ">Add a way to verify</a>") {
+		t.Errorf("add link %v", add)
+	}
+	if !strings.Contains(body, `<a href="/back?a=1">Continue</a>`) {
+		t.Errorf("no continue link:\n%s", body)
+	}
+	p.CanAdd = false
+	body = render(t, r, "methods", p, false).Body.String()
+	if len(hrefs(t, body, "/.2fa/enrol")) != 0 {
+		t.Error("add link without CanAdd")
+	}
+}
+
+// TestOverridesWithoutScripts: a page or layout written before the
+// countdown existed still works, just without the script.
+func TestOverridesWithoutScripts(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "layout.html", `<!doctype html><html lang="{{.Lang}}"><body>{{template "content" .}}</body></html>`)
+	r := newRenderer(t, dir)
+	p := &Page{Lang: "en", Prefix: "/.2fa/", Method: "sms", SentTo: "x", CodeSent: true, ResendIn: 5}
+	body := render(t, r, "challenge", p, false).Body.String()
+	if strings.Contains(body, "<script") || !strings.Contains(body, `data-wait="5"`) {
+		t.Errorf("old layout:\n%s", body)
 	}
 }

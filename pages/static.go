@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-//go:embed static/style.css
+//go:embed static/style.css static/countdown.js
 var embeddedStatic embed.FS
 
 type staticFile struct {
@@ -21,7 +21,8 @@ type staticFile struct {
 // staticFiles are the files ServeStatic serves, by exact name: nothing
 // else below the static path exists.
 var staticFiles = mustLoadStatic(map[string]string{
-	"style.css": "text/css; charset=utf-8",
+	"style.css":    "text/css; charset=utf-8",
+	"countdown.js": "text/javascript; charset=utf-8",
 })
 
 func mustLoadStatic(types map[string]string) map[string]staticFile {
