@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/internal/clock"
 	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/session"
 	"github.com/caddy-twofactor/twofactor/store"
 )
@@ -75,10 +76,58 @@ type App struct {
 	// Default: 10m.
 	EnrolmentTimeout caddy.Duration `json:"enrolment_timeout,omitempty"`
 
+	// Sender of codes by email: smtp, or mailbox for development.
+	// Default: none; members cannot choose email codes.
+	EmailRaw json.RawMessage `json:"email,omitempty" caddy:"namespace=two_factor.senders inline_key=sender"`
+
+	// Sender of codes by SMS: sns, or mailbox for development.
+	// Default: none; members cannot choose SMS codes.
+	SMSRaw json.RawMessage `json:"sms,omitempty" caddy:"namespace=two_factor.senders inline_key=sender"`
+
+	// Region (ISO 3166 two-letter code) assumed for phone numbers entered
+	// without a country code. Default: JP.
+	PhoneRegion string `json:"phone_region,omitempty"`
+
+	// Regions whose phone numbers may be enrolled for SMS; numbers from
+	// elsewhere are refused, which keeps SMS pumping to premium foreign
+	// numbers out. Default: phone_region only.
+	PhoneCountries []string `json:"phone_countries,omitempty"`
+
+	// How long an emailed code is valid: 1m to 10m. Default: 10m.
+	EmailCodeTTL caddy.Duration `json:"email_code_ttl,omitempty"`
+
+	// How long a code sent by SMS is valid: 1m to 10m. Default: 5m.
+	SMSCodeTTL caddy.Duration `json:"sms_code_ttl,omitempty"`
+
+	// Tries allowed on one emailed or texted code before it is void.
+	// Wrong tries also count toward max_failures. Default: 5.
+	CodeAttempts int `json:"code_attempts,omitempty"`
+
+	// How long a member waits before another code is sent by the same
+	// method. Default: 60s.
+	ResendCooldown caddy.Duration `json:"resend_cooldown,omitempty"`
+
+	// Codes sent per clock hour to one member. Default: 5.
+	HourlySendsPerUser int `json:"hourly_sends_per_user,omitempty"`
+
+	// Codes sent per clock hour to one address or number, whoever asks.
+	// Default: 5.
+	HourlySendsPerDestination int `json:"hourly_sends_per_destination,omitempty"`
+
+	// Codes sent per clock hour at the request of one client address
+	// (IPv6 by /64); -1 turns this limit off. Default: 20.
+	HourlySendsPerAddress int `json:"hourly_sends_per_address,omitempty"`
+
+	// SMS sent per clock hour by the whole site, a ceiling on SNS spend
+	// whatever happens. Reaching it logs an error. Default: 100.
+	HourlySMSSite int `json:"hourly_sms_site,omitempty"`
+
 	engine *challenge.Engine
 	codec  *session.Codec
 	csrf   *session.CSRF
 	store  store.Store
+	email  notify.Sender // nil when email codes are not configured
+	sms    notify.Sender // nil when SMS codes are not configured
 	logger *zap.Logger
 	audit  *zap.Logger
 }
@@ -105,6 +154,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		FailureWindow:      time.Duration(a.FailureWindow),
 		Lockout:            time.Duration(a.Lockout),
 		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
+
+		EmailCodeTTL:        time.Duration(a.EmailCodeTTL),
+		SMSCodeTTL:          time.Duration(a.SMSCodeTTL),
+		CodeAttempts:        a.CodeAttempts,
+		ResendCooldown:      time.Duration(a.ResendCooldown),
+		SendsPerUser:        a.HourlySendsPerUser,
+		SendsPerDestination: a.HourlySendsPerDestination,
+		SendsPerAddress:     a.HourlySendsPerAddress,
+		SMSPerHour:          a.HourlySMSSite,
 	}
 	if a.TOTPSkew != nil {
 		if *a.TOTPSkew < 0 {
@@ -117,6 +175,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	// Settings first: a typo should not wait for the store to open.
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	if err := a.provisionPhone(); err != nil {
+		return err
+	}
+	if err := a.provisionSenders(ctx); err != nil {
 		return err
 	}
 
@@ -155,6 +220,74 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
 	return nil
+}
+
+// provisionPhone checks the phone-number settings.
+func (a *App) provisionPhone() error {
+	if a.PhoneRegion == "" {
+		a.PhoneRegion = "JP"
+	}
+	a.PhoneRegion = strings.ToUpper(a.PhoneRegion)
+	if !notify.ValidRegion(a.PhoneRegion) {
+		return fmt.Errorf("phone_region %q: not a known two-letter region code", a.PhoneRegion)
+	}
+	if len(a.PhoneCountries) == 0 {
+		a.PhoneCountries = []string{a.PhoneRegion}
+	}
+	for i, c := range a.PhoneCountries {
+		a.PhoneCountries[i] = strings.ToUpper(c)
+		if !notify.ValidRegion(a.PhoneCountries[i]) {
+			return fmt.Errorf("phone_countries %q: not a known two-letter region code", c)
+		}
+	}
+	return nil
+}
+
+// provisionSenders loads the email and SMS senders, checking each can
+// carry what it is configured for.
+func (a *App) provisionSenders(ctx caddy.Context) error {
+	if a.EmailRaw != nil {
+		mod, err := ctx.LoadModule(a, "EmailRaw")
+		if err != nil {
+			return fmt.Errorf("email: %w", err)
+		}
+		switch s := mod.(type) {
+		case *SMTPSender:
+			a.email = s
+		case *MailboxSender:
+			a.email = s
+		default:
+			return fmt.Errorf("email: sender %T cannot send email (use smtp, or mailbox for development)", mod)
+		}
+	}
+	if a.SMSRaw != nil {
+		mod, err := ctx.LoadModule(a, "SMSRaw")
+		if err != nil {
+			return fmt.Errorf("sms: %w", err)
+		}
+		switch s := mod.(type) {
+		case *SNSSender:
+			a.sms = s
+		case *MailboxSender:
+			a.sms = s
+		default:
+			return fmt.Errorf("sms: sender %T cannot send SMS (use sns, or mailbox for development)", mod)
+		}
+	}
+	return nil
+}
+
+// methodConfigured reports whether the site can offer the method.
+func (a *App) methodConfigured(method string) bool {
+	switch method {
+	case challenge.MethodTOTP:
+		return true
+	case challenge.MethodEmail:
+		return a.email != nil
+	case challenge.MethodSMS:
+		return a.sms != nil
+	}
+	return false
 }
 
 // keyring resolves the configured keys, or loads or creates the generated

@@ -29,6 +29,18 @@ func init() {
 //			failure_window <duration>
 //			lockout <duration>
 //			enrolment_timeout <duration>
+//			email smtp|mailbox ...
+//			sms sns|mailbox ...
+//			phone_region <region>
+//			phone_countries <region>...
+//			email_code_ttl <duration>
+//			sms_code_ttl <duration>
+//			code_attempts <count>
+//			resend_cooldown <duration>
+//			hourly_sends_per_user <count>
+//			hourly_sends_per_destination <count>
+//			hourly_sends_per_address <count>|off
+//			hourly_sms_site <count>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -66,15 +78,45 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		case "max_failures":
 			err = parseInt(d, &app.MaxFailures)
 		case "max_address_failures":
-			args := d.RemainingArgs()
-			if len(args) != 1 {
-				return d.Errf("max_address_failures: expected a number or off")
+			err = parseCountOrOff(d, &app.MaxAddressFailures)
+		case "email", "sms":
+			if !d.NextArg() {
+				return d.Errf("%s: expected a sender (%s)", name, map[string]string{"email": "smtp or mailbox", "sms": "sns or mailbox"}[name])
 			}
-			if args[0] == "off" {
-				app.MaxAddressFailures = -1
-			} else if app.MaxAddressFailures, err = strconv.Atoi(args[0]); err != nil || app.MaxAddressFailures < 1 {
-				return d.Errf("max_address_failures: bad number %q", args[0])
+			modName := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "two_factor.senders."+modName)
+			if err != nil {
+				return err
 			}
+			raw := caddyconfig.JSONModuleObject(unm, "sender", modName, nil)
+			if name == "email" {
+				app.EmailRaw = raw
+			} else {
+				app.SMSRaw = raw
+			}
+		case "phone_region":
+			err = parseString(d, &app.PhoneRegion)
+		case "phone_countries":
+			app.PhoneCountries = d.RemainingArgs()
+			if len(app.PhoneCountries) == 0 {
+				return d.Errf("phone_countries: at least one region code is required")
+			}
+		case "email_code_ttl":
+			err = parseDuration(d, &app.EmailCodeTTL)
+		case "sms_code_ttl":
+			err = parseDuration(d, &app.SMSCodeTTL)
+		case "code_attempts":
+			err = parseInt(d, &app.CodeAttempts)
+		case "resend_cooldown":
+			err = parseDuration(d, &app.ResendCooldown)
+		case "hourly_sends_per_user":
+			err = parseInt(d, &app.HourlySendsPerUser)
+		case "hourly_sends_per_destination":
+			err = parseInt(d, &app.HourlySendsPerDestination)
+		case "hourly_sends_per_address":
+			err = parseCountOrOff(d, &app.HourlySendsPerAddress)
+		case "hourly_sms_site":
+			err = parseInt(d, &app.HourlySMSSite)
 		case "failure_window":
 			err = parseDuration(d, &app.FailureWindow)
 		case "lockout":
@@ -121,6 +163,7 @@ func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			except <paths...>
 //			enrolment required|optional
 //			remember_device <duration>|off
+//			methods totp|email|sms...
 //			reminder <duration>
 //		}
 //		prefix <path>
@@ -236,6 +279,11 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 			err = parseString(d, &rule.RememberDevice)
 		case "reminder":
 			err = parseDuration(d, &rule.Reminder)
+		case "methods":
+			rule.Methods = d.RemainingArgs()
+			if len(rule.Methods) == 0 {
+				return d.Errf("protect: methods needs at least one of totp, email, sms")
+			}
 		default:
 			return d.Errf("protect: unknown option %q", name)
 		}
@@ -288,6 +336,25 @@ func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return d.Errf("%s: bad duration %q: %v", name, s, err)
 	}
 	*dst = caddy.Duration(v)
+	return nil
+}
+
+// parseCountOrOff reads a positive count, or "off" as -1.
+func parseCountOrOff(d *caddyfile.Dispenser, dst *int) error {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.Errf("%s: expected a number or off", name)
+	}
+	if args[0] == "off" {
+		*dst = -1
+		return nil
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("%s: bad number %q", name, args[0])
+	}
+	*dst = n
 	return nil
 }
 

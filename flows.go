@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,11 +45,18 @@ type pageRoute struct {
 }
 
 var pageRoutes = map[string]pageRoute{
-	"challenge":     {get: (*Handler).challengePage, post: (*Handler).verify},
-	"enrol":         {get: (*Handler).enrolStartPage, post: (*Handler).enrolStart},
-	"enrol/confirm": {post: (*Handler).enrolConfirm},
-	"remind":        {get: (*Handler).remindPage, post: (*Handler).remindLater},
-	"logout":        {get: (*Handler).logoutPage, post: (*Handler).logout},
+	"challenge":       {get: (*Handler).challengePage, post: (*Handler).verify},
+	"challenge/send":  {post: (*Handler).sendChallengeCode},
+	"enrol":           {get: (*Handler).enrolStartPage, post: (*Handler).enrolStart},
+	"enrol/confirm":   {post: (*Handler).enrolConfirm},
+	"enrol/email":     {get: (*Handler).enrolEmailPage, post: (*Handler).enrolEmail},
+	"enrol/sms":       {get: (*Handler).enrolSMSPage, post: (*Handler).enrolSMS},
+	"enrol/code":      {get: (*Handler).enrolCodePage, post: (*Handler).enrolCodeConfirm},
+	"enrol/resend":    {post: (*Handler).enrolResend},
+	"methods":         {get: (*Handler).methodsPage},
+	"methods/default": {post: (*Handler).setDefault},
+	"remind":          {get: (*Handler).remindPage, post: (*Handler).remindLater},
+	"logout":          {get: (*Handler).logoutPage, post: (*Handler).logout},
 }
 
 // servePage handles every request under the prefix. Nothing here is ever
@@ -253,10 +261,11 @@ func (h *Handler) engineError(p *pageRequest, err error) (bool, error) {
 	case errors.As(err, &locked):
 		return true, h.locked(p, locked.Until, "title_locked", "locked")
 	case errors.As(err, &limited):
-		return true, h.locked(p, limited.Until, "title_too_many", "too_many_attempts")
+		return true, h.limited(p, limited)
 	case errors.Is(err, challenge.ErrCodeInvalid), errors.Is(err, challenge.ErrMalformed),
 		errors.Is(err, challenge.ErrNotEnrolled), errors.Is(err, challenge.ErrExpired),
-		errors.Is(err, challenge.ErrAlreadyEnrolled):
+		errors.Is(err, challenge.ErrAlreadyEnrolled), errors.Is(err, challenge.ErrCodeExpired),
+		errors.Is(err, challenge.ErrCodeVoid), errors.Is(err, challenge.ErrNoDestination):
 		return false, nil
 	}
 	return true, h.unavailable(p.w, p.r, "engine", err)
@@ -275,8 +284,81 @@ func (h *Handler) challengePage(p *pageRequest) error {
 			return err
 		}
 	}
+	return h.showChallenge(p, u, p.r.URL.Query().Get("method"), http.StatusOK)
+}
+
+// showChallenge renders the challenge for one of the member's methods,
+// with their other methods as "try another way".
+func (h *Handler) showChallenge(p *pageRequest, u *challenge.User, want string, status int) error {
+	offered := h.offeredMethods(p, u)
+	if len(offered) == 0 {
+		// Every method the member has lost its sender in the config.
+		return h.renderMessage(p.w, p.r, http.StatusServiceUnavailable, "title_unavailable", "method_unavailable", nil, "")
+	}
+	method := offered[0]
+	if slices.Contains(offered, want) {
+		method = want
+	}
+	p.page.Method = method
+	for _, m := range offered {
+		if m == method {
+			continue
+		}
+		sentTo := h.engine.Destination(u, m, h.identityEmail(p))
+		p.page.Methods = append(p.page.Methods, pages.MethodOption{
+			Name: m, SentTo: sentTo, Usable: m == challenge.MethodTOTP || sentTo != "",
+		})
+	}
+	if method != challenge.MethodTOTP {
+		p.page.SentTo = h.engine.Destination(u, method, h.identityEmail(p))
+		pending, err := h.engine.PendingCode(p.r.Context(), actor(p.r, p.id.ID), p.csrf, challenge.PurposeVerify)
+		if err == nil && pending.Method == method {
+			p.page.CodeSent = true
+			p.page.SentTo = pending.Masked
+			p.page.ResendIn = secondsUntil(pending.ResendAt)
+		}
+	}
 	h.offerRemember(p)
-	return h.render(p, http.StatusOK, "challenge")
+	return h.render(p, status, "challenge")
+}
+
+// offeredMethods lists the member's methods, default first, that the page
+// being protected accepts. When it accepts none of them, all of the
+// member's methods are offered: after verifying with one, the member is
+// asked to add one the page accepts.
+func (h *Handler) offeredMethods(p *pageRequest, u *challenge.User) []string {
+	var accepted, usable []string
+	for _, m := range u.Methods() {
+		if !h.app.methodConfigured(m) {
+			continue
+		}
+		usable = append(usable, m)
+		if p.accepts(m) {
+			accepted = append(accepted, m)
+		}
+	}
+	if len(accepted) == 0 && len(usable) > 0 {
+		p.page.NotAllowedHere = true
+		return usable
+	}
+	return accepted
+}
+
+// accepts reports whether the page being protected accepts method. Pages
+// no rule covers accept any method the site can send.
+func (p *pageRequest) accepts(method string) bool {
+	if p.rule == nil {
+		return true
+	}
+	return p.rule.allows(method)
+}
+
+func secondsUntil(t time.Time) int {
+	d := t.Sub(clock.Now())
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
 }
 
 func (h *Handler) offerRemember(p *pageRequest) {
@@ -292,27 +374,38 @@ func (h *Handler) verify(p *pageRequest) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	a := actor(p.r, p.id.ID)
-	u, err := h.engine.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
+	method := p.r.PostForm.Get("method")
+	var u *challenge.User
+	var err error
+	switch method {
+	case challenge.MethodTOTP, "":
+		method = challenge.MethodTOTP
+		u, err = h.engine.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
+	case challenge.MethodEmail, challenge.MethodSMS:
+		u, method, err = h.engine.VerifyCode(ctx, a, p.csrf, p.r.PostForm.Get("code"))
+		if method == "" {
+			method = p.r.PostForm.Get("method")
+		}
+	default:
+		return h.renderMessage(p.w, p.r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+	}
 	if err != nil {
 		if handled, err := h.engineError(p, err); handled {
 			return err
 		}
-		if errors.Is(err, challenge.ErrNotEnrolled) {
-			if st, serr := h.engine.State(ctx, p.id.ID); serr == nil && !st.Enrolled() {
-				return h.seeOther(p, h.pageURL(p, "enrol"))
-			}
+		st, serr := h.engine.State(ctx, p.id.ID)
+		if serr != nil {
+			return h.unavailable(p.w, p.r, "state", serr)
 		}
-		status, msg := http.StatusUnauthorized, "code_incorrect"
-		if errors.Is(err, challenge.ErrMalformed) {
-			// Counted like a wrong code, but the member only mistyped.
-			status, msg = http.StatusBadRequest, "code_malformed"
+		if !st.Enrolled() {
+			return h.seeOther(p, h.pageURL(p, "enrol"))
 		}
+		status, msg := codeError(err)
 		p.page.Error = msg
-		h.offerRemember(p)
-		return h.render(p, status, "challenge")
+		return h.showChallenge(p, st, method, status)
 	}
 	now := clock.Now()
-	h.verified(p, u, now)
+	h.verified(p, u, method, now)
 	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 {
 		id := session.NewID()
 		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember)
@@ -325,7 +418,25 @@ func (h *Handler) verify(p *pageRequest) error {
 			setCookie(p.w, session.DeviceCookie, h.codec.EncodeDevice(&d), int(d.Expires-now.Unix()), p.secure)
 		}
 	}
+	if !p.accepts(method) {
+		// Verified, but not in a way this page accepts: add one it does.
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
 	return h.seeOther(p, p.page.ReturnTo)
+}
+
+// codeError maps a refused code to its status and message.
+func codeError(err error) (int, string) {
+	switch {
+	case errors.Is(err, challenge.ErrMalformed):
+		// Counted like a wrong code, but the member only mistyped.
+		return http.StatusBadRequest, "code_malformed"
+	case errors.Is(err, challenge.ErrCodeExpired):
+		return http.StatusUnauthorized, "code_expired"
+	case errors.Is(err, challenge.ErrCodeVoid):
+		return http.StatusUnauthorized, "code_void"
+	}
+	return http.StatusUnauthorized, "code_incorrect"
 }
 
 // startSession issues a new second-factor session, never reusing an
@@ -339,8 +450,8 @@ func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge
 }
 
 // verified starts the session after a code and rotates the CSRF secret.
-func (h *Handler) verified(p *pageRequest, u *challenge.User, now time.Time) {
-	h.startSession(p.w, &p.id, u, "totp", p.secure, now)
+func (h *Handler) verified(p *pageRequest, u *challenge.User, method string, now time.Time) {
+	h.startSession(p.w, &p.id, u, method, p.secure, now)
 	h.newCSRF(p)
 }
 
@@ -374,21 +485,79 @@ func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id
 	return true, nil
 }
 
+// enrolStartPage is the method picker: the first second factor, or
+// another one for a member who has just verified.
 func (h *Handler) enrolStartPage(p *pageRequest) error {
+	u, ok, err := h.enrolGuard(p)
+	if !ok {
+		return err
+	}
+	return h.showPicker(p, u, http.StatusOK)
+}
+
+// showPicker lists the methods the member can add that the page being
+// protected accepts, the authenticator app first.
+func (h *Handler) showPicker(p *pageRequest, u *challenge.User, status int) error {
+	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+		if !u.Has(m) && h.app.methodConfigured(m) && p.accepts(m) {
+			p.page.Methods = append(p.page.Methods, pages.MethodOption{Name: m, Usable: true})
+		}
+	}
+	if len(p.page.Methods) == 0 {
+		return h.seeOther(p, h.pageURL(p, "methods"))
+	}
+	p.page.Enrolled = u.Enrolled()
+	p.page.Required = p.required() || u.Enrolled()
+	return h.render(p, status, "enrol_start")
+}
+
+// pickerError shows the method picker again with an error.
+func (h *Handler) pickerError(p *pageRequest, status int, msg string) error {
 	u, err := h.engine.State(p.r.Context(), p.id.ID)
 	if err != nil {
 		return h.unavailable(p.w, p.r, "state", err)
 	}
-	if u.Enrolled() {
-		return h.seeOther(p, p.page.ReturnTo)
+	p.page.Error = msg
+	return h.showPicker(p, u, status)
+}
+
+// enrolGuard lets a member set up a method: anyone without a second
+// factor, and members with one only right after verifying with it (not on
+// a remembered device), so a stolen password cannot add a method.
+func (h *Handler) enrolGuard(p *pageRequest) (*challenge.User, bool, error) {
+	u, err := h.engine.State(p.r.Context(), p.id.ID)
+	if err != nil {
+		return nil, false, h.unavailable(p.w, p.r, "state", err)
 	}
-	p.page.Required = p.required()
-	return h.render(p, http.StatusOK, "enrol_start")
+	if u.Enrolled() && !h.verifiedSession(p, u) {
+		back := p.r.URL.Path
+		if p.r.Method != http.MethodGet {
+			back = h.Prefix + "enrol"
+		}
+		target := h.Prefix + "challenge?return_to=" + url.QueryEscape(back+"?return_to="+url.QueryEscape(p.page.ReturnTo))
+		return nil, false, h.seeOther(p, target)
+	}
+	return u, true, nil
+}
+
+// verifiedSession reports whether the request carries a live session
+// verified with a code (not a remembered device).
+func (h *Handler) verifiedSession(p *pageRequest, u *challenge.User) bool {
+	v, ok := cookieValue(p.r, session.Name(session.SessionCookie, p.secure))
+	if !ok {
+		return false
+	}
+	var s session.Session
+	return h.codec.DecodeSessionOf(v, p.id.ID, &s) == nil && !s.Remembered &&
+		h.sessionValid(&s, &p.id, u, clock.Now())
 }
 
 // enrolStart creates a pending authenticator secret and shows its QR code.
 // It is a POST: creating a secret changes state.
 func (h *Handler) enrolStart(p *pageRequest) error {
+	if _, ok, err := h.enrolGuard(p); !ok {
+		return err
+	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	account := p.id.Email
@@ -397,7 +566,7 @@ func (h *Handler) enrolStart(p *pageRequest) error {
 	}
 	en, err := h.engine.StartTOTP(ctx, actor(p.r, p.id.ID), p.page.SiteName, account, p.csrf)
 	if errors.Is(err, challenge.ErrAlreadyEnrolled) {
-		return h.seeOther(p, p.page.ReturnTo)
+		return h.seeOther(p, h.pageURL(p, "methods"))
 	}
 	if err != nil {
 		_, err = h.engineError(p, err)
@@ -424,22 +593,19 @@ func (h *Handler) enrolConfirm(p *pageRequest) error {
 	u, err := h.engine.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
 	switch {
 	case err == nil:
-		h.verified(p, u, clock.Now())
+		h.verified(p, u, challenge.MethodTOTP, clock.Now())
 		return h.seeOther(p, p.page.ReturnTo)
 	case errors.Is(err, challenge.ErrAlreadyEnrolled):
 		return h.seeOther(p, p.page.ReturnTo)
 	case errors.Is(err, challenge.ErrExpired):
-		p.page.Error = "enrol_expired"
-		p.page.Required = p.required()
-		return h.render(p, http.StatusConflict, "enrol_start")
+		return h.pickerError(p, http.StatusConflict, "enrol_expired")
 	}
 	if handled, err := h.engineError(p, err); handled {
 		return err
 	}
 	en, perr := h.engine.PendingTOTP(ctx, a, p.csrf)
 	if perr != nil {
-		p.page.Error = "enrol_expired"
-		return h.render(p, http.StatusConflict, "enrol_start")
+		return h.pickerError(p, http.StatusConflict, "enrol_expired")
 	}
 	p.page.Error = "code_incorrect"
 	return h.showEnrolment(p, en, http.StatusUnauthorized)

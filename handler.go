@@ -110,6 +110,13 @@ type Rule struct {
 	// optional paths. Default: 7d.
 	Reminder caddy.Duration `json:"reminder,omitempty"`
 
+	// Second factors accepted on these paths: totp, email, sms. Email and
+	// SMS need a sender in the two_factor app. A member whose session was
+	// verified another way is asked again, with one of these. Default:
+	// every method the site can send (totp always).
+	Methods []string `json:"methods,omitempty"`
+
+	methods  []string
 	paths    caddyhttp.MatchPath
 	except   caddyhttp.MatchPath
 	optional bool
@@ -169,6 +176,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for i, rule := range h.Protect {
 		if err := rule.provision(ctx); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if err := rule.provisionMethods(h.app); err != nil {
+			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if len(rule.methods) == 1 && rule.methods[0] == challenge.MethodSMS {
+			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
+				zap.Strings("paths", rule.Paths))
 		}
 	}
 	if h.Identity == nil {
@@ -233,6 +247,49 @@ func (rule *Rule) provision(ctx caddy.Context) error {
 	return nil
 }
 
+// provisionMethods resolves which methods the rule accepts.
+func (rule *Rule) provisionMethods(app *App) error {
+	if len(rule.Methods) == 0 {
+		for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+			if app.methodConfigured(m) {
+				rule.methods = append(rule.methods, m)
+			}
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, m := range rule.Methods {
+		switch m {
+		case challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
+		default:
+			return fmt.Errorf("methods %q: must be totp, email or sms", m)
+		}
+		if !app.methodConfigured(m) {
+			return fmt.Errorf("methods %s: the two_factor app has no %s sender configured", m, m)
+		}
+		if !seen[m] {
+			seen[m] = true
+			rule.methods = append(rule.methods, m)
+		}
+	}
+	return nil
+}
+
+// allows reports whether a session verified by method may pass. A
+// remembered device stands for the method that remembered it; where
+// devices are not accepted, remember_device off already refuses it.
+func (rule *Rule) allows(method string) bool {
+	if method == "device" {
+		return true
+	}
+	for _, m := range rule.methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if !strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) < 3 {
@@ -285,7 +342,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if v, ok := cookieValue(r, session.Name(session.SessionCookie, secure)); ok {
 		var s session.Session
 		if h.codec.DecodeSessionOf(v, id.ID, &s) == nil && h.sessionValid(&s, &id, u, now) &&
-			(rule.remember > 0 || !s.Remembered) {
+			(rule.remember > 0 || !s.Remembered) && rule.allows(s.Method) {
 			if now.Unix()-s.LastSeen >= int64(sessionRefreshEvery/time.Second) {
 				s.LastSeen = now.Unix()
 				h.setSessionCookie(w, &s, secure, now)

@@ -30,10 +30,24 @@ var (
 )
 
 // LimitedError reports that an action other than guessing (starting an
-// enrolment) was repeated too often; it may be tried again at Until.
+// enrolment, sending a code) was repeated too often; it may be tried again
+// at Until.
 type LimitedError struct {
 	Until time.Time
+	// Limit names what was hit, for the page and the audit trail: one of
+	// the Limit constants.
+	Limit string
 }
+
+// Limits a LimitedError can name.
+const (
+	LimitEnrolStarts = "enrol_starts"
+	LimitCooldown    = "cooldown"    // resend wait for this user and method
+	LimitUser        = "user_hourly" // codes sent to this user this hour
+	LimitDestination = "destination" // codes sent to this address or number
+	LimitAddress     = "address"     // codes requested from this client address
+	LimitSMSSite     = "sms_site"    // site-wide SMS budget this hour
+)
 
 func (e *LimitedError) Error() string {
 	return "challenge: too many attempts until " + e.Until.UTC().Format(time.RFC3339)
@@ -71,6 +85,23 @@ type Config struct {
 	// How long a started enrolment may wait for its confirming code.
 	// Default 10m.
 	EnrolTTL time.Duration
+	// How long an emailed code stays valid. Default 10m; at most 10m.
+	EmailCodeTTL time.Duration
+	// How long a code sent by SMS stays valid. Default 5m; at most 10m.
+	SMSCodeTTL time.Duration
+	// Tries allowed on one emailed or texted code; the code is void after.
+	// Default 5.
+	CodeAttempts int
+	// Wait before another code may be sent to the same user by the same
+	// method. Default 60s.
+	ResendCooldown time.Duration
+	// Codes sent per clock hour: to one user, to one destination, to one
+	// client address, and by SMS site-wide (bounding SMS spend). Defaults
+	// 5, 5, 20 and 100; a negative per-address cap turns it off.
+	SendsPerUser        int
+	SendsPerDestination int
+	SendsPerAddress     int
+	SMSPerHour          int
 	// How long the hot path may trust a cached user record before reading
 	// the store again. Writes through this engine update the cache at once;
 	// the TTL bounds how late a change made elsewhere is seen. Default 2s.
@@ -110,6 +141,30 @@ func (c *Config) setDefaults() {
 	if c.CacheTTL == 0 {
 		c.CacheTTL = 2 * time.Second
 	}
+	if c.EmailCodeTTL == 0 {
+		c.EmailCodeTTL = 10 * time.Minute
+	}
+	if c.SMSCodeTTL == 0 {
+		c.SMSCodeTTL = 5 * time.Minute
+	}
+	if c.CodeAttempts == 0 {
+		c.CodeAttempts = 5
+	}
+	if c.ResendCooldown == 0 {
+		c.ResendCooldown = time.Minute
+	}
+	if c.SendsPerUser == 0 {
+		c.SendsPerUser = 5
+	}
+	if c.SendsPerDestination == 0 {
+		c.SendsPerDestination = 5
+	}
+	if c.SendsPerAddress == 0 {
+		c.SendsPerAddress = 20
+	}
+	if c.SMSPerHour == 0 {
+		c.SMSPerHour = 100
+	}
 }
 
 // Validate reports the first invalid setting, naming it.
@@ -132,6 +187,22 @@ func (c Config) Validate() error {
 		return fmt.Errorf("enrolment_timeout %s: must be between 1m and 1h", c.EnrolTTL)
 	case c.CacheTTL < 0 || c.CacheTTL > time.Minute:
 		return fmt.Errorf("cache ttl %s: must be between 0 and 1m", c.CacheTTL)
+	case c.EmailCodeTTL < time.Minute || c.EmailCodeTTL > 10*time.Minute:
+		return fmt.Errorf("email_code_ttl %s: must be between 1m and 10m", c.EmailCodeTTL)
+	case c.SMSCodeTTL < time.Minute || c.SMSCodeTTL > 10*time.Minute:
+		return fmt.Errorf("sms_code_ttl %s: must be between 1m and 10m", c.SMSCodeTTL)
+	case c.CodeAttempts < 1 || c.CodeAttempts > 10:
+		return fmt.Errorf("code_attempts %d: must be between 1 and 10", c.CodeAttempts)
+	case c.ResendCooldown < 10*time.Second || c.ResendCooldown > 10*time.Minute:
+		return fmt.Errorf("resend_cooldown %s: must be between 10s and 10m", c.ResendCooldown)
+	case c.SendsPerUser < 1 || c.SendsPerUser > 100:
+		return fmt.Errorf("hourly_sends_per_user %d: must be between 1 and 100", c.SendsPerUser)
+	case c.SendsPerDestination < 1 || c.SendsPerDestination > 100:
+		return fmt.Errorf("hourly_sends_per_destination %d: must be between 1 and 100", c.SendsPerDestination)
+	case c.SendsPerAddress > 100_000:
+		return fmt.Errorf("hourly_sends_per_address %d: must be at most 100000, or negative for no limit", c.SendsPerAddress)
+	case c.SMSPerHour < 1 || c.SMSPerHour > 1_000_000:
+		return fmt.Errorf("hourly_sms_site %d: must be between 1 and 1000000", c.SMSPerHour)
 	}
 	return nil
 }
@@ -152,6 +223,9 @@ type Engine struct {
 	now    func() time.Time
 	audit  *zap.Logger
 	users  *userCache
+	codes  []byte // HMAC key for one-time codes
+	dests  *keyring.Sealer
+	destID []byte // HMAC key naming destinations in limit counters
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -174,6 +248,9 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		now:    now,
 		audit:  audit,
 		users:  newUserCache(),
+		codes:  kr.MACKey("one-time codes"),
+		dests:  kr.Sealer("destinations"),
+		destID: kr.MACKey("destination limits"),
 	}, nil
 }
 

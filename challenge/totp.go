@@ -85,6 +85,15 @@ func flowHash(flow string) []byte {
 // one is a durable write and a QR code to draw.
 const maxEnrolStarts = 10
 
+// firstFactor prepares a record that is about to get its first method: a
+// new epoch, so nothing issued before enrolment (say, before an admin
+// reset) carries over.
+func firstFactor(u *User) {
+	if !u.Enrolled() {
+		u.Epoch++
+	}
+}
+
 // StartTOTP begins authenticator-app enrolment with a fresh secret. The
 // pending secret is bound to flow (a token only the browser that started it
 // holds) and expires after Config.EnrolTTL; starting again replaces it.
@@ -95,13 +104,13 @@ func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow s
 	}
 	if n > maxEnrolStarts {
 		e.Audit(a, "enrol_start", "refused", zap.String("reason", "too_often"))
-		return nil, &LimitedError{Until: e.now().Add(e.cfg.EnrolTTL)}
+		return nil, &LimitedError{Until: e.now().Add(e.cfg.EnrolTTL), Limit: LimitEnrolStarts}
 	}
 	u, _, err := e.loadUser(ctx, a.User)
 	if err != nil {
 		return nil, err
 	}
-	if u.Enrolled() {
+	if u.TOTP != nil {
 		return nil, ErrAlreadyEnrolled
 	}
 	secret := make([]byte, secretSize)
@@ -219,8 +228,8 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 			return ErrAlreadyEnrolled
 		}
 		now := e.now().UTC()
+		firstFactor(u)
 		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step}
-		u.Epoch++
 		return nil
 	})
 	if err != nil {
@@ -259,7 +268,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	if err != nil {
 		return nil, err
 	}
-	if !u.Enrolled() {
+	if u.TOTP == nil {
 		return fail(ErrNotEnrolled)
 	}
 	sealed := u.TOTP.Secret
@@ -345,8 +354,12 @@ func reason(err error) string {
 		return "malformed"
 	case errors.Is(err, ErrNotEnrolled):
 		return "not_enrolled"
-	case errors.Is(err, ErrExpired):
+	case errors.Is(err, ErrExpired), errors.Is(err, ErrCodeExpired):
 		return "expired"
+	case errors.Is(err, ErrCodeVoid):
+		return "void"
+	case errors.Is(err, ErrNoDestination):
+		return "no_destination"
 	case errors.Is(err, ErrAlreadyEnrolled):
 		return "already_enrolled"
 	case errors.Is(err, store.ErrUnavailable):

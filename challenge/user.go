@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-twofactor/twofactor/store"
 )
 
@@ -24,6 +26,10 @@ type User struct {
 	Epoch   uint64      `json:"epoch"`
 	Created time.Time   `json:"created"`
 	TOTP    *TOTPMethod `json:"totp,omitempty"`
+	Email   *CodeMethod `json:"email,omitempty"`
+	SMS     *CodeMethod `json:"sms,omitempty"`
+	// Default is the method the challenge page offers first.
+	Default string `json:"default,omitempty"`
 	// RevokedSessions holds second-factor sessions ended by sign-out,
 	// by session ID (hex), until their absolute expiry (Unix seconds).
 	RevokedSessions map[string]int64 `json:"revoked_sessions,omitempty"`
@@ -40,8 +46,84 @@ type TOTPMethod struct {
 	LastStep int64 `json:"last_step"`
 }
 
+// CodeMethod is an enrolled email address or phone number that receives
+// one-time codes.
+type CodeMethod struct {
+	// Destination is the sealed address or E.164 number, bound to the user
+	// ID. It is empty for email that follows the identity's address, so a
+	// member who changes it at the member site gets codes at the new one.
+	Destination  []byte    `json:"destination,omitempty"`
+	FromIdentity bool      `json:"from_identity,omitempty"`
+	Added        time.Time `json:"added"`
+	LastUsed     time.Time `json:"last_used,omitzero"`
+}
+
+// Method names, as stored, configured and shown to the upstream.
+const (
+	MethodTOTP  = "totp"
+	MethodEmail = "email"
+	MethodSMS   = "sms"
+)
+
 // Enrolled reports whether the user has a second factor.
-func (u *User) Enrolled() bool { return u != nil && u.TOTP != nil }
+func (u *User) Enrolled() bool {
+	return u != nil && (u.TOTP != nil || u.Email != nil || u.SMS != nil)
+}
+
+// Has reports whether the user has enrolled the method.
+func (u *User) Has(method string) bool {
+	if u == nil {
+		return false
+	}
+	switch method {
+	case MethodTOTP:
+		return u.TOTP != nil
+	case MethodEmail:
+		return u.Email != nil
+	case MethodSMS:
+		return u.SMS != nil
+	}
+	return false
+}
+
+// Methods lists the enrolled methods, the default first, then the
+// authenticator app before codes sent by email and SMS.
+func (u *User) Methods() []string {
+	var out []string
+	if d := u.DefaultMethod(); d != "" {
+		out = append(out, d)
+	}
+	for _, m := range [...]string{MethodTOTP, MethodEmail, MethodSMS} {
+		if u.Has(m) && (len(out) == 0 || out[0] != m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// DefaultMethod is the user's chosen default, or the strongest enrolled
+// method when the choice is unset or no longer enrolled.
+func (u *User) DefaultMethod() string {
+	if u.Has(u.Default) {
+		return u.Default
+	}
+	for _, m := range [...]string{MethodTOTP, MethodEmail, MethodSMS} {
+		if u.Has(m) {
+			return m
+		}
+	}
+	return ""
+}
+
+func (u *User) codeMethod(method string) *CodeMethod {
+	switch method {
+	case MethodEmail:
+		return u.Email
+	case MethodSMS:
+		return u.SMS
+	}
+	return nil
+}
 
 // SessionRevoked reports whether the session with this ID was signed out.
 func (u *User) SessionRevoked(id [16]byte) bool {
@@ -205,4 +287,21 @@ func (c *userCache) put(u *User, now time.Time) {
 		return
 	}
 	c.m[u.ID] = cachedUser{u: u, at: now}
+}
+
+// SetDefault makes method, which the user must have, the one the challenge
+// page offers first.
+func (e *Engine) SetDefault(ctx context.Context, a Actor, method string) (*User, error) {
+	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+		if !u.Has(method) {
+			return ErrNotEnrolled
+		}
+		u.Default = method
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.Audit(a, "default_method", "success", zap.String("method", method))
+	return u, nil
 }

@@ -118,6 +118,21 @@ func TestBadConfigRefused(t *testing.T) {
 		{"bad totp digits", setup{global: "totp_digits 7"}, "digits 7"},
 		{"bad skew", setup{global: "totp_skew 5"}, "skew 5"},
 		{"repeated option", setup{policy: defaultPolicy + "\n\tprefix /a/\n\tprefix /b/\n"}, "prefix given twice"},
+		{"sns for email", setup{global: "email sns {\n\t\t\tregion ap-northeast-1\n\t\t}"}, "cannot send email"},
+		{"smtp for sms", setup{global: "sms smtp {\n\t\t\thost mail.example.com\n\t\t\tfrom a@example.com\n\t\t}"}, "cannot send SMS"},
+		{"unknown sender", setup{global: "email pigeon"}, "pigeon"},
+		{"mailbox without dir", setup{global: "email mailbox"}, "mailbox: expected the directory"},
+		{"smtp without host", setup{global: "email smtp {\n\t\t\tfrom a@example.com\n\t\t}"}, "host"},
+		{"smtp bad tls", setup{global: "email smtp {\n\t\t\thost mail.example.com\n\t\t\tfrom a@example.com\n\t\t\ttls maybe\n\t\t}"}, "tls"},
+		{"sns without region", setup{global: "sms sns {\n\t\t\tsender_id Example\n\t\t}"}, "region"},
+		{"method without sender", setup{policy: "identity header {http.auth.user.id}\n\tprotect /x {\n\t\tmethods sms\n\t}"}, "no sms sender"},
+		{"unknown method", setup{policy: "identity header {http.auth.user.id}\n\tprotect /x {\n\t\tmethods fax\n\t}"}, `methods "fax"`},
+		{"bad phone region", setup{global: "phone_region XX"}, "phone_region"},
+		{"bad allowed region", setup{global: "phone_countries JP ZZ"}, "phone_countries"},
+		{"long sms code ttl", setup{global: "sms_code_ttl 30m"}, "sms_code_ttl"},
+		{"code attempts", setup{global: "code_attempts 11"}, "code_attempts 11"},
+		{"short resend cooldown", setup{global: "resend_cooldown 1s"}, "resend_cooldown"},
+		{"hourly cap", setup{global: "hourly_sends_per_user 1000"}, "hourly_sends_per_user"},
 	} {
 		err := load(e.caddyfile(tc.setup))
 		if err == nil || !strings.Contains(err.Error(), tc.expect) {
@@ -143,7 +158,8 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	for _, want := range []string{
 		`"handler":"two_factor"`, `"source":"endpoint"`, `"url":"http://127.0.0.1:9080/api/me"`,
 		`"session_cookie":"member_session"`, `"paths":["/members/*"]`, `"remember_device":"off"`,
-		`"login_url":"/login"`, `"site_name":"Demo Members"`, `"two_factor":{}`,
+		`"login_url":"/login"`, `"site_name":"Demo Members"`, `"methods":["totp"]`,
+		`"email":{"dir":"./demo-mailbox","sender":"mailbox"}`, `"phone_countries":["JP","US","GB"]`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted JSON lacks %s:\n%s", want, out)

@@ -81,7 +81,8 @@ func run() error {
 	for _, m := range members {
 		fmt.Printf("  ID %-8s password %s\n", m.ID, m.Password)
 	}
-	fmt.Println("\nHave an authenticator app ready (Google Authenticator, Microsoft Authenticator, 1Password, ...).")
+	fmt.Println("\nUse an authenticator app (Google Authenticator, Microsoft Authenticator, 1Password, ...),")
+	fmt.Println("or codes by email or SMS: this demo writes them to ./demo-mailbox and to the log.")
 	fmt.Println("Press Ctrl+C to stop.")
 
 	stop := make(chan os.Signal, 1)

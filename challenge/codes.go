@@ -1,0 +1,580 @@
+package challenge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// One-time codes sent by email or SMS. A user has at most one outstanding
+// code: sending another replaces it, so a resend voids the previous code.
+// The store keeps an HMAC of the code bound to the user, a random challenge
+// ID, the purpose and the method, never the code itself; the record is also
+// bound to the browser flow that asked for it, so a code is only good in
+// the browser it was requested from.
+
+// Purposes of a code.
+const (
+	PurposeVerify = "verify" // passing the challenge with an enrolled method
+	PurposeEnrol  = "enrol"  // confirming a new address or number
+)
+
+// codeDigits is the length of emailed and texted codes.
+const codeDigits = 6
+
+var (
+	// ErrCodeExpired reports that there is no live code for this browser:
+	// it expired, was used, or was never sent.
+	ErrCodeExpired = errors.New("challenge: code expired or already used")
+	// ErrCodeVoid reports that a code took too many wrong tries and can no
+	// longer be used.
+	ErrCodeVoid = errors.New("challenge: code void after too many tries")
+	// ErrNoDestination reports that there is nowhere to send the code, for
+	// example email that follows the identity when the identity has none.
+	ErrNoDestination = errors.New("challenge: no address to send the code to")
+)
+
+// DeliveryError reports that the sender could not deliver a code. Class is
+// a notify error class; nothing was consumed, so the user may try again or
+// use another method.
+type DeliveryError struct {
+	Class string
+	Err   error
+}
+
+func (e *DeliveryError) Error() string { return "challenge: code not delivered: " + e.Err.Error() }
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Delivery is one code to send.
+type Delivery struct {
+	Method  string
+	Purpose string
+	To      string // address or E.164 number
+	Code    string
+	TTL     time.Duration
+}
+
+// Deliver sends a code. The HTTP layer supplies it, composing the message
+// in the member's language.
+type Deliver func(ctx context.Context, d Delivery) error
+
+// CodeRequest asks for a code to be sent.
+type CodeRequest struct {
+	Method  string // MethodEmail or MethodSMS
+	Purpose string // PurposeVerify or PurposeEnrol
+	// Flow is a token only the requesting browser holds; the code works
+	// only with it.
+	Flow string
+	// To is, for enrolment, the new address or number (already
+	// normalised); for verification, the identity's current email
+	// address, used when the user's email method follows the identity.
+	To string
+	// FromIdentity records, for an email enrolment, that To is the
+	// identity's address and should be followed rather than stored.
+	FromIdentity bool
+}
+
+// PendingCode describes the outstanding code, for the page that asks for
+// it.
+type PendingCode struct {
+	Method   string
+	Purpose  string
+	Masked   string // where it went, masked: a•••@example.com, +81 •• •••• 5678
+	Expires  time.Time
+	ResendAt time.Time
+}
+
+type codeRecord struct {
+	ID           []byte `json:"id"`
+	Purpose      string `json:"purpose"`
+	Method       string `json:"method"`
+	Hash         []byte `json:"hash"`
+	Flow         []byte `json:"flow"`
+	Dest         []byte `json:"dest,omitempty"` // sealed; enrolment only
+	FromIdentity bool   `json:"from_identity,omitempty"`
+	Masked       string `json:"masked"`
+	Sent         int64  `json:"sent"`
+	Expires      int64  `json:"expires"`
+	Tries        int    `json:"tries"`
+}
+
+func codeKey(user string) string { return "code:" + tag(user) }
+
+func cooldownKey(user, method string) string { return "sendwait:" + tag(user) + ":" + method }
+
+func destAAD(method, user string) []byte { return secretAAD(method+"-destination", user) }
+
+// codeHash binds the code to everything it is for. Fields are length
+// prefixed, so no choice of IDs can make two inputs collide.
+func (e *Engine) codeHash(user string, rec *codeRecord, code string) []byte {
+	m := hmac.New(sha256.New, e.codes)
+	var buf []byte
+	for _, f := range [][]byte{[]byte(user), rec.ID, []byte(rec.Purpose), []byte(rec.Method), []byte(code)} {
+		buf = binary.AppendUvarint(buf[:0], uint64(len(f)))
+		m.Write(buf)
+		m.Write(f)
+	}
+	return m.Sum(nil)
+}
+
+func (e *Engine) codeTTL(method string) time.Duration {
+	if method == MethodSMS {
+		return e.cfg.SMSCodeTTL
+	}
+	return e.cfg.EmailCodeTTL
+}
+
+// Mask returns the masked form of an address or number for pages and the
+// audit trail.
+func Mask(method, to string) string {
+	if method == MethodSMS {
+		return notify.MaskPhone(to)
+	}
+	return notify.MaskEmail(to)
+}
+
+// Destination returns where codes for the user's method go, masked, or ""
+// when there is nowhere to send them (email following an identity that has
+// no address).
+func (e *Engine) Destination(u *User, method, identityEmail string) string {
+	m := u.codeMethod(method)
+	if m == nil {
+		return ""
+	}
+	to, err := e.destination(u.ID, method, m, identityEmail)
+	if err != nil {
+		return ""
+	}
+	return Mask(method, to)
+}
+
+func (e *Engine) destination(user, method string, m *CodeMethod, identityEmail string) (string, error) {
+	if m.FromIdentity {
+		if identityEmail == "" {
+			return "", ErrNoDestination
+		}
+		return identityEmail, nil
+	}
+	to, err := e.dests.Open(nil, m.Destination, destAAD(method, user))
+	if err != nil {
+		return "", ErrUnreadable
+	}
+	return string(to), nil
+}
+
+// SendCode sends a new code, replacing any outstanding one, after checking
+// the lockout and every send limit. When delivery fails nothing is used
+// up: the cooldown is released and an earlier code stays valid.
+func (e *Engine) SendCode(ctx context.Context, a Actor, req CodeRequest, deliver Deliver) (*PendingCode, error) {
+	if req.Method != MethodEmail && req.Method != MethodSMS {
+		return nil, fmt.Errorf("challenge: no codes are sent for method %q", req.Method)
+	}
+	if err := e.checkLocks(ctx, a); err != nil {
+		return nil, err
+	}
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return nil, err
+	}
+	rec := codeRecord{Purpose: req.Purpose, Method: req.Method, Flow: flowHash(req.Flow)}
+	var to string
+	switch req.Purpose {
+	case PurposeVerify:
+		m := u.codeMethod(req.Method)
+		if m == nil {
+			return nil, ErrNotEnrolled
+		}
+		if to, err = e.destination(a.User, req.Method, m, req.To); err != nil {
+			return nil, err
+		}
+	case PurposeEnrol:
+		if u.Has(req.Method) {
+			return nil, ErrAlreadyEnrolled
+		}
+		if req.To == "" {
+			return nil, ErrNoDestination
+		}
+		to = req.To
+		rec.FromIdentity = req.FromIdentity && req.Method == MethodEmail
+		rec.Dest = e.dests.Seal(nil, []byte(to), destAAD(req.Method, a.User))
+	default:
+		return nil, fmt.Errorf("challenge: unknown code purpose %q", req.Purpose)
+	}
+	return e.send(ctx, a, &rec, to, deliver)
+}
+
+// ResendEnrolment sends a new code to the address or number being
+// confirmed by this browser, so the member need not type it again.
+func (e *Engine) ResendEnrolment(ctx context.Context, a Actor, flow string, deliver Deliver) (*PendingCode, error) {
+	rec, _, err := e.pendingCode(ctx, a.User, flow, PurposeEnrol)
+	if err != nil {
+		return nil, err
+	}
+	to, err := e.dests.Open(nil, rec.Dest, destAAD(rec.Method, a.User))
+	if err != nil {
+		return nil, ErrUnreadable
+	}
+	if err := e.checkLocks(ctx, a); err != nil {
+		return nil, err
+	}
+	next := codeRecord{Purpose: PurposeEnrol, Method: rec.Method, Flow: rec.Flow, Dest: rec.Dest, FromIdentity: rec.FromIdentity}
+	return e.send(ctx, a, &next, string(to), deliver)
+}
+
+func (e *Engine) send(ctx context.Context, a Actor, rec *codeRecord, to string, deliver Deliver) (*PendingCode, error) {
+	fields := []zap.Field{zap.String("method", rec.Method), zap.String("purpose", rec.Purpose)}
+	release, err := e.sendAllowed(ctx, a, rec.Method, to)
+	if err != nil {
+		var limited *LimitedError
+		if errors.As(err, &limited) {
+			e.Audit(a, "code_send", "refused", append(fields, zap.String("reason", limited.Limit))...)
+		}
+		return nil, err
+	}
+	code, err := randomCode()
+	if err != nil {
+		release()
+		return nil, err
+	}
+	now := e.now()
+	ttl := e.codeTTL(rec.Method)
+	rec.ID = make([]byte, 16)
+	if _, err := rand.Read(rec.ID); err != nil {
+		release()
+		return nil, err
+	}
+	rec.Hash = e.codeHash(a.User, rec, code)
+	rec.Masked = Mask(rec.Method, to)
+	rec.Sent = now.Unix()
+	rec.Expires = now.Add(ttl).Unix()
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if err := deliver(ctx, Delivery{Method: rec.Method, Purpose: rec.Purpose, To: to, Code: code, TTL: ttl}); err != nil {
+		// The member may try again at once, or another way.
+		release()
+		class := notify.Class(err)
+		e.Audit(a, "code_send", "failure", append(fields, zap.String("to", rec.Masked), zap.String("error_class", class))...)
+		return nil, &DeliveryError{Class: class, Err: err}
+	}
+	if err := e.store.Set(ctx, codeKey(a.User), raw, ttl); err != nil {
+		return nil, err
+	}
+	e.Audit(a, "code_send", "success", append(fields, zap.String("to", rec.Masked))...)
+	return e.describe(rec), nil
+}
+
+func (e *Engine) describe(rec *codeRecord) *PendingCode {
+	sent := time.Unix(rec.Sent, 0)
+	return &PendingCode{
+		Method: rec.Method, Purpose: rec.Purpose, Masked: rec.Masked,
+		Expires: time.Unix(rec.Expires, 0), ResendAt: sent.Add(e.cfg.ResendCooldown),
+	}
+}
+
+// randomCode returns codeDigits uniformly random decimal digits.
+func randomCode() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%06d", n.Int64()), nil
+}
+
+// PendingCode returns the live code this browser asked for with purpose,
+// or ErrCodeExpired.
+func (e *Engine) PendingCode(ctx context.Context, a Actor, flow, purpose string) (*PendingCode, error) {
+	rec, _, err := e.pendingCode(ctx, a.User, flow, purpose)
+	if err != nil {
+		return nil, err
+	}
+	return e.describe(rec), nil
+}
+
+func (e *Engine) pendingCode(ctx context.Context, user, flow, purpose string) (*codeRecord, []byte, error) {
+	raw, err := e.store.Get(ctx, codeKey(user))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrCodeExpired
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec codeRecord
+	if json.Unmarshal(raw, &rec) != nil || rec.Purpose != purpose ||
+		subtle.ConstantTimeCompare(rec.Flow, flowHash(flow)) != 1 || e.now().Unix() >= rec.Expires {
+		return nil, nil, ErrCodeExpired
+	}
+	return &rec, raw, nil
+}
+
+// VerifyCode passes the challenge with the code this browser asked for. It
+// returns the user and the method the code was sent by.
+func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
+	rec, err := e.consumeCode(ctx, a, flow, PurposeVerify, code)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+		m := u.codeMethod(rec.Method)
+		if m == nil {
+			return ErrNotEnrolled // removed since the code was sent
+		}
+		m.LastUsed = e.now().UTC()
+		return nil
+	})
+	if err != nil {
+		e.Audit(a, "verify", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		return nil, "", err
+	}
+	if err := e.succeeded(ctx, a); err != nil {
+		return nil, "", err
+	}
+	e.Audit(a, "verify", "success", zap.String("method", rec.Method))
+	return u, rec.Method, nil
+}
+
+// ConfirmCode completes an email or SMS enrolment with the code sent to the
+// new address or number. It returns the user and the method added.
+func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
+	rec, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+		if u.Has(rec.Method) {
+			return ErrAlreadyEnrolled
+		}
+		now := e.now().UTC()
+		m := &CodeMethod{Added: now, LastUsed: now, FromIdentity: rec.FromIdentity}
+		if !rec.FromIdentity {
+			m.Destination = rec.Dest
+		}
+		firstFactor(u)
+		if rec.Method == MethodEmail {
+			u.Email = m
+		} else {
+			u.SMS = m
+		}
+		return nil
+	})
+	if err != nil {
+		e.Audit(a, "enrol_confirm", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		return nil, "", err
+	}
+	_ = e.succeeded(ctx, a)
+	e.Audit(a, "enrol_confirm", "success", zap.String("method", rec.Method), zap.String("to", rec.Masked))
+	return u, rec.Method, nil
+}
+
+// consumeCode checks a submitted code against the outstanding one. The
+// guess is counted toward the account lockout before anything is compared;
+// the code itself allows Config.CodeAttempts tries. A right code is deleted
+// by compare-and-swap, so of parallel submissions exactly one wins.
+func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string) (*codeRecord, error) {
+	event := "verify"
+	if purpose == PurposeEnrol {
+		event = "enrol_confirm"
+	}
+	code, malformed := NormalizeCode(input, codeDigits)
+	at, err := e.begin(ctx, a)
+	if err != nil {
+		e.Audit(a, event, "failure", zap.String("reason", reason(err)))
+		return nil, err
+	}
+	fail := func(method string, cause error) (*codeRecord, error) {
+		e.Audit(a, event, "failure", zap.String("method", method), zap.String("reason", reason(cause)))
+		if err := e.failed(ctx, a, at); err != nil {
+			return nil, err
+		}
+		return nil, cause
+	}
+	if malformed != nil {
+		return fail("", ErrMalformed)
+	}
+	key := codeKey(a.User)
+	for range 20 {
+		raw, err := e.store.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return fail("", ErrCodeExpired)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec codeRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			_, _ = e.store.CompareAndSwap(ctx, key, raw, nil, 0)
+			return fail("", ErrCodeExpired)
+		}
+		if rec.Purpose != purpose || subtle.ConstantTimeCompare(rec.Flow, flowHash(flow)) != 1 {
+			// Asked for in another browser or for another purpose.
+			return fail(rec.Method, ErrCodeExpired)
+		}
+		now := e.now()
+		if now.Unix() >= rec.Expires || rec.Tries >= e.cfg.CodeAttempts {
+			_, _ = e.store.CompareAndSwap(ctx, key, raw, nil, 0)
+			if rec.Tries >= e.cfg.CodeAttempts {
+				return fail(rec.Method, ErrCodeVoid)
+			}
+			return fail(rec.Method, ErrCodeExpired)
+		}
+		if hmac.Equal(e.codeHash(a.User, &rec, code), rec.Hash) {
+			ok, err := e.store.CompareAndSwap(ctx, key, raw, nil, 0)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue // changed under us; look again
+			}
+			// The cooldown spaces out resends of an unused code; once
+			// the code is used, the next one may follow at once.
+			_ = e.store.Delete(ctx, cooldownKey(a.User, rec.Method))
+			return &rec, nil
+		}
+		rec.Tries++
+		var next []byte
+		if rec.Tries < e.cfg.CodeAttempts {
+			if next, err = json.Marshal(rec); err != nil {
+				return nil, err
+			}
+		}
+		ok, err := e.store.CompareAndSwap(ctx, key, raw, next, time.Unix(rec.Expires, 0).Sub(now))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if next == nil {
+			return fail(rec.Method, ErrCodeVoid)
+		}
+		return fail(rec.Method, ErrCodeInvalid)
+	}
+	return nil, fmt.Errorf("%w: code record kept changing", store.ErrUnavailable)
+}
+
+// sendAllowed takes the resend cooldown for the user and method, then
+// counts the send against the hourly caps. Every step is one atomic store
+// operation, so parallel requests cannot send more than one code. The
+// returned release gives the cooldown back when nothing was sent.
+func (e *Engine) sendAllowed(ctx context.Context, a Actor, method, to string) (func(), error) {
+	now := e.now()
+	coolKey := cooldownKey(a.User, method)
+	until := now.Add(e.cfg.ResendCooldown)
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(until.Unix()))
+	ok, err := e.store.CompareAndSwap(ctx, coolKey, nil, v[:], e.cfg.ResendCooldown)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		held, err := e.lockUntil(ctx, coolKey)
+		if err != nil {
+			return nil, err
+		}
+		if !held.After(now) {
+			held = until
+		}
+		return nil, &LimitedError{Until: held, Limit: LimitCooldown}
+	}
+
+	// Caps count per clock hour, so the page can say exactly when sending
+	// works again. A send that does not happen (refused by a later cap, or
+	// not delivered) is refunded through a second counter, since counters
+	// only go up: the member's allowance is spent on codes that went out.
+	hour := now.Unix() / 3600
+	window := ":" + strconv.FormatInt(hour, 10)
+	next := time.Unix((hour+1)*3600, 0)
+	ttl := next.Sub(now) + time.Minute
+	type cap struct {
+		key   string
+		max   int
+		limit string
+	}
+	caps := []cap{
+		{"sends:" + tag(a.User) + window, e.cfg.SendsPerUser, LimitUser},
+		{"sendto:" + e.destinationID(to) + window, e.cfg.SendsPerDestination, LimitDestination},
+	}
+	if e.cfg.SendsPerAddress > 0 && a.IP != "" {
+		caps = append(caps, cap{"sendip:" + addressBucket(a.IP) + window, e.cfg.SendsPerAddress, LimitAddress})
+	}
+	if method == MethodSMS {
+		caps = append(caps, cap{"smssite" + window, e.cfg.SMSPerHour, LimitSMSSite})
+	}
+	counted := 0
+	release := func() {
+		bg := context.WithoutCancel(ctx)
+		for _, c := range caps[:counted] {
+			_, _ = e.store.Increment(bg, c.key+":refund", ttl)
+		}
+		_ = e.store.Delete(bg, coolKey)
+	}
+	for _, c := range caps {
+		n, err := e.store.Increment(ctx, c.key, ttl)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		counted++
+		refunds, err := e.counter(ctx, c.key+":refund")
+		if err != nil {
+			release()
+			return nil, err
+		}
+		if n-refunds > int64(c.max) {
+			release()
+			if c.limit == LimitSMSSite {
+				e.smsLimitReached(ctx, c.max, window, next, ttl)
+			}
+			return nil, &LimitedError{Until: next, Limit: c.limit}
+		}
+	}
+	return release, nil
+}
+
+// counter reads a counter, zero when it does not exist.
+func (e *Engine) counter(ctx context.Context, key string) (int64, error) {
+	v, err := e.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(v), 10, 64)
+}
+
+// smsLimitReached raises the alarm once per hour: SMS pumping or a real
+// surge needs an operator either way.
+func (e *Engine) smsLimitReached(ctx context.Context, limit int, window string, until time.Time, ttl time.Duration) {
+	first, err := e.store.CompareAndSwap(ctx, "smsalert"+window, nil, []byte{1}, ttl)
+	if err == nil && first {
+		e.audit.Error("site-wide SMS limit reached", zap.String("event", "sms_site_limit"),
+			zap.Int("limit", limit), zap.Time("until", until))
+	}
+}
+
+// destinationID names an address or number in limit counters without
+// writing it to the store in the clear.
+func (e *Engine) destinationID(to string) string {
+	m := hmac.New(sha256.New, e.destID)
+	m.Write([]byte(strings.ToLower(to)))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}

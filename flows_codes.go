@@ -1,0 +1,421 @@
+package twofactor
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/pages"
+)
+
+// Pages for codes sent by email and SMS, and for the member's list of
+// methods.
+
+// sendTimeout bounds a request that sends a code: the senders' own
+// timeouts (10s by default) plus the store work around them.
+const sendTimeout = 30 * time.Second
+
+// identityEmail is the identity's email address when it is a usable one.
+func (h *Handler) identityEmail(p *pageRequest) string {
+	if p.id.Email == "" {
+		return ""
+	}
+	addr, err := notify.ParseEmail(p.id.Email)
+	if err != nil {
+		return ""
+	}
+	return addr
+}
+
+// deliver composes a code message in the member's language and hands it
+// to the configured sender.
+func (h *Handler) deliver(p *pageRequest) challenge.Deliver {
+	lang, site := p.page.Lang, p.page.SiteName
+	return func(ctx context.Context, d challenge.Delivery) error {
+		data := notify.CodeData{Site: site, Code: d.Code, TTL: d.TTL, Purpose: d.Purpose}
+		var (
+			msg    notify.Message
+			sender notify.Sender
+			err    error
+		)
+		if d.Method == challenge.MethodSMS {
+			msg, err = notify.CodeSMS(lang, data)
+			sender = h.app.sms
+		} else {
+			msg, err = notify.CodeEmail(lang, data)
+			sender = h.app.email
+		}
+		if err != nil {
+			return err
+		}
+		if sender == nil {
+			return &notify.Error{Class: notify.ClassOther, Err: errors.New("no sender configured for " + d.Method)}
+		}
+		msg.To = d.To
+		err = sender.Send(ctx, msg)
+		if err != nil {
+			h.logger.Warn("sending a code failed", zap.String("method", d.Method),
+				zap.String("class", notify.Class(err)), zap.Error(err))
+		}
+		return err
+	}
+}
+
+// limited shows the page for a send or enrolment limit, saying when to
+// try again.
+func (h *Handler) limited(p *pageRequest, l *challenge.LimitedError) error {
+	wait := l.Until.Sub(clock.Now())
+	if wait < time.Second {
+		wait = time.Second
+	}
+	seconds := int((wait + time.Second - 1) / time.Second)
+	minutes := (seconds + 59) / 60
+	p.w.Header().Set("Retry-After", strconv.Itoa(seconds))
+	back := strings.TrimPrefix(p.r.URL.Path, h.Prefix)
+	if i := strings.IndexByte(back, '/'); i > 0 {
+		back = back[:i] // challenge/send → challenge, enrol/sms → enrol
+	}
+	link := h.pageURL(p, back)
+	switch l.Limit {
+	case challenge.LimitCooldown:
+		if m := p.r.PostForm.Get("method"); m != "" && back == "challenge" {
+			link += "&method=" + url.QueryEscape(m)
+		} else if back == "enrol" {
+			link = h.pageURL(p, "enrol/code")
+		}
+		return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_wait", "resend_wait", []any{seconds}, link)
+	case challenge.LimitSMSSite:
+		return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "sms_unavailable", []any{minutes}, link)
+	case challenge.LimitEnrolStarts:
+		return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_attempts", []any{minutes}, "")
+	}
+	return h.renderMessage(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_codes", []any{minutes}, link)
+}
+
+// sendChallengeCode sends a sign-in code by email or SMS, then shows the
+// page that asks for it (post, redirect, get).
+func (h *Handler) sendChallengeCode(p *pageRequest) error {
+	ctx, cancel := context.WithTimeout(p.r.Context(), sendTimeout)
+	defer cancel()
+	u, err := h.engine.State(ctx, p.id.ID)
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	if !u.Enrolled() {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	method := p.r.PostForm.Get("method")
+	if (method != challenge.MethodEmail && method != challenge.MethodSMS) || !u.Has(method) || !h.app.methodConfigured(method) {
+		p.page.Error = "method_unavailable"
+		return h.showChallenge(p, u, "", http.StatusBadRequest)
+	}
+	req := challenge.CodeRequest{Method: method, Purpose: challenge.PurposeVerify, Flow: p.csrf, To: h.identityEmail(p)}
+	_, err = h.engine.SendCode(ctx, actor(p.r, p.id.ID), req, h.deliver(p))
+	if err != nil {
+		if status, msg, ok := sendError(err); ok {
+			p.page.Error = msg
+			return h.showChallenge(p, u, method, status)
+		}
+		if errors.Is(err, challenge.ErrNotEnrolled) {
+			return h.seeOther(p, h.pageURL(p, "challenge"))
+		}
+		_, err = h.engineError(p, err)
+		return err
+	}
+	return h.seeOther(p, h.pageURL(p, "challenge")+"&method="+method)
+}
+
+// sendError maps a failed send that the page explains itself.
+func sendError(err error) (int, string, bool) {
+	var delivery *challenge.DeliveryError
+	switch {
+	case errors.As(err, &delivery):
+		return http.StatusServiceUnavailable, "send_failed", true
+	case errors.Is(err, challenge.ErrNoDestination):
+		return http.StatusBadRequest, "no_email_address", true
+	}
+	return 0, "", false
+}
+
+func (h *Handler) enrolEmailPage(p *pageRequest) error {
+	u, ok, err := h.enrolGuard(p)
+	if !ok {
+		return err
+	}
+	if !h.canEnrol(p, u, challenge.MethodEmail) {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	return h.showEnrolEmail(p, http.StatusOK)
+}
+
+func (h *Handler) showEnrolEmail(p *pageRequest, status int) error {
+	p.page.Method = challenge.MethodEmail
+	if addr := h.identityEmail(p); addr != "" {
+		p.page.SentTo = notify.MaskEmail(addr)
+	}
+	return h.render(p, status, "enrol_email")
+}
+
+// canEnrol reports whether the member may add method for the page they
+// are going to.
+func (h *Handler) canEnrol(p *pageRequest, u *challenge.User, method string) bool {
+	return !u.Has(method) && h.app.methodConfigured(method) && p.accepts(method)
+}
+
+// enrolEmail sends a confirmation code to the identity's address or, when
+// the identity has none, to the address the member typed.
+func (h *Handler) enrolEmail(p *pageRequest) error {
+	u, ok, err := h.enrolGuard(p)
+	if !ok {
+		return err
+	}
+	if !h.canEnrol(p, u, challenge.MethodEmail) {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	req := challenge.CodeRequest{Method: challenge.MethodEmail, Purpose: challenge.PurposeEnrol, Flow: p.csrf}
+	if addr := h.identityEmail(p); addr != "" {
+		req.To, req.FromIdentity = addr, true
+	} else {
+		input := p.r.PostForm.Get("address")
+		addr, err := notify.ParseEmail(input)
+		if err != nil {
+			p.page.Error = "email_invalid"
+			p.page.Address = input
+			return h.showEnrolEmail(p, http.StatusBadRequest)
+		}
+		req.To = addr
+		p.page.Address = addr
+	}
+	return h.sendEnrolCode(p, req, h.showEnrolEmail)
+}
+
+func (h *Handler) enrolSMSPage(p *pageRequest) error {
+	u, ok, err := h.enrolGuard(p)
+	if !ok {
+		return err
+	}
+	if !h.canEnrol(p, u, challenge.MethodSMS) {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	p.page.Address = p.id.Phone
+	return h.showEnrolSMS(p, http.StatusOK)
+}
+
+func (h *Handler) showEnrolSMS(p *pageRequest, status int) error {
+	p.page.Method = challenge.MethodSMS
+	p.page.Region = h.app.PhoneRegion
+	p.page.Regions = strings.Join(h.app.PhoneCountries, ", ")
+	return h.render(p, status, "enrol_sms")
+}
+
+// enrolSMS normalises the number the member typed and sends it a
+// confirmation code.
+func (h *Handler) enrolSMS(p *pageRequest) error {
+	u, ok, err := h.enrolGuard(p)
+	if !ok {
+		return err
+	}
+	if !h.canEnrol(p, u, challenge.MethodSMS) {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	input := p.r.PostForm.Get("phone")
+	p.page.Address = input
+	number, err := notify.ParsePhone(input, h.app.PhoneRegion, h.app.PhoneCountries)
+	if err != nil {
+		var country *notify.PhoneCountryError
+		switch {
+		case errors.As(err, &country):
+			p.page.Error = "phone_country"
+			p.page.ErrorArgs = []any{strings.Join(h.app.PhoneCountries, ", ")}
+			h.engine.Audit(actor(p.r, p.id.ID), "enrol_start", "refused",
+				zap.String("method", "sms"), zap.String("reason", "region"), zap.String("region", country.Region))
+		case errors.Is(err, notify.ErrPhoneNotMobile):
+			p.page.Error = "phone_not_mobile"
+		default:
+			p.page.Error = "phone_invalid"
+		}
+		return h.showEnrolSMS(p, http.StatusBadRequest)
+	}
+	req := challenge.CodeRequest{Method: challenge.MethodSMS, Purpose: challenge.PurposeEnrol, Flow: p.csrf, To: number}
+	return h.sendEnrolCode(p, req, h.showEnrolSMS)
+}
+
+// sendEnrolCode sends the confirmation code, or shows the form again
+// through retry when sending failed.
+func (h *Handler) sendEnrolCode(p *pageRequest, req challenge.CodeRequest, retry func(*pageRequest, int) error) error {
+	ctx, cancel := context.WithTimeout(p.r.Context(), sendTimeout)
+	defer cancel()
+	_, err := h.engine.SendCode(ctx, actor(p.r, p.id.ID), req, h.deliver(p))
+	if err != nil {
+		if status, msg, ok := sendError(err); ok {
+			p.page.Error = msg
+			return retry(p, status)
+		}
+		if errors.Is(err, challenge.ErrAlreadyEnrolled) {
+			return h.seeOther(p, h.pageURL(p, "methods"))
+		}
+		_, err = h.engineError(p, err)
+		return err
+	}
+	return h.seeOther(p, h.pageURL(p, "enrol/code"))
+}
+
+// enrolCodePage asks for the code sent to the new address or number.
+func (h *Handler) enrolCodePage(p *pageRequest) error {
+	return h.showEnrolCode(p, http.StatusOK)
+}
+
+func (h *Handler) showEnrolCode(p *pageRequest, status int) error {
+	pending, err := h.engine.PendingCode(p.r.Context(), actor(p.r, p.id.ID), p.csrf, challenge.PurposeEnrol)
+	if errors.Is(err, challenge.ErrCodeExpired) {
+		if status == http.StatusOK {
+			return h.seeOther(p, h.pageURL(p, "enrol"))
+		}
+		return h.pickerError(p, status, p.page.Error)
+	}
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	p.page.Method = pending.Method
+	p.page.SentTo = pending.Masked
+	p.page.CodeSent = true
+	p.page.ResendIn = secondsUntil(pending.ResendAt)
+	return h.render(p, status, "enrol_code")
+}
+
+// enrolCodeConfirm completes an email or SMS enrolment.
+func (h *Handler) enrolCodeConfirm(p *pageRequest) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	u, method, err := h.engine.ConfirmCode(ctx, actor(p.r, p.id.ID), p.csrf, p.r.PostForm.Get("code"))
+	if err != nil {
+		if handled, err := h.engineError(p, err); handled {
+			return err
+		}
+		if errors.Is(err, challenge.ErrAlreadyEnrolled) {
+			return h.seeOther(p, h.pageURL(p, "methods"))
+		}
+		status, msg := codeError(err)
+		p.page.Error = msg
+		if errors.Is(err, challenge.ErrCodeExpired) || errors.Is(err, challenge.ErrCodeVoid) {
+			return h.pickerError(p, status, msg)
+		}
+		return h.showEnrolCode(p, status)
+	}
+	h.verified(p, u, method, clock.Now())
+	return h.seeOther(p, p.page.ReturnTo)
+}
+
+// enrolResend sends a new code to the address or number being confirmed.
+func (h *Handler) enrolResend(p *pageRequest) error {
+	ctx, cancel := context.WithTimeout(p.r.Context(), sendTimeout)
+	defer cancel()
+	_, err := h.engine.ResendEnrolment(ctx, actor(p.r, p.id.ID), p.csrf, h.deliver(p))
+	switch {
+	case err == nil:
+		return h.seeOther(p, h.pageURL(p, "enrol/code"))
+	case errors.Is(err, challenge.ErrCodeExpired):
+		return h.pickerError(p, http.StatusConflict, "enrol_expired")
+	}
+	if status, msg, ok := sendError(err); ok {
+		p.page.Error = msg
+		return h.showEnrolCode(p, status)
+	}
+	_, err = h.engineError(p, err)
+	return err
+}
+
+// methodsPage lists the member's methods. Like adding one, it needs a
+// session verified with a code.
+func (h *Handler) methodsPage(p *pageRequest) error {
+	u, ok, err := h.methodsGuard(p)
+	if !ok {
+		return err
+	}
+	return h.showMethods(p, u, http.StatusOK)
+}
+
+func (h *Handler) methodsGuard(p *pageRequest) (*challenge.User, bool, error) {
+	u, err := h.engine.State(p.r.Context(), p.id.ID)
+	if err != nil {
+		return nil, false, h.unavailable(p.w, p.r, "state", err)
+	}
+	if !u.Enrolled() {
+		return nil, false, h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	if !h.verifiedSession(p, u) {
+		back := h.Prefix + "methods?return_to=" + url.QueryEscape(p.page.ReturnTo)
+		return nil, false, h.seeOther(p, h.Prefix+"challenge?return_to="+url.QueryEscape(back))
+	}
+	return u, true, nil
+}
+
+func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) error {
+	def := u.DefaultMethod()
+	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+		added, used, ok := methodDates(u, m)
+		if !ok {
+			if h.app.methodConfigured(m) {
+				p.page.CanAdd = true
+			}
+			continue
+		}
+		opt := pages.MethodOption{Name: m, Default: m == def, Added: added.Format(time.DateOnly), Usable: h.app.methodConfigured(m)}
+		if !used.IsZero() {
+			opt.LastUsed = used.Format(time.DateOnly)
+		}
+		if m != challenge.MethodTOTP {
+			opt.SentTo = h.engine.Destination(u, m, h.identityEmail(p))
+			opt.Usable = opt.Usable && opt.SentTo != ""
+		}
+		p.page.Methods = append(p.page.Methods, opt)
+	}
+	p.page.Enrolled = true
+	return h.render(p, status, "methods")
+}
+
+func methodDates(u *challenge.User, method string) (added, used time.Time, ok bool) {
+	switch method {
+	case challenge.MethodTOTP:
+		if u.TOTP != nil {
+			return u.TOTP.Added, u.TOTP.LastUsed, true
+		}
+	case challenge.MethodEmail:
+		if u.Email != nil {
+			return u.Email.Added, u.Email.LastUsed, true
+		}
+	case challenge.MethodSMS:
+		if u.SMS != nil {
+			return u.SMS.Added, u.SMS.LastUsed, true
+		}
+	}
+	return time.Time{}, time.Time{}, false
+}
+
+// setDefault makes one of the member's methods the first one offered.
+func (h *Handler) setDefault(p *pageRequest) error {
+	u, ok, err := h.methodsGuard(p)
+	if !ok {
+		return err
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	method := p.r.PostForm.Get("method")
+	if !u.Has(method) {
+		p.page.Error = "method_unavailable"
+		return h.showMethods(p, u, http.StatusBadRequest)
+	}
+	if _, err := h.engine.SetDefault(ctx, actor(p.r, p.id.ID), method); err != nil {
+		return h.unavailable(p.w, p.r, "default", err)
+	}
+	return h.seeOther(p, h.pageURL(p, "methods"))
+}

@@ -1,0 +1,310 @@
+package twofactor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/notify"
+)
+
+func init() {
+	caddy.RegisterModule(SMTPSender{})
+	caddy.RegisterModule(SNSSender{})
+	caddy.RegisterModule(MailboxSender{})
+}
+
+// Senders deliver one-time codes. They are guest modules of the two_factor
+// app in the two_factor.senders namespace: smtp for email, sns for SMS, and
+// mailbox (development only) for either.
+
+// SMTPSender sends email through an SMTP server.
+type SMTPSender struct {
+	// Host name of the SMTP server. Required.
+	Host string `json:"host,omitempty"`
+
+	// Port of the SMTP server. Default: 587, or 465 with tls implicit.
+	Port int `json:"port,omitempty"`
+
+	// "starttls": upgrade with STARTTLS, and refuse to send if the server
+	// does not offer it. "implicit": TLS from the first byte (port 465).
+	// "none": no encryption, only for a relay on this machine (localhost
+	// or a loopback address). Default: starttls.
+	TLS string `json:"tls,omitempty"`
+
+	// User name and password for SMTP AUTH. Use placeholders such as
+	// {env.SMTP_PASSWORD} so the password never sits in the config.
+	// Default: no authentication.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// The sender, with an optional display name:
+	// "Example <no-reply@example.com>". Required.
+	From string `json:"from,omitempty"`
+
+	// How long one message may take, connection included. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// PEM file of the certificate authorities to trust for the server's
+	// certificate, for relays with a private CA. Default: the system's.
+	CAFile string `json:"ca_file,omitempty"`
+
+	notify.Sender `json:"-"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (SMTPSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "two_factor.senders.smtp",
+		New: func() caddy.Module { return new(SMTPSender) },
+	}
+}
+
+// Provision resolves placeholders and connects nothing yet: each message
+// opens its own connection.
+func (s *SMTPSender) Provision(ctx caddy.Context) error {
+	repl := caddy.NewReplacer()
+	cfg := notify.SMTPConfig{
+		Host: s.Host, Port: s.Port, TLS: s.TLS, From: s.From, Timeout: time.Duration(s.Timeout),
+	}
+	var err error
+	if cfg.Username, err = repl.ReplaceOrErr(s.Username, true, true); err != nil {
+		return fmt.Errorf("smtp username: %v", err)
+	}
+	if cfg.Password, err = repl.ReplaceOrErr(s.Password, true, true); err != nil {
+		return fmt.Errorf("smtp password: %v", err)
+	}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return fmt.Errorf("smtp ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("smtp ca_file %s: no PEM certificates found", s.CAFile)
+		}
+		cfg.TLSConfig = &tls.Config{RootCAs: roots, ServerName: s.Host, MinVersion: tls.VersionTLS12}
+	}
+	s.Sender, err = notify.NewSMTP(cfg)
+	return err
+}
+
+// SNSSender sends SMS through Amazon SNS.
+type SNSSender struct {
+	// AWS region, such as ap-northeast-1. Required.
+	Region string `json:"region,omitempty"`
+
+	// Static credentials, through placeholders such as
+	// {env.SNS_ACCESS_KEY_ID}. Default: the AWS default chain
+	// (environment, shared config and credentials files, SSO, and the
+	// instance or task role).
+	AccessKeyID     string `json:"access_key_id,omitempty"`
+	SecretAccessKey string `json:"secret_access_key,omitempty"`
+	SessionToken    string `json:"session_token,omitempty"`
+
+	// Alphanumeric sender ID shown on phones in countries that support
+	// it (1-11 characters). Default: none.
+	SenderID string `json:"sender_id,omitempty"`
+
+	// Number to send from (E.164), where the account has one.
+	// Default: none; SNS picks.
+	OriginationNumber string `json:"origination_number,omitempty"`
+
+	// URL to send to instead of the region's SNS endpoint, for an
+	// SNS-compatible gateway. Default: none.
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// How long one message may take, retries included. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	notify.Sender `json:"-"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (SNSSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "two_factor.senders.sns",
+		New: func() caddy.Module { return new(SNSSender) },
+	}
+}
+
+// Provision resolves placeholders and loads the AWS configuration.
+func (s *SNSSender) Provision(ctx caddy.Context) error {
+	repl := caddy.NewReplacer()
+	cfg := notify.SNSConfig{
+		Region: s.Region, SenderID: s.SenderID, OriginationNumber: s.OriginationNumber,
+		Endpoint: s.Endpoint, Timeout: time.Duration(s.Timeout),
+	}
+	for _, f := range []struct {
+		name string
+		in   string
+		out  *string
+	}{
+		{"access_key_id", s.AccessKeyID, &cfg.AccessKeyID},
+		{"secret_access_key", s.SecretAccessKey, &cfg.SecretAccessKey},
+		{"session_token", s.SessionToken, &cfg.SessionToken},
+	} {
+		v, err := repl.ReplaceOrErr(f.in, true, true)
+		if err != nil {
+			return fmt.Errorf("sns %s: %v", f.name, err)
+		}
+		*f.out = strings.TrimSpace(v)
+	}
+	loadCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	s.Sender, err = notify.NewSNS(loadCtx, cfg)
+	return err
+}
+
+// MailboxSender writes messages to a directory and the log instead of
+// delivering them. It exists for the demo and development: codes end up
+// readable on disk and in the log. It is only ever used when configured by
+// name, and the directory must be given.
+type MailboxSender struct {
+	// Directory the messages are written to. Required.
+	Dir string `json:"dir,omitempty"`
+
+	notify.Sender `json:"-"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (MailboxSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "two_factor.senders.mailbox",
+		New: func() caddy.Module { return new(MailboxSender) },
+	}
+}
+
+// Provision creates the directory and warns that nothing is delivered.
+func (s *MailboxSender) Provision(ctx caddy.Context) error {
+	if s.Dir == "" {
+		return errors.New("mailbox dir: required (the development mailbox writes codes to this directory)")
+	}
+	logger := ctx.Logger()
+	mb, err := notify.NewMailbox(s.Dir, logger)
+	if err != nil {
+		return err
+	}
+	s.Sender = mb
+	logger.Warn("development mailbox in use: codes are written to disk and the log, not delivered",
+		zap.String("dir", s.Dir))
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the SMTP sender:
+//
+//	email smtp {
+//		host <host>
+//		port <port>
+//		tls starttls|implicit|none
+//		username <user>
+//		password <password>
+//		from <address>
+//		timeout <duration>
+//		ca_file <path>
+//	}
+func (s *SMTPSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "smtp", nil, func(name string) error {
+		switch name {
+		case "host":
+			return parseString(d, &s.Host)
+		case "port":
+			return parseInt(d, &s.Port)
+		case "tls":
+			return parseString(d, &s.TLS)
+		case "username":
+			return parseString(d, &s.Username)
+		case "password":
+			return parseString(d, &s.Password)
+		case "from":
+			return parseString(d, &s.From)
+		case "timeout":
+			return parseDuration(d, &s.Timeout)
+		case "ca_file":
+			return parseString(d, &s.CAFile)
+		}
+		return d.Errf("smtp: unknown option %q", name)
+	})
+}
+
+// UnmarshalCaddyfile sets up the SNS sender:
+//
+//	sms sns {
+//		region <region>
+//		access_key_id <id>
+//		secret_access_key <secret>
+//		session_token <token>
+//		sender_id <id>
+//		origination_number <+number>
+//		endpoint <url>
+//		timeout <duration>
+//	}
+func (s *SNSSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "sns", nil, func(name string) error {
+		switch name {
+		case "region":
+			return parseString(d, &s.Region)
+		case "access_key_id":
+			return parseString(d, &s.AccessKeyID)
+		case "secret_access_key":
+			return parseString(d, &s.SecretAccessKey)
+		case "session_token":
+			return parseString(d, &s.SessionToken)
+		case "sender_id":
+			return parseString(d, &s.SenderID)
+		case "origination_number":
+			return parseString(d, &s.OriginationNumber)
+		case "endpoint":
+			return parseString(d, &s.Endpoint)
+		case "timeout":
+			return parseDuration(d, &s.Timeout)
+		}
+		return d.Errf("sns: unknown option %q", name)
+	})
+}
+
+// UnmarshalCaddyfile sets up the development mailbox:
+//
+//	email mailbox <dir>
+func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if !d.NextArg() {
+		return d.Errf("mailbox: expected the directory to write messages to")
+	}
+	s.Dir = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("mailbox: unknown option %q", d.Val())
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*SMTPSender)(nil)
+	_ caddy.Provisioner     = (*SNSSender)(nil)
+	_ caddy.Provisioner     = (*MailboxSender)(nil)
+	_ caddyfile.Unmarshaler = (*SMTPSender)(nil)
+	_ caddyfile.Unmarshaler = (*SNSSender)(nil)
+	_ caddyfile.Unmarshaler = (*MailboxSender)(nil)
+)
