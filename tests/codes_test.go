@@ -561,3 +561,47 @@ func TestJapaneseEmail(t *testing.T) {
 		t.Errorf("Japanese subject %q", msg.Subject)
 	}
 }
+
+// The methods page: the member's methods and the default, and adding one
+// only from a session verified with a code.
+func TestMethodsPageAndDefault(t *testing.T) {
+	c := startCodes(t, "")
+	b := c.browser()
+	b.login("alice")
+	c.enrolEmail(b, "/members/", 1)
+	page := b.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	if page.status != http.StatusOK || !strings.Contains(page.body, "a•••@example.com") || !strings.Contains(page.body, "/.2fa/enrol?") {
+		t.Fatalf("methods page: %d: %s", page.status, page.body)
+	}
+	c.enrolSMS(b, "090-1234-5678", "/members/", 1)
+
+	// Without a code-verified session, neither the list nor adding works.
+	other := c.browser()
+	other.login("alice")
+	for _, path := range []string{"/.2fa/methods", "/.2fa/enrol/sms", "/.2fa/enrol"} {
+		if r := other.get(path + "?return_to=%2Fmembers%2F"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+			t.Errorf("GET %s without a verified session: %d %q", path, r.status, r.location())
+		}
+	}
+	tok := other.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+	r := other.post("/.2fa/enrol/sms", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "phone": {"090-8765-4321"}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") || len(c.sns.Publishes()) != 1 {
+		t.Fatalf("POST enrol/sms without a verified session: %d %q, %d SMS", r.status, r.location(), len(c.sns.Publishes()))
+	}
+
+	// Make SMS the default: the next challenge starts with it.
+	tok = b.csrf("/.2fa/methods?return_to=%2Fmembers%2F")
+	r = b.post("/.2fa/methods/default", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"sms"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("make default: %d: %s", r.status, r.body)
+	}
+	page = other.get("/.2fa/challenge?return_to=%2Fmembers%2F")
+	if !strings.Contains(page.body, `name="method" value="sms"`) || !strings.Contains(page.body, "method=email") {
+		t.Errorf("challenge after making SMS the default: %s", page.body)
+	}
+	// A method the member does not have cannot be the default.
+	tok = b.csrf("/.2fa/methods?return_to=%2Fmembers%2F")
+	if r := b.post("/.2fa/methods/default", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"totp"}}); r.status != http.StatusBadRequest {
+		t.Errorf("default to a method not enrolled: %d", r.status)
+	}
+}
