@@ -169,8 +169,9 @@ func (e *env) chromium(t *testing.T) *chrome {
 }
 
 // listen records the Content-Security-Policy violations that the browser
-// logs (the pages run no script, so the browser log is where they show):
-// a page the CSP breaks still loads, only half-styled.
+// logs (the pages' only script, static/countdown.js, does not report them,
+// so the browser log is where they show): a page the CSP breaks still
+// loads, only half-styled or without its countdown.
 func (c *chrome) listen(ev any) {
 	if ev, ok := ev.(*log.EventEntryAdded); ok && strings.Contains(ev.Entry.Text, "Content Security Policy") {
 		c.mu.Lock()
