@@ -605,3 +605,70 @@ func TestMethodsPageAndDefault(t *testing.T) {
 		t.Errorf("default to a method not enrolled: %d", r.status)
 	}
 }
+
+// Per-code limits through the pages: five wrong tries void the code, so
+// the right one fails on the sixth; an expired code is refused; a code
+// sent to one member does not work for another.
+func TestCodeTriesExpiryAndOwner(t *testing.T) {
+	c := startCodes(t, "code_attempts 5\n\t\tmax_failures 20")
+	alice, bob := c.browser(), c.browser()
+	alice.login("alice")
+	bob.login("bob")
+	c.enrolEmail(alice, "/members/", 1)
+	c.enrolSMS(bob, "090-1234-5678", "/members/", 1)
+
+	a := c.browser()
+	a.login("alice")
+	if r := a.send("email", "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("send: %d", r.status)
+	}
+	_, code := c.mailCode(2)
+	wrongCode := fmt.Sprintf("%06d", (atoi(t, code)+1)%1_000_000)
+	for i := 1; i <= 5; i++ {
+		r := a.verifyCode("email", wrongCode, "/members/")
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong try %d: %d", i, r.status)
+		}
+		if i == 5 && !strings.Contains(r.body, "too many times") {
+			t.Errorf("fifth wrong try does not say the code is void: %s", r.body)
+		}
+	}
+	if r := a.verifyCode("email", code, "/members/"); r.status == http.StatusSeeOther {
+		t.Fatal("the right code worked after five wrong tries")
+	}
+
+	// Expiry: 10 minutes for email.
+	c.clock.Advance(2 * time.Minute)
+	a2 := c.browser()
+	a2.login("alice")
+	if r := a2.send("email", "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("send: %d: %s", r.status, r.body)
+	}
+	_, code = c.mailCode(3)
+	c.clock.Advance(10*time.Minute + time.Second)
+	if r := a2.verifyCode("email", code, "/members/"); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "expired") {
+		t.Fatalf("expired code: %d: %s", r.status, r.body)
+	}
+
+	// Bob's code in Bob's browser works only for Bob: Alice signs in in
+	// that browser and submits it.
+	b := c.browser()
+	b.login("bob")
+	if r := b.send("sms", "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("send to bob: %d", r.status)
+	}
+	_, bobCode := c.smsCode(2)
+	b.login("alice")
+	if r := b.verifyCode("sms", bobCode, "/members/"); r.status != http.StatusUnauthorized {
+		t.Fatalf("bob's code accepted for alice: %d", r.status)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
