@@ -527,17 +527,20 @@ func (e *Engine) sendAllowed(ctx context.Context, a Actor, method, to string) (f
 		_ = e.store.Delete(bg, coolKey)
 	}
 	for _, c := range caps {
+		// Refunds first: each was written after its own increment, so
+		// every refund read here is matched by an increment in n, and
+		// parallel sends can only err towards refusing.
+		refunds, err := e.counter(ctx, c.key+":refund")
+		if err != nil {
+			release()
+			return nil, err
+		}
 		n, err := e.store.Increment(ctx, c.key, ttl)
 		if err != nil {
 			release()
 			return nil, err
 		}
 		counted++
-		refunds, err := e.counter(ctx, c.key+":refund")
-		if err != nil {
-			release()
-			return nil, err
-		}
 		if n-refunds > int64(c.max) {
 			release()
 			if c.limit == LimitSMSSite {
