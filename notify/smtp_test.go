@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-twofactor/twofactor/internal/testcode"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 )
 
@@ -68,7 +69,7 @@ func TestSMTPStartTLSWithAuth(t *testing.T) {
 	if got.Subject != "【Example Club】確認コード" {
 		t.Errorf("subject = %q", got.Subject)
 	}
-	if testsmtp.Code(t, got.Text) != "482913" || !strings.Contains(got.Text, "誰にも教えないでください") {
+	if testcode.Find(t, got.Text) != "482913" || !strings.Contains(got.Text, "誰にも教えないでください") {
 		t.Errorf("text = %q", got.Text)
 	}
 	if !strings.Contains(got.HTML, `<p style="margin:0 0 16px;font-family:Menlo`) || !strings.Contains(got.HTML, "482913") {

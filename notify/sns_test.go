@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
+	"github.com/caddy-twofactor/twofactor/internal/testcode"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
 
@@ -76,7 +77,7 @@ func TestSNSPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := srv.Wait(t, 1, 5*time.Second)[0]
-	if p.PhoneNumber != "+819012345678" || p.Message != m.Text || testsns.Code(t, p.Message) != "482913" {
+	if p.PhoneNumber != "+819012345678" || p.Message != m.Text || testcode.Find(t, p.Message) != "482913" {
 		t.Errorf("published %q to %q", p.Message, p.PhoneNumber)
 	}
 	if !p.Signed || p.AccessKeyID != "AKIDNOTIFYTEST" {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-twofactor/twofactor/internal/testcode"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
@@ -81,14 +82,14 @@ func (c *codeEnv) mailCode(n int) (testsmtp.Message, string) {
 	c.t.Helper()
 	msgs := c.mail.Wait(c.t, n, 5*time.Second)
 	m := msgs[n-1]
-	return m, testsmtp.Code(c.t, m.Text)
+	return m, testcode.Find(c.t, m.Text)
 }
 
 func (c *codeEnv) smsCode(n int) (testsns.Publish, string) {
 	c.t.Helper()
 	pubs := c.sns.Wait(c.t, n, 5*time.Second)
 	p := pubs[n-1]
-	return p, testsns.Code(c.t, p.Message)
+	return p, testcode.Find(c.t, p.Message)
 }
 
 // postPage posts a form to a gateway page with the page's CSRF token.
@@ -228,7 +229,7 @@ func TestSMSCodeEndToEnd(t *testing.T) {
 	if pub.Attributes["AWS.SNS.SMS.SMSType"] != "Transactional" || pub.Attributes["AWS.SNS.SMS.SenderID"] != "TestSite" || !pub.Signed {
 		t.Errorf("attributes %v, signed %v", pub.Attributes, pub.Signed)
 	}
-	if code := testsns.Code(t, pub.Message); !strings.HasPrefix(pub.Message, code) {
+	if code := testcode.Find(t, pub.Message); !strings.HasPrefix(pub.Message, code) {
 		t.Errorf("the code is not first in %q", pub.Message)
 	}
 

@@ -26,7 +26,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -342,19 +341,6 @@ func walk(contentType, encoding string, body io.Reader, text, html *string) {
 	case mediaType == "text/html" && *html == "":
 		*html = s
 	}
-}
-
-var codePattern = regexp.MustCompile(`(?:^|[^0-9])([0-9]{6})(?:[^0-9]|$)`)
-
-// Code returns the first standalone six-digit run in text, failing the
-// test if there is none.
-func Code(t testing.TB, text string) string {
-	t.Helper()
-	m := codePattern.FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no six-digit code in %q", text)
-	}
-	return m[1]
 }
 
 // selfSigned makes a certificate for 127.0.0.1, ::1 and localhost that is

@@ -5,20 +5,6 @@ import (
 	"testing"
 )
 
-func TestCode(t *testing.T) {
-	for text, want := range map[string]string{
-		"482913":                               "482913",
-		"Your code: 482913.":                   "482913",
-		"482913 は確認コードです":                      "482913",
-		"order 1234567, code 482913":           "482913",
-		"+819012345678 then 000123 and 999999": "000123",
-	} {
-		if got := Code(t, text); got != want {
-			t.Errorf("Code(%q) = %q, want %q", text, got, want)
-		}
-	}
-}
-
 func TestDecode(t *testing.T) {
 	crlf := func(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
 	for _, tc := range []struct {

@@ -226,16 +226,3 @@ func randomID() string {
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
-
-var codePattern = regexp.MustCompile(`(?:^|[^0-9])([0-9]{6})(?:[^0-9]|$)`)
-
-// Code returns the first standalone six-digit run in text, failing the
-// test if there is none.
-func Code(t testing.TB, text string) string {
-	t.Helper()
-	m := codePattern.FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no six-digit code in %q", text)
-	}
-	return m[1]
-}

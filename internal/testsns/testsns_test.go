@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-twofactor/twofactor/internal/testcode"
 )
 
 func post(t *testing.T, s *Server, form url.Values) (int, string) {
@@ -41,7 +43,7 @@ func TestPublishForm(t *testing.T) {
 		t.Fatalf("status %d, body %s", status, body)
 	}
 	p := s.Wait(t, 1, time.Second)[0]
-	if p.PhoneNumber != "+819012345678" || Code(t, p.Message) != "482913" || !p.Signed || p.AccessKeyID != "AKIDTEST" ||
+	if p.PhoneNumber != "+819012345678" || testcode.Find(t, p.Message) != "482913" || !p.Signed || p.AccessKeyID != "AKIDTEST" ||
 		p.Attributes["AWS.SNS.SMS.SMSType"] != "Transactional" || p.DataTypes["AWS.SNS.SMS.SMSType"] != "String" {
 		t.Errorf("recorded %+v", p)
 	}
