@@ -362,7 +362,7 @@ func secondsUntil(t time.Time) int {
 }
 
 func (h *Handler) offerRemember(p *pageRequest) {
-	if p.rule != nil && p.rule.remember > 0 {
+	if p.rule != nil && p.rule.remember > 0 && p.accepts(p.page.Method) {
 		p.page.ShowRemember = true
 		p.page.RememberDays = int((p.rule.remember + 24*time.Hour - 1) / (24 * time.Hour))
 	}
@@ -375,16 +375,31 @@ func (h *Handler) verify(p *pageRequest) error {
 	defer cancel()
 	a := actor(p.r, p.id.ID)
 	method := p.r.PostForm.Get("method")
-	var u *challenge.User
-	var err error
-	switch method {
-	case challenge.MethodTOTP, "":
+	if method == "" {
 		method = challenge.MethodTOTP
+	}
+	st, err := h.engine.State(ctx, p.id.ID)
+	if err != nil {
+		return h.unavailable(p.w, p.r, "state", err)
+	}
+	if !st.Enrolled() {
+		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	if !slices.Contains(h.offeredMethods(p, st), method) {
+		p.page.Error = "method_unavailable"
+		return h.showChallenge(p, st, "", http.StatusBadRequest)
+	}
+	var u *challenge.User
+	switch method {
+	case challenge.MethodTOTP:
 		u, err = h.engine.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
 	case challenge.MethodEmail, challenge.MethodSMS:
-		u, method, err = h.engine.VerifyCode(ctx, a, p.csrf, p.r.PostForm.Get("code"))
-		if method == "" {
-			method = p.r.PostForm.Get("method")
+		var sent string
+		u, sent, err = h.engine.VerifyCode(ctx, a, p.csrf, p.r.PostForm.Get("code"))
+		if err == nil && sent != method {
+			// The code went by the other channel: the session says how
+			// the member really verified.
+			method = sent
 		}
 	default:
 		return h.renderMessage(p.w, p.r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
@@ -400,15 +415,15 @@ func (h *Handler) verify(p *pageRequest) error {
 		if !st.Enrolled() {
 			return h.seeOther(p, h.pageURL(p, "enrol"))
 		}
-		status, msg := codeError(err)
+		status, msg := codeError(err, method)
 		p.page.Error = msg
 		return h.showChallenge(p, st, method, status)
 	}
 	now := clock.Now()
 	h.verified(p, u, method, now)
-	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 {
+	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 && p.accepts(method) {
 		id := session.NewID()
-		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember)
+		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember, method)
 		if err != nil {
 			// The member is verified; failing to remember only means
 			// being asked again next time.
@@ -425,33 +440,36 @@ func (h *Handler) verify(p *pageRequest) error {
 	return h.seeOther(p, p.page.ReturnTo)
 }
 
-// codeError maps a refused code to its status and message.
-func codeError(err error) (int, string) {
-	switch {
-	case errors.Is(err, challenge.ErrMalformed):
+// codeError maps a refused code to its status and message. Wrong,
+// expired, used-up and replayed codes all get the same answer, so a
+// guesser learns nothing about the code from it; for emailed and texted
+// codes the message also suggests asking for a new one.
+func codeError(err error, method string) (int, string) {
+	if errors.Is(err, challenge.ErrMalformed) {
 		// Counted like a wrong code, but the member only mistyped.
 		return http.StatusBadRequest, "code_malformed"
-	case errors.Is(err, challenge.ErrCodeExpired):
-		return http.StatusUnauthorized, "code_expired"
-	case errors.Is(err, challenge.ErrCodeVoid):
-		return http.StatusUnauthorized, "code_void"
 	}
-	return http.StatusUnauthorized, "code_incorrect"
+	if method == challenge.MethodTOTP {
+		return http.StatusUnauthorized, "code_incorrect"
+	}
+	return http.StatusUnauthorized, "code_rejected"
 }
 
 // startSession issues a new second-factor session, never reusing an
 // earlier one, so a value planted in the browser never becomes valid.
-func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge.User, method string, secure bool, now time.Time) {
+// method is the factor verified; remembered marks a session started by a
+// remembered device standing in for that factor.
+func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge.User, method string, remembered, secure bool, now time.Time) {
 	s := session.Session{
 		User: id.ID, ID: session.NewID(), Binding: id.Binding, Method: method, Epoch: u.Epoch,
-		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: method == "device",
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: remembered,
 	}
 	h.setSessionCookie(w, &s, secure, now)
 }
 
 // verified starts the session after a code and rotates the CSRF secret.
 func (h *Handler) verified(p *pageRequest, u *challenge.User, method string, now time.Time) {
-	h.startSession(p.w, &p.id, u, method, p.secure, now)
+	h.startSession(p.w, &p.id, u, method, false, p.secure, now)
 	h.newCSRF(p)
 }
 
@@ -474,14 +492,18 @@ func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id
 	}
 	ctx, cancel := withTimeout(r)
 	defer cancel()
-	u, err := h.engine.UseDevice(ctx, actor(r, id.ID), d.ID, rule.remember)
+	u, method, err := h.engine.UseDevice(ctx, actor(r, id.ID), d.ID, rule.remember)
 	if errors.Is(err, challenge.ErrDeviceUnknown) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	h.startSession(w, id, u, "device", secure, now)
+	if !rule.allows(method) {
+		// Remembered after a method these paths do not accept.
+		return false, nil
+	}
+	h.startSession(w, id, u, method, true, secure, now)
 	return true, nil
 }
 
@@ -522,8 +544,9 @@ func (h *Handler) pickerError(p *pageRequest, status int, msg string) error {
 }
 
 // enrolGuard lets a member set up a method: anyone without a second
-// factor, and members with one only right after verifying with it (not on
-// a remembered device), so a stolen password cannot add a method.
+// factor, and members with one only within stepUpWindow of entering a
+// code (not on a remembered device), so a stolen password cannot add a
+// method.
 func (h *Handler) enrolGuard(p *pageRequest) (*challenge.User, bool, error) {
 	u, err := h.engine.State(p.r.Context(), p.id.ID)
 	if err != nil {
@@ -540,16 +563,23 @@ func (h *Handler) enrolGuard(p *pageRequest) (*challenge.User, bool, error) {
 	return u, true, nil
 }
 
+// stepUpWindow is how recently a member must have entered a code to add a
+// method or change their methods.
+const stepUpWindow = 10 * time.Minute
+
 // verifiedSession reports whether the request carries a live session
-// verified with a code (not a remembered device).
+// verified with a code (not a remembered device) in the last
+// stepUpWindow.
 func (h *Handler) verifiedSession(p *pageRequest, u *challenge.User) bool {
 	v, ok := cookieValue(p.r, session.Name(session.SessionCookie, p.secure))
 	if !ok {
 		return false
 	}
 	var s session.Session
+	now := clock.Now()
 	return h.codec.DecodeSessionOf(v, p.id.ID, &s) == nil && !s.Remembered &&
-		h.sessionValid(&s, &p.id, u, clock.Now())
+		now.Unix()-s.Issued < int64(stepUpWindow/time.Second) &&
+		h.sessionValid(&s, &p.id, u, now)
 }
 
 // enrolStart creates a pending authenticator secret and shows its QR code.
@@ -587,6 +617,9 @@ func (h *Handler) showEnrolment(p *pageRequest, en *challenge.Enrolment, status 
 
 // enrolConfirm completes enrolment with the first code from the app.
 func (h *Handler) enrolConfirm(p *pageRequest) error {
+	if _, ok, err := h.enrolGuard(p); !ok {
+		return err
+	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	a := actor(p.r, p.id.ID)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,8 +64,9 @@ func (h *Handler) deliver(p *pageRequest) challenge.Deliver {
 		msg.To = d.To
 		err = sender.Send(ctx, msg)
 		if err != nil {
+			// The class only: providers' error texts name the recipient.
 			h.logger.Warn("sending a code failed", zap.String("method", d.Method),
-				zap.String("class", notify.Class(err)), zap.Error(err))
+				zap.String("class", notify.Class(err)))
 		}
 		return err
 	}
@@ -114,7 +116,7 @@ func (h *Handler) sendChallengeCode(p *pageRequest) error {
 		return h.seeOther(p, h.pageURL(p, "enrol"))
 	}
 	method := p.r.PostForm.Get("method")
-	if (method != challenge.MethodEmail && method != challenge.MethodSMS) || !u.Has(method) || !h.app.methodConfigured(method) {
+	if (method != challenge.MethodEmail && method != challenge.MethodSMS) || !slices.Contains(h.offeredMethods(p, u), method) {
 		p.page.Error = "method_unavailable"
 		return h.showChallenge(p, u, "", http.StatusBadRequest)
 	}
@@ -294,6 +296,9 @@ func (h *Handler) showEnrolCode(p *pageRequest, status int) error {
 
 // enrolCodeConfirm completes an email or SMS enrolment.
 func (h *Handler) enrolCodeConfirm(p *pageRequest) error {
+	if _, ok, err := h.enrolGuard(p); !ok {
+		return err
+	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	u, method, err := h.engine.ConfirmCode(ctx, actor(p.r, p.id.ID), p.csrf, p.r.PostForm.Get("code"))
@@ -304,7 +309,7 @@ func (h *Handler) enrolCodeConfirm(p *pageRequest) error {
 		if errors.Is(err, challenge.ErrAlreadyEnrolled) {
 			return h.seeOther(p, h.pageURL(p, "methods"))
 		}
-		status, msg := codeError(err)
+		status, msg := codeError(err, challenge.MethodEmail)
 		p.page.Error = msg
 		if errors.Is(err, challenge.ErrCodeExpired) || errors.Is(err, challenge.ErrCodeVoid) {
 			return h.pickerError(p, status, msg)
@@ -317,6 +322,9 @@ func (h *Handler) enrolCodeConfirm(p *pageRequest) error {
 
 // enrolResend sends a new code to the address or number being confirmed.
 func (h *Handler) enrolResend(p *pageRequest) error {
+	if _, ok, err := h.enrolGuard(p); !ok {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(p.r.Context(), sendTimeout)
 	defer cancel()
 	_, err := h.engine.ResendEnrolment(ctx, actor(p.r, p.id.ID), p.csrf, h.deliver(p))

@@ -185,6 +185,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				zap.Strings("paths", rule.Paths))
 		}
 	}
+	if (h.app.email != nil || h.app.sms != nil) && h.SiteName == "" {
+		// Otherwise the name in emails and texts would come from the
+		// request's Host header, which the client chooses.
+		return errors.New("site_name: required when codes are sent by email or SMS")
+	}
 	if h.Identity == nil {
 		return errors.New("identity: required (endpoint or header)")
 	}
@@ -275,13 +280,10 @@ func (rule *Rule) provisionMethods(app *App) error {
 	return nil
 }
 
-// allows reports whether a session verified by method may pass. A
-// remembered device stands for the method that remembered it; where
-// devices are not accepted, remember_device off already refuses it.
+// allows reports whether a session verified by method may pass. A session
+// from a remembered device carries the method the device was remembered
+// after, so it is held to the same list.
 func (rule *Rule) allows(method string) bool {
-	if method == "device" {
-		return true
-	}
 	for _, m := range rule.methods {
 		if m == method {
 			return true
@@ -347,7 +349,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				s.LastSeen = now.Unix()
 				h.setSessionCookie(w, &s, secure, now)
 			}
-			setUpstream(r, id.ID, s.Method, true)
+			method := s.Method
+			if s.Remembered {
+				method = "device"
+			}
+			setUpstream(r, id.ID, method, true)
 			return h.pass(w, r, next)
 		}
 	}

@@ -108,6 +108,7 @@ type codeRecord struct {
 	Flow         []byte `json:"flow"`
 	Dest         []byte `json:"dest,omitempty"` // sealed; enrolment only
 	FromIdentity bool   `json:"from_identity,omitempty"`
+	Factors      string `json:"factors,omitempty"` // enrolment: User.factors when it started
 	Masked       string `json:"masked"`
 	Sent         int64  `json:"sent"`
 	Expires      int64  `json:"expires"`
@@ -211,6 +212,7 @@ func (e *Engine) SendCode(ctx context.Context, a Actor, req CodeRequest, deliver
 			return nil, ErrNoDestination
 		}
 		to = req.To
+		rec.Factors = u.factors()
 		rec.FromIdentity = req.FromIdentity && req.Method == MethodEmail
 		rec.Dest = e.dests.Seal(nil, []byte(to), destAAD(req.Method, a.User))
 	default:
@@ -233,13 +235,23 @@ func (e *Engine) ResendEnrolment(ctx context.Context, a Actor, flow string, deli
 	if err := e.checkLocks(ctx, a); err != nil {
 		return nil, err
 	}
-	next := codeRecord{Purpose: PurposeEnrol, Method: rec.Method, Flow: rec.Flow, Dest: rec.Dest, FromIdentity: rec.FromIdentity}
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return nil, err
+	}
+	if u.Has(rec.Method) || u.factors() != rec.Factors {
+		return nil, ErrCodeExpired
+	}
+	next := codeRecord{
+		Purpose: PurposeEnrol, Method: rec.Method, Flow: rec.Flow, Dest: rec.Dest,
+		FromIdentity: rec.FromIdentity, Factors: rec.Factors,
+	}
 	return e.send(ctx, a, &next, string(to), deliver)
 }
 
 func (e *Engine) send(ctx context.Context, a Actor, rec *codeRecord, to string, deliver Deliver) (*PendingCode, error) {
 	fields := []zap.Field{zap.String("method", rec.Method), zap.String("purpose", rec.Purpose)}
-	release, err := e.sendAllowed(ctx, a, rec.Method, to)
+	slot, err := e.takeSendSlot(ctx, a, rec.Method, rec.Purpose, to)
 	if err != nil {
 		var limited *LimitedError
 		if errors.As(err, &limited) {
@@ -249,14 +261,14 @@ func (e *Engine) send(ctx context.Context, a Actor, rec *codeRecord, to string, 
 	}
 	code, err := randomCode()
 	if err != nil {
-		release()
+		slot.giveBack()
 		return nil, err
 	}
 	now := e.now()
 	ttl := e.codeTTL(rec.Method)
 	rec.ID = make([]byte, 16)
 	if _, err := rand.Read(rec.ID); err != nil {
-		release()
+		slot.giveBack()
 		return nil, err
 	}
 	rec.Hash = e.codeHash(a.User, rec, code)
@@ -265,13 +277,12 @@ func (e *Engine) send(ctx context.Context, a Actor, rec *codeRecord, to string, 
 	rec.Expires = now.Add(ttl).Unix()
 	raw, err := json.Marshal(rec)
 	if err != nil {
-		release()
+		slot.giveBack()
 		return nil, err
 	}
 	if err := deliver(ctx, Delivery{Method: rec.Method, Purpose: rec.Purpose, To: to, Code: code, TTL: ttl}); err != nil {
-		// The member may try again at once, or another way.
-		release()
 		class := notify.Class(err)
+		slot.failed(class)
 		e.Audit(a, "code_send", "failure", append(fields, zap.String("to", rec.Masked), zap.String("error_class", class))...)
 		return nil, &DeliveryError{Class: class, Err: err}
 	}
@@ -361,6 +372,9 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 	u, err := e.updateUser(ctx, a.User, func(u *User) error {
 		if u.Has(rec.Method) {
 			return ErrAlreadyEnrolled
+		}
+		if u.factors() != rec.Factors {
+			return ErrCodeExpired
 		}
 		now := e.now().UTC()
 		m := &CodeMethod{Added: now, LastUsed: now, FromIdentity: rec.FromIdentity}
@@ -470,11 +484,29 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 	return nil, fmt.Errorf("%w: code record kept changing", store.ErrUnavailable)
 }
 
-// sendAllowed takes the resend cooldown for the user and method, then
-// counts the send against the hourly caps. Every step is one atomic store
-// operation, so parallel requests cannot send more than one code. The
-// returned release gives the cooldown back when nothing was sent.
-func (e *Engine) sendAllowed(ctx context.Context, a Actor, method, to string) (func(), error) {
+// failedSendWait is how long a member waits to retry after a send failed
+// (at most the configured cooldown): long enough that nobody can hammer
+// the provider, short enough that a retry or another method is prompt.
+const failedSendWait = 10 * time.Second
+
+// sendSlot is one send allowed by the limits, not yet done.
+type sendSlot struct {
+	e        *Engine
+	ctx      context.Context
+	coolKey  string
+	coolVal  []byte
+	now      time.Time
+	refunds  []string // refund counters of the caps counted so far
+	ttl      time.Duration
+	released bool
+}
+
+// takeSendSlot takes the resend cooldown for the user and method with one
+// compare-and-swap, so parallel requests make one send, then counts the
+// send against the hourly caps. Codes to confirm a new address or number
+// are counted apart from sign-in codes to that destination, so nobody can
+// use up a member's own allowance by enrolling the member's number.
+func (e *Engine) takeSendSlot(ctx context.Context, a Actor, method, purpose, to string) (*sendSlot, error) {
 	now := e.now()
 	coolKey := cooldownKey(a.User, method)
 	until := now.Add(e.cfg.ResendCooldown)
@@ -496,60 +528,106 @@ func (e *Engine) sendAllowed(ctx context.Context, a Actor, method, to string) (f
 	}
 
 	// Caps count per clock hour, so the page can say exactly when sending
-	// works again. A send that does not happen (refused by a later cap, or
-	// not delivered) is refunded through a second counter, since counters
-	// only go up: the member's allowance is spent on codes that went out.
+	// works again. A send that does not go out is refunded through a
+	// second counter, since counters only go up: the member's allowance is
+	// spent on codes that went out. Attempts, refunded or not, have a cap
+	// of their own, so failures cannot be used to call the provider
+	// without end.
 	hour := now.Unix() / 3600
 	window := ":" + strconv.FormatInt(hour, 10)
 	next := time.Unix((hour+1)*3600, 0)
-	ttl := next.Sub(now) + time.Minute
+	slot := &sendSlot{e: e, ctx: context.WithoutCancel(ctx), coolKey: coolKey, coolVal: v[:], now: now, ttl: next.Sub(now) + time.Minute}
 	type cap struct {
-		key   string
-		max   int
-		limit string
+		key    string
+		max    int
+		limit  string
+		refund bool
 	}
 	caps := []cap{
-		{"sends:" + tag(a.User) + window, e.cfg.SendsPerUser, LimitUser},
-		{"sendto:" + e.destinationID(to) + window, e.cfg.SendsPerDestination, LimitDestination},
+		{"sendtries:" + tag(a.User) + window, 3 * e.cfg.SendsPerUser, LimitUser, false},
+		{"sends:" + tag(a.User) + window, e.cfg.SendsPerUser, LimitUser, true},
+		{"sendto:" + purpose + ":" + e.destinationID(to) + window, e.cfg.SendsPerDestination, LimitDestination, true},
 	}
 	if e.cfg.SendsPerAddress > 0 && a.IP != "" {
-		caps = append(caps, cap{"sendip:" + addressBucket(a.IP) + window, e.cfg.SendsPerAddress, LimitAddress})
+		bucket := addressBucket(a.IP)
+		caps = append(caps,
+			cap{"sendiptries:" + bucket + window, 3 * e.cfg.SendsPerAddress, LimitAddress, false},
+			cap{"sendip:" + bucket + window, e.cfg.SendsPerAddress, LimitAddress, true})
 	}
 	if method == MethodSMS {
-		caps = append(caps, cap{"smssite" + window, e.cfg.SMSPerHour, LimitSMSSite})
-	}
-	counted := 0
-	release := func() {
-		bg := context.WithoutCancel(ctx)
-		for _, c := range caps[:counted] {
-			_, _ = e.store.Increment(bg, c.key+":refund", ttl)
-		}
-		_ = e.store.Delete(bg, coolKey)
+		caps = append(caps, cap{"smssite" + window, e.cfg.SMSPerHour, LimitSMSSite, true})
 	}
 	for _, c := range caps {
-		// Refunds first: each was written after its own increment, so
-		// every refund read here is matched by an increment in n, and
-		// parallel sends can only err towards refusing.
-		refunds, err := e.counter(ctx, c.key+":refund")
+		var refunds int64
+		if c.refund {
+			// Refunds first: each was written after its own increment,
+			// so every refund read here is matched by an increment in
+			// n, and parallel sends can only err towards refusing.
+			if refunds, err = e.counter(ctx, c.key+":refund"); err != nil {
+				slot.giveBack()
+				return nil, err
+			}
+		}
+		n, err := e.store.Increment(ctx, c.key, slot.ttl)
 		if err != nil {
-			release()
+			slot.giveBack()
 			return nil, err
 		}
-		n, err := e.store.Increment(ctx, c.key, ttl)
-		if err != nil {
-			release()
-			return nil, err
+		if c.refund {
+			slot.refunds = append(slot.refunds, c.key+":refund")
 		}
-		counted++
 		if n-refunds > int64(c.max) {
-			release()
+			slot.giveBack()
 			if c.limit == LimitSMSSite {
-				e.smsLimitReached(ctx, c.max, window, next, ttl)
+				e.smsLimitReached(ctx, c.max, window, next, slot.ttl)
 			}
 			return nil, &LimitedError{Until: next, Limit: c.limit}
 		}
 	}
-	return release, nil
+	return slot, nil
+}
+
+// giveBack returns everything: nothing was sent.
+func (s *sendSlot) giveBack() {
+	s.refund()
+	s.setCooldown(nil, 0)
+}
+
+// failed settles a send the provider did not take. Failures that may have
+// reached the member (a timeout) or that the member may cause at will (a
+// number that opted out, or that the provider refuses) stay counted; the
+// member may retry after a short wait.
+func (s *sendSlot) failed(class string) {
+	switch class {
+	case notify.ClassTimeout, notify.ClassOptedOut, notify.ClassInvalid:
+	default:
+		s.refund()
+	}
+	wait := min(failedSendWait, s.e.cfg.ResendCooldown)
+	until := s.now.Add(wait)
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(until.Unix()))
+	if left := until.Sub(s.e.now()); left > 0 {
+		s.setCooldown(v[:], left)
+	} else {
+		s.setCooldown(nil, 0)
+	}
+}
+
+func (s *sendSlot) refund() {
+	if s.released {
+		return
+	}
+	s.released = true
+	for _, key := range s.refunds {
+		_, _ = s.e.store.Increment(s.ctx, key, s.ttl)
+	}
+}
+
+// setCooldown replaces this send's cooldown, only if it is still the one
+// this send took: a slow send must not touch a cooldown taken after it.
+func (s *sendSlot) setCooldown(value []byte, ttl time.Duration) {
+	_, _ = s.e.store.CompareAndSwap(s.ctx, s.coolKey, s.coolVal, value, ttl)
 }
 
 // counter reads a counter, zero when it does not exist.

@@ -638,6 +638,7 @@ func TestCodeAuditHasMaskedDestinationsAndNoCode(t *testing.T) {
 	f.ob.setFail(&notify.Error{Class: notify.ClassThrottled, Err: errors.New("rate exceeded")})
 	_, _ = f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
 	f.ob.setFail(nil)
+	f.clk.Advance(failedSendWait)
 	c = f.sendVerify(a, MethodEmail, "v", "")
 	for range 5 {
 		_, _, _ = f.e.VerifyCode(ctx, a, "v", wrong(c)) // voids it
@@ -1185,15 +1186,21 @@ func TestCodeHourlyCapPerDestination(t *testing.T) {
 	for _, user := range []string{"bob", "carol"} {
 		f.send(Actor{User: user, IP: "192.0.2.2"}, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "e", To: alicePhone})
 	}
-	// The number has had three codes this hour, from three users.
+	// The number has had three confirmation codes this hour, from three
+	// users: a fourth account cannot send it another.
 	n := f.ob.count()
-	_, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodSMS, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
-	wantLimited(t, err, LimitDestination, end)
-	_, err = f.e.SendCode(ctx, Actor{User: "dave"}, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "e", To: alicePhone}, f.ob.deliver)
+	_, err := f.e.SendCode(ctx, Actor{User: "dave"}, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "e", To: alicePhone}, f.ob.deliver)
 	wantLimited(t, err, LimitDestination, end)
 	if f.ob.count() != n {
 		t.Fatal("code sent over the destination cap")
 	}
+	// Those did not use up the owner's own sign-in codes to it.
+	for range 3 {
+		f.sendVerify(a, MethodSMS, "v", "")
+		f.clk.Advance(time.Minute)
+	}
+	_, err = f.e.SendCode(ctx, a, CodeRequest{Method: MethodSMS, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
+	wantLimited(t, err, LimitDestination, end)
 	// Another number is fine, at once (the refusal took no cooldown).
 	f.send(Actor{User: "dave"}, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "e", To: bobPhone})
 
@@ -1344,7 +1351,12 @@ func TestCodeDeliveryFailure(t *testing.T) {
 	cause := &notify.Error{Class: notify.ClassThrottled, Err: errors.New("Rate exceeded")}
 	f.ob.setFail(cause)
 	var failedCodes []string
-	for i := range 2 { // the second try is immediate: no cooldown was taken
+	for i := range 2 { // the second try after the short wait a failure leaves
+		if i > 0 {
+			_, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
+			wantLimited(t, err, LimitCooldown, f.clk.Now().Add(failedSendWait))
+			f.clk.Advance(failedSendWait)
+		}
 		_, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
 		var de *DeliveryError
 		if !errors.As(err, &de) || de.Class != notify.ClassThrottled {
@@ -1392,8 +1404,9 @@ func TestCodeDeliveryFailure(t *testing.T) {
 		t.Fatalf("earlier code after failed resends: %v", err)
 	}
 
-	// Sending works again at once when the sender recovers.
+	// Sending works again when the sender recovers, after the short wait.
 	f.ob.setFail(nil)
+	f.clk.Advance(failedSendWait)
 	f.sendVerify(a, MethodEmail, "v", "")
 
 	// Other errors are class "other"; an enrolment whose code was not
@@ -1775,13 +1788,14 @@ func TestCodeCapsCountOnlyCodesSent(t *testing.T) {
 	a := Actor{User: "alice", IP: "192.0.2.1"}
 	f.enrolCode(a, MethodEmail, aliceMail, false)
 	f.nextHour()
-	f.ob.setFail(&notify.Error{Class: notify.ClassTimeout, Err: errors.New("i/o timeout")})
+	f.ob.setFail(&notify.Error{Class: notify.ClassThrottled, Err: errors.New("rate exceeded")})
 	for i := range 6 {
 		_, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
 		var de *DeliveryError
-		if !errors.As(err, &de) || de.Class != notify.ClassTimeout {
+		if !errors.As(err, &de) || de.Class != notify.ClassThrottled {
 			t.Fatalf("failed delivery %d: %v", i+1, err)
 		}
+		f.clk.Advance(failedSendWait)
 	}
 	f.ob.setFail(nil)
 	for range 3 {
@@ -1881,5 +1895,114 @@ func TestCodeCapRefundRace(t *testing.T) {
 	}
 	if n := f.ob.delivered(); n != 1 {
 		t.Errorf("%d texts sent with a site-wide budget of 1", n)
+	}
+}
+
+// An enrolment started before the member enrolled (say, by someone holding
+// only the password) cannot be completed or kept alive afterwards.
+func TestEnrolmentStartedBeforeEnrolmentIsVoid(t *testing.T) {
+	f := newCodeFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	attacker := Actor{User: "alice", IP: "198.51.100.9"}
+	_, d := f.send(attacker, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "attacker", To: bobPhone})
+	en, err := f.e.StartTOTP(ctx, attacker, "Example", "alice", "attacker-totp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The member enrols email meanwhile (this replaces the code record, so
+	// send the attacker's again from another flow after).
+	f.enrolCode(a, MethodEmail, aliceMail, false)
+	if _, _, err := f.e.ConfirmCode(ctx, attacker, "attacker", d.Code); err == nil {
+		t.Fatal("an SMS enrolment started before the member enrolled was confirmed")
+	}
+	if _, err := f.e.ConfirmTOTP(ctx, attacker, "attacker-totp", f.code(en.Secret, 0)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a TOTP enrolment started before the member enrolled: %v", err)
+	}
+	u, err := f.e.State(ctx, "alice")
+	if err != nil || u.TOTP != nil || u.SMS != nil {
+		t.Fatalf("factors added: %+v %v", u, err)
+	}
+
+	// The same with the code record surviving: start, member enrols TOTP
+	// elsewhere, then confirm or resend.
+	g := newCodeFixture(t, Config{})
+	_, d = g.send(attacker, CodeRequest{Method: MethodSMS, Purpose: PurposeEnrol, Flow: "attacker", To: bobPhone})
+	en2, err := g.e.StartTOTP(ctx, a, "Example", "alice", "member")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.e.ConfirmTOTP(ctx, a, "member", g.code(en2.Secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	g.clk.Advance(2 * time.Minute)
+	if _, err := g.e.ResendEnrolment(ctx, attacker, "attacker", g.ob.deliver); !errors.Is(err, ErrCodeExpired) {
+		t.Fatalf("resend of a stale enrolment: %v", err)
+	}
+	if _, _, err := g.e.ConfirmCode(ctx, attacker, "attacker", d.Code); !errors.Is(err, ErrCodeExpired) {
+		t.Fatalf("confirm of a stale enrolment: %v", err)
+	}
+	if u, _ := g.e.State(ctx, "alice"); u.SMS != nil {
+		t.Fatal("SMS added from a stale enrolment")
+	}
+}
+
+// Failures the member might have received, or can cause at will, stay
+// counted; and failed attempts have a ceiling of their own.
+func TestFailedSendsAreBounded(t *testing.T) {
+	f := newCodeFixture(t, Config{SendsPerUser: 2})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrolCode(a, MethodEmail, aliceMail, false)
+	f.nextHour()
+	f.ob.setFail(&notify.Error{Class: notify.ClassTimeout, Err: errors.New("i/o timeout")})
+	for range 2 {
+		if _, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver); deliveryClass(err) != notify.ClassTimeout {
+			t.Fatalf("timeout: %v", err)
+		}
+		f.clk.Advance(failedSendWait)
+	}
+	f.ob.setFail(nil)
+	_, err := f.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, f.ob.deliver)
+	wantLimited(t, err, LimitUser, f.hourEnd())
+
+	// Refunded failures still count as attempts: three times the cap.
+	g := newCodeFixture(t, Config{SendsPerUser: 2})
+	g.enrolCode(a, MethodEmail, aliceMail, false)
+	g.nextHour()
+	g.ob.setFail(&notify.Error{Class: notify.ClassThrottled, Err: errors.New("rate exceeded")})
+	for i := range 6 {
+		if _, err := g.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, g.ob.deliver); deliveryClass(err) != notify.ClassThrottled {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+		g.clk.Advance(failedSendWait)
+	}
+	n := g.ob.count()
+	_, err = g.e.SendCode(ctx, a, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "v"}, g.ob.deliver)
+	wantLimited(t, err, LimitUser, g.hourEnd())
+	if g.ob.count() != n {
+		t.Fatal("the provider was called past the attempts cap")
+	}
+}
+
+// deliveryClass returns the delivery class of a SendCode error, "" otherwise.
+func deliveryClass(err error) string {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Class
+	}
+	return ""
+}
+
+// A remembered device stands for the method that verified it.
+func TestDeviceRemembersMethod(t *testing.T) {
+	f := newCodeFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrolCode(a, MethodEmail, aliceMail, false)
+	id := [16]byte{7}
+	if _, err := f.e.RememberDevice(ctx, a, id, time.Hour, MethodEmail); err != nil {
+		t.Fatal(err)
+	}
+	_, method, err := f.e.UseDevice(ctx, a, id, time.Hour)
+	if err != nil || method != MethodEmail {
+		t.Fatalf("device method %q, %v", method, err)
 	}
 }

@@ -27,6 +27,10 @@ type Device struct {
 	IP        string    `json:"ip"`
 	// Epoch is the user's factor epoch when the device was remembered.
 	Epoch uint64 `json:"epoch"`
+	// Method is the factor verified when the device was remembered; the
+	// device stands in for it, and only where that method is accepted.
+	// Records from before methods were recorded were all TOTP.
+	Method string `json:"method,omitempty"`
 }
 
 func deviceKey(user string, id [16]byte) string {
@@ -36,9 +40,9 @@ func deviceKey(user string, id [16]byte) string {
 // maxUserAgent keeps records small whatever the client sends.
 const maxUserAgent = 256
 
-// RememberDevice records a device for the actor for ttl and returns its ID
-// and expiry. The user must have verified a second factor just before.
-func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl time.Duration) (time.Time, error) {
+// RememberDevice records a device for the actor for ttl and returns its
+// expiry. The user must have verified method just before.
+func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl time.Duration, method string) (time.Time, error) {
 	u, _, err := e.loadUser(ctx, a.User)
 	if err != nil {
 		return time.Time{}, err
@@ -53,7 +57,7 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 	}
 	d := Device{
 		ID: hex.EncodeToString(id[:]), Created: now, LastUsed: now, Expires: now.Add(ttl),
-		UserAgent: ua, IP: a.IP, Epoch: u.Epoch,
+		UserAgent: ua, IP: a.IP, Epoch: u.Epoch, Method: method,
 	}
 	raw, err := json.Marshal(d)
 	if err != nil {
@@ -69,36 +73,37 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 // UseDevice accepts a remembered device in place of a code when its record
 // is live, from the user's current factor epoch, and no older than maxAge
 // (the path's own remember-device limit, which may be shorter than the one
-// the device was remembered under).
-func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration) (*User, error) {
+// the device was remembered under). It returns the method the device
+// stands in for, which the caller checks against what the path accepts.
+func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration) (*User, string, error) {
 	key := deviceKey(a.User, id)
 	raw, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		e.Audit(a, "device_used", "refused", zap.String("reason", "unknown"))
-		return nil, ErrDeviceUnknown
+		return nil, "", ErrDeviceUnknown
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var d Device
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return nil, ErrDeviceUnknown
+		return nil, "", ErrDeviceUnknown
 	}
 	// Read the record itself, not the cache: a reset on another instance
 	// must end remembered devices at once.
 	u, _, err := e.loadUser(ctx, a.User)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	now := e.now()
 	if now.Sub(d.Created) > maxAge {
 		e.Audit(a, "device_used", "refused", zap.String("reason", "too_old_for_path"))
-		return nil, ErrDeviceUnknown
+		return nil, "", ErrDeviceUnknown
 	}
 	if !u.Enrolled() || d.Epoch != u.Epoch || !now.Before(d.Expires) {
 		_ = e.store.Delete(ctx, key)
 		e.Audit(a, "device_used", "refused", zap.String("reason", "stale"))
-		return nil, ErrDeviceUnknown
+		return nil, "", ErrDeviceUnknown
 	}
 	d.LastUsed = now.UTC()
 	if next, err := json.Marshal(d); err == nil {
@@ -106,8 +111,16 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 		// not bring the record back, hence the compare-and-swap.
 		_, _ = e.store.CompareAndSwap(ctx, key, raw, next, d.Expires.Sub(now))
 	}
-	e.Audit(a, "device_used", "success", zap.String("device", d.ID[:8]))
-	return u, nil
+	method := d.Method
+	if method == "" {
+		method = MethodTOTP
+	}
+	if !u.Has(method) {
+		e.Audit(a, "device_used", "refused", zap.String("reason", "method_removed"))
+		return nil, "", ErrDeviceUnknown
+	}
+	e.Audit(a, "device_used", "success", zap.String("device", d.ID[:8]), zap.String("method", method))
+	return u, method, nil
 }
 
 // ForgetDevice deletes a remembered device record.

@@ -487,58 +487,58 @@ func TestRememberedDevices(t *testing.T) {
 	f.enrol("bob")
 	a := Actor{User: "alice", IP: "192.0.2.1", UserAgent: strings.Repeat("x", 1000)}
 	id := [16]byte{1}
-	exp, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour)
+	exp, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour, MethodTOTP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !exp.Equal(f.clk.Now().Add(30 * 24 * time.Hour)) {
 		t.Fatalf("expiry %v", exp)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); err != nil {
+	if _, _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); err != nil {
 		t.Fatalf("use: %v", err)
 	}
-	if _, err := f.e.UseDevice(ctx, Actor{User: "bob"}, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, Actor{User: "bob"}, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("other user: %v", err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, [16]byte{2}, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, a, [16]byte{2}, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	if err := f.e.ForgetDevice(ctx, a, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("forgotten: %v", err)
 	}
 
 	// A path with a shorter limit refuses an older device.
-	if _, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour); err != nil {
+	if _, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour, MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	f.clk.Advance(2 * time.Hour)
-	if _, err := f.e.UseDevice(ctx, a, id, time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, a, id, time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("older than the path allows: %v", err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id, 3*time.Hour); err != nil {
+	if _, _, err := f.e.UseDevice(ctx, a, id, 3*time.Hour); err != nil {
 		t.Fatalf("within the path's limit: %v", err)
 	}
 
 	// Expiry is the server's, not the cookie's.
-	if _, err := f.e.RememberDevice(ctx, a, id, time.Hour); err != nil {
+	if _, err := f.e.RememberDevice(ctx, a, id, time.Hour, MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	f.clk.Advance(time.Hour)
-	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("expired: %v", err)
 	}
 
 	// A newer factor epoch ends older devices.
-	if _, err := f.e.RememberDevice(ctx, a, id, time.Hour); err != nil {
+	if _, err := f.e.RememberDevice(ctx, a, id, time.Hour, MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.e.updateUser(ctx, "alice", func(u *User) error { u.Epoch++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDevice(ctx, a, id, 400*24*time.Hour); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("older epoch: %v", err)
 	}
 }

@@ -70,6 +70,7 @@ type pendingTOTP struct {
 	Expires int64  `json:"expires"`
 	Issuer  string `json:"issuer"`
 	Account string `json:"account"`
+	Factors string `json:"factors"` // User.factors when it started
 }
 
 func pendingKey(user string) string { return "enrol:" + tag(user) }
@@ -123,6 +124,7 @@ func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow s
 		Expires: e.now().Add(e.cfg.EnrolTTL).Unix(),
 		Issuer:  issuer,
 		Account: account,
+		Factors: u.factors(),
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
@@ -201,7 +203,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 		e.Audit(a, "enrol_confirm", "failure", zap.String("reason", reason(err)))
 		return nil, err
 	}
-	_, secret, err := e.pending(ctx, a, flow)
+	p, secret, err := e.pending(ctx, a, flow)
 	if err != nil {
 		if errors.Is(err, ErrExpired) {
 			e.Audit(a, "enrol_confirm", "failure", zap.String("reason", "expired"))
@@ -226,6 +228,9 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 	u, err := e.updateUser(ctx, a.User, func(u *User) error {
 		if u.TOTP != nil {
 			return ErrAlreadyEnrolled
+		}
+		if u.factors() != p.Factors {
+			return ErrExpired
 		}
 		now := e.now().UTC()
 		firstFactor(u)

@@ -115,6 +115,14 @@ func (u *User) DefaultMethod() string {
 	return ""
 }
 
+// factors names the user's factor epoch and methods. An enrolment records
+// it when it starts and completes only if it is unchanged, so one started
+// before the member enrolled (or was reset) cannot add a factor later
+// without the step-up that adding one now requires.
+func (u *User) factors() string {
+	return fmt.Sprintf("%d:%t:%t:%t", u.Epoch, u.TOTP != nil, u.Email != nil, u.SMS != nil)
+}
+
 func (u *User) codeMethod(method string) *CodeMethod {
 	switch method {
 	case MethodEmail:

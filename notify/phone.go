@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/net/idna"
 )
 
 // Errors for addresses and numbers members enter.
@@ -170,5 +171,12 @@ func ParseEmail(input string) (string, error) {
 		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
 		return "", ErrEmailInvalid
 	}
-	return local + "@" + strings.ToLower(domain), nil
+	// One spelling per domain, so "ＥＸＡＭＰＬＥ.com", "Example.com" and
+	// "example.com" are one destination to the send limits, and SMTP gets
+	// the ASCII form.
+	ascii, err := idna.Lookup.ToASCII(domain)
+	if err != nil || !strings.Contains(ascii, ".") {
+		return "", ErrEmailInvalid
+	}
+	return local + "@" + ascii, nil
 }

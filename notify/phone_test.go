@@ -129,6 +129,8 @@ func TestParseEmail(t *testing.T) {
 		"  Alice@Example.COM \n":                 "Alice@example.com",
 		"a.b+tag@mail.example.co.jp":             "a.b+tag@mail.example.co.jp",
 		strings.Repeat("a", 64) + "@example.com": strings.Repeat("a", 64) + "@example.com",
+		"alice@ＥＸＡＭＰＬＥ.com":                      "alice@example.com",
+		"taro@例え.jp":                             "taro@xn--r8jz45g.jp",
 	} {
 		got, err := ParseEmail(in)
 		if err != nil || got != want {
@@ -150,6 +152,7 @@ func TestParseEmail(t *testing.T) {
 		"alice@",
 		strings.Repeat("a", 65) + "@example.com",
 		"a@" + strings.Repeat("b", 250) + ".com",
+		"alice@exa_mple.com",
 	} {
 		if got, err := ParseEmail(in); !errors.Is(err, ErrEmailInvalid) {
 			t.Errorf("ParseEmail(%q) = %q, %v; want ErrEmailInvalid", in, got, err)

@@ -24,7 +24,7 @@ var dynamicKeys = []string{
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
 	"second_factor_required", "too_many_attempts",
 	// codes by email and SMS, several methods
-	"code_expired", "code_void", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
+	"code_rejected", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",
 	// headings
@@ -102,7 +102,7 @@ var variants = []struct {
 }
 
 // countdownScript is the one script tag a page may carry.
-const countdownScript = `<script src="/.2fa/static/countdown.js" defer></script>`
+var countdownScript = `<script src="/.2fa/static/countdown.js" integrity="` + countdownIntegrity + `" defer></script>`
 
 // templateKeys collects the string literals passed to .T in the parse
 // trees of every template, and reports calls whose key is not a literal.
@@ -556,7 +556,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
 		"Referrer-Policy":        "same-origin",
-		"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 			"frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",
 	}
@@ -573,11 +573,11 @@ func TestSecurityHeaders(t *testing.T) {
 				t.Errorf("secure=%v: %s = %q, want %q", secure, k, got, v)
 			}
 		}
-		// The countdown script is served from the gateway itself; nothing
-		// inline may run.
-		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") ||
-			strings.Contains(csp, "unsafe-inline") {
-			t.Errorf("CSP %q: want script-src 'self' and nothing inline", csp)
+		// Only the countdown script may run, by its hash: not inline code,
+		// and not the member site's own scripts from the same origin.
+		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src '"+countdownIntegrity+"';") ||
+			strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("CSP %q: want the countdown script's hash only", csp)
 		}
 		hsts := rec.Header().Get("Strict-Transport-Security")
 		if secure && hsts != "max-age=31536000" {
@@ -788,7 +788,7 @@ func TestServeStatic(t *testing.T) {
 // silently breaking the page. The one script allowed is the embedded
 // countdown, by its own tag.
 func TestNoInlineStylesOrScripts(t *testing.T) {
-	const tag = `<script src="{{.Prefix}}static/countdown.js" defer></script>`
+	const tag = `<script src="{{.Prefix}}static/countdown.js" integrity="{{countdownIntegrity}}" defer></script>`
 	for _, name := range templateNames() {
 		b, _ := embeddedTemplates.ReadFile("templates/" + name)
 		s := strings.ToLower(strings.ReplaceAll(string(b), tag, ""))
@@ -897,7 +897,7 @@ func TestChallengeMethods(t *testing.T) {
 		{"sms", "We sent a 6-digit code by text message to m***@example.com."},
 	} {
 		p := base(c.method)
-		p.CodeSent, p.SentTo, p.ResendIn, p.Error = true, "m***@example.com", 42, "code_expired"
+		p.CodeSent, p.SentTo, p.ResendIn, p.Error = true, "m***@example.com", 42, "code_rejected"
 		body = render(t, r, "challenge", p, false).Body.String()
 		verify = form(body, "/.2fa/challenge")
 		if !strings.Contains(body, "<p>"+c.text+"</p>") {
@@ -908,7 +908,7 @@ func TestChallengeMethods(t *testing.T) {
 				t.Errorf("%s: verify form lacks %s:\n%s", c.method, want, body)
 			}
 		}
-		if ei, fi := strings.Index(body, "This code has expired"), strings.Index(body, verify); ei < 0 || ei > fi {
+		if ei, fi := strings.Index(body, "The code is incorrect or no longer valid"), strings.Index(body, verify); ei < 0 || ei > fi {
 			t.Errorf("%s: error not above the form:\n%s", c.method, body)
 		}
 		resend := form(body, "/.2fa/challenge/send")
@@ -1159,14 +1159,14 @@ func TestEnrolCodePage(t *testing.T) {
 		{"sms", "We sent a 6-digit code by text message to m***@example.com.", "/.2fa/enrol/sms", "Use a different phone number"},
 	} {
 		p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/r", Method: c.method, SentTo: "m***@example.com",
-			ResendIn: 9, Error: "code_void"}
+			ResendIn: 9, Error: "code_rejected"}
 		body := render(t, r, "enrol_code", p, false).Body.String()
 		confirm := form(body, "/.2fa/enrol/code")
 		if !strings.Contains(body, "<title>Enter the code</title>") || !strings.Contains(body, c.sent) ||
 			!strings.Contains(confirm, `autocomplete="one-time-code"`) || !strings.Contains(confirm, ">Confirm</button>") {
 			t.Errorf("%s:\n%s", c.method, body)
 		}
-		if ei, fi := strings.Index(body, "entered wrongly too many times"), strings.Index(body, confirm); ei < 0 || ei > fi {
+		if ei, fi := strings.Index(body, "The code is incorrect or no longer valid"), strings.Index(body, confirm); ei < 0 || ei > fi {
 			t.Errorf("%s: error not above the form", c.method)
 		}
 		resend := form(body, "/.2fa/enrol/resend")
