@@ -30,6 +30,8 @@ type User struct {
 	SMS     *CodeMethod `json:"sms,omitempty"`
 	// Default is the method the challenge page offers first.
 	Default string `json:"default,omitempty"`
+	// Recovery is the user's set of single-use recovery codes.
+	Recovery *RecoveryCodes `json:"recovery,omitempty"`
 	// RevokedSessions holds second-factor sessions ended by sign-out,
 	// by session ID (hex), until their absolute expiry (Unix seconds).
 	RevokedSessions map[string]int64 `json:"revoked_sessions,omitempty"`
@@ -63,6 +65,9 @@ const (
 	MethodTOTP  = "totp"
 	MethodEmail = "email"
 	MethodSMS   = "sms"
+	// MethodRecovery is a recovery code: it passes the challenge anywhere,
+	// in place of whatever method is out of reach.
+	MethodRecovery = "recovery"
 )
 
 // Enrolled reports whether the user has a second factor.

@@ -1,0 +1,129 @@
+package challenge
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var recoveryFormat = regexp.MustCompile(`^[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}$`)
+
+func TestRecoveryCodesGenerateAndUse(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	if _, err := f.e.GenerateRecoveryCodes(ctx, a); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("codes before enrolment: %v", err)
+	}
+	f.enrol("alice")
+	codes, err := f.e.GenerateRecoveryCodes(ctx, a)
+	if err != nil || len(codes) != RecoveryCodeCount {
+		t.Fatalf("%d codes, %v", len(codes), err)
+	}
+	for _, c := range codes {
+		if !recoveryFormat.MatchString(c) || strings.ContainsAny(c, "01ilo") {
+			t.Fatalf("code %q", c)
+		}
+	}
+	// Nothing readable in the store.
+	raw, err := f.st.Get(ctx, userKey("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range codes {
+		if strings.Contains(string(raw), c) || strings.Contains(string(raw), strings.ReplaceAll(c, "-", "")) {
+			t.Fatal("a recovery code in the store")
+		}
+	}
+	u, err := f.e.UseRecoveryCode(ctx, a, " "+strings.ToUpper(codes[3])+" ")
+	if err != nil || u.Recovery.Left != 9 {
+		t.Fatalf("use: %v, left %v", err, u.Recovery)
+	}
+	if _, err := f.e.UseRecoveryCode(ctx, a, codes[3]); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("used code again: %v", err)
+	}
+	if _, err := f.e.UseRecoveryCode(ctx, Actor{User: "bob"}, codes[4]); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("alice's code for bob: %v", err)
+	}
+	for _, bad := range []string{"", "abc", "abcd-efgh-jkm0", strings.Repeat("a", 100), "ａｂｃｄ-efgh-jkmn"} {
+		if _, err := f.e.UseRecoveryCode(ctx, Actor{User: "carol"}, bad); !errors.Is(err, ErrMalformed) && !isLocked(err) {
+			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+
+	// A new set voids the old one.
+	next, err := f.e.GenerateRecoveryCodes(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.UseRecoveryCode(ctx, a, codes[5]); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("old set: %v", err)
+	}
+	if u, err := f.e.UseRecoveryCode(ctx, a, next[0]); err != nil || u.Recovery.Left != 9 {
+		t.Fatalf("new set: %v", err)
+	}
+	if f.count("recovery_codes_generated", "replaced", "true") != 0 && f.count("recovery_codes_generated", "result", "success") != 2 {
+		t.Fatal("generation not audited")
+	}
+
+	// Codes survive a key rotation: the new key first, the old kept.
+	rotated := f.engine(Config{}, otherKey, testKey)
+	if _, err := rotated.UseRecoveryCode(ctx, a, next[1]); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+}
+
+// Wrong recovery codes count toward the account lockout.
+func TestRecoveryCodeGuessesCount(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrol("alice")
+	codes, err := f.e.GenerateRecoveryCodes(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		_, _ = f.e.UseRecoveryCode(ctx, a, "2222-3333-4444")
+	}
+	if _, err := f.e.UseRecoveryCode(ctx, a, codes[0]); !isLocked(err) {
+		t.Fatalf("right code after five wrong: %v", err)
+	}
+}
+
+// CC-3: the same recovery code in parallel → one success.
+func TestRecoveryCodeParallelOnce(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 50})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrol("alice")
+	for round := range 20 {
+		codes, err := f.e.GenerateRecoveryCodes(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		results := make([]error, 10)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				_, results[i] = f.e.UseRecoveryCode(ctx, Actor{User: "alice"}, codes[0])
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		ok := 0
+		for _, err := range results {
+			if err == nil {
+				ok++
+			} else if !errors.Is(err, ErrCodeInvalid) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d successes", round, ok)
+		}
+	}
+}
