@@ -45,18 +45,19 @@ type pageRoute struct {
 }
 
 var pageRoutes = map[string]pageRoute{
-	"challenge":       {get: (*Handler).challengePage, post: (*Handler).verify},
-	"challenge/send":  {post: (*Handler).sendChallengeCode},
-	"enrol":           {get: (*Handler).enrolStartPage, post: (*Handler).enrolStart},
-	"enrol/confirm":   {post: (*Handler).enrolConfirm},
-	"enrol/email":     {get: (*Handler).enrolEmailPage, post: (*Handler).enrolEmail},
-	"enrol/sms":       {get: (*Handler).enrolSMSPage, post: (*Handler).enrolSMS},
-	"enrol/code":      {get: (*Handler).enrolCodePage, post: (*Handler).enrolCodeConfirm},
-	"enrol/resend":    {post: (*Handler).enrolResend},
-	"methods":         {get: (*Handler).methodsPage},
-	"methods/default": {post: (*Handler).setDefault},
-	"remind":          {get: (*Handler).remindPage, post: (*Handler).remindLater},
-	"logout":          {get: (*Handler).logoutPage, post: (*Handler).logout},
+	"challenge":        {get: (*Handler).challengePage, post: (*Handler).verify},
+	"challenge/send":   {post: (*Handler).sendChallengeCode},
+	"enrol":            {get: (*Handler).enrolStartPage, post: (*Handler).enrolStart},
+	"enrol/confirm":    {post: (*Handler).enrolConfirm},
+	"enrol/email":      {get: (*Handler).enrolEmailPage, post: (*Handler).enrolEmail},
+	"enrol/sms":        {get: (*Handler).enrolSMSPage, post: (*Handler).enrolSMS},
+	"enrol/code":       {get: (*Handler).enrolCodePage, post: (*Handler).enrolCodeConfirm},
+	"enrol/resend":     {post: (*Handler).enrolResend},
+	"methods":          {get: (*Handler).methodsPage},
+	"methods/default":  {post: (*Handler).setDefault},
+	"methods/recovery": {post: (*Handler).newRecoveryCodes},
+	"remind":           {get: (*Handler).remindPage, post: (*Handler).remindLater},
+	"logout":           {get: (*Handler).logoutPage, post: (*Handler).logout},
 }
 
 // servePage handles every request under the prefix. Nothing here is ever
@@ -148,6 +149,9 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) newCSRF(p *pageRequest) {
 	p.csrf = session.NewSecret()
 	setCookie(p.w, session.CSRFCookie, p.csrf, 0, p.secure)
+	if p.page != nil {
+		p.page.CSRF = h.app.csrf.Token(p.csrf, p.id.ID)
+	}
 }
 
 // setCookie sets one of the gateway's cookies: host-only, whole site,
@@ -299,6 +303,12 @@ func (h *Handler) showChallenge(p *pageRequest, u *challenge.User, want string, 
 	if slices.Contains(offered, want) {
 		method = want
 	}
+	if u.Recovery != nil {
+		p.page.RecoveryLeft = u.Recovery.Left
+		if want == challenge.MethodRecovery && u.Recovery.Left > 0 {
+			method = challenge.MethodRecovery
+		}
+	}
 	p.page.Method = method
 	for _, m := range offered {
 		if m == method {
@@ -309,7 +319,7 @@ func (h *Handler) showChallenge(p *pageRequest, u *challenge.User, want string, 
 			Name: m, SentTo: sentTo, Usable: m == challenge.MethodTOTP || sentTo != "",
 		})
 	}
-	if method != challenge.MethodTOTP {
+	if method == challenge.MethodEmail || method == challenge.MethodSMS {
 		p.page.SentTo = h.engine.Destination(u, method, h.identityEmail(p))
 		pending, err := h.engine.PendingCode(p.r.Context(), actor(p.r, p.id.ID), p.csrf, challenge.PurposeVerify)
 		if err == nil && pending.Method == method {
@@ -362,7 +372,7 @@ func secondsUntil(t time.Time) int {
 }
 
 func (h *Handler) offerRemember(p *pageRequest) {
-	if p.rule != nil && p.rule.remember > 0 && p.accepts(p.page.Method) {
+	if p.rule != nil && p.rule.remember > 0 && p.page.Method != challenge.MethodRecovery && p.accepts(p.page.Method) {
 		p.page.ShowRemember = true
 		p.page.RememberDays = int((p.rule.remember + 24*time.Hour - 1) / (24 * time.Hour))
 	}
@@ -384,6 +394,9 @@ func (h *Handler) verify(p *pageRequest) error {
 	}
 	if !st.Enrolled() {
 		return h.seeOther(p, h.pageURL(p, "enrol"))
+	}
+	if method == challenge.MethodRecovery {
+		return h.verifyRecovery(p, st)
 	}
 	if !slices.Contains(h.offeredMethods(p, st), method) {
 		p.page.Error = "method_unavailable"
@@ -438,6 +451,27 @@ func (h *Handler) verify(p *pageRequest) error {
 		return h.seeOther(p, h.pageURL(p, "enrol"))
 	}
 	return h.seeOther(p, p.page.ReturnTo)
+}
+
+// verifyRecovery passes the challenge with a recovery code, then takes the
+// member to their methods, since something is usually out of reach.
+func (h *Handler) verifyRecovery(p *pageRequest, st *challenge.User) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	u, err := h.engine.UseRecoveryCode(ctx, actor(p.r, p.id.ID), p.r.PostForm.Get("code"))
+	if err != nil {
+		if handled, err := h.engineError(p, err); handled {
+			return err
+		}
+		status, msg := codeError(err, challenge.MethodTOTP)
+		if errors.Is(err, challenge.ErrMalformed) {
+			msg = "recovery_malformed"
+		}
+		p.page.Error = msg
+		return h.showChallenge(p, st, challenge.MethodRecovery, status)
+	}
+	h.verified(p, u, challenge.MethodRecovery, clock.Now())
+	return h.seeOther(p, h.pageURL(p, "methods")+"&used=recovery")
 }
 
 // codeError maps a refused code to its status and message. Wrong,
@@ -626,8 +660,7 @@ func (h *Handler) enrolConfirm(p *pageRequest) error {
 	u, err := h.engine.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
 	switch {
 	case err == nil:
-		h.verified(p, u, challenge.MethodTOTP, clock.Now())
-		return h.seeOther(p, p.page.ReturnTo)
+		return h.enrolled(p, u, challenge.MethodTOTP)
 	case errors.Is(err, challenge.ErrAlreadyEnrolled):
 		return h.seeOther(p, p.page.ReturnTo)
 	case errors.Is(err, challenge.ErrExpired):

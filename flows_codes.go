@@ -2,7 +2,10 @@ package twofactor
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -316,8 +319,7 @@ func (h *Handler) enrolCodeConfirm(p *pageRequest) error {
 		}
 		return h.showEnrolCode(p, status)
 	}
-	h.verified(p, u, method, clock.Now())
-	return h.seeOther(p, p.page.ReturnTo)
+	return h.enrolled(p, u, method)
 }
 
 // enrolResend sends a new code to the address or number being confirmed.
@@ -388,6 +390,14 @@ func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) err
 		p.page.Methods = append(p.page.Methods, opt)
 	}
 	p.page.Enrolled = true
+	if u.Recovery != nil {
+		p.page.HasRecovery = true
+		p.page.RecoveryLeft = u.Recovery.Left
+	}
+	if p.r.URL.Query().Get("used") == challenge.MethodRecovery && u.Recovery != nil {
+		p.page.Notice = "used_recovery_code"
+		p.page.NoticeArgs = []any{u.Recovery.Left}
+	}
 	return h.render(p, status, "methods")
 }
 
@@ -426,4 +436,54 @@ func (h *Handler) setDefault(p *pageRequest) error {
 		return h.unavailable(p.w, p.r, "default", err)
 	}
 	return h.seeOther(p, h.pageURL(p, "methods"))
+}
+
+// enrolled starts the session after a new method is confirmed. After the
+// member's first method comes their set of recovery codes, shown once.
+func (h *Handler) enrolled(p *pageRequest, u *challenge.User, method string) error {
+	h.verified(p, u, method, clock.Now())
+	if u.Recovery != nil {
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	codes, err := h.engine.GenerateRecoveryCodes(p.r.Context(), actor(p.r, p.id.ID))
+	if err != nil {
+		// The member is enrolled; the methods page can make codes later.
+		h.logger.Error("generating recovery codes", zap.Error(err))
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	return h.showRecoveryCodes(p, codes)
+}
+
+// newRecoveryCodes replaces the member's recovery codes from the methods
+// page.
+func (h *Handler) newRecoveryCodes(p *pageRequest) error {
+	u, ok, err := h.methodsGuard(p)
+	if !ok {
+		return err
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	codes, err := h.engine.GenerateRecoveryCodes(ctx, actor(p.r, p.id.ID))
+	if err != nil {
+		return h.unavailable(p.w, p.r, "recovery", err)
+	}
+	if u.Recovery != nil {
+		p.page.Notice = "recovery_replaced"
+	}
+	return h.showRecoveryCodes(p, codes)
+}
+
+// showRecoveryCodes shows a new set of codes, with a text file of them to
+// download. The page is no-store like every gateway page; the codes are
+// never shown again.
+func (h *Handler) showRecoveryCodes(p *pageRequest, codes []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n%s\n\n", p.page.SiteName, p.id.ID)
+	for _, c := range codes {
+		b.WriteString(c)
+		b.WriteByte('\n')
+	}
+	p.page.RecoveryCodes = codes
+	p.page.RecoveryDownload = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(b.String())))
+	return h.render(p, http.StatusOK, "recovery")
 }

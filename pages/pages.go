@@ -1,17 +1,20 @@
 // Package pages renders the gateway's own pages: the code prompt, the
 // choice and set-up of second factors (authenticator app, email, SMS), the
-// list of a member's methods, the set-up reminder, sign-out and plain
-// messages.
+// list of a member's methods, new recovery codes, the set-up reminder,
+// sign-out and plain messages.
 //
 // The pages are server-rendered HTML that work fully without JavaScript,
-// styled by one embedded stylesheet, in Japanese or English. One small
-// embedded script (static/countdown.js) only counts down the wait on a
-// resend button; without it the page says to reload instead.
+// styled by one embedded stylesheet, in Japanese or English. Two small
+// embedded scripts only add conveniences: static/countdown.js counts down
+// the wait on a resend button (without it the page says to reload
+// instead), and static/recovery.js shows "Copy" and "Print" buttons for
+// new recovery codes (without it they stay hidden; the codes can still be
+// downloaded, or copied by hand).
 //
 // Operators may replace any template with a file of the same name in a
 // directory of their own (see [New]). A page defines the templates "title"
 // and "content", and may define "scripts" (placed in the layout's head;
-// the CSP lets only the embedded countdown script run). Templates receive
+// the CSP lets only the embedded scripts run). Templates receive
 // a [*Page]; besides html/template's built-ins they may call
 //
 //	{{.T "key"}} / {{.T "key" arg...}}   catalog text in the page's language
@@ -64,6 +67,14 @@ type Page struct {
 	Regions        string         // SMS enrolment: the allowed regions, e.g. "JP, US"
 	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
+	// recovery codes
+	RecoveryCodes    []string     // recovery page: the new codes, formatted "abcd-efgh-jkmn", shown once
+	RecoveryDownload template.URL // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
+	RecoveryLeft     int          // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
+	HasRecovery      bool         // methods page: the member has a set of codes (even if all are used)
+	Notice           string       // catalog key of an informational notice at the top of the page; "" for none
+	NoticeArgs       []any        // fmt arguments for Notice
+
 	// enrolment pages (TOTP)
 	Required   bool         // enrolment is required to continue: no "later" option
 	QRCode     template.URL // data:image/png;base64,... of the QR code
@@ -112,7 +123,7 @@ func (p *Page) T(key string, args ...any) string {
 // pageNames are the pages Render knows, each from templates/<name>.html.
 var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
-	"methods", "remind", "logout", "message",
+	"methods", "recovery", "remind", "logout", "message",
 }
 
 // Files shared by every page.
@@ -134,6 +145,7 @@ var funcs = template.FuncMap{
 	"tr":                 func(p *Page, key string, args []any) string { return p.T(key, args...) },
 	"group":              groupKey,
 	"countdownIntegrity": func() string { return countdownIntegrity },
+	"recoveryIntegrity":  func() string { return recoveryIntegrity },
 }
 
 // groupKey splits a manual-entry key into blocks of four characters
@@ -257,14 +269,16 @@ func samplePage() *Page {
 		Issuer: "example", Account: "member", Title: "error_title", Message: "not_found",
 		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
 		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30,
-		Methods: []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
+		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
+		RecoveryCodes: []string{"abcd-efgh-jkmn"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
+		RecoveryLeft: 1, HasRecovery: true, Notice: "recovery_replaced",
 	}
 }
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
-// "enrol_email", "enrol_sms", "enrol_code", "methods", "remind", "logout",
-// "message") with the security headers and Content-Type text/html;
-// charset=utf-8, then the status. The page is rendered into a buffer
+// "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
+// "remind", "logout", "message") with the security headers and
+// Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Page, secure bool) error {
@@ -319,11 +333,14 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 	return err
 }
 
-// csp allows the embedded stylesheet, the countdown script by its hash,
-// the QR code's data: URL and forms posting back to the gateway, and
-// nothing else: no inline script or style. A browser that cannot match an
-// external script by hash blocks it, and the pages work without it.
-var csp = "default-src 'none'; script-src '" + countdownIntegrity + "'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+// csp allows the embedded stylesheet, the embedded scripts by their
+// hashes, the QR code's data: URL and forms posting back to the gateway,
+// and nothing else: no inline script or style. A browser that cannot match
+// an external script by hash blocks it, and the pages work without it.
+// (The recovery codes' data: download link is a navigation, which the CSP
+// does not govern.)
+var csp = "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "'; " +
+	"style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 // SetSecurityHeaders sets the headers every gateway page carries: no

@@ -1,12 +1,16 @@
 package pages
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"html"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,14 +21,14 @@ import (
 )
 
 // dynamicKeys are catalog keys the templates receive in fields (Error,
-// Title, Message, LinkLabel) from the gateway's handlers.
+// Title, Message, LinkLabel, Notice) from the gateway's handlers.
 var dynamicKeys = []string{
 	// errors and messages
 	"code_incorrect", "code_malformed", "locked", "csrf_failed", "sign_in_first", "unavailable",
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
 	"second_factor_required", "too_many_attempts",
 	// codes by email and SMS, several methods
-	"code_rejected", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
+	"code_rejected", "recovery_malformed", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",
 	// headings
@@ -33,6 +37,8 @@ var dynamicKeys = []string{
 	"title_too_many", "title_wait", "title_methods",
 	// link labels
 	"continue", "back_to_site",
+	// notices
+	"recovery_replaced", "used_recovery_code",
 }
 
 func newRenderer(t *testing.T, dir string) *Renderer {
@@ -65,7 +71,22 @@ func fullPage(lang string) *Page {
 		Secret: "JBSWY3DPEHPK3PXP", Issuer: "Members", Account: "alice@example.com",
 		Title: "title_locked", Message: "locked", MessageArgs: []any{7}, Status: 429,
 		Link: "/members/", LinkLabel: "back_to_site",
+		RecoveryCodes: recoveryCodes(), RecoveryDownload: recoveryDownload(recoveryCodes()),
+		RecoveryLeft: 2, HasRecovery: true, Notice: "used_recovery_code", NoticeArgs: []any{2},
 	}
+}
+
+// recoveryCodes is a set of recovery codes as the engine formats them.
+func recoveryCodes() []string {
+	return []string{
+		"abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde", "fghj-kmnp-qrst", "uvwx-yz23-4567",
+		"89ab-cdef-ghjk", "mnpq-rstu-vwxy", "z234-5678-9abc", "defg-hjkm-npqr", "stuv-wxyz-2345",
+	}
+}
+
+func recoveryDownload(codes []string) template.URL {
+	text := strings.Join(codes, "\n") + "\n"
+	return template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
 }
 
 // options is a list of every method in every state.
@@ -92,6 +113,12 @@ var variants = []struct {
 	{"no address", func(p *Page) { p.CodeSent = false; p.SentTo = ""; p.Error = "" }},
 	{"resend now", func(p *Page) { p.ResendIn = 0; p.RememberDays = 1 }},
 	{"no methods", func(p *Page) { p.Methods = nil; p.Method = "" }},
+	{"recovery", func(p *Page) { p.Method = "recovery"; p.CodeSent = false }},
+	{"recovery codes left", func(p *Page) { p.RecoveryLeft = 7; p.Notice, p.NoticeArgs = "recovery_replaced", nil }},
+	{"no recovery codes", func(p *Page) {
+		p.HasRecovery, p.RecoveryLeft, p.RecoveryCodes, p.RecoveryDownload = false, 0, nil, ""
+		p.Notice, p.NoticeArgs = "", nil
+	}},
 	{"no error", func(p *Page) { p.Error, p.ErrorArgs = "", nil; p.Region, p.Regions = "", "" }},
 	{"no destinations", func(p *Page) {
 		for i := range p.Methods {
@@ -101,8 +128,15 @@ var variants = []struct {
 	}},
 }
 
-// countdownScript is the one script tag a page may carry.
-var countdownScript = `<script src="/.2fa/static/countdown.js" integrity="` + countdownIntegrity + `" defer></script>`
+// countdownScript and recoveryScript are the script tags a page may carry.
+// html/template writes a "+" in an attribute as "&#43;", which the
+// browser reads back as "+".
+var (
+	countdownScript = `<script src="/.2fa/static/countdown.js" integrity="` + attrEscape(countdownIntegrity) + `" defer></script>`
+	recoveryScript  = `<script src="/.2fa/static/recovery.js" integrity="` + attrEscape(recoveryIntegrity) + `" defer></script>`
+)
+
+func attrEscape(s string) string { return strings.ReplaceAll(s, "+", "&#43;") }
 
 // templateKeys collects the string literals passed to .T in the parse
 // trees of every template, and reports calls whose key is not a literal.
@@ -327,10 +361,12 @@ func TestRenderAllPages(t *testing.T) {
 					t.Errorf("%s: unfilled format verb", where)
 				}
 				scripts := strings.Count(body, "<script")
-				wantScript := (name == "challenge" && p.CodeSent && (p.Method == "email" || p.Method == "sms") ||
+				wantCountdown := (name == "challenge" && p.CodeSent && (p.Method == "email" || p.Method == "sms") ||
 					name == "enrol_code") && p.ResendIn > 0
-				if scripts != strings.Count(body, countdownScript) || (scripts == 1) != wantScript || scripts > 1 {
-					t.Errorf("%s: %d script tags, want the countdown script %v", where, scripts, wantScript)
+				wantRecovery := name == "recovery" && len(p.RecoveryCodes) > 0
+				countdowns, recoveries := strings.Count(body, countdownScript), strings.Count(body, recoveryScript)
+				if scripts != countdowns+recoveries || scripts > 1 || (countdowns == 1) != wantCountdown || (recoveries == 1) != wantRecovery {
+					t.Errorf("%s: %d script tags, want the countdown script %v, the recovery script %v", where, scripts, wantCountdown, wantRecovery)
 				}
 				for _, bad := range []string{" style=", "<style", "http://", "https://", "%!"} {
 					if strings.Contains(body, bad) {
@@ -341,7 +377,8 @@ func TestRenderAllPages(t *testing.T) {
 					for _, en := range []string{"Verify", "Set up", "Later", "Sign out", "Continue", "authenticator app",
 						"Authenticator app", "Resend", "Send code", "Try another way", "Email", "Text a code", "Text message",
 						"We sent", "We will", "Make default", "Default", "Not available", "Not used", "Added", "Last used",
-						"Reload", "Enter", "Choose another", "Add a way", "phone number", "email address", "SMS codes"} {
+						"Reload", "Enter", "Choose another", "Add a way", "phone number", "email address", "SMS codes",
+						"Recovery", "recovery code", "Download", "Copy", "Print", "Generate", "saved", "left.", "signed in"} {
 						if strings.Contains(body, en) {
 							t.Errorf("%s: English text %q", where, en)
 						}
@@ -478,13 +515,14 @@ func TestEscaping(t *testing.T) {
 		p.Methods[i].Added = "added " + evil
 		p.Methods[i].LastUsed = "used " + evil
 	}
+	p.RecoveryCodes = append([]string{"code " + evil}, p.RecoveryCodes[1:]...)
 	for _, name := range pageNames {
 		for _, v := range variants {
 			q := *p
 			q.Methods = append([]MethodOption(nil), p.Methods...)
 			v.change(&q)
 			body := render(t, r, name, &q, false).Body.String()
-			body = strings.ReplaceAll(body, countdownScript, "")
+			body = strings.ReplaceAll(strings.ReplaceAll(body, countdownScript, ""), recoveryScript, "")
 			if strings.Contains(body, "<script") || strings.Contains(body, `"><`+"script") {
 				t.Errorf("%s/%s: unescaped script:\n%s", name, v.name, body)
 			}
@@ -507,6 +545,7 @@ func TestEscaping(t *testing.T) {
 		{"enrol_sms", func(*Page) {}, []string{`value="addr ` + escaped + `"`, "reg " + escaped, "regs " + escaped}},
 		{"enrol_code", func(*Page) {}, []string{"sent " + escaped}},
 		{"methods", func(*Page) {}, []string{"to " + escaped, "added " + escaped, "used " + escaped}},
+		{"recovery", func(*Page) {}, []string{"<li><code>code " + escaped + "</code></li>"}},
 	} {
 		q := *p
 		c.change(&q)
@@ -556,8 +595,8 @@ func TestSecurityHeaders(t *testing.T) {
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
 		"Referrer-Policy":        "same-origin",
-		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "'; style-src 'self'; img-src 'self' data:; form-action 'self'; " +
-			"frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "'; " +
+			"style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",
 	}
 	for _, secure := range []bool{false, true} {
@@ -573,11 +612,18 @@ func TestSecurityHeaders(t *testing.T) {
 				t.Errorf("secure=%v: %s = %q, want %q", secure, k, got, v)
 			}
 		}
-		// Only the countdown script may run, by its hash: not inline code,
-		// and not the member site's own scripts from the same origin.
-		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src '"+countdownIntegrity+"';") ||
-			strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "script-src 'self'") {
-			t.Errorf("CSP %q: want the countdown script's hash only", csp)
+		// Only the embedded scripts may run, by their hashes: not inline
+		// code, and not the member site's own scripts from the same origin.
+		csp := rec.Header().Get("Content-Security-Policy")
+		var scriptSrc string
+		for _, d := range strings.Split(csp, ";") {
+			if f := strings.Fields(d); len(f) > 0 && f[0] == "script-src" {
+				scriptSrc = strings.Join(f[1:], " ")
+			}
+		}
+		if scriptSrc != "'"+countdownIntegrity+"' '"+recoveryIntegrity+"'" || countdownIntegrity == recoveryIntegrity ||
+			strings.Contains(csp, "unsafe-") || strings.Contains(scriptSrc, "'self'") {
+			t.Errorf("CSP %q: want the hashes of countdown.js and recovery.js only in script-src", csp)
 		}
 		hsts := rec.Header().Get("Strict-Transport-Security")
 		if secure && hsts != "max-age=31536000" {
@@ -770,9 +816,26 @@ func TestServeStatic(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), "data-wait") || rec.Header().Get("ETag") == "" {
 		t.Error("countdown.js body or ETag missing")
 	}
+	countdownETag := rec.Header().Get("ETag")
+
+	rec = get("recovery.js")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("recovery.js: status %d", rec.Code)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
+		t.Errorf("recovery.js Content-Type %q", ct)
+	}
+	if !strings.Contains(rec.Body.String(), "data-action") || rec.Header().Get("ETag") == "" || rec.Header().Get("ETag") == countdownETag {
+		t.Error("recovery.js body or ETag wrong")
+	}
+	// The hash the pages' integrity attribute and the CSP name is the one of the body served.
+	if sum := sha256.Sum256(rec.Body.Bytes()); "sha256-"+base64.StdEncoding.EncodeToString(sum[:]) != recoveryIntegrity {
+		t.Errorf("recovery.js served with a hash other than its integrity %s", recoveryIntegrity)
+	}
 
 	for _, name := range []string{"", "x.css", "../x", "countdown", "Countdown.js", "static/countdown.js", "style.css/..", "./style.css", "../static/style.css",
-		"/style.css", "style.css/", "STYLE.CSS", "..", "%2e%2e/x", "style.css\x00", "static/style.css"} {
+		"/style.css", "style.css/", "STYLE.CSS", "..", "%2e%2e/x", "style.css\x00", "static/style.css",
+		"recovery", "Recovery.js", "static/recovery.js", "recovery.js/"} {
 		if rec := get(name); rec.Code != http.StatusNotFound {
 			t.Errorf("%q: status %d, want 404", name, rec.Code)
 		}
@@ -785,13 +848,15 @@ func TestServeStatic(t *testing.T) {
 }
 
 // TestNoInlineStylesOrScripts guards the CSP: it would block them anyway,
-// silently breaking the page. The one script allowed is the embedded
-// countdown, by its own tag.
+// silently breaking the page. The only scripts allowed are the embedded
+// ones, each by its own tag.
 func TestNoInlineStylesOrScripts(t *testing.T) {
-	const tag = `<script src="{{.Prefix}}static/countdown.js" integrity="{{countdownIntegrity}}" defer></script>`
+	tags := strings.NewReplacer(
+		`<script src="{{.Prefix}}static/countdown.js" integrity="{{countdownIntegrity}}" defer></script>`, "",
+		`<script src="{{.Prefix}}static/recovery.js" integrity="{{recoveryIntegrity}}" defer></script>`, "")
 	for _, name := range templateNames() {
 		b, _ := embeddedTemplates.ReadFile("templates/" + name)
-		s := strings.ToLower(strings.ReplaceAll(string(b), tag, ""))
+		s := strings.ToLower(tags.Replace(string(b)))
 		for _, bad := range []string{"<script", "<style", " style=", " onclick", " onload", " onsubmit", "javascript:"} {
 			if strings.Contains(s, bad) {
 				t.Errorf("%s contains %q", name, bad)
@@ -804,11 +869,16 @@ func TestNoInlineStylesOrScripts(t *testing.T) {
 			t.Errorf("style.css refers to an external resource: %q", bad)
 		}
 	}
-	js, _ := embeddedStatic.ReadFile("static/countdown.js")
-	for _, bad := range []string{"http:", "https:", "//cdn", "import ", "fetch(", "XMLHttpRequest", "innerHTML",
-		"eval(", "new Function", "document.write", "localStorage", "cookie"} {
-		if strings.Contains(string(js), bad) {
-			t.Errorf("countdown.js contains %q", bad)
+	for _, name := range []string{"countdown.js", "recovery.js"} {
+		js, err := embeddedStatic.ReadFile("static/" + name)
+		if err != nil || len(js) == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, bad := range []string{"http:", "https:", "//cdn", "import ", "fetch(", "XMLHttpRequest", "innerHTML",
+			"eval(", "new Function", "document.write", "localStorage", "sessionStorage", "cookie", "=>", "let ", "const "} {
+			if strings.Contains(string(js), bad) {
+				t.Errorf("%s contains %q", name, bad)
+			}
 		}
 	}
 }
@@ -1243,3 +1313,460 @@ func TestOverridesWithoutScripts(t *testing.T) {
 		t.Errorf("old layout:\n%s", body)
 	}
 }
+
+func TestRecoveryPage(t *testing.T) {
+	r := newRenderer(t, "")
+	codes := recoveryCodes()
+	for _, c := range []struct {
+		lang, title, notice, download, copy, print, copied, saved string
+	}{
+		{"en", "Save your recovery codes", "Your earlier recovery codes no longer work.",
+			"Download", "Copy", "Print", "Copied", "I have saved these codes — continue"},
+		{"ja", "リカバリーコードを保存してください", "以前のリカバリーコードは使えなくなりました。",
+			"ダウンロード", "コピー", "印刷", "コピーしました", "コードを保存したので続ける"},
+	} {
+		p := &Page{Lang: c.lang, SiteName: "Members", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/members/?a=1",
+			RecoveryCodes: codes, RecoveryDownload: recoveryDownload(codes), Notice: "recovery_replaced"}
+		rec := render(t, r, "recovery", p, true)
+		body := rec.Body.String()
+		if rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: codes cacheable", c.lang)
+		}
+		if !strings.Contains(body, "<title>"+c.title+" – Members</title>") || !strings.Contains(body, "<h1>"+c.title+"</h1>") {
+			t.Errorf("%s: title:\n%s", c.lang, body)
+		}
+		if !strings.Contains(body, `<p class="notice" role="status">`+c.notice+`</p>`) {
+			t.Errorf("%s: notice missing:\n%s", c.lang, body)
+		}
+
+		list := regexp.MustCompile(`(?s)<ol class="recovery-codes">(.*?)</ol>`).FindStringSubmatch(body)
+		if list == nil {
+			t.Fatalf("%s: no list of codes:\n%s", c.lang, body)
+		}
+		var shown []string
+		for _, m := range regexp.MustCompile(`<li><code>([^<]*)</code></li>`).FindAllStringSubmatch(list[1], -1) {
+			shown = append(shown, m[1])
+		}
+		if strings.Join(shown, ",") != strings.Join(codes, ",") || len(shown) != 10 {
+			t.Errorf("%s: codes shown %v, want %v", c.lang, shown, codes)
+		}
+		if ni, li := strings.Index(body, c.notice), strings.Index(body, list[0]); ni > li {
+			t.Errorf("%s: notice below the codes", c.lang)
+		}
+
+		// Download: the codes as a text file, from a data: URL.
+		dl := regexp.MustCompile(`<a class="button secondary" href="([^"]*)" download="recovery-codes.txt">` +
+			regexp.QuoteMeta(c.download) + `</a>`).FindStringSubmatch(body)
+		if dl == nil {
+			t.Fatalf("%s: no download link:\n%s", c.lang, body)
+		}
+		const prefix = "data:text/plain;charset=utf-8;base64,"
+		href := html.UnescapeString(dl[1])
+		text, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(href, prefix))
+		if !strings.HasPrefix(href, prefix) || err != nil || string(text) != strings.Join(codes, "\n")+"\n" {
+			t.Errorf("%s: download href %q (%v) does not hold the codes", c.lang, href, err)
+		}
+
+		// Copy and print need the script: hidden until it shows them.
+		for action, want := range map[string][]string{
+			"copy":  {`type="button"`, ` hidden`, `data-done="` + c.copied + `"`, ">" + c.copy + "</button>"},
+			"print": {`type="button"`, ` hidden`, ">" + c.print + "</button>"},
+		} {
+			button := regexp.MustCompile(`<button [^>]*data-action="` + action + `"[^>]*>[^<]*</button>`).FindString(body)
+			for _, w := range want {
+				if !strings.Contains(button, w) {
+					t.Errorf("%s: %s button %q lacks %s", c.lang, action, button, w)
+				}
+			}
+		}
+		if strings.Count(body, "<script") != 1 || !strings.Contains(body, recoveryScript) {
+			t.Errorf("%s: want the recovery script, and only it:\n%s", c.lang, body)
+		}
+		if m := regexp.MustCompile(`<script [^>]*integrity="([^"]*)"`).FindStringSubmatch(body); m == nil ||
+			html.UnescapeString(m[1]) != recoveryIntegrity {
+			t.Errorf("%s: script integrity %v, want %s", c.lang, m, recoveryIntegrity)
+		}
+		if !strings.Contains(body, `<a class="button" href="/members/?a=1">`+c.saved+`</a>`) {
+			t.Errorf("%s: no continue link:\n%s", c.lang, body)
+		}
+		if strings.Contains(body, "<form") {
+			t.Errorf("%s: a form on the codes page:\n%s", c.lang, body)
+		}
+	}
+
+	// Without codes (they are shown once): nothing to download, copy or print, no script.
+	body := render(t, r, "recovery", &Page{Lang: "en", Prefix: "/.2fa/"}, false).Body.String()
+	for _, bad := range []string{"<ol", "download=", "data-action", "<script", `role="status"`} {
+		if strings.Contains(body, bad) {
+			t.Errorf("no codes: page contains %q:\n%s", bad, body)
+		}
+	}
+	if !strings.Contains(body, `<a class="button" href="/">I have saved these codes — continue</a>`) {
+		t.Errorf("no return_to: continue link not to /:\n%s", body)
+	}
+
+	// The printout: the site name, the title and the codes.
+	css, _ := embeddedStatic.ReadFile("static/style.css")
+	for _, want := range []string{"[hidden] { display: none !important; }", "@media print",
+		".recovery > :not(h1):not(.recovery-codes) { display: none !important; }"} {
+		if !strings.Contains(string(css), want) {
+			t.Errorf("style.css lacks %s", want)
+		}
+	}
+}
+
+func TestChallengeRecovery(t *testing.T) {
+	r := newRenderer(t, "")
+	for lang, want := range map[string][]string{
+		"en": {"Enter one of your recovery codes. Each code works once.", `<label for="code">Recovery code</label>`,
+			">Verify</button>", "The verification code is incorrect.", ">Use your authenticator app</a>"},
+		"ja": {"リカバリーコードを1つ入力してください。", `<label for="code">リカバリーコード</label>`,
+			">認証する</button>", "認証コードが正しくありません。", ">認証アプリを使う</a>"},
+	} {
+		p := &Page{Lang: lang, Prefix: "/.2fa/", CSRF: "tok", ReturnTo: "/x", Method: "recovery", Error: "code_incorrect",
+			ShowRemember: true, RememberDays: 30, RecoveryLeft: 5,
+			Methods: []MethodOption{{Name: "totp", Usable: true}, {Name: "email", SentTo: "m***@example.com", Usable: true}}}
+		body := render(t, r, "challenge", p, false).Body.String()
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: lacks %s:\n%s", lang, w, body)
+			}
+		}
+		f := form(body, "/.2fa/challenge")
+		input := regexp.MustCompile(`<input [^>]*name="code"[^>]*>`).FindString(f)
+		for _, attr := range []string{`id="code"`, `type="text"`, `autocomplete="off"`, `autocapitalize="none"`,
+			`spellcheck="false"`, `maxlength="20"`, ` required`, ` autofocus`, `aria-invalid="true"`, `aria-describedby="error"`} {
+			if !strings.Contains(input, attr) {
+				t.Errorf("%s: recovery input %q lacks %s", lang, input, attr)
+			}
+		}
+		// Codes have letters: no numeric keyboard, no digits-only pattern.
+		for _, bad := range []string{"inputmode", "pattern", "one-time-code"} {
+			if strings.Contains(input, bad) {
+				t.Errorf("%s: recovery input %q has %s", lang, input, bad)
+			}
+		}
+		if !strings.Contains(f, `<input type="hidden" name="method" value="recovery">`) ||
+			!strings.Contains(f, `<input type="hidden" name="csrf" value="tok">`) {
+			t.Errorf("%s: form lacks method=recovery or csrf:\n%s", lang, f)
+		}
+		if strings.Contains(body, `name="remember"`) || strings.Count(body, "<form") != 1 || strings.Contains(body, "<script") {
+			t.Errorf("%s: remember checkbox, another form or a script in recovery mode:\n%s", lang, body)
+		}
+		if ei, fi := strings.Index(body, `role="alert"`), strings.Index(body, f); ei < 0 || ei > fi {
+			t.Errorf("%s: error not above the form", lang)
+		}
+		// The other ways still show; "use a recovery code" does not, it is this page.
+		for _, u := range hrefs(t, body, "/.2fa/challenge") {
+			if u.Query().Get("method") == "recovery" {
+				t.Errorf("%s: recovery mode links to itself: %s", lang, u)
+			}
+		}
+		if len(hrefs(t, body, "/.2fa/challenge")) != 2 {
+			t.Errorf("%s: want the two other ways:\n%s", lang, body)
+		}
+	}
+}
+
+func TestChallengeUseRecoveryLink(t *testing.T) {
+	r := newRenderer(t, "")
+	returnTo := `/members/a page?x=1&y="two" words`
+	recoveryLinks := func(body string) []*url.URL {
+		var found []*url.URL
+		for _, u := range hrefs(t, body, "/.2fa/challenge") {
+			if u.Query().Get("method") == "recovery" {
+				found = append(found, u)
+			}
+		}
+		return found
+	}
+	for _, method := range []string{"totp", "email", "sms", ""} {
+		for _, left := range []int{0, 1, 10} {
+			p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "tok", ReturnTo: returnTo, Method: method,
+				SentTo: "m***@example.com", CodeSent: true, RecoveryLeft: left,
+				Methods: []MethodOption{{Name: "sms", SentTo: "+81 *** 5678", Usable: true}}}
+			body := render(t, r, "challenge", p, false).Body.String()
+			links := recoveryLinks(body)
+			if want := min(left, 1); len(links) != want {
+				t.Errorf("%s, %d left: %d recovery links, want %d:\n%s", method, left, len(links), want, body)
+				continue
+			}
+			if left == 0 {
+				if strings.Contains(body, "Use a recovery code") {
+					t.Errorf("%s: offered without codes left", method)
+				}
+				continue
+			}
+			q := links[0].Query()
+			if q.Get("return_to") != returnTo || len(q) != 2 || strings.ContainsAny(links[0].RawQuery, `"<>' `) {
+				t.Errorf("%s: link %q does not carry return_to %q safely", method, links[0], returnTo)
+			}
+			// At the end of the other ways.
+			ways := regexp.MustCompile(`(?s)<ul class="ways">(.*?)</ul>`).FindStringSubmatch(body)
+			if ways == nil || !strings.HasSuffix(ways[1], ">Use a recovery code</a></li>\n") ||
+				strings.Index(ways[1], "Text a code") > strings.Index(ways[1], "Use a recovery code") {
+				t.Errorf("%s: recovery link not last among the other ways:\n%s", method, body)
+			}
+		}
+	}
+
+	// No other method, but codes left: the section shows for this link alone.
+	p := &Page{Lang: "ja", Prefix: "/.2fa/", ReturnTo: "/r", Method: "totp", RecoveryLeft: 3}
+	body := render(t, r, "challenge", p, false).Body.String()
+	if len(recoveryLinks(body)) != 1 || !strings.Contains(body, ">リカバリーコードを使う</a>") ||
+		!strings.Contains(body, ">別の方法で認証する</h2>") {
+		t.Errorf("only recovery codes left:\n%s", body)
+	}
+	p.RecoveryLeft = 0
+	body = render(t, r, "challenge", p, false).Body.String()
+	if strings.Contains(body, `class="ways"`) {
+		t.Errorf("other ways shown without any:\n%s", body)
+	}
+}
+
+func TestMethodsRecovery(t *testing.T) {
+	r := newRenderer(t, "")
+	const warning = `<p class="notice warning">You are running out of recovery codes.`
+	for _, c := range []struct {
+		has      bool
+		left     int
+		text     string
+		low      bool
+		primary  bool // the generate button is the main action
+		withNote bool
+	}{
+		{true, 10, "10 of 10 recovery codes left.", false, false, true},
+		{true, 3, "3 of 10 recovery codes left.", false, false, true},
+		{true, 2, "2 of 10 recovery codes left.", true, true, true},
+		{true, 0, "0 of 10 recovery codes left.", true, true, true},
+		{false, 0, "You have no recovery codes.", false, true, false},
+	} {
+		p := &Page{Lang: "en", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/back", HasRecovery: c.has, RecoveryLeft: c.left,
+			Methods: []MethodOption{{Name: "totp", Default: true, Usable: true}}}
+		body := render(t, r, "methods", p, false).Body.String()
+		where := c.text
+		section := regexp.MustCompile(`(?s)<section aria-labelledby="recovery-heading">.*?</section>`).FindString(body)
+		if !strings.Contains(section, `<h2 id="recovery-heading">Recovery codes</h2>`) || !strings.Contains(section, "<p>"+c.text+"</p>") {
+			t.Errorf("%s: section:\n%s", where, body)
+		}
+		if strings.Contains(section, warning) != c.low {
+			t.Errorf("%s: low warning shown %v, want %v:\n%s", where, !c.low, c.low, section)
+		}
+		f := form(section, "/.2fa/methods/recovery")
+		if !strings.Contains(f, `<input type="hidden" name="csrf" value="t">`) || !strings.Contains(f, `<input type="hidden" name="return_to" value="/back">`) {
+			t.Errorf("%s: generate form:\n%s", where, section)
+		}
+		button := regexp.MustCompile(`<button [^>]*>Generate new codes</button>`).FindString(f)
+		if button == "" || strings.Contains(button, `class="secondary"`) == c.primary {
+			t.Errorf("%s: generate button %q, want primary %v", where, button, c.primary)
+		}
+		if note := strings.Contains(f, `<p class="hint" id="generate-note">Your current codes stop working.</p>`); note != c.withNote ||
+			strings.Contains(button, `aria-describedby="generate-note"`) != c.withNote {
+			t.Errorf("%s: note shown %v, want %v:\n%s", where, note, c.withNote, f)
+		}
+		if strings.Contains(body, `role="status"`) {
+			t.Errorf("%s: a notice without Notice", where)
+		}
+	}
+
+	// The notice after signing in with a recovery code, at the top.
+	p := &Page{Lang: "en", Prefix: "/.2fa/", HasRecovery: true, RecoveryLeft: 4, Notice: "used_recovery_code", NoticeArgs: []any{4}}
+	body := render(t, r, "methods", p, false).Body.String()
+	notice := `<p class="notice" role="status">You signed in with a recovery code. 4 left. If you lost your phone, ` +
+		`remove the old authenticator and add the new one below.</p>`
+	if ni, ii := strings.Index(body, notice), strings.Index(body, "When you verify"); ni < 0 || ni > ii {
+		t.Errorf("notice missing or not at the top:\n%s", body)
+	}
+
+	for _, c := range []struct {
+		p    *Page
+		want []string
+	}{
+		{&Page{HasRecovery: true, RecoveryLeft: 1, Notice: "used_recovery_code", NoticeArgs: []any{1}},
+			[]string{"<h2 id=\"recovery-heading\">リカバリーコード</h2>", "残り1個です", "リカバリーコードが残り少なくなっています。",
+				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "リカバリーコードで認証しました（残り1個）。"}},
+		{&Page{}, []string{"リカバリーコードはありません。", ">新しいコードを発行する</button>"}},
+	} {
+		c.p.Lang, c.p.Prefix = "ja", "/.2fa/"
+		body := render(t, r, "methods", c.p, false).Body.String()
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("ja: lacks %s:\n%s", w, body)
+			}
+		}
+	}
+}
+
+// TestNoticePartial: the notice is catalog text with escaped arguments, on
+// every page that shows one.
+func TestNoticePartial(t *testing.T) {
+	r := newRenderer(t, "")
+	evil := `"><script>alert('x')</script>`
+	for _, name := range []string{"recovery", "methods", "challenge"} {
+		p := &Page{Lang: "en", Prefix: "/.2fa/", Method: "totp", Notice: "use_email", NoticeArgs: []any{evil}}
+		body := render(t, r, name, p, false).Body.String()
+		want := `<p class="notice" role="status">Email a code to &#34;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</p>`
+		if !strings.Contains(body, want) || strings.Contains(body, "<script>") {
+			t.Errorf("%s: notice not shown escaped:\n%s", name, body)
+		}
+		p.Notice = ""
+		if body := render(t, r, name, p, false).Body.String(); strings.Contains(body, `role="status"`) {
+			t.Errorf("%s: notice shown without Notice:\n%s", name, body)
+		}
+	}
+}
+
+// TestScriptsUnderNode loads the embedded scripts into Node with a minimal
+// fake document: they must not throw, and recovery.js must show its
+// buttons and copy and print through them. Skipped without Node.
+func TestScriptsUnderNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"countdown.js", "recovery.js"} {
+		writeFile(t, dir, name, string(staticFiles[name].body))
+	}
+	writeFile(t, dir, "harness.js", nodeHarness)
+	out, err := exec.Command(node, filepath.Join(dir, "harness.js"), dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "ok") {
+		t.Errorf("node harness did not finish:\n%s", out)
+	}
+}
+
+const nodeHarness = `"use strict";
+const vm = require("vm");
+const fs = require("fs");
+const path = require("path");
+const dir = process.argv[2];
+
+function check(ok, msg) {
+  if (!ok) { console.error("FAIL: " + msg); process.exit(1); }
+}
+
+function element(attrs, text) {
+  const listeners = {};
+  return {
+    textContent: text || "",
+    hidden: "hidden" in attrs,
+    disabled: "disabled" in attrs,
+    getAttribute(n) { return n in attrs ? String(attrs[n]) : null; },
+    addEventListener(type, fn) { listeners[type] = fn; },
+    click() { check(typeof listeners.click === "function", "no click handler"); listeners.click({}); },
+  };
+}
+
+// run loads a script into a fresh context holding only what a page would.
+function run(name, document, window) {
+  const timers = [];
+  const context = {
+    document: document,
+    window: window || {},
+    setTimeout(fn) { timers.push(fn); return timers.length; },
+    clearTimeout() {},
+  };
+  vm.createContext(context);
+  vm.runInContext(fs.readFileSync(path.join(dir, name), "utf8"), context, { filename: name });
+  return timers;
+}
+
+function emptyDocument(state) {
+  const doc = {
+    readyState: state,
+    querySelector() { return null; },
+    querySelectorAll() { return []; },
+    addEventListener(type, fn) { doc.ready = fn; },
+  };
+  return doc;
+}
+
+const codes = ["abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde"];
+
+function recoveryPage() {
+  const list = element({});
+  list.getElementsByTagName = function (tag) {
+    check(tag === "code", "looked for " + tag);
+    return codes.map(function (c) { return element({}, c); });
+  };
+  const copy = element({ hidden: "", "data-action": "copy", "data-done": "Copied" }, "Copy");
+  const print = element({ hidden: "", "data-action": "print" }, "Print");
+  const doc = emptyDocument("complete");
+  doc.querySelector = function (sel) { return sel === "ol.recovery-codes" ? list : null; };
+  doc.querySelectorAll = function (sel) { return sel === "button[data-action]" ? [copy, print] : []; };
+  return { doc: doc, list: list, copy: copy, print: print };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+(async function () {
+  for (const name of ["countdown.js", "recovery.js"]) {
+    run(name, emptyDocument("complete"));
+    const doc = emptyDocument("loading");
+    run(name, doc);
+    check(typeof doc.ready === "function", name + ": does not wait for the document");
+    doc.ready();
+  }
+
+  // countdown.js: the button counts down.
+  const button = element({ disabled: "", "data-wait": "3", "data-template": "Resend (%d)", "data-ready": "Resend" }, "Resend (3)");
+  const cdoc = emptyDocument("complete");
+  cdoc.querySelectorAll = function () { return [button]; };
+  const ctimers = run("countdown.js", cdoc);
+  check(button.textContent === "Resend (3)" && button.disabled && ctimers.length === 1, "countdown: " + button.textContent);
+
+  // recovery.js with the Clipboard API.
+  let page = recoveryPage();
+  let copied = null, printed = 0;
+  let win = {
+    navigator: { clipboard: { writeText(text) { copied = text; return Promise.resolve(); } } },
+    print() { printed++; },
+  };
+  let timers = run("recovery.js", page.doc, win);
+  check(!page.copy.hidden && !page.print.hidden, "buttons still hidden");
+  page.copy.click();
+  await tick();
+  check(copied === codes.join("\n") + "\n", "copied " + JSON.stringify(copied));
+  check(page.copy.textContent === "Copied", "copy button says " + page.copy.textContent);
+  check(timers.length === 1, "no timer to restore the label");
+  timers[0]();
+  check(page.copy.textContent === "Copy", "label not restored: " + page.copy.textContent);
+  page.print.click();
+  check(printed === 1, "print not called");
+
+  // Without the Clipboard API (plain http), or when it refuses: the list
+  // is selected and the copy command tried.
+  for (const clipboard of [undefined, { writeText() { return Promise.reject(new Error("denied")); } }]) {
+    for (const works of [true, false]) {
+      page = recoveryPage();
+      let selected = null;
+      page.doc.createRange = function () { return { selectNodeContents(n) { this.node = n; } }; };
+      page.doc.execCommand = function (cmd) {
+        check(cmd === "copy", "command " + cmd);
+        if (!works) { throw new Error("not allowed"); }
+        return true;
+      };
+      win = {
+        navigator: { clipboard: clipboard },
+        getSelection() { return { removeAllRanges() {}, addRange(r) { selected = r.node; } }; },
+      };
+      run("recovery.js", page.doc, win);
+      check(!page.copy.hidden && page.print.hidden, "fallback: copy hidden, or print shown without window.print");
+      page.copy.click();
+      await tick();
+      check(selected === page.list, "fallback: list not selected");
+      check(page.copy.textContent === (works ? "Copied" : "Copy"), "fallback: button says " + page.copy.textContent);
+    }
+  }
+
+  // Nothing to select with: no error.
+  page = recoveryPage();
+  run("recovery.js", page.doc, {});
+  page.copy.click();
+  check(page.copy.textContent === "Copy", "copied with nothing to copy with");
+  console.log("ok");
+})().catch(function (e) { console.error(e); process.exit(1); });
+`

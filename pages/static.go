@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-//go:embed static/style.css static/countdown.js
+//go:embed static/style.css static/countdown.js static/recovery.js
 var embeddedStatic embed.FS
 
 type staticFile struct {
@@ -23,16 +23,23 @@ type staticFile struct {
 var staticFiles = mustLoadStatic(map[string]string{
 	"style.css":    "text/css; charset=utf-8",
 	"countdown.js": "text/javascript; charset=utf-8",
+	"recovery.js":  "text/javascript; charset=utf-8",
 })
 
-// countdownIntegrity is the Subresource Integrity value of countdown.js.
-// The CSP allows scripts by this hash only, not every script of the
-// origin: the gateway shares its origin with the member site, whose own
-// scripts have no business running on the gateway's pages.
-var countdownIntegrity = func() string {
-	sum := sha256.Sum256(staticFiles["countdown.js"].body)
+// countdownIntegrity and recoveryIntegrity are the Subresource Integrity
+// values of the embedded scripts. The CSP allows scripts by these hashes
+// only, not every script of the origin: the gateway shares its origin with
+// the member site, whose own scripts have no business running on the
+// gateway's pages.
+var (
+	countdownIntegrity = integrity("countdown.js")
+	recoveryIntegrity  = integrity("recovery.js")
+)
+
+func integrity(name string) string {
+	sum := sha256.Sum256(staticFiles[name].body)
 	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
-}()
+}
 
 func mustLoadStatic(types map[string]string) map[string]staticFile {
 	files := make(map[string]staticFile, len(types))

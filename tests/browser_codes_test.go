@@ -52,6 +52,7 @@ func TestBrowserEmailAndSMSCodes(t *testing.T) {
 	}
 	a.typeInto("#code", code)
 	r = a.submit(`form[action="/.2fa/enrol/code"] button[type=submit]`)
+	r = a.saveRecoveryCodes(r)
 	a.checkMembersVia(r, "alice", "email")
 	a.checkNoCSPViolations()
 	aConsole.checkClean(t)
@@ -153,8 +154,8 @@ func TestBrowserEmailAndSMSCodes(t *testing.T) {
 		s.fatalf("third browser: at %s (%d), want the challenge page", r.url, r.status)
 	}
 	ways := evalJS[[]string](s, "the other ways", `[...document.querySelectorAll('#other-ways ~ ul a')].map(a => a.textContent.trim())`)
-	if len(ways) != 1 || ways[0] != "Text a code to +81 •• •••• 5678" {
-		s.fatalf("try another way lists %q, want the masked phone number", ways)
+	if len(ways) != 2 || ways[0] != "Text a code to +81 •• •••• 5678" || ways[1] != "Use a recovery code" {
+		s.fatalf("try another way lists %q, want the masked phone number and recovery codes", ways)
 	}
 	r = s.submit(`section[aria-labelledby="other-ways"] a[href*="method=sms"]`)
 	if r.path != "/.2fa/challenge" || r.query.Get("method") != "sms" || r.query.Get("return_to") != "/members/" || r.status != 200 {

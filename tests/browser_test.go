@@ -62,6 +62,7 @@ func TestBrowserEnrolAndVerify(t *testing.T) {
 	secret := a.enrolmentSecret()
 	a.typeInto("#code", e.code(secret, 0))
 	r = a.submit(`form[action="/.2fa/enrol/confirm"] button[type=submit]`)
+	r = a.saveRecoveryCodes(r)
 
 	// 3. Through to the member page, with the gateway's headers.
 	a.checkMemberPage(r, "alice")
@@ -169,9 +170,9 @@ func (e *env) chromium(t *testing.T) *chrome {
 }
 
 // listen records the Content-Security-Policy violations that the browser
-// logs (the pages' only script, static/countdown.js, does not report them,
-// so the browser log is where they show): a page the CSP breaks still
-// loads, only half-styled or without its countdown.
+// logs (the pages' own scripts, static/countdown.js and recovery.js, do
+// not report them, so the browser log is where they show): a page the CSP
+// breaks still loads, only half-styled or without its scripts.
 func (c *chrome) listen(ev any) {
 	if ev, ok := ev.(*log.EventEntryAdded); ok && strings.Contains(ev.Entry.Text, "Content Security Policy") {
 		c.mu.Lock()
@@ -225,6 +226,23 @@ func (c *chrome) submit(button string) *page {
 	c.t.Helper()
 	resp, err := chromedp.RunResponse(c.ctx, chromedp.Click(chromedp.CSS(button)))
 	return c.page(resp, err, "submitting with "+button)
+}
+
+// saveRecoveryCodes checks the recovery codes shown after the first
+// enrolment, with the copy and print buttons that recovery.js reveals
+// (so it ran under the page's CSP), then continues to where the member
+// was going.
+func (c *chrome) saveRecoveryCodes(r *page) *page {
+	c.t.Helper()
+	if r.status != 200 || !strings.HasPrefix(r.path, "/.2fa/enrol") {
+		c.fatalf("after confirming: %s (%d), want the recovery codes", r.url, r.status)
+	}
+	shown := evalJS[int](c, "the recovery codes", `document.querySelectorAll('ol.recovery-codes li').length`)
+	buttons := evalJS[int](c, "the copy and print buttons", `document.querySelectorAll('button[data-action]:not([hidden])').length`)
+	if shown != 10 || buttons != 2 {
+		c.fatalf("%d recovery codes and %d visible copy/print buttons, want 10 and 2", shown, buttons)
+	}
+	return c.submit(`p.continue a`)
 }
 
 func (c *chrome) click(sel string) {

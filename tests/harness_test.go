@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,9 @@ type browser struct {
 	jar    *cookiejar.Jar
 	lang   string
 	header http.Header
+	// recovery holds the recovery codes shown at the member's first
+	// enrolment in this browser.
+	recovery []string
 }
 
 func (e *env) browser() *browser {
@@ -399,9 +403,7 @@ func (b *browser) enrol(returnTo string) string {
 	}
 	secret := enrolmentSecret(b.t, r.body)
 	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {returnTo}, "code": {b.e.code(secret, 0)}})
-	if r.status != http.StatusSeeOther || r.location() != returnTo {
-		b.t.Fatalf("confirming enrolment: status %d location %q: %s", r.status, r.location(), r.body)
-	}
+	b.recovery = enrolDone(b.t, r, returnTo)
 	b.e.nextStep()
 	return secret
 }
@@ -496,4 +498,35 @@ func attr(n *html.Node, key string) string {
 
 func listen(port int) (net.Listener, error) {
 	return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// recoveryCodePattern is how recovery codes are shown.
+var recoveryCodePattern = regexp.MustCompile(`^[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}$`)
+
+// enrolDone checks the answer to a confirmed enrolment: a member's first
+// method brings the page with their recovery codes, shown once with a link
+// on to returnTo; a later method goes straight there. It returns the codes
+// shown, if any.
+func enrolDone(t testing.TB, r *response, returnTo string) []string {
+	t.Helper()
+	if r.status == http.StatusSeeOther && r.location() == returnTo {
+		return nil
+	}
+	codes := recoveryCodes(r.body)
+	if r.status != http.StatusOK || len(codes) != 10 || !strings.Contains(r.body, `href="`+html.EscapeString(returnTo)+`"`) {
+		t.Fatalf("after confirming: %d %q, %d recovery codes, want a link to %s: %s", r.status, r.location(), len(codes), returnTo, r.body)
+	}
+	return codes
+}
+
+// recoveryCodes returns the recovery codes a page shows.
+func recoveryCodes(page string) []string {
+	var codes []string
+	walk(page, func(n *html.Node) bool {
+		if n.Type == html.ElementNode && n.Data == "code" && n.FirstChild != nil && recoveryCodePattern.MatchString(n.FirstChild.Data) {
+			codes = append(codes, n.FirstChild.Data)
+		}
+		return false
+	})
+	return codes
 }
