@@ -172,6 +172,7 @@ func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		site_name <name>
 //		session_idle <duration>
 //		session_lifetime <duration>
+//		step_up <duration>
 //		templates <directory>
 //	}
 //
@@ -205,6 +206,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseString(d, &h.SiteName)
 		case "session_idle":
 			err = parseDuration(d, &h.SessionIdle)
+		case "step_up":
+			err = parseDuration(d, &h.StepUp)
 		case "session_lifetime":
 			err = parseDuration(d, &h.SessionLifetime)
 		case "templates":

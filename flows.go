@@ -56,6 +56,7 @@ var pageRoutes = map[string]pageRoute{
 	"methods":          {get: (*Handler).methodsPage},
 	"methods/default":  {post: (*Handler).setDefault},
 	"methods/recovery": {post: (*Handler).newRecoveryCodes},
+	"methods/remove":   {post: (*Handler).removeMethod},
 	"remind":           {get: (*Handler).remindPage, post: (*Handler).remindLater},
 	"logout":           {get: (*Handler).logoutPage, post: (*Handler).logout},
 }
@@ -578,15 +579,15 @@ func (h *Handler) pickerError(p *pageRequest, status int, msg string) error {
 }
 
 // enrolGuard lets a member set up a method: anyone without a second
-// factor, and members with one only within stepUpWindow of entering a
-// code (not on a remembered device), so a stolen password cannot add a
+// factor, and members with one only within the step-up window of entering
+// a code (not on a remembered device), so a stolen password cannot add a
 // method.
 func (h *Handler) enrolGuard(p *pageRequest) (*challenge.User, bool, error) {
 	u, err := h.engine.State(p.r.Context(), p.id.ID)
 	if err != nil {
 		return nil, false, h.unavailable(p.w, p.r, "state", err)
 	}
-	if u.Enrolled() && !h.verifiedSession(p, u) {
+	if _, ok := h.verifiedSession(p, u); u.Enrolled() && !ok {
 		back := p.r.URL.Path
 		if p.r.Method != http.MethodGet {
 			back = h.Prefix + "enrol"
@@ -597,23 +598,21 @@ func (h *Handler) enrolGuard(p *pageRequest) (*challenge.User, bool, error) {
 	return u, true, nil
 }
 
-// stepUpWindow is how recently a member must have entered a code to add a
-// method or change their methods.
-const stepUpWindow = 10 * time.Minute
-
-// verifiedSession reports whether the request carries a live session
-// verified with a code (not a remembered device) in the last
-// stepUpWindow.
-func (h *Handler) verifiedSession(p *pageRequest, u *challenge.User) bool {
+// verifiedSession returns the request's live session when it was verified
+// with a code (not a remembered device) within the step-up window, as
+// adding or changing methods requires.
+func (h *Handler) verifiedSession(p *pageRequest, u *challenge.User) (*session.Session, bool) {
 	v, ok := cookieValue(p.r, session.Name(session.SessionCookie, p.secure))
 	if !ok {
-		return false
+		return nil, false
 	}
 	var s session.Session
 	now := clock.Now()
-	return h.codec.DecodeSessionOf(v, p.id.ID, &s) == nil && !s.Remembered &&
-		now.Unix()-s.Issued < int64(stepUpWindow/time.Second) &&
-		h.sessionValid(&s, &p.id, u, now)
+	if h.codec.DecodeSessionOf(v, p.id.ID, &s) != nil || s.Remembered ||
+		now.Unix()-s.Issued >= int64(h.stepUp/time.Second) || !h.sessionValid(&s, &p.id, u, now) {
+		return nil, false
+	}
+	return &s, true
 }
 
 // enrolStart creates a pending authenticator secret and shows its QR code.

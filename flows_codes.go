@@ -19,6 +19,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/internal/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
 )
 
 // Pages for codes sent by email and SMS, and for the member's list of
@@ -362,7 +363,7 @@ func (h *Handler) methodsGuard(p *pageRequest) (*challenge.User, bool, error) {
 	if !u.Enrolled() {
 		return nil, false, h.seeOther(p, h.pageURL(p, "enrol"))
 	}
-	if !h.verifiedSession(p, u) {
+	if _, ok := h.verifiedSession(p, u); !ok {
 		back := h.Prefix + "methods?return_to=" + url.QueryEscape(p.page.ReturnTo)
 		return nil, false, h.seeOther(p, h.Prefix+"challenge?return_to="+url.QueryEscape(back))
 	}
@@ -394,9 +395,15 @@ func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) err
 		p.page.HasRecovery = true
 		p.page.RecoveryLeft = u.Recovery.Left
 	}
-	if p.r.URL.Query().Get("used") == challenge.MethodRecovery && u.Recovery != nil {
+	q := p.r.URL.Query()
+	switch {
+	case q.Get("used") == challenge.MethodRecovery && u.Recovery != nil:
 		p.page.Notice = "used_recovery_code"
 		p.page.NoticeArgs = []any{u.Recovery.Left}
+	case q.Get("added") != "" && u.Recovery != nil && u.Recovery.Left < challenge.RecoveryCodeCount:
+		p.page.Notice = "new_codes_offered"
+	case q.Get("removed") != "":
+		p.page.Notice = "method_removed"
 	}
 	return h.render(p, status, "methods")
 }
@@ -439,10 +446,14 @@ func (h *Handler) setDefault(p *pageRequest) error {
 }
 
 // enrolled starts the session after a new method is confirmed. After the
-// member's first method comes their set of recovery codes, shown once.
+// member's first method comes their set of recovery codes, shown once; a
+// member who has used some (changing phones, say) is offered a new set.
 func (h *Handler) enrolled(p *pageRequest, u *challenge.User, method string) error {
 	h.verified(p, u, method, clock.Now())
 	if u.Recovery != nil {
+		if u.Recovery.Left < challenge.RecoveryCodeCount {
+			return h.seeOther(p, h.pageURL(p, "methods")+"&added="+url.QueryEscape(method))
+		}
 		return h.seeOther(p, p.page.ReturnTo)
 	}
 	codes, err := h.engine.GenerateRecoveryCodes(p.r.Context(), actor(p.r, p.id.ID))
@@ -486,4 +497,53 @@ func (h *Handler) showRecoveryCodes(p *pageRequest, codes []string) error {
 	p.page.RecoveryCodes = codes
 	p.page.RecoveryDownload = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(b.String())))
 	return h.render(p, http.StatusOK, "recovery")
+}
+
+// removeMethod disables one of the member's methods, only with the
+// confirmation box ticked. The last method cannot go where any protected
+// path requires a second factor. Other browsers' sessions and remembered
+// devices end; this browser gets a new session, the member having just
+// proved themselves.
+func (h *Handler) removeMethod(p *pageRequest) error {
+	u, ok, err := h.methodsGuard(p)
+	if !ok {
+		return err
+	}
+	method := p.r.PostForm.Get("method")
+	if !u.Has(method) {
+		p.page.Error = "method_unavailable"
+		return h.showMethods(p, u, http.StatusBadRequest)
+	}
+	if p.r.PostForm.Get("confirm") != "yes" {
+		p.page.Error = "confirm_remove"
+		return h.showMethods(p, u, http.StatusBadRequest)
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	current, _ := h.verifiedSession(p, u)
+	next, err := h.engine.RemoveMethod(ctx, actor(p.r, p.id.ID), method, !h.requiresEnrolment())
+	if errors.Is(err, challenge.ErrLastMethod) {
+		p.page.Error = "last_method"
+		return h.showMethods(p, u, http.StatusConflict)
+	}
+	if err != nil {
+		return h.unavailable(p.w, p.r, "remove", err)
+	}
+	if !next.Enrolled() {
+		setCookie(p.w, session.SessionCookie, "", -1, p.secure)
+		return h.seeOther(p, p.page.ReturnTo)
+	}
+	h.startSession(p.w, &p.id, next, current.Method, false, p.secure, clock.Now())
+	return h.seeOther(p, h.pageURL(p, "methods")+"&removed="+url.QueryEscape(method))
+}
+
+// requiresEnrolment reports whether any protected path requires a second
+// factor.
+func (h *Handler) requiresEnrolment() bool {
+	for _, rule := range h.Protect {
+		if !rule.optional {
+			return true
+		}
+	}
+	return false
 }

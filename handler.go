@@ -70,6 +70,12 @@ type Handler struct {
 	// Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
+	// How recently a member must have entered a code (not used a
+	// remembered device) to add, remove or change methods and recovery
+	// codes; otherwise they are asked for one first. 1m to 1h.
+	// Default: 10m.
+	StepUp caddy.Duration `json:"step_up,omitempty"`
+
 	// Directory of templates that replace the built-in ones, file by file
 	// (challenge.html, enrol.html, layout.html, ...). Default: none.
 	Templates string `json:"templates,omitempty"`
@@ -82,6 +88,7 @@ type Handler struct {
 	logger   *zap.Logger
 	idle     time.Duration
 	lifetime time.Duration
+	stepUp   time.Duration
 }
 
 // Rule is a set of protected paths with its policy.
@@ -131,6 +138,7 @@ const (
 	defaultReminder        = 7 * 24 * time.Hour
 	defaultSessionIdle     = 30 * time.Minute
 	defaultSessionLife     = 12 * time.Hour
+	defaultStepUp          = 10 * time.Minute
 	sessionRefreshEvery    = time.Minute
 	maxIdentityLength      = 256
 	enrolmentRequired      = "required"
@@ -172,6 +180,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.lifetime = time.Duration(h.SessionLifetime)
 	if h.lifetime == 0 {
 		h.lifetime = defaultSessionLife
+	}
+	h.stepUp = time.Duration(h.StepUp)
+	if h.stepUp == 0 {
+		h.stepUp = defaultStepUp
 	}
 	for i, rule := range h.Protect {
 		if err := rule.provision(ctx); err != nil {
@@ -310,6 +322,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.idle < time.Minute || h.lifetime < h.idle || h.lifetime > 30*24*time.Hour {
 		return fmt.Errorf("session_idle %s, session_lifetime %s: need 1m <= idle <= lifetime <= 30d", h.idle, h.lifetime)
+	}
+	if h.stepUp < time.Minute || h.stepUp > time.Hour {
+		return fmt.Errorf("step_up %s: must be between 1m and 1h", h.stepUp)
 	}
 	if len(h.Protect) == 0 {
 		return errors.New("protect: no protected paths configured")

@@ -341,6 +341,7 @@ func TestHandlerValidate(t *testing.T) {
 			Protect:  []*Rule{{Paths: []string{"/members/*"}}},
 			idle:     30 * time.Minute,
 			lifetime: 12 * time.Hour,
+			stepUp:   10 * time.Minute,
 		}
 	}
 	tests := []struct {
@@ -372,6 +373,9 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "idle over lifetime", edit: func(h *Handler) { h.idle, h.lifetime = 2*time.Hour, time.Hour }, wantErr: "session_idle"},
 		{name: "lifetime over 30d", edit: func(h *Handler) { h.lifetime = 30*24*time.Hour + time.Second }, wantErr: "session_lifetime"},
 		{name: "no protect rules", edit: func(h *Handler) { h.Protect = nil }, wantErr: "protect"},
+		{name: "step_up under 1m", edit: func(h *Handler) { h.stepUp = 59 * time.Second }, wantErr: "step_up"},
+		{name: "step_up over 1h", edit: func(h *Handler) { h.stepUp = time.Hour + time.Second }, wantErr: "step_up"},
+		{name: "step_up 1h", edit: func(h *Handler) { h.stepUp = time.Hour }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

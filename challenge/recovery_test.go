@@ -127,3 +127,34 @@ func TestRecoveryCodeParallelOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveMethod(t *testing.T) {
+	f := newCodeFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrolCode(a, MethodEmail, aliceMail, false)
+	u := f.enrolCode(a, MethodSMS, alicePhone, false)
+	if _, err := f.e.GenerateRecoveryCodes(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.SetDefault(ctx, a, MethodSMS); err != nil {
+		t.Fatal(err)
+	}
+	epoch := u.Epoch
+	if _, err := f.e.RemoveMethod(ctx, a, MethodTOTP, false); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("a method not enrolled: %v", err)
+	}
+	u, err := f.e.RemoveMethod(ctx, a, MethodSMS, false)
+	if err != nil || u.SMS != nil || u.Default != "" || u.Epoch != epoch+1 || u.Recovery == nil {
+		t.Fatalf("removing SMS: %v %+v", err, u)
+	}
+	if _, err := f.e.RemoveMethod(ctx, a, MethodEmail, false); !errors.Is(err, ErrLastMethod) {
+		t.Fatalf("the last method: %v", err)
+	}
+	u, err = f.e.RemoveMethod(ctx, a, MethodEmail, true)
+	if err != nil || u.Enrolled() || u.Recovery != nil {
+		t.Fatalf("the last method, allowed: %v %+v", err, u)
+	}
+	if f.count("method_removed", "result", "success") != 2 || f.count("method_removed", "reason", "last_method") != 1 {
+		t.Fatal("removals not audited")
+	}
+}

@@ -365,6 +365,8 @@ func reason(err error) string {
 		return "void"
 	case errors.Is(err, ErrNoDestination):
 		return "no_destination"
+	case errors.Is(err, ErrLastMethod):
+		return "last_method"
 	case errors.Is(err, ErrAlreadyEnrolled):
 		return "already_enrolled"
 	case errors.Is(err, store.ErrUnavailable):

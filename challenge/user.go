@@ -318,3 +318,44 @@ func (e *Engine) SetDefault(ctx context.Context, a Actor, method string) (*User,
 	e.Audit(a, "default_method", "success", zap.String("method", method))
 	return u, nil
 }
+
+// ErrLastMethod reports that removing the method would leave the user
+// without a second factor where one is required.
+var ErrLastMethod = errors.New("challenge: cannot remove the last method")
+
+// RemoveMethod disables one of the user's methods. Removing the last one
+// is refused unless allowLast; then the recovery codes go too. The factor
+// epoch moves on, so sessions and remembered devices from before end: the
+// caller starts a new session for the member who asked.
+func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allowLast bool) (*User, error) {
+	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+		if !u.Has(method) {
+			return ErrNotEnrolled
+		}
+		if len(u.Methods()) == 1 && !allowLast {
+			return ErrLastMethod
+		}
+		switch method {
+		case MethodTOTP:
+			u.TOTP = nil
+		case MethodEmail:
+			u.Email = nil
+		case MethodSMS:
+			u.SMS = nil
+		}
+		if u.Default == method {
+			u.Default = ""
+		}
+		if !u.Enrolled() {
+			u.Recovery = nil
+		}
+		u.Epoch++
+		return nil
+	})
+	if err != nil {
+		e.Audit(a, "method_removed", "refused", zap.String("method", method), zap.String("reason", reason(err)))
+		return nil, err
+	}
+	e.Audit(a, "method_removed", "success", zap.String("method", method), zap.Bool("enrolled", u.Enrolled()))
+	return u, nil
+}

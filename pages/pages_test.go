@@ -28,6 +28,7 @@ var dynamicKeys = []string{
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
 	"second_factor_required", "too_many_attempts",
 	// codes by email and SMS, several methods
+	"confirm_remove", "last_method", "method_removed", "new_codes_offered",
 	"code_rejected", "recovery_malformed", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",
@@ -1281,7 +1282,13 @@ func TestMethodsPage(t *testing.T) {
 			}
 		}
 	}
-	if strings.Contains(items[0], "<form") || strings.Contains(items[2], "<form") || strings.Count(body, "badge") != 1 {
+	for i, item := range items {
+		// Every method can be disabled, with the box to tick.
+		if !strings.Contains(item, `action="/.2fa/methods/remove"`) || !strings.Contains(item, `name="confirm" value="yes" required`) {
+			t.Errorf("method %d has no disable form:\n%s", i, item)
+		}
+	}
+	if strings.Contains(items[0], `action="/.2fa/methods/default"`) || strings.Contains(items[2], `action="/.2fa/methods/default"`) || strings.Count(body, "badge") != 1 {
 		t.Errorf("make-default offered for the default or an unusable method, or badges wrong:\n%s", body)
 	}
 	if strings.Count(body, `action="/.2fa/methods/default"`) != 1 {

@@ -1,0 +1,182 @@
+package tests
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// The member's own settings: disabling a method, and changing phones with
+// a recovery code.
+
+// optionalPolicy protects /members/ without requiring a second factor, so
+// the last method may go.
+const optionalPolicy = `
+	identity endpoint {SITE}/api/me {
+		session_cookie member_session
+	}
+	protect /members/* /echo/* {
+		enrolment optional
+	}
+	site_name "Test Members"
+`
+
+// removeMethod posts the disable form of the methods page.
+func (b *browser) removeMethod(method string, confirm bool) *response {
+	b.t.Helper()
+	form := url.Values{"return_to": {"/members/"}, "method": {method}}
+	if confirm {
+		form.Set("confirm", "yes")
+	}
+	return b.postPage("/.2fa/methods/remove", "/.2fa/methods?return_to=%2Fmembers%2F", form)
+}
+
+// Lost phone: sign in with a recovery code, disable the old authenticator,
+// set up the new phone from its QR code, and get a new set of codes.
+func TestDeviceChange(t *testing.T) {
+	c := startCodes(t, "")
+	old := c.browser()
+	old.login("alice")
+	oldSecret := old.enrol("/members/")
+	codes := old.recovery
+	c.enrolEmail(old, "/members/", 1)
+
+	// The phone is gone. A new browser, a recovery code.
+	b := c.browser()
+	b.login("alice")
+	r := b.useRecovery(codes[0], "/members/")
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/methods?") {
+		t.Fatalf("recovery code: %d %q", r.status, r.location())
+	}
+	page := b.get(r.location())
+	if !strings.Contains(page.body, "recovery code") || !strings.Contains(page.body, `action="/.2fa/methods/remove"`) {
+		t.Fatalf("methods page after the recovery code: %s", page.body)
+	}
+
+	// Disable the old authenticator.
+	r = b.removeMethod("totp", true)
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("disabling the old authenticator: %d: %s", r.status, r.body)
+	}
+	if page := b.get(r.location()); strings.Contains(page.body, `id="method-totp"`) || !strings.Contains(page.body, "disabled") {
+		t.Fatalf("after disabling: %s", page.body)
+	}
+	// The old phone's codes no longer work, and the old browser's session
+	// ended.
+	if s, _ := old.upstream("/echo/x"); s == http.StatusOK {
+		t.Fatal("the old browser's session survived disabling the authenticator")
+	}
+	c.nextStep()
+	if r := old.verify(c.code(oldSecret, 0), "/members/", false); r.status == http.StatusSeeOther {
+		t.Fatal("the old authenticator still works")
+	}
+
+	// Set up the new phone.
+	tok := b.csrf("/.2fa/enrol?return_to=%2Fmembers%2F")
+	r = b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/members/"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("starting the new phone: %d: %s", r.status, r.body)
+	}
+	newSecret := enrolmentSecret(t, r.body)
+	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {"/members/"}, "code": {c.code(newSecret, 0)}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/methods?") {
+		t.Fatalf("confirming the new phone: %d %q", r.status, r.location())
+	}
+	// New recovery codes are offered.
+	page = b.get(r.location())
+	if !strings.Contains(page.body, "generate a new set") || !strings.Contains(page.body, `action="/.2fa/methods/recovery"`) {
+		t.Fatalf("new codes not offered: %s", page.body)
+	}
+	tok = inputValue(page.body, "csrf")
+	r = b.post("/.2fa/methods/recovery", url.Values{"csrf": {tok}, "return_to": {"/members/"}})
+	next := recoveryCodes(r.body)
+	if r.status != http.StatusOK || len(next) != 10 {
+		t.Fatalf("new codes: %d, %d", r.status, len(next))
+	}
+	// The new phone works in a new sign-in; the old codes do not.
+	c.nextStep()
+	fresh := c.browser()
+	fresh.login("alice")
+	if r := fresh.verify(c.code(newSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("the new phone: %d", r.status)
+	}
+	other := c.browser()
+	other.login("alice")
+	if r := other.useRecovery(codes[1], "/members/"); r.status != http.StatusUnauthorized {
+		t.Fatalf("an old recovery code: %d", r.status)
+	}
+}
+
+// Disabling needs the box ticked; the last method stays where a second
+// factor is required and may go where it is optional.
+func TestDisableMethodRules(t *testing.T) {
+	c := startCodes(t, "")
+	b := c.browser()
+	b.login("alice")
+	c.enrolEmail(b, "/members/", 1)
+	c.enrolSMS(b, "090-1234-5678", "/members/", 1)
+
+	if r := b.removeMethod("sms", false); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Nothing was changed") {
+		t.Fatalf("without the box: %d: %s", r.status, r.body)
+	}
+	if page := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); !strings.Contains(page.body, `id="method-sms"`) {
+		t.Fatal("SMS went without the box ticked")
+	}
+	if r := b.removeMethod("sms", true); r.status != http.StatusSeeOther {
+		t.Fatalf("with the box: %d: %s", r.status, r.body)
+	}
+	// This browser keeps a session; email is now the only method.
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("this browser after disabling: %d", s)
+	}
+	r := b.removeMethod("email", true)
+	if r.status != http.StatusConflict || !strings.Contains(r.body, "only way to verify") {
+		t.Fatalf("the last method where one is required: %d: %s", r.status, r.body)
+	}
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("after the refusal: %d", s)
+	}
+	// Without a recent code, nothing can be disabled.
+	other := c.browser()
+	other.login("alice")
+	tok := other.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+	r = other.post("/.2fa/methods/remove", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"email"}, "confirm": {"yes"}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
+		t.Fatalf("disabling without a recent code: %d %q", r.status, r.location())
+	}
+}
+
+func TestDisableLastMethodWhereOptional(t *testing.T) {
+	c := startCodesPolicy(t, optionalPolicy, "")
+	b := c.browser()
+	b.login("alice")
+	c.enrolEmail(b, "/members/", 1)
+	r := b.removeMethod("email", true)
+	if r.status != http.StatusSeeOther || r.location() != "/members/" {
+		t.Fatalf("the last method where it is optional: %d %q: %s", r.status, r.location(), r.body)
+	}
+	// Not enrolled any more: the optional path reminds, then lets through.
+	if r := b.get("/echo/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/remind") {
+		t.Fatalf("after disabling the last method: %d %q", r.status, r.location())
+	}
+}
+
+// Every settings form refuses a post without the page's CSRF token.
+func TestSettingsFormsNeedCSRF(t *testing.T) {
+	c := startCodes(t, "")
+	b := c.browser()
+	b.login("alice")
+	c.enrolEmail(b, "/members/", 1)
+	for _, path := range []string{"/.2fa/methods/remove", "/.2fa/methods/default", "/.2fa/methods/recovery", "/.2fa/enrol/sms", "/.2fa/enrol/email", "/.2fa/enrol"} {
+		for _, tok := range []string{"", "forged-token"} {
+			r := b.post(path, url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"email"}, "confirm": {"yes"}, "phone": {"090-1234-5678"}})
+			if r.status != http.StatusForbidden {
+				t.Errorf("POST %s with csrf %q: %d", path, tok, r.status)
+			}
+		}
+	}
+	if page := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); !strings.Contains(page.body, `id="method-email"`) || len(c.sns.Publishes()) != 0 {
+		t.Fatal("a forged post changed something")
+	}
+}
