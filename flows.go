@@ -57,6 +57,7 @@ var pageRoutes = map[string]pageRoute{
 	"methods/default":  {post: (*Handler).setDefault},
 	"methods/recovery": {post: (*Handler).newRecoveryCodes},
 	"methods/remove":   {post: (*Handler).removeMethod},
+	"methods/devices":  {post: (*Handler).forgetDevices},
 	"remind":           {get: (*Handler).remindPage, post: (*Handler).remindLater},
 	"logout":           {get: (*Handler).logoutPage, post: (*Handler).logout},
 }

@@ -3,6 +3,7 @@ package twofactor
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -391,6 +392,9 @@ func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) err
 		p.page.Methods = append(p.page.Methods, opt)
 	}
 	p.page.Enrolled = true
+	if err := h.listDevices(p); err != nil {
+		return h.unavailable(p.w, p.r, "devices", err)
+	}
 	if u.Recovery != nil {
 		p.page.HasRecovery = true
 		p.page.RecoveryLeft = u.Recovery.Left
@@ -404,6 +408,8 @@ func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) err
 		p.page.Notice = "new_codes_offered"
 	case q.Get("removed") != "":
 		p.page.Notice = "method_removed"
+	case q.Get("forgot") != "":
+		p.page.Notice = "devices_forgotten"
 	}
 	return h.render(p, status, "methods")
 }
@@ -546,4 +552,53 @@ func (h *Handler) requiresEnrolment() bool {
 		}
 	}
 	return false
+}
+
+// listDevices puts the member's remembered devices on the page, marking
+// the one the request comes from.
+func (h *Handler) listDevices(p *pageRequest) error {
+	devices, err := h.engine.Devices(p.r.Context(), p.id.ID)
+	if err != nil {
+		return err
+	}
+	current := ""
+	if v, ok := cookieValue(p.r, session.Name(session.DeviceCookie, p.secure)); ok {
+		var d session.Device
+		if h.codec.DecodeDevice(v, &d) == nil && d.User == p.id.ID {
+			current = hex.EncodeToString(d.ID[:])
+		}
+	}
+	const stamp = "2006-01-02 15:04"
+	for _, d := range devices {
+		p.page.Devices = append(p.page.Devices, pages.DeviceOption{
+			ID: d.ID, Summary: deviceSummary(d.UserAgent), IP: d.IP,
+			Created: d.Created.Format(stamp), LastUsed: d.LastUsed.Format(stamp), Current: d.ID == current,
+		})
+	}
+	return nil
+}
+
+// forgetDevices revokes one remembered device, or all of them: their
+// cookies stop working at once.
+func (h *Handler) forgetDevices(p *pageRequest) error {
+	if _, ok, err := h.methodsGuard(p); !ok {
+		return err
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := actor(p.r, p.id.ID)
+	if p.r.PostForm.Get("all") == "1" {
+		if err := h.engine.ForgetAllDevices(ctx, a); err != nil {
+			return h.unavailable(p.w, p.r, "devices", err)
+		}
+		return h.seeOther(p, h.pageURL(p, "methods")+"&forgot=all")
+	}
+	b, err := hex.DecodeString(p.r.PostForm.Get("device"))
+	if err != nil || len(b) != 16 {
+		return h.renderMessage(p.w, p.r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+	}
+	if err := h.engine.ForgetDevice(ctx, a, [16]byte(b)); err != nil {
+		return h.unavailable(p.w, p.r, "devices", err)
+	}
+	return h.seeOther(p, h.pageURL(p, "methods")+"&forgot=1")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,6 +67,18 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 	if err := e.store.Set(ctx, deviceKey(a.User, id), raw, ttl); err != nil {
 		return time.Time{}, err
 	}
+	_, err = e.updateUser(ctx, a.User, func(u *User) error {
+		if u.Devices == nil {
+			u.Devices = map[string]int64{}
+		}
+		u.Devices[d.ID] = d.Expires.Unix()
+		return nil
+	})
+	if err != nil {
+		// Unlisted, the device could not be revoked from the settings.
+		_ = e.store.Delete(ctx, deviceKey(a.User, id))
+		return time.Time{}, err
+	}
 	e.Audit(a, "device_remembered", "success", zap.String("device", d.ID[:8]), zap.Time("expires", d.Expires))
 	return d.Expires, nil
 }
@@ -123,11 +136,68 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 	return u, method, nil
 }
 
-// ForgetDevice deletes a remembered device record.
+// ForgetDevice deletes a remembered device record: its cookie stops
+// working at once.
 func (e *Engine) ForgetDevice(ctx context.Context, a Actor, id [16]byte) error {
 	if err := e.store.Delete(ctx, deviceKey(a.User, id)); err != nil {
 		return err
 	}
-	e.Audit(a, "device_forgotten", "success", zap.String("device", hex.EncodeToString(id[:])[:8]))
+	hexID := hex.EncodeToString(id[:])
+	if _, err := e.updateUser(ctx, a.User, func(u *User) error {
+		delete(u.Devices, hexID)
+		return nil
+	}); err != nil {
+		return err
+	}
+	e.Audit(a, "device_forgotten", "success", zap.String("device", hexID[:8]))
+	return nil
+}
+
+// Devices lists the user's live remembered devices, newest first.
+func (e *Engine) Devices(ctx context.Context, user string) ([]Device, error) {
+	u, _, err := e.loadUser(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for hexID := range u.Devices {
+		var id [16]byte
+		if b, err := hex.DecodeString(hexID); err != nil || len(b) != len(id) {
+			continue
+		} else {
+			copy(id[:], b)
+		}
+		raw, err := e.store.Get(ctx, deviceKey(user, id))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var d Device
+		if json.Unmarshal(raw, &d) != nil || d.Epoch != u.Epoch || !e.now().Before(d.Expires) {
+			continue
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// ForgetAllDevices revokes every remembered device of the user.
+func (e *Engine) ForgetAllDevices(ctx context.Context, a Actor) error {
+	u, _, err := e.loadUser(ctx, a.User)
+	if err != nil {
+		return err
+	}
+	for hexID := range u.Devices {
+		var id [16]byte
+		if b, err := hex.DecodeString(hexID); err == nil && len(b) == len(id) {
+			copy(id[:], b)
+			if err := e.ForgetDevice(ctx, a, id); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var recoveryFormat = regexp.MustCompile(`^[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}$`)
@@ -156,5 +157,50 @@ func TestRemoveMethod(t *testing.T) {
 	}
 	if f.count("method_removed", "result", "success") != 2 || f.count("method_removed", "reason", "last_method") != 1 {
 		t.Fatal("removals not audited")
+	}
+}
+
+func TestDevicesListedAndRevoked(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.enrol("alice")
+	a := Actor{User: "alice", IP: "192.0.2.1", UserAgent: "Mozilla/5.0 (Windows NT 10.0) Chrome/130.0"}
+	ids := [][16]byte{{1}, {2}, {3}}
+	for _, id := range ids {
+		if _, err := f.e.RememberDevice(ctx, a, id, time.Hour, MethodTOTP); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(time.Second)
+	}
+	list, err := f.e.Devices(ctx, "alice")
+	if err != nil || len(list) != 3 || list[0].ID != "03000000000000000000000000000000" || list[0].IP != "192.0.2.1" {
+		t.Fatalf("devices: %v %+v", err, list)
+	}
+	if err := f.e.ForgetDevice(ctx, a, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.e.UseDevice(ctx, a, ids[0], time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+		t.Fatalf("a forgotten device: %v", err)
+	}
+	if list, _ := f.e.Devices(ctx, "alice"); len(list) != 2 {
+		t.Fatalf("%d devices after forgetting one", len(list))
+	}
+	if err := f.e.ForgetAllDevices(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, _, err := f.e.UseDevice(ctx, a, id, time.Hour); !errors.Is(err, ErrDeviceUnknown) {
+			t.Fatalf("device after forgetting all: %v", err)
+		}
+	}
+	if u, _ := f.e.State(ctx, "alice"); len(u.Devices) != 0 {
+		t.Fatalf("index left: %v", u.Devices)
+	}
+	// Expired devices drop out of the index by themselves.
+	if _, err := f.e.RememberDevice(ctx, a, ids[0], time.Minute, MethodTOTP); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(2 * time.Minute)
+	if list, _ := f.e.Devices(ctx, "alice"); len(list) != 0 {
+		t.Fatalf("expired device listed: %+v", list)
 	}
 }

@@ -35,6 +35,9 @@ type User struct {
 	// RevokedSessions holds second-factor sessions ended by sign-out,
 	// by session ID (hex), until their absolute expiry (Unix seconds).
 	RevokedSessions map[string]int64 `json:"revoked_sessions,omitempty"`
+	// Devices indexes the user's remembered devices, by device ID (hex),
+	// with their expiry (Unix seconds), so they can be listed and revoked.
+	Devices map[string]int64 `json:"devices,omitempty"`
 }
 
 // TOTPMethod is an enrolled authenticator app.
@@ -214,6 +217,14 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 }
 
 func pruneRevoked(u *User, now time.Time) {
+	for id, until := range u.Devices {
+		if until <= now.Unix() {
+			delete(u.Devices, id)
+		}
+	}
+	if len(u.Devices) == 0 {
+		u.Devices = nil
+	}
 	for id, until := range u.RevokedSessions {
 		if until <= now.Unix() {
 			delete(u.RevokedSessions, id)

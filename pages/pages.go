@@ -68,12 +68,13 @@ type Page struct {
 	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
 	// recovery codes
-	RecoveryCodes    []string     // recovery page: the new codes, formatted "abcd-efgh-jkmn", shown once
-	RecoveryDownload template.URL // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
-	RecoveryLeft     int          // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
-	HasRecovery      bool         // methods page: the member has a set of codes (even if all are used)
-	Notice           string       // catalog key of an informational notice at the top of the page; "" for none
-	NoticeArgs       []any        // fmt arguments for Notice
+	RecoveryCodes    []string       // recovery page: the new codes, formatted "abcd-efgh-jkmn", shown once
+	RecoveryDownload template.URL   // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
+	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
+	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
+	Devices          []DeviceOption // methods page: the member's remembered devices, newest first
+	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
+	NoticeArgs       []any          // fmt arguments for Notice
 
 	// enrolment pages (TOTP)
 	Required   bool         // enrolment is required to continue: no "later" option
@@ -100,6 +101,16 @@ type MethodOption struct {
 	Added    string // date added (methods page), formatted
 	LastUsed string // date last used (methods page), formatted; "" when never
 	Usable   bool   // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
+}
+
+// DeviceOption is one remembered device in the member's list.
+type DeviceOption struct {
+	ID       string // opaque ID, posted back to forget the device
+	Summary  string // browser and system, "Chrome · Windows"; "" when unknown
+	IP       string // address it was remembered from
+	Created  string // formatted date and time
+	LastUsed string // formatted date and time
+	Current  bool   // the browser showing the page
 }
 
 // T returns the translated catalog text for key in p.Lang, formatted with
@@ -272,6 +283,7 @@ func samplePage() *Page {
 		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
 		RecoveryCodes: []string{"abcd-efgh-jkmn"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
 		RecoveryLeft: 1, HasRecovery: true, Notice: "recovery_replaced",
+		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
 	}
 }
 

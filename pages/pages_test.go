@@ -28,7 +28,7 @@ var dynamicKeys = []string{
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
 	"second_factor_required", "too_many_attempts",
 	// codes by email and SMS, several methods
-	"confirm_remove", "last_method", "method_removed", "new_codes_offered",
+	"confirm_remove", "last_method", "method_removed", "new_codes_offered", "devices_forgotten",
 	"code_rejected", "recovery_malformed", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",
@@ -74,6 +74,10 @@ func fullPage(lang string) *Page {
 		Link: "/members/", LinkLabel: "back_to_site",
 		RecoveryCodes: recoveryCodes(), RecoveryDownload: recoveryDownload(recoveryCodes()),
 		RecoveryLeft: 2, HasRecovery: true, Notice: "used_recovery_code", NoticeArgs: []any{2},
+		Devices: []DeviceOption{
+			{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true},
+			{ID: "cd34", IP: "2001:db8::1", Created: "2026-10-01 10:00", LastUsed: "2026-10-02 09:00"},
+		},
 	}
 }
 

@@ -180,3 +180,68 @@ func TestSettingsFormsNeedCSRF(t *testing.T) {
 		t.Fatal("a forged post changed something")
 	}
 }
+
+// Remembered devices are listed in the settings, and forgetting one ends
+// it at once.
+func TestForgetRememberedDevices(t *testing.T) {
+	e := start(t, setup{})
+	_, secret := enrolled(e, "alice")
+
+	// Two browsers remember themselves.
+	var remembered []*browser
+	for range 2 {
+		e.nextStep()
+		d := e.browser()
+		d.header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36")
+		d.login("alice")
+		if r := d.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+			t.Fatalf("verify: %d", r.status)
+		}
+		d.setCookie("2fa_session", "")
+		if s, h := d.upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "device" {
+			t.Fatalf("remembered device: %d %q", s, h.Get("X-2fa-Method"))
+		}
+		remembered = append(remembered, d)
+	}
+
+	// A third browser, with a fresh code, sees both and forgets one.
+	e.nextStep()
+	m := e.browser()
+	m.login("alice")
+	if r := m.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	page := m.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	if n := strings.Count(page.body, `name="device"`); n != 2 || !strings.Contains(page.body, "Chrome · Windows") || !strings.Contains(page.body, "127.0.0.1") {
+		t.Fatalf("%d devices listed: %s", n, page.body)
+	}
+	id := inputValue(page.body, "device")
+	r := m.post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "device": {id}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("forget: %d: %s", r.status, r.body)
+	}
+	passing := 0
+	for _, d := range remembered {
+		d.setCookie("2fa_session", "")
+		if s, _ := d.upstream("/echo/x"); s == http.StatusOK {
+			passing++
+		}
+	}
+	if passing != 1 {
+		t.Fatalf("%d remembered browsers still pass after forgetting one", passing)
+	}
+	page = m.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	r = m.post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("forget all: %d", r.status)
+	}
+	for _, d := range remembered {
+		d.setCookie("2fa_session", "")
+		if s, _ := d.upstream("/echo/x"); s == http.StatusOK {
+			t.Fatal("a remembered browser passes after forgetting all")
+		}
+	}
+	if page := m.get("/.2fa/methods?return_to=%2Fmembers%2F"); strings.Contains(page.body, `name="device"`) {
+		t.Fatal("devices still listed")
+	}
+}
