@@ -170,6 +170,7 @@ func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		login_url <path>
 //		top_page <path>
 //		site_name <name>
+//		site_url <url>
 //		session_idle <duration>
 //		session_lifetime <duration>
 //		step_up <duration>
@@ -204,6 +205,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseString(d, &h.TopPage)
 		case "site_name":
 			err = parseString(d, &h.SiteName)
+		case "site_url":
+			err = parseString(d, &h.SiteURL)
 		case "session_idle":
 			err = parseDuration(d, &h.SessionIdle)
 		case "step_up":

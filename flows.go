@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
 	"github.com/caddy-twofactor/twofactor/session"
 )
@@ -265,6 +266,11 @@ func (h *Handler) engineError(p *pageRequest, err error) (bool, error) {
 	var limited *challenge.LimitedError
 	switch {
 	case errors.As(err, &locked):
+		if locked.Started {
+			if u, serr := h.engine.State(p.r.Context(), p.id.ID); serr == nil {
+				h.notice(p, u, notify.NoticeData{Kind: "lockout"})
+			}
+		}
 		return true, h.locked(p, locked.Until, "title_locked", "locked")
 	case errors.As(err, &limited):
 		return true, h.limited(p, limited)
@@ -446,6 +452,7 @@ func (h *Handler) verify(p *pageRequest) error {
 		} else {
 			d := session.Device{User: p.id.ID, ID: id, Expires: expires.Unix()}
 			setCookie(p.w, session.DeviceCookie, h.codec.EncodeDevice(&d), int(d.Expires-now.Unix()), p.secure)
+			h.notice(p, u, notify.NoticeData{Kind: "device_remembered"})
 		}
 	}
 	if !p.accepts(method) {
@@ -473,6 +480,7 @@ func (h *Handler) verifyRecovery(p *pageRequest, st *challenge.User) error {
 		return h.showChallenge(p, st, challenge.MethodRecovery, status)
 	}
 	h.verified(p, u, challenge.MethodRecovery, clock.Now())
+	h.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
 	return h.seeOther(p, h.pageURL(p, "methods")+"&used=recovery")
 }
 

@@ -456,6 +456,7 @@ func (h *Handler) setDefault(p *pageRequest) error {
 // member who has used some (changing phones, say) is offered a new set.
 func (h *Handler) enrolled(p *pageRequest, u *challenge.User, method string) error {
 	h.verified(p, u, method, clock.Now())
+	h.notice(p, u, notify.NoticeData{Kind: "method_added", Method: method})
 	if u.Recovery != nil {
 		if u.Recovery.Left < challenge.RecoveryCodeCount {
 			return h.seeOther(p, h.pageURL(p, "methods")+"&added="+url.QueryEscape(method))
@@ -487,6 +488,7 @@ func (h *Handler) newRecoveryCodes(p *pageRequest) error {
 	if u.Recovery != nil {
 		p.page.Notice = "recovery_replaced"
 	}
+	h.notice(p, u, notify.NoticeData{Kind: "recovery_generated"})
 	return h.showRecoveryCodes(p, codes)
 }
 
@@ -535,6 +537,9 @@ func (h *Handler) removeMethod(p *pageRequest) error {
 	if err != nil {
 		return h.unavailable(p.w, p.r, "remove", err)
 	}
+	// Told at the address known before the change, which may be the one
+	// just removed.
+	h.notice(p, u, notify.NoticeData{Kind: "method_removed", Method: method})
 	if !next.Enrolled() {
 		setCookie(p.w, session.SessionCookie, "", -1, p.secure)
 		return h.seeOther(p, p.page.ReturnTo)

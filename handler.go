@@ -62,6 +62,12 @@ type Handler struct {
 	// authenticator apps. Default: the request's host name.
 	SiteName string `json:"site_name,omitempty"`
 
+	// The site's public address, such as https://example.com, for the
+	// link to the settings page in security notices. It is taken from
+	// here only, never from a request's Host header, which the client
+	// chooses. Default: none; notices name the page's path instead.
+	SiteURL string `json:"site_url,omitempty"`
+
 	// How long a second-factor session lasts without any request.
 	// Default: 30m.
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
@@ -181,6 +187,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.lifetime == 0 {
 		h.lifetime = defaultSessionLife
 	}
+	h.SiteURL = strings.TrimSuffix(h.SiteURL, "/")
 	h.stepUp = time.Duration(h.StepUp)
 	if h.stepUp == 0 {
 		h.stepUp = defaultStepUp
@@ -322,6 +329,13 @@ func (h *Handler) Validate() error {
 	}
 	if h.idle < time.Minute || h.lifetime < h.idle || h.lifetime > 30*24*time.Hour {
 		return fmt.Errorf("session_idle %s, session_lifetime %s: need 1m <= idle <= lifetime <= 30d", h.idle, h.lifetime)
+	}
+	if h.SiteURL != "" {
+		u, err := url.Parse(h.SiteURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("site_url %q: must be an http or https address with no path, like https://example.com", h.SiteURL)
+		}
 	}
 	if h.stepUp < time.Minute || h.stepUp > time.Hour {
 		return fmt.Errorf("step_up %s: must be between 1m and 1h", h.stepUp)

@@ -165,6 +165,23 @@ func (e *Engine) Destination(u *User, method, identityEmail string) string {
 	return Mask(method, to)
 }
 
+// ContactEmail returns the address to send the user security notices to:
+// the identity's address, else the one enrolled for codes; "" when there
+// is none.
+func (e *Engine) ContactEmail(u *User, identityEmail string) string {
+	if identityEmail != "" {
+		return identityEmail
+	}
+	if u.Email == nil {
+		return ""
+	}
+	to, err := e.destination(u.ID, MethodEmail, u.Email, "")
+	if err != nil {
+		return ""
+	}
+	return to
+}
+
 func (e *Engine) destination(user, method string, m *CodeMethod, identityEmail string) (string, error) {
 	if m.FromIdentity {
 		if identityEmail == "" {

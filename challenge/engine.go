@@ -57,6 +57,9 @@ func (e *LimitedError) Error() string {
 // after too many wrong codes.
 type LockedError struct {
 	Until time.Time
+	// Started marks the guess that caused the lockout, so the member is
+	// told once, not on every refused attempt after.
+	Started bool
 }
 
 func (e *LockedError) Error() string {

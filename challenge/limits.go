@@ -130,7 +130,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 			return err
 		}
 		e.Audit(a, "lockout", "account_locked")
-		locked = &LockedError{Until: until}
+		locked = &LockedError{Until: until, Started: true}
 	}
 	if e.addressLimited(a) && at.addrCount >= int64(e.cfg.MaxAddressFailures) {
 		if err := e.store.Set(ctx, addrLockKey(a.IP), v[:], e.cfg.Lockout); err != nil {

@@ -45,7 +45,7 @@ var languages = map[string]langTemplates{
 func loadLanguage(lang string) langTemplates {
 	return langTemplates{
 		text: ttemplate.Must(ttemplate.New(lang).Option("missingkey=error").
-			ParseFS(templateFiles, "templates/email_"+lang+".txt", "templates/sms_"+lang+".txt")),
+			ParseFS(templateFiles, "templates/email_"+lang+".txt", "templates/sms_"+lang+".txt", "templates/notice_"+lang+".txt")),
 		html: htemplate.Must(htemplate.New(lang).Option("missingkey=error").
 			ParseFS(templateFiles, "templates/email_"+lang+".html")),
 		sms: "sms_" + lang + ".txt",
@@ -137,4 +137,47 @@ func CodeSMS(lang string, d CodeData) (Message, error) {
 		return Message{}, err
 	}
 	return Message{Text: strings.TrimSpace(text.String())}, nil
+}
+
+// NoticeData fills a security notice: an email telling the member about a
+// change to their second factors, so a change they did not make stands
+// out.
+type NoticeData struct {
+	Site string
+	// Kind is one of method_added, method_removed, recovery_used,
+	// recovery_generated, device_remembered, lockout, new_device.
+	Kind    string
+	When    string // formatted time
+	IP      string
+	Browser string // browser and system, "" when unknown
+	Method  string // method_added, method_removed: the method's name
+	Left    int    // recovery_used: codes left
+	// SettingsURL is the absolute URL of the settings page, only from
+	// configuration (never from a request's Host header); without it the
+	// message names SettingsPath.
+	SettingsURL  string
+	SettingsPath string
+}
+
+var noticeKinds = map[string]bool{
+	"method_added": true, "method_removed": true, "recovery_used": true, "recovery_generated": true,
+	"device_remembered": true, "lockout": true, "new_device": true,
+}
+
+// Notice renders a security notice in lang ("ja" or "en"). To is left
+// empty.
+func Notice(lang string, d NoticeData) (Message, error) {
+	if !noticeKinds[d.Kind] {
+		return Message{}, fmt.Errorf("notify: notice kind %q: unknown", d.Kind)
+	}
+	d.Site = cleanSite(d.Site)
+	t := language(lang)
+	var subject, text strings.Builder
+	if err := t.text.ExecuteTemplate(&subject, "notice_subject", d); err != nil {
+		return Message{}, err
+	}
+	if err := t.text.ExecuteTemplate(&text, "notice_text", d); err != nil {
+		return Message{}, err
+	}
+	return Message{Subject: strings.TrimSpace(subject.String()), Text: strings.TrimSpace(text.String()) + "\n"}, nil
 }

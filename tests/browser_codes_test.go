@@ -86,7 +86,7 @@ func TestBrowserEmailAndSMSCodes(t *testing.T) {
 	if evalJS[bool](b, "the code input", `!!document.getElementById('code')`) {
 		b.fatalf("the challenge asks for a code before one was sent")
 	}
-	if n := len(c.mail.Messages()); n != 2 {
+	if n := len(c.codeMails()); n != 2 {
 		t.Fatalf("opening the challenge sent mail: %d messages, want 2", n)
 	}
 	r = b.submit(`form[action="/.2fa/challenge/send"] button[type=submit]`)
