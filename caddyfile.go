@@ -171,6 +171,8 @@ func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		top_page <path>
 //		site_name <name>
 //		site_url <url>
+//		new_device_notice on|off
+//		trusted_networks <cidr...>
 //		session_idle <duration>
 //		session_lifetime <duration>
 //		step_up <duration>
@@ -207,6 +209,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseString(d, &h.SiteName)
 		case "site_url":
 			err = parseString(d, &h.SiteURL)
+		case "new_device_notice":
+			err = parseString(d, &h.NewDeviceNotice)
+		case "trusted_networks":
+			h.TrustedNetworks = d.RemainingArgs()
+			if len(h.TrustedNetworks) == 0 {
+				return d.Errf("trusted_networks: expected at least one address range")
+			}
 		case "session_idle":
 			err = parseDuration(d, &h.SessionIdle)
 		case "step_up":

@@ -442,6 +442,7 @@ func (h *Handler) verify(p *pageRequest) error {
 	}
 	now := clock.Now()
 	h.verified(p, u, method, now)
+	h.seenBrowser(p, u, true)
 	if p.r.PostForm.Get("remember") == "1" && p.rule != nil && p.rule.remember > 0 && p.accepts(method) {
 		id := session.NewID()
 		expires, err := h.engine.RememberDevice(ctx, a, id, p.rule.remember, method)
@@ -481,6 +482,7 @@ func (h *Handler) verifyRecovery(p *pageRequest, st *challenge.User) error {
 	}
 	h.verified(p, u, challenge.MethodRecovery, clock.Now())
 	h.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
+	h.seenBrowser(p, u, false)
 	return h.seeOther(p, h.pageURL(p, "methods")+"&used=recovery")
 }
 

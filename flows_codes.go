@@ -457,6 +457,7 @@ func (h *Handler) setDefault(p *pageRequest) error {
 func (h *Handler) enrolled(p *pageRequest, u *challenge.User, method string) error {
 	h.verified(p, u, method, clock.Now())
 	h.notice(p, u, notify.NoticeData{Kind: "method_added", Method: method})
+	h.seenBrowser(p, u, false)
 	if u.Recovery != nil {
 		if u.Recovery.Left < challenge.RecoveryCodeCount {
 			return h.seeOther(p, h.pageURL(p, "methods")+"&added="+url.QueryEscape(method))

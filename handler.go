@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -68,6 +69,15 @@ type Handler struct {
 	// chooses. Default: none; notices name the page's path instead.
 	SiteURL string `json:"site_url,omitempty"`
 
+	// "off" sends no email when a member passes the second factor in a
+	// browser the gateway has not seen for them before. Default: on
+	// (with an email sender configured).
+	NewDeviceNotice string `json:"new_device_notice,omitempty"`
+
+	// Client address ranges (CIDR) from which a sign-in in a new browser
+	// is not worth a notice, such as an office network. Default: none.
+	TrustedNetworks []string `json:"trusted_networks,omitempty"`
+
 	// How long a second-factor session lasts without any request.
 	// Default: 30m.
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
@@ -95,6 +105,7 @@ type Handler struct {
 	idle     time.Duration
 	lifetime time.Duration
 	stepUp   time.Duration
+	trusted  []netip.Prefix
 }
 
 // Rule is a set of protected paths with its policy.
@@ -188,6 +199,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.lifetime = defaultSessionLife
 	}
 	h.SiteURL = strings.TrimSuffix(h.SiteURL, "/")
+	switch h.NewDeviceNotice {
+	case "", "on", "off":
+	default:
+		return fmt.Errorf("new_device_notice %q: must be on or off", h.NewDeviceNotice)
+	}
+	for _, n := range h.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("trusted_networks %q: %v", n, err)
+		}
+		h.trusted = append(h.trusted, p.Masked())
+	}
 	h.stepUp = time.Duration(h.StepUp)
 	if h.stepUp == 0 {
 		h.stepUp = defaultStepUp

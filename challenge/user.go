@@ -2,6 +2,7 @@ package challenge
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -38,6 +39,10 @@ type User struct {
 	// Devices indexes the user's remembered devices, by device ID (hex),
 	// with their expiry (Unix seconds), so they can be listed and revoked.
 	Devices map[string]int64 `json:"devices,omitempty"`
+	// Browsers holds the browsers that passed the second factor, by a
+	// hash of their browser token, with when they last did (Unix
+	// seconds), so a sign-in from a new one stands out.
+	Browsers map[string]int64 `json:"browsers,omitempty"`
 }
 
 // TOTPMethod is an enrolled authenticator app.
@@ -369,4 +374,41 @@ func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allow
 	}
 	e.Audit(a, "method_removed", "success", zap.String("method", method), zap.Bool("enrolled", u.Enrolled()))
 	return u, nil
+}
+
+// maxBrowsers bounds the browsers remembered per user; the longest unseen
+// go first.
+const maxBrowsers = 50
+
+// SeenBrowser records that the browser holding token passed the second
+// factor, and reports whether it had never done so before.
+func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, error) {
+	sum := sha256.Sum256([]byte("browser\x00" + token))
+	key := hex.EncodeToString(sum[:16])
+	first := false
+	_, err := e.updateUser(ctx, a.User, func(u *User) error {
+		_, seen := u.Browsers[key]
+		first = !seen
+		if u.Browsers == nil {
+			u.Browsers = map[string]int64{}
+		}
+		u.Browsers[key] = e.now().Unix()
+		for len(u.Browsers) > maxBrowsers {
+			oldest, at := "", int64(0)
+			for k, t := range u.Browsers {
+				if oldest == "" || t < at {
+					oldest, at = k, t
+				}
+			}
+			delete(u.Browsers, oldest)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if first {
+		e.Audit(a, "new_browser", "success")
+	}
+	return first, nil
 }

@@ -23,6 +23,7 @@ const (
 	DeviceCookie   = "2fa_device"
 	CSRFCookie     = "2fa_csrf"
 	ReminderCookie = "2fa_remind"
+	BrowserCookie  = "2fa_browser"
 )
 
 // MaxValueLength bounds cookie values we try to decode; anything longer is

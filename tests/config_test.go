@@ -133,6 +133,11 @@ func TestBadConfigRefused(t *testing.T) {
 		{"code attempts", setup{global: "code_attempts 11"}, "code_attempts 11"},
 		{"short resend cooldown", setup{global: "resend_cooldown 1s"}, "resend_cooldown"},
 		{"hourly cap", setup{global: "hourly_sends_per_user 1000"}, "hourly_sends_per_user"},
+		{"bad new_device_notice", setup{policy: defaultPolicy + "\n\tnew_device_notice sometimes\n"}, "new_device_notice"},
+		{"bad trusted network", setup{policy: defaultPolicy + "\n\ttrusted_networks 10.0.0.0/33\n"}, "trusted_networks"},
+		{"site_url with a path", setup{policy: defaultPolicy + "\n\tsite_url https://example.com/members\n"}, "site_url"},
+		{"site_url not http", setup{policy: defaultPolicy + "\n\tsite_url ftp://example.com\n"}, "site_url"},
+		{"bad step_up", setup{policy: defaultPolicy + "\n\tstep_up 2h\n"}, "step_up"},
 	} {
 		err := load(e.caddyfile(tc.setup))
 		if err == nil || !strings.Contains(err.Error(), tc.expect) {

@@ -132,3 +132,51 @@ func TestNoticeFailureDoesNotBlock(t *testing.T) {
 		t.Fatal("SMS still enrolled")
 	}
 }
+
+// Passing the second factor in a browser not seen before for the member
+// brings a notice, once per browser; operators can turn it off or trust
+// their own networks.
+func TestNewBrowserNotice(t *testing.T) {
+	for _, tc := range []struct {
+		name, policyLine string
+		want             int
+	}{
+		{"on", "", 1},
+		{"off", "new_device_notice off", 0},
+		{"trusted network", "trusted_networks 10.0.0.0/8 127.0.0.0/8", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy := strings.Replace(codePolicy, `site_name "Test Members"`, "site_name \"Test Members\"\n\t"+tc.policyLine, 1)
+			c := startCodesPolicy(t, policy, "")
+			b := c.browser()
+			b.login("alice")
+			secret := b.enrol("/members/")
+			// The browser that enrolled is known: no notice on its next
+			// sign-in.
+			c.nextStep()
+			b.login("alice")
+			if r := b.verify(c.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+				t.Fatalf("verify: %d", r.status)
+			}
+			// A new browser, twice.
+			n := c.browser()
+			for range 2 {
+				c.nextStep()
+				n.login("alice")
+				if r := n.verify(c.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+					t.Fatalf("verify: %d", r.status)
+				}
+			}
+			if tc.want > 0 {
+				m := c.notice("alice@example.com", "Sign-in from a new browser")
+				if !strings.Contains(m.Text, "127.0.0.1") {
+					t.Errorf("notice text:\n%s", m.Text)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // let any further background send land
+			if got := c.count("alice@example.com", "Sign-in from a new browser"); got != tc.want {
+				t.Fatalf("%d new-browser notices, want %d", got, tc.want)
+			}
+		})
+	}
+}
