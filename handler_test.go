@@ -411,6 +411,8 @@ func TestIsGatewayCookie(t *testing.T) {
 		{"__Host-2fa_csrf", true},
 		{"2fa_remind", true},
 		{"__Host-2fa_remind", true},
+		{"2fa_browser", true},
+		{"__Host-2fa_browser", true},
 		{"sid", false},
 		{"__Host-sid", false},
 		{"2fa_session2", false},

@@ -336,7 +336,7 @@ func jsonID(raw json.RawMessage) (string, error) {
 func isGatewayCookie(name string) bool {
 	name = strings.TrimPrefix(name, "__Host-")
 	switch name {
-	case session.SessionCookie, session.DeviceCookie, session.CSRFCookie, session.ReminderCookie:
+	case session.SessionCookie, session.DeviceCookie, session.CSRFCookie, session.ReminderCookie, session.BrowserCookie:
 		return true
 	}
 	return false
