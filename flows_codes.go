@@ -395,6 +395,9 @@ func (h *Handler) showMethods(p *pageRequest, u *challenge.User, status int) err
 	if err := h.listDevices(p); err != nil {
 		return h.unavailable(p.w, p.r, "devices", err)
 	}
+	if err := h.listActivity(p); err != nil {
+		return h.unavailable(p.w, p.r, "activity", err)
+	}
 	if u.Recovery != nil {
 		p.page.HasRecovery = true
 		p.page.RecoveryLeft = u.Recovery.Left
@@ -607,4 +610,55 @@ func (h *Handler) forgetDevices(p *pageRequest) error {
 		return h.unavailable(p.w, p.r, "devices", err)
 	}
 	return h.seeOther(p, h.pageURL(p, "methods")+"&forgot=1")
+}
+
+// listActivity puts the member's recent security events on the page.
+func (h *Handler) listActivity(p *pageRequest) error {
+	events, err := h.engine.RecentActivity(p.r.Context(), p.id.ID)
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		item := pages.ActivityItem{
+			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: deviceSummary(ev.UserAgent),
+			Failure: ev.Result != "success",
+		}
+		method := ev.Method
+		if method != "" {
+			method = p.page.T("method_name_" + method)
+		}
+		item.What, item.WhatArgs = activityText(ev.Event, ev.Result, method)
+		p.page.Activity = append(p.page.Activity, item)
+	}
+	return nil
+}
+
+// activityText names an event for the member.
+func activityText(event, result, method string) (string, []any) {
+	ok := result == "success"
+	switch {
+	case event == "verify" && ok:
+		return "activity_verified", []any{method}
+	case event == "verify" && method != "":
+		return "activity_failed", []any{method}
+	case event == "enrol_confirm" && ok:
+		return "activity_added", []any{method}
+	case event == "method_removed" && ok:
+		return "activity_removed", []any{method}
+	case event == "recovery_codes_generated":
+		return "activity_codes", nil
+	case event == "device_remembered":
+		return "activity_remembered", nil
+	case event == "device_forgotten":
+		return "activity_forgotten", nil
+	case event == "lockout":
+		return "activity_locked", nil
+	case event == "session_revoked":
+		return "activity_signed_out", nil
+	case event == "new_browser":
+		return "activity_new_browser", nil
+	case event == "default_method":
+		return "activity_default", []any{method}
+	}
+	return "activity_other", nil
 }

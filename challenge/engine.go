@@ -297,4 +297,5 @@ func (e *Engine) Audit(a Actor, name, result string, fields ...zap.Field) {
 		zap.String("ip", a.IP),
 		zap.String("user_agent", a.UserAgent),
 	}, fields...)...)
+	e.recordActivity(a, name, result, fields)
 }

@@ -204,3 +204,25 @@ func TestDevicesListedAndRevoked(t *testing.T) {
 		t.Fatalf("expired device listed: %+v", list)
 	}
 }
+
+func TestRecentActivity(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 50, MaxAddressFailures: -1})
+	a := Actor{User: "alice", IP: "192.0.2.1", UserAgent: "test browser"}
+	secret := f.enrol("alice")
+	for range 40 {
+		_, _ = f.e.VerifyTOTP(ctx, a, "000000")
+	}
+	if _, err := f.e.VerifyTOTP(ctx, a, f.code(secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := f.e.RecentActivity(ctx, "alice")
+	if err != nil || len(list) != activityKept {
+		t.Fatalf("%d events, %v", len(list), err)
+	}
+	if list[0].Event != "verify" || list[0].Result != "success" || list[0].Method != MethodTOTP || list[0].IP != "192.0.2.1" {
+		t.Fatalf("newest event %+v", list[0])
+	}
+	if other, _ := f.e.RecentActivity(ctx, "bob"); len(other) != 0 {
+		t.Fatalf("bob sees %d events", len(other))
+	}
+}

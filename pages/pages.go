@@ -73,6 +73,7 @@ type Page struct {
 	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
 	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
 	Devices          []DeviceOption // methods page: the member's remembered devices, newest first
+	Activity         []ActivityItem // methods page: the member's recent security events, newest first
 	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
 	NoticeArgs       []any          // fmt arguments for Notice
 
@@ -101,6 +102,16 @@ type MethodOption struct {
 	Added    string // date added (methods page), formatted
 	LastUsed string // date last used (methods page), formatted; "" when never
 	Usable   bool   // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
+}
+
+// ActivityItem is one of the member's recent security events.
+type ActivityItem struct {
+	When     string // formatted date and time
+	What     string // catalog key describing the event
+	WhatArgs []any  // fmt arguments for What
+	IP       string
+	Browser  string // browser and system; "" when unknown
+	Failure  bool   // a refused attempt, shown as such
 }
 
 // DeviceOption is one remembered device in the member's list.

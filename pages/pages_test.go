@@ -29,6 +29,9 @@ var dynamicKeys = []string{
 	"second_factor_required", "too_many_attempts",
 	// codes by email and SMS, several methods
 	"confirm_remove", "last_method", "method_removed", "new_codes_offered", "devices_forgotten",
+	"activity_verified", "activity_failed", "activity_added", "activity_removed", "activity_codes",
+	"activity_remembered", "activity_forgotten", "activity_locked", "activity_signed_out",
+	"activity_new_browser", "activity_default", "activity_other", "method_name_recovery",
 	"code_rejected", "recovery_malformed", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",
@@ -77,6 +80,10 @@ func fullPage(lang string) *Page {
 		Devices: []DeviceOption{
 			{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true},
 			{ID: "cd34", IP: "2001:db8::1", Created: "2026-10-01 10:00", LastUsed: "2026-10-02 09:00"},
+		},
+		Activity: []ActivityItem{
+			{When: "2026-11-20 09:00", What: "activity_verified", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Browser: "Chrome · Windows"},
+			{When: "2026-11-20 08:59", What: "activity_failed", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Failure: true},
 		},
 	}
 }

@@ -245,3 +245,32 @@ func TestForgetRememberedDevices(t *testing.T) {
 		t.Fatal("devices still listed")
 	}
 }
+
+// The settings page shows the member's recent security events, a wrong
+// code from elsewhere among them.
+func TestAccountActivity(t *testing.T) {
+	c := startCodes(t, "")
+	b := c.browser()
+	b.login("alice")
+	secret := b.enrol("/members/")
+	stranger := c.browser()
+	stranger.header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0")
+	stranger.login("alice")
+	if r := stranger.verify("000000", "/members/", false); r.status != http.StatusUnauthorized {
+		t.Fatalf("wrong code: %d", r.status)
+	}
+	c.nextStep()
+	if r := b.verify(c.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	page := b.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	table := page.body[strings.Index(page.body, `<table class="activity">`):]
+	for _, want := range []string{"Verified with: Authenticator app", "Wrong code (Authenticator app)", "Added: Authenticator app", "Firefox · Linux", "127.0.0.1"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("activity lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.Index(table, "Verified with") > strings.Index(table, "Wrong code") {
+		t.Error("activity not newest first")
+	}
+}

@@ -1,0 +1,100 @@
+package challenge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Each member's recent security events, kept beside the user record so
+// the settings page can show them and the member can spot a sign-in they
+// did not make. The full trail is the audit log; this is the member's own
+// short view of it.
+
+// Activity is one recorded security event.
+type Activity struct {
+	Time      time.Time `json:"time"`
+	Event     string    `json:"event"`
+	Result    string    `json:"result"`
+	Method    string    `json:"method,omitempty"`
+	IP        string    `json:"ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// activityKept is how many events a member's list keeps, newest first.
+const activityKept = 30
+
+// activityTTL lets the list of a member who stops coming vanish.
+const activityTTL = 400 * 24 * time.Hour
+
+// activityEvents are the audit events a member's list records.
+var activityEvents = map[string]bool{
+	"verify": true, "enrol_confirm": true, "method_removed": true, "recovery_codes_generated": true,
+	"device_remembered": true, "device_forgotten": true, "lockout": true, "session_revoked": true,
+	"new_browser": true, "default_method": true,
+}
+
+func activityKey(user string) string { return "activity:" + tag(user) }
+
+// recordActivity adds an event to the member's list. It is best effort:
+// the audit log has the event whatever happens here.
+func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field) {
+	if a.User == "" || !activityEvents[name] {
+		return
+	}
+	entry := Activity{Time: e.now().UTC(), Event: name, Result: result, IP: a.IP, UserAgent: a.UserAgent}
+	if len(entry.UserAgent) > maxUserAgent {
+		entry.UserAgent = entry.UserAgent[:maxUserAgent]
+	}
+	for _, f := range fields {
+		if f.Key == "method" {
+			entry.Method = f.String
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	key := activityKey(a.User)
+	for range 10 {
+		raw, err := e.store.Get(ctx, key)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		var list []Activity
+		if raw != nil {
+			_ = json.Unmarshal(raw, &list)
+		}
+		list = append([]Activity{entry}, list...)
+		if len(list) > activityKept {
+			list = list[:activityKept]
+		}
+		next, err := json.Marshal(list)
+		if err != nil {
+			return
+		}
+		if ok, err := e.store.CompareAndSwap(ctx, key, raw, next, activityTTL); err != nil || ok {
+			return
+		}
+	}
+}
+
+// RecentActivity returns the member's recent security events, newest
+// first.
+func (e *Engine) RecentActivity(ctx context.Context, user string) ([]Activity, error) {
+	raw, err := e.store.Get(ctx, activityKey(user))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list []Activity
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, nil
+	}
+	return list, nil
+}
