@@ -638,8 +638,14 @@ func (h *Handler) enrolStart(p *pageRequest) error {
 	if account == "" {
 		account = p.id.ID
 	}
-	en, err := h.engine.StartTOTP(ctx, actor(p.r, p.id.ID), p.page.SiteName, account, p.csrf)
-	if errors.Is(err, challenge.ErrAlreadyEnrolled) {
+	start := h.engine.StartTOTP
+	if p.r.PostForm.Get("replace") == "1" {
+		// A new phone for the app: the old one works until this one is
+		// confirmed.
+		start = h.engine.StartTOTPReplacement
+	}
+	en, err := start(ctx, actor(p.r, p.id.ID), p.page.SiteName, account, p.csrf)
+	if errors.Is(err, challenge.ErrAlreadyEnrolled) || errors.Is(err, challenge.ErrNotEnrolled) {
 		return h.seeOther(p, h.pageURL(p, "methods"))
 	}
 	if err != nil {

@@ -71,6 +71,9 @@ type pendingTOTP struct {
 	Issuer  string `json:"issuer"`
 	Account string `json:"account"`
 	Factors string `json:"factors"` // User.factors when it started
+	// Replace marks a new phone for a member who has the app already:
+	// confirming swaps the secret.
+	Replace bool `json:"replace,omitempty"`
 }
 
 func pendingKey(user string) string { return "enrol:" + tag(user) }
@@ -99,6 +102,18 @@ func firstFactor(u *User) {
 // pending secret is bound to flow (a token only the browser that started it
 // holds) and expires after Config.EnrolTTL; starting again replaces it.
 func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow string) (*Enrolment, error) {
+	return e.startTOTP(ctx, a, issuer, account, flow, false)
+}
+
+// StartTOTPReplacement begins setting up the authenticator app on a new
+// phone for a member who has it on the old one. The old secret keeps
+// working until the new one is confirmed, so the member is never left
+// without the app; the caller must have checked a recent second factor.
+func (e *Engine) StartTOTPReplacement(ctx context.Context, a Actor, issuer, account, flow string) (*Enrolment, error) {
+	return e.startTOTP(ctx, a, issuer, account, flow, true)
+}
+
+func (e *Engine) startTOTP(ctx context.Context, a Actor, issuer, account, flow string, replace bool) (*Enrolment, error) {
 	n, err := e.store.Increment(ctx, "enrolstart:"+tag(a.User), e.cfg.EnrolTTL)
 	if err != nil {
 		return nil, err
@@ -111,7 +126,10 @@ func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow s
 	if err != nil {
 		return nil, err
 	}
-	if u.TOTP != nil {
+	if (u.TOTP != nil) != replace {
+		if replace {
+			return nil, ErrNotEnrolled
+		}
 		return nil, ErrAlreadyEnrolled
 	}
 	secret := make([]byte, secretSize)
@@ -125,6 +143,7 @@ func (e *Engine) StartTOTP(ctx context.Context, a Actor, issuer, account, flow s
 		Issuer:  issuer,
 		Account: account,
 		Factors: u.factors(),
+		Replace: replace,
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
@@ -226,7 +245,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 	}
 	sealed := e.secret.Seal(nil, secret, secretAAD("totp", a.User))
 	u, err := e.updateUser(ctx, a.User, func(u *User) error {
-		if u.TOTP != nil {
+		if u.TOTP != nil && !p.Replace {
 			return ErrAlreadyEnrolled
 		}
 		if u.factors() != p.Factors {
@@ -234,6 +253,10 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 		}
 		now := e.now().UTC()
 		firstFactor(u)
+		if p.Replace {
+			// The old phone's sessions and remembered devices end.
+			u.Epoch++
+		}
 		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step}
 		return nil
 	})

@@ -168,7 +168,8 @@ func TestSettingsFormsNeedCSRF(t *testing.T) {
 	b := c.browser()
 	b.login("alice")
 	c.enrolEmail(b, "/members/", 1)
-	for _, path := range []string{"/.2fa/methods/remove", "/.2fa/methods/default", "/.2fa/methods/recovery", "/.2fa/enrol/sms", "/.2fa/enrol/email", "/.2fa/enrol"} {
+	for _, path := range []string{"/.2fa/methods/remove", "/.2fa/methods/default", "/.2fa/methods/recovery", "/.2fa/methods/devices",
+		"/.2fa/enrol/sms", "/.2fa/enrol/email", "/.2fa/enrol", "/.2fa/enrol/code", "/.2fa/enrol/resend", "/.2fa/enrol/confirm"} {
 		for _, tok := range []string{"", "forged-token"} {
 			r := b.post(path, url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"email"}, "confirm": {"yes"}, "phone": {"090-1234-5678"}})
 			if r.status != http.StatusForbidden {
@@ -272,5 +273,70 @@ func TestAccountActivity(t *testing.T) {
 	}
 	if strings.Index(table, "Verified with") > strings.Index(table, "Wrong code") {
 		t.Error("activity not newest first")
+	}
+}
+
+// A member whose only method is the app, where a second factor is
+// required, changes phones without ever being left without one: recovery
+// code, then the new phone from the settings page; the old phone's secret
+// stops when the new one is confirmed.
+func TestNewPhoneForTheOnlyMethod(t *testing.T) {
+	c := startCodes(t, "")
+	old := c.browser()
+	old.login("alice")
+	oldSecret := old.enrol("/members/")
+	codes := old.recovery
+
+	b := c.browser()
+	b.login("alice")
+	if r := b.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("recovery code: %d", r.status)
+	}
+	if r := b.removeMethod("totp", true); r.status != http.StatusConflict {
+		t.Fatalf("disabling the only method where one is required: %d", r.status)
+	}
+	page := b.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	if !strings.Contains(page.body, `name="replace" value="1"`) {
+		t.Fatalf("no way to set up a new phone: %s", page.body)
+	}
+	r := b.post("/.2fa/enrol", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "replace": {"1"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("starting the new phone: %d: %s", r.status, r.body)
+	}
+	newSecret := enrolmentSecret(t, r.body)
+	// Until confirmed, the old phone still works.
+	c.nextStep()
+	probe := c.browser()
+	probe.login("alice")
+	if r := probe.verify(c.code(oldSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("the old phone before the new one is confirmed: %d", r.status)
+	}
+	c.nextStep()
+	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {"/members/"}, "code": {c.code(newSecret, 0)}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/methods?") {
+		t.Fatalf("confirming the new phone: %d %q: %s", r.status, r.location(), r.body)
+	}
+	if page := b.get(r.location()); !strings.Contains(page.body, "generate a new set") {
+		t.Fatal("new recovery codes not offered")
+	}
+	// The old phone and its sessions are done; the new phone works.
+	if s, _ := probe.upstream("/echo/x"); s == http.StatusOK {
+		t.Fatal("a session from the old phone survived")
+	}
+	c.nextStep()
+	fresh := c.browser()
+	fresh.login("alice")
+	if r := fresh.verify(c.code(oldSecret, 0), "/members/", false); r.status == http.StatusSeeOther {
+		t.Fatal("the old phone still works")
+	}
+	if r := fresh.verify(c.code(newSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("the new phone: %d", r.status)
+	}
+	// Without a recent code, no new phone can be started.
+	other := c.browser()
+	other.login("alice")
+	tok := other.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+	if r := other.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "replace": {"1"}}); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
+		t.Fatalf("a new phone without a recent code: %d %q", r.status, r.location())
 	}
 }

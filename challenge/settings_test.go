@@ -226,3 +226,36 @@ func TestRecentActivity(t *testing.T) {
 		t.Fatalf("bob sees %d events", len(other))
 	}
 }
+
+func TestTOTPReplacement(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	if _, err := f.e.StartTOTPReplacement(ctx, a, "Example", "alice", "flow"); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("replacing with no app: %v", err)
+	}
+	old := f.enrol("alice")
+	before, _ := f.e.State(ctx, "alice")
+	en, err := f.e.StartTOTPReplacement(ctx, a, "Example", "alice", "flow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.StartTOTP(ctx, a, "Example", "alice", "flow2"); !errors.Is(err, ErrAlreadyEnrolled) {
+		t.Fatalf("a plain start with the app enrolled: %v", err)
+	}
+	// Starting again gives a fresh secret; confirming it swaps the app.
+	en, err = f.e.StartTOTPReplacement(ctx, a, "Example", "alice", "flow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.e.ConfirmTOTP(ctx, a, "flow", f.code(en.Secret, 0))
+	if err != nil || u.Epoch != before.Epoch+1 {
+		t.Fatalf("confirm: %v, epoch %d → %d", err, before.Epoch, u.Epoch)
+	}
+	f.clk.Advance(30 * time.Second)
+	if _, err := f.e.VerifyTOTP(ctx, a, f.code(old, 0)); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("old secret: %v", err)
+	}
+	if _, err := f.e.VerifyTOTP(ctx, a, f.code(en.Secret, 0)); err != nil {
+		t.Fatalf("new secret: %v", err)
+	}
+}
