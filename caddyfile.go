@@ -192,7 +192,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return eachOption(d, 0, "two_factor", map[string]bool{"protect": true}, func(name string) error {
+	return eachOption(d, 0, "two_factor", map[string]bool{"protect": true, "trusted_networks": true}, func(name string) error {
 		var err error
 		switch name {
 		case "identity":
@@ -212,8 +212,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "new_device_notice":
 			err = parseString(d, &h.NewDeviceNotice)
 		case "trusted_networks":
-			h.TrustedNetworks = d.RemainingArgs()
-			if len(h.TrustedNetworks) == 0 {
+			nets := d.RemainingArgs()
+			h.TrustedNetworks = append(h.TrustedNetworks, nets...)
+			if len(nets) == 0 {
 				return d.Errf("trusted_networks: expected at least one address range")
 			}
 		case "session_idle":

@@ -34,6 +34,8 @@ type pageRequest struct {
 	csrf   string // the browser's CSRF cookie secret
 	page   *pages.Page
 	rule   *Rule // the rule protecting ReturnTo, if any
+	// session is the verified session the settings guard found, if any.
+	session *session.Session
 }
 
 // required reports whether enrolment can be put off for where the member
@@ -304,7 +306,13 @@ func (h *Handler) challengePage(p *pageRequest) error {
 func (h *Handler) showChallenge(p *pageRequest, u *challenge.User, want string, status int) error {
 	offered := h.offeredMethods(p, u)
 	if len(offered) == 0 {
-		// Every method the member has lost its sender in the config.
+		// Every method the member has lost its sender in the config:
+		// recovery codes are what is left.
+		if u.Recovery != nil && u.Recovery.Left > 0 {
+			p.page.Method = challenge.MethodRecovery
+			p.page.RecoveryLeft = u.Recovery.Left
+			return h.render(p, status, "challenge")
+		}
 		return h.renderMessage(p.w, p.r, http.StatusServiceUnavailable, "title_unavailable", "method_unavailable", nil, "")
 	}
 	method := offered[0]
@@ -503,19 +511,29 @@ func codeError(err error, method string) (int, string) {
 
 // startSession issues a new second-factor session, never reusing an
 // earlier one, so a value planted in the browser never becomes valid.
-// method is the factor verified; remembered marks a session started by a
-// remembered device standing in for that factor.
-func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge.User, method string, remembered, secure bool, now time.Time) {
+// method is the factor verified.
+func (h *Handler) startSession(w http.ResponseWriter, id *identity, u *challenge.User, method string, secure bool, now time.Time) {
 	s := session.Session{
 		User: id.ID, ID: session.NewID(), Binding: id.Binding, Method: method, Epoch: u.Epoch,
-		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(), Remembered: remembered,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(),
+	}
+	h.setSessionCookie(w, &s, secure, now)
+}
+
+// startDeviceSession issues a session from a remembered device standing in
+// for method. It carries the device's ID, so forgetting the device ends
+// the session too.
+func (h *Handler) startDeviceSession(w http.ResponseWriter, id *identity, u *challenge.User, device [16]byte, method string, secure bool, now time.Time) {
+	s := session.Session{
+		User: id.ID, ID: device, Binding: id.Binding, Method: method, Epoch: u.Epoch, Remembered: true,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(h.lifetime).Unix(),
 	}
 	h.setSessionCookie(w, &s, secure, now)
 }
 
 // verified starts the session after a code and rotates the CSRF secret.
 func (h *Handler) verified(p *pageRequest, u *challenge.User, method string, now time.Time) {
-	h.startSession(p.w, &p.id, u, method, false, p.secure, now)
+	h.startSession(p.w, &p.id, u, method, p.secure, now)
 	h.newCSRF(p)
 }
 
@@ -549,7 +567,7 @@ func (h *Handler) useRememberedDevice(w http.ResponseWriter, r *http.Request, id
 		// Remembered after a method these paths do not accept.
 		return false, nil
 	}
-	h.startSession(w, id, u, method, true, secure, now)
+	h.startDeviceSession(w, id, u, d.ID, method, secure, now)
 	return true, nil
 }
 

@@ -364,10 +364,12 @@ func (h *Handler) methodsGuard(p *pageRequest) (*challenge.User, bool, error) {
 	if !u.Enrolled() {
 		return nil, false, h.seeOther(p, h.pageURL(p, "enrol"))
 	}
-	if _, ok := h.verifiedSession(p, u); !ok {
+	s, ok := h.verifiedSession(p, u)
+	if !ok {
 		back := h.Prefix + "methods?return_to=" + url.QueryEscape(p.page.ReturnTo)
 		return nil, false, h.seeOther(p, h.Prefix+"challenge?return_to="+url.QueryEscape(back))
 	}
+	p.session = s
 	return u, true, nil
 }
 
@@ -532,7 +534,6 @@ func (h *Handler) removeMethod(p *pageRequest) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	current, _ := h.verifiedSession(p, u)
 	next, err := h.engine.RemoveMethod(ctx, actor(p.r, p.id.ID), method, !h.requiresEnrolment())
 	if errors.Is(err, challenge.ErrLastMethod) {
 		p.page.Error = "last_method"
@@ -548,7 +549,12 @@ func (h *Handler) removeMethod(p *pageRequest) error {
 		setCookie(p.w, session.SessionCookie, "", -1, p.secure)
 		return h.seeOther(p, p.page.ReturnTo)
 	}
-	h.startSession(p.w, &p.id, next, current.Method, false, p.secure, clock.Now())
+	// The same session under the new epoch: a change is not a new code,
+	// so the step-up window and the session's lifetime run on unchanged.
+	s := *p.session
+	s.ID = session.NewID()
+	s.Epoch = next.Epoch
+	h.setSessionCookie(p.w, &s, p.secure, clock.Now())
 	return h.seeOther(p, h.pageURL(p, "methods")+"&removed="+url.QueryEscape(method))
 }
 
@@ -621,7 +627,7 @@ func (h *Handler) listActivity(p *pageRequest) error {
 	for _, ev := range events {
 		item := pages.ActivityItem{
 			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: deviceSummary(ev.UserAgent),
-			Failure: ev.Result != "success",
+			Failure: ev.Result != "success", Count: ev.Count,
 		}
 		method := ev.Method
 		if method != "" {

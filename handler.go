@@ -478,7 +478,8 @@ func (h *Handler) sessionValid(s *session.Session, id *identity, u *challenge.Us
 		s.LastSeen <= t+60 &&
 		u.Enrolled() &&
 		s.Epoch == u.Epoch &&
-		!u.SessionRevoked(s.ID)
+		!u.SessionRevoked(s.ID) &&
+		(!s.Remembered || u.DeviceListed(s.ID))
 }
 
 // setUpstream tells the upstream who passed which second factor, through

@@ -18,16 +18,23 @@ import (
 
 // Activity is one recorded security event.
 type Activity struct {
-	Time      time.Time `json:"time"`
-	Event     string    `json:"event"`
-	Result    string    `json:"result"`
-	Method    string    `json:"method,omitempty"`
-	IP        string    `json:"ip,omitempty"`
-	UserAgent string    `json:"user_agent,omitempty"`
+	Time   time.Time `json:"time"`
+	Event  string    `json:"event"`
+	Result string    `json:"result"`
+	Method string    `json:"method,omitempty"`
+	// Count is how many times the event repeated (same event, result,
+	// method and address within activityMerge); 0 means once.
+	Count     int    `json:"count,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
 }
 
 // activityKept is how many events a member's list keeps, newest first.
 const activityKept = 30
+
+// activityMerge folds repeats of the newest event into it, so a run of
+// wrong codes cannot push everything else off the list.
+const activityMerge = 15 * time.Minute
 
 // activityTTL lets the list of a member who stops coming vanish.
 const activityTTL = 400 * 24 * time.Hour
@@ -52,8 +59,11 @@ func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field
 		entry.UserAgent = entry.UserAgent[:maxUserAgent]
 	}
 	for _, f := range fields {
-		if f.Key == "method" {
+		switch {
+		case f.Key == "method":
 			entry.Method = f.String
+		case f.Key == "reason" && f.String == "locked":
+			return // refused unseen while locked: the lockout is on the list
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -68,7 +78,13 @@ func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field
 		if raw != nil {
 			_ = json.Unmarshal(raw, &list)
 		}
-		list = append([]Activity{entry}, list...)
+		if n := len(list); n > 0 && list[0].Event == entry.Event && list[0].Result == entry.Result &&
+			list[0].Method == entry.Method && list[0].IP == entry.IP && entry.Time.Sub(list[0].Time) < activityMerge {
+			list[0].Count = max(list[0].Count, 1) + 1
+			list[0].Time = entry.Time
+		} else {
+			list = append([]Activity{entry}, list...)
+		}
 		if len(list) > activityKept {
 			list = list[:activityKept]
 		}

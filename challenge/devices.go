@@ -41,6 +41,10 @@ func deviceKey(user string, id [16]byte) string {
 // maxUserAgent keeps records small whatever the client sends.
 const maxUserAgent = 256
 
+// maxDevices bounds the remembered devices per user; the one expiring
+// soonest goes first.
+const maxDevices = 50
+
 // RememberDevice records a device for the actor for ttl and returns its
 // expiry. The user must have verified method just before.
 func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl time.Duration, method string) (time.Time, error) {
@@ -67,17 +71,34 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 	if err := e.store.Set(ctx, deviceKey(a.User, id), raw, ttl); err != nil {
 		return time.Time{}, err
 	}
+	var dropped []string
 	_, err = e.updateUser(ctx, a.User, func(u *User) error {
 		if u.Devices == nil {
 			u.Devices = map[string]int64{}
 		}
 		u.Devices[d.ID] = d.Expires.Unix()
+		dropped = dropped[:0]
+		for len(u.Devices) > maxDevices {
+			oldest, at := "", int64(0)
+			for k, exp := range u.Devices {
+				if oldest == "" || exp < at {
+					oldest, at = k, exp
+				}
+			}
+			delete(u.Devices, oldest)
+			dropped = append(dropped, oldest)
+		}
 		return nil
 	})
 	if err != nil {
 		// Unlisted, the device could not be revoked from the settings.
 		_ = e.store.Delete(ctx, deviceKey(a.User, id))
 		return time.Time{}, err
+	}
+	for _, old := range dropped {
+		if b, err := hex.DecodeString(old); err == nil && len(b) == 16 {
+			_ = e.store.Delete(ctx, deviceKey(a.User, [16]byte(b)))
+		}
 	}
 	e.Audit(a, "device_remembered", "success", zap.String("device", d.ID[:8]), zap.Time("expires", d.Expires))
 	return d.Expires, nil
@@ -113,7 +134,7 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 		e.Audit(a, "device_used", "refused", zap.String("reason", "too_old_for_path"))
 		return nil, "", ErrDeviceUnknown
 	}
-	if !u.Enrolled() || d.Epoch != u.Epoch || !now.Before(d.Expires) {
+	if _, listed := u.Devices[d.ID]; !u.Enrolled() || d.Epoch != u.Epoch || !now.Before(d.Expires) || !listed {
 		_ = e.store.Delete(ctx, key)
 		e.Audit(a, "device_used", "refused", zap.String("reason", "stale"))
 		return nil, "", ErrDeviceUnknown

@@ -221,6 +221,10 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 			Sealed: e.secret.Seal(nil, next, recoveryAAD(a.User)), Created: u.Recovery.Created,
 			Left: left, LastUsed: e.now().UTC(),
 		}
+		// A recovery code usually means a lost phone: every other session
+		// and remembered device ends (the caller starts a new session).
+		u.Epoch++
+		u.Devices = nil
 		return nil
 	})
 	switch {

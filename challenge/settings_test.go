@@ -2,6 +2,7 @@ package challenge
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -216,11 +217,22 @@ func TestRecentActivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, err := f.e.RecentActivity(ctx, "alice")
-	if err != nil || len(list) != activityKept {
-		t.Fatalf("%d events, %v", len(list), err)
+	// The wrong codes fold into one entry, so the enrolment stays listed.
+	if err != nil || len(list) != 3 {
+		t.Fatalf("%d events, %v: %+v", len(list), err, list)
 	}
 	if list[0].Event != "verify" || list[0].Result != "success" || list[0].Method != MethodTOTP || list[0].IP != "192.0.2.1" {
 		t.Fatalf("newest event %+v", list[0])
+	}
+	if list[1].Result != "failure" || list[1].Count != 40 || list[2].Event != "enrol_confirm" {
+		t.Fatalf("older events %+v", list[1:])
+	}
+	// From many addresses they do not fold, and the list stays bounded.
+	for i := range 40 {
+		_, _ = f.e.VerifyTOTP(ctx, Actor{User: "alice", IP: fmt.Sprintf("198.51.100.%d", i)}, "000000")
+	}
+	if list, _ := f.e.RecentActivity(ctx, "alice"); len(list) != activityKept {
+		t.Fatalf("%d events kept", len(list))
 	}
 	if other, _ := f.e.RecentActivity(ctx, "bob"); len(other) != 0 {
 		t.Fatalf("bob sees %d events", len(other))

@@ -256,6 +256,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 		if p.Replace {
 			// The old phone's sessions and remembered devices end.
 			u.Epoch++
+			u.Devices = nil
 		}
 		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step}
 		return nil

@@ -146,6 +146,19 @@ func (u *User) codeMethod(method string) *CodeMethod {
 	return nil
 }
 
+// DeviceListed reports whether the remembered device with this ID is still
+// on the user's list: forgetting a device, a recovery code or a change of
+// factors takes it off, which ends the sessions it started too.
+func (u *User) DeviceListed(id [16]byte) bool {
+	if len(u.Devices) == 0 {
+		return false
+	}
+	var buf [32]byte
+	hex.Encode(buf[:], id[:])
+	_, ok := u.Devices[string(buf[:])]
+	return ok
+}
+
 // SessionRevoked reports whether the session with this ID was signed out.
 func (u *User) SessionRevoked(id [16]byte) bool {
 	if len(u.RevokedSessions) == 0 {
@@ -366,6 +379,7 @@ func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allow
 			u.Recovery = nil
 		}
 		u.Epoch++
+		u.Devices = nil
 		return nil
 	})
 	if err != nil {

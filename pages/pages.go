@@ -112,6 +112,7 @@ type ActivityItem struct {
 	IP       string
 	Browser  string // browser and system; "" when unknown
 	Failure  bool   // a refused attempt, shown as such
+	Count    int    // how many times in a row, when more than once
 }
 
 // DeviceOption is one remembered device in the member's list.

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The member's own settings: disabling a method, and changing phones with
@@ -338,5 +339,80 @@ func TestNewPhoneForTheOnlyMethod(t *testing.T) {
 	tok := other.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
 	if r := other.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "replace": {"1"}}); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
 		t.Fatalf("a new phone without a recent code: %d %q", r.status, r.location())
+	}
+}
+
+// Forgetting a device ends the session it started, not only the device;
+// a recovery code ends every other session and remembered device.
+func TestForgettingEndsDeviceSessions(t *testing.T) {
+	e := start(t, setup{})
+	b, secret := enrolled(e, "alice")
+	codes := b.recovery
+
+	e.nextStep()
+	d := e.browser()
+	d.login("alice")
+	if r := d.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	d.setCookie("2fa_session", "")
+	if s, h := d.upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "device" {
+		t.Fatalf("device session: %d", s)
+	}
+	// d now holds a session started from its device. Forget the device
+	// from another browser; d keeps its session cookie.
+	e.nextStep()
+	if r := b.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	page := b.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	if r := b.post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("forget all: %d", r.status)
+	}
+	if s, _ := d.upstream("/echo/x"); s == http.StatusOK {
+		t.Fatal("the session started from a forgotten device still passes")
+	}
+
+	// Another remembered browser, then a recovery code elsewhere.
+	e.nextStep()
+	d2 := e.browser()
+	d2.login("alice")
+	if r := d2.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	x := e.browser()
+	x.login("alice")
+	if r := x.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("recovery: %d", r.status)
+	}
+	if s, _ := d2.upstream("/echo/x"); s == http.StatusOK {
+		t.Fatal("a session survived a recovery code")
+	}
+	d2.setCookie("2fa_session", "")
+	if s, _ := d2.upstream("/echo/x"); s == http.StatusOK {
+		t.Fatal("a remembered device survived a recovery code")
+	}
+	if s, _ := x.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("the browser that used the recovery code: %d", s)
+	}
+}
+
+// Disabling a method is not a new code: the step-up window runs on.
+func TestDisablingDoesNotExtendStepUp(t *testing.T) {
+	c := startCodes(t, "")
+	b := c.browser()
+	b.login("alice")
+	c.enrolEmail(b, "/members/", 1)
+	c.enrolSMS(b, "090-1234-5678", "/members/", 1)
+	c.clock.Advance(9 * time.Minute)
+	if r := b.removeMethod("sms", true); r.status != http.StatusSeeOther {
+		t.Fatalf("disable: %d", r.status)
+	}
+	c.clock.Advance(2 * time.Minute)
+	if r := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
+		t.Fatalf("eleven minutes after the code: %d %q", r.status, r.location())
+	}
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("the session itself: %d", s)
 	}
 }
