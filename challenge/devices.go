@@ -77,17 +77,7 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 			u.Devices = map[string]int64{}
 		}
 		u.Devices[d.ID] = d.Expires.Unix()
-		dropped = dropped[:0]
-		for len(u.Devices) > maxDevices {
-			oldest, at := "", int64(0)
-			for k, exp := range u.Devices {
-				if oldest == "" || exp < at {
-					oldest, at = k, exp
-				}
-			}
-			delete(u.Devices, oldest)
-			dropped = append(dropped, oldest)
-		}
+		dropped = trimSmallest(u.Devices, maxDevices)
 		return nil
 	})
 	if err != nil {

@@ -390,6 +390,23 @@ func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allow
 	return u, nil
 }
 
+// trimSmallest deletes the entries with the smallest values (the oldest
+// or soonest to expire) until at most max remain, and returns their keys.
+func trimSmallest(m map[string]int64, max int) []string {
+	var dropped []string
+	for len(m) > max {
+		smallest, at := "", int64(0)
+		for k, v := range m {
+			if smallest == "" || v < at {
+				smallest, at = k, v
+			}
+		}
+		delete(m, smallest)
+		dropped = append(dropped, smallest)
+	}
+	return dropped
+}
+
 // maxBrowsers bounds the browsers remembered per user; the longest unseen
 // go first.
 const maxBrowsers = 50
@@ -407,15 +424,7 @@ func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, 
 			u.Browsers = map[string]int64{}
 		}
 		u.Browsers[key] = e.now().Unix()
-		for len(u.Browsers) > maxBrowsers {
-			oldest, at := "", int64(0)
-			for k, t := range u.Browsers {
-				if oldest == "" || t < at {
-					oldest, at = k, t
-				}
-			}
-			delete(u.Browsers, oldest)
-		}
+		trimSmallest(u.Browsers, maxBrowsers)
 		return nil
 	})
 	if err != nil {
