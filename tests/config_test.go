@@ -138,6 +138,9 @@ func TestBadConfigRefused(t *testing.T) {
 		{"site_url with a path", setup{policy: defaultPolicy + "\n\tsite_url https://example.com/members\n"}, "site_url"},
 		{"site_url not http", setup{policy: defaultPolicy + "\n\tsite_url ftp://example.com\n"}, "site_url"},
 		{"bad step_up", setup{policy: defaultPolicy + "\n\tstep_up 2h\n"}, "step_up"},
+		{"redis without address", setup{global: "store redis {\n\t\t\tdb 1\n\t\t}"}, "redis addresses"},
+		{"redis unknown option", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tcolour red\n\t\t}"}, `redis: unknown option "colour"`},
+		{"redis ca_file without tls", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tca_file /nonexistent\n\t\t}"}, "needs tls"},
 	} {
 		err := load(e.caddyfile(tc.setup))
 		if err == nil || !strings.Contains(err.Error(), tc.expect) {

@@ -1,0 +1,148 @@
+// Package redis keeps the gateway's state in Redis, so several Caddy
+// instances share enrolments, codes, limits and devices. It implements
+// store.Store with Redis's own atomic operations: SET with PX for expiry,
+// and small Lua scripts where a read and a write must happen as one
+// (compare-and-swap, a counter's first expiry). Every script touches one
+// key, so it runs on Redis Cluster too.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Store is a store.Store on a Redis client: standalone, Sentinel or
+// Cluster, as redis.UniversalClient chooses from its options.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+// New returns a store using client, with every key under prefix (so one
+// Redis can serve other applications too).
+func New(client redis.UniversalClient, prefix string) *Store {
+	return &Store{client: client, prefix: prefix}
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.client.Close() }
+
+// Client returns the underlying client.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
+func (s *Store) key(k string) string { return s.prefix + k }
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: redis: %v", store.ErrUnavailable, err)
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.client.Get(ctx, s.key(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return v, nil
+}
+
+// Set implements store.Store.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("store: negative ttl %s", ttl)
+	}
+	if err := s.client.Set(ctx, s.key(key), value, ttl).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Delete implements store.Store. Keys are deleted one by one: on Redis
+// Cluster a multi-key DEL across hash slots is refused.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, s.key(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// compareAndSwap: ARGV[1] "1" when the old value must be absent; ARGV[2]
+// the old value; ARGV[3] "1" to delete; ARGV[4] the new value; ARGV[5] the
+// ttl in milliseconds (0 for none).
+var compareAndSwap = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur then return 0 end
+elseif (not cur) or cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1])
+elseif tonumber(ARGV[5]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[4])
+end
+return 1
+`)
+
+// CompareAndSwap implements store.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if ttl < 0 {
+		return false, fmt.Errorf("store: negative ttl %s", ttl)
+	}
+	absent, del := "0", "0"
+	if old == nil {
+		absent = "1"
+	}
+	if value == nil {
+		del = "1"
+	}
+	n, err := compareAndSwap.Run(ctx, s.client, []string{s.key(key)},
+		absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return n == 1, nil
+}
+
+// increment counts, setting the expiry only when the counter is created.
+var increment = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 and tonumber(ARGV[1]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+`)
+
+// Increment implements store.Store.
+func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	if ttl < 0 {
+		return 0, fmt.Errorf("store: negative ttl %s", ttl)
+	}
+	n, err := increment.Run(ctx, s.client, []string{s.key(key)}, strconv.FormatInt(ttl.Milliseconds(), 10)).Int64()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
+}
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,30 @@
+package redis
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/store/storetest"
+)
+
+// The store contract on a real redis-server. Redis keeps time itself, so
+// Advance sleeps, a little past the deadline: Redis counts a key as live
+// up to and including its expiry millisecond.
+func TestContract(t *testing.T) {
+	srv := testredis.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	n := 0
+	storetest.Run(t, func(t *testing.T) storetest.Harness {
+		n++
+		// A prefix per subtest keeps them apart in one server.
+		return storetest.Harness{
+			Store:   New(client, fmt.Sprintf("t%d:", n)),
+			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
+		}
+	})
+}
