@@ -329,7 +329,7 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 		{"bad period", "two_factor {\n\ttotp_period 30\n}", `totp_period: bad duration "30"`},
 		{"bad enrolment timeout", "two_factor {\n\tenrolment_timeout soon\n}", `enrolment_timeout: bad duration "soon"`},
 		{"store without type", "two_factor {\n\tstore\n}", "wrong argument count"},
-		{"store unknown type", "two_factor {\n\tstore redis\n}", "two_factor.stores.redis"},
+		{"store unknown type", "two_factor {\n\tstore memcached\n}", "two_factor.stores.memcached"},
 		{"store extra args", "two_factor {\n\tstore embedded /a /b\n}", "wrong argument count"},
 		{"store block option", "two_factor {\n\tstore embedded /a {\n\t\tsync off\n\t}\n}", `store embedded: unknown option "sync"`},
 	}

@@ -84,13 +84,9 @@ func (s *SMTPSender) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("smtp password: %v", err)
 	}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		roots, err := loadCAFile(s.CAFile)
 		if err != nil {
 			return fmt.Errorf("smtp ca_file: %w", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("smtp ca_file %s: no PEM certificates found", s.CAFile)
 		}
 		cfg.TLSConfig = &tls.Config{RootCAs: roots, ServerName: s.Host, MinVersion: tls.VersionTLS12}
 	}
@@ -297,6 +293,19 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("mailbox: unknown option %q", d.Val())
 	}
 	return nil
+}
+
+// loadCAFile reads a PEM file of certificate authorities to trust.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates found", path)
+	}
+	return roots, nil
 }
 
 // Interface guards

@@ -2,10 +2,8 @@ package twofactor
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -98,13 +96,9 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	if s.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if s.CAFile != "" {
-			pem, err := os.ReadFile(s.CAFile)
+			roots, err := loadCAFile(s.CAFile)
 			if err != nil {
 				return fmt.Errorf("redis ca_file: %w", err)
-			}
-			roots := x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("redis ca_file %s: no PEM certificates found", s.CAFile)
 			}
 			opts.TLSConfig.RootCAs = roots
 		}
