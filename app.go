@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -123,6 +124,7 @@ type App struct {
 	HourlySMSSite int `json:"hourly_sms_site,omitempty"`
 
 	engine *challenge.Engine
+	ready  *atomic.Bool // the key check passed
 	codec  *session.Codec
 	csrf   *session.CSRF
 	store  store.Store
@@ -210,17 +212,64 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.codec = session.NewCodec(kr)
 	a.csrf = session.NewCSRF(kr)
 
-	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	a.ready = new(atomic.Bool)
+	checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
 	defer cancel()
-	if err := a.engine.CheckKey(checkCtx); err != nil {
-		if errors.Is(err, challenge.ErrWrongKey) {
-			return fmt.Errorf("keys: the configured keys cannot decrypt the data already in the store; " +
-				"configure the key that wrote it (a replaced key can stay listed after the new one)")
-		}
+	err = a.engine.CheckKey(checkCtx)
+	switch {
+	case err == nil:
+		a.ready.Store(true)
+	case errors.Is(err, challenge.ErrWrongKey):
+		return errWrongKey
+	case errors.Is(err, store.ErrUnavailable):
+		// A shared store that is down must not keep Caddy from loading:
+		// protected paths answer 503 until the check passes.
+		a.logger.Error("store unavailable; protected paths answer 503 until it is back", zap.Error(err))
+		go a.checkUntilReady(ctx)
+	default:
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
 	return nil
 }
+
+var errWrongKey = errors.New("keys: the configured keys cannot decrypt the data already in the store; " +
+	"configure the key that wrote it (a replaced key can stay listed after the new one)")
+
+const (
+	keyCheckTimeout = 5 * time.Second
+	keyCheckRetry   = time.Second
+)
+
+// checkUntilReady repeats the key check until the store answers, then
+// opens the gateway. A wrong key keeps it closed, loudly: serving with it
+// would treat enrolled members as strangers.
+func (a *App) checkUntilReady(ctx caddy.Context) {
+	t := time.NewTicker(keyCheckRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
+		err := a.engine.CheckKey(checkCtx)
+		cancel()
+		switch {
+		case err == nil:
+			a.ready.Store(true)
+			a.logger.Info("store available again")
+			return
+		case errors.Is(err, challenge.ErrWrongKey):
+			a.logger.Error("store back, but it cannot be used", zap.Error(errWrongKey))
+			return
+		}
+	}
+}
+
+// Ready reports whether the store has passed the key check, so the
+// gateway can decide who passes.
+func (a *App) Ready() bool { return a.ready != nil && a.ready.Load() }
 
 // provisionPhone checks the phone-number settings.
 func (a *App) provisionPhone() error {

@@ -79,6 +79,9 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return h.renderMessage(w, r, http.StatusNotFound, "title_not_found", "not_found", nil, h.TopPage)
 	}
+	if !h.app.Ready() {
+		return h.unavailable(w, r, "store", errNotReady)
+	}
 	var handle func(*Handler, *pageRequest) error
 	switch {
 	case read && route.get != nil:

@@ -382,6 +382,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if rule == nil {
 		return h.pass(w, r, next)
 	}
+	if !h.app.Ready() {
+		return h.unavailable(w, r, "store", errNotReady)
+	}
 
 	id, err := h.source.resolve(r)
 	if err != nil {
@@ -580,6 +583,8 @@ func (h *Handler) notSignedIn(w http.ResponseWriter, r *http.Request, next caddy
 	http.Redirect(w, r, h.LoginURL+sep+"next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 	return nil
 }
+
+var errNotReady = errors.New("the store has not passed the key check yet")
 
 // unavailable fails closed: without the store or the identity source the
 // gateway cannot tell who may pass, so nobody passes.

@@ -3,7 +3,9 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
@@ -36,5 +38,43 @@ func TestRedisStore(t *testing.T) {
 	other.login("alice")
 	if r := other.verify(code, "/members/", false); r.status != http.StatusUnauthorized {
 		t.Fatalf("replayed code: %d", r.status)
+	}
+}
+
+// Redis down when Caddy starts: Caddy loads anyway, protected paths and
+// the gateway's pages answer 503 (fail closed), and everything works again
+// by itself once Redis is up, without a restart.
+func TestRedisDownAtStart(t *testing.T) {
+	port := testredis.FreePort(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 500ms\n\t\t}", testKey, port)
+	e := start(t, setup{global: global})
+	b := e.browser()
+	b.login("alice")
+	for _, path := range []string{"/members/", "/.2fa/challenge?return_to=%2Fmembers%2F"} {
+		r := b.get(path)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "temporarily unavailable") {
+			t.Fatalf("%s with Redis down: %d: %s", path, r.status, r.body)
+		}
+	}
+	// Unprotected paths are not the gateway's business.
+	if r := b.get("/members/public/x"); r.status == http.StatusServiceUnavailable {
+		t.Fatalf("unprotected path with Redis down: %d", r.status)
+	}
+
+	testredis.StartAt(t, port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := b.get("/members/")
+		if r.status == http.StatusFound && strings.HasPrefix(r.location(), "/.2fa/enrol") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d after Redis came up", r.status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.enrol("/members/")
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("after recovery: %d", s)
 	}
 }

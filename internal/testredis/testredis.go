@@ -28,6 +28,13 @@ type Server struct {
 // TWOFACTOR_REQUIRE_REDIS=1 says it must run (CI installs it).
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return StartAt(t, FreePort(t), extra...)
+}
+
+// StartAt is Start on a given port, for a server that comes up (or back)
+// where clients already expect it.
+func StartAt(t testing.TB, port int, extra ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
@@ -35,7 +42,6 @@ func Start(t testing.TB, extra ...string) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
-	port := freePort(t)
 	dir := t.TempDir()
 	args := append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
@@ -79,7 +85,8 @@ func (s *Server) Stop() {
 	}
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback port nothing listens on.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
