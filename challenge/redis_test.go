@@ -1,0 +1,161 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store/redis"
+)
+
+// Two engines, as two Caddy instances would have, on one real Redis: each
+// with its own client and its own user cache.
+func twoInstances(t *testing.T, cfg Config) (*Engine, *Engine, *clock.Fake) {
+	t.Helper()
+	srv := testredis.Start(t)
+	clk := clock.NewFake(time.Now().Truncate(30 * time.Second).Add(time.Second))
+	kr, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var engines [2]*Engine
+	for i := range engines {
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { client.Close() })
+		if engines[i], err = New(redis.New(client, "2fa:"), kr, cfg, clk.Now, zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return engines[0], engines[1], clk
+}
+
+func TestTwoInstancesShareEverything(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	f := &fixture{t: t, clk: clk}
+
+	// Enrol on A, verify on B.
+	en, err := a.StartTOTP(ctx, alice, "Example", "alice", "flow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ConfirmTOTP(ctx, alice, "flow", f.code(en.Secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(30 * time.Second)
+	if _, err := b.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); err != nil {
+		t.Fatalf("verify on B: %v", err)
+	}
+	// The same code on A is a replay.
+	if _, err := a.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("replay on A: %v", err)
+	}
+
+	// Wrong codes on A and B count together: with the replay above, five
+	// in all lock the account.
+	for i := range 3 {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		if _, err := e.VerifyTOTP(ctx, alice, "000000"); !errors.Is(err, ErrCodeInvalid) {
+			t.Fatalf("wrong code %d: %v", i, err)
+		}
+	}
+	if _, err := b.VerifyTOTP(ctx, alice, "000000"); !isLocked(err) {
+		t.Fatalf("fifth wrong code across A and B: %v", err)
+	}
+	clk.Advance(30 * time.Second)
+	if _, err := a.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); !isLocked(err) {
+		t.Fatalf("right code on A while locked by B: %v", err)
+	}
+}
+
+// CC-2 across instances: the same emailed code submitted at once to A
+// and B succeeds exactly once.
+func TestTwoInstancesOneCodeOnce(t *testing.T) {
+	a, b, _ := twoInstances(t, Config{MaxFailures: 50, MaxAddressFailures: -1, SendsPerUser: 100, SendsPerDestination: 100, SendsPerAddress: -1})
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	var last string
+	var mu sync.Mutex
+	capture := func(_ context.Context, d Delivery) error { mu.Lock(); last = d.Code; mu.Unlock(); return nil }
+	if _, err := a.SendCode(ctx, alice, CodeRequest{Method: MethodEmail, Purpose: PurposeEnrol, Flow: "f", To: "alice@example.com"}, capture); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.ConfirmCode(ctx, alice, "f", last); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 30 {
+		// The cooldown is given back when a code is used, so no wait.
+		if _, err := a.SendCode(ctx, alice, CodeRequest{Method: MethodEmail, Purpose: PurposeVerify, Flow: "f"}, capture); err != nil {
+			t.Fatalf("round %d: send: %v", round, err)
+		}
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		results := make([]error, 10)
+		for i := range results {
+			e := a
+			if i%2 == 1 {
+				e = b
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				_, _, results[i] = e.VerifyCode(ctx, alice, "f", last)
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		ok := 0
+		for _, err := range results {
+			if err == nil {
+				ok++
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d successes across two instances: %v", round, ok, results)
+		}
+	}
+}
+
+// A change on A (a method disabled) reaches B's per-request check within
+// the user cache's time to live, without B asking Redis on every request.
+func TestTwoInstancesRevocation(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	f := &fixture{t: t, clk: clk}
+	en, err := a.StartTOTP(ctx, alice, "Example", "alice", "flow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := a.ConfirmTOTP(ctx, alice, "flow", f.code(en.Secret, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GenerateRecoveryCodes(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := b.State(ctx, "alice")
+	if err != nil || seen.Epoch != u.Epoch {
+		t.Fatalf("B's view: %v %+v", err, seen)
+	}
+	if _, err := a.RemoveMethod(ctx, alice, MethodTOTP, true); err != nil {
+		t.Fatal(err)
+	}
+	// Within the cache's life B may still answer from memory; after it,
+	// B sees the change.
+	clk.Advance(b.cfg.CacheTTL)
+	seen, err = b.State(ctx, "alice")
+	if err != nil || seen.Enrolled() || seen.Epoch == u.Epoch {
+		t.Fatalf("B after %s: %v %+v", b.cfg.CacheTTL, err, seen)
+	}
+}
