@@ -37,25 +37,35 @@ func twoInstances(t *testing.T, cfg Config) (*Engine, *Engine, *clock.Fake) {
 	return engines[0], engines[1], clk
 }
 
+// enrolOn enrols the app for the actor through e and returns its secret
+// and the new record.
+func enrolOn(t *testing.T, e *Engine, clk *clock.Fake, a Actor) (string, *User) {
+	t.Helper()
+	f := &fixture{t: t, clk: clk}
+	en, err := e.StartTOTP(ctx, a, "Example", a.User, "flow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.ConfirmTOTP(ctx, a, "flow", f.code(en.Secret, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return en.Secret, u
+}
+
 func TestTwoInstancesShareEverything(t *testing.T) {
 	a, b, clk := twoInstances(t, Config{})
 	alice := Actor{User: "alice", IP: "192.0.2.1"}
 	f := &fixture{t: t, clk: clk}
 
 	// Enrol on A, verify on B.
-	en, err := a.StartTOTP(ctx, alice, "Example", "alice", "flow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.ConfirmTOTP(ctx, alice, "flow", f.code(en.Secret, 0)); err != nil {
-		t.Fatal(err)
-	}
+	secret, _ := enrolOn(t, a, clk, alice)
 	clk.Advance(30 * time.Second)
-	if _, err := b.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); err != nil {
+	if _, err := b.VerifyTOTP(ctx, alice, f.code(secret, 0)); err != nil {
 		t.Fatalf("verify on B: %v", err)
 	}
 	// The same code on A is a replay.
-	if _, err := a.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); !errors.Is(err, ErrCodeInvalid) {
+	if _, err := a.VerifyTOTP(ctx, alice, f.code(secret, 0)); !errors.Is(err, ErrCodeInvalid) {
 		t.Fatalf("replay on A: %v", err)
 	}
 
@@ -74,7 +84,7 @@ func TestTwoInstancesShareEverything(t *testing.T) {
 		t.Fatalf("fifth wrong code across A and B: %v", err)
 	}
 	clk.Advance(30 * time.Second)
-	if _, err := a.VerifyTOTP(ctx, alice, f.code(en.Secret, 0)); !isLocked(err) {
+	if _, err := a.VerifyTOTP(ctx, alice, f.code(secret, 0)); !isLocked(err) {
 		t.Fatalf("right code on A while locked by B: %v", err)
 	}
 }
@@ -132,15 +142,7 @@ func TestTwoInstancesOneCodeOnce(t *testing.T) {
 func TestTwoInstancesRevocation(t *testing.T) {
 	a, b, clk := twoInstances(t, Config{})
 	alice := Actor{User: "alice", IP: "192.0.2.1"}
-	f := &fixture{t: t, clk: clk}
-	en, err := a.StartTOTP(ctx, alice, "Example", "alice", "flow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := a.ConfirmTOTP(ctx, alice, "flow", f.code(en.Secret, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, u := enrolOn(t, a, clk, alice)
 	if _, err := a.GenerateRecoveryCodes(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
