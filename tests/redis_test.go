@@ -78,3 +78,51 @@ func TestRedisDownAtStart(t *testing.T) {
 		t.Fatalf("after recovery: %d", s)
 	}
 }
+
+// Redis killed mid-run and restarted with its append-only file: the
+// gateway fails closed while it is gone, recovers by itself, and no
+// enrolment is lost. (Run Redis with appendonly yes and appendfsync
+// everysec or always; see the README.)
+func TestRedisCrashKeepsEnrolments(t *testing.T) {
+	port := testredis.FreePort(t)
+	dir := t.TempDir()
+	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
+	srv := testredis.StartIn(t, port, dir, aof...)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 500ms\n\t\t}", testKey, port)
+	e := start(t, setup{global: global})
+	b, secret := enrolled(e, "alice")
+
+	srv.Stop() // SIGKILL: no shutdown save
+	a := e.browser()
+	a.login("alice")
+	if r := a.get("/members/"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("with Redis gone: %d %q", r.status, r.location())
+	}
+	// A verification attempt while Redis is gone changes nothing.
+	if r := a.get("/.2fa/challenge?return_to=%2Fmembers%2F"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("challenge page with Redis gone: %d", r.status)
+	}
+
+	testredis.StartIn(t, port, dir, aof...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := a.get("/members/")
+		if r.status == http.StatusFound {
+			if r.location() != "/.2fa/challenge?return_to=%2Fmembers%2F" {
+				t.Fatalf("after the restart alice is sent to %q: the enrolment was lost", r.location())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d after Redis came back", r.status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.nextStep()
+	if r := a.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify after the restart: %d", r.status)
+	}
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("the session from before the crash: %d", s)
+	}
+}

@@ -35,6 +35,13 @@ func Start(t testing.TB, extra ...string) *Server {
 // where clients already expect it.
 func StartAt(t testing.TB, port int, extra ...string) *Server {
 	t.Helper()
+	return StartIn(t, port, t.TempDir(), extra...)
+}
+
+// StartIn is StartAt with the server's data directory given, so a server
+// restarted in it finds what the last one persisted.
+func StartIn(t testing.TB, port int, dir string, extra ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
@@ -42,7 +49,6 @@ func StartAt(t testing.TB, port int, extra ...string) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
-	dir := t.TempDir()
 	args := append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes",
