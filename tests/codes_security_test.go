@@ -184,9 +184,9 @@ func TestFailingProviderIsNotHammered(t *testing.T) {
 		last = a.send("sms", "/members/").status
 	}
 	// 3 × hourly_sends_per_user = 9 attempts an hour; the SDK tries each
-	// twice.
-	if n := c.sns.Requests() - before; n != 2*9 || last != http.StatusTooManyRequests {
-		t.Errorf("%d SNS requests for a member's failing sends (want %d), last answer %d", n, 2*9, last)
+	// at most twice (fewer once its retry quota runs low).
+	if n := c.sns.Requests() - before; n < 9 || n > 2*9 || last != http.StatusTooManyRequests {
+		t.Errorf("%d SNS requests for a member's failing sends (want 9 to 18), last answer %d", n, last)
 	}
 }
 

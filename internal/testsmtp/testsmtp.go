@@ -6,6 +6,7 @@ package testsmtp
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -119,7 +120,13 @@ func Start(t testing.TB, opts Options) *Server {
 	go s.srv.Serve(ln)
 	t.Cleanup(func() {
 		close(s.done)
-		s.srv.Close()
+		// Let conversations end first: closing a connection in the
+		// middle of its STARTTLS handshake races inside go-smtp.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if s.srv.Shutdown(ctx) != nil {
+			s.srv.Close()
+		}
 	})
 	return s
 }
