@@ -117,11 +117,19 @@ func Start(t testing.TB, opts Options) *Server {
 		// Offer AUTH without TLS, as a local relay would.
 		s.srv.AllowInsecureAuth = true
 	}
-	go s.srv.Serve(ln)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = s.srv.Serve(ln)
+	}()
 	t.Cleanup(func() {
 		close(s.done)
-		// Let conversations end first: closing a connection in the
-		// middle of its STARTTLS handshake races inside go-smtp.
+		// Stop accepting and let Serve return before waiting for the
+		// conversations: go-smtp counts connections in a WaitGroup that
+		// must not grow while it is waited on, and closing a connection
+		// in the middle of its STARTTLS handshake races inside it.
+		_ = ln.Close()
+		<-served
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if s.srv.Shutdown(ctx) != nil {
