@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +101,41 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// StartCluster runs a three-node Redis Cluster (three masters, no
+// replicas) made with redis-cli --cluster create, and returns its nodes'
+// addresses once the cluster reports ok.
+func StartCluster(t testing.TB) []string {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
+			t.Fatal("redis-cli not found, and TWOFACTOR_REQUIRE_REDIS=1")
+		}
+		t.Skip("redis-cli not installed")
+	}
+	var addrs []string
+	for range 3 {
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addrs[0]})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := c.ClusterInfo(context.Background()).Result()
+		if err == nil && strings.Contains(info, "cluster_state:ok") {
+			return addrs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not become ready: %v %s", err, info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

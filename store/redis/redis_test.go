@@ -15,6 +15,7 @@ import (
 // Advance sleeps, a little past the deadline: Redis counts a key as live
 // up to and including its expiry millisecond.
 func TestContract(t *testing.T) {
+	t.Parallel() // mostly waiting for TTLs, on a server of its own
 	srv := testredis.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { client.Close() })
@@ -24,6 +25,26 @@ func TestContract(t *testing.T) {
 		// A prefix per subtest keeps them apart in one server.
 		return storetest.Harness{
 			Store:   New(client, fmt.Sprintf("t%d:", n)),
+			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
+		}
+	})
+}
+
+// The same contract on a three-node Redis Cluster: every script touches
+// one key, and deletes go key by key, so nothing crosses hash slots.
+func TestContractCluster(t *testing.T) {
+	t.Parallel()
+	addrs := testredis.StartCluster(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
+	t.Cleanup(func() { client.Close() })
+	if _, ok := client.(*redis.ClusterClient); !ok {
+		t.Fatalf("several addresses gave a %T, want a cluster client", client)
+	}
+	n := 0
+	storetest.Run(t, func(t *testing.T) storetest.Harness {
+		n++
+		return storetest.Harness{
+			Store:   New(client, fmt.Sprintf("c%d:", n)),
 			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
 		}
 	})
