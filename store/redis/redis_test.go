@@ -15,7 +15,6 @@ import (
 // Advance sleeps, a little past the deadline: Redis counts a key as live
 // up to and including its expiry millisecond.
 func TestContract(t *testing.T) {
-	t.Parallel() // mostly waiting for TTLs, on a server of its own
 	srv := testredis.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { client.Close() })
@@ -33,7 +32,6 @@ func TestContract(t *testing.T) {
 // The same contract on a three-node Redis Cluster: every script touches
 // one key, and deletes go key by key, so nothing crosses hash slots.
 func TestContractCluster(t *testing.T) {
-	t.Parallel()
 	addrs := testredis.StartCluster(t)
 	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
 	t.Cleanup(func() { client.Close() })
