@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/store"
@@ -19,6 +20,7 @@ func failKey(user string) string   { return "fail:" + tag(user) }
 func lockKey(user string) string   { return "lock:" + tag(user) }
 func addrFailKey(ip string) string { return "ipfail:" + addressBucket(ip) }
 func addrLockKey(ip string) string { return "iplock:" + addressBucket(ip) }
+func addrOKKey(ip string) string   { return "ipok:" + addressBucket(ip) }
 
 // addressBucket groups IPv6 clients by /64, the block one subscriber
 // usually controls, so rotating addresses inside it does not reset the
@@ -59,9 +61,19 @@ func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
 	}
 	at := &attempt{userCount: n}
 	if e.addressLimited(a) {
-		if at.addrCount, err = e.store.Increment(ctx, addrFailKey(a.IP), e.cfg.FailureWindow); err != nil {
+		// Right codes are given back, so only wrong ones count: an
+		// office behind one address must not lock itself out by
+		// signing in. Refunds are read first, so parallel guesses
+		// can only err towards the limit.
+		win, ttl := e.addressWindow()
+		ok, err := e.counter(ctx, addrOKKey(a.IP)+win)
+		if err != nil {
 			return nil, err
 		}
+		if at.addrCount, err = e.store.Increment(ctx, addrFailKey(a.IP)+win, ttl); err != nil {
+			return nil, err
+		}
+		at.addrCount -= ok
 	}
 	if n > int64(e.cfg.MaxFailures) || (e.addressLimited(a) && at.addrCount > int64(e.cfg.MaxAddressFailures)) {
 		return nil, e.lockedError(ctx, a)
@@ -142,7 +154,25 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 	return locked
 }
 
-// succeeded clears the account's consecutive-failure count.
+// succeeded clears the account's consecutive-failure count and gives the
+// address back the attempt it counted.
 func (e *Engine) succeeded(ctx context.Context, a Actor) error {
+	if e.addressLimited(a) {
+		win, ttl := e.addressWindow()
+		if _, err := e.store.Increment(ctx, addrOKKey(a.IP)+win, ttl); err != nil {
+			return err
+		}
+	}
 	return e.store.Delete(ctx, failKey(a.User))
+}
+
+// addressWindow names the current failure window for address counters
+// and how long its counters must live. The windows are aligned to the
+// clock, so an address's attempts and its given-back right codes always
+// count over the same window.
+func (e *Engine) addressWindow() (string, time.Duration) {
+	w := int64(e.cfg.FailureWindow / time.Second)
+	now := e.now().Unix()
+	n := now / w
+	return ":" + strconv.FormatInt(n, 10), time.Duration((n+1)*w-now)*time.Second + time.Minute
 }

@@ -271,3 +271,27 @@ func TestTOTPReplacement(t *testing.T) {
 		t.Fatalf("new secret: %v", err)
 	}
 }
+
+// Right codes do not count toward an address's limit: an office behind
+// one address signs in all day; wrong codes from it still lock it.
+func TestAddressLimitCountsWrongCodesOnly(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 50, MaxAddressFailures: 5})
+	office := "192.0.2.10"
+	secret := f.enrol("alice")
+	for i := range 12 {
+		f.clk.Advance(30 * time.Second)
+		if _, err := f.e.VerifyTOTP(ctx, Actor{User: "alice", IP: office}, f.code(secret, 0)); err != nil {
+			t.Fatalf("sign-in %d from the office: %v", i+1, err)
+		}
+	}
+	for i := range 5 {
+		_, err := f.e.VerifyTOTP(ctx, Actor{User: fmt.Sprintf("u%d", i), IP: office}, "000000")
+		if i < 4 && isLocked(err) {
+			t.Fatalf("wrong code %d locked the address early", i+1)
+		}
+	}
+	f.clk.Advance(30 * time.Second)
+	if _, err := f.e.VerifyTOTP(ctx, Actor{User: "alice", IP: office}, f.code(secret, 0)); !isLocked(err) {
+		t.Fatalf("after five wrong codes from the address: %v", err)
+	}
+}
