@@ -209,10 +209,19 @@ func start(t testing.TB, s setup) *env {
 			}
 		}
 	})
-	e.host = fmt.Sprintf("127.0.0.1:%d", e.port)
-	e.base = fmt.Sprintf("%s://%s", scheme, e.host)
-	if err := load(e.caddyfile(s)); err != nil {
-		t.Fatalf("loading config: %v", err)
+	// A free port can be taken by another test process (a redis-server,
+	// a browser) between finding it and Caddy binding it: try another.
+	for try := 1; ; try++ {
+		e.host = fmt.Sprintf("127.0.0.1:%d", e.port)
+		e.base = fmt.Sprintf("%s://%s", scheme, e.host)
+		err := load(e.caddyfile(s))
+		if err == nil {
+			break
+		}
+		if try == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("loading config: %v", err)
+		}
+		e.port = freePort(t)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
 	e.waitReady()
