@@ -19,17 +19,28 @@ import (
 
 // Server is one running redis-server.
 type Server struct {
-	Addr string
-	Dir  string
-	cmd  *exec.Cmd
+	Addr   string
+	Dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Start runs redis-server with extra arguments (such as "--appendonly",
-// "yes"). Without redis-server the test is skipped, unless
+// "yes") on a free port. Without redis-server the test is skipped, unless
 // TWOFACTOR_REQUIRE_REDIS=1 says it must run (CI installs it).
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return StartAt(t, FreePort(t), extra...)
+	// A port found free can be taken before redis-server binds it (tests
+	// run in parallel processes): then try another.
+	for try := 1; ; try++ {
+		s, err := start(t, FreePort(t), t.TempDir(), extra)
+		if err == nil {
+			return s
+		}
+		if try == 5 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // StartAt is Start on a given port, for a server that comes up (or back)
@@ -42,6 +53,15 @@ func StartAt(t testing.TB, port int, extra ...string) *Server {
 // StartIn is StartAt with the server's data directory given, so a server
 // restarted in it finds what the last one persisted.
 func StartIn(t testing.TB, port int, dir string, extra ...string) *Server {
+	t.Helper()
+	s, err := start(t, port, dir, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func start(t testing.TB, port int, dir string, extra []string) (*Server, error) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -57,28 +77,46 @@ func StartIn(t testing.TB, port int, dir string, extra ...string) *Server {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
+		return nil, fmt.Errorf("starting redis-server: %v", err)
 	}
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.wait(); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	t.Cleanup(s.Stop)
-	s.wait(t)
-	return s
+	return s, nil
 }
 
-func (s *Server) wait(t testing.TB) {
-	t.Helper()
+// wait returns once this server answers. A server that exited (its port
+// was taken) is an error even if something else answers on the port.
+func (s *Server) wait() error {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("redis-server on %s exited at start", s.Addr)
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			select {
+			case <-s.exited:
+				return fmt.Errorf("redis-server on %s exited at start", s.Addr)
+			case <-time.After(50 * time.Millisecond):
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer: %v", s.Addr, err)
+			return fmt.Errorf("redis-server on %s did not answer: %v", s.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -86,10 +124,10 @@ func (s *Server) wait(t testing.TB) {
 
 // Stop kills the server (as a crash would) and waits for it to exit.
 func (s *Server) Stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+	if s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
 	}
+	<-s.exited
 }
 
 // FreePort returns a loopback port nothing listens on.
