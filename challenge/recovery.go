@@ -61,29 +61,12 @@ func recoveryHash(salt []byte, code string) []byte {
 // NormalizeRecoveryCode returns the code's characters in lower case
 // without spaces and hyphens, or ErrMalformed.
 func NormalizeRecoveryCode(input string) (string, error) {
-	if len(input) > maxCodeInput {
-		return "", ErrMalformed
-	}
-	var b [maxCodeInput]byte
-	n := 0
-	for i := 0; i < len(input); i++ {
-		c := input[i]
+	return normalize(input, recoveryLength, func(c byte) (byte, bool) {
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		switch {
-		case c == ' ' || c == '-' || c == '\t':
-			continue
-		case !isRecoverySymbol(c):
-			return "", ErrMalformed
-		}
-		b[n] = c
-		n++
-	}
-	if n != recoveryLength {
-		return "", ErrMalformed
-	}
-	return string(b[:n]), nil
+		return c, isRecoverySymbol(c)
+	})
 }
 
 func isRecoverySymbol(c byte) bool {

@@ -32,6 +32,13 @@ const maxCodeInput = 64
 // spaces and hyphens removed, or ErrMalformed. Other characters, including
 // non-ASCII digits, are refused.
 func NormalizeCode(input string, digits int) (string, error) {
+	return normalize(input, digits, func(c byte) (byte, bool) { return c, c >= '0' && c <= '9' })
+}
+
+// normalize keeps the characters of input that symbol accepts (as symbol
+// maps them), drops spaces, tabs and hyphens people type between groups,
+// and refuses anything else or a result that is not length long.
+func normalize(input string, length int, symbol func(byte) (byte, bool)) (string, error) {
 	if len(input) > maxCodeInput {
 		return "", ErrMalformed
 	}
@@ -39,16 +46,17 @@ func NormalizeCode(input string, digits int) (string, error) {
 	n := 0
 	for i := 0; i < len(input); i++ {
 		c := input[i]
-		switch {
-		case c >= '0' && c <= '9':
-			b[n] = c
-			n++
-		case c == ' ' || c == '-' || c == '\t':
-		default:
+		if c == ' ' || c == '-' || c == '\t' {
+			continue
+		}
+		c, ok := symbol(c)
+		if !ok {
 			return "", ErrMalformed
 		}
+		b[n] = c
+		n++
 	}
-	if n != digits {
+	if n != length {
 		return "", ErrMalformed
 	}
 	return string(b[:n]), nil

@@ -149,24 +149,20 @@ func (u *User) codeMethod(method string) *CodeMethod {
 // DeviceListed reports whether the remembered device with this ID is still
 // on the user's list: forgetting a device, a recovery code or a change of
 // factors takes it off, which ends the sessions it started too.
-func (u *User) DeviceListed(id [16]byte) bool {
-	if len(u.Devices) == 0 {
-		return false
-	}
-	var buf [32]byte
-	hex.Encode(buf[:], id[:])
-	_, ok := u.Devices[string(buf[:])]
-	return ok
-}
+func (u *User) DeviceListed(id [16]byte) bool { return hasID(u.Devices, id) }
 
 // SessionRevoked reports whether the session with this ID was signed out.
-func (u *User) SessionRevoked(id [16]byte) bool {
-	if len(u.RevokedSessions) == 0 {
+func (u *User) SessionRevoked(id [16]byte) bool { return hasID(u.RevokedSessions, id) }
+
+// hasID looks an ID up in a map keyed by its hex form, without allocating:
+// it runs on every protected request.
+func hasID(m map[string]int64, id [16]byte) bool {
+	if len(m) == 0 {
 		return false
 	}
 	var buf [32]byte
 	hex.Encode(buf[:], id[:])
-	_, ok := u.RevokedSessions[string(buf[:])]
+	_, ok := m[string(buf[:])]
 	return ok
 }
 
