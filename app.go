@@ -211,6 +211,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.codec = session.NewCodec(kr)
 	a.csrf = session.NewCSRF(kr)
+	// Other instances' writes (a method disabled, a device forgotten)
+	// reach this one's copies of user records at once.
+	go a.engine.FollowChanges(ctx)
 
 	a.ready = new(atomic.Bool)
 	checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)

@@ -106,8 +106,10 @@ type Config struct {
 	SendsPerAddress     int
 	SMSPerHour          int
 	// How long the hot path may trust a cached user record before reading
-	// the store again. Writes through this engine update the cache at once;
-	// the TTL bounds how late a change made elsewhere is seen. Default 2s.
+	// the store again. Writes through this engine update the cache at once,
+	// and on a shared store other instances' writes arrive as notices
+	// (FollowChanges); the TTL bounds how late a change is seen when a
+	// notice is lost. Default 2s.
 	CacheTTL time.Duration
 }
 

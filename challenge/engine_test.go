@@ -607,3 +607,32 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A notice of a change arriving while a read of the older record is still
+// in flight: the older record must not be kept, or the change would be
+// missed until it expired.
+func TestUserCacheNotice(t *testing.T) {
+	c := newUserCache()
+	now := time.Unix(1_700_000_000, 0)
+	c.put(&User{ID: "alice", Rev: 3}, now)
+	c.changed("alice", 3, now) // this instance's own write
+	if _, ok := c.get("alice", now, time.Minute); !ok {
+		t.Fatal("a notice of the revision already held dropped it")
+	}
+	c.changed("alice", 5, now)
+	if _, ok := c.get("alice", now, time.Minute); ok {
+		t.Fatal("a copy older than the notice is still served")
+	}
+	c.put(&User{ID: "alice", Rev: 4}, now) // the slow read
+	if _, ok := c.get("alice", now, time.Minute); ok {
+		t.Fatal("a read older than the notice was kept")
+	}
+	c.put(&User{ID: "alice", Rev: 5}, now)
+	if u, ok := c.get("alice", now, time.Minute); !ok || u.Rev != 5 {
+		t.Fatalf("the announced revision was not kept: %v %v", u, ok)
+	}
+	c.forget()
+	if _, ok := c.get("alice", now, time.Minute); ok {
+		t.Fatal("forget kept a copy")
+	}
+}

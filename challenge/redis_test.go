@@ -2,6 +2,7 @@ package challenge
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"testing"
@@ -137,9 +138,94 @@ func TestTwoInstancesOneCodeOnce(t *testing.T) {
 	}
 }
 
-// A change on A (a method disabled) reaches B's per-request check within
-// the user cache's time to live, without B asking Redis on every request.
+// followAll starts FollowChanges on the engines and waits until Redis
+// counts their subscriptions, so no notice is sent before they listen.
+func followAll(t *testing.T, engines ...*Engine) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, e := range engines {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.FollowChanges(ctx) }()
+	}
+	client := engines[0].store.(*redis.Store).Client()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := client.PubSubNumSub(ctx, "2fa:"+changesChannel).Result()
+		if err == nil && n["2fa:"+changesChannel] == int64(len(engines)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriptions: %v %v", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// RD/revocation everywhere: a method disabled, a device forgotten or a
+// session ended on A reaches B's per-request check as soon as the notice
+// arrives. The clock stands still, so B's copy never expires by age: only
+// the notice can tell B.
 func TestTwoInstancesRevocation(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	followAll(t, a, b)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	_, u := enrolOn(t, a, clk, alice)
+	if _, err := a.GenerateRecoveryCodes(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	device := [16]byte{1}
+	if _, err := a.RememberDevice(ctx, alice, device, time.Hour, MethodTOTP); err != nil {
+		t.Fatal(err)
+	}
+	// waitOnB polls B's per-request view until ok, and returns how long
+	// the change took to arrive.
+	waitOnB := func(what string, ok func(*User) bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			seen, err := b.State(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok(seen) {
+				return time.Since(start)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: B still has the old record after 5s", what)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	// B has the record in memory before each change.
+	if seen, _ := b.State(ctx, "alice"); seen.Devices[hex.EncodeToString(device[:])] == 0 {
+		t.Fatalf("B's view before: %+v", seen)
+	}
+	if err := a.ForgetDevice(ctx, alice, device); err != nil {
+		t.Fatal(err)
+	}
+	forgot := waitOnB("device forgotten", func(u *User) bool { return len(u.Devices) == 0 })
+
+	sid := [16]byte{2}
+	if err := a.RevokeSession(ctx, alice, sid, clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ended := waitOnB("session ended", func(u *User) bool { return u.RevokedSessions[hex.EncodeToString(sid[:])] != 0 })
+
+	if _, err := a.RemoveMethod(ctx, alice, MethodTOTP, true); err != nil {
+		t.Fatal(err)
+	}
+	removed := waitOnB("method disabled", func(u *User) bool { return !u.Enrolled() })
+	t.Logf("propagation A→B: device forgotten %s, session ended %s, method disabled %s", forgot, ended, removed)
+	if seen, _ := b.State(ctx, "alice"); seen.Epoch == u.Epoch {
+		t.Fatalf("epoch on B unchanged: %d", seen.Epoch)
+	}
+}
+
+// Without notices (a subscription down), a change still reaches B once
+// its copy of the record expires: the time to live is the backstop.
+func TestTwoInstancesRevocationWithoutNotices(t *testing.T) {
 	a, b, clk := twoInstances(t, Config{})
 	alice := Actor{User: "alice", IP: "192.0.2.1"}
 	_, u := enrolOn(t, a, clk, alice)
@@ -153,8 +239,9 @@ func TestTwoInstancesRevocation(t *testing.T) {
 	if _, err := a.RemoveMethod(ctx, alice, MethodTOTP, true); err != nil {
 		t.Fatal(err)
 	}
-	// Within the cache's life B may still answer from memory; after it,
-	// B sees the change.
+	if seen, _ := b.State(ctx, "alice"); seen.Epoch != u.Epoch {
+		t.Fatal("B read the store although its copy was fresh")
+	}
 	clk.Advance(b.cfg.CacheTTL)
 	seen, err = b.State(ctx, "alice")
 	if err != nil || seen.Enrolled() || seen.Epoch == u.Epoch {

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,6 +226,7 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 		}
 		if ok {
 			e.users.put(u, e.now())
+			e.announce(ctx, u)
 			return u, nil
 		}
 	}
@@ -294,9 +297,14 @@ type userCache struct {
 	m  map[string]cachedUser
 }
 
+// cachedUser is a record read at a time, or, with u nil, a notice that the
+// record reached revision rev: until a read returns at least that
+// revision, nothing older is kept (a read that started before the change
+// may finish after the notice).
 type cachedUser struct {
-	u  *User
-	at time.Time
+	u   *User
+	rev uint64
+	at  time.Time
 }
 
 const userCacheMax = 100_000
@@ -307,7 +315,7 @@ func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, boo
 	c.mu.RLock()
 	e, ok := c.m[id]
 	c.mu.RUnlock()
-	if !ok || now.Sub(e.at) >= ttl || now.Before(e.at) {
+	if !ok || e.u == nil || now.Sub(e.at) >= ttl || now.Before(e.at) {
 		return nil, false
 	}
 	return e.u, true
@@ -321,10 +329,67 @@ func (c *userCache) put(u *User, now time.Time) {
 		// and bounds memory under a flood of distinct users.
 		clear(c.m)
 	}
-	if old, ok := c.m[u.ID]; ok && old.u.Rev > u.Rev {
+	if old, ok := c.m[u.ID]; ok && old.newest() > u.Rev {
 		return
 	}
-	c.m[u.ID] = cachedUser{u: u, at: now}
+	c.m[u.ID] = cachedUser{u: u, rev: u.Rev, at: now}
+}
+
+func (e cachedUser) newest() uint64 {
+	if e.u != nil {
+		return e.u.Rev
+	}
+	return e.rev
+}
+
+// changed records that another instance wrote revision rev of a record.
+func (c *userCache) changed(id string, rev uint64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[id]; ok && old.newest() >= rev {
+		return // this copy is that write or a later one
+	}
+	if len(c.m) >= userCacheMax {
+		clear(c.m)
+	}
+	c.m[id] = cachedUser{rev: rev, at: now}
+}
+
+func (c *userCache) forget() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
+// changesChannel carries "<revision> <user ID>" for every user record
+// written, on stores shared between instances.
+const changesChannel = "changes"
+
+// announce tells the other instances that u was written. Best effort: if
+// the notice is lost, they see the change when their copy expires
+// (Config.CacheTTL).
+func (e *Engine) announce(ctx context.Context, u *User) {
+	if n, ok := e.store.(store.Notifier); ok {
+		_ = n.Publish(ctx, changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
+	}
+}
+
+// FollowChanges keeps this engine's copies of user records in step with
+// writes made by other instances, until ctx ends, so a revocation on one
+// instance takes effect on all of them within a store round trip. On a
+// store that is not shared it returns at once.
+func (e *Engine) FollowChanges(ctx context.Context) {
+	n, ok := e.store.(store.Notifier)
+	if !ok {
+		return
+	}
+	n.Subscribe(ctx, changesChannel, func(msg []byte) {
+		rev, id, ok := strings.Cut(string(msg), " ")
+		r, err := strconv.ParseUint(rev, 10, 64)
+		if ok && err == nil {
+			e.users.changed(id, r, e.now())
+		}
+	}, e.users.forget)
 }
 
 // SetDefault makes method, which the user must have, the one the challenge

@@ -48,3 +48,20 @@ type Store interface {
 	// Get on a counter returns its count as decimal ASCII.
 	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
 }
+
+// Notifier is implemented by stores shared between processes. Each gateway
+// instance keeps recently read records in memory; a notice tells the other
+// instances that one changed, so a revocation takes effect everywhere at
+// once instead of when their copies expire. Notices are best effort: a
+// subscriber that was disconnected may have missed some, which is why
+// Subscribe reports every (re)connection.
+type Notifier interface {
+	// Publish sends msg to the current subscribers of channel in every
+	// process.
+	Publish(ctx context.Context, channel string, msg []byte) error
+
+	// Subscribe calls deliver for each message published on channel until
+	// ctx ends. It calls restart when the subscription starts and after
+	// every interruption, since notices sent in between are lost.
+	Subscribe(ctx context.Context, channel string, deliver func(msg []byte), restart func())
+}

@@ -145,4 +145,69 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 	return n, nil
 }
 
-var _ store.Store = (*Store)(nil)
+// Publish implements store.Notifier.
+func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
+	if err := s.client.Publish(ctx, s.key(channel), msg).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// How often a quiet subscription checks that its connection is alive: a
+// peer that vanished without closing the connection would otherwise leave
+// it waiting for notices that can no longer come.
+const subscriptionCheck = 5 * time.Second
+
+// Subscribe implements store.Notifier. go-redis reports each
+// subscription it makes, which is when restart is called; a connection
+// that fails or stops answering is replaced.
+func (s *Store) Subscribe(ctx context.Context, channel string, deliver func([]byte), restart func()) {
+	for ctx.Err() == nil {
+		s.follow(ctx, s.client.Subscribe(ctx, s.key(channel)), deliver, restart)
+		// Broken: what arrives after the next subscription is all that
+		// will be known, so the caller must forget what it kept now.
+		restart()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// follow delivers messages from one subscription until it breaks.
+func (s *Store) follow(ctx context.Context, ps *redis.PubSub, deliver func([]byte), restart func()) {
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	defer ps.Close()
+	pinged := false
+	for {
+		m, err := ps.ReceiveTimeout(ctx, subscriptionCheck)
+		switch m := m.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				restart()
+			}
+		case *redis.Message:
+			deliver([]byte(m.Payload))
+		}
+		if err == nil {
+			pinged = false
+			continue
+		}
+		var timeout interface{ Timeout() bool }
+		if ctx.Err() == nil && !pinged && errors.As(err, &timeout) && timeout.Timeout() {
+			// Quiet, not necessarily broken: the answer to a ping
+			// arrives as a message within the next wait.
+			if ps.Ping(ctx) == nil {
+				pinged = true
+				continue
+			}
+		}
+		return
+	}
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
