@@ -1,14 +1,18 @@
 package twofactor
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/redis"
@@ -16,6 +20,15 @@ import (
 
 func init() {
 	caddy.RegisterModule(RedisStore{})
+	// go-redis logs each failed dial on its own; the gateway reports the
+	// store's state itself, so those lines go to Caddy's log at debug.
+	goredis.SetLogger(redisLog{})
+}
+
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("two_factor.redis").Debug(fmt.Sprintf(format, v...))
 }
 
 // RedisStore keeps the gateway's state in Redis, shared by every Caddy
@@ -47,13 +60,16 @@ type RedisStore struct {
 	// Default: "2fa:".
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
-	// How long to wait to connect, and for each command. Default: 2s.
+	// How long to wait to connect, and for each command; a request that
+	// needs Redis answers 503 after about this long when Redis does not
+	// answer. Default: 500ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Connections per node. Default: go-redis's (10 per CPU).
 	PoolSize int `json:"pool_size,omitempty"`
 
 	*redis.Store
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -81,7 +97,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	}
 	timeout := time.Duration(s.Timeout)
 	if timeout == 0 {
-		timeout = 2 * time.Second
+		timeout = 500 * time.Millisecond
 	}
 	if timeout < 0 {
 		return fmt.Errorf("redis timeout %s: must be positive", timeout)
@@ -91,7 +107,13 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	}
 	opts := &goredis.UniversalOptions{
 		Addrs: s.Addresses, MasterName: s.MasterName, Username: username, Password: password, DB: s.DB,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolSize: s.PoolSize,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
+		PoolSize: s.PoolSize, ContextTimeoutEnabled: true,
+		// No retries: a retried compare-and-swap or counter whose first
+		// try did reach Redis would act twice, and each retry would add a
+		// timeout to the request. A broken pooled connection is found
+		// and replaced when it is taken from the pool.
+		MaxRetries: -1,
 	}
 	if s.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -110,7 +132,66 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		prefix = "2fa:"
 	}
 	s.Store = redis.New(goredis.NewUniversalClient(opts), prefix)
+
+	s.logger = ctx.Logger()
+	if password == "" {
+		s.logger.Warn("redis: no password: anything that can reach the server can read and change enrolments; set username and password")
+	}
+	if !s.TLS && !allLoopback(s.Addresses) {
+		s.logger.Warn("redis: no tls: the gateway's state crosses the network in clear; set tls")
+	}
+	go s.checkEviction(ctx)
 	return nil
+}
+
+// checkEviction warns, once Redis answers, when its memory policy may
+// evict keys: losing enrolments would turn members into strangers, and
+// losing counters would lift lockouts and sending limits. Managed Redis
+// services often refuse CONFIG; that is only noted.
+func (s *RedisStore) checkEviction(ctx caddy.Context) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		policy, err := s.Client().ConfigGet(cctx, "maxmemory-policy").Result()
+		cancel()
+		switch {
+		case err == nil:
+			if p := policy["maxmemory-policy"]; p != "" && p != "noeviction" {
+				s.logger.Warn("redis: maxmemory-policy may evict the gateway's keys; set noeviction",
+					zap.String("maxmemory_policy", p))
+			}
+			return
+		case !errors.Is(err, context.DeadlineExceeded) && !isConnError(err):
+			s.logger.Info("redis: cannot read maxmemory-policy; make sure it is noeviction", zap.Error(err))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// isConnError tells a Redis that could not be reached from one that
+// answered with an error.
+func isConnError(err error) bool {
+	var netErr net.Error
+	var redisErr goredis.Error
+	return errors.As(err, &netErr) || !errors.As(err, &redisErr)
+}
+
+func allLoopback(addrs []string) bool {
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return false
+		}
+		ip, err := netip.ParseAddr(host)
+		if host != "localhost" && (err != nil || !ip.IsLoopback()) {
+			return false
+		}
+	}
+	return true
 }
 
 // Cleanup closes the client.

@@ -21,14 +21,15 @@ import (
 // Store is a store.Store on a Redis client: standalone, Sentinel or
 // Cluster, as redis.UniversalClient chooses from its options.
 type Store struct {
-	client redis.UniversalClient
-	prefix string
+	client  redis.UniversalClient
+	prefix  string
+	breaker *breaker
 }
 
 // New returns a store using client, with every key under prefix (so one
 // Redis can serve other applications too).
 func New(client redis.UniversalClient, prefix string) *Store {
-	return &Store{client: client, prefix: prefix}
+	return &Store{client: client, prefix: prefix, breaker: &breaker{now: time.Now}}
 }
 
 // Close closes the client.
@@ -43,14 +44,36 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: redis: %v", store.ErrUnavailable, err)
 }
 
+// run sends one command (or pipeline) through the breaker. redis.Nil is
+// an answer, not a failure.
+func (s *Store) run(ctx context.Context, cmd func() error) error {
+	if !s.breaker.allow() {
+		return unavailable(errBreakerOpen)
+	}
+	err := cmd()
+	if errors.Is(err, redis.Nil) {
+		s.breaker.done(ctx, nil)
+		return err
+	}
+	s.breaker.done(ctx, err)
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.client.Get(ctx, s.key(key)).Bytes()
+	var v []byte
+	err := s.run(ctx, func() (err error) {
+		v, err = s.client.Get(ctx, s.key(key)).Bytes()
+		return err
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, store.ErrNotFound
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, err
 	}
 	return v, nil
 }
@@ -60,10 +83,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if ttl < 0 {
 		return fmt.Errorf("store: negative ttl %s", ttl)
 	}
-	if err := s.client.Set(ctx, s.key(key), value, ttl).Err(); err != nil {
-		return unavailable(err)
-	}
-	return nil
+	return s.run(ctx, func() error { return s.client.Set(ctx, s.key(key), value, ttl).Err() })
 }
 
 // Delete implements store.Store. Keys are deleted one by one: on Redis
@@ -72,16 +92,15 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.Del(ctx, s.key(k))
-		}
-		return nil
+	return s.run(ctx, func() error {
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Del(ctx, s.key(k))
+			}
+			return nil
+		})
+		return err
 	})
-	if err != nil {
-		return unavailable(err)
-	}
-	return nil
 }
 
 // compareAndSwap: ARGV[1] "1" when the old value must be absent; ARGV[2]
@@ -116,12 +135,13 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if value == nil {
 		del = "1"
 	}
-	n, err := compareAndSwap.Run(ctx, s.client, []string{s.key(key)},
-		absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
-	if err != nil {
-		return false, unavailable(err)
-	}
-	return n == 1, nil
+	var n int
+	err := s.run(ctx, func() (err error) {
+		n, err = compareAndSwap.Run(ctx, s.client, []string{s.key(key)},
+			absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
+		return err
+	})
+	return n == 1, err
 }
 
 // increment counts, setting the expiry only when the counter is created.
@@ -138,19 +158,17 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 	if ttl < 0 {
 		return 0, fmt.Errorf("store: negative ttl %s", ttl)
 	}
-	n, err := increment.Run(ctx, s.client, []string{s.key(key)}, strconv.FormatInt(ttl.Milliseconds(), 10)).Int64()
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	return n, nil
+	var n int64
+	err := s.run(ctx, func() (err error) {
+		n, err = increment.Run(ctx, s.client, []string{s.key(key)}, strconv.FormatInt(ttl.Milliseconds(), 10)).Int64()
+		return err
+	})
+	return n, err
 }
 
 // Publish implements store.Notifier.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
-	if err := s.client.Publish(ctx, s.key(channel), msg).Err(); err != nil {
-		return unavailable(err)
-	}
-	return nil
+	return s.run(ctx, func() error { return s.client.Publish(ctx, s.key(channel), msg).Err() })
 }
 
 // How often a quiet subscription checks that its connection is alive: a
