@@ -125,6 +125,7 @@ type App struct {
 
 	engine *challenge.Engine
 	ready  *atomic.Bool // the key check passed
+	lost   *atomic.Bool // the store lost its data since
 	codec  *session.Codec
 	csrf   *session.CSRF
 	store  store.Store
@@ -216,6 +217,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	go a.engine.FollowChanges(ctx)
 
 	a.ready = new(atomic.Bool)
+	a.lost = new(atomic.Bool)
 	checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
 	defer cancel()
 	err = a.engine.CheckKey(checkCtx)
@@ -228,10 +230,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// A shared store that is down must not keep Caddy from loading:
 		// protected paths answer 503 until the check passes.
 		a.logger.Error("store unavailable; protected paths answer 503 until it is back", zap.Error(err))
-		go a.checkUntilReady(ctx)
 	default:
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
+	go a.watchStore(ctx)
 	return nil
 }
 
@@ -240,14 +242,18 @@ var errWrongKey = errors.New("keys: the configured keys cannot decrypt the data 
 
 const (
 	keyCheckTimeout = 5 * time.Second
-	keyCheckRetry   = time.Second
+	storeCheckEvery = time.Second
 )
 
-// checkUntilReady repeats the key check until the store answers, then
-// opens the gateway. A wrong key keeps it closed, loudly: serving with it
-// would treat enrolled members as strangers.
-func (a *App) checkUntilReady(ctx caddy.Context) {
-	t := time.NewTicker(keyCheckRetry)
+// watchStore opens the gateway once the key check passes (when the store
+// was down at start), then keeps checking that the store still holds its
+// data. A store that lost it (flushed, restarted without persistence)
+// closes the gateway: every member would otherwise look never enrolled.
+// It opens again if the data comes back (a backup restored); to accept
+// the loss instead, the operator reloads Caddy, whose key check then
+// starts the store afresh.
+func (a *App) watchStore(ctx caddy.Context) {
+	t := time.NewTicker(storeCheckEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -256,23 +262,41 @@ func (a *App) checkUntilReady(ctx caddy.Context) {
 		case <-t.C:
 		}
 		checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
-		err := a.engine.CheckKey(checkCtx)
+		if !a.ready.Load() {
+			err := a.engine.CheckKey(checkCtx)
+			switch {
+			case err == nil:
+				a.ready.Store(true)
+				a.logger.Info("store available again")
+			case errors.Is(err, challenge.ErrWrongKey):
+				a.logger.Error("store back, but it cannot be used", zap.Error(errWrongKey))
+				cancel()
+				return
+			}
+			cancel()
+			continue
+		}
+		err := a.engine.Intact(checkCtx)
 		cancel()
 		switch {
+		case errors.Is(err, challenge.ErrStoreLost):
+			if !a.lost.Swap(true) {
+				a.logger.Error("STORE DATA LOST: the store no longer holds the gateway's data, so enrolments "+
+					"may be gone; protected paths answer 503. Restore the store's data (the gateway opens "+
+					"again by itself), or reload Caddy (caddy reload --force) to start with an empty store, "+
+					"in which every member enrols again", zap.Error(err))
+			}
 		case err == nil:
-			a.ready.Store(true)
-			a.logger.Info("store available again")
-			return
-		case errors.Is(err, challenge.ErrWrongKey):
-			a.logger.Error("store back, but it cannot be used", zap.Error(errWrongKey))
-			return
+			if a.lost.Swap(false) {
+				a.logger.Info("store data back; the gateway is open again")
+			}
 		}
 	}
 }
 
 // Ready reports whether the store has passed the key check, so the
 // gateway can decide who passes.
-func (a *App) Ready() bool { return a.ready != nil && a.ready.Load() }
+func (a *App) Ready() bool { return a.ready != nil && a.ready.Load() && !a.lost.Load() }
 
 // provisionPhone checks the phone-number settings.
 func (a *App) provisionPhone() error {

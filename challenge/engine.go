@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,12 @@ var (
 	ErrExpired         = errors.New("challenge: pending enrolment expired or missing")
 	ErrWrongKey        = errors.New("challenge: the configured keys cannot read existing data")
 	ErrUnreadable      = errors.New("challenge: stored secret cannot be decrypted")
+
+	// ErrStoreLost reports that the store no longer holds the value
+	// CheckKey wrote: its data was lost (flushed, or restarted without
+	// persistence). Members must then not be taken for never enrolled, so
+	// it is a kind of store.ErrUnavailable and callers fail closed.
+	ErrStoreLost = fmt.Errorf("%w: the store has lost its data (its key check value is gone)", store.ErrUnavailable)
 )
 
 // LimitedError reports that an action other than guessing (starting an
@@ -231,6 +238,9 @@ type Engine struct {
 	codes  []byte // HMAC key for one-time codes
 	dests  *keyring.Sealer
 	destID []byte // HMAC key naming destinations in limit counters
+	// checked: CheckKey found or wrote its value, so its absence later
+	// means the store lost its data.
+	checked atomic.Bool
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -267,7 +277,7 @@ var keyCheckPlain = []byte("caddy-twofactor key check")
 // the check value; after a rotation it rewrites it under the current key,
 // so the old key can be dropped once the data written under it is gone.
 func (e *Engine) CheckKey(ctx context.Context) error {
-	const key = "meta:keycheck"
+	key := keyCheckKey
 	aad := []byte(key)
 	sealed, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -285,6 +295,26 @@ func (e *Engine) CheckKey(ctx context.Context) error {
 	}
 	if !e.secret.SealedByCurrent(sealed) {
 		_, err = e.store.CompareAndSwap(ctx, key, sealed, e.secret.Seal(nil, keyCheckPlain, aad), 0)
+	}
+	if err == nil {
+		e.checked.Store(true)
+	}
+	return err
+}
+
+const keyCheckKey = "meta:keycheck"
+
+// Intact reports ErrStoreLost when the value CheckKey left in the store is
+// gone. It is checked whenever a user has no record, so a store emptied
+// under a running gateway never opens enrolment to someone who has only
+// the password, and periodically by the app to raise the alarm.
+func (e *Engine) Intact(ctx context.Context) error {
+	if !e.checked.Load() {
+		return nil
+	}
+	_, err := e.store.Get(ctx, keyCheckKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrStoreLost
 	}
 	return err
 }

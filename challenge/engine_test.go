@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/internal/clock"
 	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/embedded"
 )
 
@@ -634,5 +635,34 @@ func TestUserCacheNotice(t *testing.T) {
 	c.forget()
 	if _, ok := c.get("alice", now, time.Minute); ok {
 		t.Fatal("forget kept a copy")
+	}
+}
+
+// RD-6: once the key check value is in the store, its absence means the
+// store lost its data; a member without a record is then not "never
+// enrolled" but unknown, and the engine fails closed.
+func TestStoreLost(t *testing.T) {
+	f := newFixture(t, Config{})
+	if _, err := f.e.State(ctx, "bob"); err != nil {
+		t.Fatalf("before the key check: %v", err)
+	}
+	if err := f.e.CheckKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.Intact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.Delete(ctx, keyCheckKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.Intact(ctx); !errors.Is(err, ErrStoreLost) || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("after the loss: %v", err)
+	}
+	if _, err := f.e.StartTOTP(ctx, Actor{User: "carol"}, "Example", "carol", "flow"); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("enrolment after the loss: %v", err)
+	}
+	f.clk.Advance(time.Minute)
+	if _, err := f.e.State(ctx, "bob"); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("state after the loss: %v", err)
 	}
 }

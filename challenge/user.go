@@ -183,6 +183,9 @@ func userKey(id string) string { return "user:" + tag(id) }
 func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error) {
 	raw, err := e.store.Get(ctx, userKey(id))
 	if errors.Is(err, store.ErrNotFound) {
+		if err := e.Intact(ctx); err != nil {
+			return nil, nil, err
+		}
 		return &User{ID: id}, nil, nil
 	}
 	if err != nil {

@@ -1,14 +1,18 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
@@ -124,6 +128,91 @@ func TestRedisWarnings(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("warnings missing from the log:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// RD-6: the store loses its data under a running gateway (FLUSHALL, a
+// restart without persistence). Nobody is taken for never enrolled: the
+// gateway closes at once, with 503, and logs the loss. Restoring the data
+// opens it again by itself; reloading Caddy accepts the empty store.
+func TestRedisDataLossClosesGateway(t *testing.T) {
+	srv := testredis.Start(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}", testKey, srv.Addr)
+	e := start(t, setup{global: global})
+	alice, _ := enrolled(e, "alice")
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+
+	// A backup, as an operator would keep (here: every key dumped).
+	backup := map[string]string{}
+	keys, err := client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		backup[k] = client.Dump(ctx, k).Val()
+	}
+	if err := client.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Bob has only his password: the enrolment page must not open to him.
+	bob := e.browser()
+	bob.login("bob")
+	for _, path := range []string{"/members/", "/.2fa/enrol?return_to=%2Fmembers%2F"} {
+		if r := bob.get(path); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("bob, %s, after the flush: %d %q", path, r.status, r.location())
+		}
+	}
+	e.clock.Advance(3 * time.Second) // alice's record is no longer in memory
+	if s, _ := alice.upstream("/echo/x"); s != http.StatusServiceUnavailable {
+		t.Fatalf("alice after the flush: %d", s)
+	}
+	waitForLog(t, e, "STORE DATA LOST")
+
+	// The backup comes back: the gateway opens by itself, alice's session
+	// and enrolment with it.
+	for k, v := range backup {
+		if err := client.Restore(ctx, k, 0, v).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "gateway open after the restore", func() bool {
+		s, _ := alice.upstream("/echo/x")
+		return s == http.StatusOK
+	})
+	waitForLog(t, e, "store data back")
+
+	// Lost for good: the operator reloads Caddy, which starts afresh, and
+	// members enrol again.
+	if err := client.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := start(t, setup{global: global, clock: e.clock})
+	again := e2.browser()
+	again.login("alice")
+	if r := again.get("/members/"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/enrol") {
+		t.Fatalf("after accepting the empty store: %d %q", r.status, r.location())
+	}
+}
+
+func waitForLog(t *testing.T, e *env, text string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "log line "+strconv.Quote(text), func() bool {
+		log, err := os.ReadFile(e.logPath)
+		return err == nil && strings.Contains(string(log), text)
+	})
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
