@@ -5,6 +5,7 @@ package testredis
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,7 @@ type Server struct {
 	Dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
+	tls    *tls.Config // how to reach a TLS-only server; nil for plain TCP
 }
 
 // Start runs redis-server with extra arguments (such as "--appendonly",
@@ -33,7 +35,7 @@ func Start(t testing.TB, extra ...string) *Server {
 	// A port found free can be taken before redis-server binds it (tests
 	// run in parallel processes): then try another.
 	for try := 1; ; try++ {
-		s, err := start(t, FreePort(t), t.TempDir(), extra)
+		s, err := start(t, FreePort(t), t.TempDir(), extra, nil)
 		if err == nil {
 			return s
 		}
@@ -54,14 +56,16 @@ func StartAt(t testing.TB, port int, extra ...string) *Server {
 // restarted in it finds what the last one persisted.
 func StartIn(t testing.TB, port int, dir string, extra ...string) *Server {
 	t.Helper()
-	s, err := start(t, port, dir, extra)
+	s, err := start(t, port, dir, extra, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func start(t testing.TB, port int, dir string, extra []string) (*Server, error) {
+// start runs redis-server on port: plain TCP, or TLS only when tlsConf
+// (the client side) is given and extra names the server's certificate.
+func start(t testing.TB, port int, dir string, extra []string, tlsConf *tls.Config) (*Server, error) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -70,16 +74,20 @@ func start(t testing.TB, port int, dir string, extra []string) (*Server, error) 
 		}
 		t.Skip("redis-server not installed")
 	}
-	args := append([]string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes",
-	}, extra...)
+	ports := []string{"--port", strconv.Itoa(port)}
+	if tlsConf != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(port)}
+	}
+	args := append(ports,
+		"--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting redis-server: %v", err)
 	}
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd, exited: make(chan struct{})}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd, exited: make(chan struct{}), tls: tlsConf}
 	go func() {
 		_ = cmd.Wait()
 		close(s.exited)
@@ -95,7 +103,7 @@ func start(t testing.TB, port int, dir string, extra []string) (*Server, error) 
 // wait returns once this server answers. A server that exited (its port
 // was taken) is an error even if something else answers on the port.
 func (s *Server) wait() error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 200 * time.Millisecond, TLSConfig: s.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
