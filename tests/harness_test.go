@@ -43,7 +43,12 @@ func TestMain(m *testing.M) {
 	// Caddy's data and config directories, private to this run.
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	code := m.Run()
+	var code int
+	if cfg := os.Getenv(instanceConfig); cfg != "" {
+		code = runInstance(cfg) // a gateway process of instances_test.go
+	} else {
+		code = m.Run()
+	}
 	_ = caddy.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -164,11 +169,17 @@ func (e *env) caddyfile(s setup) string {
 
 // load adapts and loads a Caddyfile, returning Caddy's error.
 func load(cfg string) error {
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	adapted, err := adapt(cfg)
 	if err != nil {
 		return err
 	}
 	return caddy.Load(adapted, true)
+}
+
+// adapt turns a Caddyfile into Caddy's JSON config.
+func adapt(cfg string) ([]byte, error) {
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	return adapted, err
 }
 
 // start runs a gateway for the test and stops it when the test ends.
