@@ -174,11 +174,11 @@ func (in *instance) stop() {
 	in.cmd = nil
 }
 
-// on returns the browser pointed at another instance, same cookies: one
-// person whose requests the load balancer sends here or there.
-func (b *browser) on(in *instance) *browser {
+// on returns the browser pointed at another gateway, same cookies: one
+// person whose requests a load balancer sends here or there.
+func (b *browser) on(e *env) *browser {
 	c := *b
-	c.e = in.env
+	c.e = e
 	return &c
 }
 
@@ -327,12 +327,12 @@ func TestInstancesShareOneRedis(t *testing.T) {
 	}
 
 	// Revocation on A stops B: every remembered device forgotten ...
-	page := onB.on(a).get("/.2fa/methods?return_to=%2Fmembers%2F")
+	page := onB.on(a.env).get("/.2fa/methods?return_to=%2Fmembers%2F")
 	if page.status != http.StatusOK {
 		t.Fatalf("settings on A with the session from B: %d", page.status)
 	}
 	start := time.Now()
-	if r := onB.on(a).post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}}); r.status != http.StatusSeeOther {
+	if r := onB.on(a.env).post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}}); r.status != http.StatusSeeOther {
 		t.Fatalf("forgetting devices on A: %d %s", r.status, r.body)
 	}
 	forgot := untilRefused(t, device, "/echo/x", start, 5*time.Second)
@@ -402,7 +402,7 @@ func TestInstancesShareOneRedis(t *testing.T) {
 		}
 		code := box.code(addr, 2)
 		const page = "/.2fa/challenge?method=email&return_to=%2Fmembers%2F"
-		tokens := map[*instance]string{a: v.csrf(page), b: v.on(b).csrf(page)}
+		tokens := map[*instance]string{a: v.csrf(page), b: v.on(b.env).csrf(page)}
 		var wg sync.WaitGroup
 		gate := make(chan struct{})
 		statuses := make([]int, 4)

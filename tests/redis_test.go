@@ -1,13 +1,22 @@
 package tests
 
 import (
+	"bytes"
+	"context"
+	"encoding/base32"
 	"fmt"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
+	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
 
 // The gateway on a real redis-server: enrolment, verification and the
@@ -124,5 +133,111 @@ func TestRedisCrashKeepsEnrolments(t *testing.T) {
 	}
 	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
 		t.Fatalf("the session from before the crash: %d", s)
+	}
+}
+
+// RD-12: each reload provisions a new store and cleans up the old one.
+// After 50 reloads Redis counts no more connections from the gateway than
+// after the first, and no goroutines are left behind.
+func TestRedisReloadsLeaveNoConnections(t *testing.T) {
+	srv := testredis.Start(t)
+	s := setup{global: fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}", testKey, srv.Addr)}
+	e := start(t, s)
+	alice, _ := enrolled(e, "alice") // connections in use, and a subscription
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { admin.Close() })
+	ctx := context.Background()
+	clients := func() int {
+		list, err := admin.ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(list, "\n")
+	}
+	before, goroutines := clients(), runtime.NumGoroutine()
+	for i := range 50 {
+		if err := load(e.caddyfile(s)); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	if s, _ := alice.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("after the reloads: %d", s)
+	}
+	waitFor(t, 10*time.Second, "connections and goroutines back to their count before the reloads", func() bool {
+		return clients() <= before+1 && runtime.NumGoroutine() <= goroutines+10
+	})
+	t.Logf("Redis clients: %d before, %d after 50 reloads; goroutines %d before, %d after",
+		before, clients(), goroutines, runtime.NumGoroutine())
+}
+
+// Secrets stay sealed in Redis: neither the authenticator secret, nor the
+// phone number, nor the recovery codes can be read from what Redis holds.
+// A key rotation reads what the old key wrote, and a configuration with
+// neither key is refused.
+func TestRedisSecretsSealedAndKeyRotation(t *testing.T) {
+	srv := testredis.Start(t)
+	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
+	sns := testsns.Start(t)
+	const newKey = "rotated-integration-key-abcdef0123456789"
+	global := func(keys ...string) string {
+		return fmt.Sprintf("keys %s\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n", strings.Join(keys, " "), srv.Addr) + senders(mail, sns, "")
+	}
+	e := start(t, setup{global: global(strconv.Quote(testKey)), policy: codePolicy})
+	c := &codeEnv{env: e, mail: mail, sns: sns}
+	alice, secret := enrolled(e, "alice")
+	c.enrolSMS(alice, "090-1234-5678", "/members/", 1)
+
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { admin.Close() })
+	ctx := context.Background()
+	keys, err := admin.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys in Redis: %v %v", keys, err)
+	}
+	rawSecret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := [][]byte{[]byte(secret), rawSecret, []byte("9012345678"), []byte("90-1234-5678")}
+	for _, code := range alice.recovery {
+		secrets = append(secrets, []byte(code), []byte(strings.ReplaceAll(code, "-", "")))
+	}
+	for _, k := range keys {
+		v, err := admin.Dump(ctx, k).Bytes() // any type, as stored
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(v, s) {
+				t.Fatalf("Redis key %s holds %q in the clear", k, s)
+			}
+		}
+	}
+
+	// The new key first, the old one kept: everything written under the
+	// old key still works, sessions included.
+	e2 := start(t, setup{global: global(strconv.Quote(newKey), strconv.Quote(testKey)), policy: codePolicy, clock: e.clock})
+	if s, _ := alice.on(e2).upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("session from before the rotation: %d", s)
+	}
+	b := e2.browser()
+	b.login("alice")
+	if r := b.verify(e2.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("authenticator after the rotation: %d", r.status)
+	}
+	s := e2.browser()
+	s.login("alice")
+	if r := s.send("sms", "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("SMS to the number sealed under the old key: %d %s", r.status, r.body)
+	}
+	_, code := c.smsCode(2)
+	if r := s.verifyCode("sms", code, "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("SMS code after the rotation: %d", r.status)
+	}
+
+	// Keys that cannot read the store: Caddy refuses the configuration.
+	err = load(e2.caddyfile(setup{global: global(strconv.Quote("an-unrelated-key-0123456789abcdefghij")), policy: codePolicy}))
+	if err == nil || !strings.Contains(err.Error(), "cannot decrypt the data already in the store") {
+		t.Fatalf("config with neither key: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -574,5 +575,33 @@ func TestBasicAuthIdentity(t *testing.T) {
 	page := b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {"/echo/x"}})
 	if u := enrolmentSecret(t, page.body); u == "" || !strings.Contains(page.body, "bob") || strings.Contains(page.body, "alice") {
 		t.Fatalf("the enrolment is not bob's: %s", page.body)
+	}
+}
+
+// RD-13: time comes from the gateway's clock (and the store's expiries),
+// never from the client: a Date header or a timestamp field sent with the
+// form changes nothing.
+func TestClientTimeIgnored(t *testing.T) {
+	e := start(t, setup{})
+	_, secret := enrolled(e, "alice")
+	for _, tc := range []struct {
+		date  string
+		steps int // the code's time step, from the gateway's now
+		want  int
+	}{
+		{"Thu, 01 Jan 1970 00:00:00 GMT", -3, http.StatusUnauthorized}, // too old, whatever the client says
+		{"Fri, 01 Jan 2100 00:00:00 GMT", 3, http.StatusUnauthorized},  // too new
+		{"Thu, 01 Jan 1970 00:00:00 GMT", 0, http.StatusSeeOther},      // the right code still works
+	} {
+		b := e.browser()
+		b.login("alice")
+		b.header.Set("Date", tc.date)
+		tok := b.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+		then, _ := http.ParseTime(tc.date)
+		r := b.post("/.2fa/challenge", url.Values{"csrf": {tok}, "return_to": {"/members/"},
+			"code": {e.code(secret, tc.steps)}, "time": {strconv.FormatInt(then.Unix(), 10)}, "now": {tc.date}})
+		if r.status != tc.want {
+			t.Fatalf("Date %s, code %+d steps: %d, want %d", tc.date, tc.steps, r.status, tc.want)
+		}
 	}
 }
