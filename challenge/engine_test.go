@@ -666,3 +666,18 @@ func TestStoreLost(t *testing.T) {
 		t.Fatalf("state after the loss: %v", err)
 	}
 }
+
+// RD-10: every key of one member carries the same hash tag, so Redis
+// Cluster keeps them in one slot.
+func TestKeysShareHashTag(t *testing.T) {
+	const user = "alice{x}:y"
+	want := tag(user)
+	for _, k := range []string{userKey(user), activityKey(user), codeKey(user), cooldownKey(user, MethodEmail),
+		deviceKey(user, [16]byte{1}), failKey(user), lockKey(user), pendingKey(user)} {
+		open := strings.IndexByte(k, '{')
+		end := strings.IndexByte(k, '}')
+		if open < 0 || end < open || k[open:end+1] != want {
+			t.Errorf("key %q: hash tag %q, want %q", k, k[max(open, 0):end+1], want)
+		}
+	}
+}
