@@ -372,9 +372,9 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 		e.Audit(a, "verify", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
 		return nil, "", err
 	}
-	if err := e.succeeded(ctx, a); err != nil {
-		return nil, "", err
-	}
+	// The code is used up: the sign-in stands even if clearing the
+	// failure count fails.
+	_ = e.succeeded(ctx, a)
 	e.Audit(a, "verify", "success", zap.String("method", rec.Method))
 	return u, rec.Method, nil
 }

@@ -219,9 +219,9 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 	case err != nil:
 		return nil, err
 	}
-	if err := e.succeeded(ctx, a); err != nil {
-		return nil, err
-	}
+	// The code is used up: the sign-in stands even if clearing the
+	// failure count fails, or the member would lose the code for nothing.
+	_ = e.succeeded(ctx, a)
 	e.Audit(a, "verify", "success", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
 	return u, nil
 }
