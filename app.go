@@ -224,6 +224,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	switch {
 	case err == nil:
 		a.ready.Store(true)
+		if err := a.engine.CheckNotices(checkCtx); err != nil {
+			a.logger.Warn("store: change notices cannot be sent, so other instances see a revocation "+
+				"made here only when their copy expires (2s); for Redis, grant the channel (&<key_prefix>*)", zap.Error(err))
+		}
 	case errors.Is(err, challenge.ErrWrongKey):
 		return errWrongKey
 	case errors.Is(err, store.ErrUnavailable):

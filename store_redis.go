@@ -41,6 +41,11 @@ type RedisStore struct {
 	// The Sentinel master name. Default: none (no Sentinel).
 	MasterName string `json:"master_name,omitempty"`
 
+	// ACL user name and password for the sentinels themselves, when they
+	// require one; placeholders work. Default: none.
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
 	// ACL user name and password; use placeholders such as
 	// {env.REDIS_PASSWORD}. Default: none.
 	Username string `json:"username,omitempty"`
@@ -95,6 +100,17 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("redis password: %v", err)
 	}
+	sentinelUser, err := repl.ReplaceOrErr(s.SentinelUsername, true, true)
+	if err != nil {
+		return fmt.Errorf("redis sentinel_username: %v", err)
+	}
+	sentinelPassword, err := repl.ReplaceOrErr(s.SentinelPassword, true, true)
+	if err != nil {
+		return fmt.Errorf("redis sentinel_password: %v", err)
+	}
+	if (sentinelUser != "" || sentinelPassword != "") && s.MasterName == "" {
+		return errors.New("redis sentinel_username and sentinel_password: need master_name")
+	}
 	timeout := time.Duration(s.Timeout)
 	if timeout == 0 {
 		timeout = 500 * time.Millisecond
@@ -105,10 +121,14 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	if s.DB < 0 || s.PoolSize < 0 {
 		return errors.New("redis db and pool_size: must not be negative")
 	}
+	if s.DB != 0 && s.MasterName == "" && len(s.Addresses) > 1 {
+		return errors.New("redis db: a Cluster has only database 0")
+	}
 	opts := &goredis.UniversalOptions{
 		Addrs: s.Addresses, MasterName: s.MasterName, Username: username, Password: password, DB: s.DB,
+		SentinelUsername: sentinelUser, SentinelPassword: sentinelPassword,
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
-		PoolSize: s.PoolSize, ContextTimeoutEnabled: true,
+		PoolSize: s.PoolSize, ContextTimeoutEnabled: true, DialerRetries: 1,
 		// No retries: a retried compare-and-swap or counter whose first
 		// try did reach Redis would act twice, and each retry would add a
 		// timeout to the request. A broken pooled connection is found
@@ -131,9 +151,13 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	if prefix == "" {
 		prefix = "2fa:"
 	}
-	s.Store = redis.New(goredis.NewUniversalClient(opts), prefix)
-
 	s.logger = ctx.Logger()
+	s.Store = redis.New(goredis.NewUniversalClient(opts), prefix)
+	// Each command within the timeout, whatever the client retries or
+	// redirects (Cluster retries a silent node on its own).
+	s.Store.Timeout = timeout
+	s.Store.Log = s.logger
+
 	if password == "" {
 		s.logger.Warn("redis: no password: anything that can reach the server can read and change enrolments; set username and password")
 	}
@@ -207,6 +231,8 @@ func (s *RedisStore) Cleanup() error {
 //	store redis {
 //		address <host:port>...
 //		master_name <name>
+//		sentinel_username <user>
+//		sentinel_password <password>
 //		username <user>
 //		password <password>
 //		db <number>
@@ -232,6 +258,10 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return nil
 		case "master_name":
 			return parseString(d, &s.MasterName)
+		case "sentinel_username":
+			return parseString(d, &s.SentinelUsername)
+		case "sentinel_password":
+			return parseString(d, &s.SentinelPassword)
 		case "username":
 			return parseString(d, &s.Username)
 		case "password":

@@ -228,7 +228,7 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			return nil, err
 		}
 		if ok {
-			e.users.put(u, e.now())
+			e.users.put(u, e.now(), e.cfg.CacheTTL)
 			e.announce(ctx, u)
 			return u, nil
 		}
@@ -267,7 +267,7 @@ func (e *Engine) State(ctx context.Context, id string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.users.put(u, now)
+	e.users.put(u, now, e.cfg.CacheTTL)
 	return u, nil
 }
 
@@ -318,13 +318,13 @@ func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, boo
 	c.mu.RLock()
 	e, ok := c.m[id]
 	c.mu.RUnlock()
-	if !ok || e.u == nil || now.Sub(e.at) >= ttl || now.Before(e.at) {
+	if !ok || e.u == nil || !e.live(now, ttl) {
 		return nil, false
 	}
 	return e.u, true
 }
 
-func (c *userCache) put(u *User, now time.Time) {
+func (c *userCache) put(u *User, now time.Time, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= userCacheMax {
@@ -332,10 +332,16 @@ func (c *userCache) put(u *User, now time.Time) {
 		// and bounds memory under a flood of distinct users.
 		clear(c.m)
 	}
-	if old, ok := c.m[u.ID]; ok && old.newest() > u.Rev {
+	if old, ok := c.m[u.ID]; ok && old.live(now, ttl) && old.newest() > u.Rev {
 		return
 	}
 	c.m[u.ID] = cachedUser{u: u, rev: u.Rev, at: now}
+}
+
+// live: an entry older than the TTL says nothing any more (and a store
+// restored from a backup counts revisions from lower again).
+func (e cachedUser) live(now time.Time, ttl time.Duration) bool {
+	return now.Sub(e.at) < ttl && !now.Before(e.at)
 }
 
 func (e cachedUser) newest() uint64 {
@@ -346,10 +352,10 @@ func (e cachedUser) newest() uint64 {
 }
 
 // changed records that another instance wrote revision rev of a record.
-func (c *userCache) changed(id string, rev uint64, now time.Time) {
+func (c *userCache) changed(id string, rev uint64, now time.Time, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.m[id]; ok && old.newest() >= rev {
+	if old, ok := c.m[id]; ok && old.live(now, ttl) && old.newest() >= rev {
 		return // this copy is that write or a later one
 	}
 	if len(c.m) >= userCacheMax {
@@ -373,8 +379,20 @@ const changesChannel = "changes"
 // (Config.CacheTTL).
 func (e *Engine) announce(ctx context.Context, u *User) {
 	if n, ok := e.store.(store.Notifier); ok {
-		_ = n.Publish(ctx, changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
+		// Sent even if the member's browser has gone: the change is made.
+		_ = n.Publish(context.WithoutCancel(ctx), changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
 	}
+}
+
+// CheckNotices publishes a notice that followers ignore, so a store that
+// refuses them (a Redis user without the channel's permission) is found
+// at start rather than by revocations arriving late. Nil on stores that
+// are not shared.
+func (e *Engine) CheckNotices(ctx context.Context) error {
+	if n, ok := e.store.(store.Notifier); ok {
+		return n.Publish(ctx, changesChannel, []byte("check"))
+	}
+	return nil
 }
 
 // FollowChanges keeps this engine's copies of user records in step with
@@ -390,7 +408,7 @@ func (e *Engine) FollowChanges(ctx context.Context) {
 		rev, id, ok := strings.Cut(string(msg), " ")
 		r, err := strconv.ParseUint(rev, 10, 64)
 		if ok && err == nil {
-			e.users.changed(id, r, e.now())
+			e.users.changed(id, r, e.now(), e.cfg.CacheTTL)
 		}
 	}, e.users.forget)
 }

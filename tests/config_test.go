@@ -141,6 +141,9 @@ func TestBadConfigRefused(t *testing.T) {
 		{"redis without address", setup{global: "store redis {\n\t\t\tdb 1\n\t\t}"}, "redis addresses"},
 		{"redis unknown option", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tcolour red\n\t\t}"}, `redis: unknown option "colour"`},
 		{"redis ca_file without tls", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tca_file /nonexistent\n\t\t}"}, "needs tls"},
+		{"redis db on a cluster", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1 127.0.0.1:2\n\t\t\tdb 2\n\t\t}"}, "a Cluster has only database 0"},
+		{"redis sentinel password without sentinel", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tsentinel_password x\n\t\t}"}, "need master_name"},
+		{"redis negative timeout", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\ttimeout -1s\n\t\t}"}, "must be positive"},
 	} {
 		err := load(e.caddyfile(tc.setup))
 		if err == nil || !strings.Contains(err.Error(), tc.expect) {

@@ -217,3 +217,26 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A Redis user that may not publish on the notices channel: Caddy says so
+// at start (revocations would reach other instances only when their copies
+// expire), and everything else still works: refusals of one command are
+// not taken for Redis being down.
+func TestRedisNoticesRefusedWarning(t *testing.T) {
+	srv := testredis.Start(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { admin.Close() })
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "gateway", "on", ">gateway-password", "~2fa:*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t\tusername gateway\n\t\t\tpassword gateway-password\n\t\t}", testKey, srv.Addr)
+	e := start(t, setup{global: global})
+	waitForLog(t, e, "change notices cannot be sent")
+	b, _ := enrolled(e, "alice") // every write announces, and is refused
+	for range 5 {
+		if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+			t.Fatalf("with notices refused: %d", s)
+		}
+	}
+}

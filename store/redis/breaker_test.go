@@ -114,3 +114,56 @@ func TestSilentRedisFailsFast(t *testing.T) {
 		t.Fatalf("1000 calls with the breaker open took %s", took)
 	}
 }
+
+// replyErr is an error reply from Redis, as go-redis reports one.
+type replyErr string
+
+func (e replyErr) Error() string { return string(e) }
+func (replyErr) RedisError()     {}
+
+// Replies that refuse one command (no permission, a wrong type) show that
+// Redis is up: they must not stop every other command. Replies that say
+// Redis cannot serve do count.
+func TestBreakerCountsOnlyUnavailability(t *testing.T) {
+	st := New(nil, "x:")
+	ctx := context.Background()
+	for range 2 * breakerFailures {
+		err := st.run(ctx, func(context.Context) error { return replyErr("NOPERM this user has no permissions to access the 'x:changes' channel") })
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("a refused command: %v", err)
+		}
+	}
+	if !st.breaker.allow() {
+		t.Fatal("refused commands opened the breaker")
+	}
+	st.breaker.done(ctx, nil)
+	for range breakerFailures {
+		_ = st.run(ctx, func(context.Context) error { return replyErr("LOADING Redis is loading the dataset in memory") })
+	}
+	if st.breaker.allow() {
+		t.Fatal("a loading Redis did not open the breaker")
+	}
+}
+
+// A probe whose command panics must not leave the breaker waiting for it
+// forever.
+func TestBreakerProbePanics(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	st := New(nil, "x:")
+	st.breaker.now = clk.Now
+	ctx := context.Background()
+	for range breakerFailures {
+		_ = st.run(ctx, func(context.Context) error { return errors.New("i/o timeout") })
+	}
+	clk.Advance(breakerPause)
+	func() {
+		defer func() { _ = recover() }()
+		_ = st.run(ctx, func(context.Context) error { panic("bug") })
+	}()
+	clk.Advance(breakerPause)
+	probed := false
+	_ = st.run(ctx, func(context.Context) error { probed = true; return nil })
+	if !probed {
+		t.Fatal("no probe after a probe panicked")
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/store"
 )
@@ -21,6 +23,12 @@ import (
 // Store is a store.Store on a Redis client: standalone, Sentinel or
 // Cluster, as redis.UniversalClient chooses from its options.
 type Store struct {
+	// Timeout bounds each command, retries and redirects included;
+	// 0 leaves it to the client's options.
+	Timeout time.Duration
+	// Log receives interruptions of the change notices. Default: none.
+	Log *zap.Logger
+
 	client  redis.UniversalClient
 	prefix  string
 	breaker *breaker
@@ -44,28 +52,62 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: redis: %v", store.ErrUnavailable, err)
 }
 
-// run sends one command (or pipeline) through the breaker. redis.Nil is
-// an answer, not a failure.
-func (s *Store) run(ctx context.Context, cmd func() error) error {
+// run sends one command (or pipeline) through the breaker, within the
+// timeout. redis.Nil is an answer, not a failure.
+func (s *Store) run(ctx context.Context, cmd func(ctx context.Context) error) error {
 	if !s.breaker.allow() {
 		return unavailable(errBreakerOpen)
 	}
-	err := cmd()
-	if errors.Is(err, redis.Nil) {
+	var err error
+	settled := false
+	defer func() {
+		if !settled { // cmd panicked: the probe must not stay out forever
+			s.breaker.done(ctx, errors.New("panic"))
+		}
+	}()
+	cctx := ctx
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	err = cmd(cctx)
+	settled = true
+	switch {
+	case err == nil, errors.Is(err, redis.Nil):
 		s.breaker.done(ctx, nil)
 		return err
+	case refused(err):
+		// Redis answered: it is up, it refused this command (no
+		// permission, a wrong type). Not a reason to stop trying.
+		s.breaker.done(ctx, nil)
+	default:
+		// The caller's ctx, not cctx: our own deadline passing is a
+		// failure of Redis, the caller giving up is not.
+		s.breaker.done(ctx, err)
 	}
-	s.breaker.done(ctx, err)
-	if err != nil {
-		return unavailable(err)
+	return unavailable(err)
+}
+
+// refused tells an error reply from a Redis that cannot serve (loading,
+// a replica, a cluster or master down) and from no reply at all.
+func refused(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return false
 	}
-	return nil
+	for _, down := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"} {
+		if strings.HasPrefix(err.Error(), down) || strings.Contains(err.Error(), ": "+down) {
+			return false
+		}
+	}
+	return true
 }
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := s.run(ctx, func() (err error) {
+	err := s.run(ctx, func(ctx context.Context) (err error) {
 		v, err = s.client.Get(ctx, s.key(key)).Bytes()
 		return err
 	})
@@ -83,7 +125,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if ttl < 0 {
 		return fmt.Errorf("store: negative ttl %s", ttl)
 	}
-	return s.run(ctx, func() error { return s.client.Set(ctx, s.key(key), value, ttl).Err() })
+	return s.run(ctx, func(ctx context.Context) error { return s.client.Set(ctx, s.key(key), value, ttl).Err() })
 }
 
 // Delete implements store.Store. Keys are deleted one by one: on Redis
@@ -92,7 +134,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.run(ctx, func() error {
+	return s.run(ctx, func(ctx context.Context) error {
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, k := range keys {
 				p.Del(ctx, s.key(k))
@@ -136,7 +178,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		del = "1"
 	}
 	var n int
-	err := s.run(ctx, func() (err error) {
+	err := s.run(ctx, func(ctx context.Context) (err error) {
 		n, err = compareAndSwap.Run(ctx, s.client, []string{s.key(key)},
 			absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
 		return err
@@ -159,7 +201,7 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 		return 0, fmt.Errorf("store: negative ttl %s", ttl)
 	}
 	var n int64
-	err := s.run(ctx, func() (err error) {
+	err := s.run(ctx, func(ctx context.Context) (err error) {
 		n, err = increment.Run(ctx, s.client, []string{s.key(key)}, strconv.FormatInt(ttl.Milliseconds(), 10)).Int64()
 		return err
 	})
@@ -168,7 +210,7 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 
 // Publish implements store.Notifier.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
-	return s.run(ctx, func() error { return s.client.Publish(ctx, s.key(channel), msg).Err() })
+	return s.run(ctx, func(ctx context.Context) error { return s.client.Publish(ctx, s.key(channel), msg).Err() })
 }
 
 // How often a quiet subscription checks that its connection is alive: a
@@ -180,11 +222,19 @@ const subscriptionCheck = 5 * time.Second
 // subscription it makes, which is when restart is called; a connection
 // that fails or stops answering is replaced.
 func (s *Store) Subscribe(ctx context.Context, channel string, deliver func([]byte), restart func()) {
+	var logged time.Time
 	for ctx.Err() == nil {
-		s.follow(ctx, s.client.Subscribe(ctx, s.key(channel)), deliver, restart)
+		err := s.follow(ctx, s.client.Subscribe(ctx, s.key(channel)), deliver, restart)
+		if ctx.Err() != nil {
+			return
+		}
 		// Broken: what arrives after the next subscription is all that
 		// will be known, so the caller must forget what it kept now.
 		restart()
+		if s.Log != nil && time.Since(logged) > time.Minute {
+			logged = time.Now()
+			s.Log.Warn("redis: change notices interrupted; retrying every second", zap.String("channel", s.key(channel)), zap.Error(err))
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -193,7 +243,7 @@ func (s *Store) Subscribe(ctx context.Context, channel string, deliver func([]by
 }
 
 // follow delivers messages from one subscription until it breaks.
-func (s *Store) follow(ctx context.Context, ps *redis.PubSub, deliver func([]byte), restart func()) {
+func (s *Store) follow(ctx context.Context, ps *redis.PubSub, deliver func([]byte), restart func()) error {
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 	defer ps.Close()
@@ -221,7 +271,7 @@ func (s *Store) follow(ctx context.Context, ps *redis.PubSub, deliver func([]byt
 				continue
 			}
 		}
-		return
+		return err
 	}
 }
 
