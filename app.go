@@ -126,13 +126,16 @@ type App struct {
 	engine *challenge.Engine
 	ready  *atomic.Bool // the key check passed
 	lost   *atomic.Bool // the store lost its data since
-	codec  *session.Codec
-	csrf   *session.CSRF
-	store  store.Store
-	email  notify.Sender // nil when email codes are not configured
-	sms    notify.Sender // nil when SMS codes are not configured
-	logger *zap.Logger
-	audit  *zap.Logger
+
+	storeIdentity string // a shared store's, for knownStores
+	knownStores   knownStores
+	codec         *session.Codec
+	csrf          *session.CSRF
+	store         store.Store
+	email         notify.Sender // nil when email codes are not configured
+	sms           notify.Sender // nil when SMS codes are not configured
+	logger        *zap.Logger
+	audit         *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -218,9 +221,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	a.ready = new(atomic.Bool)
 	a.lost = new(atomic.Bool)
+	if id, ok := mod.(identified); ok {
+		a.storeIdentity = id.Identity()
+	}
+	a.knownStores = defaultKnownStores()
 	checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
 	defer cancel()
-	err = a.engine.CheckKey(checkCtx)
+	err = a.checkKey(checkCtx)
 	switch {
 	case err == nil:
 		a.ready.Store(true)
@@ -230,6 +237,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	case errors.Is(err, challenge.ErrWrongKey):
 		return errWrongKey
+	case errors.Is(err, challenge.ErrStoreLost):
+		a.reportLost(err)
 	case errors.Is(err, store.ErrUnavailable):
 		// A shared store that is down must not keep Caddy from loading:
 		// protected paths answer 503 until the check passes.
@@ -249,13 +258,50 @@ const (
 	storeCheckEvery = time.Second
 )
 
+// checkKey runs the engine's key check against the ID this machine
+// remembers for a shared store, and remembers the ID it finds.
+func (a *App) checkKey(ctx context.Context) error {
+	if a.storeIdentity == "" {
+		_, err := a.engine.CheckKey(ctx, "")
+		return err
+	}
+	known, err := a.knownStores.get(a.storeIdentity)
+	if err != nil {
+		return fmt.Errorf("store: reading the IDs of stores used before: %w", err)
+	}
+	id, err := a.engine.CheckKey(ctx, known)
+	if err != nil {
+		return err
+	}
+	if err := a.knownStores.put(a.storeIdentity, id); err != nil {
+		a.logger.Warn("store: cannot remember the store's ID; a restart that finds it empty will take it for new",
+			zap.String("file", a.knownStores.path), zap.Error(err))
+	}
+	return nil
+}
+
+// reportLost closes the gateway on a store that lost its data, saying so
+// once, loudly, with what to do.
+func (a *App) reportLost(err error) {
+	if a.lost.Swap(true) {
+		return
+	}
+	accept := "reload Caddy (caddy reload --force) to start with an empty store"
+	if a.storeIdentity != "" {
+		accept = fmt.Sprintf("delete the store's entry from %s on every machine and reload Caddy "+
+			"(caddy reload --force) to start with an empty store", a.knownStores.path)
+	}
+	a.logger.Error("STORE DATA LOST: the store no longer holds the gateway's data, so enrolments may be gone; "+
+		"protected paths answer 503. Restore the store's data (the gateway opens again by itself), or "+
+		accept+", in which every member enrols again", zap.Error(err))
+}
+
 // watchStore opens the gateway once the key check passes (when the store
 // was down at start), then keeps checking that the store still holds its
-// data. A store that lost it (flushed, restarted without persistence)
-// closes the gateway: every member would otherwise look never enrolled.
-// It opens again if the data comes back (a backup restored); to accept
-// the loss instead, the operator reloads Caddy, whose key check then
-// starts the store afresh.
+// data. A store that lost it (flushed, restarted without persistence, or
+// started afresh by another instance) closes the gateway: every member
+// would otherwise look never enrolled. It opens again if the data comes
+// back (a backup restored).
 func (a *App) watchStore(ctx caddy.Context) {
 	t := time.NewTicker(storeCheckEvery)
 	defer t.Stop()
@@ -266,34 +312,28 @@ func (a *App) watchStore(ctx caddy.Context) {
 		case <-t.C:
 		}
 		checkCtx, cancel := context.WithTimeout(ctx, keyCheckTimeout)
-		if !a.ready.Load() {
-			err := a.engine.CheckKey(checkCtx)
-			switch {
-			case err == nil:
-				a.ready.Store(true)
-				a.logger.Info("store available again")
-			case errors.Is(err, challenge.ErrWrongKey):
-				a.logger.Error("store back, but it cannot be used", zap.Error(errWrongKey))
-				cancel()
-				return
-			}
-			cancel()
-			continue
+		var err error
+		if a.ready.Load() {
+			err = a.engine.Intact(checkCtx)
+		} else {
+			err = a.checkKey(checkCtx)
 		}
-		err := a.engine.Intact(checkCtx)
 		cancel()
 		switch {
-		case errors.Is(err, challenge.ErrStoreLost):
-			if !a.lost.Swap(true) {
-				a.logger.Error("STORE DATA LOST: the store no longer holds the gateway's data, so enrolments "+
-					"may be gone; protected paths answer 503. Restore the store's data (the gateway opens "+
-					"again by itself), or reload Caddy (caddy reload --force) to start with an empty store, "+
-					"in which every member enrols again", zap.Error(err))
-			}
 		case err == nil:
+			if !a.ready.Swap(true) {
+				a.logger.Info("store available")
+			}
 			if a.lost.Swap(false) {
 				a.logger.Info("store data back; the gateway is open again")
 			}
+		case errors.Is(err, challenge.ErrStoreLost):
+			a.reportLost(err)
+		case errors.Is(err, challenge.ErrWrongKey):
+			// Closed until Caddy is given the key (a reload).
+			a.ready.Store(false)
+			a.logger.Error("store cannot be used", zap.Error(errWrongKey))
+			return
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -218,6 +219,14 @@ func allLoopback(addrs []string) bool {
 	return true
 }
 
+// Identity names the data this store reaches: the same servers, database
+// and key prefix are the same store, however else it is configured.
+func (s *RedisStore) Identity() string {
+	addrs := slices.Clone(s.Addresses)
+	slices.Sort(addrs)
+	return fmt.Sprintf("redis master=%q addresses=%q db=%d prefix=%q", s.MasterName, addrs, s.DB, s.Store.Prefix())
+}
+
 // Cleanup closes the client.
 func (s *RedisStore) Cleanup() error {
 	if s.Store == nil {
@@ -292,5 +301,6 @@ var (
 	_ store.Store           = (*RedisStore)(nil)
 	_ caddy.Provisioner     = (*RedisStore)(nil)
 	_ caddy.CleanerUpper    = (*RedisStore)(nil)
+	_ identified            = (*RedisStore)(nil)
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
 )

@@ -7,8 +7,11 @@ package challenge
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -238,9 +241,9 @@ type Engine struct {
 	codes  []byte // HMAC key for one-time codes
 	dests  *keyring.Sealer
 	destID []byte // HMAC key naming destinations in limit counters
-	// checked: CheckKey found or wrote its value, so its absence later
-	// means the store lost its data.
-	checked atomic.Bool
+	// storeID is the ID CheckKey found or made; nil before. Its absence
+	// later means the store lost its data.
+	storeID atomic.Pointer[string]
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -269,54 +272,111 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 	}, nil
 }
 
-var keyCheckPlain = []byte("caddy-twofactor key check")
+// The check value is this text and the store's ID: random, made when the
+// store is first used, so a store emptied and started afresh is told
+// apart from the one this gateway knew. Stores from before the ID have
+// the text alone, and get an ID at the next check.
+const keyCheckText = "caddy-twofactor key check"
+
+const keyCheckKey = "meta:keycheck"
 
 // CheckKey makes sure the configured keys can read the data already in the
 // store, so a wrong or missing key stops the server instead of silently
-// treating every enrolled user as not enrolled. On an empty store it writes
-// the check value; after a rotation it rewrites it under the current key,
-// so the old key can be dropped once the data written under it is gone.
-func (e *Engine) CheckKey(ctx context.Context) error {
-	key := keyCheckKey
-	aad := []byte(key)
-	sealed, err := e.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		_, err = e.store.CompareAndSwap(ctx, key, nil, e.secret.Seal(nil, keyCheckPlain, aad), 0)
-		if err != nil {
-			return err
+// treating every enrolled user as not enrolled, and returns the store's ID.
+// known is the ID this gateway saw in the store before, if any: an empty
+// store is then not a new one but a lost one (ErrStoreLost), and a store
+// with another ID is not the same store. With known empty, an empty store
+// is taken for new and gets an ID. After a key rotation the value is
+// written again under the current key.
+func (e *Engine) CheckKey(ctx context.Context, known string) (string, error) {
+	aad := []byte(keyCheckKey)
+	for range 5 {
+		sealed, err := e.store.Get(ctx, keyCheckKey)
+		if errors.Is(err, store.ErrNotFound) {
+			if known != "" {
+				return "", ErrStoreLost
+			}
+			_, err = e.store.CompareAndSwap(ctx, keyCheckKey, nil, e.secret.Seal(nil, checkValue(newStoreID()), aad), 0)
+			if err != nil {
+				return "", err
+			}
+			continue // read what won, ours or another instance's
 		}
-		sealed, err = e.store.Get(ctx, key)
+		if err != nil {
+			return "", err
+		}
+		id, err := e.storeIDOf(sealed)
+		if err != nil {
+			return "", err
+		}
+		if id == "" || !e.secret.SealedByCurrent(sealed) {
+			if id == "" {
+				id = newStoreID()
+			}
+			if _, err := e.store.CompareAndSwap(ctx, keyCheckKey, sealed, e.secret.Seal(nil, checkValue(id), aad), 0); err != nil {
+				return "", err
+			}
+			continue
+		}
+		if known != "" && id != known {
+			return "", fmt.Errorf("%w: it is not the store this gateway used before (ID %s, was %s)", ErrStoreLost, id, known)
+		}
+		e.storeID.Store(&id)
+		return id, nil
+	}
+	return "", fmt.Errorf("%w: the key check value kept changing", store.ErrUnavailable)
+}
+
+func newStoreID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func checkValue(id string) []byte { return []byte(keyCheckText + " " + id) }
+
+// storeIDOf opens a check value: the ID, "" for a value from before IDs,
+// or ErrWrongKey.
+func (e *Engine) storeIDOf(sealed []byte) (string, error) {
+	plain, err := e.secret.Open(nil, sealed, []byte(keyCheckKey))
+	if err != nil {
+		return "", ErrWrongKey
+	}
+	if string(plain) == keyCheckText {
+		return "", nil
+	}
+	id, ok := strings.CutPrefix(string(plain), keyCheckText+" ")
+	if !ok || id == "" {
+		return "", ErrWrongKey
+	}
+	return id, nil
+}
+
+// Intact reports ErrStoreLost when the check value CheckKey found is gone
+// or names another store. It is checked whenever a user has no record, so
+// a store emptied under a running gateway never opens enrolment to someone
+// who has only the password, even if another instance has started it
+// afresh; and periodically by the app, to raise the alarm.
+func (e *Engine) Intact(ctx context.Context) error {
+	want := e.storeID.Load()
+	if want == nil {
+		return nil
+	}
+	sealed, err := e.store.Get(ctx, keyCheckKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrStoreLost
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := e.secret.Open(nil, sealed, aad); err != nil {
-		return ErrWrongKey
+	id, err := e.storeIDOf(sealed)
+	if err != nil {
+		return err
 	}
-	if !e.secret.SealedByCurrent(sealed) {
-		_, err = e.store.CompareAndSwap(ctx, key, sealed, e.secret.Seal(nil, keyCheckPlain, aad), 0)
+	if id != *want {
+		return fmt.Errorf("%w: the store was started afresh (ID %s, was %s)", ErrStoreLost, id, *want)
 	}
-	if err == nil {
-		e.checked.Store(true)
-	}
-	return err
-}
-
-const keyCheckKey = "meta:keycheck"
-
-// Intact reports ErrStoreLost when the value CheckKey left in the store is
-// gone. It is checked whenever a user has no record, so a store emptied
-// under a running gateway never opens enrolment to someone who has only
-// the password, and periodically by the app to raise the alarm.
-func (e *Engine) Intact(ctx context.Context) error {
-	if !e.checked.Load() {
-		return nil
-	}
-	_, err := e.store.Get(ctx, keyCheckKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrStoreLost
-	}
-	return err
+	return nil
 }
 
 // Audit writes one entry to the audit trail. The HTTP layer uses it for the

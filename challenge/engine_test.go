@@ -270,14 +270,14 @@ func TestAddressLimitCanBeOff(t *testing.T) {
 
 func TestCheckKeyRewritesUnderCurrentKey(t *testing.T) {
 	f := newFixture(t, Config{})
-	if err := f.e.CheckKey(ctx); err != nil {
+	if _, err := f.e.CheckKey(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.engine(Config{}, otherKey, testKey).CheckKey(ctx); err != nil {
+	if _, err := f.engine(Config{}, otherKey, testKey).CheckKey(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	// Once rewritten, the old key alone no longer reads it, the new one does.
-	if err := f.engine(Config{}, otherKey).CheckKey(ctx); err != nil {
+	if _, err := f.engine(Config{}, otherKey).CheckKey(ctx, ""); err != nil {
 		t.Fatalf("new key alone after rotation: %v", err)
 	}
 }
@@ -466,15 +466,15 @@ func TestSecretsEncryptedAndBoundToUser(t *testing.T) {
 
 func TestCheckKeyAndRotation(t *testing.T) {
 	f := newFixture(t, Config{})
-	if err := f.e.CheckKey(ctx); err != nil {
+	if _, err := f.e.CheckKey(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	secret := f.enrol("alice")
-	if err := f.engine(Config{}, otherKey).CheckKey(ctx); !errors.Is(err, ErrWrongKey) {
+	if _, err := f.engine(Config{}, otherKey).CheckKey(ctx, ""); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("wrong key: %v", err)
 	}
 	rotated := f.engine(Config{}, otherKey, testKey)
-	if err := rotated.CheckKey(ctx); err != nil {
+	if _, err := rotated.CheckKey(ctx, ""); err != nil {
 		t.Fatalf("rotated keys: %v", err)
 	}
 	if _, err := rotated.VerifyTOTP(ctx, Actor{User: "alice"}, f.code(secret, 0)); err != nil {
@@ -648,14 +648,19 @@ func TestUserCacheNotice(t *testing.T) {
 
 // RD-6: once the key check value is in the store, its absence means the
 // store lost its data; a member without a record is then not "never
-// enrolled" but unknown, and the engine fails closed.
+// enrolled" but unknown, and the engine fails closed. A store started
+// afresh by another instance is not the one this engine knew either.
 func TestStoreLost(t *testing.T) {
 	f := newFixture(t, Config{})
 	if _, err := f.e.State(ctx, "bob"); err != nil {
 		t.Fatalf("before the key check: %v", err)
 	}
-	if err := f.e.CheckKey(ctx); err != nil {
-		t.Fatal(err)
+	id, err := f.e.CheckKey(ctx, "")
+	if err != nil || len(id) != 32 {
+		t.Fatalf("first check: %q %v", id, err)
+	}
+	if again, err := f.engine(Config{}, testKey).CheckKey(ctx, id); err != nil || again != id {
+		t.Fatalf("the same store again: %q %v", again, err)
 	}
 	if err := f.e.Intact(ctx); err != nil {
 		t.Fatal(err)
@@ -672,6 +677,36 @@ func TestStoreLost(t *testing.T) {
 	f.clk.Advance(time.Minute)
 	if _, err := f.e.State(ctx, "bob"); !errors.Is(err, ErrStoreLost) {
 		t.Fatalf("state after the loss: %v", err)
+	}
+	// An instance that knew the store does not start it afresh ...
+	if _, err := f.engine(Config{}, testKey).CheckKey(ctx, id); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("a known store found empty: %v", err)
+	}
+	// ... one that did not know it does, and the others stay closed.
+	fresh, err := f.engine(Config{}, testKey).CheckKey(ctx, "")
+	if err != nil || fresh == id {
+		t.Fatalf("started afresh: %q %v", fresh, err)
+	}
+	if err := f.e.Intact(ctx); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("after another instance started the store afresh: %v", err)
+	}
+	if _, err := f.engine(Config{}, testKey).CheckKey(ctx, id); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("a store with another ID: %v", err)
+	}
+}
+
+// A store written before check values carried an ID gets one, and keeps it.
+func TestCheckKeyGivesOldStoresAnID(t *testing.T) {
+	f := newFixture(t, Config{})
+	if err := f.st.Set(ctx, keyCheckKey, f.e.secret.Seal(nil, []byte(keyCheckText), []byte(keyCheckKey)), 0); err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.e.CheckKey(ctx, "")
+	if err != nil || id == "" {
+		t.Fatalf("old check value: %q %v", id, err)
+	}
+	if again, err := f.engine(Config{}, testKey).CheckKey(ctx, id); err != nil || again != id {
+		t.Fatalf("checked again: %q %v", again, err)
 	}
 }
 

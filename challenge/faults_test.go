@@ -158,7 +158,7 @@ func (r *faultRig) start(t *testing.T) {
 	t.Helper()
 	r.t = t
 	r.e = r.engine(r.fs)
-	if err := r.e.CheckKey(ctx); err != nil {
+	if _, err := r.e.CheckKey(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	r.sent = Delivery{}

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,6 +189,9 @@ func start(t testing.TB, s setup) *env {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	// Caddy's data directory: one per test, kept across the test's
+	// restarts, like one machine's.
+	t.Setenv("XDG_DATA_HOME", dataDir(t))
 	e := &env{t: t, https: s.https, port: freePort(t), dbPath: s.dbPath, clock: s.clock}
 	if e.dbPath == "" {
 		e.dbPath = filepath.Join(t.TempDir(), "twofactor.db")
@@ -237,6 +241,18 @@ func start(t testing.TB, s setup) *env {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	e.waitReady()
 	return e
+}
+
+var dataDirs sync.Map // testing.TB → its data directory
+
+func dataDir(t testing.TB) string {
+	if d, ok := dataDirs.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	dataDirs.Store(t, d)
+	t.Cleanup(func() { dataDirs.Delete(t) })
+	return d
 }
 
 func (e *env) waitReady() {

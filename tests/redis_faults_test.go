@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -186,13 +187,24 @@ func TestRedisDataLossClosesGateway(t *testing.T) {
 	})
 	waitForLog(t, e, "store data back")
 
-	// Lost for good: the operator reloads Caddy, which starts afresh, and
-	// members enrol again.
+	// Lost for good. A restart on this machine, which used the store,
+	// does not take the empty store for a new one ...
 	if err := client.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e2 := start(t, setup{global: global, clock: e.clock})
 	again := e2.browser()
+	again.login("alice")
+	if r := again.get("/members/"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("restart on the emptied store: %d %q", r.status, r.location())
+	}
+	waitForLog(t, e2, "stores.json on every machine")
+	// ... until the operator accepts the loss: members enrol again.
+	if err := os.Remove(filepath.Join(os.Getenv("XDG_DATA_HOME"), "caddy", "two_factor", "stores.json")); err != nil {
+		t.Fatal(err)
+	}
+	e3 := start(t, setup{global: global, clock: e.clock})
+	again = e3.browser()
 	again.login("alice")
 	if r := again.get("/members/"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/enrol") {
 		t.Fatalf("after accepting the empty store: %d %q", r.status, r.location())

@@ -128,7 +128,9 @@ func TestBreakerCountsOnlyUnavailability(t *testing.T) {
 	st := New(nil, "x:")
 	ctx := context.Background()
 	for range 2 * breakerFailures {
-		err := st.run(ctx, func(context.Context) error { return replyErr("NOPERM this user has no permissions to access the 'x:changes' channel") })
+		err := st.run(ctx, func(context.Context) error {
+			return replyErr("NOPERM this user has no permissions to access the 'x:changes' channel")
+		})
 		if !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("a refused command: %v", err)
 		}

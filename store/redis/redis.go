@@ -40,6 +40,9 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	return &Store{client: client, prefix: prefix, breaker: &breaker{now: time.Now}}
 }
 
+// Prefix is the prefix of every key.
+func (s *Store) Prefix() string { return s.prefix }
+
 // Close closes the client.
 func (s *Store) Close() error { return s.client.Close() }
 
