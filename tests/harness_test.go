@@ -431,6 +431,15 @@ func (b *browser) csrf(page string) string {
 // its secret. The clock moves to the next step afterwards.
 func (b *browser) enrol(returnTo string) string {
 	b.t.Helper()
+	secret := b.enrolWith(returnTo, func(secret string) string { return b.e.code(secret, 0) })
+	b.e.nextStep()
+	return secret
+}
+
+// enrolWith sets up the authenticator app, confirming with the code that
+// code gives for the secret, and returns the secret.
+func (b *browser) enrolWith(returnTo string, code func(secret string) string) string {
+	b.t.Helper()
 	rt := url.QueryEscape(returnTo)
 	tok := b.csrf("/.2fa/enrol?return_to=" + rt)
 	r := b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {returnTo}})
@@ -438,9 +447,8 @@ func (b *browser) enrol(returnTo string) string {
 		b.t.Fatalf("starting enrolment: status %d: %s", r.status, r.body)
 	}
 	secret := enrolmentSecret(b.t, r.body)
-	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {returnTo}, "code": {b.e.code(secret, 0)}})
+	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {returnTo}, "code": {code(secret)}})
 	b.recovery = enrolDone(b.t, r, returnTo)
-	b.e.nextStep()
 	return secret
 }
 

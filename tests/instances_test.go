@@ -209,16 +209,7 @@ func realCode(t *testing.T, secret string, steps int) string {
 // secret; the code used is the current step's.
 func (b *browser) enrolApp(returnTo string) string {
 	b.t.Helper()
-	rt := url.QueryEscape(returnTo)
-	tok := b.csrf("/.2fa/enrol?return_to=" + rt)
-	r := b.post("/.2fa/enrol", url.Values{"csrf": {tok}, "return_to": {returnTo}})
-	if r.status != http.StatusOK {
-		b.t.Fatalf("starting enrolment: status %d: %s", r.status, r.body)
-	}
-	secret := enrolmentSecret(b.t, r.body)
-	r = b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {returnTo}, "code": {realCode(b.t.(*testing.T), secret, 0)}})
-	b.recovery = enrolDone(b.t, r, returnTo)
-	return secret
+	return b.enrolWith(returnTo, func(secret string) string { return realCode(b.t.(*testing.T), secret, 0) })
 }
 
 // mailbox finds codes in what the SMTP server received, by recipient.

@@ -71,13 +71,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 // otherwise learn from their hello messages, sent every two seconds.
 func startSentinels(t testing.TB, name, masterPort string) []*Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
-			t.Fatal("redis-server not found, and TWOFACTOR_REQUIRE_REDIS=1")
-		}
-		t.Skip("redis-server not installed")
-	}
+	bin := binary(t, "redis-server")
 	// As in Start, a free port may be taken before a sentinel binds it;
 	// then the whole group starts again, as each names the others' ports.
 	for try := 1; ; try++ {

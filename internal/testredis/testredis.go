@@ -67,13 +67,7 @@ func StartIn(t testing.TB, port int, dir string, extra ...string) *Server {
 // (the client side) is given and extra names the server's certificate.
 func start(t testing.TB, port int, dir string, extra []string, tlsConf *tls.Config) (*Server, error) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
-			t.Fatal("redis-server not found, and TWOFACTOR_REQUIRE_REDIS=1")
-		}
-		t.Skip("redis-server not installed")
-	}
+	bin := binary(t, "redis-server")
 	ports := []string{"--port", strconv.Itoa(port)}
 	if tlsConf != nil {
 		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(port)}
@@ -138,6 +132,20 @@ func (s *Server) Stop() {
 	<-s.exited
 }
 
+// binary finds a Redis program. Without it the test is skipped, unless
+// TWOFACTOR_REQUIRE_REDIS=1 says it must run (CI installs Redis).
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
+			t.Fatalf("%s not found, and TWOFACTOR_REQUIRE_REDIS=1", name)
+		}
+		t.Skip(name + " not installed")
+	}
+	return bin
+}
+
 // FreePort returns a loopback port nothing listens on.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -154,13 +162,7 @@ func FreePort(t testing.TB) int {
 // addresses once the cluster reports ok.
 func StartCluster(t testing.TB) []string {
 	t.Helper()
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		if os.Getenv("TWOFACTOR_REQUIRE_REDIS") == "1" {
-			t.Fatal("redis-cli not found, and TWOFACTOR_REQUIRE_REDIS=1")
-		}
-		t.Skip("redis-cli not installed")
-	}
+	cli := binary(t, "redis-cli")
 	var addrs []string
 	for range 3 {
 		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
