@@ -241,3 +241,34 @@ func TestRedisSecretsSealedAndKeyRotation(t *testing.T) {
 		t.Fatalf("config with neither key: %v", err)
 	}
 }
+
+// The gateway configured with the sentinels and a master name finds the
+// master through them, and keeps its members' enrolments across a
+// failover.
+func TestRedisThroughSentinel(t *testing.T) {
+	g := testredis.StartSentinel(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t\tmaster_name %s\n\t\t}",
+		testKey, strings.Join(g.Addrs, " "), g.MasterName)
+	e := start(t, setup{global: global})
+	b, secret := enrolled(e, "alice")
+	if s, _ := b.upstream("/echo/x"); s != http.StatusOK {
+		t.Fatalf("after enrolling through Sentinel: %d", s)
+	}
+	// The enrolment is on the replica before the master goes.
+	replica := goredis.NewClient(&goredis.Options{Addr: g.Replica.Addr})
+	t.Cleanup(func() { replica.Close() })
+	waitFor(t, 5*time.Second, "the enrolment replicated", func() bool {
+		n, err := replica.Exists(context.Background(), "2fa:user:{YWxpY2U}").Result()
+		return err == nil && n == 1
+	})
+	g.Master.Stop()
+	a := e.browser()
+	a.login("alice")
+	waitFor(t, 30*time.Second, "the challenge served by the promoted replica", func() bool {
+		r := a.get("/members/")
+		return r.status == http.StatusFound && r.location() == "/.2fa/challenge?return_to=%2Fmembers%2F"
+	})
+	if r := a.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify after the failover: %d", r.status)
+	}
+}
