@@ -124,21 +124,7 @@ func startSentinel(t testing.TB, bin string, port int, conf string) (*Server, er
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, path, "--sentinel", "--port", strconv.Itoa(port))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server --sentinel: %v", err)
-	}
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.wait(); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	return s, nil
+	return launch(exec.Command(bin, path, "--sentinel", "--port", strconv.Itoa(port)), port, dir, nil)
 }
 
 // waitReplicating returns once the replica at addr has synced with its

@@ -76,10 +76,20 @@ func start(t testing.TB, port int, dir string, extra []string, tlsConf *tls.Conf
 		"--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
 	args = append(args, extra...)
-	cmd := exec.Command(bin, args...)
+	s, err := launch(exec.Command(bin, args...), port, dir, tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(s.Stop)
+	return s, nil
+}
+
+// launch starts cmd in dir and returns once the server answers on port;
+// one that exits first is an error.
+func launch(cmd *exec.Cmd, port int, dir string, tlsConf *tls.Config) (*Server, error) {
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %v", err)
+		return nil, fmt.Errorf("starting %s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, cmd: cmd, exited: make(chan struct{}), tls: tlsConf}
 	go func() {
@@ -90,7 +100,6 @@ func start(t testing.TB, port int, dir string, extra []string, tlsConf *tls.Conf
 		s.Stop()
 		return nil, err
 	}
-	t.Cleanup(s.Stop)
 	return s, nil
 }
 

@@ -11,19 +11,24 @@ import (
 	"github.com/caddy-twofactor/twofactor/store/storetest"
 )
 
-// The store contract on a real redis-server. Redis keeps time itself, so
-// Advance sleeps, a little past the deadline: Redis counts a key as live
-// up to and including its expiry millisecond.
+// The store contract on a real redis-server.
 func TestContract(t *testing.T) {
 	srv := testredis.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { client.Close() })
+	runContract(t, client, "t")
+}
+
+// runContract runs the store contract on client, each subtest under a key
+// prefix of its own so they stay apart in one Redis. Redis keeps time
+// itself, so Advance sleeps, a little past the deadline: Redis counts a
+// key as live up to and including its expiry millisecond.
+func runContract(t *testing.T, client redis.UniversalClient, prefix string) {
 	n := 0
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		n++
-		// A prefix per subtest keeps them apart in one server.
 		return storetest.Harness{
-			Store:   New(client, fmt.Sprintf("t%d:", n)),
+			Store:   New(client, fmt.Sprintf("%s%d:", prefix, n)),
 			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
 		}
 	})
@@ -38,12 +43,5 @@ func TestContractCluster(t *testing.T) {
 	if _, ok := client.(*redis.ClusterClient); !ok {
 		t.Fatalf("several addresses gave a %T, want a cluster client", client)
 	}
-	n := 0
-	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		n++
-		return storetest.Harness{
-			Store:   New(client, fmt.Sprintf("c%d:", n)),
-			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
-		}
-	})
+	runContract(t, client, "c")
 }

@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/store"
-	"github.com/caddy-twofactor/twofactor/store/storetest"
 )
 
 func newSentinelClient(t *testing.T, g *testredis.Sentinel) redis.UniversalClient {
@@ -28,14 +26,7 @@ func newSentinelClient(t *testing.T, g *testredis.Sentinel) redis.UniversalClien
 // the master and talks to it alone.
 func TestContractSentinel(t *testing.T) {
 	client := newSentinelClient(t, testredis.StartSentinel(t))
-	n := 0
-	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		n++
-		return storetest.Harness{
-			Store:   New(client, fmt.Sprintf("s%d:", n)),
-			Advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
-		}
-	})
+	runContract(t, client, "s")
 }
 
 // When the master dies, the same store follows the sentinels to the
