@@ -10,8 +10,15 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
+// Caddyfile support for the app (global option two_factor), the handler
+// (directive two_factor) and their guest modules.
+
 func init() {
 	httpcaddyfile.RegisterGlobalOption("two_factor", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("two_factor", parseCaddyfile)
+	// After forward_auth, so identity headers copied from the auth
+	// response are in place; operators need no order line.
+	httpcaddyfile.RegisterDirectiveOrder("two_factor", httpcaddyfile.After, "forward_auth")
 }
 
 // parseGlobalOption sets up the two_factor app from the global options
@@ -20,7 +27,7 @@ func init() {
 //	{
 //		two_factor {
 //			keys <key> [<older keys>...]
-//			store embedded [<path>]
+//			store embedded [<path>] | redis { ... }
 //			totp_period <duration>
 //			totp_skew <steps>
 //			totp_digits <6|8>
@@ -147,6 +154,165 @@ func (s *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if d.NextBlock(d.Nesting()) {
 		return d.Errf("store embedded: unknown option %q", d.Val())
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the Redis store:
+//
+//	store redis {
+//		address <host:port>...
+//		master_name <name>
+//		sentinel_username <user>
+//		sentinel_password <password>
+//		username <user>
+//		password <password>
+//		db <number>
+//		tls
+//		ca_file <path>
+//		key_prefix <prefix>
+//		timeout <duration>
+//		pool_size <count>
+//	}
+func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "redis", map[string]bool{"address": true}, func(name string) error {
+		switch name {
+		case "address":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("redis: address needs at least one host:port")
+			}
+			s.Addresses = append(s.Addresses, args...)
+			return nil
+		case "master_name":
+			return parseString(d, &s.MasterName)
+		case "sentinel_username":
+			return parseString(d, &s.SentinelUsername)
+		case "sentinel_password":
+			return parseString(d, &s.SentinelPassword)
+		case "username":
+			return parseString(d, &s.Username)
+		case "password":
+			return parseString(d, &s.Password)
+		case "db":
+			return parseInt(d, &s.DB)
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.TLS = true
+			return nil
+		case "ca_file":
+			return parseString(d, &s.CAFile)
+		case "key_prefix":
+			return parseString(d, &s.KeyPrefix)
+		case "timeout":
+			return parseDuration(d, &s.Timeout)
+		case "pool_size":
+			return parseInt(d, &s.PoolSize)
+		}
+		return d.Errf("redis: unknown option %q", name)
+	})
+}
+
+// UnmarshalCaddyfile sets up the SMTP sender:
+//
+//	email smtp {
+//		host <host>
+//		port <port>
+//		tls starttls|implicit|none
+//		username <user>
+//		password <password>
+//		from <address>
+//		timeout <duration>
+//		ca_file <path>
+//	}
+func (s *SMTPSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "smtp", nil, func(name string) error {
+		switch name {
+		case "host":
+			return parseString(d, &s.Host)
+		case "port":
+			return parseInt(d, &s.Port)
+		case "tls":
+			return parseString(d, &s.TLS)
+		case "username":
+			return parseString(d, &s.Username)
+		case "password":
+			return parseString(d, &s.Password)
+		case "from":
+			return parseString(d, &s.From)
+		case "timeout":
+			return parseDuration(d, &s.Timeout)
+		case "ca_file":
+			return parseString(d, &s.CAFile)
+		}
+		return d.Errf("smtp: unknown option %q", name)
+	})
+}
+
+// UnmarshalCaddyfile sets up the SNS sender:
+//
+//	sms sns {
+//		region <region>
+//		access_key_id <id>
+//		secret_access_key <secret>
+//		session_token <token>
+//		sender_id <id>
+//		origination_number <+number>
+//		endpoint <url>
+//		timeout <duration>
+//	}
+func (s *SNSSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "sns", nil, func(name string) error {
+		switch name {
+		case "region":
+			return parseString(d, &s.Region)
+		case "access_key_id":
+			return parseString(d, &s.AccessKeyID)
+		case "secret_access_key":
+			return parseString(d, &s.SecretAccessKey)
+		case "session_token":
+			return parseString(d, &s.SessionToken)
+		case "sender_id":
+			return parseString(d, &s.SenderID)
+		case "origination_number":
+			return parseString(d, &s.OriginationNumber)
+		case "endpoint":
+			return parseString(d, &s.Endpoint)
+		case "timeout":
+			return parseDuration(d, &s.Timeout)
+		}
+		return d.Errf("sns: unknown option %q", name)
+	})
+}
+
+// UnmarshalCaddyfile sets up the development mailbox:
+//
+//	email mailbox <dir>
+func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // module name
+	if !d.NextArg() {
+		return d.Errf("mailbox: expected the directory to write messages to")
+	}
+	s.Dir = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("mailbox: unknown option %q", d.Val())
 	}
 	return nil
 }
@@ -292,7 +458,11 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 		case "enrolment":
 			err = parseString(d, &rule.Enrolment)
 		case "remember_device":
-			err = parseString(d, &rule.RememberDevice)
+			if err = parseString(d, &rule.RememberDevice); err == nil {
+				if _, err = parseRemember(rule.RememberDevice); err != nil {
+					return d.Errf("protect: %v", err)
+				}
+			}
 		case "reminder":
 			err = parseDuration(d, &rule.Reminder)
 		case "methods":
@@ -392,4 +562,8 @@ func parseInt(d *caddyfile.Dispenser, dst *int) error {
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 	_ caddyfile.Unmarshaler = (*EmbeddedStore)(nil)
+	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
+	_ caddyfile.Unmarshaler = (*SMTPSender)(nil)
+	_ caddyfile.Unmarshaler = (*SNSSender)(nil)
+	_ caddyfile.Unmarshaler = (*MailboxSender)(nil)
 )

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/flow"
 )
 
 func TestStripGatewayHeaders(t *testing.T) {
@@ -141,56 +144,6 @@ func TestSetUpstream(t *testing.T) {
 	}
 }
 
-func TestSameOrigin(t *testing.T) {
-	tests := []struct {
-		name   string
-		url    string // https:// URLs give a TLS request
-		origin string
-		fetch  string // Sec-Fetch-Site
-		want   bool
-	}{
-		{name: "no Origin and no Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", want: true},
-		{name: "same origin", url: "http://club.example/.2fa/challenge", origin: "http://club.example", fetch: "same-origin", want: true},
-		{name: "same origin, Origin only", url: "http://club.example/.2fa/challenge", origin: "http://club.example", want: true},
-		{name: "same origin, host case differs", url: "http://club.example/.2fa/challenge", origin: "http://CLUB.example", want: true},
-		{name: "Sec-Fetch-Site none", url: "http://club.example/.2fa/challenge", fetch: "none", want: true},
-		{name: "Sec-Fetch-Site same-origin only", url: "http://club.example/.2fa/challenge", fetch: "same-origin", want: true},
-		{name: "same origin with port", url: "http://club.example:8080/.2fa/challenge", origin: "http://club.example:8080", want: true},
-		{name: "other host", url: "http://club.example/.2fa/challenge", origin: "http://evil.example"},
-		{name: "sibling subdomain", url: "http://club.example/.2fa/challenge", origin: "http://a.club.example"},
-		{name: "host as prefix", url: "http://club.example/.2fa/challenge", origin: "http://club.example.evil.example"},
-		{name: "other scheme", url: "http://club.example/.2fa/challenge", origin: "https://club.example"},
-		{name: "other port", url: "http://club.example/.2fa/challenge", origin: "http://club.example:8080"},
-		{name: "null without Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", origin: "null"},
-		{name: "null from the same origin (privacy setting)", url: "http://club.example/.2fa/challenge", origin: "null", fetch: "same-origin", want: true},
-		{name: "null from another site", url: "http://club.example/.2fa/challenge", origin: "null", fetch: "cross-site"},
-		{name: "garbage", url: "http://club.example/.2fa/challenge", origin: "::not a url::"},
-		{name: "host without scheme", url: "http://club.example/.2fa/challenge", origin: "club.example"},
-		{name: "bad escape", url: "http://club.example/.2fa/challenge", origin: "http://club.example/%zz"},
-		{name: "cross-site", url: "http://club.example/.2fa/challenge", fetch: "cross-site"},
-		{name: "same-site", url: "http://club.example/.2fa/challenge", fetch: "same-site"},
-		{name: "cross-site with a same Origin", url: "http://club.example/.2fa/challenge", origin: "http://club.example", fetch: "cross-site"},
-		{name: "unknown Sec-Fetch-Site", url: "http://club.example/.2fa/challenge", fetch: "bogus"},
-		{name: "TLS with https origin", url: "https://club.example/.2fa/challenge", origin: "https://club.example", fetch: "same-origin", want: true},
-		{name: "TLS with http origin", url: "https://club.example/.2fa/challenge", origin: "http://club.example"},
-		{name: "TLS with other host", url: "https://club.example/.2fa/challenge", origin: "https://evil.example"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPost, tt.url, nil)
-			if tt.origin != "" {
-				r.Header.Set("Origin", tt.origin)
-			}
-			if tt.fetch != "" {
-				r.Header.Set("Sec-Fetch-Site", tt.fetch)
-			}
-			if got := sameOrigin(r); got != tt.want {
-				t.Errorf("sameOrigin = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestRuleProvision(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -235,7 +188,11 @@ func TestRuleProvision(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rule := tt.rule
-			err := rule.provision(testCaddyContext(t))
+			app := &App{}
+			err := rule.provision(testCaddyContext(t), app)
+			if err == nil {
+				err = rule.validate(app)
+			}
 			if tt.wantErr != "" {
 				if err == nil {
 					t.Fatalf("no error, want one containing %q", tt.wantErr)
@@ -248,14 +205,14 @@ func TestRuleProvision(t *testing.T) {
 			if err != nil {
 				t.Fatalf("provision: %v", err)
 			}
-			if rule.remember != tt.wantRemember {
-				t.Errorf("remember = %v, want %v", rule.remember, tt.wantRemember)
+			if rule.policy.Remember != tt.wantRemember {
+				t.Errorf("remember = %v, want %v", rule.policy.Remember, tt.wantRemember)
 			}
-			if rule.reminder != tt.wantReminder {
-				t.Errorf("reminder = %v, want %v", rule.reminder, tt.wantReminder)
+			if rule.policy.Reminder != tt.wantReminder {
+				t.Errorf("reminder = %v, want %v", rule.policy.Reminder, tt.wantReminder)
 			}
-			if rule.optional != tt.wantOptional {
-				t.Errorf("optional = %v, want %v", rule.optional, tt.wantOptional)
+			if rule.policy.Optional != tt.wantOptional {
+				t.Errorf("optional = %v, want %v", rule.policy.Optional, tt.wantOptional)
 			}
 		})
 	}
@@ -263,7 +220,7 @@ func TestRuleProvision(t *testing.T) {
 
 func TestRuleProvisionKeepsConfig(t *testing.T) {
 	rule := Rule{Paths: []string{"/Members/*"}, Except: []string{"/Members/Public/*"}}
-	if err := rule.provision(testCaddyContext(t)); err != nil {
+	if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
 		t.Fatal(err)
 	}
 	// Matching is case-insensitive, but the configuration as written (and
@@ -284,7 +241,7 @@ func TestRuleFor(t *testing.T) {
 	}}
 	ctx := testCaddyContext(t)
 	for i, rule := range h.Protect {
-		if err := rule.provision(ctx); err != nil {
+		if err := rule.provision(ctx, &App{}); err != nil {
 			t.Fatalf("rule %d: %v", i, err)
 		}
 	}
@@ -319,8 +276,11 @@ func TestRuleFor(t *testing.T) {
 			t.Errorf("ruleFor(%q) = rule %d, want rule %d", tt.path, indexOf(h.Protect, got), tt.want)
 		}
 	}
-	if got := h.ruleForPath(withReplacer(httptest.NewRequest(http.MethodGet, "/", nil), nil), "/admin/x?y=1"); got != h.Protect[1] {
-		t.Errorf("ruleForPath(/admin/x?y=1) = rule %d, want 1", indexOf(h.Protect, got))
+	if got := h.policyFor(withReplacer(httptest.NewRequest(http.MethodGet, "/", nil), nil), "/admin/x?y=1"); got != &h.Protect[1].policy {
+		t.Errorf("policyFor(/admin/x?y=1) = %+v, want rule 1's", got)
+	}
+	if got := h.policyFor(withReplacer(httptest.NewRequest(http.MethodGet, "/", nil), nil), "/elsewhere"); got != nil {
+		t.Errorf("policyFor(/elsewhere) = %+v, want none", got)
 	}
 }
 
@@ -335,14 +295,18 @@ func indexOf(rules []*Rule, r *Rule) int {
 
 func TestHandlerValidate(t *testing.T) {
 	valid := func() *Handler {
-		return &Handler{
-			Prefix:   "/.2fa/",
-			TopPage:  "/",
-			Protect:  []*Rule{{Paths: []string{"/members/*"}}},
-			idle:     30 * time.Minute,
-			lifetime: 12 * time.Hour,
-			stepUp:   10 * time.Minute,
+		h := &Handler{
+			Prefix:          "/.2fa/",
+			TopPage:         "/",
+			Protect:         []*Rule{{Paths: []string{"/members/*"}, policy: flow.Policy{Reminder: defaultReminder}}},
+			SessionIdle:     caddy.Duration(30 * time.Minute),
+			SessionLifetime: caddy.Duration(12 * time.Hour),
+			StepUp:          caddy.Duration(10 * time.Minute),
+			Identity:        &Identity{Source: "header", Header: "{http.auth.user.id}"},
+			app:             &App{},
+			logger:          zap.NewNop(),
 		}
+		return h
 	}
 	tests := []struct {
 		name    string
@@ -353,9 +317,11 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "short prefix", edit: func(h *Handler) { h.Prefix = "/x/" }},
 		{name: "login_url path", edit: func(h *Handler) { h.LoginURL = "/login?from=gate" }},
 		{name: "top_page path", edit: func(h *Handler) { h.TopPage = "/members/home" }},
-		{name: "idle equals lifetime", edit: func(h *Handler) { h.idle, h.lifetime = time.Hour, time.Hour }},
-		{name: "minimum idle", edit: func(h *Handler) { h.idle = time.Minute }},
-		{name: "maximum lifetime", edit: func(h *Handler) { h.lifetime = 30 * 24 * time.Hour }},
+		{name: "idle equals lifetime", edit: func(h *Handler) {
+			h.SessionIdle, h.SessionLifetime = caddy.Duration(time.Hour), caddy.Duration(time.Hour)
+		}},
+		{name: "minimum idle", edit: func(h *Handler) { h.SessionIdle = caddy.Duration(time.Minute) }},
+		{name: "maximum lifetime", edit: func(h *Handler) { h.SessionLifetime = caddy.Duration(30 * 24 * time.Hour) }},
 
 		{name: "empty prefix", edit: func(h *Handler) { h.Prefix = "" }, wantErr: "prefix"},
 		{name: "relative prefix", edit: func(h *Handler) { h.Prefix = ".2fa/" }, wantErr: "prefix"},
@@ -369,13 +335,15 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "login_url absolute URL", edit: func(h *Handler) { h.LoginURL = "https://club.example/login" }, wantErr: "login_url"},
 		{name: "login_url backslash", edit: func(h *Handler) { h.LoginURL = "/\\evil.example/login" }, wantErr: "login_url"},
 		{name: "login_url javascript", edit: func(h *Handler) { h.LoginURL = "javascript:alert(1)" }, wantErr: "login_url"},
-		{name: "idle under 1m", edit: func(h *Handler) { h.idle = 59 * time.Second }, wantErr: "session_idle"},
-		{name: "idle over lifetime", edit: func(h *Handler) { h.idle, h.lifetime = 2*time.Hour, time.Hour }, wantErr: "session_idle"},
-		{name: "lifetime over 30d", edit: func(h *Handler) { h.lifetime = 30*24*time.Hour + time.Second }, wantErr: "session_lifetime"},
+		{name: "idle under 1m", edit: func(h *Handler) { h.SessionIdle = caddy.Duration(59 * time.Second) }, wantErr: "session_idle"},
+		{name: "idle over lifetime", edit: func(h *Handler) {
+			h.SessionIdle, h.SessionLifetime = caddy.Duration(2*time.Hour), caddy.Duration(time.Hour)
+		}, wantErr: "session_idle"},
+		{name: "lifetime over 30d", edit: func(h *Handler) { h.SessionLifetime = caddy.Duration(30*24*time.Hour + time.Second) }, wantErr: "session_lifetime"},
 		{name: "no protect rules", edit: func(h *Handler) { h.Protect = nil }, wantErr: "protect"},
-		{name: "step_up under 1m", edit: func(h *Handler) { h.stepUp = 59 * time.Second }, wantErr: "step_up"},
-		{name: "step_up over 1h", edit: func(h *Handler) { h.stepUp = time.Hour + time.Second }, wantErr: "step_up"},
-		{name: "step_up 1h", edit: func(h *Handler) { h.stepUp = time.Hour }},
+		{name: "step_up under 1m", edit: func(h *Handler) { h.StepUp = caddy.Duration(59 * time.Second) }, wantErr: "step_up"},
+		{name: "step_up over 1h", edit: func(h *Handler) { h.StepUp = caddy.Duration(time.Hour + time.Second) }, wantErr: "step_up"},
+		{name: "step_up 1h", edit: func(h *Handler) { h.StepUp = caddy.Duration(time.Hour) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,37 +363,6 @@ func TestHandlerValidate(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.wantErr)
 			}
 		})
-	}
-}
-
-func TestIsGatewayCookie(t *testing.T) {
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{"2fa_session", true},
-		{"__Host-2fa_session", true},
-		{"2fa_device", true},
-		{"__Host-2fa_device", true},
-		{"2fa_csrf", true},
-		{"__Host-2fa_csrf", true},
-		{"2fa_remind", true},
-		{"__Host-2fa_remind", true},
-		{"2fa_browser", true},
-		{"__Host-2fa_browser", true},
-		{"sid", false},
-		{"__Host-sid", false},
-		{"2fa_session2", false},
-		{"x2fa_session", false},
-		{"2FA_SESSION", false}, // cookie names are case-sensitive
-		{"__Secure-2fa_session", false},
-		{"__Host-", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		if got := isGatewayCookie(tt.name); got != tt.want {
-			t.Errorf("isGatewayCookie(%q) = %v, want %v", tt.name, got, tt.want)
-		}
 	}
 }
 
@@ -549,81 +486,5 @@ func BenchmarkStripGatewayHeaders(b *testing.B) {
 	}
 	if len(h) != 12 {
 		b.Fatalf("%d headers left of 12", len(h))
-	}
-}
-
-func TestStripGatewayCookies(t *testing.T) {
-	tests := []struct {
-		in   []string
-		want []string
-	}{
-		{[]string{"member_session=abc"}, []string{"member_session=abc"}},
-		{[]string{"member_session=abc; 2fa_session=x; _ga=1"}, []string{"member_session=abc; _ga=1"}},
-		{[]string{"__Host-2fa_session=x; __Host-2fa_device=y", "a=1"}, []string{"a=1"}},
-		{[]string{"2fa_csrf=x;2fa_remind=y;  member_session=abc"}, []string{"member_session=abc"}},
-		{[]string{"2fa_device=y"}, nil},
-		{[]string{"x2fa_session=keep; 2fa_sessionx=keep"}, []string{"x2fa_session=keep; 2fa_sessionx=keep"}},
-	}
-	for _, tt := range tests {
-		h := http.Header{"Cookie": append([]string(nil), tt.in...)}
-		stripGatewayCookies(h)
-		if !reflect.DeepEqual(h["Cookie"], tt.want) {
-			t.Errorf("%q: got %q, want %q", tt.in, h["Cookie"], tt.want)
-		}
-	}
-	h := http.Header{"Cookie": {"member_session=abc; theme=dark"}}
-	if n := testing.AllocsPerRun(100, func() { stripGatewayCookies(h) }); n != 0 {
-		t.Errorf("no gateway cookie: %v allocations", n)
-	}
-}
-
-func TestIsNavigation(t *testing.T) {
-	tests := []struct {
-		method, mode string
-		want         bool
-	}{
-		{http.MethodGet, "", true},
-		{http.MethodHead, "", true},
-		{http.MethodGet, "navigate", true},
-		{http.MethodGet, "cors", false},
-		{http.MethodGet, "same-origin", false},
-		{http.MethodGet, "no-cors", false},
-		{http.MethodPost, "navigate", false},
-		{http.MethodPut, "", false},
-	}
-	for _, tt := range tests {
-		r := httptest.NewRequest(tt.method, "/members/", nil)
-		if tt.mode != "" {
-			r.Header.Set("Sec-Fetch-Mode", tt.mode)
-		}
-		if got := isNavigation(r); got != tt.want {
-			t.Errorf("%s with Sec-Fetch-Mode %q: %v, want %v", tt.method, tt.mode, got, tt.want)
-		}
-	}
-}
-
-func TestBindingCoversEveryCopyOfTheSessionCookie(t *testing.T) {
-	req := func(cookie string) *http.Request {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set("Cookie", cookie)
-		return r
-	}
-	one, _, _ := bindingOf(req("sid=a"), "sid")
-	same, _, _ := bindingOf(req("x=1; sid=a; y=2"), "sid")
-	if one != same {
-		t.Fatal("other cookies changed the binding")
-	}
-	ab, _, _ := bindingOf(req("sid=a; sid=b"), "sid")
-	ba, _, _ := bindingOf(req("sid=b; sid=a"), "sid")
-	ac, _, _ := bindingOf(req("sid=a; sid=c"), "sid")
-	if ab == one || ab == ba || ab == ac {
-		t.Fatal("a second copy of the session cookie did not change the binding")
-	}
-	if _, _, ok := bindingOf(req("x=1"), "sid"); ok {
-		t.Fatal("binding without the cookie")
-	}
-	r := req("sid=a; theme=dark")
-	if n := testing.AllocsPerRun(100, func() { bindingOf(r, "sid") }); n != 0 {
-		t.Fatalf("%v allocations for a single session cookie", n)
 	}
 }

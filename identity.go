@@ -18,7 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/flow"
 	"github.com/caddy-twofactor/twofactor/session"
 )
 
@@ -64,45 +65,31 @@ type Identity struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
-// identity is a resolved first-factor identity. An empty ID means nobody is
-// signed in.
-type identity struct {
-	ID    string
-	Email string
-	Phone string
-	// Binding is a hash of the member-site session cookie, zero when there
-	// is none to bind to.
-	Binding [16]byte
-}
-
+// identitySource says who is signed in at the member site. An empty ID
+// means nobody is.
 type identitySource interface {
-	resolve(r *http.Request) (identity, error)
+	resolve(r *http.Request) (flow.Identity, error)
 }
 
-func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySource, error) {
-	if c.SessionCookie != "" && !validCookieName(c.SessionCookie) {
-		return nil, fmt.Errorf("session_cookie %q: not a valid cookie name", c.SessionCookie)
+const (
+	defaultIdentityCache   = 10 * time.Second
+	defaultIdentityTimeout = 3 * time.Second
+)
+
+// provision applies the defaults and builds the source.
+func (c *Identity) provision(logger *zap.Logger) (identitySource, error) {
+	if c.Cache == 0 {
+		c.Cache = caddy.Duration(defaultIdentityCache)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = caddy.Duration(defaultIdentityTimeout)
 	}
 	switch c.Source {
 	case "header":
-		if c.Header == "" {
-			return nil, errors.New("header: a header name or placeholder is required for source header")
-		}
 		h := &headerSource{cookie: c.SessionCookie}
-		if inner, ok := strings.CutPrefix(c.Header, "{"); ok {
-			inner, ok = strings.CutSuffix(inner, "}")
-			if !ok || inner == "" || strings.ContainsAny(inner, "{} ") {
-				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
-			}
-			if strings.HasPrefix(inner, "http.request.") || strings.HasPrefix(inner, "query.") {
-				return nil, fmt.Errorf("header %q: the request's own values come from the client, which could name anyone; "+
-					"use a placeholder set by an authentication handler, such as {http.auth.user.id}", c.Header)
-			}
+		if inner, ok := placeholderName(c.Header); ok {
 			h.placeholder = inner
 		} else {
-			if strings.ContainsAny(c.Header, "{} :") {
-				return nil, fmt.Errorf("header %q: not a header name or a single placeholder", c.Header)
-			}
 			h.header = http.CanonicalHeaderKey(c.Header)
 			logger.Warn("identity comes from a request header: a handler before two_factor must always set or remove it "+
 				"(forward_auth's copy_headers does), or clients can name anyone",
@@ -113,44 +100,73 @@ func (c *Identity) provision(ctx caddy.Context, logger *zap.Logger) (identitySou
 		}
 		return h, nil
 	case "endpoint":
-		u, err := url.Parse(c.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("url %q: must be an absolute http or https URL", c.URL)
-		}
-		if c.SessionCookie == "" {
-			return nil, errors.New("session_cookie: required for source endpoint")
-		}
-		e := &endpointSource{
-			url:     u.String(),
+		timeout := time.Duration(c.Timeout)
+		return &endpointSource{
+			url:     c.URL,
 			cookie:  c.SessionCookie,
 			ttl:     time.Duration(c.Cache),
-			timeout: time.Duration(c.Timeout),
+			timeout: timeout,
 			cache:   map[[32]byte]cachedIdentity{},
-		}
-		if e.ttl == 0 {
-			e.ttl = 10 * time.Second
-		}
-		if e.timeout == 0 {
-			e.timeout = 3 * time.Second
-		}
-		if e.ttl < time.Second || e.ttl > 10*time.Minute {
-			return nil, fmt.Errorf("cache %s: must be between 1s and 10m", e.ttl)
-		}
-		if e.timeout < 100*time.Millisecond || e.timeout > time.Minute {
-			return nil, fmt.Errorf("timeout %s: must be between 100ms and 1m", e.timeout)
-		}
-		e.client = &http.Client{
-			Timeout: e.timeout,
-			// Following a redirect could carry members' cookies
-			// elsewhere; a redirect means "sign in first".
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		return e, nil
+			client: &http.Client{
+				Timeout: timeout,
+				// Following a redirect could carry members' cookies
+				// elsewhere; a redirect means "sign in first".
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			},
+		}, nil
 	case "":
 		return nil, errors.New("source: required (endpoint or header)")
-	default:
-		return nil, fmt.Errorf("source %q: unknown identity source (use endpoint or header)", c.Source)
 	}
+	return nil, fmt.Errorf("source %q: unknown identity source (use endpoint or header)", c.Source)
+}
+
+// placeholderName returns the name inside a header value written as a
+// placeholder, {like.this}.
+func placeholderName(header string) (string, bool) {
+	inner, ok := strings.CutPrefix(header, "{")
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSuffix(inner, "}"), true
+}
+
+// validate checks the identity settings.
+func (c *Identity) validate() error {
+	if c.SessionCookie != "" && !validCookieName(c.SessionCookie) {
+		return fmt.Errorf("identity: session_cookie %q: not a valid cookie name", c.SessionCookie)
+	}
+	switch c.Source {
+	case "header":
+		if c.Header == "" {
+			return errors.New("identity: header: a header name or placeholder is required for source header")
+		}
+		if inner, ok := placeholderName(c.Header); ok {
+			if !strings.HasSuffix(c.Header, "}") || inner == "" || strings.ContainsAny(inner, "{} ") {
+				return fmt.Errorf("identity: header %q: not a header name or a single placeholder", c.Header)
+			}
+			if strings.HasPrefix(inner, "http.request.") || strings.HasPrefix(inner, "query.") {
+				return fmt.Errorf("identity: header %q: the request's own values come from the client, which could name anyone; "+
+					"use a placeholder set by an authentication handler, such as {http.auth.user.id}", c.Header)
+			}
+		} else if strings.ContainsAny(c.Header, "{} :") {
+			return fmt.Errorf("identity: header %q: not a header name or a single placeholder", c.Header)
+		}
+	case "endpoint":
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("identity: url %q: must be an absolute http or https URL", c.URL)
+		}
+		if c.SessionCookie == "" {
+			return errors.New("identity: session_cookie: required for source endpoint")
+		}
+		if d := time.Duration(c.Cache); d < time.Second || d > 10*time.Minute {
+			return fmt.Errorf("identity: cache %s: must be between 1s and 10m", d)
+		}
+		if d := time.Duration(c.Timeout); d < 100*time.Millisecond || d > time.Minute {
+			return fmt.Errorf("identity: timeout %s: must be between 100ms and 1m", d)
+		}
+	}
+	return nil
 }
 
 func validCookieName(name string) bool {
@@ -186,7 +202,7 @@ type headerSource struct {
 	cookie      string
 }
 
-func (s *headerSource) resolve(r *http.Request) (identity, error) {
+func (s *headerSource) resolve(r *http.Request) (flow.Identity, error) {
 	var id string
 	if s.placeholder != "" {
 		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -199,15 +215,15 @@ func (s *headerSource) resolve(r *http.Request) (identity, error) {
 		vals := r.Header[s.header]
 		if len(vals) != 1 {
 			// Absent, or ambiguous: never pick one of several.
-			return identity{}, nil
+			return flow.Identity{}, nil
 		}
 		id = vals[0]
 	}
 	if !validIdentity(id) {
-		return identity{}, nil
+		return flow.Identity{}, nil
 	}
-	out := identity{ID: id}
-	out.Binding, _, _ = bindingOf(r, s.cookie)
+	out := flow.Identity{ID: id}
+	out.Binding, _, _ = session.Binding(r, s.cookie)
 	return out, nil
 }
 
@@ -226,16 +242,16 @@ type endpointSource struct {
 }
 
 type cachedIdentity struct {
-	id      identity
+	id      flow.Identity
 	expires time.Time
 }
 
 const identityCacheMax = 100_000
 
-func (s *endpointSource) resolve(r *http.Request) (identity, error) {
-	binding, key, ok := bindingOf(r, s.cookie)
+func (s *endpointSource) resolve(r *http.Request) (flow.Identity, error) {
+	binding, key, ok := session.Binding(r, s.cookie)
 	if !ok {
-		return identity{}, nil
+		return flow.Identity{}, nil
 	}
 	now := clock.Now()
 	s.mu.RLock()
@@ -248,9 +264,9 @@ func (s *endpointSource) resolve(r *http.Request) (identity, error) {
 		return s.fetch(r)
 	})
 	if err != nil {
-		return identity{}, err
+		return flow.Identity{}, err
 	}
-	id := v.(identity)
+	id := v.(flow.Identity)
 	if id.ID == "" {
 		// Not cached: many sites keep the session ID across sign-in, so
 		// the same cookie may be signed in a moment from now.
@@ -269,15 +285,15 @@ func (s *endpointSource) resolve(r *http.Request) (identity, error) {
 }
 
 // fetch calls the endpoint with the member's cookies.
-func (s *endpointSource) fetch(r *http.Request) (identity, error) {
+func (s *endpointSource) fetch(r *http.Request) (flow.Identity, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return identity{}, err
+		return flow.Identity{}, err
 	}
 	for _, c := range r.Cookies() {
-		if !isGatewayCookie(c.Name) {
+		if !session.IsGatewayCookie(c.Name) {
 			req.AddCookie(c)
 		}
 	}
@@ -285,16 +301,16 @@ func (s *endpointSource) fetch(r *http.Request) (identity, error) {
 	req.Header.Set("User-Agent", "caddy-twofactor")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return identity{}, fmt.Errorf("identity endpoint: %w", err)
+		return flow.Identity{}, fmt.Errorf("identity endpoint: %w", err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden,
 		resp.StatusCode >= 300 && resp.StatusCode < 400:
 		// Refused, or sent to the sign-in page: nobody is signed in.
-		return identity{}, nil
+		return flow.Identity{}, nil
 	case resp.StatusCode != http.StatusOK:
-		return identity{}, fmt.Errorf("identity endpoint: status %d", resp.StatusCode)
+		return flow.Identity{}, fmt.Errorf("identity endpoint: status %d", resp.StatusCode)
 	}
 	var body struct {
 		ID    json.RawMessage `json:"id"`
@@ -302,13 +318,13 @@ func (s *endpointSource) fetch(r *http.Request) (identity, error) {
 		Phone string          `json:"phone"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
-		return identity{}, fmt.Errorf("identity endpoint: reading JSON: %w", err)
+		return flow.Identity{}, fmt.Errorf("identity endpoint: reading JSON: %w", err)
 	}
 	id, err := jsonID(body.ID)
 	if err != nil {
-		return identity{}, fmt.Errorf("identity endpoint: %w", err)
+		return flow.Identity{}, fmt.Errorf("identity endpoint: %w", err)
 	}
-	return identity{ID: id, Email: body.Email, Phone: body.Phone}, nil
+	return flow.Identity{ID: id, Email: body.Email, Phone: body.Phone}, nil
 }
 
 // jsonID accepts a string or a number: member sites use both.
@@ -331,13 +347,4 @@ func jsonID(raw json.RawMessage) (string, error) {
 		return n.String(), nil
 	}
 	return "", errors.New(`"id" is neither a string nor a number`)
-}
-
-func isGatewayCookie(name string) bool {
-	name = strings.TrimPrefix(name, "__Host-")
-	switch name {
-	case session.SessionCookie, session.DeviceCookie, session.CSRFCookie, session.ReminderCookie, session.BrowserCookie:
-		return true
-	}
-	return false
 }

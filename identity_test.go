@@ -16,7 +16,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/flow"
+	"github.com/caddy-twofactor/twofactor/session"
 )
 
 func testCaddyContext(t testing.TB) caddy.Context {
@@ -97,7 +99,7 @@ func newEndpointSource(t *testing.T, url string, edit func(*Identity)) *endpoint
 	if edit != nil {
 		edit(cfg)
 	}
-	src, err := cfg.provision(testCaddyContext(t), zap.NewNop())
+	src, err := provisionIdentity(cfg)
 	if err != nil {
 		t.Fatalf("provision: %v", err)
 	}
@@ -106,6 +108,18 @@ func newEndpointSource(t *testing.T, url string, edit func(*Identity)) *endpoint
 		t.Fatalf("provision returned %T, want *endpointSource", src)
 	}
 	return e
+}
+
+// provisionIdentity provisions and validates cfg, as Caddy does.
+func provisionIdentity(cfg *Identity) (identitySource, error) {
+	src, err := cfg.provision(zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return src, nil
 }
 
 func memberRequest(cookie string) *http.Request {
@@ -121,18 +135,18 @@ func TestEndpointSourceAnswers(t *testing.T) {
 		name    string
 		status  int
 		body    string
-		want    identity // Binding is filled in for non-empty IDs
+		want    flow.Identity // Binding is filled in for non-empty IDs
 		wantErr bool
 	}{
 		{name: "string id", status: 200, body: `{"id":"u-42","email":"ann@club.example","phone":"+81 90 0000 0000"}`,
-			want: identity{ID: "u-42", Email: "ann@club.example", Phone: "+81 90 0000 0000"}},
+			want: flow.Identity{ID: "u-42", Email: "ann@club.example", Phone: "+81 90 0000 0000"}},
 		{name: "numeric id", status: 200, body: `{"id":42,"email":"bob@club.example"}`,
-			want: identity{ID: "42", Email: "bob@club.example"}},
+			want: flow.Identity{ID: "42", Email: "bob@club.example"}},
 		{name: "large numeric id kept exactly", status: 200, body: `{"id":12345678901234567890}`,
-			want: identity{ID: "12345678901234567890"}},
+			want: flow.Identity{ID: "12345678901234567890"}},
 		{name: "unknown fields ignored", status: 200, body: `{"id":"u-1","roles":["admin"]}`,
-			want: identity{ID: "u-1"}},
-		{name: "unicode id", status: 200, body: `{"id":"会員-7"}`, want: identity{ID: "会員-7"}},
+			want: flow.Identity{ID: "u-1"}},
+		{name: "unicode id", status: 200, body: `{"id":"会員-7"}`, want: flow.Identity{ID: "会員-7"}},
 		{name: "401 means not signed in", status: 401, body: `{"id":"u-42"}`},
 		{name: "403 means not signed in", status: 403, body: `{"id":"u-42"}`},
 		{name: "500", status: 500, body: `{"id":"u-42"}`, wantErr: true},
@@ -150,7 +164,7 @@ func TestEndpointSourceAnswers(t *testing.T) {
 		{name: "id with DEL", status: 200, body: `{"id":"ann\u007f"}`, wantErr: true},
 		{name: "id too long", status: 200, body: `{"id":"` + strings.Repeat("a", maxIdentityLength+1) + `"}`, wantErr: true},
 		{name: "id at the limit", status: 200, body: `{"id":"` + strings.Repeat("a", maxIdentityLength) + `"}`,
-			want: identity{ID: strings.Repeat("a", maxIdentityLength)}},
+			want: flow.Identity{ID: strings.Repeat("a", maxIdentityLength)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,7 +186,7 @@ func TestEndpointSourceAnswers(t *testing.T) {
 			}
 			want := tt.want
 			if want.ID != "" {
-				want.Binding, _, _ = bindingOf(r, "sid")
+				want.Binding, _, _ = session.Binding(r, "sid")
 			}
 			if got != want {
 				t.Errorf("resolve = %+v, want %+v", got, want)
@@ -233,7 +247,7 @@ func TestEndpointSourceRefusalIsNotCached(t *testing.T) {
 			src := newEndpointSource(t, srv.URL, nil)
 
 			got, err := src.resolve(memberRequest("sid=same"))
-			if err != nil || got != (identity{}) {
+			if err != nil || got != (flow.Identity{}) {
 				t.Fatalf("resolve = %+v, %v; want empty identity, nil error", got, err)
 			}
 			// The member signs in; many sites keep the same session ID.
@@ -332,7 +346,7 @@ func TestEndpointSourceWithoutSessionCookie(t *testing.T) {
 		"2fa_session=x; sidx=abc", // neither is the member-site session
 	} {
 		got, err := src.resolve(memberRequest(cookie))
-		if err != nil || got != (identity{}) {
+		if err != nil || got != (flow.Identity{}) {
 			t.Errorf("cookie %q: resolve = %+v, %v; want empty identity", cookie, got, err)
 		}
 	}
@@ -389,7 +403,7 @@ func TestEndpointSourceCacheIsPerCookie(t *testing.T) {
 	srv := newWhoami(t, answerBySID)
 	src := newEndpointSource(t, srv.URL, nil)
 
-	get := func(cookie string) identity {
+	get := func(cookie string) flow.Identity {
 		t.Helper()
 		got, err := src.resolve(memberRequest(cookie))
 		if err != nil {
@@ -435,7 +449,7 @@ func TestEndpointSourceSingleflight(t *testing.T) {
 	var (
 		ready, done sync.WaitGroup
 		barrier     = make(chan struct{})
-		results     = make([]identity, n)
+		results     = make([]flow.Identity, n)
 		errs        = make([]error, n)
 	)
 	ready.Add(n)
@@ -518,7 +532,7 @@ func withReplacer(r *http.Request, vars map[string]any) *http.Request {
 func newHeaderSource(t *testing.T, cfg *Identity) *headerSource {
 	t.Helper()
 	cfg.Source = "header"
-	src, err := cfg.provision(testCaddyContext(t), zap.NewNop())
+	src, err := provisionIdentity(cfg)
 	if err != nil {
 		t.Fatalf("provision: %v", err)
 	}
@@ -607,7 +621,7 @@ func TestHeaderSourceBinding(t *testing.T) {
 	bound := newHeaderSource(t, &Identity{Header: "X-Member-Id", SessionCookie: "sid"})
 	unbound := newHeaderSource(t, &Identity{Header: "X-Member-Id"})
 
-	resolve := func(src *headerSource, cookie string) identity {
+	resolve := func(src *headerSource, cookie string) flow.Identity {
 		t.Helper()
 		r := memberRequest(cookie)
 		r.Header.Set("X-Member-Id", "m-1")
@@ -681,7 +695,7 @@ func TestIdentityProvisionErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			src, err := cfg.provision(testCaddyContext(t), zap.NewNop())
+			src, err := provisionIdentity(&cfg)
 			if err == nil {
 				t.Fatalf("provision gave %T and no error; want one containing %q", src, tt.want)
 			}
@@ -694,7 +708,7 @@ func TestIdentityProvisionErrors(t *testing.T) {
 
 func TestIdentityProvisionTwoPlaceholders(t *testing.T) {
 	cfg := Identity{Source: "header", Header: "{a} {b}"}
-	src, err := cfg.provision(testCaddyContext(t), zap.NewNop())
+	src, err := provisionIdentity(&cfg)
 	if err == nil {
 		t.Fatalf("header %q accepted as %+v; want a provision error", cfg.Header, src)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/notify"
@@ -23,16 +22,20 @@ func init() {
 	caddy.RegisterModule(MailboxSender{})
 }
 
-// Senders deliver one-time codes. They are guest modules of the two_factor
-// app in the two_factor.senders namespace: smtp for email, sns for SMS, and
-// mailbox (development only) for either.
+// Senders deliver one-time codes and notices. They are guest modules of the
+// two_factor app in the two_factor.senders namespace, used through
+// notify.Sender (and notify.Carrier, to say which channels they carry):
+// smtp for email, sns for SMS, and mailbox (development only) for either. A
+// third-party module in the namespace that implements notify.Sender plugs
+// in the same way.
 
 // SMTPSender sends email through an SMTP server.
 type SMTPSender struct {
 	// Host name of the SMTP server. Required.
 	Host string `json:"host,omitempty"`
 
-	// Port of the SMTP server. Default: 587, or 465 with tls implicit.
+	// Port of the SMTP server, 1 to 65535. Default: 587, or 465 with tls
+	// implicit.
 	Port int `json:"port,omitempty"`
 
 	// "starttls": upgrade with STARTTLS, and refuse to send if the server
@@ -41,10 +44,12 @@ type SMTPSender struct {
 	// or a loopback address). Default: starttls.
 	TLS string `json:"tls,omitempty"`
 
-	// User name and password for SMTP AUTH. Use placeholders such as
-	// {env.SMTP_PASSWORD} so the password never sits in the config.
-	// Default: no authentication.
+	// User name for SMTP AUTH; placeholders work. Default: none (no
+	// authentication).
 	Username string `json:"username,omitempty"`
+
+	// Password for SMTP AUTH; use a placeholder such as
+	// {env.SMTP_PASSWORD} so it never sits in the config. Default: none.
 	Password string `json:"password,omitempty"`
 
 	// The sender, with an optional display name:
@@ -69,9 +74,9 @@ func (SMTPSender) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves placeholders and connects nothing yet: each message
+// Provision resolves placeholders and connects nothing: each message
 // opens its own connection.
-func (s *SMTPSender) Provision(ctx caddy.Context) error {
+func (s *SMTPSender) Provision(caddy.Context) error {
 	repl := caddy.NewReplacer()
 	cfg := notify.SMTPConfig{
 		Host: s.Host, Port: s.Port, TLS: s.TLS, From: s.From, Timeout: time.Duration(s.Timeout),
@@ -94,18 +99,26 @@ func (s *SMTPSender) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// Carries reports that SMTP takes email only.
+func (*SMTPSender) Carries(channel string) bool { return channel == notify.ChannelEmail }
+
 // SNSSender sends SMS through Amazon SNS.
 type SNSSender struct {
 	// AWS region, such as ap-northeast-1. Required.
 	Region string `json:"region,omitempty"`
 
-	// Static credentials, through placeholders such as
-	// {env.SNS_ACCESS_KEY_ID}. Default: the AWS default chain
-	// (environment, shared config and credentials files, SSO, and the
-	// instance or task role).
-	AccessKeyID     string `json:"access_key_id,omitempty"`
+	// Static access key ID, through a placeholder such as
+	// {env.SNS_ACCESS_KEY_ID}; with secret_access_key. Default: the AWS
+	// default chain (environment, shared config and credentials files,
+	// SSO, and the instance or task role).
+	AccessKeyID string `json:"access_key_id,omitempty"`
+
+	// Secret of access_key_id, through a placeholder such as
+	// {env.SNS_SECRET_ACCESS_KEY}. Default: the AWS default chain.
 	SecretAccessKey string `json:"secret_access_key,omitempty"`
-	SessionToken    string `json:"session_token,omitempty"`
+
+	// Session token of temporary static credentials. Default: none.
+	SessionToken string `json:"session_token,omitempty"`
 
 	// Alphanumeric sender ID shown on phones in countries that support
 	// it (1-11 characters). Default: none.
@@ -133,7 +146,8 @@ func (SNSSender) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves placeholders and loads the AWS configuration.
+// Provision resolves placeholders and reads the AWS configuration, which
+// calls no AWS service.
 func (s *SNSSender) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	cfg := notify.SNSConfig{
@@ -162,12 +176,16 @@ func (s *SNSSender) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// Carries reports that SNS takes SMS only.
+func (*SNSSender) Carries(channel string) bool { return channel == notify.ChannelSMS }
+
 // MailboxSender writes messages to a directory and the log instead of
 // delivering them. It exists for the demo and development: codes end up
 // readable on disk and in the log. It is only ever used when configured by
 // name, and the directory must be given.
 type MailboxSender struct {
-	// Directory the messages are written to. Required.
+	// Directory the messages are written to, created at the first
+	// message. Required.
 	Dir string `json:"dir,omitempty"`
 
 	notify.Sender `json:"-"`
@@ -181,7 +199,7 @@ func (MailboxSender) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision creates the directory and warns that nothing is delivered.
+// Provision prepares the mailbox and warns that nothing is delivered.
 func (s *MailboxSender) Provision(ctx caddy.Context) error {
 	if s.Dir == "" {
 		return errors.New("mailbox dir: required (the development mailbox writes codes to this directory)")
@@ -197,102 +215,9 @@ func (s *MailboxSender) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// UnmarshalCaddyfile sets up the SMTP sender:
-//
-//	email smtp {
-//		host <host>
-//		port <port>
-//		tls starttls|implicit|none
-//		username <user>
-//		password <password>
-//		from <address>
-//		timeout <duration>
-//		ca_file <path>
-//	}
-func (s *SMTPSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return eachOption(d, d.Nesting(), "smtp", nil, func(name string) error {
-		switch name {
-		case "host":
-			return parseString(d, &s.Host)
-		case "port":
-			return parseInt(d, &s.Port)
-		case "tls":
-			return parseString(d, &s.TLS)
-		case "username":
-			return parseString(d, &s.Username)
-		case "password":
-			return parseString(d, &s.Password)
-		case "from":
-			return parseString(d, &s.From)
-		case "timeout":
-			return parseDuration(d, &s.Timeout)
-		case "ca_file":
-			return parseString(d, &s.CAFile)
-		}
-		return d.Errf("smtp: unknown option %q", name)
-	})
-}
-
-// UnmarshalCaddyfile sets up the SNS sender:
-//
-//	sms sns {
-//		region <region>
-//		access_key_id <id>
-//		secret_access_key <secret>
-//		session_token <token>
-//		sender_id <id>
-//		origination_number <+number>
-//		endpoint <url>
-//		timeout <duration>
-//	}
-func (s *SNSSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return eachOption(d, d.Nesting(), "sns", nil, func(name string) error {
-		switch name {
-		case "region":
-			return parseString(d, &s.Region)
-		case "access_key_id":
-			return parseString(d, &s.AccessKeyID)
-		case "secret_access_key":
-			return parseString(d, &s.SecretAccessKey)
-		case "session_token":
-			return parseString(d, &s.SessionToken)
-		case "sender_id":
-			return parseString(d, &s.SenderID)
-		case "origination_number":
-			return parseString(d, &s.OriginationNumber)
-		case "endpoint":
-			return parseString(d, &s.Endpoint)
-		case "timeout":
-			return parseDuration(d, &s.Timeout)
-		}
-		return d.Errf("sns: unknown option %q", name)
-	})
-}
-
-// UnmarshalCaddyfile sets up the development mailbox:
-//
-//	email mailbox <dir>
-func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // module name
-	if !d.NextArg() {
-		return d.Errf("mailbox: expected the directory to write messages to")
-	}
-	s.Dir = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if d.NextBlock(d.Nesting()) {
-		return d.Errf("mailbox: unknown option %q", d.Val())
-	}
-	return nil
+// Carries reports that the mailbox takes email and SMS alike.
+func (*MailboxSender) Carries(channel string) bool {
+	return channel == notify.ChannelEmail || channel == notify.ChannelSMS
 }
 
 // loadCAFile reads a PEM file of certificate authorities to trust.
@@ -310,10 +235,10 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*SMTPSender)(nil)
-	_ caddy.Provisioner     = (*SNSSender)(nil)
-	_ caddy.Provisioner     = (*MailboxSender)(nil)
-	_ caddyfile.Unmarshaler = (*SMTPSender)(nil)
-	_ caddyfile.Unmarshaler = (*SNSSender)(nil)
-	_ caddyfile.Unmarshaler = (*MailboxSender)(nil)
+	_ caddy.Provisioner = (*SMTPSender)(nil)
+	_ caddy.Provisioner = (*SNSSender)(nil)
+	_ caddy.Provisioner = (*MailboxSender)(nil)
+	_ notify.Carrier    = (*SMTPSender)(nil)
+	_ notify.Carrier    = (*SNSSender)(nil)
+	_ notify.Carrier    = (*MailboxSender)(nil)
 )

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/embedded"

@@ -14,7 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/store"

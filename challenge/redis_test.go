@@ -11,7 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/store/redis"

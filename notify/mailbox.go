@@ -24,19 +24,15 @@ type Mailbox struct {
 	log *zap.Logger
 }
 
-// NewMailbox returns a mailbox writing to dir, which it creates (0700) if
-// needed. There is no default directory: codes on disk must be somewhere
-// the operator chose.
+// NewMailbox returns a mailbox writing to dir, which it creates (0700)
+// when the first message arrives, so that configuring one writes nothing.
+// There is no default directory: codes on disk must be somewhere the
+// operator chose.
 func NewMailbox(dir string, log *zap.Logger) (*Mailbox, error) {
 	if dir == "" {
 		return nil, errors.New("mailbox dir: required")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("mailbox dir: %w", err)
-	}
-	if fi, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("mailbox dir: %w", err)
-	} else if !fi.IsDir() {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("mailbox dir %s: not a directory", dir)
 	}
 	if log == nil {
@@ -85,6 +81,9 @@ func (mb *Mailbox) Send(ctx context.Context, m Message) error {
 	}
 	name := now.Format("20060102T150405.000Z") + "-" + hex.EncodeToString(suffix[:]) + ext
 	path := filepath.Join(mb.dir, name)
+	if err := os.MkdirAll(mb.dir, 0o700); err != nil {
+		return classed(ClassOther, fmt.Errorf("mailbox: %w", err))
+	}
 	if err := writeAtomic(mb.dir, path, []byte(body.String())); err != nil {
 		return classed(ClassOther, fmt.Errorf("mailbox: %w", err))
 	}

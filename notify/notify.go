@@ -23,6 +23,20 @@ type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
+// Channels a sender may carry.
+const (
+	ChannelEmail = "email"
+	ChannelSMS   = "sms"
+)
+
+// Carrier is implemented by senders that carry some channels only, so a
+// sender configured for the wrong one (SMTP for SMS) is refused at start
+// rather than failing every message. A sender without it is trusted to
+// carry what it is configured for.
+type Carrier interface {
+	Carries(channel string) bool
+}
+
 // Delivery error classes. They go to the audit log and decide what the
 // member is told, so they describe the cause, not the library that saw it.
 const (

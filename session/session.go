@@ -1,9 +1,13 @@
-// Package session encodes the gateway's cookies: the second-factor session,
-// the remembered device, the enrolment reminder, and CSRF form tokens. Cookie
-// values are sealed with AES-256-GCM (package keyring): opaque to the client,
+// Package session owns the gateway's cookies: their names, reading them
+// without allocating, writing them with the right flags, stripping them
+// before a request goes upstream, sealing their values, and CSRF form
+// tokens. The cookies are the second-factor session, the remembered device,
+// the enrolment reminder, the CSRF secret and the browser token. Sealed
+// values use AES-256-GCM (package keyring): opaque to the client,
 // unforgeable, and bound to their purpose so one kind can never pass as
-// another. Validity rules (lifetimes, epochs, bindings) belong to the caller;
-// this package only guarantees that a decoded value is one the gateway wrote.
+// another. Validity rules (lifetimes, epochs, bindings) belong to the
+// caller; this package only guarantees that a decoded value is one the
+// gateway wrote.
 package session
 
 import (
@@ -17,15 +21,6 @@ import (
 	"github.com/caddy-twofactor/twofactor/keyring"
 )
 
-// Base cookie names. Over HTTPS they carry the __Host- prefix (see Name).
-const (
-	SessionCookie  = "2fa_session"
-	DeviceCookie   = "2fa_device"
-	CSRFCookie     = "2fa_csrf"
-	ReminderCookie = "2fa_remind"
-	BrowserCookie  = "2fa_browser"
-)
-
 // MaxValueLength bounds cookie values we try to decode; anything longer is
 // rejected before any work is done.
 const MaxValueLength = 2048
@@ -34,15 +29,6 @@ const MaxValueLength = 2048
 // long, sealed for another purpose, or sealed under a key no longer
 // configured. Callers treat it as an absent cookie.
 var ErrInvalid = errors.New("session: invalid cookie")
-
-// Name returns the cookie name for base. Browsers accept the __Host- prefix
-// only on Secure cookies, which need HTTPS.
-func Name(base string, secure bool) string {
-	if secure {
-		return "__Host-" + base
-	}
-	return base
-}
 
 // NewID returns 128 random bits.
 func NewID() [16]byte {

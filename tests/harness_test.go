@@ -32,8 +32,8 @@ import (
 	"golang.org/x/net/html"
 
 	_ "github.com/caddy-twofactor/twofactor"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
-	"github.com/caddy-twofactor/twofactor/internal/clock"
 )
 
 func TestMain(m *testing.M) {

@@ -237,8 +237,8 @@ func TestEnrolmentRequiredVersusOptional(t *testing.T) {
 	// A non-navigation request is refused, not redirected.
 	req, _ := http.NewRequest(http.MethodPost, e.base+"/echo/x", strings.NewReader("{}"))
 	req.Header.Set("Accept", "application/json")
-	if r := b.do(req); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "second_factor_required") {
-		t.Fatalf("API call without second factor: %d %s", r.status, r.body)
+	if r := b.do(req); r.status != http.StatusUnauthorized || r.location() != "" || strings.Contains(r.body, "echo") {
+		t.Fatalf("API call without second factor: %d %q %s", r.status, r.location(), r.body)
 	}
 
 	// Optional: a reminder, then through with the upstream told.
@@ -476,7 +476,8 @@ func TestGatewayCookiesNotForwarded(t *testing.T) {
 	}
 }
 
-// Scripts fetching data get a 401 they can act on, not a redirect to HTML.
+// Scripts fetching data get a 401, not a redirect to HTML, through Caddy's
+// error handling: an operator's handle_errors shapes the answer.
 func TestScriptFetchGets401(t *testing.T) {
 	e := start(t, setup{})
 	enrolled(e, "alice")
@@ -484,9 +485,8 @@ func TestScriptFetchGets401(t *testing.T) {
 	b.login("alice")
 	b.header.Set("Sec-Fetch-Mode", "cors")
 	r := b.get("/echo/data.json")
-	if r.status != http.StatusUnauthorized || r.header.Get("Content-Type") != "application/json" ||
-		!strings.Contains(r.body, `"location":"/.2fa/challenge"`) {
-		t.Fatalf("fetch without second factor: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+	if r.status != http.StatusUnauthorized || r.location() != "" || strings.Contains(r.body, "<html") || strings.Contains(r.body, "/echo/") {
+		t.Fatalf("fetch without second factor: %d %q %s", r.status, r.location(), r.body)
 	}
 }
 

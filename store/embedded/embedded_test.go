@@ -14,7 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/caddy-twofactor/twofactor/internal/clock"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/storetest"
 )

@@ -1,11 +1,11 @@
-package twofactor
+package flow
 
 import "strings"
 
-// deviceSummary names a browser and its system from a User-Agent, for the
+// DeviceSummary names a browser and its system from a User-Agent, for the
 // member's list of remembered devices: "Chrome · Windows". It knows the
 // common ones only; others read as what is known.
-func deviceSummary(ua string) string {
+func DeviceSummary(ua string) string {
 	browser := ""
 	switch {
 	case strings.Contains(ua, "Edg/") || strings.Contains(ua, "EdgA/") || strings.Contains(ua, "EdgiOS/"):

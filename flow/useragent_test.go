@@ -1,4 +1,4 @@
-package twofactor
+package flow
 
 import "testing"
 
@@ -13,7 +13,7 @@ func TestDeviceSummary(t *testing.T) {
 		"curl/8.5.0": "",
 		"":           "",
 	} {
-		if got := deviceSummary(ua); got != want {
+		if got := DeviceSummary(ua); got != want {
 			t.Errorf("%q: %q, want %q", ua, got, want)
 		}
 	}

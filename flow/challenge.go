@@ -1,0 +1,211 @@
+package flow
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// The challenge: the code form for one of the member's methods, "try
+// another way" for the others, and its verification.
+
+func (f *Flow) challengePage(p *request) error {
+	if err := p.e.Locked(p.r.Context(), f.actor(p.r, p.id.ID)); err != nil {
+		if handled, err := f.engineError(p, err); handled {
+			return err
+		}
+	}
+	return f.showChallenge(p, p.user, p.r.URL.Query().Get("method"), http.StatusOK)
+}
+
+// showChallenge renders the challenge for one of the member's methods,
+// with their other methods as "try another way".
+func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status int) error {
+	offered := f.offeredMethods(p, u)
+	if len(offered) == 0 {
+		// Every method the member has lost its sender in the config:
+		// recovery codes are what is left.
+		if u.Recovery != nil && u.Recovery.Left > 0 {
+			p.page.Method = challenge.MethodRecovery
+			p.page.RecoveryLeft = u.Recovery.Left
+			return f.render(p, status, "challenge")
+		}
+		return f.message(p.w, p.r, http.StatusServiceUnavailable, "title_unavailable", "method_unavailable", nil, "")
+	}
+	method := offered[0]
+	if slices.Contains(offered, want) {
+		method = want
+	}
+	if u.Recovery != nil {
+		p.page.RecoveryLeft = u.Recovery.Left
+		if want == challenge.MethodRecovery && u.Recovery.Left > 0 {
+			method = challenge.MethodRecovery
+		}
+	}
+	p.page.Method = method
+	for _, m := range offered {
+		if m == method {
+			continue
+		}
+		sentTo := p.e.Destination(u, m, identityEmail(p))
+		p.page.Methods = append(p.page.Methods, pages.MethodOption{
+			Name: m, SentTo: sentTo, Usable: m == challenge.MethodTOTP || sentTo != "",
+		})
+	}
+	if method == challenge.MethodEmail || method == challenge.MethodSMS {
+		p.page.SentTo = p.e.Destination(u, method, identityEmail(p))
+		pending, err := p.e.PendingCode(p.r.Context(), f.actor(p.r, p.id.ID), p.csrf, challenge.PurposeVerify)
+		if err == nil && pending.Method == method {
+			p.page.CodeSent = true
+			p.page.SentTo = pending.Masked
+			p.page.ResendIn = secondsUntil(pending.ResendAt)
+		}
+	}
+	f.offerRemember(p)
+	return f.render(p, status, "challenge")
+}
+
+// offeredMethods lists the member's methods, default first, that the page
+// being protected accepts. When it accepts none of them, all of the
+// member's methods are offered: after verifying with one, the member is
+// asked to add one the page accepts.
+func (f *Flow) offeredMethods(p *request, u *challenge.User) []string {
+	var accepted, usable []string
+	for _, m := range u.Methods() {
+		if !f.MethodConfigured(m) {
+			continue
+		}
+		usable = append(usable, m)
+		if p.accepts(m) {
+			accepted = append(accepted, m)
+		}
+	}
+	if len(accepted) == 0 && len(usable) > 0 {
+		p.page.NotAllowedHere = true
+		return usable
+	}
+	return accepted
+}
+
+func secondsUntil(t time.Time) int {
+	d := t.Sub(clock.Now())
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+func (f *Flow) offerRemember(p *request) {
+	if p.policy != nil && p.policy.Remember > 0 && p.page.Method != challenge.MethodRecovery && p.accepts(p.page.Method) {
+		p.page.ShowRemember = true
+		p.page.RememberDays = int((p.policy.Remember + 24*time.Hour - 1) / (24 * time.Hour))
+	}
+}
+
+// verify checks a challenge code and, on success, starts a fresh
+// second-factor session.
+func (f *Flow) verify(p *request) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := f.actor(p.r, p.id.ID)
+	method := p.r.PostForm.Get("method")
+	if method == "" {
+		method = challenge.MethodTOTP
+	}
+	st := p.user
+	if method == challenge.MethodRecovery {
+		return f.verifyRecovery(p, st)
+	}
+	if !slices.Contains(f.offeredMethods(p, st), method) {
+		p.page.Error = "method_unavailable"
+		return f.showChallenge(p, st, "", http.StatusBadRequest)
+	}
+	var u *challenge.User
+	var err error
+	switch method {
+	case challenge.MethodTOTP:
+		u, err = p.e.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
+	case challenge.MethodEmail, challenge.MethodSMS:
+		var sent string
+		u, sent, err = p.e.VerifyCode(ctx, a, p.csrf, p.r.PostForm.Get("code"))
+		if err == nil && sent != method {
+			// The code went by the other channel: the session says how
+			// the member really verified.
+			method = sent
+		}
+	default:
+		return f.message(p.w, p.r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+	}
+	if err != nil {
+		if handled, err := f.engineError(p, err); handled {
+			return err
+		}
+		st, serr := p.e.State(ctx, p.id.ID)
+		if serr != nil {
+			return f.unavailable(p, "state", serr)
+		}
+		if !st.Enrolled() {
+			return seeOther(p, f.pageURL(p, "enrol"))
+		}
+		status, msg := codeError(err, method)
+		p.page.Error = msg
+		return f.showChallenge(p, st, method, status)
+	}
+	now := clock.Now()
+	f.verified(p, u, method, now)
+	f.seenBrowser(p, u, true)
+	if p.r.PostForm.Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
+		f.rememberDevice(ctx, p, u, a, method, now)
+	}
+	if !p.accepts(method) {
+		// Verified, but not in a way this page accepts: add one it does.
+		return seeOther(p, f.pageURL(p, "enrol"))
+	}
+	return seeOther(p, p.page.ReturnTo)
+}
+
+// codeError maps a refused code to its status and message. Wrong,
+// expired, used-up and replayed codes all get the same answer, so a
+// guesser learns nothing about the code from it; for emailed and texted
+// codes the message also suggests asking for a new one.
+func codeError(err error, method string) (int, string) {
+	if errors.Is(err, challenge.ErrMalformed) {
+		// Counted like a wrong code, but the member only mistyped.
+		return http.StatusBadRequest, "code_malformed"
+	}
+	if method == challenge.MethodTOTP {
+		return http.StatusUnauthorized, "code_incorrect"
+	}
+	return http.StatusUnauthorized, "code_rejected"
+}
+
+// verified starts a new second-factor session after a code, never reusing
+// an earlier one, so a value planted in the browser never becomes valid,
+// and rotates the CSRF secret. method is the factor verified.
+func (f *Flow) verified(p *request, u *challenge.User, method string, now time.Time) {
+	s := session.Session{
+		User: p.id.ID, ID: session.NewID(), Binding: p.id.Binding, Method: method, Epoch: u.Epoch,
+		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(f.cfg.SessionLifetime).Unix(),
+	}
+	p.jar.SetSession(p.w, p.r, &s, now)
+	f.newCSRF(p)
+}
+
+// identityEmail is the identity's email address when it is a usable one.
+func identityEmail(p *request) string {
+	if p.id.Email == "" {
+		return ""
+	}
+	addr, err := notify.ParseEmail(p.id.Email)
+	if err != nil {
+		return ""
+	}
+	return addr
+}

@@ -1,0 +1,60 @@
+package flow
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// What the Caddy layer's hot path shares with the pages: whether a session
+// is live, and where to send a member who needs a page.
+
+// SessionLive reports whether s is a live second-factor session for this
+// member, this member-site session and the member's current factors.
+func (f *Flow) SessionLive(s *session.Session, id *Identity, u *challenge.User, now time.Time) bool {
+	t := now.Unix()
+	return s.User == id.ID &&
+		s.Binding == id.Binding &&
+		t < s.Expires &&
+		t < s.Issued+int64(f.cfg.SessionLifetime/time.Second) &&
+		t-s.LastSeen < int64(f.cfg.SessionIdle/time.Second) &&
+		s.LastSeen <= t+60 &&
+		u.Enrolled() &&
+		s.Epoch == u.Epoch &&
+		!u.SessionRevoked(s.ID) &&
+		(!s.Remembered || u.DeviceListed(s.ID))
+}
+
+// IsNavigation reports whether a redirect to a page makes sense: the
+// browser is loading a page, not posting a form or fetching data for a
+// script. Browsers say which with Sec-Fetch-Mode; other clients get pages.
+func IsNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	mode := r.Header.Get("Sec-Fetch-Mode")
+	return mode == "" || mode == "navigate"
+}
+
+// NeedSecondFactor sends a page load to the challenge or enrolment page
+// (page), and refuses other requests with 401: a page for clients that
+// take pages, a *Refusal for scripts.
+func (f *Flow) NeedSecondFactor(w http.ResponseWriter, r *http.Request, page string) error {
+	if IsNavigation(r) {
+		return f.RedirectToPage(w, r, page)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return f.message(w, r, http.StatusUnauthorized, "title_challenge", "second_factor_required", nil, f.cfg.Prefix+page)
+}
+
+// RedirectToPage redirects to one of the gateway's pages, carrying the
+// current path as return_to.
+func (f *Flow) RedirectToPage(w http.ResponseWriter, r *http.Request, page string) error {
+	target := f.cfg.Prefix + page + "?return_to=" + url.QueryEscape(r.URL.RequestURI())
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}

@@ -1,0 +1,43 @@
+package flow
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// Sign-out, which the member site links to after its own.
+
+func (f *Flow) logoutPage(p *request) error {
+	return f.render(p, http.StatusOK, "logout")
+}
+
+// logout ends the second-factor session server-side and forgets this
+// browser's remembered device, so the next visit asks for a code again.
+func (f *Flow) logout(p *request) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	a := f.actor(p.r, p.id.ID)
+	var s session.Session
+	if p.jar.Session(p.r, p.id.ID, &s) {
+		if err := p.e.RevokeSession(ctx, a, s.ID, time.Unix(s.Expires, 0)); err != nil {
+			return f.unavailable(p, "logout", err)
+		}
+	}
+	var d session.Device
+	if p.jar.Device(p.r, p.id.ID, &d) {
+		if err := p.e.ForgetDevice(ctx, a, d.ID); err != nil {
+			return f.unavailable(p, "logout", err)
+		}
+	}
+	p.jar.EndSession(p.w, p.r)
+	p.jar.ForgetDevice(p.w, p.r)
+	f.newCSRF(p)
+	if c := f.logger.Check(zap.DebugLevel, "signed out"); c != nil {
+		c.Write(zap.String("user", p.id.ID))
+	}
+	return f.message(p.w, p.r, http.StatusOK, "title_signed_out", "signed_out", nil, p.page.ReturnTo)
+}

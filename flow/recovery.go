@@ -1,0 +1,71 @@
+package flow
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
+)
+
+// Recovery codes: signing in with one, and a new set from the methods
+// page.
+
+// verifyRecovery passes the challenge with a recovery code, then takes the
+// member to their methods, since something is usually out of reach.
+func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	u, err := p.e.UseRecoveryCode(ctx, f.actor(p.r, p.id.ID), p.r.PostForm.Get("code"))
+	if err != nil {
+		if handled, err := f.engineError(p, err); handled {
+			return err
+		}
+		status, msg := codeError(err, challenge.MethodTOTP)
+		if errors.Is(err, challenge.ErrMalformed) {
+			msg = "recovery_malformed"
+		}
+		p.page.Error = msg
+		return f.showChallenge(p, st, challenge.MethodRecovery, status)
+	}
+	f.verified(p, u, challenge.MethodRecovery, clock.Now())
+	f.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
+	f.seenBrowser(p, u, false)
+	return seeOther(p, f.pageURL(p, "methods")+"&used=recovery")
+}
+
+// newRecoveryCodes replaces the member's recovery codes from the methods
+// page.
+func (f *Flow) newRecoveryCodes(p *request) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	codes, err := p.e.GenerateRecoveryCodes(ctx, f.actor(p.r, p.id.ID))
+	if err != nil {
+		return f.unavailable(p, "recovery", err)
+	}
+	if p.user.Recovery != nil {
+		p.page.Notice = "recovery_replaced"
+	}
+	f.notice(p, p.user, notify.NoticeData{Kind: "recovery_generated"})
+	return f.showRecoveryCodes(p, codes)
+}
+
+// showRecoveryCodes shows a new set of codes, with a text file of them to
+// download. The page is no-store like every gateway page; the codes are
+// never shown again.
+func (f *Flow) showRecoveryCodes(p *request, codes []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n%s\n\n", p.page.SiteName, p.id.ID)
+	for _, c := range codes {
+		b.WriteString(c)
+		b.WriteByte('\n')
+	}
+	p.page.RecoveryCodes = codes
+	p.page.RecoveryDownload = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(b.String())))
+	return f.render(p, http.StatusOK, "recovery")
+}

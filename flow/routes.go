@@ -1,0 +1,276 @@
+package flow
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
+)
+
+// guard is a condition a route declares and the router checks before the
+// route's page code runs. A route declares every guard it needs; the zero
+// set is refused, so no route can be added without thinking about them.
+type guard uint8
+
+const (
+	// signedIn: someone is signed in at the member site. Otherwise a page
+	// that says to sign in first (401).
+	signedIn guard = 1 << iota
+	// csrfToken: the form carries this browser's CSRF token for this
+	// member, and the browser says it comes from this origin. Otherwise
+	// 403. Every POST declares it.
+	csrfToken
+	// enrolled: the member has a second factor. Otherwise on to enrolment.
+	enrolled
+	// stepUp: a second-factor session verified with a code (not a
+	// remembered device) within step_up. Otherwise on to the challenge,
+	// and back here after it.
+	stepUp
+	// mayEnrol: an enrolment may go on: the member has no second factor
+	// yet, or has a session as stepUp asks. A stolen password alone cannot
+	// add a method to an enrolled member.
+	mayEnrol
+)
+
+var guardNames = []struct {
+	g    guard
+	name string
+}{
+	{signedIn, "signed in"}, {csrfToken, "CSRF token"}, {enrolled, "enrolled"},
+	{stepUp, "step-up"}, {mayEnrol, "may enrol"},
+}
+
+func (g guard) String() string {
+	var names []string
+	for _, n := range guardNames {
+		if g&n.g != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, "+")
+}
+
+// route is one page and method under the prefix.
+type route struct {
+	method string // GET (HEAD too) or POST
+	path   string // below the prefix, such as "methods/remove"
+	guards guard
+	serve  func(*Flow, *request) error
+}
+
+// routes is every page the gateway serves. Pages of one group share a
+// file: challenge.go, codes.go, enrol.go, methods.go, devices.go,
+// recovery.go, remind.go, logout.go.
+var routes = []route{
+	{"GET", "challenge", signedIn | enrolled, (*Flow).challengePage},
+	{"POST", "challenge", signedIn | csrfToken | enrolled, (*Flow).verify},
+	{"POST", "challenge/send", signedIn | csrfToken | enrolled, (*Flow).sendChallengeCode},
+
+	{"GET", "enrol", signedIn | mayEnrol, (*Flow).enrolStartPage},
+	{"POST", "enrol", signedIn | csrfToken | mayEnrol, (*Flow).enrolStart},
+	{"POST", "enrol/confirm", signedIn | csrfToken | mayEnrol, (*Flow).enrolConfirm},
+	{"GET", "enrol/email", signedIn | mayEnrol, (*Flow).enrolEmailPage},
+	{"POST", "enrol/email", signedIn | csrfToken | mayEnrol, (*Flow).enrolEmail},
+	{"GET", "enrol/sms", signedIn | mayEnrol, (*Flow).enrolSMSPage},
+	{"POST", "enrol/sms", signedIn | csrfToken | mayEnrol, (*Flow).enrolSMS},
+	{"GET", "enrol/code", signedIn | mayEnrol, (*Flow).enrolCodePage},
+	{"POST", "enrol/code", signedIn | csrfToken | mayEnrol, (*Flow).enrolCodeConfirm},
+	{"POST", "enrol/resend", signedIn | csrfToken | mayEnrol, (*Flow).enrolResend},
+
+	{"GET", "methods", signedIn | enrolled | stepUp, (*Flow).methodsPage},
+	{"POST", "methods/default", signedIn | csrfToken | enrolled | stepUp, (*Flow).setDefault},
+	{"POST", "methods/remove", signedIn | csrfToken | enrolled | stepUp, (*Flow).removeMethod},
+	{"POST", "methods/recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
+	{"POST", "methods/devices", signedIn | csrfToken | enrolled | stepUp, (*Flow).forgetDevices},
+
+	{"GET", "remind", signedIn, (*Flow).remindPage},
+	{"POST", "remind", signedIn | csrfToken, (*Flow).remindLater},
+
+	{"GET", "logout", signedIn, (*Flow).logoutPage},
+	{"POST", "logout", signedIn | csrfToken, (*Flow).logout},
+}
+
+// router finds a route by path and method.
+type router map[string]map[string]*route
+
+// newRouter indexes table, refusing routes whose guards are missing or
+// inconsistent: a programming error, caught by any test that builds a Flow.
+func newRouter(table []route) router {
+	rt := router{}
+	for i := range table {
+		r := &table[i]
+		switch {
+		case r.guards == 0:
+			panic(fmt.Sprintf("flow: route %s %s declares no guards", r.method, r.path))
+		case r.guards&signedIn == 0:
+			panic(fmt.Sprintf("flow: route %s %s: every page needs a signed-in member", r.method, r.path))
+		case r.method == http.MethodPost && r.guards&csrfToken == 0:
+			panic(fmt.Sprintf("flow: route POST %s lacks the CSRF guard", r.path))
+		case r.method != http.MethodPost && r.guards&csrfToken != 0:
+			panic(fmt.Sprintf("flow: route %s %s: only posts carry a CSRF token", r.method, r.path))
+		case r.method != http.MethodGet && r.method != http.MethodPost:
+			panic(fmt.Sprintf("flow: route %s %s: only GET and POST", r.method, r.path))
+		}
+		if rt[r.path] == nil {
+			rt[r.path] = map[string]*route{}
+		}
+		if rt[r.path][r.method] != nil {
+			panic(fmt.Sprintf("flow: route %s %s given twice", r.method, r.path))
+		}
+		rt[r.path][r.method] = r
+	}
+	return rt
+}
+
+// maxFormBytes bounds what a page form may post.
+const maxFormBytes = 16 << 10
+
+// Serve handles a request under the prefix; nothing here is ever passed to
+// the upstream. It returns a *Refusal for a refused client that is not
+// loading a page, for the caller to answer.
+func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
+	name := strings.TrimPrefix(r.URL.Path, f.cfg.Prefix)
+	pages.SetSecurityHeaders(w.Header(), r.TLS != nil)
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if static, ok := strings.CutPrefix(name, "static/"); ok && method == http.MethodGet {
+		pages.ServeStatic(w, r, static)
+		return nil
+	}
+	byMethod, ok := f.router[name]
+	if !ok {
+		return f.message(w, r, http.StatusNotFound, "title_not_found", "not_found", nil, f.cfg.TopPage)
+	}
+	rt, ok := byMethod[method]
+	if !ok {
+		var allow []string
+		if byMethod[http.MethodGet] != nil {
+			allow = append(allow, "GET", "HEAD")
+		}
+		if byMethod[http.MethodPost] != nil {
+			allow = append(allow, "POST")
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return f.message(w, r, http.StatusMethodNotAllowed, "error_title", "method_not_allowed", nil, "")
+	}
+	b := f.cfg.Backend(r.Context())
+	if b == nil {
+		return f.Unavailable(w, r, "store", errNotReady)
+	}
+	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar}
+	if done, err := f.guard(p, rt); done {
+		return err
+	}
+	return rt.serve(f, p)
+}
+
+// guard applies the route's guards in order, filling in the request as it
+// goes. It returns true when the request has been answered.
+func (f *Flow) guard(p *request, rt *route) (bool, error) {
+	r := p.r
+	var err error
+	if p.id, err = f.cfg.Identify(r); err != nil {
+		return true, f.Unavailable(p.w, r, "identity", err)
+	}
+	if p.id.ID == "" {
+		link := f.cfg.TopPage
+		if f.cfg.LoginURL != "" {
+			link = f.cfg.LoginURL
+		}
+		return true, f.message(p.w, r, http.StatusUnauthorized, "title_sign_in", "sign_in_first", nil, link)
+	}
+	if rt.method == http.MethodPost {
+		r.Body = http.MaxBytesReader(p.w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			return true, f.message(p.w, r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+		}
+	}
+	p.csrf = p.jar.CSRFSecret(r)
+	if rt.guards&csrfToken != 0 {
+		if !sameOrigin(r) || p.csrf == "" || !p.jar.CSRFValid(p.csrf, p.id.ID, r.PostForm.Get("csrf")) {
+			p.e.Audit(f.actor(r, p.id.ID), "csrf_refused", "refused", zap.String("page", rt.path))
+			return true, f.message(p.w, r, http.StatusForbidden, "error_title", "csrf_failed", nil, "")
+		}
+	}
+
+	returnTo := r.URL.Query().Get("return_to")
+	if rt.method == http.MethodPost {
+		returnTo = r.PostForm.Get("return_to")
+	}
+	if returnTo = SafeReturnPath(returnTo); returnTo == "" {
+		returnTo = f.cfg.TopPage
+	}
+	p.policy = f.cfg.PolicyFor(r, returnTo)
+	p.page = &pages.Page{
+		Lang:     pages.Language(r.Header.Get("Accept-Language")),
+		SiteName: f.siteName(r),
+		Prefix:   f.cfg.Prefix,
+		ReturnTo: returnTo,
+	}
+	if p.csrf == "" {
+		f.newCSRF(p)
+	} else {
+		p.page.CSRF = p.jar.CSRFToken(p.csrf, p.id.ID)
+	}
+
+	if rt.guards&(enrolled|stepUp|mayEnrol) == 0 {
+		return false, nil
+	}
+	if p.user, err = p.e.State(r.Context(), p.id.ID); err != nil {
+		return true, f.unavailable(p, "state", err)
+	}
+	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
+		return true, seeOther(p, f.pageURL(p, "enrol"))
+	}
+	needStepUp := rt.guards&stepUp != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
+	if needStepUp {
+		s, ok := f.stepUpSession(p)
+		if !ok {
+			return true, f.toChallenge(p, rt)
+		}
+		p.session = s
+	}
+	return false, nil
+}
+
+// toChallenge sends a member who needs a recent code to the challenge,
+// and back afterwards: to the page itself, or after a post to the page of
+// its group (methods/remove → methods).
+func (f *Flow) toChallenge(p *request, rt *route) error {
+	back := rt.path
+	if rt.method == http.MethodPost {
+		back, _, _ = strings.Cut(rt.path, "/")
+	}
+	back = f.cfg.Prefix + back + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
+	return seeOther(p, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(back))
+}
+
+// newCSRF gives the browser a fresh CSRF secret. It is also rotated after
+// every successful verification, so a secret planted before sign-in is
+// worthless afterwards.
+func (f *Flow) newCSRF(p *request) {
+	p.csrf = p.jar.NewCSRFSecret(p.w, p.r)
+	if p.page != nil {
+		p.page.CSRF = p.jar.CSRFToken(p.csrf, p.id.ID)
+	}
+}
+
+// stepUpSession returns the request's live session when it was verified
+// with a code (not a remembered device) within the step-up window.
+func (f *Flow) stepUpSession(p *request) (*session.Session, bool) {
+	s := new(session.Session)
+	now := clock.Now()
+	if !p.jar.Session(p.r, p.id.ID, s) || s.Remembered ||
+		now.Unix()-s.Issued >= int64(f.cfg.StepUp.Seconds()) || !f.SessionLive(s, &p.id, p.user, now) {
+		return nil, false
+	}
+	return s, true
+}

@@ -1,0 +1,833 @@
+// Package twofactor is a Caddy plugin that puts a second authentication
+// factor in front of an existing member site: the two_factor app (keys,
+// store, senders, engine), the two_factor HTTP handler, and their guest
+// modules. The pages live in package flow, the engine in package challenge;
+// this package adapts Caddy's configuration, lifecycle and requests to them.
+package twofactor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/flow"
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+	caddy.RegisterModule(Handler{})
+}
+
+// App is the infrastructure shared by every site that uses the two_factor
+// handler: keys, the store, the senders and the second-factor engine. It is
+// optional in the config; without it the embedded defaults apply.
+type App struct {
+	// Master keys that encrypt authenticator secrets and seal cookies,
+	// newest first. The first key encrypts new data; every key is tried
+	// when reading, so a replaced key can stay listed until the data
+	// written under it is gone. Each key is used as the text it is (not
+	// decoded), at least 32 bytes after placeholders are replaced and
+	// surrounding spaces trimmed; use {env.*} or {file.*} placeholders so
+	// the key never sits in the config. Every instance sharing a store
+	// needs the same keys. Default: a random key generated on first start
+	// and kept in Caddy's data directory (two_factor/key, mode 0600).
+	Keys []string `json:"keys,omitempty"`
+
+	// Where enrolments, counters and remembered devices are kept: a
+	// two_factor.stores module (embedded or redis). Default: the embedded
+	// store in Caddy's data directory.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=two_factor.stores inline_key=type"`
+
+	// Length of an authenticator-app time step: whole seconds, at least
+	// 15s. Default: 30s.
+	TOTPPeriod caddy.Duration `json:"totp_period,omitempty"`
+
+	// Time steps accepted before and after the current one, to allow for
+	// clock drift on phones: 0, 1 or 2. Default: 1.
+	TOTPSkew *int `json:"totp_skew,omitempty"`
+
+	// Digits in an authenticator-app code: 6 or 8. Default: 6.
+	TOTPDigits int `json:"totp_digits,omitempty"`
+
+	// Wrong codes allowed per account within failure_window before the
+	// account is locked out, 1 to 50. Shared by every method and every
+	// session. Default: 5.
+	MaxFailures int `json:"max_failures,omitempty"`
+
+	// Wrong codes allowed per client address within failure_window; -1
+	// turns the address limit off. The address is Caddy's client IP, so
+	// behind a load balancer configure trusted_proxies, or every member
+	// shares the balancer's address. Default: 20.
+	MaxAddressFailures int `json:"max_address_failures,omitempty"`
+
+	// The window over which wrong codes are counted, at least 1s.
+	// Default: 15m.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+
+	// How long a lockout lasts at least, at least 1s. Default: 15m.
+	Lockout caddy.Duration `json:"lockout,omitempty"`
+
+	// How long a started enrolment waits for its confirming code, 1m to
+	// 1h. Default: 10m.
+	EnrolmentTimeout caddy.Duration `json:"enrolment_timeout,omitempty"`
+
+	// Sender of codes by email: a two_factor.senders module that can
+	// carry email (smtp, or mailbox for development). Default: none;
+	// members cannot choose email codes.
+	EmailRaw json.RawMessage `json:"email,omitempty" caddy:"namespace=two_factor.senders inline_key=sender"`
+
+	// Sender of codes by SMS: a two_factor.senders module that can carry
+	// SMS (sns, or mailbox for development). Default: none; members
+	// cannot choose SMS codes.
+	SMSRaw json.RawMessage `json:"sms,omitempty" caddy:"namespace=two_factor.senders inline_key=sender"`
+
+	// Region (ISO 3166 two-letter code) assumed for phone numbers entered
+	// without a country code. Default: JP.
+	PhoneRegion string `json:"phone_region,omitempty"`
+
+	// Regions whose phone numbers may be enrolled for SMS; numbers from
+	// elsewhere are refused, which keeps SMS pumping to premium foreign
+	// numbers out. Default: phone_region only.
+	PhoneCountries []string `json:"phone_countries,omitempty"`
+
+	// How long an emailed code is valid: 1m to 10m. Default: 10m.
+	EmailCodeTTL caddy.Duration `json:"email_code_ttl,omitempty"`
+
+	// How long a code sent by SMS is valid: 1m to 10m. Default: 5m.
+	SMSCodeTTL caddy.Duration `json:"sms_code_ttl,omitempty"`
+
+	// Tries allowed on one emailed or texted code before it is void, 1 to
+	// 10. Wrong tries also count toward max_failures. Default: 5.
+	CodeAttempts int `json:"code_attempts,omitempty"`
+
+	// How long a member waits before another code is sent by the same
+	// method, 10s to 10m. Default: 60s.
+	ResendCooldown caddy.Duration `json:"resend_cooldown,omitempty"`
+
+	// Codes sent per clock hour to one member, 1 to 100. Default: 5.
+	HourlySendsPerUser int `json:"hourly_sends_per_user,omitempty"`
+
+	// Codes sent per clock hour to one address or number, whoever asks, 1
+	// to 100. Default: 5.
+	HourlySendsPerDestination int `json:"hourly_sends_per_destination,omitempty"`
+
+	// Codes sent per clock hour at the request of one client address
+	// (IPv6 by /64), at most 100000; -1 turns this limit off. Default: 20.
+	HourlySendsPerAddress int `json:"hourly_sends_per_address,omitempty"`
+
+	// SMS sent per clock hour by the whole site, 1 to 1000000: a ceiling
+	// on SNS spend whatever happens. Reaching it logs an error.
+	// Default: 100.
+	HourlySMSSite int `json:"hourly_sms_site,omitempty"`
+
+	logger  *zap.Logger
+	audit   *zap.Logger
+	ctx     caddy.Context
+	cfg     challenge.Config
+	secrets [][]byte // the configured keys, placeholders replaced
+	storage StoreModule
+	email   notify.Sender // nil when email codes are not configured
+	sms     notify.Sender // nil when SMS codes are not configured
+
+	storeIdentity string // a shared store's, for knownStores
+	knownStores   knownStores
+	*running
+}
+
+// running is the app's state from Start on.
+type running struct {
+	started chan struct{} // closed when Start has run, successfully or not
+	rt      atomic.Pointer[flow.Backend]
+	ready   atomic.Bool // the key check passed
+	lost    atomic.Bool // the store lost its data since
+	bg      background
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "two_factor",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision applies defaults, replaces the keys' placeholders and loads
+// the store and sender modules. It opens nothing: `caddy validate` stops
+// after Validate, and must leave the store and the data directory alone.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.audit = a.logger.Named("audit")
+	a.running = &running{started: make(chan struct{})}
+	a.cfg = challenge.Config{
+		Period:             time.Duration(a.TOTPPeriod),
+		Digits:             a.TOTPDigits,
+		MaxFailures:        a.MaxFailures,
+		MaxAddressFailures: a.MaxAddressFailures,
+		FailureWindow:      time.Duration(a.FailureWindow),
+		Lockout:            time.Duration(a.Lockout),
+		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
+
+		EmailCodeTTL:        time.Duration(a.EmailCodeTTL),
+		SMSCodeTTL:          time.Duration(a.SMSCodeTTL),
+		CodeAttempts:        a.CodeAttempts,
+		ResendCooldown:      time.Duration(a.ResendCooldown),
+		SendsPerUser:        a.HourlySendsPerUser,
+		SendsPerDestination: a.HourlySendsPerDestination,
+		SendsPerAddress:     a.HourlySendsPerAddress,
+		SMSPerHour:          a.HourlySMSSite,
+	}
+	if a.TOTPSkew != nil {
+		a.cfg.Skew = *a.TOTPSkew
+		if a.cfg.Skew == 0 {
+			a.cfg.Skew = challenge.SkewZero
+		}
+	}
+	if a.PhoneRegion == "" {
+		a.PhoneRegion = "JP"
+	}
+	a.PhoneRegion = strings.ToUpper(a.PhoneRegion)
+	if len(a.PhoneCountries) == 0 {
+		a.PhoneCountries = []string{a.PhoneRegion}
+	}
+	for i, c := range a.PhoneCountries {
+		a.PhoneCountries[i] = strings.ToUpper(c)
+	}
+
+	repl := caddy.NewReplacer()
+	for i, k := range a.Keys {
+		v, err := repl.ReplaceOrErr(k, true, true)
+		if err != nil {
+			return fmt.Errorf("keys[%d]: %v", i, err)
+		}
+		a.secrets = append(a.secrets, []byte(strings.TrimSpace(v)))
+	}
+
+	if a.StoreRaw == nil {
+		a.StoreRaw = json.RawMessage(`{"type":"embedded"}`)
+	}
+	mod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	var ok bool
+	if a.storage, ok = mod.(StoreModule); !ok {
+		return fmt.Errorf("store: module %T is not a store", mod)
+	}
+	if id, ok := mod.(sharedStore); ok {
+		a.storeIdentity = id.Identity()
+	}
+	a.knownStores = defaultKnownStores()
+
+	if a.email, err = a.loadSender(ctx, "EmailRaw", notify.ChannelEmail); err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	if a.sms, err = a.loadSender(ctx, "SMSRaw", notify.ChannelSMS); err != nil {
+		return fmt.Errorf("sms: %w", err)
+	}
+	return nil
+}
+
+// loadSender loads the sender module in field, if configured, and checks
+// that it can carry channel. Modules are used through notify.Sender, so a
+// third-party sender plugs in like the built-in ones.
+func (a *App) loadSender(ctx caddy.Context, field, channel string) (notify.Sender, error) {
+	raw := a.EmailRaw
+	if field == "SMSRaw" {
+		raw = a.SMSRaw
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	mod, err := ctx.LoadModule(a, field)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("%T", mod)
+	if m, ok := mod.(caddy.Module); ok {
+		name = string(m.CaddyModule().ID)
+	}
+	s, ok := mod.(notify.Sender)
+	if !ok {
+		return nil, fmt.Errorf("module %s is not a sender (it has no Send method)", name)
+	}
+	if c, ok := mod.(notify.Carrier); ok && !c.Carries(channel) {
+		use := map[string]string{notify.ChannelEmail: "email (use smtp, or mailbox for development)",
+			notify.ChannelSMS: "SMS (use sns, or mailbox for development)"}[channel]
+		return nil, fmt.Errorf("sender %s cannot send %s", name, use)
+	}
+	return s, nil
+}
+
+// Validate checks every setting, touching nothing.
+func (a *App) Validate() error {
+	if a.TOTPSkew != nil && *a.TOTPSkew < 0 {
+		return fmt.Errorf("totp_skew %d: must be 0, 1 or 2", *a.TOTPSkew)
+	}
+	if err := a.cfg.Validate(); err != nil {
+		return err
+	}
+	if !notify.ValidRegion(a.PhoneRegion) {
+		return fmt.Errorf("phone_region %q: not a known two-letter region code", a.PhoneRegion)
+	}
+	for _, c := range a.PhoneCountries {
+		if !notify.ValidRegion(c) {
+			return fmt.Errorf("phone_countries %q: not a known two-letter region code", c)
+		}
+	}
+	for i, k := range a.secrets {
+		if len(k) < keyring.MinKeyLength {
+			return fmt.Errorf("keys[%d]: the key is %d bytes; at least %d are required (for example: openssl rand -base64 32)", i, len(k), keyring.MinKeyLength)
+		}
+	}
+	return nil
+}
+
+// Start loads or creates the key, opens the store, checks that the keys
+// read what it holds, and starts the watchers. Handlers that get requests
+// before it finishes (Caddy starts apps in no set order) wait for it.
+func (a *App) Start() error {
+	defer close(a.started)
+	a.bg.start(a.ctx)
+	kr, err := a.keyring()
+	if err != nil {
+		return err
+	}
+	st, err := a.storage.OpenStore(a.bg.watchCtx)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	engine, err := challenge.New(st, kr, a.cfg, clock.Now, a.audit)
+	if err != nil {
+		return err
+	}
+	// Other instances' writes (a method disabled, a device forgotten)
+	// reach this one's copies of user records at once.
+	a.bg.watch(engine.FollowChanges)
+
+	checkCtx, cancel := context.WithTimeout(a.bg.watchCtx, keyCheckTimeout)
+	defer cancel()
+	err = a.checkKey(checkCtx, engine)
+	switch {
+	case err == nil:
+		a.ready.Store(true)
+		if err := engine.CheckNotices(checkCtx); err != nil {
+			a.logger.Warn("store: change notices cannot be sent, so other instances see a revocation "+
+				"made here only when their copy expires (2s); for Redis, grant the channel (&<key_prefix>*)", zap.Error(err))
+		}
+	case errors.Is(err, challenge.ErrWrongKey):
+		return errWrongKey
+	case errors.Is(err, challenge.ErrStoreLost):
+		a.reportLost(err)
+	case errors.Is(err, store.ErrUnavailable):
+		// A shared store that is down must not keep Caddy from loading:
+		// protected paths answer 503 until the check passes.
+		a.logger.Error("store unavailable; protected paths answer 503 until it is back", zap.Error(err))
+	default:
+		return fmt.Errorf("store: checking the keys against stored data: %w", err)
+	}
+	a.bg.watch(func(ctx context.Context) { a.watchStore(ctx, engine) })
+	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr)})
+	return nil
+}
+
+// Stop ends the watchers, and waits for notices still being sent, each
+// within its own timeout.
+func (a *App) Stop() error {
+	a.bg.stop()
+	return nil
+}
+
+// startWait bounds how long a request waits for the app to start: a
+// reload's new handlers can serve before the new app's Start has run.
+const startWait = 10 * time.Second
+
+// backend returns the engine and the jar once the store is open and
+// trusted, or nil (the gateway then answers 503).
+func (a *App) backend(ctx context.Context) *flow.Backend {
+	b := a.rt.Load()
+	if b == nil {
+		select {
+		case <-a.started:
+		case <-ctx.Done():
+			return nil
+		case <-time.After(startWait):
+			return nil
+		}
+		b = a.rt.Load()
+	}
+	if b == nil || !a.ready.Load() || a.lost.Load() {
+		return nil
+	}
+	return b
+}
+
+// methodConfigured reports whether the site can offer method.
+func (a *App) methodConfigured(method string) bool {
+	switch method {
+	case challenge.MethodTOTP:
+		return true
+	case challenge.MethodEmail:
+		return a.email != nil
+	case challenge.MethodSMS:
+		return a.sms != nil
+	}
+	return false
+}
+
+// background runs the app's work that outlives a request: watchers, which
+// end when the app stops, and tasks such as notices, which Stop lets finish
+// (within drainTimeout) so that none is lost or left running.
+type background struct {
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
+
+	ctx         context.Context // tasks'; cancelled after the drain
+	cancel      context.CancelFunc
+	watchCtx    context.Context // watchers'; cancelled first
+	watchCancel context.CancelFunc
+}
+
+// drainTimeout bounds how long Stop waits for tasks in flight.
+const drainTimeout = 10 * time.Second
+
+func (b *background) start(parent context.Context) {
+	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(parent))
+	b.watchCtx, b.watchCancel = context.WithCancel(parent)
+}
+
+// Go runs a task. One started after Stop (by a request of the old config
+// still running during a reload) runs on its own.
+func (b *background) Go(fn func(context.Context)) {
+	b.run(fn, false)
+}
+
+// watch runs a watcher until the app stops.
+func (b *background) watch(fn func(context.Context)) {
+	b.run(fn, true)
+}
+
+func (b *background) run(fn func(context.Context), watcher bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped || b.ctx == nil {
+		if !watcher {
+			go fn(context.Background())
+		}
+		return
+	}
+	ctx := b.ctx
+	if watcher {
+		ctx = b.watchCtx
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn(ctx)
+	}()
+}
+
+// stop ends the watchers and waits for the tasks, cancelling those still
+// running after drainTimeout.
+func (b *background) stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	if b.ctx == nil {
+		return
+	}
+	b.watchCancel()
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		b.cancel()
+		<-done
+	}
+	b.cancel()
+}
+
+// Handler asks signed-in members for a second factor before they reach
+// protected paths, and serves the gateway's own pages under its prefix.
+type Handler struct {
+	// Where the member's identity (the first factor, the member site's own
+	// sign-in) comes from. Required.
+	Identity *Identity `json:"identity,omitempty"`
+
+	// Protected paths and the policy for each. Rules are tried in order;
+	// the first rule whose paths match (and whose exceptions do not)
+	// applies. Requests matching no rule pass through untouched.
+	// Required: at least one rule.
+	Protect []*Rule `json:"protect,omitempty"`
+
+	// Path prefix under which the gateway serves its pages (challenge,
+	// enrolment, sign-out): it starts and ends with / and names a path.
+	// Requests under it never reach the upstream. Default: /.2fa/.
+	Prefix string `json:"prefix,omitempty"`
+
+	// Where to send visitors who are not signed in at the member site
+	// when they request a protected path: a same-site path such as
+	// /login. The original path is appended as the "next" query
+	// parameter. Default: none; the request passes through, so the member
+	// site asks them to sign in itself.
+	LoginURL string `json:"login_url,omitempty"`
+
+	// Where members land after verification when the page they asked for
+	// is unknown or not a safe same-site path: a same-site path.
+	// Default: /.
+	TopPage string `json:"top_page,omitempty"`
+
+	// Name shown on the gateway's pages, as the issuer in authenticator
+	// apps, and in messages. Required when codes are sent by email or
+	// SMS. Default: the request's host name.
+	SiteName string `json:"site_name,omitempty"`
+
+	// The site's public address, such as https://example.com (no path),
+	// for the link to the settings page in security notices. It is taken
+	// from here only, never from a request's Host header, which the client
+	// chooses. Default: none; notices name the page's path instead.
+	SiteURL string `json:"site_url,omitempty"`
+
+	// "off" sends no email when a member passes the second factor in a
+	// browser the gateway has not seen for them before; "on" sends one
+	// (with an email sender configured). Default: on.
+	NewDeviceNotice string `json:"new_device_notice,omitempty"`
+
+	// Client address ranges (CIDR) from which a sign-in in a new browser
+	// is not worth a notice, such as an office network. Default: none.
+	TrustedNetworks []string `json:"trusted_networks,omitempty"`
+
+	// How long a second-factor session lasts without any request, at
+	// least 1m and at most session_lifetime. Default: 30m.
+	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
+
+	// How long a second-factor session lasts at most, however active: at
+	// least session_idle and at most 30d. Default: 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// How recently a member must have entered a code (not used a
+	// remembered device) to add, remove or change methods and recovery
+	// codes, 1m to 1h; otherwise they are asked for one first.
+	// Default: 10m.
+	StepUp caddy.Duration `json:"step_up,omitempty"`
+
+	// Directory of templates that replace the built-in ones, file by file
+	// (challenge.html, enrol.html, layout.html, ...). Default: none.
+	Templates string `json:"templates,omitempty"`
+
+	app     *App
+	flow    *flow.Flow
+	source  identitySource
+	logger  *zap.Logger
+	trusted []netip.Prefix
+}
+
+// Rule is a set of protected paths with its policy.
+type Rule struct {
+	// Path patterns, as in Caddy's path matcher (/members/*, *.pdf, ...),
+	// each starting with / or *. Matching is case-insensitive and applies
+	// to the cleaned path, so encodings and dot segments cannot get around
+	// it. Required.
+	Paths []string `json:"paths,omitempty"`
+
+	// Path patterns inside Paths that are not protected. Default: none.
+	Except []string `json:"except,omitempty"`
+
+	// "required": members without a second factor must set one up before
+	// they continue. "optional": they continue (the upstream is told they
+	// have none) and are reminded now and then to set one up; members who
+	// have one must still use it. Default: required.
+	Enrolment string `json:"enrolment,omitempty"`
+
+	// How long "don't ask for a code on this device" lasts, 1m to 400d,
+	// or "off" to hide the choice and refuse remembered devices on these
+	// paths (for example an admin area). Default: 30d.
+	RememberDevice string `json:"remember_device,omitempty"`
+
+	// How often members without a second factor see the reminder page on
+	// optional paths, 1m to 400d. Default: 7d.
+	Reminder caddy.Duration `json:"reminder,omitempty"`
+
+	// Second factors accepted on these paths: totp, email, sms. Email and
+	// SMS need a sender in the two_factor app. A member whose session was
+	// verified another way is asked again, with one of these. Default:
+	// every method the site can send (totp always).
+	Methods []string `json:"methods,omitempty"`
+
+	policy flow.Policy
+	paths  caddyhttp.MatchPath
+	except caddyhttp.MatchPath
+}
+
+const (
+	defaultPrefix      = "/.2fa/"
+	defaultRemember    = 30 * 24 * time.Hour
+	maxRemember        = 400 * 24 * time.Hour
+	defaultReminder    = 7 * 24 * time.Hour
+	defaultSessionIdle = 30 * time.Minute
+	defaultSessionLife = 12 * time.Hour
+	maxSessionLife     = 30 * 24 * time.Hour
+	defaultStepUp      = 10 * time.Minute
+	enrolmentRequired  = "required"
+	enrolmentOptional  = "optional"
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.two_factor",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision applies defaults and wires the handler to the two_factor app,
+// the identity source and the pages.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("two_factor")
+	if err != nil {
+		return err
+	}
+	h.app = appIface.(*App)
+
+	if h.Prefix == "" {
+		h.Prefix = defaultPrefix
+	}
+	if h.TopPage == "" {
+		h.TopPage = "/"
+	}
+	if h.SessionIdle == 0 {
+		h.SessionIdle = caddy.Duration(defaultSessionIdle)
+	}
+	if h.SessionLifetime == 0 {
+		h.SessionLifetime = caddy.Duration(defaultSessionLife)
+	}
+	if h.StepUp == 0 {
+		h.StepUp = caddy.Duration(defaultStepUp)
+	}
+	h.SiteURL = strings.TrimSuffix(h.SiteURL, "/")
+	for _, n := range h.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("trusted_networks %q: %v", n, err)
+		}
+		h.trusted = append(h.trusted, p.Masked())
+	}
+	for i, rule := range h.Protect {
+		if err := rule.provision(ctx, h.app); err != nil {
+			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+	}
+	if h.Identity == nil {
+		return errors.New("identity: required (endpoint or header)")
+	}
+	if h.source, err = h.Identity.provision(h.logger); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	renderer, err := pages.New(h.Templates)
+	if err != nil {
+		return fmt.Errorf("templates: %w", err)
+	}
+	h.flow = flow.New(flow.Config{
+		Prefix:            h.Prefix,
+		TopPage:           h.TopPage,
+		LoginURL:          h.LoginURL,
+		SiteName:          h.SiteName,
+		SiteURL:           h.SiteURL,
+		SessionIdle:       time.Duration(h.SessionIdle),
+		SessionLifetime:   time.Duration(h.SessionLifetime),
+		StepUp:            time.Duration(h.StepUp),
+		NewDeviceNotice:   h.NewDeviceNotice != "off",
+		TrustedNetworks:   h.trusted,
+		PhoneRegion:       h.app.PhoneRegion,
+		PhoneCountries:    h.app.PhoneCountries,
+		RequiresEnrolment: h.requiresEnrolment(),
+		Pages:             renderer,
+		Logger:            h.logger,
+		Email:             h.app.email,
+		SMS:               h.app.sms,
+		Backend:           h.app.backend,
+		Identify:          h.source.resolve,
+		PolicyFor:         h.policyFor,
+		ClientIP:          clientIP,
+		Go:                h.app.bg.Go,
+	})
+	return nil
+}
+
+func (rule *Rule) provision(ctx caddy.Context, app *App) error {
+	rule.paths = caddyhttp.MatchPath(append([]string(nil), rule.Paths...))
+	rule.except = caddyhttp.MatchPath(append([]string(nil), rule.Except...))
+	if err := rule.paths.Provision(ctx); err != nil {
+		return fmt.Errorf("paths: %w", err)
+	}
+	if err := rule.except.Provision(ctx); err != nil {
+		return fmt.Errorf("except: %w", err)
+	}
+	rule.policy = flow.Policy{Optional: rule.Enrolment == enrolmentOptional, Reminder: time.Duration(rule.Reminder)}
+	if rule.policy.Reminder == 0 {
+		rule.policy.Reminder = defaultReminder
+	}
+	var err error
+	if rule.policy.Remember, err = parseRemember(rule.RememberDevice); err != nil {
+		return err
+	}
+	if len(rule.Methods) == 0 {
+		for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+			if app.methodConfigured(m) {
+				rule.policy.Methods = append(rule.policy.Methods, m)
+			}
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, m := range rule.Methods {
+		if !seen[m] {
+			seen[m] = true
+			rule.policy.Methods = append(rule.policy.Methods, m)
+		}
+	}
+	return nil
+}
+
+// parseRemember reads remember_device: a duration from 1m to 400d, "off"
+// (returned as 0), or "" for the default.
+func parseRemember(v string) (time.Duration, error) {
+	switch v {
+	case "":
+		return defaultRemember, nil
+	case "off":
+		return 0, nil
+	}
+	d, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("remember_device %q: not a duration or off (%v)", v, err)
+	}
+	if d < time.Minute || d > maxRemember {
+		return 0, fmt.Errorf("remember_device %s: must be between 1m and 400d, or off", v)
+	}
+	return d, nil
+}
+
+func (rule *Rule) validate(app *App) error {
+	if len(rule.Paths) == 0 {
+		return errors.New("paths: at least one path pattern is required")
+	}
+	for _, set := range [][]string{rule.Paths, rule.Except} {
+		for _, p := range set {
+			if p == "" || (p[0] != '/' && p[0] != '*') {
+				return fmt.Errorf("path pattern %q: must start with / or *", p)
+			}
+		}
+	}
+	switch rule.Enrolment {
+	case "", enrolmentRequired, enrolmentOptional:
+	default:
+		return fmt.Errorf("enrolment %q: must be required or optional", rule.Enrolment)
+	}
+	if r := rule.policy.Reminder; r < time.Minute || r > maxRemember {
+		return fmt.Errorf("reminder %s: must be between 1m and 400d", r)
+	}
+	for _, m := range rule.Methods {
+		switch m {
+		case challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
+		default:
+			return fmt.Errorf("methods %q: must be totp, email or sms", m)
+		}
+		if !app.methodConfigured(m) {
+			return fmt.Errorf("methods %s: the two_factor app has no %s sender configured", m, m)
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if !strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) < 3 {
+		return fmt.Errorf("prefix %q: must start and end with / and name a path, like /.2fa/", h.Prefix)
+	}
+	if flow.SafeReturnPath(h.TopPage) == "" {
+		return fmt.Errorf("top_page %q: must be a same-site path starting with /", h.TopPage)
+	}
+	if h.LoginURL != "" && flow.SafeReturnPath(h.LoginURL) == "" {
+		return fmt.Errorf("login_url %q: must be a same-site path starting with /", h.LoginURL)
+	}
+	idle, life := time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime)
+	if idle < time.Minute || life < idle || life > maxSessionLife {
+		return fmt.Errorf("session_idle %s, session_lifetime %s: need 1m <= idle <= lifetime <= 30d", idle, life)
+	}
+	if h.SiteURL != "" {
+		u, err := url.Parse(h.SiteURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("site_url %q: must be an http or https address with no path, like https://example.com", h.SiteURL)
+		}
+	}
+	if s := time.Duration(h.StepUp); s < time.Minute || s > time.Hour {
+		return fmt.Errorf("step_up %s: must be between 1m and 1h", s)
+	}
+	switch h.NewDeviceNotice {
+	case "", "on", "off":
+	default:
+		return fmt.Errorf("new_device_notice %q: must be on or off", h.NewDeviceNotice)
+	}
+	if len(h.Protect) == 0 {
+		return errors.New("protect: no protected paths configured")
+	}
+	for i, rule := range h.Protect {
+		if err := rule.validate(h.app); err != nil {
+			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if len(rule.policy.Methods) == 1 && rule.policy.Methods[0] == challenge.MethodSMS {
+			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
+				zap.Strings("paths", rule.Paths))
+		}
+	}
+	if (h.app.email != nil || h.app.sms != nil) && h.SiteName == "" {
+		// Otherwise the name in emails and texts would come from the
+		// request's Host header, which the client chooses.
+		return errors.New("site_name: required when codes are sent by email or SMS")
+	}
+	return h.Identity.validate()
+}
+
+// requiresEnrolment reports whether any protected path requires a second
+// factor.
+func (h *Handler) requiresEnrolment() bool {
+	for _, rule := range h.Protect {
+		if !rule.policy.Optional {
+			return true
+		}
+	}
+	return false
+}
+
+// Interface guards
+var (
+	_ caddy.App                   = (*App)(nil)
+	_ caddy.Provisioner           = (*App)(nil)
+	_ caddy.Validator             = (*App)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
