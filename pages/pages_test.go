@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html"
 	"html/template"
 	"net/http"
@@ -908,17 +909,39 @@ func TestTemplateFilesKnown(t *testing.T) {
 
 func TestRenderConcurrent(t *testing.T) {
 	r := newRenderer(t, "")
-	done := make(chan struct{})
+	// Each page rendered alone first: what every goroutine must get too.
+	want := map[string]string{}
+	for _, lang := range languages {
+		for _, name := range pageNames {
+			w := httptest.NewRecorder()
+			if err := r.Render(w, 200, name, fullPage(lang), true); err != nil {
+				t.Fatalf("%s/%s: %v", lang, name, err)
+			}
+			want[lang+"/"+name] = w.Body.String()
+		}
+	}
+	errs := make(chan error, 8)
 	for i := 0; i < 8; i++ {
 		go func(i int) {
-			defer func() { done <- struct{}{} }()
 			for j := 0; j < 50; j++ {
-				_ = r.Render(httptest.NewRecorder(), 200, pageNames[(i+j)%len(pageNames)], fullPage(languages[j%2]), true)
+				name, lang := pageNames[(i+j)%len(pageNames)], languages[j%2]
+				w := httptest.NewRecorder()
+				if err := r.Render(w, 200, name, fullPage(lang), true); err != nil {
+					errs <- fmt.Errorf("%s/%s: %w", lang, name, err)
+					return
+				}
+				if w.Code != 200 || w.Body.String() != want[lang+"/"+name] {
+					errs <- fmt.Errorf("%s/%s: status %d, body differs from a lone render", lang, name, w.Code)
+					return
+				}
 			}
+			errs <- nil
 		}(i)
 	}
 	for i := 0; i < 8; i++ {
-		<-done
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/pquerna/otp"
@@ -37,6 +38,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(caddyCommand) != "" {
+		// A child acting as the caddy command (validate_test.go), with
+		// its own data directory.
+		os.Args = append([]string{"caddy"}, os.Args[1:]...)
+		caddycmd.Main()
+		return
+	}
 	dir, err := os.MkdirTemp("", "twofactor-tests-")
 	if err != nil {
 		panic(err)
@@ -241,6 +249,16 @@ func start(t testing.TB, s setup) *env {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	e.waitReady()
 	return e
+}
+
+// stop stops Caddy. The two_factor app's Stop waits for the background
+// work still running, such as notices being sent: after it, what was
+// going to be sent has been, and nothing more will be.
+func (e *env) stop() {
+	e.t.Helper()
+	if err := caddy.Stop(); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 var dataDirs sync.Map // testing.TB → its data directory

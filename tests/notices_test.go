@@ -106,7 +106,7 @@ func TestLockoutNoticeOnce(t *testing.T) {
 		a.post("/.2fa/challenge", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"totp"}, "code": {"000000"}})
 	}
 	c.notice("alice@example.com", "Too many wrong codes")
-	time.Sleep(200 * time.Millisecond) // let any further background send land
+	c.stop() // every notice still being sent has landed
 	if n := c.count("alice@example.com", "Too many wrong codes"); n != 1 {
 		t.Fatalf("%d lockout notices", n)
 	}
@@ -173,7 +173,7 @@ func TestNewBrowserNotice(t *testing.T) {
 					t.Errorf("notice text:\n%s", m.Text)
 				}
 			}
-			time.Sleep(200 * time.Millisecond) // let any further background send land
+			c.stop() // every notice still being sent has landed
 			if got := c.count("alice@example.com", "Sign-in from a new browser"); got != tc.want {
 				t.Fatalf("%d new-browser notices, want %d", got, tc.want)
 			}
