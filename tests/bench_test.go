@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
 
@@ -23,7 +24,7 @@ import (
 //
 //	go test -run '^$' -bench HotPath -benchmem ./tests/
 func BenchmarkHotPath(b *testing.B) {
-	bare, noop := freePort(b), freePort(b)
+	bare, noop := testnet.FreePort(b), testnet.FreePort(b)
 	policy := `
 	identity endpoint {SITE}/api/me {
 		session_cookie member_session

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/internal/testcode"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
@@ -375,7 +376,7 @@ func TestSMTPFailures(t *testing.T) {
 
 func TestSMTPConnectionRefused(t *testing.T) {
 	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls"})
-	closed := freePort(t)
+	closed := testnet.FreePort(t)
 	global := fmt.Sprintf(`keys %q
 		email smtp {
 			host 127.0.0.1

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestGeneratedKey(t *testing.T) {
 
 // Bad configuration is refused with a message naming what is wrong.
 func TestBadConfigRefused(t *testing.T) {
-	e := &env{t: t, port: freePort(t), siteURL: "http://127.0.0.1:1", echoURL: "http://127.0.0.1:2", dbPath: filepath.Join(t.TempDir(), "db"), logPath: filepath.Join(t.TempDir(), "log")}
+	e := &env{t: t, port: testnet.FreePort(t), siteURL: "http://127.0.0.1:1", echoURL: "http://127.0.0.1:2", dbPath: filepath.Join(t.TempDir(), "db"), logPath: filepath.Join(t.TempDir(), "log")}
 	for _, tc := range []struct {
 		name   string
 		setup  setup

@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"net/http"
 	"net/url"
 	"strings"
@@ -74,7 +75,7 @@ func TestRefusalsReachHandleErrors(t *testing.T) {
 // A store that cannot be reached: scripts get 503 through handle_errors,
 // with Retry-After; pages get the gateway's page.
 func TestUnavailableReachesHandleErrors(t *testing.T) {
-	closed := freePort(t) // nothing listens here
+	closed := testnet.FreePort(t) // nothing listens here
 	e := start(t, setup{
 		extra:  handleErrors,
 		global: fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 100ms\n\t\t}", testKey, closed),

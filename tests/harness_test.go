@@ -25,8 +25,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -35,6 +35,7 @@ import (
 	_ "github.com/caddy-twofactor/twofactor"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -116,16 +117,6 @@ const defaultPolicy = `
 	site_name "Test Members"
 `
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // echo answers with the request it received, so tests can see exactly
 // what reached the upstream.
 func echo(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +191,7 @@ func start(t testing.TB, s setup) *env {
 	// Caddy's data directory: one per test, kept across the test's
 	// restarts, like one machine's.
 	t.Setenv("XDG_DATA_HOME", dataDir(t))
-	e := &env{t: t, https: s.https, port: freePort(t), dbPath: s.dbPath, clock: s.clock}
+	e := &env{t: t, https: s.https, port: testnet.FreePort(t), dbPath: s.dbPath, clock: s.clock}
 	if e.dbPath == "" {
 		e.dbPath = filepath.Join(t.TempDir(), "twofactor.db")
 	}
@@ -244,7 +235,7 @@ func start(t testing.TB, s setup) *env {
 		if try == 5 || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatalf("loading config: %v", err)
 		}
-		e.port = freePort(t)
+		e.port = testnet.FreePort(t)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
 	e.waitReady()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
 	"github.com/caddy-twofactor/twofactor/internal/testcode"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
@@ -80,7 +81,7 @@ func startInstances(t *testing.T, n int, global, policy string, members []member
 		}
 		s := setup{global: global, policy: policy}
 		for try := 1; ; try++ {
-			in.port = freePort(t)
+			in.port = testnet.FreePort(t)
 			in.host = fmt.Sprintf("127.0.0.1:%d", in.port)
 			in.base = "http://" + in.host
 			err := in.launch(s)

@@ -8,6 +8,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"net/http"
 	"net/url"
 	"os"
@@ -219,7 +220,7 @@ func TestMailboxNeedsDirectory(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &env{
-				port:    freePort(t),
+				port:    testnet.FreePort(t),
 				dbPath:  filepath.Join(t.TempDir(), "twofactor.db"),
 				logPath: filepath.Join(t.TempDir(), "caddy.log"),
 				siteURL: "http://127.0.0.1:9", // never reached: the config must fail first

@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
@@ -54,7 +55,7 @@ func TestRedisStore(t *testing.T) {
 // the gateway's pages answer 503 (fail closed), and everything works again
 // by itself once Redis is up, without a restart.
 func TestRedisDownAtStart(t *testing.T) {
-	port := testredis.FreePort(t)
+	port := testnet.FreePort(t)
 	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 500ms\n\t\t}", testKey, port)
 	e := start(t, setup{global: global})
 	b := e.browser()
@@ -93,7 +94,7 @@ func TestRedisDownAtStart(t *testing.T) {
 // enrolment is lost. (Run Redis with appendonly yes and appendfsync
 // everysec or always; see the README.)
 func TestRedisCrashKeepsEnrolments(t *testing.T) {
-	port := testredis.FreePort(t)
+	port := testnet.FreePort(t)
 	dir := t.TempDir()
 	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
 	srv := testredis.StartIn(t, port, dir, aof...)

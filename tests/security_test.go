@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/base64"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -205,7 +206,7 @@ func newAuthServer(t testing.TB) string {
 		}
 		w.Header().Set("X-Member-Id", c.Value)
 	})}
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	ln, err := listen(port)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/sha256"
 	"fmt"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"io/fs"
 	"net"
 	"os"
@@ -98,7 +99,7 @@ func TestValidateWhileRunning(t *testing.T) {
 	}
 	dataHome := t.TempDir()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	cfg := filepath.Join(dir, "Caddyfile")
 	// The embedded defaults: a generated key and the database, both in
 	// the data directory.
@@ -226,7 +227,7 @@ http://127.0.0.1:%d {
 	}
 	respond "ok"
 }
-`, redisAddr, smtpPort, freePort(t))
+`, redisAddr, smtpPort, testnet.FreePort(t))
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}

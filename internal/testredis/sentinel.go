@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"net"
 	"os"
 	"os/exec"
@@ -78,7 +79,7 @@ func startSentinels(t testing.TB, name, masterPort string) []*Server {
 		var ports [3]int
 		var ids [3]string
 		for i := range ports {
-			ports[i] = FreePort(t)
+			ports[i] = testnet.FreePort(t)
 			id := make([]byte, 20) // 40 hex digits, like a run ID
 			_, _ = rand.Read(id)
 			ids[i] = hex.EncodeToString(id)

@@ -7,7 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"os"
 	"os/exec"
 	"strconv"
@@ -35,7 +35,7 @@ func Start(t testing.TB, extra ...string) *Server {
 	// A port found free can be taken before redis-server binds it (tests
 	// run in parallel processes): then try another.
 	for try := 1; ; try++ {
-		s, err := start(t, FreePort(t), t.TempDir(), extra, nil)
+		s, err := start(t, testnet.FreePort(t), t.TempDir(), extra, nil)
 		if err == nil {
 			return s
 		}
@@ -153,17 +153,6 @@ func binary(t testing.TB, name string) string {
 		t.Skip(name + " not installed")
 	}
 	return bin
-}
-
-// FreePort returns a loopback port nothing listens on.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // StartCluster runs a three-node Redis Cluster (three masters, no

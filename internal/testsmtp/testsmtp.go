@@ -7,26 +7,18 @@ package testsmtp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +26,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/caddy-twofactor/twofactor/internal/testca"
+	"github.com/caddy-twofactor/twofactor/internal/testrecord"
 )
 
 // Options choose how the server behaves.
@@ -68,11 +63,11 @@ type Server struct {
 	certFile string
 	done     chan struct{}
 
-	mu      sync.Mutex
-	msgs    []Message
-	changed chan struct{} // closed and replaced when a message arrives
-	fail    string
-	delay   time.Duration
+	msgs testrecord.Recorder[Message]
+
+	mu    sync.Mutex
+	fail  string
+	delay time.Duration
 }
 
 // Start runs a server on 127.0.0.1 until the test ends.
@@ -85,15 +80,9 @@ func Start(t testing.TB, opts Options) *Server {
 	default:
 		t.Fatalf("testsmtp: unknown TLS mode %q", opts.TLS)
 	}
-	cert, certPEM := selfSigned(t)
-	s := &Server{opts: opts, changed: make(chan struct{}), done: make(chan struct{})}
-	s.roots = x509.NewCertPool()
-	s.roots.AppendCertsFromPEM(certPEM)
-	s.certFile = filepath.Join(t.TempDir(), "testsmtp-ca.pem")
-	if err := os.WriteFile(s.certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	ca := testca.New(t, "testsmtp CA")
+	s := &Server{opts: opts, done: make(chan struct{}), roots: ca.Pool, certFile: ca.File}
+	tlsConfig := ca.ServerConfig(t)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,34 +145,13 @@ func (s *Server) RootCAs() *x509.CertPool { return s.roots }
 func (s *Server) CertFile() string { return s.certFile }
 
 // Messages returns the messages accepted so far.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Message(nil), s.msgs...)
-}
+func (s *Server) Messages() []Message { return s.msgs.All() }
 
 // Wait returns the messages once there are at least n, failing the test
 // if that takes longer than timeout.
 func (s *Server) Wait(t testing.TB, n int, timeout time.Duration) []Message {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.msgs) >= n {
-			msgs := append([]Message(nil), s.msgs...)
-			s.mu.Unlock()
-			return msgs
-		}
-		ch := s.changed
-		have := len(s.msgs)
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			t.Fatalf("testsmtp: %d message(s) after %s, want %d", have, timeout, n)
-		}
-	}
+	return s.msgs.Wait(t, n, timeout, "testsmtp messages")
 }
 
 // Fail makes the server fail from now on: "" behaves normally; "reject"
@@ -212,14 +180,6 @@ func (s *Server) mode() (string, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.fail, s.delay
-}
-
-func (s *Server) record(m Message) {
-	s.mu.Lock()
-	s.msgs = append(s.msgs, m)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
 }
 
 type session struct {
@@ -296,7 +256,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	m := Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, TLS: ss.encrypted()}
 	m.Subject, m.Text, m.HTML = decode(data)
-	ss.s.record(m)
+	ss.s.msgs.Add(m)
 	return nil
 }
 
@@ -356,46 +316,4 @@ func walk(contentType, encoding string, body io.Reader, text, html *string) {
 	case mediaType == "text/html" && *html == "":
 		*html = s
 	}
-}
-
-// selfSigned makes a certificate for 127.0.0.1, ::1 and localhost that is
-// its own authority.
-func selfSigned(t testing.TB) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "testsmtp"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, certPEM
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-twofactor/twofactor/internal/testrecord"
 )
 
 // Publish is one Publish request the endpoint accepted.
@@ -34,10 +36,10 @@ type Server struct {
 	srv  *httptest.Server
 	done chan struct{}
 
+	publishes testrecord.Recorder[Publish]
+
 	mu          sync.Mutex
-	publishes   []Publish
 	requests    int
-	changed     chan struct{} // closed and replaced when a Publish arrives
 	failCode    string
 	failStatus  int
 	failMessage string
@@ -47,7 +49,7 @@ type Server struct {
 // Start runs an endpoint on 127.0.0.1 until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{changed: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{done: make(chan struct{})}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
 		close(s.done)
@@ -60,11 +62,7 @@ func Start(t testing.TB) *Server {
 func (s *Server) URL() string { return s.srv.URL }
 
 // Publishes returns the accepted Publish requests so far.
-func (s *Server) Publishes() []Publish {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Publish(nil), s.publishes...)
-}
+func (s *Server) Publishes() []Publish { return s.publishes.All() }
 
 // Requests returns how many requests arrived, failed ones included.
 func (s *Server) Requests() int {
@@ -77,23 +75,7 @@ func (s *Server) Requests() int {
 // test if that takes longer than timeout.
 func (s *Server) Wait(t testing.TB, n int, timeout time.Duration) []Publish {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.publishes) >= n {
-			p := append([]Publish(nil), s.publishes...)
-			s.mu.Unlock()
-			return p
-		}
-		ch, have := s.changed, len(s.publishes)
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			t.Fatalf("testsns: %d publish(es) after %s, want %d", have, timeout, n)
-		}
-	}
+	return s.publishes.Wait(t, n, timeout, "testsns publishes")
 }
 
 // Fail makes every following request fail with an AWS error response with
@@ -179,11 +161,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: PhoneNumber or Message missing")
 		return
 	}
-	s.mu.Lock()
-	s.publishes = append(s.publishes, p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+	s.publishes.Add(p)
 
 	w.Header().Set("Content-Type", "text/xml")
 	fmt.Fprintf(w, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
 
@@ -15,7 +16,7 @@ import (
 // comes back by itself, reporting the interruption (notices sent while it
 // was down are lost, so the subscriber must drop what it kept).
 func TestSubscribeSurvivesRestart(t *testing.T) {
-	port := testredis.FreePort(t)
+	port := testnet.FreePort(t)
 	srv := testredis.StartAt(t, port)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
