@@ -180,6 +180,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"protect option twice", "two_factor {\n\tprotect /a/* {\n\t\tenrolment optional\n\t\tenrolment required\n\t}\n}", "protect: enrolment given twice"},
 		{"reminder bad", "two_factor {\n\tprotect /a/* {\n\t\treminder weekly\n\t}\n}", `reminder: bad duration "weekly"`},
 		{"remember_device missing", "two_factor {\n\tprotect /a/* {\n\t\tremember_device\n\t}\n}", "remember_device: expected a value"},
+		// remember_device is parsed and range-checked at adapt time.
+		{"remember_device not a duration", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 3x\n\t}\n}", `protect: remember_device "3x": not a duration or off`},
+		{"remember_device under 1m", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30s\n\t}\n}", "remember_device 30s: must be between 1m and 400d, or off"},
+		{"remember_device over 400d", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 401d\n\t}\n}", "remember_device 401d: must be between 1m and 400d"},
+		{"remember_device Off", "two_factor {\n\tprotect /a/* {\n\t\tremember_device Off\n\t}\n}", `remember_device "Off"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
