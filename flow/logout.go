@@ -17,6 +17,8 @@ func (f *Flow) logoutPage(p *request) error {
 
 // logout ends the second-factor session server-side and forgets this
 // browser's remembered device, so the next visit asks for a code again.
+// With a return_to posted (the sign-out page carries the one it was opened
+// with), the member goes on there: to the member site's own sign-out, say.
 func (f *Flow) logout(p *request) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
@@ -38,6 +40,9 @@ func (f *Flow) logout(p *request) error {
 	f.newCSRF(p)
 	if c := f.logger.Check(zap.DebugLevel, "signed out"); c != nil {
 		c.Write(zap.String("user", p.id.ID))
+	}
+	if p.r.PostForm.Get("return_to") != "" {
+		return seeOther(p, p.page.ReturnTo)
 	}
 	return f.message(p.w, p.r, http.StatusOK, "title_signed_out", "signed_out", nil, p.page.ReturnTo)
 }

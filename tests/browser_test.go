@@ -413,3 +413,44 @@ func (c *chrome) fatalf(format string, args ...any) {
 	}
 	c.t.Fatalf(format, args...)
 }
+
+// In a real browser: from the site's account page to the gateway's
+// settings, then "Sign out" through the gateway and on to the site's own
+// sign-out, which the browser's Sec-Fetch-Site lets through.
+func TestBrowserAccountSettingsAndSignOut(t *testing.T) {
+	e := start(t, setup{})
+	requireChromium(t)
+	_, secret := enrolled(e, "alice")
+	e.nextStep()
+
+	c := e.chromium(t)
+	c.signIn("alice", "/members/account")
+	r := c.open("/members/account")
+	if r.path != "/.2fa/challenge" {
+		c.fatalf("the account page is protected, want the challenge; at %s", r.url)
+	}
+	c.typeInto("#code", e.code(secret, 0))
+	if r = c.submit(`form[action="/.2fa/challenge"] button[type=submit]`); r.path != "/members/account" {
+		c.fatalf("after the code: %s (%d)", r.url, r.status)
+	}
+	if r = c.submit("#two-factor-settings"); r.path != "/.2fa/methods" || r.status != 200 {
+		c.fatalf("the settings link: %s (%d)", r.url, r.status)
+	}
+
+	r = c.open("/members/")
+	if r = c.submit(`header a[href^="/.2fa/logout"]`); r.path != "/.2fa/logout" || r.status != 200 {
+		c.fatalf("Sign out: %s (%d), want the gateway's sign-out page", r.url, r.status)
+	}
+	if r = c.submit(`form[action="/.2fa/logout"] button[type=submit]`); r.path != "/" || r.status != 200 {
+		c.fatalf("after signing out: %s (%d), want the top page", r.url, r.status)
+	}
+	if text := c.bodyText(); !strings.Contains(text, "You are not signed in.") {
+		c.fatalf("the top page after signing out says: %s", text)
+	}
+	for _, name := range []string{"2fa_session", membersite.SessionCookie} {
+		if c.cookie(name) != nil {
+			c.fatalf("cookie %s survived signing out", name)
+		}
+	}
+	c.checkNoCSPViolations()
+}

@@ -171,7 +171,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		`"handler":"two_factor"`, `"source":"endpoint"`, `"url":"http://127.0.0.1:9080/api/me"`,
 		`"session_cookie":"member_session"`, `"paths":["/members/*"]`, `"remember_device":"off"`,
 		`"login_url":"/login"`, `"site_name":"Demo Members"`, `"methods":["totp"]`,
-		`"email":{"dir":"./demo-mailbox","sender":"mailbox"}`, `"phone_countries":["JP","US","GB"]`,
+		`"email":{"dir":"./demo-state/mailbox","sender":"mailbox"}`, `"phone_countries":["JP","US","GB"]`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted JSON lacks %s:\n%s", want, out)

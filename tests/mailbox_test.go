@@ -1,7 +1,7 @@
 package tests
 
 // The development mailbox, as the demo uses it (Caddyfile.example: "email
-// mailbox ./demo-mailbox", "sms mailbox ./demo-mailbox"): codes are not
+// mailbox ./demo-state/mailbox", "sms mailbox ./demo-state/mailbox"): codes are not
 // delivered but written to files a developer reads, private to the user
 // running Caddy, and Caddy warns about it in its log.
 

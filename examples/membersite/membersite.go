@@ -6,14 +6,24 @@
 //
 // Routes:
 //
-//	GET  /          public top page
-//	GET  /login     ID/password form; POST /login signs in
-//	POST /logout    signs out
-//	GET  /api/me    "who am I" JSON for the gateway's identity endpoint
-//	     /members/  member area (signed-in members)
-//	     /admin/    admin area (member "admin" only)
-//	     /headers   JSON echo of the request as received (for tests)
-//	GET  /healthz   "ok"
+//	GET  /                 public top page
+//	GET  /login            ID/password form; POST /login signs in
+//	GET  /logout           signs out when the browser says the request comes
+//	                       from this site (the gateway's sign-out sends members
+//	                       here); otherwise a page with a button for POST /logout
+//	POST /logout           signs out
+//	GET  /api/me           "who am I" JSON for the gateway's identity endpoint
+//	     /members/         member area (signed-in members)
+//	GET  /members/account  the member's account page, linking to the gateway's
+//	                       settings page
+//	     /admin/           admin area (member "admin" only)
+//	     /headers          JSON echo of the request as received (for tests)
+//	GET  /healthz          "ok"
+//
+// As the gateway's README asks of a site: the account page links to the
+// gateway's settings (/.2fa/methods), and "Sign out" goes through the
+// gateway's sign-out (/.2fa/logout), which ends the second-factor session
+// and then sends the member on to this site's /logout.
 package membersite
 
 import (
@@ -44,6 +54,14 @@ const defaultNext = "/members/"
 
 // adminID is the only member allowed into /admin/.
 const adminID = "admin"
+
+// gatewayPrefix is where the two_factor gateway in front of the site
+// serves its pages.
+const gatewayPrefix = "/.2fa/"
+
+// signOutURL signs out through the gateway first, which then sends the
+// member on to this site's own sign-out.
+const signOutURL = gatewayPrefix + "logout?return_to=%2Flogout"
 
 // Header names the gateway sets, in Go's canonical form.
 var gatewayHeaders = []string{"X-2fa-User", "X-2fa-Method", "X-2fa-Enrolled"}
@@ -120,7 +138,9 @@ func New(members []Member) *Site {
 	mux.HandleFunc("GET /{$}", s.handleTop)
 	mux.HandleFunc("GET /login", s.handleLoginForm)
 	mux.HandleFunc("POST /login", s.handleLogin)
+	mux.HandleFunc("GET /logout", s.handleLogoutLink)
 	mux.HandleFunc("POST /logout", s.handleLogout)
+	mux.HandleFunc("GET /members/account", s.handleAccount)
 	mux.HandleFunc("GET /api/me", s.handleMe)
 	mux.HandleFunc("/members/", s.handleMembers)
 	mux.HandleFunc("/admin/", s.handleAdmin)
@@ -340,6 +360,29 @@ func (s *Site) handleLogout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusSeeOther)
 }
 
+// handleLogoutLink signs out a member the gateway's sign-out sent here: a
+// navigation the browser says came from this site. Anything else (a link
+// on another site, a client that does not say) gets a button that posts.
+func (s *Site) handleLogoutLink(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Sec-Fetch-Site") == "same-origin" && s.current(r) != nil {
+		s.handleLogout(w, r)
+		return
+	}
+	s.render(w, http.StatusOK, "logout", pageData{Title: "Sign out", User: s.current(r)})
+}
+
+// handleAccount is the member's account page, with the way to the
+// gateway's settings for their second factor.
+func (s *Site) handleAccount(w http.ResponseWriter, r *http.Request) {
+	acc := s.current(r)
+	if acc == nil {
+		s.area(w, r, "", false) // sends them to sign in
+		return
+	}
+	s.render(w, http.StatusOK, "account", pageData{Title: "Account", User: acc,
+		Settings: gatewayPrefix + "methods?return_to=" + url.QueryEscape("/members/account")})
+}
+
 type meResponse struct {
 	ID    string `json:"id"`
 	Email string `json:"email,omitempty"`
@@ -448,9 +491,14 @@ type pageData struct {
 	Message string
 	Path    string
 	Gateway []headerRow
+	// Settings is the gateway's settings page, from the account page.
+	Settings string
+	// SignOut is where "Sign out" leads: through the gateway.
+	SignOut string
 }
 
 func (s *Site) render(w http.ResponseWriter, status int, name string, data pageData) {
+	data.SignOut = signOutURL
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -509,9 +557,9 @@ var templates = template.Must(template.New("layout").Parse(`{{define "head"}}<!d
 </head>
 <body>
 <header>
-<nav><a href="/">Top</a><a href="/members/">Members</a><a href="/admin/">Admin</a></nav>
+<nav><a href="/">Top</a><a href="/members/">Members</a><a href="/members/account">Account</a><a href="/admin/">Admin</a></nav>
 <div>{{if .User}}Signed in as <strong>{{.User.ID}}</strong>
-<form class="inline" method="post" action="/logout"><button type="submit">Sign out</button></form>
+<a href="{{.SignOut}}">Sign out</a>
 {{else}}<a href="/login">Sign in</a>{{end}}</div>
 </header>
 <main>
@@ -525,7 +573,7 @@ var templates = template.Must(template.New("layout").Parse(`{{define "head"}}<!d
 {{define "top"}}{{template "head" .}}
 <h1>Member site (会員サイト)</h1>
 {{if .User}}<p>Welcome back, {{.User.DisplayName}} (<code>{{.User.ID}}</code>).</p>
-<form method="post" action="/logout"><button type="submit">Sign out</button></form>
+<p><a href="{{.SignOut}}">Sign out</a></p>
 {{else}}<p>You are not signed in.</p>{{end}}
 <ul>
 <li><a href="/login">Sign in</a></li>
@@ -557,6 +605,19 @@ var templates = template.Must(template.New("layout").Parse(`{{define "head"}}<!d
 {{range .Gateway}}<tr><th scope="row">{{.Name}}</th><td>{{if .Values}}{{range $i, $v := .Values}}{{if $i}}<br>{{end}}<code>{{$v}}</code>{{end}}{{else}}<span class="none">(not set)</span>{{end}}</td></tr>
 {{end}}</tbody>
 </table>
+{{template "foot" .}}{{end}}
+
+{{define "account"}}{{template "head" .}}
+<h1>Account (アカウント)</h1>
+<p>{{.User.DisplayName}} (<code>{{.User.ID}}</code>){{if .User.Email}}, {{.User.Email}}{{end}}</p>
+<h2>2-step verification (2段階認証)</h2>
+<p><a id="two-factor-settings" href="{{.Settings}}">Manage your ways to verify, remembered devices and recovery codes</a></p>
+{{template "foot" .}}{{end}}
+
+{{define "logout"}}{{template "head" .}}
+<h1>Sign out (ログアウト)</h1>
+{{if .User}}<form method="post" action="/logout"><button type="submit">Sign out of the member site</button></form>
+{{else}}<p>You are not signed in.</p>{{end}}
 {{template "foot" .}}{{end}}
 
 {{define "error"}}{{template "head" .}}

@@ -152,7 +152,7 @@ func TestLoginSuccess(t *testing.T) {
 		t.Errorf("members page:\n%s", r.body)
 	}
 	r = e.get(t, e.client, "/")
-	if !strings.Contains(r.body, "Signed in as <strong>alice</strong>") || !strings.Contains(r.body, `action="/logout"`) {
+	if !strings.Contains(r.body, "Signed in as <strong>alice</strong>") || !strings.Contains(r.body, `href="/.2fa/logout?return_to=%2Flogout"`) {
 		t.Errorf("top page does not show the signed-in member:\n%s", r.body)
 	}
 }
@@ -312,8 +312,45 @@ func TestLogout(t *testing.T) {
 	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: old})
 	wantStatus(t, e.do(t, http.DefaultClient, req), http.StatusUnauthorized)
 
-	// GET /logout does not sign anyone out.
-	wantStatus(t, e.get(t, e.client, "/logout"), http.StatusMethodNotAllowed)
+}
+
+// GET /logout, where the gateway's sign-out sends members on, signs out
+// only a navigation the browser says came from this site; other requests
+// get a button.
+func TestLogoutLink(t *testing.T) {
+	e := newEnv(t)
+	wantStatus(t, e.login(t, e.client, "alice", "alice-password", ""), http.StatusSeeOther)
+	for _, site := range []string{"", "cross-site", "same-site", "none"} {
+		req, _ := http.NewRequest(http.MethodGet, e.server.URL+"/logout", nil)
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		r := e.do(t, e.client, req)
+		wantStatus(t, r, http.StatusOK)
+		if !strings.Contains(r.body, `action="/logout"`) {
+			t.Errorf("Sec-Fetch-Site %q: no sign-out button:\n%s", site, r.body)
+		}
+		wantStatus(t, e.get(t, e.client, "/api/me"), http.StatusOK)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.server.URL+"/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	r := e.do(t, e.client, req)
+	wantStatus(t, r, http.StatusSeeOther)
+	wantLocation(t, r, "/")
+	wantStatus(t, e.get(t, e.client, "/api/me"), http.StatusUnauthorized)
+}
+
+// The account page links to the gateway's settings, and back.
+func TestAccountPage(t *testing.T) {
+	e := newEnv(t)
+	r := e.get(t, e.client, "/members/account")
+	wantStatus(t, r, http.StatusSeeOther)
+	wantStatus(t, e.login(t, e.client, "alice", "alice-password", ""), http.StatusSeeOther)
+	r = e.get(t, e.client, "/members/account")
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, `href="/.2fa/methods?return_to=%2Fmembers%2Faccount"`) {
+		t.Errorf("account page without the link to the gateway's settings:\n%s", r.body)
+	}
 }
 
 func TestCrossSitePostRefused(t *testing.T) {
@@ -448,8 +485,8 @@ func TestMiscRoutes(t *testing.T) {
 			t.Errorf("top page lacks %s", link)
 		}
 	}
-	if strings.Contains(r.body, `action="/logout"`) {
-		t.Error("sign-out form shown to a visitor")
+	if strings.Contains(r.body, "/.2fa/logout") {
+		t.Error("sign-out link shown to a visitor")
 	}
 	wantStatus(t, e.get(t, e.client, "/nope"), http.StatusNotFound)
 	wantStatus(t, e.get(t, e.client, "/api/other"), http.StatusNotFound)
