@@ -153,17 +153,35 @@ func setUpstream(r *http.Request, user, method string, enrolled bool) {
 	if enrolled {
 		e = "true"
 	}
-	// One backing array for the three values: this runs on every request.
-	v := [...]string{user, method, e}
-	vals := v[:]
+	// One allocation backs the three header values and the placeholders:
+	// this runs on every request.
+	u := &upstream{user, method, e}
+	vals := u[:]
 	r.Header[upstreamUserHeader] = vals[0:1:1]
 	r.Header[upstreamMethodHeader] = vals[1:2:2]
 	r.Header[upstreamEnrolledHeader] = vals[2:3:3]
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set(userPlaceholder, user)
-		repl.Set(methodPlaceholder, method)
-		repl.Set(enrolledPlaceholder, enrolled)
+		// A provider, not three Sets: Set would grow the replacer's map
+		// and box each value on every request, while a provider costs its
+		// method value and answers only when a placeholder is used.
+		repl.Map(u.placeholder)
 	}
+}
+
+// upstream is what a request that passes carries on: the member, the
+// method, and whether they are enrolled ("true" or "false").
+type upstream [3]string
+
+func (u *upstream) placeholder(key string) (any, bool) {
+	switch key {
+	case userPlaceholder:
+		return u[0], true
+	case methodPlaceholder:
+		return u[1], true
+	case enrolledPlaceholder:
+		return u[2] == "true", true
+	}
+	return nil, false
 }
 
 // stripGatewayHeaders deletes every request header that could be read as

@@ -172,8 +172,8 @@ http://127.0.0.1:%d {
 	sameSnapshot(t, "validating beside a running Caddy", before, snapshot(t, dataHome))
 }
 
-// A config with Redis and SMTP validates without a single connection to
-// either.
+// A config with Redis, SMTP and SNS validates without a single connection
+// to any of them.
 func TestValidateConnectsToNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -197,7 +197,7 @@ func TestValidateConnectsToNothing(t *testing.T) {
 		}()
 		return ln.Addr().String()
 	}
-	redisAddr, smtpAddr := listen(), listen()
+	redisAddr, smtpAddr, snsAddr := listen(), listen(), listen()
 	_, smtpPort, _ := net.SplitHostPort(smtpAddr)
 	dataHome := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "Caddyfile")
@@ -214,6 +214,12 @@ func TestValidateConnectsToNothing(t *testing.T) {
 			tls none
 			from "Test <test@example.com>"
 		}
+		sms sns {
+			region ap-northeast-1
+			access_key_id AKIDVALIDATE
+			secret_access_key validate-secret
+			endpoint http://%s
+		}
 		email_code_ttl 5m
 	}
 }
@@ -227,14 +233,14 @@ http://127.0.0.1:%d {
 	}
 	respond "ok"
 }
-`, redisAddr, smtpPort, testnet.FreePort(t))
+`, redisAddr, smtpPort, snsAddr, testnet.FreePort(t))
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	validates(t, dataHome, cfg)
 	// A connection would have been accepted before the command exited;
 	// one more to each listener proves they were listening all along.
-	for _, a := range []string{redisAddr, smtpAddr} {
+	for _, a := range []string{redisAddr, smtpAddr, snsAddr} {
 		c, err := net.Dial("tcp", a)
 		if err != nil {
 			t.Fatal(err)
@@ -242,11 +248,11 @@ http://127.0.0.1:%d {
 		c.Close()
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for accepted.Load() < 2 && time.Now().Before(deadline) {
+	for accepted.Load() < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := accepted.Load(); n != 2 {
-		t.Fatalf("%d connections accepted, want only the test's own 2", n)
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d connections accepted, want only the test's own 3", n)
 	}
 	if _, err := os.Stat(filepath.Join(dataHome, "caddy")); !os.IsNotExist(err) {
 		t.Fatalf("validating wrote to the data directory: %v", snapshot(t, dataHome))
