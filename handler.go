@@ -41,7 +41,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripGatewayHeaders(r.Header)
 
 	if strings.HasPrefix(r.URL.Path, h.Prefix) {
-		return refusal(h.flow.Serve(w, r))
+		return refuse(r, h.flow.Serve(w, r))
 	}
 	rule := h.ruleFor(r)
 	if rule == nil {
@@ -49,12 +49,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	b := h.app.backend(r.Context())
 	if b == nil {
-		return refusal(h.flow.Unavailable(w, r, "store", errNotReady))
+		return refuse(r, h.flow.Unavailable(w, r, "store", errNotReady))
 	}
 
 	id, err := h.source.resolve(r)
 	if err != nil {
-		return refusal(h.flow.Unavailable(w, r, "identity", err))
+		return refuse(r, h.flow.Unavailable(w, r, "identity", err))
 	}
 	if id.ID == "" {
 		return h.notSignedIn(w, r, next)
@@ -62,7 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	u, err := b.Engine.State(r.Context(), id.ID)
 	if err != nil {
-		return refusal(h.flow.Unavailable(w, r, "state", err))
+		return refuse(r, h.flow.Unavailable(w, r, "state", err))
 	}
 	now := clock.Now()
 	pol := &rule.policy
@@ -90,33 +90,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			setUpstream(r, id.ID, "none", false)
 			return h.pass(w, r, next)
 		}
-		return refusal(h.flow.NeedSecondFactor(w, r, "enrol"))
+		return refuse(r, h.flow.NeedSecondFactor(w, r, "enrol"))
 	}
 
 	if pol.Remember > 0 {
 		if ok, err := h.flow.UseRememberedDevice(w, r, b, &id, pol, now); err != nil {
-			return refusal(h.flow.Unavailable(w, r, "device", err))
+			return refuse(r, h.flow.Unavailable(w, r, "device", err))
 		} else if ok {
 			setUpstream(r, id.ID, "device", true)
 			return h.pass(w, r, next)
 		}
 	}
-	return refusal(h.flow.NeedSecondFactor(w, r, "challenge"))
+	return refuse(r, h.flow.NeedSecondFactor(w, r, "challenge"))
 }
 
-// refusal hands a refusal of a client that is not loading a page to
-// Caddy's error handling, so an operator's handle_errors sees it.
-func refusal(err error) error {
-	var r *flow.Refusal
-	if errors.As(err, &r) {
-		return caddyhttp.Error(r.Status, err)
+// refuse hands a refusal of a client that is not loading a page to
+// Caddy's error handling, so an operator's handle_errors sees it. That
+// handling may pass the request on (to render an error page, say), so it
+// goes without the gateway's cookies, and with the placeholders saying
+// nobody passed.
+func refuse(r *http.Request, err error) error {
+	var rf *flow.Refusal
+	if errors.As(err, &rf) {
+		session.Strip(r.Header)
+		setNobody(r)
+		return caddyhttp.Error(rf.Status, err)
 	}
 	return err
 }
 
-// pass hands the request on without the gateway's own cookies.
+// pass hands the request on without the gateway's own cookies. Requests
+// that setUpstream did not mark (unprotected paths, nobody signed in) get
+// empty placeholders, so a later handler never sees their literal names.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	session.Strip(r.Header)
+	if _, ok := r.Header[upstreamUserHeader]; !ok {
+		setNobody(r)
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -166,6 +176,22 @@ func setUpstream(r *http.Request, user, method string, enrolled bool) {
 		// method value and answers only when a placeholder is used.
 		repl.Map(u.placeholder)
 	}
+}
+
+// setNobody makes the placeholders empty for a request no member passed
+// with. A top-level function as the provider costs no allocation.
+func setNobody(r *http.Request) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(nobody)
+	}
+}
+
+func nobody(key string) (any, bool) {
+	switch key {
+	case userPlaceholder, methodPlaceholder, enrolledPlaceholder:
+		return "", true
+	}
+	return nil, false
 }
 
 // upstream is what a request that passes carries on: the member, the

@@ -11,14 +11,22 @@ import (
 
 // Sign-out, which the member site links to after its own.
 
+// logoutPage asks the member to confirm. The form carries on the
+// return_to the page was opened with, if any; "back" leads to the site's
+// top page, never to return_to, which is often the site's own sign-out.
 func (f *Flow) logoutPage(p *request) error {
+	if p.r.URL.Query().Get("return_to") == "" {
+		p.page.ReturnTo = ""
+	}
+	p.page.Link = f.cfg.TopPage
 	return f.render(p, http.StatusOK, "logout")
 }
 
 // logout ends the second-factor session server-side and forgets this
 // browser's remembered device, so the next visit asks for a code again.
 // With a return_to posted (the sign-out page carries the one it was opened
-// with), the member goes on there: to the member site's own sign-out, say.
+// with), the member goes on there: to the member site's own sign-out, say;
+// without, they see that they are signed out.
 func (f *Flow) logout(p *request) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()

@@ -128,3 +128,59 @@ func TestPlaceholders(t *testing.T) {
 		t.Fatalf("unverified member: %d %q", r.status, r.body)
 	}
 }
+
+// A handle_errors that passes refusals on (to let the site render its own
+// error page, say) hands on a request without the gateway's cookies and
+// with empty placeholders: nothing there says anyone passed. (The refused
+// request still reaches that upstream: README warns against sending
+// refusals to the protected site.)
+func TestRefusalPassedOnByHandleErrors(t *testing.T) {
+	e := start(t, setup{extra: `handle_errors {
+		request_header X-Seen-User "[{http.auth.two_factor.user}]"
+		reverse_proxy {ECHO}
+	}`})
+	_, secret := enrolled(e, "alice")
+	b := e.browser()
+	b.login("alice")
+	if r := b.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther || b.cookie("2fa_device") == nil {
+		t.Fatalf("verify: %d", r.status)
+	}
+	// A new member-site session: the gateway's session and device
+	// cookies are there, but the session is bound to the old sign-in and
+	// /echo-admin/ refuses remembered devices.
+	b.login("alice")
+	b.header.Set("Sec-Fetch-Mode", "cors")
+	r := b.get("/echo-admin/data.json")
+	var got struct {
+		Headers http.Header `json:"headers"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+		t.Fatalf("handle_errors did not reach the echo upstream: %s", r.body)
+	}
+	if c := strings.Join(got.Headers.Values("Cookie"), "; "); strings.Contains(c, "2fa_") || !strings.Contains(c, "member_session=") {
+		t.Errorf("cookies handed on with a refusal: %q", c)
+	}
+	if u := got.Headers.Get("X-Seen-User"); u != "[]" {
+		t.Errorf("placeholder after a refusal: %q", u)
+	}
+	for name := range got.Headers {
+		if strings.HasPrefix(strings.ToLower(name), "x-2fa-") {
+			t.Errorf("gateway header %s handed on with a refusal", name)
+		}
+	}
+}
+
+// Where nobody passed the gateway (an unprotected path, nobody signed in),
+// the placeholders are empty, never their own names.
+func TestPlaceholdersEmptyWhenNobodyPassed(t *testing.T) {
+	e := start(t, setup{extra: `respond /public/* "user=[{http.auth.two_factor.user}] method=[{http.auth.two_factor.method}] enrolled=[{http.auth.two_factor.enrolled}]" 200`})
+	b := e.browser()
+	want := "user=[] method=[] enrolled=[]"
+	if r := b.get("/public/x"); r.body != want {
+		t.Fatalf("unprotected path, nobody signed in: %q", r.body)
+	}
+	b.login("alice")
+	if r := b.get("/public/x"); r.body != want {
+		t.Fatalf("unprotected path, signed in: %q", r.body)
+	}
+}

@@ -135,6 +135,7 @@ func (e *env) caddyfile(s setup) string {
 		policy = defaultPolicy
 	}
 	policy = strings.ReplaceAll(policy, "{SITE}", e.siteURL)
+	extra := strings.ReplaceAll(s.extra, "{ECHO}", strings.TrimPrefix(e.echoURL, "http://"))
 	scheme, tlsLine := "http", ""
 	if e.https {
 		scheme, tlsLine = "https", "tls internal"
@@ -164,7 +165,7 @@ func (e *env) caddyfile(s setup) string {
 	reverse_proxy %s
 }
 %s
-`, e.logPath, global, scheme, e.port, tlsLine, policy, s.extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
+`, e.logPath, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
 }
 
 // load adapts and loads a Caddyfile, returning Caddy's error.

@@ -52,16 +52,24 @@ func TestSiteLinksToSettingsAndSignsOutThroughTheGateway(t *testing.T) {
 	if page.status != http.StatusOK {
 		t.Fatalf("the gateway's sign-out page (%s): %d", signOut, page.status)
 	}
-	form := url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {inputValue(page.body, "return_to")}}
-	r := b.post("/.2fa/logout", form)
-	if r.status != http.StatusSeeOther || r.location() != "/logout" {
+	// The page's way back leads to the site's top page, not on to the
+	// site's sign-out, which would skip the gateway's.
+	if back := link(t, page.body, "Back to the site"); back != "/" {
+		t.Fatalf("the sign-out page links back to %q", back)
+	}
+	returnTo := inputValue(page.body, "return_to")
+	if !strings.HasPrefix(returnTo, "/logout?t=") {
+		t.Fatalf("the sign-out page carries return_to %q", returnTo)
+	}
+	r := b.post("/.2fa/logout", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {returnTo}})
+	if r.status != http.StatusSeeOther || r.location() != returnTo {
 		t.Fatalf("gateway sign-out: %d %q", r.status, r.location())
 	}
 	if b.cookie("2fa_session") != nil || b.cookie("2fa_device") != nil {
 		t.Fatal("the gateway's cookies survived its sign-out")
 	}
 	b.header.Set("Sec-Fetch-Site", "same-origin") // a browser following the redirect says so
-	if r := b.get(r.location()); r.status != http.StatusSeeOther || r.location() != "/" {
+	if r := b.get(returnTo); r.status != http.StatusSeeOther || r.location() != "/" {
 		t.Fatalf("the site's sign-out: %d %q", r.status, r.location())
 	}
 	b.header.Del("Sec-Fetch-Site")

@@ -8,9 +8,11 @@
 //
 //	GET  /                 public top page
 //	GET  /login            ID/password form; POST /login signs in
-//	GET  /logout           signs out when the browser says the request comes
-//	                       from this site (the gateway's sign-out sends members
-//	                       here); otherwise a page with a button for POST /logout
+//	GET  /logout?t=...     signs out when t is the sign-out token of the
+//	                       member's session and the browser does not say the
+//	                       request comes from another site (the gateway's
+//	                       sign-out sends members here); otherwise a page with
+//	                       a button for POST /logout
 //	POST /logout           signs out
 //	GET  /api/me           "who am I" JSON for the gateway's identity endpoint
 //	     /members/         member area (signed-in members)
@@ -60,8 +62,22 @@ const adminID = "admin"
 const gatewayPrefix = "/.2fa/"
 
 // signOutURL signs out through the gateway first, which then sends the
-// member on to this site's own sign-out.
-const signOutURL = gatewayPrefix + "logout?return_to=%2Flogout"
+// member on to this site's own sign-out, carrying a token of the member's
+// session: no other link can sign a member out.
+func signOutURL(token string) string {
+	return gatewayPrefix + "logout?return_to=" + url.QueryEscape("/logout?t="+token)
+}
+
+// signOutToken is the sign-out token of the request's session: a hash of
+// the session cookie, which another site cannot know.
+func signOutToken(r *http.Request) string {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("sign-out:" + c.Value))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
 
 // Header names the gateway sets, in Go's canonical form.
 var gatewayHeaders = []string{"X-2fa-User", "X-2fa-Method", "X-2fa-Enrolled"}
@@ -295,19 +311,20 @@ func safeNext(next string) string {
 }
 
 // crossSite reports whether a browser says the request came from another
-// site, which this site's forms never do (login/logout CSRF).
+// site, which this site's forms and links never do (login/logout CSRF).
 func crossSite(r *http.Request) bool {
-	return r.Header.Get("Sec-Fetch-Site") == "cross-site"
+	site := r.Header.Get("Sec-Fetch-Site")
+	return site == "cross-site" || site == "same-site"
 }
 
 // --- handlers ---
 
 func (s *Site) handleTop(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "top", pageData{Title: "Member site", User: s.current(r)})
+	s.render(w, r, http.StatusOK, "top", pageData{Title: "Member site", User: s.current(r)})
 }
 
 func (s *Site) handleLoginForm(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "login", pageData{
+	s.render(w, r, http.StatusOK, "login", pageData{
 		Title: "Sign in",
 		User:  s.current(r),
 		Next:  safeNext(r.URL.Query().Get("next")),
@@ -328,7 +345,7 @@ func (s *Site) handleLogin(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostForm.Get("next"))
 	acc := s.authenticate(id, r.PostForm.Get("password"))
 	if acc == nil {
-		s.render(w, http.StatusUnauthorized, "login", pageData{
+		s.render(w, r, http.StatusUnauthorized, "login", pageData{
 			Title:  "Sign in",
 			User:   s.current(r),
 			Next:   next,
@@ -360,15 +377,16 @@ func (s *Site) handleLogout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusSeeOther)
 }
 
-// handleLogoutLink signs out a member the gateway's sign-out sent here: a
-// navigation the browser says came from this site. Anything else (a link
-// on another site, a client that does not say) gets a button that posts.
+// handleLogoutLink signs out a member the gateway's sign-out sent here,
+// with the token of their session. Anything else (a link on another site,
+// a token of another session) gets a button that posts.
 func (s *Site) handleLogoutLink(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Sec-Fetch-Site") == "same-origin" && s.current(r) != nil {
+	token, want := r.URL.Query().Get("t"), signOutToken(r)
+	if s.current(r) != nil && want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 && !crossSite(r) {
 		s.handleLogout(w, r)
 		return
 	}
-	s.render(w, http.StatusOK, "logout", pageData{Title: "Sign out", User: s.current(r)})
+	s.render(w, r, http.StatusOK, "logout", pageData{Title: "Sign out", User: s.current(r)})
 }
 
 // handleAccount is the member's account page, with the way to the
@@ -379,7 +397,7 @@ func (s *Site) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.area(w, r, "", false) // sends them to sign in
 		return
 	}
-	s.render(w, http.StatusOK, "account", pageData{Title: "Account", User: acc,
+	s.render(w, r, http.StatusOK, "account", pageData{Title: "Account", User: acc,
 		Settings: gatewayPrefix + "methods?return_to=" + url.QueryEscape("/members/account")})
 }
 
@@ -423,7 +441,7 @@ func (s *Site) area(w http.ResponseWriter, r *http.Request, heading string, admi
 	for _, name := range gatewayHeaders {
 		rows = append(rows, headerRow{Name: name, Values: r.Header.Values(name)})
 	}
-	s.render(w, http.StatusOK, "area", pageData{
+	s.render(w, r, http.StatusOK, "area", pageData{
 		Title:   strings.SplitN(heading, " (", 2)[0],
 		Heading: heading,
 		User:    acc,
@@ -497,8 +515,10 @@ type pageData struct {
 	SignOut string
 }
 
-func (s *Site) render(w http.ResponseWriter, status int, name string, data pageData) {
-	data.SignOut = signOutURL
+func (s *Site) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
+	if data.User != nil {
+		data.SignOut = signOutURL(signOutToken(r))
+	}
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -516,7 +536,7 @@ func (s *Site) render(w http.ResponseWriter, status int, name string, data pageD
 }
 
 func (s *Site) renderError(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	s.render(w, status, "error", pageData{
+	s.render(w, r, status, "error", pageData{
 		Title:   http.StatusText(status),
 		Heading: http.StatusText(status),
 		User:    s.current(r),

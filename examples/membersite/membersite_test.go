@@ -152,7 +152,7 @@ func TestLoginSuccess(t *testing.T) {
 		t.Errorf("members page:\n%s", r.body)
 	}
 	r = e.get(t, e.client, "/")
-	if !strings.Contains(r.body, "Signed in as <strong>alice</strong>") || !strings.Contains(r.body, `href="/.2fa/logout?return_to=%2Flogout"`) {
+	if !strings.Contains(r.body, "Signed in as <strong>alice</strong>") || !strings.Contains(r.body, `href="/.2fa/logout?return_to=%2Flogout%3Ft%3D`) {
 		t.Errorf("top page does not show the signed-in member:\n%s", r.body)
 	}
 }
@@ -315,29 +315,55 @@ func TestLogout(t *testing.T) {
 }
 
 // GET /logout, where the gateway's sign-out sends members on, signs out
-// only a navigation the browser says came from this site; other requests
-// get a button.
+// only with the token of the member's own session, which the site's
+// sign-out link carries; anything else gets a button.
 func TestLogoutLink(t *testing.T) {
 	e := newEnv(t)
 	wantStatus(t, e.login(t, e.client, "alice", "alice-password", ""), http.StatusSeeOther)
-	for _, site := range []string{"", "cross-site", "same-site", "none"} {
-		req, _ := http.NewRequest(http.MethodGet, e.server.URL+"/logout", nil)
-		if site != "" {
-			req.Header.Set("Sec-Fetch-Site", site)
-		}
+	top := e.get(t, e.client, "/")
+	m := regexp.MustCompile(`href="/\.2fa/logout\?return_to=([^"]+)"`).FindStringSubmatch(top.body)
+	if m == nil {
+		t.Fatalf("no sign-out link through the gateway:\n%s", top.body)
+	}
+	returnTo, err := url.QueryUnescape(m[1])
+	if err != nil || !strings.HasPrefix(returnTo, "/logout?t=") {
+		t.Fatalf("sign-out link return_to %q", m[1])
+	}
+	other := New(DemoMembers())
+	otherToken, _ := other.Login("alice")
+	for _, c := range []struct {
+		what, path, site string
+	}{
+		{"no token", "/logout", "same-origin"},
+		{"a wrong token", "/logout?t=AAAAAAAAAAAAAAAAAAAAAA", "same-origin"},
+		{"another session's token", "/logout?t=" + tokenOf(otherToken), "same-origin"},
+		{"the right token from another site", returnTo, "cross-site"},
+		{"the right token from a sibling site", returnTo, "same-site"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.server.URL+c.path, nil)
+		req.Header.Set("Sec-Fetch-Site", c.site)
 		r := e.do(t, e.client, req)
 		wantStatus(t, r, http.StatusOK)
 		if !strings.Contains(r.body, `action="/logout"`) {
-			t.Errorf("Sec-Fetch-Site %q: no sign-out button:\n%s", site, r.body)
+			t.Errorf("%s: no sign-out button:\n%s", c.what, r.body)
 		}
 		wantStatus(t, e.get(t, e.client, "/api/me"), http.StatusOK)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.server.URL+"/logout", nil)
+	// The link's own token, followed by the browser from the gateway's
+	// page, or by a client that does not say where it comes from.
+	req, _ := http.NewRequest(http.MethodGet, e.server.URL+returnTo, nil)
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
 	r := e.do(t, e.client, req)
 	wantStatus(t, r, http.StatusSeeOther)
 	wantLocation(t, r, "/")
 	wantStatus(t, e.get(t, e.client, "/api/me"), http.StatusUnauthorized)
+}
+
+// tokenOf is the sign-out token of a session cookie value.
+func tokenOf(cookie string) string {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: cookie})
+	return signOutToken(r)
 }
 
 // The account page links to the gateway's settings, and back.
