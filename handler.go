@@ -32,8 +32,6 @@ const (
 	enrolledPlaceholder = "http.auth.two_factor.enrolled"
 )
 
-var errNotReady = errors.New("the store is not open or has not passed the key check")
-
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Whatever happens next, the upstream must only ever see our own
@@ -49,7 +47,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	b := h.app.backend(r.Context())
 	if b == nil {
-		return refuse(r, h.flow.Unavailable(w, r, "store", errNotReady))
+		return refuse(r, h.flow.Unavailable(w, r, "store", flow.ErrNotReady))
 	}
 
 	id, err := h.source.resolve(r)

@@ -236,23 +236,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.knownStores = defaultKnownStores()
 
-	if a.email, err = a.loadSender(ctx, "EmailRaw", notify.ChannelEmail); err != nil {
+	if a.email, err = a.loadSender(ctx, a.EmailRaw, "EmailRaw", notify.ChannelEmail); err != nil {
 		return fmt.Errorf("email: %w", err)
 	}
-	if a.sms, err = a.loadSender(ctx, "SMSRaw", notify.ChannelSMS); err != nil {
+	if a.sms, err = a.loadSender(ctx, a.SMSRaw, "SMSRaw", notify.ChannelSMS); err != nil {
 		return fmt.Errorf("sms: %w", err)
 	}
 	return nil
 }
 
-// loadSender loads the sender module in field, if configured, and checks
-// that it can carry channel. Modules are used through notify.Sender, so a
-// third-party sender plugs in like the built-in ones.
-func (a *App) loadSender(ctx caddy.Context, field, channel string) (notify.Sender, error) {
-	raw := a.EmailRaw
-	if field == "SMSRaw" {
-		raw = a.SMSRaw
-	}
+// loadSender loads the sender module in field (raw is its value), if
+// configured, and checks that it can carry channel. Modules are used
+// through notify.Sender, so a third-party sender plugs in like the
+// built-in ones.
+func (a *App) loadSender(ctx caddy.Context, raw json.RawMessage, field, channel string) (notify.Sender, error) {
 	if raw == nil {
 		return nil, nil
 	}
@@ -381,15 +378,7 @@ func (a *App) backend(ctx context.Context) *flow.Backend {
 
 // methodConfigured reports whether the site can offer method.
 func (a *App) methodConfigured(method string) bool {
-	switch method {
-	case challenge.MethodTOTP:
-		return true
-	case challenge.MethodEmail:
-		return a.email != nil
-	case challenge.MethodSMS:
-		return a.sms != nil
-	}
-	return false
+	return flow.MethodOffered(method, a.email, a.sms)
 }
 
 // Handler asks signed-in members for a second factor before they reach

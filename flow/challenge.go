@@ -79,7 +79,7 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 func (f *Flow) offeredMethods(p *request, u *challenge.User) []string {
 	var accepted, usable []string
 	for _, m := range u.Methods() {
-		if !f.MethodConfigured(m) {
+		if !f.methodConfigured(m) {
 			continue
 		}
 		usable = append(usable, m)

@@ -56,7 +56,7 @@ func (f *Flow) pickerError(p *request, status int, msg string) error {
 // canEnrol reports whether the member may add method for the page they
 // are going to.
 func (f *Flow) canEnrol(p *request, u *challenge.User, method string) bool {
-	return !u.Has(method) && f.MethodConfigured(method) && p.accepts(method)
+	return !u.Has(method) && f.methodConfigured(method) && p.accepts(method)
 }
 
 // enrolStart creates a pending authenticator secret and shows its QR code.

@@ -172,17 +172,23 @@ func (f *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// MethodConfigured reports whether the site can offer method.
-func (f *Flow) MethodConfigured(method string) bool {
+// MethodOffered reports whether a site with these senders can offer
+// method: the authenticator app always, email and SMS with their sender.
+func MethodOffered(method string, email, sms notify.Sender) bool {
 	switch method {
 	case challenge.MethodTOTP:
 		return true
 	case challenge.MethodEmail:
-		return f.cfg.Email != nil
+		return email != nil
 	case challenge.MethodSMS:
-		return f.cfg.SMS != nil
+		return sms != nil
 	}
 	return false
+}
+
+// methodConfigured reports whether this site can offer method.
+func (f *Flow) methodConfigured(method string) bool {
+	return MethodOffered(method, f.cfg.Email, f.cfg.SMS)
 }
 
 // request is one request to the gateway's own pages, with what the route's
@@ -287,9 +293,9 @@ func (f *Flow) pageURL(p *request, page string) string {
 	return f.cfg.Prefix + page + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
 }
 
-// errNotReady is why the gateway is closed before the store passed its
-// checks.
-var errNotReady = errors.New("the store is not open or has not passed the key check")
+// ErrNotReady is why the gateway is closed before the store has opened and
+// passed its checks.
+var ErrNotReady = errors.New("the store is not open or has not passed the key check")
 
 // Unavailable fails closed: without the store or the identity source the
 // gateway cannot tell who may pass, so nobody passes.

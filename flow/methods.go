@@ -26,12 +26,12 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 		added, used, ok := methodDates(u, m)
 		if !ok {
-			if f.MethodConfigured(m) {
+			if f.methodConfigured(m) {
 				p.page.CanAdd = true
 			}
 			continue
 		}
-		opt := pages.MethodOption{Name: m, Default: m == def, Added: added.Format(time.DateOnly), Usable: f.MethodConfigured(m)}
+		opt := pages.MethodOption{Name: m, Default: m == def, Added: added.Format(time.DateOnly), Usable: f.methodConfigured(m)}
 		if !used.IsZero() {
 			opt.LastUsed = used.Format(time.DateOnly)
 		}

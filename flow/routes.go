@@ -163,7 +163,7 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	b := f.cfg.Backend(r.Context())
 	if b == nil {
-		return f.Unavailable(w, r, "store", errNotReady)
+		return f.Unavailable(w, r, "store", ErrNotReady)
 	}
 	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar}
 	if done, err := f.guard(p, rt); done {

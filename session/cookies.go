@@ -23,24 +23,24 @@ const (
 
 const hostPrefix = "__Host-"
 
-// hostNames are the __Host- names, made once: concatenating on each
-// request would allocate.
-var hostNames = map[string]string{
-	SessionCookie:  hostPrefix + SessionCookie,
-	DeviceCookie:   hostPrefix + DeviceCookie,
-	CSRFCookie:     hostPrefix + CSRFCookie,
-	ReminderCookie: hostPrefix + ReminderCookie,
-	BrowserCookie:  hostPrefix + BrowserCookie,
-}
-
 // Name returns the cookie name for base. Browsers accept the __Host- prefix
-// only on Secure cookies, which need HTTPS.
+// only on Secure cookies, which need HTTPS. The gateway's names are
+// constants, so the hot path concatenates nothing.
 func Name(base string, secure bool) string {
 	if !secure {
 		return base
 	}
-	if n, ok := hostNames[base]; ok {
-		return n
+	switch base {
+	case SessionCookie:
+		return hostPrefix + SessionCookie
+	case DeviceCookie:
+		return hostPrefix + DeviceCookie
+	case CSRFCookie:
+		return hostPrefix + CSRFCookie
+	case ReminderCookie:
+		return hostPrefix + ReminderCookie
+	case BrowserCookie:
+		return hostPrefix + BrowserCookie
 	}
 	return hostPrefix + base
 }
@@ -48,9 +48,11 @@ func Name(base string, secure bool) string {
 // IsGatewayCookie reports whether name is one of the gateway's cookies, in
 // either spelling.
 func IsGatewayCookie(name string) bool {
-	name = strings.TrimPrefix(name, hostPrefix)
-	_, ok := hostNames[name]
-	return ok
+	switch strings.TrimPrefix(name, hostPrefix) {
+	case SessionCookie, DeviceCookie, CSRFCookie, ReminderCookie, BrowserCookie:
+		return true
+	}
+	return false
 }
 
 // Value returns the value of the first cookie called name. Unlike
@@ -198,13 +200,7 @@ func (j *Jar) Codec() *Codec { return j.codec }
 // Session opens the request's second-factor session cookie into s when it
 // belongs to user. Validity (lifetimes, epoch, binding) is the caller's.
 func (j *Jar) Session(r *http.Request, user string, s *Session) bool {
-	var name string
-	if secure(r) {
-		name = hostPrefix + SessionCookie
-	} else {
-		name = SessionCookie
-	}
-	v, ok := Value(r, name)
+	v, ok := Value(r, Name(SessionCookie, secure(r)))
 	return ok && j.codec.DecodeSessionOf(v, user, s) == nil
 }
 

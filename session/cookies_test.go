@@ -88,3 +88,12 @@ func TestBindingCoversEveryCopyOfTheSessionCookie(t *testing.T) {
 		t.Fatalf("%v allocations for a single session cookie", n)
 	}
 }
+
+func TestNameAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = Name(SessionCookie, true) }); n != 0 {
+		t.Fatalf("Name allocates %v times", n)
+	}
+	if Name(SessionCookie, true) != "__Host-2fa_session" || Name(SessionCookie, false) != "2fa_session" {
+		t.Fatal("wrong names")
+	}
+}
