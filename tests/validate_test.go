@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ http://127.0.0.1:%d {
 	}
 
 	run := caddyCmd(dataHome, "run", "--config", cfg, "--adapter", "caddyfile")
-	var out strings.Builder
+	var out lockedBuffer
 	run.Stdout, run.Stderr = &out, &out
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -142,15 +143,10 @@ http://127.0.0.1:%d {
 	})
 	key := filepath.Join(dataHome, "caddy", "two_factor", "key")
 	db := filepath.Join(dataHome, "caddy", "two_factor", "two_factor.db")
+	// Caddy logs this once every app has started, so the running
+	// instance's own first writes (key, database, key check) are done.
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			if _, err := os.Stat(db); err == nil {
-				break
-			}
-		}
+	for !out.contains("serving initial configuration") {
 		select {
 		case <-exited:
 			t.Fatal("caddy run exited")
@@ -160,6 +156,9 @@ http://127.0.0.1:%d {
 			t.Fatal("caddy run did not start")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("the running Caddy made no database: %v", err)
 	}
 	if _, err := os.Stat(key); err != nil {
 		t.Fatalf("the running Caddy made no key: %v", err)
@@ -258,3 +257,23 @@ http://127.0.0.1:%d {
 		t.Fatalf("validating wrote to the data directory: %v", snapshot(t, dataHome))
 	}
 }
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) contains(s string) bool { return strings.Contains(l.String(), s) }
