@@ -128,6 +128,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.FailureWindow)
 		case "lockout":
 			err = parseDuration(d, &app.Lockout)
+		case "max_lockout":
+			err = parseDuration(d, &app.MaxLockout)
 		case "enrolment_timeout":
 			err = parseDuration(d, &app.EnrolmentTimeout)
 		default:
@@ -324,6 +326,7 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			session_cookie <name>
 //			cache <duration>
 //			timeout <duration>
+//			id_case exact|fold
 //		}
 //		protect <paths...> {
 //			except <paths...>
@@ -430,6 +433,8 @@ func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
 			err = parseDuration(d, &id.Cache)
 		case "timeout":
 			err = parseDuration(d, &id.Timeout)
+		case "id_case":
+			err = parseString(d, &id.IDCase)
 		default:
 			return d.Errf("identity: unknown option %q", name)
 		}

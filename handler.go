@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -20,7 +19,6 @@ import (
 // in memory and one cookie opened; no network round trip.
 
 const (
-	sessionRefreshEvery    = time.Minute
 	maxIdentityLength      = 256
 	upstreamUserHeader     = "X-2fa-User"
 	upstreamMethodHeader   = "X-2fa-Method"
@@ -68,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
 		(pol.Remember > 0 || !s.Remembered) && pol.Allows(s.Method) {
-		if now.Unix()-s.LastSeen >= int64(sessionRefreshEvery/time.Second) {
+		if h.flow.SessionRefreshDue(&s, now) {
 			s.LastSeen = now.Unix()
 			b.Jar.SetSession(w, r, &s, now)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/text/cases"
 
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/flow"
@@ -63,6 +64,15 @@ type Identity struct {
 
 	// How long to wait for the endpoint. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// How member IDs are compared: "exact", byte for byte as the source
+	// gives them, or "fold", Unicode case folded ("Alice" and "alice" are
+	// one member). Choose "fold" when the member site treats IDs without
+	// regard to case but may echo one as it was typed: with "exact", each
+	// spelling would be a gateway account of its own, with its own
+	// enrolment and lockout. Switching to "fold" later makes members whose
+	// ID has capitals enrol again. Default: exact.
+	IDCase string `json:"id_case,omitempty"`
 }
 
 // identitySource says who is signed in at the member site. An empty ID
@@ -78,6 +88,14 @@ const (
 
 // provision applies the defaults and builds the source.
 func (c *Identity) provision(logger *zap.Logger) (identitySource, error) {
+	src, err := c.source(logger)
+	if err != nil || c.IDCase != "fold" {
+		return src, err
+	}
+	return foldedSource{src}, nil
+}
+
+func (c *Identity) source(logger *zap.Logger) (identitySource, error) {
 	if c.Cache == 0 {
 		c.Cache = caddy.Duration(defaultIdentityCache)
 	}
@@ -132,6 +150,9 @@ func placeholderName(header string) (string, bool) {
 
 // validate checks the identity settings.
 func (c *Identity) validate() error {
+	if c.IDCase != "" && c.IDCase != "exact" && c.IDCase != "fold" {
+		return fmt.Errorf("identity: id_case %q: must be exact or fold", c.IDCase)
+	}
 	if c.SessionCookie != "" && !validCookieName(c.SessionCookie) {
 		return fmt.Errorf("identity: session_cookie %q: not a valid cookie name", c.SessionCookie)
 	}
@@ -192,6 +213,26 @@ func validIdentity(id string) bool {
 		}
 	}
 	return true
+}
+
+// foldedSource case-folds the member IDs another source gives.
+type foldedSource struct{ identitySource }
+
+func (s foldedSource) resolve(r *http.Request) (flow.Identity, error) {
+	id, err := s.identitySource.resolve(r)
+	id.ID = foldID(id.ID)
+	return id, err
+}
+
+// foldID returns id case folded, without allocating when it has nothing
+// to fold (ASCII without capitals, the common case on every request).
+func foldID(id string) string {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c >= 0x80 || ('A' <= c && c <= 'Z') {
+			return cases.Fold().String(id) // a Caser is not safe to share
+		}
+	}
+	return id
 }
 
 // headerSource reads the identity from a placeholder or a header set by an

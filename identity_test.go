@@ -716,3 +716,21 @@ func TestIdentityProvisionTwoPlaceholders(t *testing.T) {
 		t.Errorf("error %q does not name the header field", err)
 	}
 }
+
+func TestFoldID(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice": "alice", "Alice": "alice", "ALICE@EXAMPLE.COM": "alice@example.com",
+		"m-100": "m-100", "ÅSA": "åsa", "Straße": "strasse", "ΣΊΣΥΦΟΣ": "σίσυφοσ", "": "",
+	} {
+		if got := foldID(in); got != want {
+			t.Errorf("foldID(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = foldID("m-100@example.com") }); n != 0 {
+		t.Errorf("folding an ID with nothing to fold allocates %v times", n)
+	}
+	if _, err := provisionIdentity(&Identity{Source: "header", Header: "{http.auth.user.id}", IDCase: "lower"}); err == nil ||
+		!strings.Contains(err.Error(), "id_case") {
+		t.Errorf("id_case lower: %v, want an error naming id_case", err)
+	}
+}

@@ -81,8 +81,16 @@ type App struct {
 	// Default: 15m.
 	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
 
-	// How long a lockout lasts at least, at least 1s. Default: 15m.
+	// How long the first lockout lasts once max_failures or
+	// max_address_failures is reached, counted from that moment; the
+	// next tries are counted afresh after it. At least 1s. Default: 15m.
 	Lockout caddy.Duration `json:"lockout,omitempty"`
+
+	// The longest a lockout lasts: each lockout that follows within
+	// failure_window of the last one ending lasts twice as long as that
+	// one, up to this; a right code forgets an account's lockouts.
+	// From lockout to 168h. Default: 4h (or lockout, if longer).
+	MaxLockout caddy.Duration `json:"max_lockout,omitempty"`
 
 	// How long a started enrolment waits for its confirming code, 1m to
 	// 1h. Default: 10m.
@@ -183,6 +191,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxAddressFailures: a.MaxAddressFailures,
 		FailureWindow:      time.Duration(a.FailureWindow),
 		Lockout:            time.Duration(a.Lockout),
+		MaxLockout:         time.Duration(a.MaxLockout),
 		EnrolTTL:           time.Duration(a.EnrolmentTimeout),
 
 		EmailCodeTTL:        time.Duration(a.EmailCodeTTL),

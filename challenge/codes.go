@@ -356,7 +356,7 @@ func (e *Engine) pendingCode(ctx context.Context, user, flow, purpose string) (*
 // VerifyCode passes the challenge with the code this browser asked for. It
 // returns the user and the method the code was sent by.
 func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
-	rec, err := e.consumeCode(ctx, a, flow, PurposeVerify, code)
+	rec, at, err := e.consumeCode(ctx, a, flow, PurposeVerify, code)
 	if err != nil {
 		return nil, "", err
 	}
@@ -374,7 +374,7 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	_ = e.succeeded(ctx, a)
+	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "verify", "success", zap.String("method", rec.Method))
 	return u, rec.Method, nil
 }
@@ -382,7 +382,7 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 // ConfirmCode completes an email or SMS enrolment with the code sent to the
 // new address or number. It returns the user and the method added.
 func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
-	rec, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code)
+	rec, at, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code)
 	if err != nil {
 		return nil, "", err
 	}
@@ -410,7 +410,7 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 		e.Audit(a, "enrol_confirm", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
 		return nil, "", err
 	}
-	_ = e.succeeded(ctx, a)
+	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "enrol_confirm", "success", zap.String("method", rec.Method), zap.String("to", rec.Masked))
 	return u, rec.Method, nil
 }
@@ -419,7 +419,7 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 // guess is counted toward the account lockout before anything is compared;
 // the code itself allows Config.CodeAttempts tries. A right code is deleted
 // by compare-and-swap, so of parallel submissions exactly one wins.
-func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string) (*codeRecord, error) {
+func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string) (*codeRecord, *attempt, error) {
 	event := "verify"
 	if purpose == PurposeEnrol {
 		event = "enrol_confirm"
@@ -428,14 +428,14 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 	at, err := e.begin(ctx, a)
 	if err != nil {
 		e.Audit(a, event, "failure", zap.String("reason", reason(err)))
-		return nil, err
+		return nil, nil, err
 	}
-	fail := func(method string, cause error) (*codeRecord, error) {
+	fail := func(method string, cause error) (*codeRecord, *attempt, error) {
 		e.Audit(a, event, "failure", zap.String("method", method), zap.String("reason", reason(cause)))
 		if err := e.failed(ctx, a, at); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, cause
+		return nil, nil, cause
 	}
 	if malformed != nil {
 		return fail("", ErrMalformed)
@@ -447,7 +447,7 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 			return fail("", ErrCodeExpired)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var rec codeRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
@@ -469,7 +469,7 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 		if hmac.Equal(e.codeHash(a.User, &rec, code), rec.Hash) {
 			ok, err := e.store.CompareAndSwap(ctx, key, raw, nil, 0)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if !ok {
 				continue // changed under us; look again
@@ -477,18 +477,18 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 			// The cooldown spaces out resends of an unused code; once
 			// the code is used, the next one may follow at once.
 			_ = e.store.Delete(ctx, cooldownKey(a.User, rec.Method))
-			return &rec, nil
+			return &rec, at, nil
 		}
 		rec.Tries++
 		var next []byte
 		if rec.Tries < e.cfg.CodeAttempts {
 			if next, err = json.Marshal(rec); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		ok, err := e.store.CompareAndSwap(ctx, key, raw, next, time.Unix(rec.Expires, 0).Sub(now))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			continue
@@ -498,7 +498,7 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 		}
 		return fail(rec.Method, ErrCodeInvalid)
 	}
-	return nil, fmt.Errorf("%w: code record kept changing", store.ErrUnavailable)
+	return nil, nil, fmt.Errorf("%w: code record kept changing", store.ErrUnavailable)
 }
 
 // failedSendWait is how long a member waits to retry after a send failed

@@ -90,8 +90,13 @@ type Config struct {
 	MaxFailures int
 	// Window over which wrong codes are counted. Default 15m.
 	FailureWindow time.Duration
-	// Minimum lockout once MaxFailures is reached. Default 15m.
+	// How long the first lockout lasts once a limit is reached. Default
+	// 15m.
 	Lockout time.Duration
+	// The longest a lockout lasts: each one that follows within
+	// FailureWindow of the last doubles, up to this. Default 4h, or
+	// Lockout when that is longer.
+	MaxLockout time.Duration
 	// Wrong codes allowed per client address within FailureWindow.
 	// Default 20; negative turns the address limit off.
 	MaxAddressFailures int
@@ -147,6 +152,9 @@ func (c *Config) setDefaults() {
 	if c.Lockout == 0 {
 		c.Lockout = 15 * time.Minute
 	}
+	if c.MaxLockout == 0 {
+		c.MaxLockout = max(4*time.Hour, c.Lockout)
+	}
 	if c.MaxAddressFailures == 0 {
 		c.MaxAddressFailures = 20
 	}
@@ -198,6 +206,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("failure_window %s: must be at least 1s", c.FailureWindow)
 	case c.Lockout < time.Second:
 		return fmt.Errorf("lockout %s: must be at least 1s", c.Lockout)
+	case c.MaxLockout < c.Lockout || c.MaxLockout > 7*24*time.Hour:
+		return fmt.Errorf("max_lockout %s: must be between lockout (%s) and 168h", c.MaxLockout, c.Lockout)
 	case c.EnrolTTL < time.Minute || c.EnrolTTL > time.Hour:
 		return fmt.Errorf("enrolment_timeout %s: must be between 1m and 1h", c.EnrolTTL)
 	case c.CacheTTL < 0 || c.CacheTTL > time.Minute:

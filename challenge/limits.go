@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-twofactor/twofactor/store"
 )
 
@@ -15,12 +17,35 @@ import (
 // however many sessions or addresses the guesses come from) and per client
 // address. A guess is counted before the code is evaluated, so parallel
 // guesses cannot get past the limit; a success clears the account counter.
+//
+// Reaching a limit locks for Lockout from that moment, and the tries after
+// it are counted afresh: the member has their next MaxFailures. Each
+// lockout that follows within FailureWindow of the last one ending lasts
+// twice as long as that one, up to MaxLockout (NIST SP 800-63B 5.2.2), so a
+// guesser slows down fast while a member who mistyped waits only Lockout.
+// A right code forgets the account's lockouts; an address's are forgotten
+// FailureWindow after its last one ends.
+//
+// One lock record per account or address holds the lockout's end, how many
+// lockouts came in a row, and the round: counters are keyed by round, so a
+// lockout starts a fresh count without deleting the old one, and a guess
+// that read the round before the lockout lands on the old, full counter
+// and is refused.
 
 func failKey(user string) string   { return "fail:" + tag(user) }
 func lockKey(user string) string   { return "lock:" + tag(user) }
 func addrFailKey(ip string) string { return "ipfail:" + addressBucket(ip) }
 func addrLockKey(ip string) string { return "iplock:" + addressBucket(ip) }
 func addrOKKey(ip string) string   { return "ipok:" + addressBucket(ip) }
+
+// inRound names a counter of the given round; round 0 keeps the plain
+// key, as before rounds existed.
+func inRound(key string, round int64) string {
+	if round == 0 {
+		return key
+	}
+	return key + "#" + strconv.FormatInt(round, 10)
+}
 
 // addressBucket groups IPv6 clients by /64, the block one subscriber
 // usually controls, so rotating addresses inside it does not reset the
@@ -43,29 +68,86 @@ func (e *Engine) addressLimited(a Actor) bool {
 	return a.IP != "" && e.cfg.MaxAddressFailures > 0
 }
 
+// lockState is what a lock record holds.
+type lockState struct {
+	until  time.Time // end of the current or last lockout
+	row    int64     // lockouts in a row, each within FailureWindow of the last
+	round  int64     // counting round: one more after every lockout
+	exists bool
+}
+
+// lockSecondsBefore tells timestamps in Unix seconds (earlier lock records,
+// cooldowns) from those in milliseconds: seconds stay below it until the
+// year 5138, milliseconds passed it in 1973.
+const lockSecondsBefore = 1e11
+
+func readTime(v []byte) time.Time {
+	n := int64(binary.BigEndian.Uint64(v))
+	if n < lockSecondsBefore {
+		return time.Unix(n, 0)
+	}
+	return time.UnixMilli(n)
+}
+
+func (l lockState) encode() []byte {
+	v := make([]byte, 24)
+	binary.BigEndian.PutUint64(v, uint64(l.until.UnixMilli()))
+	binary.BigEndian.PutUint64(v[8:], uint64(l.row))
+	binary.BigEndian.PutUint64(v[16:], uint64(l.round))
+	return v
+}
+
+func (e *Engine) readLock(ctx context.Context, key string) (lockState, error) {
+	v, err := e.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return lockState{}, nil
+	}
+	if err != nil {
+		return lockState{}, err
+	}
+	switch len(v) {
+	case 8: // an earlier version's lock: its end only
+		return lockState{until: readTime(v), row: 1, exists: true}, nil
+	case 24:
+		return lockState{until: readTime(v), row: int64(binary.BigEndian.Uint64(v[8:])),
+			round: int64(binary.BigEndian.Uint64(v[16:])), exists: true}, nil
+	}
+	return lockState{}, nil
+}
+
+// lockUntil reads a timestamp written by Set: a lockout's or a cooldown's
+// end; zero when there is none.
+func (e *Engine) lockUntil(ctx context.Context, key string) (time.Time, error) {
+	l, err := e.readLock(ctx, key)
+	return l.until, err
+}
+
 // attempt is one counted guess in progress.
 type attempt struct {
-	userCount int64
-	addrCount int64
+	user, addr           lockState
+	userCount, addrCount int64
 }
 
 // begin counts a guess for the actor, refusing it without evaluation when
 // the account or the address is locked.
 func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
-	if err := e.checkLocks(ctx, a); err != nil {
+	at := &attempt{}
+	var err error
+	if at.user, at.addr, err = e.locks(ctx, a); err != nil {
 		return nil, err
 	}
-	n, err := e.store.Increment(ctx, failKey(a.User), e.cfg.FailureWindow)
-	if err != nil {
+	if err := e.lockedNow(at.user, at.addr); err != nil {
 		return nil, err
 	}
-	at := &attempt{userCount: n}
+	if at.userCount, err = e.store.Increment(ctx, inRound(failKey(a.User), at.user.round), e.cfg.FailureWindow); err != nil {
+		return nil, err
+	}
 	if e.addressLimited(a) {
 		// Right codes are given back, so only wrong ones count: an
 		// office behind one address must not lock itself out by
 		// signing in. Refunds are read first, so parallel guesses
 		// can only err towards the limit.
-		win, ttl := e.addressWindow()
+		win, ttl := e.addressWindow(at.addr.round)
 		ok, err := e.counter(ctx, addrOKKey(a.IP)+win)
 		if err != nil {
 			return nil, err
@@ -75,7 +157,7 @@ func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
 		}
 		at.addrCount -= ok
 	}
-	if n > int64(e.cfg.MaxFailures) || (e.addressLimited(a) && at.addrCount > int64(e.cfg.MaxAddressFailures)) {
+	if at.userCount > int64(e.cfg.MaxFailures) || (e.addressLimited(a) && at.addrCount > int64(e.cfg.MaxAddressFailures)) {
 		return nil, e.lockedError(ctx, a)
 	}
 	return at, nil
@@ -87,18 +169,30 @@ func (e *Engine) Locked(ctx context.Context, a Actor) error {
 }
 
 func (e *Engine) checkLocks(ctx context.Context, a Actor) error {
-	until, err := e.lockUntil(ctx, lockKey(a.User))
+	user, addr, err := e.locks(ctx, a)
 	if err != nil {
 		return err
 	}
+	return e.lockedNow(user, addr)
+}
+
+// locks reads the account's and the address's lock records.
+func (e *Engine) locks(ctx context.Context, a Actor) (user, addr lockState, err error) {
+	if user, err = e.readLock(ctx, lockKey(a.User)); err != nil {
+		return
+	}
 	if e.addressLimited(a) {
-		addrUntil, err := e.lockUntil(ctx, addrLockKey(a.IP))
-		if err != nil {
-			return err
-		}
-		if addrUntil.After(until) {
-			until = addrUntil
-		}
+		addr, err = e.readLock(ctx, addrLockKey(a.IP))
+	}
+	return
+}
+
+// lockedNow returns the LockedError for the later of two lockouts that
+// have not ended, or nil.
+func (e *Engine) lockedNow(user, addr lockState) error {
+	until := user.until
+	if addr.until.After(until) {
+		until = addr.until
 	}
 	if until.After(e.now()) {
 		return &LockedError{Until: until}
@@ -106,73 +200,101 @@ func (e *Engine) checkLocks(ctx context.Context, a Actor) error {
 	return nil
 }
 
-func (e *Engine) lockUntil(ctx context.Context, key string) (time.Time, error) {
-	v, err := e.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return time.Time{}, nil
-	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	if len(v) != 8 {
-		return time.Time{}, nil
-	}
-	return time.Unix(int64(binary.BigEndian.Uint64(v)), 0), nil
-}
-
 func (e *Engine) lockedError(ctx context.Context, a Actor) error {
 	if err := e.checkLocks(ctx, a); err != nil {
 		return err
 	}
-	// Over the count but the lock record is gone or not yet written (a
-	// parallel guess is writing it): report the full lockout.
+	// Over the count but the lock record is not written yet (a parallel
+	// guess is writing it): report the shortest lockout.
 	return &LockedError{Until: e.now().Add(e.cfg.Lockout)}
 }
 
 // failed records that the guess was wrong. It locks the account or the
 // address when this guess used up the allowance, and then returns the
-// LockedError to show instead of "incorrect".
+// LockedError to show instead of "incorrect". Only one guess per round
+// reaches the limit exactly (begin refuses those past it), so one lockout
+// is written per round.
 func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
-	var locked error
-	until := e.now().Add(e.cfg.Lockout)
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(until.Unix()))
+	var locked *LockedError
 	if at.userCount >= int64(e.cfg.MaxFailures) {
-		if err := e.store.Set(ctx, lockKey(a.User), v[:], e.cfg.Lockout); err != nil {
+		until, err := e.lock(ctx, lockKey(a.User), at.user)
+		if err != nil {
 			return err
 		}
-		e.Audit(a, "lockout", "account_locked")
+		e.Audit(a, "lockout", "account_locked", zap.Duration("for", until.Sub(e.now())))
 		locked = &LockedError{Until: until, Started: true}
 	}
 	if e.addressLimited(a) && at.addrCount >= int64(e.cfg.MaxAddressFailures) {
-		if err := e.store.Set(ctx, addrLockKey(a.IP), v[:], e.cfg.Lockout); err != nil {
+		until, err := e.lock(ctx, addrLockKey(a.IP), at.addr)
+		if err != nil {
 			return err
 		}
-		e.Audit(a, "lockout", "address_locked")
-		locked = &LockedError{Until: until}
+		e.Audit(a, "lockout", "address_locked", zap.Duration("for", until.Sub(e.now())))
+		if locked == nil || until.After(locked.Until) {
+			locked = &LockedError{Until: until, Started: locked != nil}
+		}
+	}
+	if locked == nil {
+		return nil
 	}
 	return locked
 }
 
-// succeeded clears the account's consecutive-failure count and gives the
-// address back the attempt it counted.
-func (e *Engine) succeeded(ctx context.Context, a Actor) error {
+// lock writes the lockout that follows prev and returns when it ends. The
+// record outlives the lockout by FailureWindow, which is how long a next
+// lockout counts as one in a row, and longer than any counter of the round
+// it closes, so rounds never repeat.
+func (e *Engine) lock(ctx context.Context, key string, prev lockState) (time.Time, error) {
+	now := e.now()
+	row := int64(0)
+	if prev.exists && now.Before(prev.until.Add(e.cfg.FailureWindow)) {
+		row = prev.row
+	}
+	d := e.lockoutAfter(row)
+	next := lockState{until: now.Add(d), row: row + 1, round: prev.round + 1}
+	if err := e.store.Set(ctx, key, next.encode(), d+e.cfg.FailureWindow); err != nil {
+		return time.Time{}, err
+	}
+	return next.until, nil
+}
+
+// lockoutAfter is how long a lockout lasts that follows n in a row:
+// Lockout doubled n times, at most MaxLockout.
+func (e *Engine) lockoutAfter(n int64) time.Duration {
+	d := e.cfg.Lockout
+	for ; n > 0 && d < e.cfg.MaxLockout; n-- {
+		d *= 2
+	}
+	return min(d, e.cfg.MaxLockout)
+}
+
+// succeeded clears the account's failure count and forgets its lockouts,
+// and gives the address back the attempt it counted.
+func (e *Engine) succeeded(ctx context.Context, a Actor, at *attempt) error {
 	if e.addressLimited(a) {
-		win, ttl := e.addressWindow()
+		win, ttl := e.addressWindow(at.addr.round)
 		if _, err := e.store.Increment(ctx, addrOKKey(a.IP)+win, ttl); err != nil {
 			return err
 		}
 	}
-	return e.store.Delete(ctx, failKey(a.User))
+	if at.user.row > 0 {
+		// Keep the round, so an older round's full counter is never
+		// counted again; the record lives as long as it could.
+		forgot := lockState{round: at.user.round, exists: true}
+		if err := e.store.Set(ctx, lockKey(a.User), forgot.encode(), e.cfg.FailureWindow); err != nil {
+			return err
+		}
+	}
+	return e.store.Delete(ctx, inRound(failKey(a.User), at.user.round))
 }
 
 // addressWindow names the current failure window for address counters
-// and how long its counters must live. The windows are aligned to the
+// in the given round and how long its counters must live. The windows are aligned to the
 // clock, so an address's attempts and its given-back right codes always
 // count over the same window.
-func (e *Engine) addressWindow() (string, time.Duration) {
+func (e *Engine) addressWindow(round int64) (string, time.Duration) {
 	w := int64(e.cfg.FailureWindow / time.Second)
 	now := e.now().Unix()
 	n := now / w
-	return ":" + strconv.FormatInt(n, 10), time.Duration((n+1)*w-now)*time.Second + time.Minute
+	return inRound(":"+strconv.FormatInt(n, 10), round), time.Duration((n+1)*w-now)*time.Second + time.Minute
 }

@@ -221,7 +221,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails, or the member would lose the code for nothing.
-	_ = e.succeeded(ctx, a)
+	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "verify", "success", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
 	return u, nil
 }

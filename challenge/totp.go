@@ -276,7 +276,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 	// The record is committed; failing to clear the pending secret or the
 	// counter only leaves garbage that expires.
 	_ = e.store.Delete(ctx, pendingKey(a.User))
-	_ = e.succeeded(ctx, a)
+	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "enrol_confirm", "success", zap.String("method", "totp"))
 	return u, nil
 }
@@ -343,7 +343,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	// The step is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	_ = e.succeeded(ctx, a)
+	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "verify", "success", zap.String("method", "totp"))
 	return u, nil
 }

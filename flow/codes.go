@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/pages"
 )
 
 // Codes sent by email and SMS, and the limits on sending and guessing.
@@ -61,24 +62,23 @@ func (f *Flow) deliver(p *request) challenge.Deliver {
 // locked shows the lockout page. The same page is shown whether or not the
 // code would have been right, so a locked-out guesser learns nothing.
 func (f *Flow) locked(p *request, until time.Time) error {
-	minutes := int((until.Sub(clock.Now()) + time.Minute - 1) / time.Minute)
-	if minutes < 1 {
-		minutes = 1
-	}
-	p.w.Header().Set("Retry-After", strconv.Itoa(minutes*60))
-	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{minutes}, "")
+	wait := retryAfter(p.w, until)
+	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{wait}, "")
+}
+
+// retryAfter sets Retry-After for a wait until the given time and returns
+// the wait for the page, which says the same.
+func retryAfter(w http.ResponseWriter, until time.Time) pages.Wait {
+	wait := max(until.Sub(clock.Now()), time.Second)
+	seconds := (wait + time.Second - 1) / time.Second
+	w.Header().Set("Retry-After", strconv.FormatInt(int64(seconds), 10))
+	return pages.Wait(seconds * time.Second)
 }
 
 // limited shows the page for a send or enrolment limit, saying when to
 // try again.
 func (f *Flow) limited(p *request, l *challenge.LimitedError) error {
-	wait := l.Until.Sub(clock.Now())
-	if wait < time.Second {
-		wait = time.Second
-	}
-	seconds := int((wait + time.Second - 1) / time.Second)
-	minutes := (seconds + 59) / 60
-	p.w.Header().Set("Retry-After", strconv.Itoa(seconds))
+	wait := retryAfter(p.w, l.Until)
 	back := strings.TrimPrefix(p.r.URL.Path, f.cfg.Prefix)
 	back, _, _ = strings.Cut(back, "/") // challenge/send → challenge, enrol/sms → enrol
 	link := f.pageURL(p, back)
@@ -89,13 +89,13 @@ func (f *Flow) limited(p *request, l *challenge.LimitedError) error {
 		} else if back == "enrol" {
 			link = f.pageURL(p, "enrol/code")
 		}
-		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_wait", "resend_wait", []any{seconds}, link)
+		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_wait", "resend_wait", []any{wait}, link)
 	case challenge.LimitSMSSite:
-		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "sms_unavailable", []any{minutes}, link)
+		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "sms_unavailable", []any{wait}, link)
 	case challenge.LimitEnrolStarts:
-		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_attempts", []any{minutes}, "")
+		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_attempts", []any{wait}, "")
 	}
-	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_codes", []any{minutes}, link)
+	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_too_many", "too_many_codes", []any{wait}, link)
 }
 
 // sendChallengeCode sends a sign-in code by email or SMS, then shows the

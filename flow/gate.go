@@ -20,12 +20,27 @@ func (f *Flow) SessionLive(s *session.Session, id *Identity, u *challenge.User, 
 		s.Binding == id.Binding &&
 		t < s.Expires &&
 		t < s.Issued+int64(f.cfg.SessionLifetime/time.Second) &&
-		t-s.LastSeen < int64(f.cfg.SessionIdle/time.Second) &&
+		t-s.LastSeen < int64((f.cfg.SessionIdle+f.refreshEvery())/time.Second) &&
 		s.LastSeen <= t+60 &&
 		u.Enrolled() &&
 		s.Epoch == u.Epoch &&
 		!u.SessionRevoked(s.ID) &&
 		(!s.Remembered || u.DeviceListed(s.ID))
+}
+
+// refreshEvery is how often a live session's last use is written back
+// to its cookie: a quarter of SessionIdle, at most a minute, so that
+// re-sealing the cookie is rare on the hot path. The idle limit is
+// counted from that last write plus this much, so a member whose requests
+// come less than SessionIdle apart is never asked again.
+func (f *Flow) refreshEvery() time.Duration {
+	return min(time.Minute, f.cfg.SessionIdle/4)
+}
+
+// SessionRefreshDue reports whether the session's last use should be
+// written back now.
+func (f *Flow) SessionRefreshDue(s *session.Session, now time.Time) bool {
+	return now.Unix()-s.LastSeen >= int64(f.refreshEvery()/time.Second)
 }
 
 // IsNavigation reports whether a redirect to a page makes sense: the

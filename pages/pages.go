@@ -138,7 +138,7 @@ func (p *Page) T(key string, args ...any) string {
 		return key
 	}
 	if len(args) > 0 {
-		return fmt.Sprintf(text, args...)
+		return fmt.Sprintf(text, localize(lang, args)...)
 	}
 	return text
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	texttemplate "text/template"
 	"text/template/parse"
+	"time"
 )
 
 // dynamicKeys are catalog keys the templates receive in fields (Error,
@@ -68,13 +69,13 @@ func render(t *testing.T, r *Renderer, name string, p *Page, secure bool) *httpt
 func fullPage(lang string) *Page {
 	return &Page{
 		Lang: lang, SiteName: "Members", Prefix: "/.2fa/", CSRF: "csrf-token-value", ReturnTo: "/members/page?x=1",
-		Error: "locked", ErrorArgs: []any{5},
+		Error: "locked", ErrorArgs: []any{Wait(5 * time.Minute)},
 		ShowRemember: true, RememberDays: 30,
 		Method: "email", Methods: options(), SentTo: "a***@example.com", CodeSent: true, ResendIn: 30,
 		CanAdd: true, NotAllowedHere: true, Address: "alice@example.com", Regions: "JP, US", Region: "JP",
 		QRCode: "data:image/png;base64,iVBORw0KGgo=", OTPAuthURI: "otpauth://totp/Members:alice?secret=JBSWY3DPEHPK3PXP",
 		Secret: "JBSWY3DPEHPK3PXP", Issuer: "Members", Account: "alice@example.com",
-		Title: "title_locked", Message: "locked", MessageArgs: []any{7}, Status: 429,
+		Title: "title_locked", Message: "locked", MessageArgs: []any{Wait(7 * time.Minute)}, Status: 429,
 		Link: "/members/", LinkLabel: "back_to_site",
 		RecoveryCodes: recoveryCodes(), RecoveryDownload: recoveryDownload(recoveryCodes()),
 		RecoveryLeft: 2, HasRecovery: true, Notice: "used_recovery_code", NoticeArgs: []any{2},
@@ -291,11 +292,11 @@ func TestCatalogsFormatVerbs(t *testing.T) {
 			t.Errorf("key %q: en verbs %v, ja verbs %v", k, a, b)
 		}
 	}
-	if got := (&Page{Lang: "en"}).T("locked", 3); got != "Too many incorrect codes. Try again in 3 minutes." {
-		t.Errorf("T(locked, 3) = %q", got)
+	if got := (&Page{Lang: "en"}).T("locked", Wait(3*time.Minute)); got != "Too many incorrect codes. Try again in 3 minutes." {
+		t.Errorf("T(locked, 3m) = %q", got)
 	}
-	if got := (&Page{Lang: "ja"}).T("locked", 3); !strings.Contains(got, "3分後") {
-		t.Errorf("ja T(locked, 3) = %q", got)
+	if got := (&Page{Lang: "ja"}).T("locked", Wait(3*time.Minute)); !strings.Contains(got, "3分後") {
+		t.Errorf("ja T(locked, 3m) = %q", got)
 	}
 }
 
@@ -499,7 +500,7 @@ func TestEnrolPages(t *testing.T) {
 func TestMessagePage(t *testing.T) {
 	r := newRenderer(t, "")
 	body := render(t, r, "message", &Page{Lang: "ja", Prefix: "/.2fa/", Title: "title_locked", Message: "locked",
-		MessageArgs: []any{15}, Link: "/top", LinkLabel: "continue"}, false).Body.String()
+		MessageArgs: []any{Wait(15 * time.Minute)}, Link: "/top", LinkLabel: "continue"}, false).Body.String()
 	for _, want := range []string{"<h1>しばらくお待ちください</h1>", "15分後", `<a class="button" href="/top">続ける</a>`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("message page lacks %s:\n%s", want, body)

@@ -463,7 +463,7 @@ func TestResendCooldownAndHourlyCap(t *testing.T) {
 		t.Errorf("resend button not disabled with a countdown: %s", page.body)
 	}
 	r := b2.send("email", "/members/")
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "60" || !strings.Contains(r.body, "60 seconds") {
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "60" || !strings.Contains(r.body, "Wait 1 minute before") {
 		t.Fatalf("resend at once: %d Retry-After %q: %s", r.status, r.header.Get("Retry-After"), r.body)
 	}
 	c.clock.Advance(61 * time.Second)

@@ -175,3 +175,26 @@ func TestCookieAttributes(t *testing.T) {
 		}
 	}
 }
+
+// With the shortest session_idle, a member whose requests come less than
+// session_idle apart is never asked again, however long they go on; a
+// pause of session_idle (plus at most a quarter of it, the interval at
+// which last use is written back) ends the session.
+func TestShortIdleSessionStaysWhileActive(t *testing.T) {
+	e := start(t, setup{policy: defaultPolicy + "\n\tsession_idle 1m\n"})
+	alice, secret := enrolled(e, "alice")
+	e.nextStep()
+	if r := alice.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d", r.status)
+	}
+	for i := range 20 {
+		e.clock.Advance(50 * time.Second)
+		if s, _ := alice.upstream("/echo/x"); s != http.StatusOK {
+			t.Fatalf("request %d, 50s after the last: %d", i+1, s)
+		}
+	}
+	e.clock.Advance(76 * time.Second)
+	if s, _ := alice.upstream("/echo/x"); s != http.StatusFound {
+		t.Fatalf("after 76s idle: %d", s)
+	}
+}
