@@ -244,6 +244,7 @@ type Engine struct {
 	// storeID is the ID CheckKey found or made; nil before. Its absence
 	// later means the store lost its data.
 	storeID atomic.Pointer[string]
+	stale   staleSet // records sealed under an older key
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -269,6 +270,7 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		codes:  kr.MACKey("one-time codes"),
 		dests:  kr.Sealer("destinations"),
 		destID: kr.MACKey("destination limits"),
+		stale:  staleSet{ids: map[string]bool{}},
 	}, nil
 }
 
