@@ -208,11 +208,10 @@ func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error)
 
 // updateUser applies change to the freshest record and writes it back
 // atomically, retrying when another writer got there first. An error from
-// change aborts without writing. Every write lists the member in the users
-// index first, and moves what the record holds under an older key to the
-// current one.
+// change aborts without writing. Every write moves what the record holds
+// under an older key to the current one; the first lists the member in
+// the users index.
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
-	indexed := false
 	for range 20 {
 		u, raw, err := e.loadUser(ctx, id)
 		if err != nil {
@@ -220,12 +219,6 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 		}
 		if err := change(u); err != nil {
 			return nil, err
-		}
-		if !indexed {
-			if err := e.store.IndexPut(ctx, usersIndex, id); err != nil {
-				return nil, err
-			}
-			indexed = true
 		}
 		if u.Created.IsZero() {
 			u.Created = e.now().UTC()
@@ -245,6 +238,13 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			e.observe(u)
 			e.users.put(u, e.now(), e.cfg.CacheTTL)
 			e.announce(ctx, u)
+			if raw == nil {
+				// A new record. Best effort, like the notice: IndexUsers
+				// lists every record in the index at each start, so a
+				// put that fails (a Redis user refused ZADD) costs the
+				// listing its freshness, never the member a sign-in.
+				_ = e.store.IndexPut(context.WithoutCancel(ctx), usersIndex, id)
+			}
 			return u, nil
 		}
 	}
