@@ -92,7 +92,7 @@ func loadOrCreateKeyFile(path string) ([]byte, error) {
 // takes a while: Start does not wait for it, and Stop cancels it.
 func (a *App) surveyKeys(engine *challenge.Engine) {
 	a.bg.watch(func(ctx context.Context) {
-		if _, err := engine.IndexUsers(ctx); err != nil {
+		if err := engine.IndexUsers(ctx); err != nil {
 			if ctx.Err() == nil {
 				a.logger.Error("keys: cannot list the member records, so those under an older key are not counted; "+
 					"for Redis, the ACL user needs +scan, +zadd and +zrangebylex", zap.Error(err))

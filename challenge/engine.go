@@ -311,7 +311,7 @@ func (e *Engine) CheckKey(ctx context.Context, known string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if id == "" || !e.secret.SealedByCurrent(sealed) {
+		if id == "" || e.secret.KeyIndex(sealed) != 0 {
 			if id == "" {
 				id = newStoreID()
 			}

@@ -158,22 +158,19 @@ func (e *Engine) StaleRecords() StaleRecords {
 // indexPage is how many members the engine reads from an index at a time.
 const indexPage = 500
 
-// IndexUsers adds to the users index every member record in the store,
-// and returns how many there are. Records written since the index exists
-// are in it already; this finds those written before.
-func (e *Engine) IndexUsers(ctx context.Context) (int, error) {
-	n := 0
-	err := e.store.ScanKeys(ctx, usersPrefix, func(keys []string) error {
+// IndexUsers adds to the users index every member record in the store.
+// A record is listed when it is first written; this finds those written
+// before the index existed, and any whose listing failed.
+func (e *Engine) IndexUsers(ctx context.Context) error {
+	return e.store.ScanKeys(ctx, usersPrefix, func(keys []string) error {
 		ids := make([]string, 0, len(keys))
 		for _, k := range keys {
 			if id, ok := userID(k); ok {
 				ids = append(ids, id)
 			}
 		}
-		n += len(ids)
 		return e.store.IndexPut(ctx, usersIndex, ids...)
 	})
-	return n, err
 }
 
 // userID is the member ID in a user record's key, the inverse of userKey.

@@ -48,7 +48,7 @@ func plaintexts(t *testing.T, e *Engine, u *User) []string {
 
 func countStale(t *testing.T, e *Engine) StaleRecords {
 	t.Helper()
-	if _, err := e.IndexUsers(ctx); err != nil {
+	if err := e.IndexUsers(ctx); err != nil {
 		t.Fatal(err)
 	}
 	s, err := e.CountStale(ctx)
@@ -231,9 +231,8 @@ func TestUsersIndex(t *testing.T) {
 	if got := page(); !slices.Equal(got, []string{"dave"}) {
 		t.Fatalf("users index after a new member's first write: %q", got)
 	}
-	n, err := f.e.IndexUsers(ctx)
-	if err != nil || n != 4 {
-		t.Fatalf("IndexUsers: %d records, %v; want 4", n, err)
+	if err := f.e.IndexUsers(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if got := page(); !slices.Equal(got, []string{"alice", "bob{x}:y", "carol", "dave"}) {
 		t.Fatalf("users index after IndexUsers: %q", got)

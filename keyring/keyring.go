@@ -134,12 +134,6 @@ func (s *Sealer) Open(dst, sealed, aad []byte) ([]byte, error) {
 	return out, nil
 }
 
-// SealedByCurrent reports whether sealed was produced under the current key,
-// so callers can rewrite older data after a rotation.
-func (s *Sealer) SealedByCurrent(sealed []byte) bool {
-	return len(sealed) > idLen && [idLen]byte(sealed[1:1+idLen]) == s.current
-}
-
 // KeyIndex returns the position among the configured keys (0 for the
 // current one) of the key sealed was sealed under, or -1 when that key is
 // not configured or sealed is not sealed data. It reads the key ID in the
