@@ -203,7 +203,7 @@ func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
 		for _, id := range ids {
 			raw, err := e.store.Get(ctx, userKey(id))
 			if errors.Is(err, store.ErrNotFound) {
-				continue // indexed as it was first written, never written
+				continue // listed, but the record is gone: nothing to count
 			}
 			if err != nil {
 				return StaleRecords{}, err
