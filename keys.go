@@ -1,6 +1,7 @@
 package twofactor
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -10,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/keyring"
 )
 
@@ -80,4 +83,70 @@ func loadOrCreateKeyFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(k), nil
+}
+
+// surveyKeys counts, in the background, the member records still sealed
+// under an older key, and tells the operator whether the older keys are
+// still needed. It first lists in the users index the records written
+// before the index existed. It reads every record, which on a large store
+// takes a while: Start does not wait for it, and Stop cancels it.
+func (a *App) surveyKeys(engine *challenge.Engine) {
+	a.bg.watch(func(ctx context.Context) {
+		if err := engine.IndexUsers(ctx); err != nil {
+			if ctx.Err() == nil {
+				a.logger.Error("keys: cannot list the member records, so those under an older key are not counted; "+
+					"for Redis, the ACL user needs +scan, +zadd and +zrangebylex", zap.Error(err))
+			}
+			return
+		}
+		s, err := engine.CountStale(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.logger.Error("keys: cannot count the member records under an older key", zap.Error(err))
+			}
+			return
+		}
+		a.stale.Store(int64(s.Count))
+		if s.Missing > 0 {
+			a.logger.Error(fmt.Sprintf("keys: %s sealed under a key that is no longer configured; "+
+				"those members get 503 until it is back: put it back in keys, after the current one", records(s.Missing)),
+				zap.Int("records", s.Missing))
+		}
+		switch older := s.Count - s.Missing; {
+		case older > 0:
+			a.logger.Warn(fmt.Sprintf("keys: %s still sealed under an older key; keep it listed until this reaches 0 "+
+				"(each moves to the current key at its member's next sign-in)", records(older)),
+				zap.Int("records", older))
+		case s.Count == 0 && a.keyCount() > 1:
+			a.logger.Info(noOlderKeys)
+		}
+	})
+}
+
+// noOlderKeys says that the older keys are no longer needed: the sessions
+// and remembered devices sealed under them end with them, nothing more.
+const noOlderKeys = "keys: no member record is sealed under an older key; the older keys can be removed " +
+	"(sessions and remembered devices from before the rotation end with them)"
+
+// noteStale logs when the last record under an older key moves to the
+// current one, so the operator need not restart Caddy to learn it.
+func (a *App) noteStale(engine *challenge.Engine) {
+	s := engine.StaleRecords()
+	if !s.Complete {
+		return
+	}
+	if was := a.stale.Swap(int64(s.Count)); was > 0 && s.Count == 0 && a.keyCount() > 1 {
+		a.logger.Info(noOlderKeys)
+	}
+}
+
+// keyCount is how many keys are configured: the generated key is one.
+func (a *App) keyCount() int { return max(len(a.secrets), 1) }
+
+// records counts member records in a sentence.
+func records(n int) string {
+	if n == 1 {
+		return "1 member record is"
+	}
+	return fmt.Sprintf("%d member records are", n)
 }

@@ -40,14 +40,16 @@ func init() {
 // optional in the config; without it the embedded defaults apply.
 type App struct {
 	// Master keys that encrypt authenticator secrets and seal cookies,
-	// newest first. The first key encrypts new data; every key is tried
-	// when reading, so a replaced key can stay listed until the data
-	// written under it is gone. Each key is used as the text it is (not
-	// decoded), at least 32 bytes after placeholders are replaced and
-	// surrounding spaces trimmed; use {env.*} or {file.*} placeholders so
-	// the key never sits in the config. Every instance sharing a store
-	// needs the same keys. Default: a random key generated on first start
-	// and kept in Caddy's data directory (two_factor/key, mode 0600).
+	// newest first. The first key encrypts new data, and a member's record
+	// moves to it whenever it is written; every key is tried when
+	// reading, so a replaced key stays listed until the count of member
+	// records under an older key, logged at start, reaches 0. Each key is
+	// used as the text it is (not decoded), at least 32 bytes after
+	// placeholders are replaced and surrounding spaces trimmed; use
+	// {env.*} or {file.*} placeholders so the key never sits in the
+	// config. Every instance sharing a store needs the same keys.
+	// Default: a random key generated on first start and kept in Caddy's
+	// data directory (two_factor/key, mode 0600).
 	Keys []string `json:"keys,omitempty"`
 
 	// Where enrolments, counters and remembered devices are kept: a
@@ -163,8 +165,9 @@ type App struct {
 type running struct {
 	started chan struct{} // closed when Start has run, successfully or not
 	rt      atomic.Pointer[flow.Backend]
-	ready   atomic.Bool // the key check passed
-	lost    atomic.Bool // the store lost its data since
+	ready   atomic.Bool  // the key check passed
+	lost    atomic.Bool  // the store lost its data since
+	stale   atomic.Int64 // member records under an older key, as last noted
 	bg      background
 }
 
@@ -334,6 +337,7 @@ func (a *App) Start() error {
 	switch {
 	case err == nil:
 		a.ready.Store(true)
+		a.surveyKeys(engine)
 		if err := engine.CheckNotices(checkCtx); err != nil {
 			a.logger.Warn("store: change notices cannot be sent, so other instances see a revocation "+
 				"made here only when their copy expires (2s); for Redis, grant the channel (&<key_prefix>*)", zap.Error(err))

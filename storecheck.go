@@ -100,10 +100,12 @@ func (a *App) watchStore(ctx context.Context, engine *challenge.Engine) {
 		case err == nil:
 			if !a.ready.Swap(true) {
 				a.logger.Info("store available")
+				a.surveyKeys(engine)
 			}
 			if a.lost.Swap(false) {
 				a.logger.Info("store data back; the gateway is open again")
 			}
+			a.noteStale(engine)
 		case errors.Is(err, challenge.ErrStoreLost):
 			a.reportLost(err)
 		case errors.Is(err, challenge.ErrWrongKey):

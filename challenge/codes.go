@@ -189,9 +189,9 @@ func (e *Engine) destination(user, method string, m *CodeMethod, identityEmail s
 		}
 		return identityEmail, nil
 	}
-	to, err := e.dests.Open(nil, m.Destination, destAAD(method, user))
+	to, err := open(e.dests, m.Destination, destAAD(method, user))
 	if err != nil {
-		return "", ErrUnreadable
+		return "", err
 	}
 	return string(to), nil
 }
@@ -245,9 +245,9 @@ func (e *Engine) ResendEnrolment(ctx context.Context, a Actor, flow string, deli
 	if err != nil {
 		return nil, err
 	}
-	to, err := e.dests.Open(nil, rec.Dest, destAAD(rec.Method, a.User))
+	to, err := open(e.dests, rec.Dest, destAAD(rec.Method, a.User))
 	if err != nil {
-		return nil, ErrUnreadable
+		return nil, err
 	}
 	if err := e.checkLocks(ctx, a); err != nil {
 		return nil, err

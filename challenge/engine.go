@@ -254,6 +254,7 @@ type Engine struct {
 	// storeID is the ID CheckKey found or made; nil before. Its absence
 	// later means the store lost its data.
 	storeID atomic.Pointer[string]
+	stale   staleSet // records sealed under an older key
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -279,6 +280,7 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		codes:  kr.MACKey("one-time codes"),
 		dests:  kr.Sealer("destinations"),
 		destID: kr.MACKey("destination limits"),
+		stale:  staleSet{ids: map[string]bool{}},
 	}, nil
 }
 
@@ -319,7 +321,7 @@ func (e *Engine) CheckKey(ctx context.Context, known string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if id == "" || !e.secret.SealedByCurrent(sealed) {
+		if id == "" || e.secret.KeyIndex(sealed) != 0 {
 			if id == "" {
 				id = newStoreID()
 			}

@@ -101,6 +101,10 @@ func (s *faultStore) Increment(ctx context.Context, key string, ttl time.Duratio
 	return n, nil
 }
 
+func (s *faultStore) IndexPut(ctx context.Context, index string, members ...string) error {
+	return s.do("IndexPut", index+" "+strings.Join(members, " "), func() error { return s.Store.IndexPut(ctx, index, members...) })
+}
+
 // Publish goes down with the rest: notices travel through the same Redis.
 func (s *faultStore) Publish(ctx context.Context, channel string, msg []byte) error {
 	return s.do("Publish", channel, func() error { return s.Store.Publish(ctx, channel, msg) })

@@ -171,9 +171,9 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		if u.Recovery == nil || !u.Enrolled() {
 			return ErrNoRecoveryCodes
 		}
-		plain, err := e.secret.Open(nil, u.Recovery.Sealed, recoveryAAD(a.User))
+		plain, err := open(e.secret, u.Recovery.Sealed, recoveryAAD(a.User))
 		if err != nil {
-			return ErrUnreadable
+			return err
 		}
 		var set recoverySet
 		if err := json.Unmarshal(plain, &set); err != nil || len(set.Used) != len(set.Hashes) {

@@ -189,9 +189,9 @@ func (e *Engine) pending(ctx context.Context, a Actor, flow string) (*pendingTOT
 	if subtle.ConstantTimeCompare(p.Flow, flowHash(flow)) != 1 || e.now().Unix() >= p.Expires {
 		return nil, nil, ErrExpired
 	}
-	secret, err := e.secret.Open(nil, p.Secret, secretAAD("pending-totp", a.User))
+	secret, err := open(e.secret, p.Secret, secretAAD("pending-totp", a.User))
 	if err != nil {
-		return nil, nil, ErrUnreadable
+		return nil, nil, err
 	}
 	return &p, secret, nil
 }
@@ -308,13 +308,12 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	if u.TOTP == nil {
 		return fail(ErrNotEnrolled)
 	}
-	sealed := u.TOTP.Secret
-	secret, err := e.secret.Open(nil, sealed, secretAAD("totp", a.User))
+	secret, err := open(e.secret, u.TOTP.Secret, secretAAD("totp", a.User))
 	if err != nil {
 		// Never fall back to "not enrolled": that would hand the account
 		// to whoever holds the password.
 		e.Audit(a, "verify", "error", zap.String("method", "totp"), zap.String("reason", "secret_unreadable"))
-		return nil, ErrUnreadable
+		return nil, err
 	}
 	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
 	if !ok {
@@ -322,7 +321,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	errReplay := errors.New("replay")
 	u, err = e.updateUser(ctx, a.User, func(u *User) error {
-		if u.TOTP == nil || !bytes.Equal(u.TOTP.Secret, sealed) {
+		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
 		if step <= u.TOTP.LastStep {
@@ -346,6 +345,14 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	_ = e.succeeded(ctx, a, at)
 	e.Audit(a, "verify", "success", zap.String("method", "totp"))
 	return u, nil
+}
+
+// sameSecret reports whether u's authenticator secret is secret. The
+// secrets are compared, not their sealed forms: another write may have
+// sealed the same secret again under a newer key.
+func (e *Engine) sameSecret(u *User, secret []byte) bool {
+	cur, err := e.secret.Open(nil, u.TOTP.Secret, secretAAD("totp", u.ID))
+	return err == nil && subtle.ConstantTimeCompare(cur, secret) == 1
 }
 
 // matchStep returns the newest time step within the skew window whose code

@@ -175,7 +175,10 @@ func tag(userID string) string {
 	return "{" + base64.RawURLEncoding.EncodeToString([]byte(userID)) + "}"
 }
 
-func userKey(id string) string { return "user:" + tag(id) }
+// usersPrefix begins the key of every user record, and of nothing else.
+const usersPrefix = "user:"
+
+func userKey(id string) string { return usersPrefix + tag(id) }
 
 // loadUser reads the user's record from the store, returning the raw bytes
 // for a later CompareAndSwap. A user never seen has an empty record and nil
@@ -199,12 +202,15 @@ func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error)
 		// A record copied under another user's key is never trusted.
 		return nil, nil, fmt.Errorf("user record for %q names %q", id, u.ID)
 	}
+	e.observe(u)
 	return u, raw, nil
 }
 
 // updateUser applies change to the freshest record and writes it back
 // atomically, retrying when another writer got there first. An error from
-// change aborts without writing.
+// change aborts without writing. Every write moves what the record holds
+// under an older key to the current one; the first lists the member in
+// the users index.
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
 	for range 20 {
 		u, raw, err := e.loadUser(ctx, id)
@@ -218,6 +224,7 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			u.Created = e.now().UTC()
 		}
 		pruneRevoked(u, e.now())
+		e.reseal(u)
 		u.Rev++
 		next, err := json.Marshal(u)
 		if err != nil {
@@ -228,8 +235,16 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			return nil, err
 		}
 		if ok {
+			e.observe(u)
 			e.users.put(u, e.now(), e.cfg.CacheTTL)
 			e.announce(ctx, u)
+			if raw == nil {
+				// A new record. Best effort, like the notice: IndexUsers
+				// lists every record in the index at each start, so a
+				// put that fails (a Redis user refused ZADD) costs the
+				// listing its freshness, never the member a sign-in.
+				_ = e.store.IndexPut(context.WithoutCancel(ctx), usersIndex, id)
+			}
 			return u, nil
 		}
 	}

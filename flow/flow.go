@@ -129,6 +129,9 @@ type Flow struct {
 	cfg    Config
 	logger *zap.Logger
 	router router
+	// keyMissingLimit spaces out the log line about a member whose data
+	// is under a key no longer configured.
+	keyMissingLimit logLimit
 }
 
 // New returns the pages for cfg.
@@ -303,6 +306,10 @@ func (f *Flow) Unavailable(w http.ResponseWriter, r *http.Request, stage string,
 	if c := f.logger.Check(zap.ErrorLevel, "second factor unavailable"); c != nil {
 		c.Write(zap.String("stage", stage), zap.Error(err))
 	}
+	return f.unavailablePage(w, r)
+}
+
+func (f *Flow) unavailablePage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Retry-After", "30")
 	return f.message(w, r, http.StatusServiceUnavailable, "title_unavailable", "unavailable", nil, "")
 }
@@ -331,6 +338,8 @@ func (f *Flow) engineError(p *request, err error) (bool, error) {
 		return true, f.locked(p, locked.Until)
 	case errors.As(err, &limited):
 		return true, f.limited(p, limited)
+	case errors.Is(err, challenge.ErrKeyMissing):
+		return true, f.keyMissing(p)
 	case errors.Is(err, challenge.ErrCodeInvalid), errors.Is(err, challenge.ErrMalformed),
 		errors.Is(err, challenge.ErrNotEnrolled), errors.Is(err, challenge.ErrExpired),
 		errors.Is(err, challenge.ErrAlreadyEnrolled), errors.Is(err, challenge.ErrCodeExpired),

@@ -78,6 +78,7 @@ func derive(secret []byte, purpose string) []byte {
 // get unrelated keys, so data sealed for one can never be opened as another.
 type Sealer struct {
 	current [idLen]byte
+	ids     [][idLen]byte // the keys' IDs, newest first
 	aeads   map[[idLen]byte]cipher.AEAD
 }
 
@@ -94,6 +95,7 @@ func (kr *Keyring) Sealer(purpose string) *Sealer {
 			panic(err)
 		}
 		s.aeads[m.id] = aead
+		s.ids = append(s.ids, m.id)
 	}
 	return s
 }
@@ -132,10 +134,22 @@ func (s *Sealer) Open(dst, sealed, aad []byte) ([]byte, error) {
 	return out, nil
 }
 
-// SealedByCurrent reports whether sealed was produced under the current key,
-// so callers can rewrite older data after a rotation.
-func (s *Sealer) SealedByCurrent(sealed []byte) bool {
-	return len(sealed) > idLen && [idLen]byte(sealed[1:1+idLen]) == s.current
+// KeyIndex returns the position among the configured keys (0 for the
+// current one) of the key sealed was sealed under, or -1 when that key is
+// not configured or sealed is not sealed data. It reads the key ID in the
+// header without opening anything: it says which data still needs an
+// older key after a rotation, not whether the data is genuine.
+func (s *Sealer) KeyIndex(sealed []byte) int {
+	if len(sealed) < Overhead || sealed[0] != formatVersion {
+		return -1
+	}
+	id := [idLen]byte(sealed[1 : 1+idLen])
+	for i, k := range s.ids {
+		if k == id {
+			return i
+		}
+	}
+	return -1
 }
 
 // MACKey returns the current key for HMAC-SHA256 tokens of purpose. Tokens

@@ -69,16 +69,49 @@ func TestRotation(t *testing.T) {
 	if got, err := s.Open(nil, sealed, nil); err != nil || string(got) != "secret" {
 		t.Fatalf("old data after rotation: %q %v", got, err)
 	}
-	if s.SealedByCurrent(sealed) {
-		t.Fatal("old data reported as sealed by the current key")
+	if s.KeyIndex(sealed) != 1 {
+		t.Fatal("old data not reported as sealed by the older key")
 	}
-	if !s.SealedByCurrent(s.Seal(nil, []byte("x"), nil)) {
+	if s.KeyIndex(s.Seal(nil, []byte("x"), nil)) != 0 {
 		t.Fatal("new data not reported as sealed by the current key")
 	}
 
 	onlyNew, _ := New(keyB)
 	if _, err := onlyNew.Sealer("totp").Open(nil, sealed, nil); !errors.Is(err, ErrOpen) {
 		t.Fatalf("removed key still opens: %v", err)
+	}
+}
+
+// KeyIndex tells, without opening, which configured key sealed the data:
+// what a rotation still needs an older key for.
+func TestKeyIndex(t *testing.T) {
+	keyC := []byte("0123456789abcdef0123456789abcdef-C")
+	underA, _ := New(keyA)
+	underB, _ := New(keyB)
+	sealedA := underA.Sealer("totp").Seal(nil, []byte("secret"), nil)
+	sealedB := underB.Sealer("totp").Seal(nil, []byte("secret"), nil)
+
+	rotated, _ := New(keyC, keyB, keyA)
+	s := rotated.Sealer("totp")
+	for _, c := range []struct {
+		name   string
+		sealed []byte
+		want   int
+	}{
+		{"current", s.Seal(nil, []byte("x"), nil), 0},
+		{"second key", sealedB, 1},
+		{"third key", sealedA, 2},
+		{"empty", nil, -1},
+		{"truncated", sealedA[:Overhead-1], -1},
+		{"other version", append([]byte{formatVersion + 1}, sealedA[1:]...), -1},
+	} {
+		if got := s.KeyIndex(c.sealed); got != c.want {
+			t.Errorf("%s: KeyIndex = %d, want %d", c.name, got, c.want)
+		}
+	}
+	onlyC, _ := New(keyC)
+	if got := onlyC.Sealer("totp").KeyIndex(sealedA); got != -1 {
+		t.Errorf("key no longer configured: KeyIndex = %d, want -1", got)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package store keeps the gateway's state: enrolments, pending enrolments,
 // failure counters, lockouts and remembered devices. The engine sees it as a
-// small set of atomic operations on keyed byte values with expiry, so that an
-// embedded database and Redis can implement exactly the same semantics and
-// pass one contract test suite (package storetest).
+// small set of atomic operations on keyed byte values with expiry, plus
+// ordered indexes for listing, so that an embedded database and Redis can
+// implement exactly the same semantics and pass one contract test suite
+// (package storetest).
 package store
 
 import (
@@ -24,7 +25,8 @@ var (
 // with respect to every other call on the same key, across goroutines and,
 // for shared stores, across processes. A ttl of zero means the value never
 // expires; a positive ttl makes it disappear after that long. Expired values
-// behave exactly like missing ones.
+// behave exactly like missing ones. Keys that begin with a NUL byte are the
+// store's own.
 type Store interface {
 	// Get returns the live value stored under key, or ErrNotFound.
 	// The returned slice belongs to the caller.
@@ -47,6 +49,30 @@ type Store interface {
 	// this first increment; later increments do not extend its expiry.
 	// Get on a counter returns its count as decimal ASCII.
 	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
+
+	// IndexPut adds members to the ordered index named index, creating
+	// it. A member already there stays once. Members and names are
+	// non-empty. Indexes are apart from keys: a key and an index may share
+	// a name, and no other method sees an index.
+	IndexPut(ctx context.Context, index string, members ...string) error
+
+	// IndexDelete removes members from the index. Missing members, and a
+	// missing index, are not an error.
+	IndexDelete(ctx context.Context, index string, members ...string) error
+
+	// IndexPage returns, in byte order, up to limit (at least 1) members of
+	// the index that sort after after; "" starts at the first. Fewer than
+	// limit means the end. To page through, pass the last member returned.
+	IndexPage(ctx context.Context, index, after string, limit int) ([]string, error)
+
+	// ScanKeys calls visit with batches of the live keys that begin with
+	// prefix, until all are visited or visit returns an error, which
+	// ScanKeys returns. A key live for the whole scan is visited at least
+	// once; one written or deleted meanwhile may or may not be; a key may
+	// come twice, and in no set order. visit is never called concurrently.
+	// It reads the whole key space, so it is for maintenance in the
+	// background (building an index from the keys), never for a request.
+	ScanKeys(ctx context.Context, prefix string, visit func(keys []string) error) error
 }
 
 // Notifier is implemented by stores shared between processes. Each gateway

@@ -24,8 +24,10 @@ const redisTLSPassword = "gateway-secret-0123456789"
 
 // gatewayACL is the least the gateway needs: its keys and notice channels
 // under the default prefix; the store's commands (its scripts run GET,
-// SET, DEL, INCR and PEXPIRE with the caller's rights); notices, and PING
-// for a quiet subscription's liveness check. HELLO and AUTH need no right.
+// SET, DEL, INCR and PEXPIRE with the caller's rights); the users index
+// (ZADD, ZRANGEBYLEX) and the scan that fills it at start (SCAN); notices,
+// and PING for a quiet subscription's liveness check. HELLO and AUTH need
+// no right.
 //
 // CONFIG GET is left out on purpose: Redis cannot allow it for one
 // parameter, and it would show secrets such as masterauth. The gateway
@@ -33,7 +35,7 @@ const redisTLSPassword = "gateway-secret-0123456789"
 var gatewayACL = []string{
 	"reset", "on", ">" + redisTLSPassword, "~2fa:*", "&2fa:*", "-@all",
 	"+get", "+set", "+del", "+incr", "+pexpire", "+eval", "+evalsha",
-	"+publish", "+subscribe", "+ping",
+	"+zadd", "+zrangebylex", "+scan", "+publish", "+subscribe", "+ping",
 }
 
 // clientSetInfo is sent by go-redis on every connection. Redis before 7.2

@@ -39,6 +39,9 @@ const (
 
 var (
 	entriesBucket = []byte("entries")
+	// indexesBucket holds one bucket per ordered index, its members as
+	// keys with empty values, so bbolt keeps them in byte order.
+	indexesBucket = []byte("indexes")
 	metaBucket    = []byte("meta")
 	formatKey     = []byte("format")
 	// formatVersion names the on-disk layout (expiry header + value), so a
@@ -142,6 +145,9 @@ func initBuckets(tx *bolt.Tx) error {
 		}
 	case !bytes.Equal(v, formatVersion):
 		return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
+	}
+	if _, err = tx.CreateBucketIfNotExists(indexesBucket); err != nil {
+		return err
 	}
 	_, err = tx.CreateBucketIfNotExists(entriesBucket)
 	return err
@@ -290,6 +296,141 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 		return 0, err
 	}
 	return n, nil
+}
+
+// IndexPut implements store.Store.
+func (s *Store) IndexPut(ctx context.Context, index string, members ...string) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	if err := checkIndexArgs(index, members); err != nil {
+		return err
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(indexesBucket).CreateBucketIfNotExists([]byte(index))
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if err := b.Put([]byte(m), []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return classify(err)
+}
+
+// IndexDelete implements store.Store.
+func (s *Store) IndexDelete(ctx context.Context, index string, members ...string) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(indexesBucket).Bucket([]byte(index))
+		if b == nil {
+			return nil
+		}
+		for _, m := range members {
+			if err := b.Delete([]byte(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return classify(err)
+}
+
+// IndexPage implements store.Store.
+func (s *Store) IndexPage(ctx context.Context, index, after string, limit int) ([]string, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	if limit < 1 {
+		return nil, fmt.Errorf("embedded store: index page of %d members", limit)
+	}
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(indexesBucket).Bucket([]byte(index))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, _ := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(out) < limit; k, _ = c.Next() {
+			out = append(out, string(k)) // a copy: k dies with the transaction
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// scanBatch is how many keys ScanKeys reads per transaction: a long read
+// transaction would keep bbolt from reusing freed pages.
+const scanBatch = 1000
+
+// ScanKeys implements store.Store, in key order.
+func (s *Store) ScanKeys(ctx context.Context, prefix string, visit func(keys []string) error) error {
+	from := []byte(prefix)
+	for {
+		if err := s.usable(ctx); err != nil {
+			return err
+		}
+		var keys []string
+		var next []byte
+		err := s.db.View(func(tx *bolt.Tx) error {
+			now := s.now().UnixNano()
+			c := tx.Bucket(entriesBucket).Cursor()
+			k, v := c.Seek(from)
+			for n := 0; k != nil && bytes.HasPrefix(k, []byte(prefix)); n++ {
+				if n == scanBatch {
+					next = bytes.Clone(k)
+					break
+				}
+				if _, _, live, err := decode(v, now); err == nil && live {
+					keys = append(keys, string(k))
+				}
+				k, v = c.Next()
+			}
+			return nil
+		})
+		if err != nil {
+			return classify(err)
+		}
+		if len(keys) > 0 {
+			if err := visit(keys); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		from = next
+	}
+}
+
+func checkIndexArgs(index string, members []string) error {
+	if index == "" || len(index) > bolt.MaxKeySize {
+		return fmt.Errorf("embedded store: index name of %d bytes", len(index))
+	}
+	for _, m := range members {
+		if m == "" || len(m) > bolt.MaxKeySize {
+			return fmt.Errorf("embedded store: index member of %d bytes", len(m))
+		}
+	}
+	return nil
 }
 
 // usable fails fast for a canceled context or a closed store. bbolt itself

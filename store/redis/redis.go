@@ -3,15 +3,19 @@
 // store.Store with Redis's own atomic operations: SET with PX for expiry,
 // and small Lua scripts where a read and a write must happen as one
 // (compare-and-swap, a counter's first expiry). Every script touches one
-// key, so it runs on Redis Cluster too.
+// key, so it runs on Redis Cluster too. An ordered index is a sorted set
+// whose members all score 0, which Redis keeps in byte order: one key, so
+// one Cluster slot.
 package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -209,6 +213,131 @@ func (s *Store) Increment(ctx context.Context, key string, ttl time.Duration) (i
 		return err
 	})
 	return n, err
+}
+
+// indexKey is where index lives: after the prefix, a NUL byte, which no
+// key the engine writes begins with, keeps indexes apart from keys.
+func (s *Store) indexKey(index string) string { return s.prefix + "\x00index:" + index }
+
+func checkIndexArgs(index string, members []string) error {
+	if index == "" {
+		return errors.New("store: empty index name")
+	}
+	if slices.Contains(members, "") {
+		return errors.New("store: empty index member")
+	}
+	return nil
+}
+
+// IndexPut implements store.Store.
+func (s *Store) IndexPut(ctx context.Context, index string, members ...string) error {
+	if err := checkIndexArgs(index, members); err != nil || len(members) == 0 {
+		return err
+	}
+	z := make([]redis.Z, len(members))
+	for i, m := range members {
+		z[i] = redis.Z{Member: m}
+	}
+	return s.run(ctx, func(ctx context.Context) error { return s.client.ZAdd(ctx, s.indexKey(index), z...).Err() })
+}
+
+// IndexDelete implements store.Store.
+func (s *Store) IndexDelete(ctx context.Context, index string, members ...string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	m := make([]any, len(members))
+	for i, v := range members {
+		m[i] = v
+	}
+	return s.run(ctx, func(ctx context.Context) error { return s.client.ZRem(ctx, s.indexKey(index), m...).Err() })
+}
+
+// IndexPage implements store.Store.
+func (s *Store) IndexPage(ctx context.Context, index, after string, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("store: index page of %d members", limit)
+	}
+	from := "-"
+	if after != "" {
+		from = "(" + after
+	}
+	var out []string
+	err := s.run(ctx, func(ctx context.Context) (err error) {
+		out, err = s.client.ZRangeByLex(ctx, s.indexKey(index), &redis.ZRangeBy{Min: from, Max: "+", Count: int64(limit)}).Result()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanCount is the COUNT hint of each SCAN: keys Redis examines per call.
+const scanCount = 1000
+
+// ScanKeys implements store.Store with SCAN, on every master of a
+// Cluster (each holds its own slots), the masters at once.
+func (s *Store) ScanKeys(ctx context.Context, prefix string, visit func(keys []string) error) error {
+	match := globEscape(s.prefix+prefix) + "*"
+	var (
+		mu       sync.Mutex // visit is never called concurrently
+		visitErr error
+	)
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		var cursor uint64
+		for {
+			var keys []string
+			err := s.run(ctx, func(ctx context.Context) (err error) {
+				keys, cursor, err = node.Scan(ctx, cursor, match, scanCount).Result()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			batch := keys[:0]
+			for _, k := range keys {
+				if k = strings.TrimPrefix(k, s.prefix); !strings.HasPrefix(k, "\x00") {
+					batch = append(batch, k)
+				}
+			}
+			mu.Lock()
+			if visitErr == nil && len(batch) > 0 {
+				visitErr = visit(batch)
+			}
+			stop := visitErr != nil
+			mu.Unlock()
+			if stop || cursor == 0 {
+				return nil
+			}
+		}
+	}
+	var err error
+	if c, ok := s.client.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+			err = unavailable(err) // finding the masters failed
+		}
+	} else {
+		err = scan(ctx, s.client)
+	}
+	if visitErr != nil {
+		return visitErr
+	}
+	return err
+}
+
+// globEscape makes s match itself alone in a SCAN MATCH pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // Publish implements store.Notifier.

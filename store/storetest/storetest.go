@@ -1,8 +1,9 @@
 // Package storetest is the contract every store.Store implementation must
 // pass. The engine relies on these exact semantics (expiry, atomic
 // compare-and-swap and counting, caller-owned slices) for lockouts and
-// one-time enrolment, so an embedded database and Redis are held to one
-// suite instead of each being trusted on its own tests.
+// one-time enrolment, and on ordered indexes and key scans for listing its
+// members, so an embedded database and Redis are held to one suite instead
+// of each being trusted on its own tests.
 package storetest
 
 import (
@@ -72,6 +73,14 @@ var contract = []struct {
 	{"Slices/CallerOwned", testCallerOwnedSlices},
 	{"Values/Binary", testBinaryValues},
 	{"Keys/SpecialAndPrefixes", testKeys},
+	{"Index/PagesInByteOrder", testIndexOrder},
+	{"Index/PutTwiceAndDelete", testIndexPutDelete},
+	{"Index/ApartFromKeysAndEachOther", testIndexApart},
+	{"Index/Refusals", testIndexRefusals},
+	{"Concurrent/IndexPut", testConcurrentIndexPut},
+	{"ScanKeys/LiveKeysWithPrefix", testScanKeys},
+	{"ScanKeys/ManyBatches", testScanManyKeys},
+	{"ScanKeys/VisitError", testScanVisitError},
 	{"Context/Canceled", testCanceledContext},
 }
 
@@ -582,6 +591,258 @@ func testKeys(t *testing.T, h Harness) {
 	wantValue(t, s, "n:1", []byte("2"))
 }
 
+// ---- ordered indexes ----
+
+// page reads the whole index, limit members at a time, checking that each
+// page continues in order where the last one ended.
+func page(t *testing.T, s store.Store, index string, limit int) []string {
+	t.Helper()
+	var all []string
+	after := ""
+	for {
+		got, err := s.IndexPage(t.Context(), index, after, limit)
+		if err != nil {
+			t.Fatalf("IndexPage(%q, after %q, %d): %v", index, after, limit, err)
+		}
+		if len(got) > limit {
+			t.Fatalf("IndexPage(%q, after %q, %d) returned %d members", index, after, limit, len(got))
+		}
+		all = append(all, got...)
+		if len(got) < limit {
+			return all
+		}
+		after = got[len(got)-1]
+	}
+}
+
+func mustIndexPut(t *testing.T, s store.Store, index string, members ...string) {
+	t.Helper()
+	if err := s.IndexPut(t.Context(), index, members...); err != nil {
+		t.Fatalf("IndexPut(%q, %q): %v", index, members, err)
+	}
+}
+
+func wantIndex(t *testing.T, s store.Store, index string, want []string) {
+	t.Helper()
+	for _, limit := range []int{1, 3, 1000} {
+		if got := page(t, s, index, limit); !slices.Equal(got, want) {
+			t.Fatalf("index %q paged %d at a time = %q, want %q", index, limit, got, want)
+		}
+	}
+}
+
+func testIndexOrder(t *testing.T, h Harness) {
+	s := h.Store
+	wantIndex(t, s, "never-written", nil)
+	members := []string{
+		"b", "a", "ab", "a:b", "B", "{user}", "user}", "with space", "tab\tm", "*", "?[]",
+		"ünïcødé", "日本語", "😀", "\x01", "\xff", "a\x00b", "z",
+	}
+	mustIndexPut(t, s, "i", members[:7]...)
+	mustIndexPut(t, s, "i", members[7:]...)
+	want := slices.Clone(members)
+	slices.Sort(want) // Go compares strings byte by byte
+	wantIndex(t, s, "i", want)
+
+	// A page may start after a member that is not in the index.
+	got, err := s.IndexPage(t.Context(), "i", "aa", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"ab", "b"}) {
+		t.Fatalf("IndexPage(after %q, 2) = %q, want [ab b]", "aa", got)
+	}
+	if got, err := s.IndexPage(t.Context(), "i", "\xff", 5); err != nil || len(got) != 0 {
+		t.Fatalf("IndexPage after the last member = %q, %v; want none", got, err)
+	}
+}
+
+func testIndexPutDelete(t *testing.T, h Harness) {
+	s := h.Store
+	mustIndexPut(t, s, "i", "a", "b", "c")
+	mustIndexPut(t, s, "i", "b", "b", "d")
+	wantIndex(t, s, "i", []string{"a", "b", "c", "d"})
+
+	if err := s.IndexDelete(t.Context(), "i", "b", "missing", "d"); err != nil {
+		t.Fatalf("IndexDelete: %v", err)
+	}
+	wantIndex(t, s, "i", []string{"a", "c"})
+	if err := s.IndexDelete(t.Context(), "never-written", "a"); err != nil {
+		t.Fatalf("IndexDelete on a missing index: %v", err)
+	}
+	if err := s.IndexDelete(t.Context(), "i"); err != nil {
+		t.Fatalf("IndexDelete of nothing: %v", err)
+	}
+	if err := s.IndexPut(t.Context(), "i"); err != nil {
+		t.Fatalf("IndexPut of nothing: %v", err)
+	}
+	// Deleted means absent: it can come back.
+	mustIndexPut(t, s, "i", "b")
+	wantIndex(t, s, "i", []string{"a", "b", "c"})
+
+	// Emptied, an index reads as empty, and can fill again.
+	if err := s.IndexDelete(t.Context(), "i", "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	wantIndex(t, s, "i", nil)
+	mustIndexPut(t, s, "i", "x")
+	wantIndex(t, s, "i", []string{"x"})
+}
+
+func testIndexApart(t *testing.T, h Harness) {
+	s := h.Store
+	mustSet(t, s, "users", []byte("a value"), 0)
+	mustIndexPut(t, s, "users", "alice")
+	mustIndexPut(t, s, "other", "bob")
+	wantValue(t, s, "users", []byte("a value"))
+	wantIndex(t, s, "users", []string{"alice"})
+	wantIndex(t, s, "other", []string{"bob"})
+
+	// Changing the key leaves the index alone, and the other way round.
+	if err := s.Delete(t.Context(), "users"); err != nil {
+		t.Fatal(err)
+	}
+	wantIndex(t, s, "users", []string{"alice"})
+	if err := s.IndexDelete(t.Context(), "users", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "users", []byte("again"), 0)
+	wantIndex(t, s, "users", nil)
+	wantIndex(t, s, "other", []string{"bob"})
+
+	// A scan of every key sees keys, never indexes.
+	var keys []string
+	if err := s.ScanKeys(t.Context(), "", func(k []string) error { keys = append(keys, k...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Sort(keys); !slices.Equal(slices.Compact(keys), []string{"users"}) {
+		t.Fatalf("ScanKeys over everything = %q, want [users]", keys)
+	}
+}
+
+func testIndexRefusals(t *testing.T, h Harness) {
+	s := h.Store
+	if err := s.IndexPut(t.Context(), "i", "a", ""); err == nil {
+		t.Error("IndexPut of an empty member: want an error")
+	}
+	if err := s.IndexPut(t.Context(), "", "a"); err == nil {
+		t.Error("IndexPut to an unnamed index: want an error")
+	}
+	for _, limit := range []int{0, -1} {
+		if _, err := s.IndexPage(t.Context(), "i", "", limit); err == nil {
+			t.Errorf("IndexPage with limit %d: want an error", limit)
+		}
+	}
+	wantIndex(t, s, "i", nil)
+}
+
+func testConcurrentIndexPut(t *testing.T, h Harness) {
+	s := h.Store
+	const n = 50
+	parallel(n, func(i int) {
+		if err := s.IndexPut(t.Context(), "i", fmt.Sprintf("m%02d", i), "shared"); err != nil {
+			t.Errorf("goroutine %d: IndexPut: %v", i, err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	want := []string{}
+	for i := range n {
+		want = append(want, fmt.Sprintf("m%02d", i))
+	}
+	wantIndex(t, s, "i", append(want, "shared"))
+}
+
+// ---- key scans ----
+
+// scanAll returns the distinct keys ScanKeys visits, sorted.
+func scanAll(t *testing.T, s store.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	calls := 0
+	err := s.ScanKeys(t.Context(), prefix, func(batch []string) error {
+		calls++
+		if len(batch) == 0 {
+			t.Errorf("ScanKeys(%q) visited an empty batch", prefix)
+		}
+		keys = append(keys, batch...)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ScanKeys(%q): %v", prefix, err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func testScanKeys(t *testing.T, h Harness) {
+	s := h.Store
+	if got := scanAll(t, s, "user:"); len(got) != 0 {
+		t.Fatalf("ScanKeys on an empty store = %q", got)
+	}
+	for _, k := range []string{"user:a", "user:b", "user:{x}", "user:", "users", "use", "other:user:c", "user:gone"} {
+		mustSet(t, s, k, []byte("v"), 0)
+	}
+	mustSet(t, s, "user:expiring", []byte("v"), time.Second)
+	mustIncrement(t, s, "user:counter", 0, 1)
+	if err := s.Delete(t.Context(), "user:gone"); err != nil {
+		t.Fatal(err)
+	}
+	mustIndexPut(t, s, "user:index", "user:member")
+	h.Advance(time.Second)
+
+	want := []string{"user:", "user:a", "user:b", "user:counter", "user:{x}"}
+	if got := scanAll(t, s, "user:"); !slices.Equal(got, want) {
+		t.Fatalf("ScanKeys(user:) = %q, want %q", got, want)
+	}
+	// Characters that are wildcards somewhere are only themselves here.
+	for _, k := range []string{"?[]", "?[]x", "*", "*a", "\\", "\\*", "[a]"} {
+		mustSet(t, s, k, []byte("v"), 0)
+	}
+	for prefix, want := range map[string][]string{
+		"?[]": {"?[]", "?[]x"},
+		"*":   {"*", "*a"},
+		"\\":  {"\\", "\\*"},
+		"[":   {"[a]"},
+		"a":   nil,
+	} {
+		if got := scanAll(t, s, prefix); !slices.Equal(got, want) {
+			t.Errorf("ScanKeys(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+}
+
+func testScanManyKeys(t *testing.T, h Harness) {
+	s := h.Store
+	const n = 1500 // more than one batch of either store
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprintf("k:%05d", i)
+		mustSet(t, s, want[i], []byte("v"), 0)
+	}
+	mustSet(t, s, "l:other", []byte("v"), 0)
+	if got := scanAll(t, s, "k:"); !slices.Equal(got, want) {
+		t.Fatalf("ScanKeys(k:) over %d keys gave %d of them", n, len(got))
+	}
+}
+
+func testScanVisitError(t *testing.T, h Harness) {
+	s := h.Store
+	for i := range 1500 {
+		mustSet(t, s, fmt.Sprintf("k:%05d", i), []byte("v"), 0)
+	}
+	stop := errors.New("stop here")
+	calls := 0
+	err := s.ScanKeys(t.Context(), "k:", func([]string) error { calls++; return stop })
+	if !errors.Is(err, stop) {
+		t.Fatalf("ScanKeys with a failing visit = %v, want its error", err)
+	}
+	if calls != 1 {
+		t.Fatalf("visit called %d times after it failed, want once", calls)
+	}
+}
+
 // ---- contexts ----
 
 func testCanceledContext(t *testing.T, h Harness) {
@@ -601,6 +862,10 @@ func testCanceledContext(t *testing.T, h Harness) {
 		{"Delete", func() error { return s.Delete(ctx, "k2") }},
 		{"CompareAndSwap", func() error { _, err := s.CompareAndSwap(ctx, "k3", nil, []byte("v"), 0); return err }},
 		{"Increment", func() error { _, err := s.Increment(ctx, "n", 0); return err }},
+		{"IndexPut", func() error { return s.IndexPut(ctx, "i", "m") }},
+		{"IndexDelete", func() error { return s.IndexDelete(ctx, "i", "m") }},
+		{"IndexPage", func() error { _, err := s.IndexPage(ctx, "i", "", 10); return err }},
+		{"ScanKeys", func() error { return s.ScanKeys(ctx, "", func([]string) error { return nil }) }},
 	}
 	for _, c := range calls {
 		done := make(chan error, 1)

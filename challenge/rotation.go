@@ -1,0 +1,226 @@
+package challenge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Key rotation. The first configured key seals; every configured key
+// opens. A member's record moves to the current key whenever it is
+// written (a sign-in writes it), and the engine counts the records still
+// sealed, in part, under another key, so the operator knows when an
+// older key can go.
+
+// ErrKeyMissing reports that a member's data is sealed under a key that
+// is no longer configured: until it is put back, that member cannot pass.
+var ErrKeyMissing = fmt.Errorf("%w: it is sealed under a key that is no longer configured", ErrUnreadable)
+
+// usersIndex lists, by ID, every member with a record.
+const usersIndex = "users"
+
+// sealedField is one value of a user record sealed with the keyring, with
+// what it is bound to.
+type sealedField struct {
+	sealer *keyring.Sealer
+	value  *[]byte
+	aad    []byte
+}
+
+// sealedFields lists every sealed value on u. Whatever else a record
+// comes to hold sealed must be listed here, or a rotation leaves it behind.
+func (e *Engine) sealedFields(u *User) []sealedField {
+	var out []sealedField
+	if u.TOTP != nil {
+		out = append(out, sealedField{e.secret, &u.TOTP.Secret, secretAAD("totp", u.ID)})
+	}
+	for _, m := range []struct {
+		name string
+		c    *CodeMethod
+	}{{MethodEmail, u.Email}, {MethodSMS, u.SMS}} {
+		if m.c != nil && len(m.c.Destination) > 0 { // empty: follows the identity
+			out = append(out, sealedField{e.dests, &m.c.Destination, destAAD(m.name, u.ID)})
+		}
+	}
+	if u.Recovery != nil {
+		out = append(out, sealedField{e.secret, &u.Recovery.Sealed, recoveryAAD(u.ID)})
+	}
+	return out
+}
+
+// reseal seals again under the current key what u holds under an older
+// one, bound to the same member. A value no configured key opens stays as
+// it is: the member's next use of it fails closed.
+func (e *Engine) reseal(u *User) {
+	for _, f := range e.sealedFields(u) {
+		if f.sealer.KeyIndex(*f.value) <= 0 {
+			continue // current, or not ours to open
+		}
+		plain, err := f.sealer.Open(nil, *f.value, f.aad)
+		if err != nil {
+			continue
+		}
+		*f.value = f.sealer.Seal(nil, plain, f.aad)
+	}
+}
+
+// keysOf reports whether u holds anything sealed under a key other than
+// the current one, and whether under one no longer configured.
+func (e *Engine) keysOf(u *User) (older, missing bool) {
+	for _, f := range e.sealedFields(u) {
+		switch f.sealer.KeyIndex(*f.value) {
+		case 0:
+		case -1:
+			older, missing = true, true
+		default:
+			older = true
+		}
+	}
+	return older, missing
+}
+
+// open opens a sealed value, telling one sealed under a key no longer
+// configured (ErrKeyMissing) from one altered or bound to other data.
+func open(s *keyring.Sealer, sealed, aad []byte) ([]byte, error) {
+	plain, err := s.Open(nil, sealed, aad)
+	if err == nil {
+		return plain, nil
+	}
+	if s.KeyIndex(sealed) < 0 {
+		return nil, ErrKeyMissing
+	}
+	return nil, ErrUnreadable
+}
+
+// StaleRecords is what this engine knows of member records sealed, in
+// part, under a key other than the current one: those it counted when it
+// started and those it has read or written since. Writes by other
+// instances show when this one next reads the record.
+type StaleRecords struct {
+	// Count is how many there are. Each moves to the current key when it
+	// is next written; the older key is needed until Count is 0.
+	Count int
+	// Missing is how many of them hold data under a key no longer
+	// configured: those members are refused until it is put back.
+	Missing int
+	// Complete reports that the count over every record (CountStale) has
+	// finished; until then Count covers only the records seen so far.
+	Complete bool
+}
+
+// staleSet holds the IDs of the records StaleRecords counts: after a
+// rotation, at most every member; it shrinks as they sign in.
+type staleSet struct {
+	mu       sync.Mutex
+	ids      map[string]bool // ID → holds data under a missing key
+	missing  int
+	complete bool
+}
+
+// observe records what u, just read or written, is sealed under. A count
+// that reads a record just before a sign-in rewrites it may keep it
+// counted until its next read: the count errs on the side of keeping the
+// older key.
+func (e *Engine) observe(u *User) {
+	older, missing := e.keysOf(u)
+	s := &e.stale
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if was := s.ids[u.ID]; was {
+		s.missing--
+	}
+	if !older {
+		delete(s.ids, u.ID)
+		return
+	}
+	s.ids[u.ID] = missing
+	if missing {
+		s.missing++
+	}
+}
+
+// StaleRecords returns the count of member records still sealed under a
+// key other than the current one.
+func (e *Engine) StaleRecords() StaleRecords {
+	s := &e.stale
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return StaleRecords{Count: len(s.ids), Missing: s.missing, Complete: s.complete}
+}
+
+// indexPage is how many members the engine reads from an index at a time.
+const indexPage = 500
+
+// IndexUsers adds to the users index every member record in the store.
+// A record is listed when it is first written; this finds those written
+// before the index existed, and any whose listing failed.
+func (e *Engine) IndexUsers(ctx context.Context) error {
+	return e.store.ScanKeys(ctx, usersPrefix, func(keys []string) error {
+		ids := make([]string, 0, len(keys))
+		for _, k := range keys {
+			if id, ok := userID(k); ok {
+				ids = append(ids, id)
+			}
+		}
+		return e.store.IndexPut(ctx, usersIndex, ids...)
+	})
+}
+
+// userID is the member ID in a user record's key, the inverse of userKey.
+func userID(key string) (string, bool) {
+	enc, ok := strings.CutPrefix(key, usersPrefix+"{")
+	if !ok {
+		return "", false
+	}
+	if enc, ok = strings.CutSuffix(enc, "}"); !ok {
+		return "", false
+	}
+	id, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil || len(id) == 0 {
+		return "", false
+	}
+	return string(id), true
+}
+
+// CountStale reads every record in the users index (IndexUsers fills it
+// with records from before it existed) and counts those sealed under a
+// key other than the current one. It reads the whole store, a record at a
+// time: run it in the background.
+func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
+	after := ""
+	for {
+		ids, err := e.store.IndexPage(ctx, usersIndex, after, indexPage)
+		if err != nil {
+			return StaleRecords{}, err
+		}
+		for _, id := range ids {
+			raw, err := e.store.Get(ctx, userKey(id))
+			if errors.Is(err, store.ErrNotFound) {
+				continue // listed, but the record is gone: nothing to count
+			}
+			if err != nil {
+				return StaleRecords{}, err
+			}
+			u := &User{}
+			if json.Unmarshal(raw, u) != nil || u.ID != id {
+				continue // refused whenever it is read; nothing to count
+			}
+			e.observe(u)
+		}
+		if len(ids) < indexPage {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	e.stale.mu.Lock()
+	e.stale.complete = true
+	e.stale.mu.Unlock()
+	return e.StaleRecords(), nil
+}
