@@ -35,8 +35,9 @@ const (
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Whatever happens next, the upstream must only ever see our own
-	// values of these headers.
-	stripGatewayHeaders(r.Header)
+	// values of the gateway's headers, and no client's say in which path
+	// or method it serves.
+	stripClientHeaders(r.Header)
 
 	if strings.HasPrefix(r.URL.Path, h.Prefix) {
 		return refuse(r, h.flow.Serve(w, r))
@@ -154,7 +155,7 @@ func (h *Handler) policyFor(r *http.Request, path string) *flow.Policy {
 }
 
 // setUpstream tells the upstream who passed which second factor, through
-// headers the client cannot set (stripGatewayHeaders removed its copies),
+// headers the client cannot set (stripClientHeaders removed its copies),
 // and later handlers through placeholders.
 func setUpstream(r *http.Request, user, method string, enrolled bool) {
 	e := "false"
@@ -208,21 +209,47 @@ func (u *upstream) placeholder(key string) (any, bool) {
 	return nil, false
 }
 
-// stripGatewayHeaders deletes every request header that could be read as
-// one the gateway sets: any case, duplicates, and the underscore spellings
-// that CGI and FastCGI upstreams treat as the same name.
-func stripGatewayHeaders(h http.Header) {
+// stripClientHeaders deletes every request header that could be read as
+// one the gateway sets, or as another path or method than the request's
+// own: any case, duplicates, and the underscore spellings that CGI and
+// FastCGI upstreams treat as the same name.
+func stripClientHeaders(h http.Header) {
 	for name := range h {
-		if len(name) >= 6 && isGatewayHeaderPrefix(name[:6]) {
+		if len(name) >= 6 && sameHeaderName(name[:6], "x-2fa-") || isOverrideHeader(name) {
 			delete(h, name)
 		}
 	}
 }
 
-func isGatewayHeaderPrefix(p string) bool {
-	const want = "x-2fa-"
+// overrideHeaders name another URL or method for the request, and are
+// honoured by IIS URL Rewrite, Symfony, Laravel, Spring, Express's
+// method-override and the like: an upstream reading one would serve a
+// path the gateway never matched. Lower case, with dashes.
+var overrideHeaders = [...]string{
+	"x-original-url", "x-original-uri", "x-rewrite-url", "x-override-url",
+	"x-http-method-override", "x-http-method", "x-method-override",
+}
+
+func isOverrideHeader(name string) bool {
+	if len(name) < len("x-http-method") || !sameHeaderName(name[:2], "x-") {
+		return false
+	}
+	for _, o := range overrideHeaders {
+		if sameHeaderName(name, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName reports whether name is want (lower case, with dashes)
+// in any case, with dashes or underscores.
+func sameHeaderName(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
 	for i := 0; i < len(want); i++ {
-		c := p[i]
+		c := name[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/flow"
 )
 
-func TestStripGatewayHeaders(t *testing.T) {
+func TestStripClientHeaders(t *testing.T) {
 	tests := []struct {
 		name string
 		in   http.Header
@@ -62,6 +62,24 @@ func TestStripGatewayHeaders(t *testing.T) {
 			keep: []string{"X", "X-2F", "X-2fa", "X-2fa.User", "X-2fauser", "X-2fb-User", "X-3fa-User", "X-Forwarded-For", "Xx-2fa-User", "Y-2fa-User"},
 		},
 		{
+			name: "headers naming another path or method, every spelling",
+			in: http.Header{
+				"X-Original-Url": {"/members/x"}, "X_ORIGINAL_URL": {"/members/x"}, "x-original-uri": {"/members/x"},
+				"X-Rewrite-Url": {"/members/x"}, "X_Rewrite_URL": {"/members/x"}, "X-Override-Url": {"/members/x"},
+				"X-Http-Method-Override": {"GET"}, "x_http_method_override": {"GET"}, "X-Http-Method": {"GET"},
+				"X-Method-Override": {"GET", "POST"}, "Accept": {"*/*"},
+			},
+			keep: []string{"Accept"},
+		},
+		{
+			name: "near misses stay",
+			in: http.Header{
+				"X-Original-Urls": {"a"}, "X-Original": {"b"}, "X-Http-Methods": {"c"}, "X-Forwarded-Uri": {"d"},
+				"Y-Original-Url": {"e"}, "X-Original.Url": {"f"}, "Original-Url": {"g"},
+			},
+			keep: []string{"Original-Url", "X-Forwarded-Uri", "X-Http-Methods", "X-Original", "X-Original-Urls", "X-Original.Url", "Y-Original-Url"},
+		},
+		{
 			name: "empty",
 			in:   http.Header{},
 		},
@@ -72,7 +90,7 @@ func TestStripGatewayHeaders(t *testing.T) {
 			for _, k := range tt.keep {
 				want[k] = append([]string(nil), tt.in[k]...)
 			}
-			stripGatewayHeaders(tt.in)
+			stripClientHeaders(tt.in)
 			var got []string
 			for k := range tt.in {
 				got = append(got, k)
@@ -92,7 +110,7 @@ func TestStripGatewayHeaders(t *testing.T) {
 	}
 }
 
-func TestIsGatewayHeaderPrefix(t *testing.T) {
+func TestSameHeaderNameGatewayPrefix(t *testing.T) {
 	tests := []struct {
 		p    string
 		want bool
@@ -117,8 +135,8 @@ func TestIsGatewayHeaderPrefix(t *testing.T) {
 		if len(tt.p) != 6 {
 			t.Fatalf("test case %q is not six bytes", tt.p)
 		}
-		if got := isGatewayHeaderPrefix(tt.p); got != tt.want {
-			t.Errorf("isGatewayHeaderPrefix(%q) = %v, want %v", tt.p, got, tt.want)
+		if got := sameHeaderName(tt.p, "x-2fa-"); got != tt.want {
+			t.Errorf("sameHeaderName(%q, x-2fa-) = %v, want %v", tt.p, got, tt.want)
 		}
 	}
 }
@@ -467,22 +485,22 @@ func realisticHeaders() http.Header {
 	}
 }
 
-func TestStripGatewayHeadersAllocatesNothing(t *testing.T) {
+func TestStripClientHeadersAllocatesNothing(t *testing.T) {
 	h := realisticHeaders()
-	allocs := testing.AllocsPerRun(100, func() { stripGatewayHeaders(h) })
+	allocs := testing.AllocsPerRun(100, func() { stripClientHeaders(h) })
 	if allocs != 0 {
-		t.Errorf("stripGatewayHeaders allocates %v times per call, want 0", allocs)
+		t.Errorf("stripClientHeaders allocates %v times per call, want 0", allocs)
 	}
 	if len(h) != 12 {
 		t.Errorf("%d headers left of 12", len(h))
 	}
 }
 
-func BenchmarkStripGatewayHeaders(b *testing.B) {
+func BenchmarkStripClientHeaders(b *testing.B) {
 	h := realisticHeaders()
 	b.ReportAllocs()
 	for b.Loop() {
-		stripGatewayHeaders(h)
+		stripClientHeaders(h)
 	}
 	if len(h) != 12 {
 		b.Fatalf("%d headers left of 12", len(h))
