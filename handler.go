@@ -42,7 +42,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if strings.HasPrefix(r.URL.Path, h.Prefix) {
 		return refuse(r, h.flow.Serve(w, r))
 	}
-	rule := h.ruleFor(r)
+	rule, err := h.ruleFor(r)
+	if err != nil {
+		return handOver(r, http.StatusBadRequest, err)
+	}
 	if rule == nil {
 		return h.pass(w, r, next)
 	}
@@ -111,11 +114,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func refuse(r *http.Request, err error) error {
 	var rf *flow.Refusal
 	if errors.As(err, &rf) {
-		session.Strip(r.Header)
-		setNobody(r)
-		return caddyhttp.Error(rf.Status, err)
+		return handOver(r, rf.Status, err)
 	}
 	return err
+}
+
+// handOver gives Caddy's error handling a refusal with status, the
+// request stripped of the gateway's cookies and with empty placeholders.
+func handOver(r *http.Request, status int, err error) error {
+	session.Strip(r.Header)
+	setNobody(r)
+	return caddyhttp.Error(status, err)
 }
 
 // pass hands the request on without the gateway's own cookies. Requests
@@ -129,10 +138,46 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	return next.ServeHTTP(w, r)
 }
 
-// ruleFor returns the first rule protecting the request's path, or nil.
-func (h *Handler) ruleFor(r *http.Request) *Rule {
+// ruleFor returns the rule protecting the request's path, or nil. A path
+// that an upstream might read as another (see paths.go) is matched in
+// each form it may be read as: the rule of any form applies, and a path
+// that falls under two different rules, or that no member site needs, is
+// refused with errBadPath.
+func (h *Handler) ruleFor(r *http.Request) (*Rule, error) {
+	rule := h.firstRule(r)
+	slash := hasEncodedSlash(r.URL.RawPath)
+	if !slash && !needsCanonical(r.URL.Path) {
+		return rule, nil
+	}
+	canon, err := canonicalPath(r.URL.Path)
+	if err != nil {
+		return nil, err
+	}
+	forms := []string{canon}
+	if slash {
+		forms = append(forms, keepEncodedSlashes(r.URL))
+	}
+	for _, p := range forms {
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		probe := r.WithContext(r.Context())
+		probe.URL = &u
+		switch other := h.firstRule(probe); {
+		case other == nil || other == rule:
+		case rule == nil:
+			rule = other
+		default:
+			return nil, errBadPath
+		}
+	}
+	return rule, nil
+}
+
+// firstRule returns the first rule whose paths match the request's and
+// whose exceptions do not.
+func (h *Handler) firstRule(r *http.Request) *Rule {
 	for _, rule := range h.Protect {
-		if rule.paths.Match(r) && !rule.except.Match(r) {
+		if rule.paths.Match(r) && !rule.exempts(r) {
 			return rule
 		}
 	}
@@ -148,7 +193,7 @@ func (h *Handler) policyFor(r *http.Request, path string) *flow.Policy {
 	}
 	probe := r.Clone(r.Context())
 	probe.URL = u
-	if rule := h.ruleFor(probe); rule != nil {
+	if rule, err := h.ruleFor(probe); err == nil && rule != nil {
 		return &rule.policy
 	}
 	return nil
