@@ -33,13 +33,17 @@ const (
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Whatever happens next, the upstream must only ever see our own
-	// values of these headers.
-	stripGatewayHeaders(r.Header)
+	// values of the gateway's headers, and no client's say in which path
+	// or method it serves.
+	stripClientHeaders(r.Header)
 
 	if strings.HasPrefix(r.URL.Path, h.Prefix) {
 		return refuse(r, h.flow.Serve(w, r))
 	}
-	rule := h.ruleFor(r)
+	rule, err := h.ruleFor(r)
+	if err != nil {
+		return handOver(r, http.StatusBadRequest, err)
+	}
 	if rule == nil {
 		return h.pass(w, r, next)
 	}
@@ -108,11 +112,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func refuse(r *http.Request, err error) error {
 	var rf *flow.Refusal
 	if errors.As(err, &rf) {
-		session.Strip(r.Header)
-		setNobody(r)
-		return caddyhttp.Error(rf.Status, err)
+		return handOver(r, rf.Status, err)
 	}
 	return err
+}
+
+// handOver gives Caddy's error handling a refusal with status, the
+// request stripped of the gateway's cookies and with empty placeholders.
+func handOver(r *http.Request, status int, err error) error {
+	session.Strip(r.Header)
+	setNobody(r)
+	return caddyhttp.Error(status, err)
 }
 
 // pass hands the request on without the gateway's own cookies. Requests
@@ -126,10 +136,46 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	return next.ServeHTTP(w, r)
 }
 
-// ruleFor returns the first rule protecting the request's path, or nil.
-func (h *Handler) ruleFor(r *http.Request) *Rule {
+// ruleFor returns the rule protecting the request's path, or nil. A path
+// that an upstream might read as another (see paths.go) is matched in
+// each form it may be read as: the rule of any form applies, and a path
+// that falls under two different rules, or that no member site needs, is
+// refused with errBadPath.
+func (h *Handler) ruleFor(r *http.Request) (*Rule, error) {
+	rule := h.firstRule(r)
+	slash := hasEncodedSlash(r.URL.RawPath)
+	if !slash && !needsCanonical(r.URL.Path) {
+		return rule, nil
+	}
+	canon, err := canonicalPath(r.URL.Path)
+	if err != nil {
+		return nil, err
+	}
+	forms := []string{canon}
+	if slash {
+		forms = append(forms, keepEncodedSlashes(r.URL))
+	}
+	for _, p := range forms {
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		probe := r.WithContext(r.Context())
+		probe.URL = &u
+		switch other := h.firstRule(probe); {
+		case other == nil || other == rule:
+		case rule == nil:
+			rule = other
+		default:
+			return nil, errBadPath
+		}
+	}
+	return rule, nil
+}
+
+// firstRule returns the first rule whose paths match the request's and
+// whose exceptions do not.
+func (h *Handler) firstRule(r *http.Request) *Rule {
 	for _, rule := range h.Protect {
-		if rule.paths.Match(r) && !rule.except.Match(r) {
+		if rule.paths.Match(r) && !rule.exempts(r) {
 			return rule
 		}
 	}
@@ -145,14 +191,14 @@ func (h *Handler) policyFor(r *http.Request, path string) *flow.Policy {
 	}
 	probe := r.Clone(r.Context())
 	probe.URL = u
-	if rule := h.ruleFor(probe); rule != nil {
+	if rule, err := h.ruleFor(probe); err == nil && rule != nil {
 		return &rule.policy
 	}
 	return nil
 }
 
 // setUpstream tells the upstream who passed which second factor, through
-// headers the client cannot set (stripGatewayHeaders removed its copies),
+// headers the client cannot set (stripClientHeaders removed its copies),
 // and later handlers through placeholders.
 func setUpstream(r *http.Request, user, method string, enrolled bool) {
 	e := "false"
@@ -206,21 +252,47 @@ func (u *upstream) placeholder(key string) (any, bool) {
 	return nil, false
 }
 
-// stripGatewayHeaders deletes every request header that could be read as
-// one the gateway sets: any case, duplicates, and the underscore spellings
-// that CGI and FastCGI upstreams treat as the same name.
-func stripGatewayHeaders(h http.Header) {
+// stripClientHeaders deletes every request header that could be read as
+// one the gateway sets, or as another path or method than the request's
+// own: any case, duplicates, and the underscore spellings that CGI and
+// FastCGI upstreams treat as the same name.
+func stripClientHeaders(h http.Header) {
 	for name := range h {
-		if len(name) >= 6 && isGatewayHeaderPrefix(name[:6]) {
+		if len(name) >= 6 && sameHeaderName(name[:6], "x-2fa-") || isOverrideHeader(name) {
 			delete(h, name)
 		}
 	}
 }
 
-func isGatewayHeaderPrefix(p string) bool {
-	const want = "x-2fa-"
+// overrideHeaders name another URL or method for the request, and are
+// honoured by IIS URL Rewrite, Symfony, Laravel, Spring, Express's
+// method-override and the like: an upstream reading one would serve a
+// path the gateway never matched. Lower case, with dashes.
+var overrideHeaders = [...]string{
+	"x-original-url", "x-original-uri", "x-rewrite-url", "x-override-url",
+	"x-http-method-override", "x-http-method", "x-method-override",
+}
+
+func isOverrideHeader(name string) bool {
+	if len(name) < len("x-http-method") || !sameHeaderName(name[:2], "x-") {
+		return false
+	}
+	for _, o := range overrideHeaders {
+		if sameHeaderName(name, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName reports whether name is want (lower case, with dashes)
+// in any case, with dashes or underscores.
+func sameHeaderName(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
 	for i := 0; i < len(want); i++ {
-		c := p[i]
+		c := name[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}

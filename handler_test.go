@@ -16,7 +16,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/flow"
 )
 
-func TestStripGatewayHeaders(t *testing.T) {
+func TestStripClientHeaders(t *testing.T) {
 	tests := []struct {
 		name string
 		in   http.Header
@@ -62,6 +62,24 @@ func TestStripGatewayHeaders(t *testing.T) {
 			keep: []string{"X", "X-2F", "X-2fa", "X-2fa.User", "X-2fauser", "X-2fb-User", "X-3fa-User", "X-Forwarded-For", "Xx-2fa-User", "Y-2fa-User"},
 		},
 		{
+			name: "headers naming another path or method, every spelling",
+			in: http.Header{
+				"X-Original-Url": {"/members/x"}, "X_ORIGINAL_URL": {"/members/x"}, "x-original-uri": {"/members/x"},
+				"X-Rewrite-Url": {"/members/x"}, "X_Rewrite_URL": {"/members/x"}, "X-Override-Url": {"/members/x"},
+				"X-Http-Method-Override": {"GET"}, "x_http_method_override": {"GET"}, "X-Http-Method": {"GET"},
+				"X-Method-Override": {"GET", "POST"}, "Accept": {"*/*"},
+			},
+			keep: []string{"Accept"},
+		},
+		{
+			name: "near misses stay",
+			in: http.Header{
+				"X-Original-Urls": {"a"}, "X-Original": {"b"}, "X-Http-Methods": {"c"}, "X-Forwarded-Uri": {"d"},
+				"Y-Original-Url": {"e"}, "X-Original.Url": {"f"}, "Original-Url": {"g"},
+			},
+			keep: []string{"Original-Url", "X-Forwarded-Uri", "X-Http-Methods", "X-Original", "X-Original-Urls", "X-Original.Url", "Y-Original-Url"},
+		},
+		{
 			name: "empty",
 			in:   http.Header{},
 		},
@@ -72,7 +90,7 @@ func TestStripGatewayHeaders(t *testing.T) {
 			for _, k := range tt.keep {
 				want[k] = append([]string(nil), tt.in[k]...)
 			}
-			stripGatewayHeaders(tt.in)
+			stripClientHeaders(tt.in)
 			var got []string
 			for k := range tt.in {
 				got = append(got, k)
@@ -92,7 +110,7 @@ func TestStripGatewayHeaders(t *testing.T) {
 	}
 }
 
-func TestIsGatewayHeaderPrefix(t *testing.T) {
+func TestSameHeaderNameGatewayPrefix(t *testing.T) {
 	tests := []struct {
 		p    string
 		want bool
@@ -117,8 +135,8 @@ func TestIsGatewayHeaderPrefix(t *testing.T) {
 		if len(tt.p) != 6 {
 			t.Fatalf("test case %q is not six bytes", tt.p)
 		}
-		if got := isGatewayHeaderPrefix(tt.p); got != tt.want {
-			t.Errorf("isGatewayHeaderPrefix(%q) = %v, want %v", tt.p, got, tt.want)
+		if got := sameHeaderName(tt.p, "x-2fa-"); got != tt.want {
+			t.Errorf("sameHeaderName(%q, x-2fa-) = %v, want %v", tt.p, got, tt.want)
 		}
 	}
 }
@@ -223,13 +241,14 @@ func TestRuleProvisionKeepsConfig(t *testing.T) {
 	if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
 		t.Fatal(err)
 	}
-	// Matching is case-insensitive, but the configuration as written (and
-	// as shown by the admin API) is left alone.
-	if rule.Paths[0] != "/Members/*" || rule.Except[0] != "/Members/Public/*" {
+	// Protection is case-insensitive and covers the directory itself, but
+	// the configuration as written (and as shown by the admin API) is left
+	// alone: exceptions are matched in its case.
+	if !reflect.DeepEqual(rule.Paths, []string{"/Members/*"}) || !reflect.DeepEqual(rule.Except, []string{"/Members/Public/*"}) {
 		t.Errorf("config changed: %q %q", rule.Paths, rule.Except)
 	}
-	if rule.paths[0] != "/members/*" || rule.except[0] != "/members/public/*" {
-		t.Errorf("matchers not lower-cased: %q %q", rule.paths, rule.except)
+	if !reflect.DeepEqual([]string(rule.paths), []string{"/members/*", "/members"}) {
+		t.Errorf("protect matcher: %q, want the lower-cased patterns and the directory", rule.paths)
 	}
 }
 
@@ -245,11 +264,45 @@ func TestRuleFor(t *testing.T) {
 			t.Fatalf("rule %d: %v", i, err)
 		}
 	}
+	const refused = -2
 	tests := []struct {
 		path string
-		want int // index of the rule, -1 for none
+		want int // index of the rule, -1 for none, refused for errBadPath
 	}{
 		{"/members/page", 0},
+		{"/members", 0},
+		{"/members/", 0},
+		{"/Members", 0},
+		{"/Members/Public/x", 0}, // exceptions keep their case
+		{"/members;/x", 0},
+		{"/members;jsessionid=1/x", 0},
+		{"/x/..;/members/x", 0},
+		{"/members%5cx", 0},
+		{`/members\x`, 0},
+		{"/members./x", 0},
+		{"/members%20/x", 0},
+		{"/members.%20./x", 0},
+		{"/members/%252e%252e/members/x", 0},
+		{"/members/x;a=b", 0},
+		{"/members/public;/x", refused}, // rule 0 as sent, rule 1 as Tomcat reads it
+		{"/members/public/x;a=b", 1},
+		{"/members%00/x", refused},
+		{"/members/x%00", refused},
+		{"/members/x%0a", refused},
+		{"/members/%2500", refused},
+		{"/members/.../x", refused},
+		{"/members/.%20/x", refused},
+		{"/members/%25252e", 0},         // a dot encoded three times
+		{"/members/%2525252e", refused}, // and four
+		{"/members/a%2Fb", 0},
+		{"/members%2fx", 0},
+		{"/members%2f..%2fadmin/x", 1},
+		{"/docs/guide.pdf;x", 2},
+		{"/docs/guide.pdf.", 2},
+		{"/docs/guide.pdf%2520", 2},
+		{"/membersonly.", -1},
+		{"/public/a;b", -1},
+		{"/public/%2525", -1}, // a literal percent sign, encoded twice
 		{"/MEMBERS/Page", 0},
 		{"/members/public/x", 1}, // excepted from the first, caught by the second
 		{"/admin/users", 1},
@@ -267,13 +320,19 @@ func TestRuleFor(t *testing.T) {
 		// Caddy's path matcher reads the request's replacer, which Caddy
 		// always puts in the context.
 		r := withReplacer(httptest.NewRequest(http.MethodGet, "http://club.example"+tt.path, nil), nil)
-		got := h.ruleFor(r)
+		got, err := h.ruleFor(r)
+		if tt.want == refused {
+			if err != errBadPath {
+				t.Errorf("ruleFor(%q) = rule %d, %v; want errBadPath", tt.path, indexOf(h.Protect, got), err)
+			}
+			continue
+		}
 		want := (*Rule)(nil)
 		if tt.want >= 0 {
 			want = h.Protect[tt.want]
 		}
-		if got != want {
-			t.Errorf("ruleFor(%q) = rule %d, want rule %d", tt.path, indexOf(h.Protect, got), tt.want)
+		if got != want || err != nil {
+			t.Errorf("ruleFor(%q) = rule %d, %v; want rule %d", tt.path, indexOf(h.Protect, got), err, tt.want)
 		}
 	}
 	if got := h.policyFor(withReplacer(httptest.NewRequest(http.MethodGet, "/", nil), nil), "/admin/x?y=1"); got != &h.Protect[1].policy {
@@ -467,22 +526,22 @@ func realisticHeaders() http.Header {
 	}
 }
 
-func TestStripGatewayHeadersAllocatesNothing(t *testing.T) {
+func TestStripClientHeadersAllocatesNothing(t *testing.T) {
 	h := realisticHeaders()
-	allocs := testing.AllocsPerRun(100, func() { stripGatewayHeaders(h) })
+	allocs := testing.AllocsPerRun(100, func() { stripClientHeaders(h) })
 	if allocs != 0 {
-		t.Errorf("stripGatewayHeaders allocates %v times per call, want 0", allocs)
+		t.Errorf("stripClientHeaders allocates %v times per call, want 0", allocs)
 	}
 	if len(h) != 12 {
 		t.Errorf("%d headers left of 12", len(h))
 	}
 }
 
-func BenchmarkStripGatewayHeaders(b *testing.B) {
+func BenchmarkStripClientHeaders(b *testing.B) {
 	h := realisticHeaders()
 	b.ReportAllocs()
 	for b.Loop() {
-		stripGatewayHeaders(h)
+		stripClientHeaders(h)
 	}
 	if len(h) != 12 {
 		b.Fatalf("%d headers left of 12", len(h))

@@ -472,12 +472,16 @@ type Handler struct {
 // Rule is a set of protected paths with its policy.
 type Rule struct {
 	// Path patterns, as in Caddy's path matcher (/members/*, *.pdf, ...),
-	// each starting with / or *. Matching is case-insensitive and applies
-	// to the cleaned path, so encodings and dot segments cannot get around
-	// it. Required.
+	// each starting with / or *. A pattern /dir/* also covers /dir. Matching
+	// ignores case, and a path is matched both as sent and as servers
+	// that cut ";parameters", read "\" as "/", drop trailing dots and
+	// spaces, decode twice or keep "%2F" in a segment would read it; it
+	// is protected if any form is. Required.
 	Paths []string `json:"paths,omitempty"`
 
-	// Path patterns inside Paths that are not protected. Default: none.
+	// Path patterns inside Paths that are not protected, compared in the
+	// case written and without % escapes. A path is exempt only if every
+	// form of it (see Paths) matches one. Default: none.
 	Except []string `json:"except,omitempty"`
 
 	// "required": members without a second factor must set one up before
@@ -503,7 +507,6 @@ type Rule struct {
 
 	policy flow.Policy
 	paths  caddyhttp.MatchPath
-	except caddyhttp.MatchPath
 }
 
 const (
@@ -603,13 +606,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (rule *Rule) provision(ctx caddy.Context, app *App) error {
-	rule.paths = caddyhttp.MatchPath(append([]string(nil), rule.Paths...))
-	rule.except = caddyhttp.MatchPath(append([]string(nil), rule.Except...))
+	rule.paths = caddyhttp.MatchPath(withDirectories(rule.Paths))
 	if err := rule.paths.Provision(ctx); err != nil {
 		return fmt.Errorf("paths: %w", err)
-	}
-	if err := rule.except.Provision(ctx); err != nil {
-		return fmt.Errorf("except: %w", err)
 	}
 	rule.policy = flow.Policy{Optional: rule.Enrolment == enrolmentOptional, Reminder: time.Duration(rule.Reminder)}
 	if rule.policy.Reminder == 0 {
@@ -665,6 +664,13 @@ func (rule *Rule) validate(app *App) error {
 			if p == "" || (p[0] != '/' && p[0] != '*') {
 				return fmt.Errorf("path pattern %q: must start with / or *", p)
 			}
+		}
+	}
+	for _, p := range rule.Except {
+		if strings.Contains(p, "%") {
+			// Caddy matches such a pattern against the escaped path, in
+			// any case; an exception is matched decoded, in its case.
+			return fmt.Errorf("except %q: write the path decoded, without %% escapes", p)
 		}
 	}
 	switch rule.Enrolment {

@@ -109,6 +109,7 @@ func TestBadConfigRefused(t *testing.T) {
 		{"short key", setup{global: `keys "short"`}, "keys[0]: the key is 5 bytes"},
 		{"unresolved key", setup{global: `keys {env.TWOFACTOR_TEST_UNSET_KEY}`}, "keys[0]"},
 		{"bad path pattern", setup{policy: "identity header {http.auth.user.id}\n\tprotect members/*"}, `path pattern "members/*"`},
+		{"escaped except pattern", setup{policy: "identity header {http.auth.user.id}\n\tprotect /* {\n\t\texcept /caf%C3%A9/*\n\t}"}, `except "/caf%C3%A9/*": write the path decoded`},
 		{"unknown identity source", setup{policy: "identity ldap x\n\tprotect /x"}, `unknown source "ldap"`},
 		{"no identity", setup{policy: "protect /x"}, "identity: required"},
 		{"endpoint without cookie", setup{policy: "identity endpoint http://127.0.0.1:1/me\n\tprotect /x"}, "session_cookie: required"},

@@ -1,0 +1,337 @@
+package twofactor
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func TestNeedsCanonical(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/members/x":        false,
+		"/members/":         false,
+		"/":                 false,
+		"/index.html":       false,
+		"/.well-known/x":    false,
+		"/my file.pdf":      false,
+		"/café/x":           false,
+		"/members;/x":       true,
+		`/members\x`:        true,
+		"/members%2e":       true,
+		"/members./x":       true,
+		"/members.":         true,
+		"/members /x":       true,
+		"/members ":         true,
+		"/members\x00/x":    true,
+		"/members/x\x7f":    true,
+		"/members/\tx":      true,
+		"/members/./x":      true,
+		"/members/../x":     true,
+		"/members/x/..":     true,
+		"/members/x;a=b":    true,
+		"/members/x.pdf.":   true,
+		"/members/x%20y":    true,
+		"/members/x/y.z/":   false,
+		"/members/x/.hide/": false,
+	} {
+		if got := needsCanonical(p); got != want {
+			t.Errorf("needsCanonical(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestNeedsCanonicalAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { needsCanonical("/members/account/settings.html") }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+func TestCanonicalPath(t *testing.T) {
+	tests := []struct {
+		in, want string // in: the path as Go decoded it; want "" for errBadPath
+	}{
+		{"/members/x", "/members/x"},
+		{"/members/x/", "/members/x/"},
+		{"/members;/x", "/members/x"},
+		{"/members;jsessionid=A1/x;b=2", "/members/x"},
+		{"/x/..;/members/x", "/members/x"},
+		{"/x/.;/members", "/x/members"},
+		{`/members\x`, "/members/x"},
+		{`\members\x`, "/members/x"},
+		{"/members./x", "/members/x"},
+		{"/members. . ./x", "/members/x"},
+		{"/members /x", "/members/x"},
+		{"/members/x.", "/members/x"},
+		{"/members/x. ", "/members/x"},
+		{"//members//x", "/members/x"},
+		{"/members/%2e%2e/members/x", "/members/x"},
+		{"/members/%2E%2E/../x", "/x"},
+		{"/members/%252e%252e/x", "/x"},
+		{"/members%5cx", "/members/x"},
+		{"/Members/X", "/Members/X"},
+		{"/a%zz/b", "/a%zz/b"},
+		{"/100%", "/100%"},
+		{"/%2", "/%2"},
+		{"/a/;x/b", "/a/b"},
+		{"/a/../../b", "/b"},
+		{"/members\x00/x", ""},
+		{"/members/x\x00", ""},
+		{"/members/x%00", ""},
+		{"/members/x%2500", ""},
+		{"/members/\x1bx", ""},
+		{"/members/x\x7f", ""},
+		{"/members/.../x", ""},
+		{"/members/.. /x", ""},
+		{"/members/. /x", ""},
+		{"/members/ /x", ""},
+		{"/members/..;x. /y", "/y"},
+		{"/members/%2525252e", ""},
+		{`/members;\x`, ""},
+	}
+	for _, tt := range tests {
+		got, err := canonicalPath(tt.in)
+		if tt.want == "" {
+			if err != errBadPath {
+				t.Errorf("canonicalPath(%q) = %q, %v; want errBadPath", tt.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("canonicalPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestWithDirectories(t *testing.T) {
+	got := withDirectories([]string{"/members/*", "/*", "*.pdf", "/api/v1/*", "/exact", "*/files/*"})
+	want := []string{"/members/*", "/*", "*.pdf", "/api/v1/*", "/exact", "*/files/*", "/members", "/api/v1", "*/files"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("withDirectories = %q, want %q", got, want)
+	}
+}
+
+func TestMatchCased(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/public/*", "/public/x", true},
+		{"/public/*", "/public/X", true},
+		{"/public/*", "/Public/x", false},
+		{"/public/*", "/PUBLIC/x", false},
+		{"/public/*", "/public", false},
+		{"/public/*", "/public/../members/x", false},
+		{"/public/*", "//public/x", true},
+		{"/public/*", "/public/./x", true},
+		{"*.css", "/static/site.css", true},
+		{"*.css", "/static/site.CSS", false},
+		{"*/img/*", "/a/img/b", true},
+		{"/login", "/login", true},
+		{"/login", "/Login", false},
+		{"/login", "/login/", false},
+		{"/", "/", true},
+		{"/a/*/c", "/a/b/c", true},
+		{"/a/*/c", "/a/b/C", false},
+		{"*", "/anything", true},
+		{"/a//b/*", "/a//b/x", true},
+		{"/a//b/*", "/a/b/x", false},
+	} {
+		if got := matchCased(tt.pattern, tt.path); got != tt.want {
+			t.Errorf("matchCased(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestCleaned(t *testing.T) {
+	for _, p := range []string{
+		"/members/x", "/members/x/", "/", "/a/.b/c", "/a/b.", "/a/..b", "//a", "/a/./b", "/a/../b", "/a/.", "/a/..", "/a//b/",
+	} {
+		for _, merge := range []bool{true, false} {
+			if got, want := cleaned(p, merge), caddyhttp.CleanPath(p, merge); got != want {
+				t.Errorf("cleaned(%q, %v) = %q, want %q", p, merge, got, want)
+			}
+		}
+	}
+	for _, p := range []string{"/members/x", "/members/x/", "/", "/a/.b/c"} {
+		if n := testing.AllocsPerRun(100, func() { cleaned(p, true) }); n != 0 {
+			t.Errorf("cleaned(%q) allocates %v times", p, n)
+		}
+	}
+}
+
+// serverReadings are ways servers behind the gateway read a request's
+// path: what a fuzzed path must not get past the gateway as.
+var serverReadings = map[string]func(u *url.URL) string{
+	"go": func(u *url.URL) string { return serverClean(u.Path) },
+	// Tomcat, Jetty, Spring: ;parameters cut from each segment, then
+	// "\" read as "/" (where allowed).
+	"servlet": func(u *url.URL) string {
+		segs := strings.Split(u.Path, "/")
+		for i, s := range segs {
+			s, _, _ = strings.Cut(s, ";")
+			segs[i] = s
+		}
+		return serverClean(strings.ReplaceAll(strings.Join(segs, "/"), `\`, "/"))
+	},
+	// IIS: "\" read as "/", trailing dots and spaces dropped.
+	"iis": func(u *url.URL) string {
+		segs := strings.Split(strings.ReplaceAll(u.Path, `\`, "/"), "/")
+		for i, s := range segs {
+			if s != "." && s != ".." {
+				segs[i] = strings.TrimRight(s, ". ")
+			}
+		}
+		return serverClean(strings.Join(segs, "/"))
+	},
+	// A server that decodes once more.
+	"twice": func(u *url.URL) string {
+		d, _ := unescape(u.Path)
+		return serverClean(d)
+	},
+	// Express, Apache without AllowEncodedSlashes: "%2F" is not a slash.
+	"encoded slash": func(u *url.URL) string {
+		segs := strings.Split(u.EscapedPath(), "/")
+		for i, s := range segs {
+			if d, err := url.PathUnescape(s); err == nil {
+				segs[i] = strings.ReplaceAll(d, "/", "%2F")
+			}
+		}
+		return serverClean(strings.Join(segs, "/"))
+	},
+}
+
+// serverClean resolves dot segments and doubled slashes, keeping a
+// trailing slash, as servers do.
+func serverClean(p string) string {
+	c := path.Clean(p)
+	if c != "/" && strings.HasSuffix(p, "/") {
+		c += "/"
+	}
+	return c
+}
+
+// FuzzProtectedPath checks that no path a server behind the gateway would
+// read as under /members/ (or outside /public/ with deny by default) gets
+// past the gateway unprotected. The seeds run in every go test.
+func FuzzProtectedPath(f *testing.F) {
+	for _, s := range []string{
+		"/members", "/members;/x", "/x/..;/members/x", `/members\x`, "/members./x", "/members /x",
+		"/members\x00/x", "/members/%2e%2e/members/x", "//members/x", "/Members/x", "/members/x;a=b",
+		"/public/..;/members/x", `/public\..\members`, "/public/%2e%2e/members", "/public;/../members",
+		`/public;\..\members`, "/public/x/..%2f..%2fmembers", "/public/.../members", "/PUBLIC/x",
+		"/public/%252e%252e/members", "/members%2fx", "/x%2f..%2fpublic/y", "/public/a%2Fb",
+	} {
+		f.Add(s)
+	}
+	ctx := testCaddyContext(f)
+	members := &Handler{Protect: []*Rule{{Paths: []string{"/members/*"}}}}
+	denyByDefault := &Handler{Protect: []*Rule{{Paths: []string{"/*"}, Except: []string{"/public/*"}}}}
+	for _, h := range []*Handler{members, denyByDefault} {
+		if err := h.Protect[0].provision(ctx, &App{}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + raw + " HTTP/1.1\r\nHost: club.example\r\n\r\n")))
+		if err != nil || !strings.HasPrefix(r.URL.Path, "/") {
+			return // Go refuses it before any handler sees it
+		}
+		r = withReplacer(r, nil)
+		for name, h := range map[string]*Handler{"members": members, "deny by default": denyByDefault} {
+			rule, err := h.ruleFor(r)
+			if err != nil || rule != nil {
+				continue
+			}
+			for server, read := range serverReadings {
+				seen := read(r.URL)
+				lower := strings.ToLower(seen)
+				if name == "members" && (lower == "/members" || strings.HasPrefix(lower, "/members/")) ||
+					name == "deny by default" && !strings.HasPrefix(seen, "/public/") {
+					t.Errorf("%s: %q (decoded %q) passes unprotected, but %s reads it as %q", name, raw, r.URL.Path, server, seen)
+				}
+			}
+		}
+		if canon, err := canonicalPath(r.URL.Path); err == nil {
+			if again, err := canonicalPath(canon); err != nil || again != canon {
+				t.Errorf("canonicalPath not idempotent: %q → %q → %q, %v", r.URL.Path, canon, again, err)
+			}
+			if strings.ContainsAny(canon, ";\\") || hasControl(canon) {
+				t.Errorf("canonicalPath(%q) = %q", r.URL.Path, canon)
+			}
+		}
+	})
+}
+
+// Deny by default: an exception covers only what every server reads as
+// under it, and a path two rules claim is refused.
+func TestRuleForDenyByDefault(t *testing.T) {
+	h := &Handler{Protect: []*Rule{
+		{Paths: []string{"/admin/*"}, RememberDevice: "off"},
+		{Paths: []string{"/*"}, Except: []string{"/", "/login", "/public/*"}},
+	}}
+	for _, rule := range h.Protect {
+		if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, all, refused := h.Protect[0], h.Protect[1], &Rule{}
+	for target, want := range map[string]*Rule{
+		"/":                      nil,
+		"/login":                 nil,
+		"/public/x":              nil,
+		"/public/X":              nil,
+		"/public/a%2Fb":          nil,
+		"/public/x;jsessionid=1": nil,
+		"//public/x":             nil,
+		"/public/a%20b":          nil,
+		"/x":                     all,
+		"/public":                all,
+		"/PUBLIC/x":              all,
+		"/login;jsessionid=1":    all, // not /login as sent
+		"/public%2fx":            all,
+		"/x%2f..%2fpublic/y":     all,
+		"/public/..;/x":          all,
+		"/public/%252e%252e/x":   all,
+		`/public\..\x`:           all,
+		"/public./x":             all,
+		"/admin/x":               admin,
+		"/ADMIN":                 admin,
+		"/public/..;/admin/x":    admin,   // exempt as sent only
+		"/admin;/x":              refused, // all's as sent, admin's as Tomcat reads it
+		"/admin/x/..;/..;/y":     refused,
+	} {
+		r := withReplacer(httptest.NewRequest(http.MethodGet, "http://club.example"+target, nil), nil)
+		got, err := h.ruleFor(r)
+		if want == refused {
+			if err != errBadPath {
+				t.Errorf("ruleFor(%q) = %v, %v; want errBadPath", target, got, err)
+			}
+			continue
+		}
+		if got != want || err != nil {
+			t.Errorf("ruleFor(%q) = %v, %v; want %v", target, got, err, want)
+		}
+	}
+}
+
+func TestRuleForNoAllocationOnOrdinaryPaths(t *testing.T) {
+	h := &Handler{Protect: []*Rule{
+		{Paths: []string{"/admin/*"}},
+		{Paths: []string{"/*"}, Except: []string{"/", "/login", "/public/*", "*.css"}},
+	}}
+	for _, rule := range h.Protect {
+		if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := withReplacer(httptest.NewRequest(http.MethodGet, "/members/account/settings", nil), nil)
+	if n := testing.AllocsPerRun(100, func() { _, _ = h.ruleFor(r) }); n != 0 {
+		t.Errorf("ruleFor allocates %v times on an ordinary path", n)
+	}
+}
