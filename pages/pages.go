@@ -68,7 +68,7 @@ type Page struct {
 	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
 	// recovery codes
-	RecoveryCodes    []string       // recovery page: the new codes, formatted "abcd-efgh-jkmn", shown once
+	RecoveryCodes    []string       // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
 	RecoveryDownload template.URL   // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
 	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
 	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
@@ -293,7 +293,7 @@ func samplePage() *Page {
 		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
 		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30,
 		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
-		RecoveryCodes: []string{"abcd-efgh-jkmn"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
+		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
 		RecoveryLeft: 1, HasRecovery: true, Notice: "recovery_replaced",
 		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
 	}

@@ -92,8 +92,8 @@ func fullPage(lang string) *Page {
 // recoveryCodes is a set of recovery codes as the engine formats them.
 func recoveryCodes() []string {
 	return []string{
-		"abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde", "fghj-kmnp-qrst", "uvwx-yz23-4567",
-		"89ab-cdef-ghjk", "mnpq-rstu-vwxy", "z234-5678-9abc", "defg-hjkm-npqr", "stuv-wxyz-2345",
+		"7K3M-Q9TX-4HPA-2WRE", "0123-4567-89AB-CDEF", "GHJK-MNPQ-RSTV-WXYZ", "ZYXW-VTSR-QPNM-KJHG", "FEDC-BA98-7654-3210",
+		"M2QX-8T0V-KE5R-PA9W", "1HZC-JG4N-6SYD-B3FQ", "W7PE-R2KA-X0MT-9VQC", "D5NJ-YH1S-G8BZ-3F6R", "QC4T-0MKW-7XEJ-PV2A",
 	}
 }
 
@@ -1476,7 +1476,7 @@ func TestChallengeRecovery(t *testing.T) {
 		f := form(body, "/.2fa/challenge")
 		input := regexp.MustCompile(`<input [^>]*name="code"[^>]*>`).FindString(f)
 		for _, attr := range []string{`id="code"`, `type="text"`, `autocomplete="off"`, `autocapitalize="none"`,
-			`spellcheck="false"`, `maxlength="20"`, ` required`, ` autofocus`, `aria-invalid="true"`, `aria-describedby="error"`} {
+			`spellcheck="false"`, `maxlength="64"`, ` required`, ` autofocus`, `aria-invalid="true"`, `aria-describedby="error"`} {
 			if !strings.Contains(input, attr) {
 				t.Errorf("%s: recovery input %q lacks %s", lang, input, attr)
 			}
@@ -1725,7 +1725,7 @@ function emptyDocument(state) {
   return doc;
 }
 
-const codes = ["abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde"];
+const codes = ["7K3M-Q9TX-4HPA-2WRE", "0123-4567-89AB-CDEF", "GHJK-MNPQ-RSTV-WXYZ"];
 
 function recoveryPage() {
   const list = element({});

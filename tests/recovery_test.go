@@ -153,3 +153,41 @@ func TestRecoveryCodesRunningLow(t *testing.T) {
 		}
 	}
 }
+
+// RC-6: a recovery code as long as a form allows is refused as malformed
+// and counted, a megabyte is refused before the form is read, and neither
+// hashes anything or locks the member out by itself.
+func TestRecoveryCodeInputBounded(t *testing.T) {
+	c := startCodes(t, "")
+	alice, _ := enrolled(c.env, "alice")
+	codes := alice.recovery
+
+	x := c.browser()
+	x.login("alice")
+	long := strings.Repeat(strings.ToLower(codes[0])+" ", 500)
+	r := x.useRecovery(long, "/members/")
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Enter a recovery code, like 7K3M-Q9TX-4HPA-2WRE.") {
+		t.Fatalf("a 10 KB code: %d: %s", r.status, r.body)
+	}
+	tok := x.csrf("/.2fa/challenge?method=recovery&return_to=%2Fmembers%2F")
+	huge := url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"recovery"}, "code": {strings.Repeat("7", 1<<20)}}
+	if r := x.post("/.2fa/challenge", huge); r.status != http.StatusBadRequest {
+		t.Fatalf("a 1 MB code: %d", r.status)
+	}
+	malformed := 0
+	for _, a := range c.audit() {
+		if a["event"] == "verify" && a["method"] == "recovery" {
+			if a["reason"] != "malformed" {
+				t.Fatalf("audit: %v", a)
+			}
+			malformed++
+		}
+	}
+	if malformed != 1 {
+		t.Fatalf("%d malformed recovery codes audited, want the 10 KB one", malformed)
+	}
+	// The code itself, typed right, still works.
+	if r := x.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("the code after the long inputs: %d", r.status)
+	}
+}
