@@ -72,8 +72,38 @@ type RecoveryCodes struct {
 	Sealed  []byte    `json:"sealed"`
 	Created time.Time `json:"created"`
 	// Left is how many codes are unused, so pages need not unseal.
-	Left     int       `json:"left"`
+	Left int `json:"left"`
+	// LastUsed is when a recovery code last let the member in, from this
+	// set or an earlier one: a new set keeps it, so the settings page can
+	// still ask the member to replace the method they lost.
 	LastUsed time.Time `json:"last_used,omitzero"`
+	// Renew says a code of this set was used: the member who used it is
+	// to replace the set before going on, so that someone locked out of
+	// their usual method never runs down a set they may have to rely on.
+	Renew bool `json:"renew,omitempty"`
+}
+
+// MustRenewRecovery reports whether the member used a recovery code and
+// has not replaced the set since.
+func (u *User) MustRenewRecovery() bool {
+	return u != nil && u.Recovery != nil && u.Recovery.Renew
+}
+
+// RecoveredAt is when the member last signed in with a recovery code,
+// while they have neither added nor used a method since: until then their
+// usual method may be lost, and the settings page says how to replace it.
+func (u *User) RecoveredAt() (time.Time, bool) {
+	if u == nil || u.Recovery == nil || u.Recovery.LastUsed.IsZero() {
+		return time.Time{}, false
+	}
+	at := u.Recovery.LastUsed
+	for _, m := range u.Methods() {
+		added, used, _ := u.MethodDates(m)
+		if added.After(at) || used.After(at) {
+			return time.Time{}, false
+		}
+	}
+	return at, true
 }
 
 func recoveryAAD(user string) []byte { return secretAAD("recovery", user) }
@@ -199,26 +229,31 @@ func (e *Engine) GenerateRecoveryCodes(ctx context.Context, a Actor) ([]string, 
 		return nil, err
 	}
 	sealed := e.secret.Seal(nil, plain, recoveryAAD(a.User))
-	replaced := false
+	replaced, renewed := false, false
 	_, err = e.updateUser(ctx, a.User, func(u *User) error {
 		if !u.Enrolled() {
 			return ErrNotEnrolled
 		}
-		replaced = u.Recovery != nil
-		u.Recovery = &RecoveryCodes{Sealed: sealed, Created: e.now().UTC(), Left: RecoveryCodeCount}
+		next := &RecoveryCodes{Sealed: sealed, Created: e.now().UTC(), Left: RecoveryCodeCount}
+		replaced, renewed = u.Recovery != nil, u.MustRenewRecovery()
+		if replaced {
+			next.LastUsed = u.Recovery.LastUsed
+		}
+		u.Recovery = next
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.Audit(a, "recovery_codes_generated", "success", zap.Bool("replaced", replaced))
+	e.Audit(a, "recovery_codes_generated", "success", zap.Bool("replaced", replaced), zap.Bool("after_use", renewed))
 	return codes, nil
 }
 
 // UseRecoveryCode passes the challenge with one of the user's recovery
-// codes, which is then used up. The guess counts toward the account
-// lockout like any other code. It returns the user, whose Recovery.Left
-// says how many codes remain.
+// codes, which is then used up, and marks the set for renewal
+// (MustRenewRecovery). The guess counts toward the account lockout like
+// any other code. It returns the user, whose Recovery.Left says how many
+// codes remain.
 func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*User, error) {
 	// Capped and checked before anything is read or hashed.
 	code, malformed := NormalizeRecoveryCode(input)
@@ -274,7 +309,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		}
 		u.Recovery = &RecoveryCodes{
 			Sealed: e.secret.Seal(nil, next, recoveryAAD(a.User)), Created: u.Recovery.Created,
-			Left: left, LastUsed: e.now().UTC(),
+			Left: left, LastUsed: e.now().UTC(), Renew: true,
 		}
 		// A recovery code usually means a lost phone: every other session
 		// and remembered device ends (the caller starts a new session).

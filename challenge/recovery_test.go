@@ -166,7 +166,7 @@ func TestRecoveryLegacySetStillVerifies(t *testing.T) {
 
 	for i, typed := range []string{"abcd-efgh-jkmn", "PQRS TUVW XYZ2", " 3456789ABCDE "} {
 		u, err := f.e.UseRecoveryCode(ctx, a, typed)
-		if err != nil || u.Recovery.Left != 9-i {
+		if err != nil || u.Recovery.Left != 9-i || !u.MustRenewRecovery() {
 			t.Fatalf("old code %q: %v %+v", typed, err, u)
 		}
 	}
@@ -373,5 +373,82 @@ func TestRecoveryStoreHoldsNoCodeOrKey(t *testing.T) {
 	only := f.engine(Config{}, otherKey)
 	if u, err := only.UseRecoveryCode(ctx, a, codes[4]); err != nil || u.Recovery.Left != RecoveryCodeCount-1 {
 		t.Fatalf("a code after the old master key went: %v", err)
+	}
+}
+
+// RC-5: a used code is refused again, from any session, and counted; the
+// set must then be replaced, and the new set drops that demand but keeps
+// when the member recovered, which the settings page shows until a method
+// is added or used.
+func TestRecoveryCodeUseDemandsNewSet(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 50})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	secret, codes := f.enrolWithCodes()
+	u, _ := f.e.State(ctx, "alice")
+	if u.MustRenewRecovery() {
+		t.Fatal("a new set must be renewed")
+	}
+	if _, ok := u.RecoveredAt(); ok {
+		t.Fatal("recovered before any code was used")
+	}
+
+	f.clk.Advance(time.Minute)
+	used := f.clk.Now().UTC()
+	u, err := f.e.UseRecoveryCode(ctx, a, codes[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.MustRenewRecovery() || u.Recovery.Left != RecoveryCodeCount-1 || !u.Recovery.LastUsed.Equal(used) {
+		t.Fatalf("after a code: %+v", u.Recovery)
+	}
+	if at, ok := u.RecoveredAt(); !ok || !at.Equal(used) {
+		t.Fatalf("RecoveredAt = %v, %v", at, ok)
+	}
+	failures := func() string { raw, _ := f.st.Get(ctx, failKey("alice")); return string(raw) }
+	before := failures()
+	if _, err := f.e.UseRecoveryCode(ctx, Actor{User: "alice", IP: "198.51.100.7"}, codes[2]); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("the used code again: %v", err)
+	}
+	if failures() == before || f.count("verify", "reason", "incorrect") != 1 {
+		t.Fatal("the used code again was not counted as a wrong code")
+	}
+
+	f.clk.Advance(time.Minute)
+	next, err := f.e.GenerateRecoveryCodes(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := 0
+	for _, e := range f.audit.FilterMessage("recovery_codes_generated").All() {
+		if e.ContextMap()["after_use"] == true {
+			renewed++
+		}
+	}
+	if renewed != 1 {
+		t.Fatalf("%d renewals after a use audited, want 1", renewed)
+	}
+	u, _ = f.e.State(ctx, "alice")
+	if u.MustRenewRecovery() || u.Recovery.Left != RecoveryCodeCount {
+		t.Fatalf("after the new set: %+v", u.Recovery)
+	}
+	if at, ok := u.RecoveredAt(); !ok || !at.Equal(used) {
+		t.Fatalf("the new set forgot the recovery: %v %v", at, ok)
+	}
+	for _, c := range codes {
+		if _, err := f.e.UseRecoveryCode(ctx, a, c); !errors.Is(err, ErrCodeInvalid) {
+			t.Fatalf("an old code after the new set: %v", err)
+		}
+	}
+
+	// The app again: the member has it back, so nothing to replace.
+	f.clk.Advance(time.Minute)
+	if u, err = f.e.VerifyTOTP(ctx, a, f.code(secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := u.RecoveredAt(); ok {
+		t.Fatal("RecoveredAt after the app was used again")
+	}
+	if _, err := f.e.UseRecoveryCode(ctx, a, next[0]); err != nil {
+		t.Fatal(err)
 	}
 }
