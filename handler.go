@@ -70,6 +70,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
 		(pol.Remember > 0 || !s.Remembered) && pol.Allows(s.Method) {
+		if flow.RenewalDue(&s, u) {
+			// Nothing protected until the rest of the set is replaced.
+			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
+		}
 		if h.flow.SessionRefreshDue(&s, now) {
 			s.LastSeen = now.Unix()
 			b.Jar.SetSession(w, r, &s, now)

@@ -798,6 +798,7 @@ func TestFaultUseRecoveryCode(t *testing.T) {
 					want.Devices = nil
 					want.Recovery.Left--
 					want.Recovery.LastUsed = now
+					want.Recovery.Renew = true
 					if got.Recovery != nil {
 						want.Recovery.Sealed = got.Recovery.Sealed
 					}

@@ -148,6 +148,18 @@ func (u *User) codeMethod(method string) *CodeMethod {
 	return nil
 }
 
+// MethodDates returns when the user added the method and last used it
+// (zero if never), or false when it is not enrolled.
+func (u *User) MethodDates(method string) (added, used time.Time, ok bool) {
+	if method == MethodTOTP && u.TOTP != nil {
+		return u.TOTP.Added, u.TOTP.LastUsed, true
+	}
+	if m := u.codeMethod(method); m != nil {
+		return m.Added, m.LastUsed, true
+	}
+	return time.Time{}, time.Time{}, false
+}
+
 // DeviceListed reports whether the remembered device with this ID is still
 // on the user's list: forgetting a device, a recovery code or a change of
 // factors takes it off, which ends the sessions it started too.

@@ -58,11 +58,28 @@ func IsNavigation(r *http.Request) bool {
 // (page), and refuses other requests with 401: a page for clients that
 // take pages, a *Refusal for scripts.
 func (f *Flow) NeedSecondFactor(w http.ResponseWriter, r *http.Request, page string) error {
+	return f.needPage(w, r, page, "second_factor_required")
+}
+
+// NeedRecoveryRenewal holds back a member whose session came from a
+// recovery code until they have replaced the set (RenewalDue): page loads
+// go to the renewal step, other requests get 401.
+func (f *Flow) NeedRecoveryRenewal(w http.ResponseWriter, r *http.Request) error {
+	return f.needPage(w, r, "recovery", "recovery_renew_required")
+}
+
+// RenewalDue reports whether s was verified with a recovery code from a
+// set the member has not replaced since.
+func RenewalDue(s *session.Session, u *challenge.User) bool {
+	return s.Method == challenge.MethodRecovery && u.MustRenewRecovery()
+}
+
+func (f *Flow) needPage(w http.ResponseWriter, r *http.Request, page, msg string) error {
 	if IsNavigation(r) {
 		return f.RedirectToPage(w, r, page)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	return f.message(w, r, http.StatusUnauthorized, "title_challenge", "second_factor_required", nil, f.cfg.Prefix+page)
+	return f.message(w, r, http.StatusUnauthorized, "title_challenge", msg, nil, f.cfg.Prefix+page)
 }
 
 // RedirectToPage redirects to one of the gateway's pages, carrying the

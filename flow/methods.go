@@ -24,7 +24,7 @@ func (f *Flow) methodsPage(p *request) error {
 func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 	def := u.DefaultMethod()
 	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
-		added, used, ok := methodDates(u, m)
+		added, used, ok := u.MethodDates(m)
 		if !ok {
 			if f.methodConfigured(m) {
 				p.page.CanAdd = true
@@ -52,11 +52,11 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.HasRecovery = true
 		p.page.RecoveryLeft = u.Recovery.Left
 	}
+	if at, ok := u.RecoveredAt(); ok {
+		p.page.RecoveredOn = at.Format(time.DateOnly)
+	}
 	q := p.r.URL.Query()
 	switch {
-	case q.Get("used") == challenge.MethodRecovery && u.Recovery != nil:
-		p.page.Notice = "used_recovery_code"
-		p.page.NoticeArgs = []any{u.Recovery.Left}
 	case q.Get("added") != "" && u.Recovery != nil && u.Recovery.Left < challenge.RecoveryCodeCount:
 		p.page.Notice = "new_codes_offered"
 	case q.Get("removed") != "":
@@ -65,24 +65,6 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.Notice = "devices_forgotten"
 	}
 	return f.render(p, status, "methods")
-}
-
-func methodDates(u *challenge.User, method string) (added, used time.Time, ok bool) {
-	switch method {
-	case challenge.MethodTOTP:
-		if u.TOTP != nil {
-			return u.TOTP.Added, u.TOTP.LastUsed, true
-		}
-	case challenge.MethodEmail:
-		if u.Email != nil {
-			return u.Email.Added, u.Email.LastUsed, true
-		}
-	case challenge.MethodSMS:
-		if u.SMS != nil {
-			return u.SMS.Added, u.SMS.LastUsed, true
-		}
-	}
-	return time.Time{}, time.Time{}, false
 }
 
 // setDefault makes one of the member's methods the first one offered.

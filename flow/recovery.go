@@ -13,11 +13,15 @@ import (
 	"github.com/caddy-twofactor/twofactor/notify"
 )
 
-// Recovery codes: signing in with one, and a new set from the methods
-// page.
+// Recovery codes: signing in with one, the new set that must follow, and
+// a new set from the methods page.
 
-// verifyRecovery passes the challenge with a recovery code, then takes the
-// member to their methods, since something is usually out of reach.
+// verifyRecovery passes the challenge with a recovery code, then asks for
+// a new set before anything else: protected paths lead back there until
+// the member has one (RenewalDue, on the hot path). The set is made by a
+// post of its own, not with this answer: if this answer is lost the rest
+// of the old set still works, and if that post's answer is lost the
+// member still has this session to make another.
 func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
@@ -36,11 +40,20 @@ func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	f.verified(p, u, challenge.MethodRecovery, clock.Now())
 	f.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
 	f.seenBrowser(p, u, false)
-	return seeOther(p, f.pageURL(p, "methods")+"&used=recovery")
+	return seeOther(p, f.pageURL(p, "recovery"))
 }
 
-// newRecoveryCodes replaces the member's recovery codes from the methods
-// page.
+// renewRecoveryPage asks a member who used a recovery code for a new set;
+// with none due it goes on to where the member was going.
+func (f *Flow) renewRecoveryPage(p *request) error {
+	if !p.user.MustRenewRecovery() {
+		return seeOther(p, p.page.ReturnTo)
+	}
+	return f.render(p, http.StatusOK, "recovery_renew")
+}
+
+// newRecoveryCodes replaces the member's recovery codes, from the methods
+// page or the renewal step, all at once: the old set stops working.
 func (f *Flow) newRecoveryCodes(p *request) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()

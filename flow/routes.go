@@ -89,6 +89,9 @@ var routes = []route{
 	{"POST", "methods/recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
 	{"POST", "methods/devices", signedIn | csrfToken | enrolled | stepUp, (*Flow).forgetDevices},
 
+	{"GET", "recovery", signedIn | enrolled | stepUp, (*Flow).renewRecoveryPage},
+	{"POST", "recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
+
 	{"GET", "remind", signedIn, (*Flow).remindPage},
 	{"POST", "remind", signedIn | csrfToken, (*Flow).remindLater},
 

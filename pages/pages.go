@@ -1,7 +1,8 @@
 // Package pages renders the gateway's own pages: the code prompt, the
 // choice and set-up of second factors (authenticator app, email, SMS), the
-// list of a member's methods, new recovery codes, the set-up reminder,
-// sign-out and plain messages.
+// list of a member's methods, new recovery codes and the step that asks
+// for them after one was used, the set-up reminder, sign-out and plain
+// messages.
 //
 // The pages are server-rendered HTML that work fully without JavaScript,
 // styled by one embedded stylesheet, in Japanese or English. Two small
@@ -68,10 +69,11 @@ type Page struct {
 	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
 	// recovery codes
-	RecoveryCodes    []string       // recovery page: the new codes, formatted "abcd-efgh-jkmn", shown once
+	RecoveryCodes    []string       // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
 	RecoveryDownload template.URL   // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
 	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
 	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
+	RecoveredOn      string         // methods page: the date the member last signed in with a recovery code, while no method was added or used since; "" for none
 	Devices          []DeviceOption // methods page: the member's remembered devices, newest first
 	Activity         []ActivityItem // methods page: the member's recent security events, newest first
 	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
@@ -146,7 +148,7 @@ func (p *Page) T(key string, args ...any) string {
 // pageNames are the pages Render knows, each from templates/<name>.html.
 var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
-	"methods", "recovery", "remind", "logout", "message",
+	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
 }
 
 // Files shared by every page.
@@ -293,16 +295,16 @@ func samplePage() *Page {
 		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
 		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30,
 		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
-		RecoveryCodes: []string{"abcd-efgh-jkmn"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
-		RecoveryLeft: 1, HasRecovery: true, Notice: "recovery_replaced",
+		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
+		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "recovery_replaced",
 		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
 	}
 }
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
-// "remind", "logout", "message") with the security headers and
-// Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
+// "recovery_renew", "remind", "logout", "message") with the security
+// headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Page, secure bool) error {

@@ -44,7 +44,7 @@ var dynamicKeys = []string{
 	// link labels
 	"continue", "back_to_site",
 	// notices
-	"recovery_replaced", "used_recovery_code",
+	"recovery_replaced", "recovery_renew_required",
 }
 
 func newRenderer(t *testing.T, dir string) *Renderer {
@@ -78,7 +78,7 @@ func fullPage(lang string) *Page {
 		Title: "title_locked", Message: "locked", MessageArgs: []any{Wait(7 * time.Minute)}, Status: 429,
 		Link: "/members/", LinkLabel: "back_to_site",
 		RecoveryCodes: recoveryCodes(), RecoveryDownload: recoveryDownload(recoveryCodes()),
-		RecoveryLeft: 2, HasRecovery: true, Notice: "used_recovery_code", NoticeArgs: []any{2},
+		RecoveryLeft: 2, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "new_codes_offered",
 		Devices: []DeviceOption{
 			{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true},
 			{ID: "cd34", IP: "2001:db8::1", Created: "2026-10-01 10:00", LastUsed: "2026-10-02 09:00"},
@@ -93,8 +93,8 @@ func fullPage(lang string) *Page {
 // recoveryCodes is a set of recovery codes as the engine formats them.
 func recoveryCodes() []string {
 	return []string{
-		"abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde", "fghj-kmnp-qrst", "uvwx-yz23-4567",
-		"89ab-cdef-ghjk", "mnpq-rstu-vwxy", "z234-5678-9abc", "defg-hjkm-npqr", "stuv-wxyz-2345",
+		"7K3M-Q9TX-4HPA-2WRE", "0123-4567-89AB-CDEF", "GHJK-MNPQ-RSTV-WXYZ", "ZYXW-VTSR-QPNM-KJHG", "FEDC-BA98-7654-3210",
+		"M2QX-8T0V-KE5R-PA9W", "1HZC-JG4N-6SYD-B3FQ", "W7PE-R2KA-X0MT-9VQC", "D5NJ-YH1S-G8BZ-3F6R", "QC4T-0MKW-7XEJ-PV2A",
 	}
 }
 
@@ -1477,7 +1477,7 @@ func TestChallengeRecovery(t *testing.T) {
 		f := form(body, "/.2fa/challenge")
 		input := regexp.MustCompile(`<input [^>]*name="code"[^>]*>`).FindString(f)
 		for _, attr := range []string{`id="code"`, `type="text"`, `autocomplete="off"`, `autocapitalize="none"`,
-			`spellcheck="false"`, `maxlength="20"`, ` required`, ` autofocus`, `aria-invalid="true"`, `aria-describedby="error"`} {
+			`spellcheck="false"`, `maxlength="64"`, ` required`, ` autofocus`, `aria-invalid="true"`, `aria-describedby="error"`} {
 			if !strings.Contains(input, attr) {
 				t.Errorf("%s: recovery input %q lacks %s", lang, input, attr)
 			}
@@ -1611,22 +1611,27 @@ func TestMethodsRecovery(t *testing.T) {
 		}
 	}
 
-	// The notice after signing in with a recovery code, at the top.
-	p := &Page{Lang: "en", Prefix: "/.2fa/", HasRecovery: true, RecoveryLeft: 4, Notice: "used_recovery_code", NoticeArgs: []any{4}}
+	// After a sign-in with a recovery code: how to replace the lost
+	// method, at the top, beside any one-off notice.
+	p := &Page{Lang: "en", Prefix: "/.2fa/", HasRecovery: true, RecoveryLeft: 4, RecoveredOn: "2026-11-20", Notice: "devices_forgotten"}
 	body := render(t, r, "methods", p, false).Body.String()
-	notice := `<p class="notice" role="status">You signed in with a recovery code. 4 left. If you lost your phone, ` +
-		`remove the old authenticator and add the new one below.</p>`
-	if ni, ii := strings.Index(body, notice), strings.Index(body, "When you verify"); ni < 0 || ni > ii {
+	notice := `<p class="notice warning" id="recovered">You signed in with a recovery code on 2026-11-20. ` +
+		`If you lost your phone or the app, disable it here and add a new method.</p>`
+	if ni, ii := strings.Index(body, notice), strings.Index(body, "When you verify"); ni < 0 || ni > ii || !strings.Contains(body, "Forgotten:") {
 		t.Errorf("notice missing or not at the top:\n%s", body)
+	}
+	p.RecoveredOn = ""
+	if body := render(t, r, "methods", p, false).Body.String(); strings.Contains(body, `id="recovered"`) {
+		t.Errorf("recovery notice without a date:\n%s", body)
 	}
 
 	for _, c := range []struct {
 		p    *Page
 		want []string
 	}{
-		{&Page{HasRecovery: true, RecoveryLeft: 1, Notice: "used_recovery_code", NoticeArgs: []any{1}},
+		{&Page{HasRecovery: true, RecoveryLeft: 1, RecoveredOn: "2026-11-20"},
 			[]string{"<h2 id=\"recovery-heading\">リカバリーコード</h2>", "残り1個です", "リカバリーコードが残り少なくなっています。",
-				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "リカバリーコードで認証しました（残り1個）。"}},
+				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "2026-11-20 にリカバリーコードで認証しました。"}},
 		{&Page{}, []string{"リカバリーコードはありません。", ">新しいコードを発行する</button>"}},
 	} {
 		c.p.Lang, c.p.Prefix = "ja", "/.2fa/"
@@ -1634,6 +1639,41 @@ func TestMethodsRecovery(t *testing.T) {
 		for _, w := range c.want {
 			if !strings.Contains(body, w) {
 				t.Errorf("ja: lacks %s:\n%s", w, body)
+			}
+		}
+	}
+}
+
+// TestRecoveryRenewPage: the step after a sign-in with a recovery code
+// asks for a new set by a post, with a way to the settings, and shows no
+// codes itself.
+func TestRecoveryRenewPage(t *testing.T) {
+	r := newRenderer(t, "")
+	for _, c := range []struct{ lang, title, button, settings string }{
+		{"en", "Replace your recovery codes", "Generate new codes", "Your verification methods"},
+		{"ja", "リカバリーコードを再作成してください", "新しいコードを発行する", "登録済みの認証方法"},
+	} {
+		p := &Page{Lang: c.lang, SiteName: "Members", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/members/?a=1"}
+		rec := render(t, r, "recovery_renew", p, true)
+		body := rec.Body.String()
+		if rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: cacheable", c.lang)
+		}
+		if !strings.Contains(body, "<h1>"+c.title+"</h1>") {
+			t.Errorf("%s: title:\n%s", c.lang, body)
+		}
+		f := form(body, "/.2fa/recovery")
+		if !strings.Contains(f, `<input type="hidden" name="csrf" value="t">`) ||
+			!strings.Contains(f, `<input type="hidden" name="return_to" value="/members/?a=1">`) ||
+			!strings.Contains(f, ">"+c.button+"</button>") {
+			t.Errorf("%s: renewal form:\n%s", c.lang, body)
+		}
+		if !strings.Contains(body, `<a href="/.2fa/methods?return_to=%2Fmembers%2F%3Fa%3D1">`+c.settings+`</a>`) {
+			t.Errorf("%s: no link to the settings:\n%s", c.lang, body)
+		}
+		for _, bad := range []string{"<ol", "<code", "<script", "download="} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s: renewal step contains %q", c.lang, bad)
 			}
 		}
 	}
@@ -1726,7 +1766,7 @@ function emptyDocument(state) {
   return doc;
 }
 
-const codes = ["abcd-efgh-jkmn", "pqrs-tuvw-xyz2", "3456-789a-bcde"];
+const codes = ["7K3M-Q9TX-4HPA-2WRE", "0123-4567-89AB-CDEF", "GHJK-MNPQ-RSTV-WXYZ"];
 
 function recoveryPage() {
   const list = element({});

@@ -52,7 +52,7 @@ func TestBrowserEmailAndSMSCodes(t *testing.T) {
 	}
 	a.typeInto("#code", code)
 	r = a.submit(`form[action="/.2fa/enrol/code"] button[type=submit]`)
-	r = a.saveRecoveryCodes(r)
+	r = a.saveRecoveryCodes(r, "/.2fa/enrol")
 	a.checkMembersVia(r, "alice", "email")
 	a.checkNoCSPViolations()
 	aConsole.checkClean(t)

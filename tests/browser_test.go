@@ -62,7 +62,7 @@ func TestBrowserEnrolAndVerify(t *testing.T) {
 	secret := a.enrolmentSecret()
 	a.typeInto("#code", e.code(secret, 0))
 	r = a.submit(`form[action="/.2fa/enrol/confirm"] button[type=submit]`)
-	r = a.saveRecoveryCodes(r)
+	r = a.saveRecoveryCodes(r, "/.2fa/enrol")
 
 	// 3. Through to the member page, with the gateway's headers.
 	a.checkMemberPage(r, "alice")
@@ -229,12 +229,12 @@ func (c *chrome) submit(button string) *page {
 }
 
 // saveRecoveryCodes checks the recovery codes shown after the first
-// enrolment, with the copy and print buttons that recovery.js reveals
-// (so it ran under the page's CSP), then continues to where the member
-// was going.
-func (c *chrome) saveRecoveryCodes(r *page) *page {
+// enrolment (or the post of a page under from), with the copy and print
+// buttons that recovery.js reveals (so it ran under the page's CSP), then
+// continues to where the member was going.
+func (c *chrome) saveRecoveryCodes(r *page, from string) *page {
 	c.t.Helper()
-	if r.status != 200 || !strings.HasPrefix(r.path, "/.2fa/enrol") {
+	if r.status != 200 || !strings.HasPrefix(r.path, from) {
 		c.fatalf("after confirming: %s (%d), want the recovery codes", r.url, r.status)
 	}
 	shown := evalJS[int](c, "the recovery codes", `document.querySelectorAll('ol.recovery-codes li').length`)

@@ -554,8 +554,9 @@ func listen(port int) (net.Listener, error) {
 	return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 }
 
-// recoveryCodePattern is how recovery codes are shown.
-var recoveryCodePattern = regexp.MustCompile(`^[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}$`)
+// recoveryCodePattern is how recovery codes are shown: four groups of
+// four Crockford base32 symbols.
+var recoveryCodePattern = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}$`)
 
 // enrolDone checks the answer to a confirmed enrolment: a member's first
 // method brings the page with their recovery codes, shown once with a link

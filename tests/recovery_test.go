@@ -3,6 +3,7 @@ package tests
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,19 @@ import (
 // Recovery codes: shown once at the first enrolment, each works once in
 // place of a code, wrong ones count toward the lockout, and a new set
 // voids the old one.
+
+// renewRecovery makes the new set that a sign-in with a recovery code
+// leads to, from its page, and returns the codes shown.
+func (b *browser) renewRecovery(returnTo string) []string {
+	b.t.Helper()
+	rt := url.QueryEscape(returnTo)
+	r := b.postPage("/.2fa/recovery", "/.2fa/recovery?return_to="+rt, url.Values{"return_to": {returnTo}})
+	codes := recoveryCodes(r.body)
+	if r.status != http.StatusOK || len(codes) != 10 {
+		b.t.Fatalf("the new set after a recovery code: %d, %d codes: %s", r.status, len(codes), r.body)
+	}
+	return codes
+}
 
 // useRecovery signs in with a recovery code for returnTo.
 func (b *browser) useRecovery(code, returnTo string) *response {
@@ -49,28 +63,26 @@ func TestRecoveryCodes(t *testing.T) {
 	if !strings.Contains(page.body, `name="method" value="recovery"`) || strings.Contains(page.body, `inputmode="numeric"`) || strings.Contains(page.body, `name="remember"`) {
 		t.Fatalf("recovery form: %s", page.body)
 	}
-	if r := a.useRecovery("abcd-efgh-jkmn", "/echo-admin/x"); r.status != http.StatusUnauthorized {
+	if r := a.useRecovery("7K3M-Q9TX-4HPA-2WRE", "/echo-admin/x"); r.status != http.StatusUnauthorized {
 		t.Fatalf("a wrong recovery code: %d", r.status)
 	}
-	// Typed loosely: upper case, spaces instead of hyphens.
-	loose := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
+	// Typed loosely: lower case, spaces instead of hyphens.
+	loose := strings.ToLower(strings.ReplaceAll(codes[0], "-", " "))
 	r := a.useRecovery(loose, "/echo-admin/x")
-	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/methods?") {
+	if r.status != http.StatusSeeOther || r.location() != "/.2fa/recovery?return_to=%2Fecho-admin%2Fx" {
 		t.Fatalf("a right recovery code: %d %q: %s", r.status, r.location(), r.body)
-	}
-	page = a.get(r.location())
-	if page.status != http.StatusOK || !strings.Contains(page.body, "recovery code") || !strings.Contains(page.body, "9") {
-		t.Fatalf("methods page after a recovery code: %d: %s", page.status, page.body)
-	}
-	// It passes even the app-only page, so the member can get back in.
-	if status, h := a.upstream("/echo-admin/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "recovery" {
-		t.Fatalf("app-only page after a recovery code: %d %q", status, h.Get("X-2fa-Method"))
 	}
 	// Used once only.
 	again := c.browser()
 	again.login("alice")
 	if r := again.useRecovery(codes[0], "/members/"); r.status != http.StatusUnauthorized {
 		t.Fatalf("a used recovery code again: %d", r.status)
+	}
+	// With a new set, it passes even the app-only page, so the member can
+	// get back in.
+	renewed := a.renewRecovery("/echo-admin/x")
+	if status, h := a.upstream("/echo-admin/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "recovery" {
+		t.Fatalf("app-only page after a recovery code: %d %q", status, h.Get("X-2fa-Method"))
 	}
 
 	// New codes void the old ones, and need a recent code.
@@ -82,7 +94,7 @@ func TestRecoveryCodes(t *testing.T) {
 	}
 	fresh := c.browser()
 	fresh.login("alice")
-	if r := fresh.useRecovery(codes[1], "/members/"); r.status != http.StatusSeeOther {
+	if r := fresh.useRecovery(renewed[1], "/members/"); r.status != http.StatusSeeOther {
 		t.Fatalf("second code: %d", r.status)
 	}
 	tok = fresh.csrf("/.2fa/methods?return_to=%2Fmembers%2F")
@@ -93,14 +105,14 @@ func TestRecoveryCodes(t *testing.T) {
 	}
 	other := c.browser()
 	other.login("alice")
-	if r := other.useRecovery(codes[2], "/members/"); r.status != http.StatusUnauthorized {
+	if r := other.useRecovery(renewed[2], "/members/"); r.status != http.StatusUnauthorized {
 		t.Fatalf("an old code after new ones: %d", r.status)
 	}
 	if r := other.useRecovery(next[0], "/members/"); r.status != http.StatusSeeOther {
 		t.Fatalf("a new code: %d", r.status)
 	}
 	for _, a := range c.audit() {
-		for _, code := range append(codes, next...) {
+		for _, code := range slices.Concat(codes, renewed, next) {
 			for _, v := range a {
 				if s, ok := v.(string); ok && strings.Contains(strings.ReplaceAll(s, "-", ""), strings.ReplaceAll(code, "-", "")) {
 					t.Fatalf("a recovery code in the audit log: %v", a)
@@ -124,7 +136,7 @@ func TestRecoveryCodeGuessesLockOut(t *testing.T) {
 		return a.post("/.2fa/challenge", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"recovery"}, "code": {code}}).status
 	}
 	for i := range 5 {
-		if s := try("2222-3333-4444"); s != http.StatusUnauthorized && !(i == 4 && s == http.StatusTooManyRequests) {
+		if s := try("2222-3333-4444-5555"); s != http.StatusUnauthorized && !(i == 4 && s == http.StatusTooManyRequests) {
 			t.Fatalf("wrong code %d: %d", i+1, s)
 		}
 	}
@@ -147,9 +159,153 @@ func TestRecoveryCodesRunningLow(t *testing.T) {
 			t.Fatalf("code %d: %d", i, r.status)
 		}
 		page := x.get("/.2fa/methods?return_to=%2Fmembers%2F")
-		low := strings.Contains(page.body, `class="notice warning"`)
+		low := strings.Contains(page.body, "You are running out of recovery codes")
 		if left := 9 - i; low != (left <= 2) {
 			t.Errorf("%d left: warning shown %v", left, low)
 		}
+	}
+}
+
+// RC-5: a sign-in with a recovery code completes the second factor, but no
+// protected path lets the member through until they have made a new set,
+// shown once; the old codes then stop working, and the settings page asks
+// the member to replace the method they lost.
+func TestRecoverySignInDemandsNewSet(t *testing.T) {
+	c := startCodes(t, "")
+	alice, _ := enrolled(c.env, "alice")
+	codes := alice.recovery
+
+	x := c.browser()
+	x.login("alice")
+	used := c.clock.Now().UTC().Format(time.DateOnly)
+	r := x.useRecovery(codes[0], "/members/page?x=1")
+	if r.status != http.StatusSeeOther || r.location() != "/.2fa/recovery?return_to=%2Fmembers%2Fpage%3Fx%3D1" {
+		t.Fatalf("a recovery code: %d %q", r.status, r.location())
+	}
+	c.notice("alice@example.com", "A recovery code was used")
+
+	// Held back from every protected path: pages go to the new set,
+	// scripts get 401, and the upstream sees nothing.
+	if r := x.get("/echo/x"); r.status != http.StatusFound || r.location() != "/.2fa/recovery?return_to=%2Fecho%2Fx" {
+		t.Fatalf("a protected page before the new set: %d %q %s", r.status, r.location(), r.body)
+	}
+	x.header.Set("Sec-Fetch-Mode", "cors")
+	if r := x.get("/echo/data.json"); r.status != http.StatusUnauthorized || strings.Contains(r.body, `"headers"`) {
+		t.Fatalf("a script before the new set: %d %s", r.status, r.body)
+	}
+	x.header.Del("Sec-Fetch-Mode")
+
+	// The step itself shows no codes, and only a post with this browser's
+	// token from this origin makes them.
+	page := x.get("/.2fa/recovery?return_to=%2Fmembers%2Fpage%3Fx%3D1")
+	if page.status != http.StatusOK || page.header.Get("Cache-Control") != "no-store" ||
+		!strings.Contains(page.body, `action="/.2fa/recovery"`) || len(recoveryCodes(page.body)) != 0 {
+		t.Fatalf("the renewal step: %d %q: %s", page.status, page.header.Get("Cache-Control"), page.body)
+	}
+	tok := inputValue(page.body, "csrf")
+	if r := x.post("/.2fa/recovery", url.Values{"return_to": {"/members/"}}); r.status != http.StatusForbidden {
+		t.Fatalf("a new set without the CSRF token: %d", r.status)
+	}
+	x.header.Set("Origin", "https://evil.example")
+	if r := x.post("/.2fa/recovery", url.Values{"csrf": {tok}, "return_to": {"/members/"}}); r.status != http.StatusForbidden {
+		t.Fatalf("a new set posted from another site: %d", r.status)
+	}
+	x.header.Del("Origin")
+	if r := x.get("/echo/x"); r.status != http.StatusFound {
+		t.Fatalf("refused posts made a new set: %d", r.status)
+	}
+
+	// Made and shown once, no-store, with "continue" to a same-site path
+	// only.
+	r = x.post("/.2fa/recovery", url.Values{"csrf": {tok}, "return_to": {"https://evil.example/"}})
+	fresh := recoveryCodes(r.body)
+	if r.status != http.StatusOK || len(fresh) != 10 || r.header.Get("Cache-Control") != "no-store" ||
+		!strings.Contains(r.body, `<a class="button" href="/">I have saved these codes — continue</a>`) ||
+		!strings.Contains(r.body, "Your earlier recovery codes no longer work.") {
+		t.Fatalf("the new set: %d, %d codes, %q: %s", r.status, len(fresh), r.header.Get("Cache-Control"), r.body)
+	}
+	c.notice("alice@example.com", "New recovery codes were made")
+	renewed := 0
+	for _, a := range c.audit() {
+		if a["event"] == "recovery_codes_generated" && a["after_use"] == true && a["replaced"] == true {
+			renewed++
+		}
+	}
+	if renewed != 1 {
+		t.Fatalf("%d renewals after a use in the audit log, want 1", renewed)
+	}
+	if r := x.get("/.2fa/recovery?return_to=%2Fmembers%2Fpage%3Fx%3D1"); r.status != http.StatusSeeOther ||
+		r.location() != "/members/page?x=1" || len(recoveryCodes(r.body)) != 0 {
+		t.Fatalf("the step again: %d %q", r.status, r.location())
+	}
+	if status, h := x.upstream("/echo/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "recovery" {
+		t.Fatalf("after the new set: %d %q", status, h.Get("X-2fa-Method"))
+	}
+
+	// The settings page asks for the lost method to be replaced, in
+	// either language, until one is added.
+	settings := "/.2fa/methods?return_to=%2Fmembers%2F"
+	if p := x.get(settings); !strings.Contains(p.body, "You signed in with a recovery code on "+used+". If you lost your phone or the app, disable it here and add a new method.") {
+		t.Fatalf("no notice on the settings page: %s", p.body)
+	}
+	x.lang = "ja"
+	if p := x.get(settings); !strings.Contains(p.body, used+" にリカバリーコードで認証しました。") {
+		t.Fatalf("no Japanese notice on the settings page: %s", p.body)
+	}
+	x.lang = "en"
+	c.nextStep()
+	c.enrolEmail(x, "/members/", 1)
+	if p := x.get(settings); p.status != http.StatusOK || strings.Contains(p.body, `id="recovered"`) {
+		t.Fatalf("the notice after a method was added: %d: %s", p.status, p.body)
+	}
+
+	// The old set is gone, the new one works (and asks for a set again).
+	y := c.browser()
+	y.login("alice")
+	for _, old := range codes[1:3] {
+		if r := y.useRecovery(old, "/members/"); r.status != http.StatusUnauthorized {
+			t.Fatalf("an old code after the new set: %d", r.status)
+		}
+	}
+	if r := y.useRecovery(fresh[0], "/members/"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/recovery?") {
+		t.Fatalf("a code of the new set: %d %q", r.status, r.location())
+	}
+}
+
+// RC-6: a recovery code as long as a form allows is refused as malformed
+// and counted, a megabyte is refused before the form is read, and neither
+// hashes anything or locks the member out by itself.
+func TestRecoveryCodeInputBounded(t *testing.T) {
+	c := startCodes(t, "")
+	alice, _ := enrolled(c.env, "alice")
+	codes := alice.recovery
+
+	x := c.browser()
+	x.login("alice")
+	long := strings.Repeat(strings.ToLower(codes[0])+" ", 500)
+	r := x.useRecovery(long, "/members/")
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Enter a recovery code, like 7K3M-Q9TX-4HPA-2WRE.") {
+		t.Fatalf("a 10 KB code: %d: %s", r.status, r.body)
+	}
+	tok := x.csrf("/.2fa/challenge?method=recovery&return_to=%2Fmembers%2F")
+	huge := url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"recovery"}, "code": {strings.Repeat("7", 1<<20)}}
+	if r := x.post("/.2fa/challenge", huge); r.status != http.StatusBadRequest {
+		t.Fatalf("a 1 MB code: %d", r.status)
+	}
+	malformed := 0
+	for _, a := range c.audit() {
+		if a["event"] == "verify" && a["method"] == "recovery" {
+			if a["reason"] != "malformed" {
+				t.Fatalf("audit: %v", a)
+			}
+			malformed++
+		}
+	}
+	if malformed != 1 {
+		t.Fatalf("%d malformed recovery codes audited, want the 10 KB one", malformed)
+	}
+	// The code itself, typed right, still works.
+	if r := x.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("the code after the long inputs: %d", r.status)
 	}
 }
