@@ -153,6 +153,8 @@ func TestMailbox(t *testing.T) {
 	}
 
 	// Nothing else in the directory: no temporary files left behind.
+	// Stopping Caddy waits for the notices still being written.
+	e.stop()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
