@@ -17,7 +17,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/text/cases"
 
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/flow"
@@ -66,12 +65,15 @@ type Identity struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// How member IDs are compared: "exact", byte for byte as the source
-	// gives them, or "fold", Unicode case folded ("Alice" and "alice" are
-	// one member). Choose "fold" when the member site treats IDs without
+	// gives them, or "fold", with the ASCII letters A-Z compared without
+	// case ("Alice" and "alice" are one member) and every other character
+	// exactly. Choose "fold" when the member site treats IDs without
 	// regard to case but may echo one as it was typed: with "exact", each
 	// spelling would be a gateway account of its own, with its own
-	// enrolment and lockout. Switching to "fold" later makes members whose
-	// ID has capitals enrol again. Default: exact.
+	// enrolment and lockout. Only ASCII is folded because Unicode folding
+	// would join IDs a member site keeps apart (Kelvin sign and k, long s
+	// and s). Switching to "fold" later makes members whose ID has
+	// capitals enrol again. Default: exact.
 	IDCase string `json:"id_case,omitempty"`
 }
 
@@ -224,12 +226,18 @@ func (s foldedSource) resolve(r *http.Request) (flow.Identity, error) {
 	return id, err
 }
 
-// foldID returns id case folded, without allocating when it has nothing
-// to fold (ASCII without capitals, the common case on every request).
+// foldID returns id with A-Z in lower case, without allocating when it
+// has none (the common case, on every request).
 func foldID(id string) string {
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; c >= 0x80 || ('A' <= c && c <= 'Z') {
-			return cases.Fold().String(id) // a Caser is not safe to share
+		if c := id[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(id)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return id

@@ -720,7 +720,10 @@ func TestIdentityProvisionTwoPlaceholders(t *testing.T) {
 func TestFoldID(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice": "alice", "Alice": "alice", "ALICE@EXAMPLE.COM": "alice@example.com",
-		"m-100": "m-100", "ÅSA": "åsa", "Straße": "strasse", "ΣΊΣΥΦΟΣ": "σίσυφοσ", "": "",
+		"m-100": "m-100", "": "",
+		// Only ASCII folds: Unicode folding would join IDs member sites
+		// keep apart.
+		"ÅSA": "Åsa", "Straße": "straße", "ſam": "ſam", "\u212Aate": "\u212Aate", "ﬁle": "ﬁle",
 	} {
 		if got := foldID(in); got != want {
 			t.Errorf("foldID(%q) = %q, want %q", in, got, want)

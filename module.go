@@ -68,9 +68,10 @@ type App struct {
 	// Digits in an authenticator-app code: 6 or 8. Default: 6.
 	TOTPDigits int `json:"totp_digits,omitempty"`
 
-	// Wrong codes allowed per account within failure_window before the
-	// account is locked out, 1 to 50. Shared by every method and every
-	// session. Default: 5.
+	// Wrong codes allowed per account in a row before the account is
+	// locked out, 1 to 50: counted since its last right code, shared by
+	// every method, session and address, and forgotten a day after the
+	// first. Default: 5.
 	MaxFailures int `json:"max_failures,omitempty"`
 
 	// Wrong codes allowed per client address within failure_window; -1
@@ -79,8 +80,8 @@ type App struct {
 	// shares the balancer's address. Default: 20.
 	MaxAddressFailures int `json:"max_address_failures,omitempty"`
 
-	// The window over which wrong codes are counted, at least 1s.
-	// Default: 15m.
+	// The window over which wrong codes from one client address are
+	// counted, at least 1s. Default: 15m.
 	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
 
 	// How long the first lockout lasts once max_failures or
@@ -88,10 +89,11 @@ type App struct {
 	// next tries are counted afresh after it. At least 1s. Default: 15m.
 	Lockout caddy.Duration `json:"lockout,omitempty"`
 
-	// The longest a lockout lasts: each lockout that follows within
-	// failure_window of the last one ending lasts twice as long as that
-	// one, up to this; a right code forgets an account's lockouts.
-	// From lockout to 168h. Default: 4h (or lockout, if longer).
+	// The longest an account's lockout lasts: each lockout that follows
+	// within a day of the last one ending lasts twice as long as that
+	// one, up to this; a right code forgets them. Address lockouts always
+	// last lockout. From lockout to 168h. Default: 4h (or lockout, if
+	// longer).
 	MaxLockout caddy.Duration `json:"max_lockout,omitempty"`
 
 	// How long a started enrolment waits for its confirming code, 1m to

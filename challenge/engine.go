@@ -85,17 +85,18 @@ type Config struct {
 	Skew int
 	// Digits per TOTP code: 6 or 8. Default 6.
 	Digits int
-	// Wrong codes allowed per account within FailureWindow before lockout.
-	// Default 5.
+	// Wrong codes allowed per account in a row (since its last right
+	// code, forgotten a day after the first) before lockout. Default 5.
 	MaxFailures int
-	// Window over which wrong codes are counted. Default 15m.
+	// Window over which wrong codes per client address are counted.
+	// Default 15m.
 	FailureWindow time.Duration
 	// How long the first lockout lasts once a limit is reached. Default
 	// 15m.
 	Lockout time.Duration
-	// The longest a lockout lasts: each one that follows within
-	// FailureWindow of the last doubles, up to this. Default 4h, or
-	// Lockout when that is longer.
+	// The longest an account's lockout lasts: each one within a day of
+	// the last doubles, up to this. Default 4h, or Lockout when that is
+	// longer.
 	MaxLockout time.Duration
 	// Wrong codes allowed per client address within FailureWindow.
 	// Default 20; negative turns the address limit off.

@@ -13,24 +13,34 @@ import (
 	"github.com/caddy-twofactor/twofactor/store"
 )
 
-// Wrong codes are limited per account (one counter shared by every method,
-// however many sessions or addresses the guesses come from) and per client
-// address. A guess is counted before the code is evaluated, so parallel
-// guesses cannot get past the limit; a success clears the account counter.
+// Wrong codes are limited per account and per client address. A guess is
+// counted before the code is evaluated, so parallel guesses cannot get
+// past the limit.
 //
-// Reaching a limit locks for Lockout from that moment, and the tries after
-// it are counted afresh: the member has their next MaxFailures. Each
-// lockout that follows within FailureWindow of the last one ending lasts
-// twice as long as that one, up to MaxLockout (NIST SP 800-63B 5.2.2), so a
-// guesser slows down fast while a member who mistyped waits only Lockout.
-// A right code forgets the account's lockouts; an address's are forgotten
-// FailureWindow after its last one ends.
+// The account counts wrong codes in a row: one counter shared by every
+// method, session and address, cleared only by a right code or a lockout,
+// and forgotten a day after the first (NIST SP 800-63B 5.2.2 limits
+// consecutive failures; a counter that a short window forgets would let a
+// patient guesser go on for ever below the limit). Reaching MaxFailures
+// locks for Lockout from that moment; the tries after it are counted
+// afresh. Each lockout within a day of the last one ending lasts twice as
+// long as that one, up to MaxLockout, so a guesser slows down fast while a
+// member who mistyped waits only Lockout; a right code forgets them.
+//
+// The address counts wrong codes over FailureWindow, minus right ones (an
+// office behind one address must not lock itself out by signing in).
+// Reaching MaxAddressFailures locks the address for Lockout; address
+// lockouts never grow, since everyone behind the address shares them.
 //
 // One lock record per account or address holds the lockout's end, how many
 // lockouts came in a row, and the round: counters are keyed by round, so a
 // lockout starts a fresh count without deleting the old one, and a guess
 // that read the round before the lockout lands on the old, full counter
 // and is refused.
+
+// accountMemory is how long an account's wrong codes and lockouts are
+// remembered without a right code.
+const accountMemory = 24 * time.Hour
 
 func failKey(user string) string   { return "fail:" + tag(user) }
 func lockKey(user string) string   { return "lock:" + tag(user) }
@@ -70,10 +80,10 @@ func (e *Engine) addressLimited(a Actor) bool {
 
 // lockState is what a lock record holds.
 type lockState struct {
-	until  time.Time // end of the current or last lockout
-	row    int64     // lockouts in a row, each within FailureWindow of the last
-	round  int64     // counting round: one more after every lockout
-	exists bool
+	until time.Time // end of the current or last lockout
+	row   int64     // lockouts in a row, each soon after the last
+	round int64     // counting round: one more after every lockout
+	raw   []byte    // as stored, for a compare-and-swap; nil when absent
 }
 
 // lockSecondsBefore tells timestamps in Unix seconds (earlier lock records,
@@ -107,10 +117,10 @@ func (e *Engine) readLock(ctx context.Context, key string) (lockState, error) {
 	}
 	switch len(v) {
 	case 8: // an earlier version's lock: its end only
-		return lockState{until: readTime(v), row: 1, exists: true}, nil
+		return lockState{until: readTime(v), row: 1, raw: v}, nil
 	case 24:
 		return lockState{until: readTime(v), row: int64(binary.BigEndian.Uint64(v[8:])),
-			round: int64(binary.BigEndian.Uint64(v[16:])), exists: true}, nil
+			round: int64(binary.BigEndian.Uint64(v[16:])), raw: v}, nil
 	}
 	return lockState{}, nil
 }
@@ -139,7 +149,7 @@ func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
 	if err := e.lockedNow(at.user, at.addr); err != nil {
 		return nil, err
 	}
-	if at.userCount, err = e.store.Increment(ctx, inRound(failKey(a.User), at.user.round), e.cfg.FailureWindow); err != nil {
+	if at.userCount, err = e.store.Increment(ctx, inRound(failKey(a.User), at.user.round), accountMemory); err != nil {
 		return nil, err
 	}
 	if e.addressLimited(a) {
@@ -217,7 +227,7 @@ func (e *Engine) lockedError(ctx context.Context, a Actor) error {
 func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 	var locked *LockedError
 	if at.userCount >= int64(e.cfg.MaxFailures) {
-		until, err := e.lock(ctx, lockKey(a.User), at.user)
+		until, err := e.lock(ctx, lockKey(a.User), at.user, true)
 		if err != nil {
 			return err
 		}
@@ -225,7 +235,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 		locked = &LockedError{Until: until, Started: true}
 	}
 	if e.addressLimited(a) && at.addrCount >= int64(e.cfg.MaxAddressFailures) {
-		until, err := e.lock(ctx, addrLockKey(a.IP), at.addr)
+		until, err := e.lock(ctx, addrLockKey(a.IP), at.addr, false)
 		if err != nil {
 			return err
 		}
@@ -240,19 +250,24 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 	return locked
 }
 
-// lock writes the lockout that follows prev and returns when it ends. The
-// record outlives the lockout by FailureWindow, which is how long a next
-// lockout counts as one in a row, and longer than any counter of the round
-// it closes, so rounds never repeat.
-func (e *Engine) lock(ctx context.Context, key string, prev lockState) (time.Time, error) {
+// lock writes the lockout that follows prev and returns when it ends. An
+// account's lockouts in a row grow; an address's do not. The record
+// outlives the lockout by as long as a next one counts as in a row, and
+// outlives every counter of the round it closes, so rounds never repeat.
+func (e *Engine) lock(ctx context.Context, key string, prev lockState, grows bool) (time.Time, error) {
 	now := e.now()
+	// An address counter lives up to a window and a minute (addressWindow).
+	memory := e.cfg.FailureWindow + 2*time.Minute
+	if grows {
+		memory = accountMemory
+	}
 	row := int64(0)
-	if prev.exists && now.Before(prev.until.Add(e.cfg.FailureWindow)) {
+	if grows && prev.raw != nil && now.Before(prev.until.Add(memory)) {
 		row = prev.row
 	}
 	d := e.lockoutAfter(row)
 	next := lockState{until: now.Add(d), row: row + 1, round: prev.round + 1}
-	if err := e.store.Set(ctx, key, next.encode(), d+e.cfg.FailureWindow); err != nil {
+	if err := e.store.Set(ctx, key, next.encode(), d+memory); err != nil {
 		return time.Time{}, err
 	}
 	return next.until, nil
@@ -279,9 +294,10 @@ func (e *Engine) succeeded(ctx context.Context, a Actor, at *attempt) error {
 	}
 	if at.user.row > 0 {
 		// Keep the round, so an older round's full counter is never
-		// counted again; the record lives as long as it could.
-		forgot := lockState{round: at.user.round, exists: true}
-		if err := e.store.Set(ctx, lockKey(a.User), forgot.encode(), e.cfg.FailureWindow); err != nil {
+		// counted again. Only the record this guess began with is
+		// replaced: a lockout written meanwhile stands.
+		forgot := lockState{round: at.user.round}
+		if _, err := e.store.CompareAndSwap(ctx, lockKey(a.User), at.user.raw, forgot.encode(), accountMemory); err != nil {
 			return err
 		}
 	}

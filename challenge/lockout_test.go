@@ -116,16 +116,45 @@ func TestRepeatedLockoutsDoubleUpToCeiling(t *testing.T) {
 				lockedFor(t, clk, guessWrong(t, e, clk, a, secret, 3), want)
 				clk.Advance(want)
 			}
-			// A lockout more than failure_window after the last one ended
-			// is the first of a new row.
-			clk.Advance(15*time.Minute + time.Second)
+			// Wrong codes spread out over the day still count: the
+			// next lockout, hours later, keeps doubling.
+			for range 2 {
+				guessWrong(t, e, clk, a, secret, 1)
+				clk.Advance(3 * time.Hour)
+			}
+			lockedFor(t, clk, guessWrong(t, e, clk, a, secret, 1), time.Minute)
+			// A lockout more than a day after the last one ended is the
+			// first of a new row.
+			clk.Advance(time.Minute + 24*time.Hour)
 			lockedFor(t, clk, guessWrong(t, e, clk, a, secret, 3), 20*time.Second)
 		})
 	}
 }
 
-// The per-address limit behaves the same: its lockout ends on time, the
-// address then has its tries again, and repeated lockouts double.
+// A guesser who stays below the limit in every failure_window still
+// reaches it: an account counts wrong codes in a row, not per window.
+func TestSlowGuessingStillLocks(t *testing.T) {
+	cfg := Config{MaxFailures: 5, FailureWindow: 15 * time.Minute, Lockout: 15 * time.Minute, MaxAddressFailures: 1000}
+	for store, open := range lockoutEngines(t, cfg) {
+		t.Run(store, func(t *testing.T) {
+			e, clk := open(t)
+			a := Actor{User: "alice", IP: "192.0.2.1"}
+			secret, _ := enrolOn(t, e, clk, a)
+			for range 4 {
+				clk.Advance(20 * time.Minute)
+				if err := guessWrong(t, e, clk, a, secret, 1); !errors.Is(err, ErrCodeInvalid) {
+					t.Fatalf("a wrong code: %v", err)
+				}
+			}
+			clk.Advance(20 * time.Minute)
+			lockedFor(t, clk, guessWrong(t, e, clk, a, secret, 1), 15*time.Minute)
+		})
+	}
+}
+
+// The per-address limit: its lockout ends on time, the address then has
+// its tries again, and repeated lockouts do not grow, since everyone
+// behind the address shares them.
 func TestAddressLockoutEndsOnTime(t *testing.T) {
 	cfg := Config{MaxFailures: 50, MaxAddressFailures: 4, FailureWindow: 15 * time.Minute,
 		Lockout: 30 * time.Second, MaxLockout: time.Hour}
@@ -157,13 +186,43 @@ func TestAddressLockoutEndsOnTime(t *testing.T) {
 				clk.Advance(time.Second)
 			}
 			round(30 * time.Second)
-			round(time.Minute)
+			round(30 * time.Second)
 			if _, err := e.VerifyTOTP(ctx, from("erin"), f.code(secrets["erin"], 0)); err != nil {
 				t.Fatalf("when the address lockout ended: %v", err)
 			}
-			// A right code does not forget an address's lockouts.
 			clk.Advance(30 * time.Second)
-			round(2 * time.Minute)
+			round(30 * time.Second)
 		})
+	}
+}
+
+// A right code forgets the account's lockouts only as they were when it
+// was entered: a lockout written meanwhile by a parallel wrong code
+// stands.
+func TestRightCodeKeepsLockoutWrittenMeanwhile(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 3, Lockout: time.Minute, MaxAddressFailures: 1000})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	secret := f.enrol("alice")
+	lockedFor(t, f.clk, guessWrong(t, f.e, f.clk, a, secret, 3), time.Minute)
+	f.clk.Advance(time.Minute)
+
+	right, err := f.e.begin(ctx, a) // the right code's guess, counted
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := f.e.readLock(ctx, lockKey("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	until, err := f.e.lock(ctx, lockKey("alice"), prev, true) // a parallel guess locks
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.succeeded(ctx, a, right); err != nil {
+		t.Fatal(err)
+	}
+	var l *LockedError
+	if err := f.e.Locked(ctx, a); !errors.As(err, &l) || !l.Until.Equal(until) {
+		t.Fatalf("after the right code: %v, want the lockout until %s to stand", err, until)
 	}
 }
