@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -23,6 +24,14 @@ import (
 // canonical form that undoes them all (and, with "%2F", as read without
 // splitting there): it is protected if any form is, and exempt only if
 // all are.
+//
+// What no form can express is refused: a "?" or "#" that decoding made
+// (an upstream that decodes before it splits off the query reads
+// /members/x%3f/../../public/y as /members/x), letters that case folding
+// turns into ASCII ones (ſ is s to NTFS and Java), invalid UTF-8 and
+// lookalikes of ".", "/" and "\" (Windows' best-fit conversion reads
+// both %c0%ae and U+FF0E as "."), and NTFS stream names (IIS reads
+// /members::$INDEX_ALLOCATION/x as /members/x).
 
 // errBadPath refuses a path that no member site needs and that servers
 // read in different ways.
@@ -39,8 +48,13 @@ const maxExtraDecodes = 2
 func needsCanonical(p string) bool {
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; c {
-		case ';', '\\', '%':
+		case ';', '\\', '%', '?', '#':
+			// "?" and "#" are in the decoded path only if sent encoded.
 			return true
+		case ':':
+			if i+1 < len(p) && p[i+1] == '$' {
+				return true
+			}
 		case '.', ' ':
 			// The end of a segment: a trailing dot or space, or a dot
 			// segment (these Caddy cleans too, but cost nothing here).
@@ -48,7 +62,9 @@ func needsCanonical(p string) bool {
 				return true
 			}
 		default:
-			if c < 0x20 || c == 0x7f {
+			// A control character, or any non-ASCII byte: it may be
+			// invalid UTF-8 or a lookalike until misread has looked.
+			if c < 0x20 || c >= 0x7f {
 				return true
 			}
 		}
@@ -60,13 +76,13 @@ func needsCanonical(p string) bool {
 // would read it: decoded again while it holds percent escapes, "\" read as
 // "/", each segment cut at ";" and stripped of trailing dots and spaces,
 // doubled slashes merged and dot segments resolved. Case is kept. It
-// refuses control characters (NUL included), more than maxExtraDecodes
+// refuses what misread finds after any decode, more than maxExtraDecodes
 // further decodes, and what servers resolve in different ways: segments
 // of only dots and spaces other than "." and "..", and "\" together with
 // ";".
 func canonicalPath(p string) (string, error) {
 	for round := 0; ; round++ {
-		if hasControl(p) {
+		if misread(p) {
 			return "", errBadPath
 		}
 		decoded, changed := unescape(p)
@@ -122,13 +138,57 @@ func keepEncodedSlashes(u *url.URL) string {
 	return strings.Join(segs, "/")
 }
 
-func hasControl(p string) bool {
-	for i := 0; i < len(p); i++ {
-		if p[i] < 0x20 || p[i] == 0x7f {
-			return true
+// misread reports whether p, a path after some decode round, holds what
+// an upstream may read as another path and no member site needs:
+//   - a control character (NUL included);
+//   - "?" or "#", where an upstream that decodes first ends the path;
+//   - invalid UTF-8 (overlong %c0%ae is "." to a best-fit conversion);
+//   - a character that lookalike reports;
+//   - an NTFS stream: a ':' and a later ":$" in one segment, as in
+//     dir::$INDEX_ALLOCATION and dir:$I30:$INDEX_ALLOCATION.
+func misread(p string) bool {
+	colon := false // a ':' earlier in this segment
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(p[i:])
+			if r == utf8.RuneError && n == 1 || lookalike(r) {
+				return true
+			}
+			i += n
+			continue
 		}
+		switch {
+		case c < 0x20 || c == 0x7f || c == '?' || c == '#':
+			return true
+		case c == '/' || c == '\\':
+			colon = false
+		case c == ':':
+			if colon && i+1 < len(p) && p[i+1] == '$' {
+				return true
+			}
+			colon = true
+		}
+		i++
 	}
 	return false
+}
+
+// lookalike reports whether an upstream may read r as ASCII: the letters
+// that case folding or upper-casing turns into ASCII ones (NTFS, APFS,
+// Java's equalsIgnoreCase; U+0130 İ too, but Caddy's matcher lowercases
+// it to i already), the ligatures that Java's toUpperCase spells in ASCII,
+// and forms of ".", "/" and "\" that Windows' best-fit conversion (¥ and ₩
+// in the Japanese and Korean code pages) or NFKC turns into them.
+func lookalike(r rune) bool {
+	switch r {
+	case '\u017f', '\u0131', '\u212a', // ſ ı K: s i k
+		'\uff0e', '\u2024', '\u2025', '\ufe52', // ． ․ ‥ ﹒: . ..
+		'\uff0f', '\u2215', '\u2044', // ／ ∕ ⁄: /
+		'\uff3c', '\u2216', '\ufe68', '\u00a5', '\u20a9': // ＼ ∖ ﹨ ¥ ₩: \
+		return true
+	}
+	return '\ufb00' <= r && r <= '\ufb06' // ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ
 }
 
 // unescape decodes every valid %XX in p and leaves any other "%" as it

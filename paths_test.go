@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,31 +15,37 @@ import (
 
 func TestNeedsCanonical(t *testing.T) {
 	for p, want := range map[string]bool{
-		"/members/x":        false,
-		"/members/":         false,
-		"/":                 false,
-		"/index.html":       false,
-		"/.well-known/x":    false,
-		"/my file.pdf":      false,
-		"/café/x":           false,
-		"/members;/x":       true,
-		`/members\x`:        true,
-		"/members%2e":       true,
-		"/members./x":       true,
-		"/members.":         true,
-		"/members /x":       true,
-		"/members ":         true,
-		"/members\x00/x":    true,
-		"/members/x\x7f":    true,
-		"/members/\tx":      true,
-		"/members/./x":      true,
-		"/members/../x":     true,
-		"/members/x/..":     true,
-		"/members/x;a=b":    true,
-		"/members/x.pdf.":   true,
-		"/members/x%20y":    true,
-		"/members/x/y.z/":   false,
-		"/members/x/.hide/": false,
+		"/members/x":          false,
+		"/members/":           false,
+		"/":                   false,
+		"/index.html":         false,
+		"/.well-known/x":      false,
+		"/my file.pdf":        false,
+		"/café/x":             true, // non-ASCII: misread decides
+		"/会員/お知らせ":            true,
+		"/members/x?/y":       true, // sent as %3f
+		"/members/x#":         true,
+		"/members::$DATA":     true,
+		"/wiki/Help:Contents": false,
+		"/x:/$y":              false,
+		"/members;/x":         true,
+		`/members\x`:          true,
+		"/members%2e":         true,
+		"/members./x":         true,
+		"/members.":           true,
+		"/members /x":         true,
+		"/members ":           true,
+		"/members\x00/x":      true,
+		"/members/x\x7f":      true,
+		"/members/\tx":        true,
+		"/members/./x":        true,
+		"/members/../x":       true,
+		"/members/x/..":       true,
+		"/members/x;a=b":      true,
+		"/members/x.pdf.":     true,
+		"/members/x%20y":      true,
+		"/members/x/y.z/":     false,
+		"/members/x/.hide/":   false,
 	} {
 		if got := needsCanonical(p); got != want {
 			t.Errorf("needsCanonical(%q) = %v, want %v", p, got, want)
@@ -93,6 +100,44 @@ func TestCanonicalPath(t *testing.T) {
 		{"/members/..;x. /y", "/y"},
 		{"/members/%2525252e", ""},
 		{`/members;\x`, ""},
+		// A "?" or "#" that decoding made, after any round.
+		{"/members/x?/../../public/y", ""},
+		{"/members/x#/../../public/y", ""},
+		{"/members/x%3f/../../public/y", ""},
+		{"/members/x%253F/../../public/y", ""},
+		{"/members/secret?.css", ""},
+		// Letters that fold into ASCII ones.
+		{"/member\u017f/x", ""},
+		{"/adm\u0131n/x", ""},
+		{"/\u212aey", ""},
+		{"/members/%ef%ac%81le", ""}, // ﬁ
+		// Invalid UTF-8, overlong forms included, and lookalikes of ".",
+		// "/" and "\".
+		{"/public/\xc0\xae\xc0\xae/members/x", ""},
+		{"/public/%c0%ae%c0%ae/members/x", ""},
+		{"/public/%e0%80%ae/x", ""},
+		{"/x/\xff", ""},
+		{"/x/\xed\xa0\x80", ""}, // a UTF-16 surrogate
+		{"/public/\uff0e\uff0e/members/x", ""},
+		{"/public/%ef%bc%8e%ef%bc%8e/members/x", ""},
+		{"/public/\u2025/members/x", ""},
+		{"/public/..\uff0fmembers/x", ""},
+		{"/public/..\u2215members/x", ""},
+		{"/public/..\uff3cmembers/x", ""},
+		{"/public/..\u00a5members/x", ""},
+		// NTFS streams.
+		{"/members::$INDEX_ALLOCATION/x", ""},
+		{"/members:$I30:$INDEX_ALLOCATION/x", ""},
+		{`/x\members::$index_allocation\y`, ""},
+		{"/members/x.php::%24DATA", ""},
+		// Other non-ASCII text, and colons, are paths like any other.
+		{"/会員/お知らせ", "/会員/お知らせ"},
+		{"/会員/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", "/会員/お知らせ"},
+		{"/café/Ärger/ß", "/café/Ärger/ß"},
+		{"/x/\ufffd", "/x/\ufffd"},
+		{"/wiki/Help:Contents", "/wiki/Help:Contents"},
+		{"/a:b/c:$d", "/a:b/c:$d"},
+		{"/a:/:$b", "/a:/:$b"},
 	}
 	for _, tt := range tests {
 		got, err := canonicalPath(tt.in)
@@ -180,14 +225,35 @@ var serverReadings = map[string]func(u *url.URL) string{
 		return serverClean(strings.ReplaceAll(strings.Join(segs, "/"), `\`, "/"))
 	},
 	// IIS: "\" read as "/", trailing dots and spaces dropped.
-	"iis": func(u *url.URL) string {
-		segs := strings.Split(strings.ReplaceAll(u.Path, `\`, "/"), "/")
-		for i, s := range segs {
-			if s != "." && s != ".." {
-				segs[i] = strings.TrimRight(s, ". ")
+	"iis": func(u *url.URL) string { return iisRead(u.Path) },
+	// IIS in front of an application that converts paths to a Windows
+	// code page with best fit: overlong UTF-8 and fullwidth forms read as
+	// ASCII, NTFS streams dropped.
+	"best fit": func(u *url.URL) string {
+		var b strings.Builder
+		for i := 0; i < len(u.Path); i++ {
+			c := u.Path[i]
+			if (c == 0xc0 || c == 0xc1) && i+1 < len(u.Path) && u.Path[i+1]&0xc0 == 0x80 {
+				i++
+				c = (c&0x1f)<<6 | u.Path[i]&0x3f
 			}
+			b.WriteByte(c)
 		}
-		return serverClean(strings.Join(segs, "/"))
+		p := strings.NewReplacer("\uff0e", ".", "\uff0f", "/", "\uff3c", `\`, "\u00a5", `\`).Replace(b.String())
+		return iisRead(ntfsStream.ReplaceAllString(p, ""))
+	},
+	// PHP routers, mod_rewrite backreferences: decoded (once more), then
+	// cut at the first "?" or "#".
+	"decoded, then split": func(u *url.URL) string {
+		d, _ := unescape(u.Path)
+		if i := strings.IndexAny(d, "?#"); i >= 0 {
+			d = d[:i]
+		}
+		return serverClean(d)
+	},
+	// NTFS, APFS, Java's equalsIgnoreCase: case folded, ſ read as s.
+	"case-insensitive": func(u *url.URL) string {
+		return serverClean(strings.ToLower(strings.ToUpper(u.Path)))
 	},
 	// A server that decodes once more.
 	"twice": func(u *url.URL) string {
@@ -205,6 +271,22 @@ var serverReadings = map[string]func(u *url.URL) string{
 		return serverClean(strings.Join(segs, "/"))
 	},
 }
+
+// iisRead reads p as IIS does: "\" as "/", trailing dots and spaces
+// dropped.
+func iisRead(p string) string {
+	segs := strings.Split(strings.ReplaceAll(p, `\`, "/"), "/")
+	for i, s := range segs {
+		if s != "." && s != ".." {
+			segs[i] = strings.TrimRight(s, ". ")
+		}
+	}
+	return serverClean(strings.Join(segs, "/"))
+}
+
+// ntfsStream is a stream's name and type after a file's: x::$DATA,
+// x:$I30:$INDEX_ALLOCATION.
+var ntfsStream = regexp.MustCompile(`:[^/\\:]*:\$[^/\\]*`)
 
 // serverClean resolves dot segments and doubled slashes, keeping a
 // trailing slash, as servers do.
@@ -226,6 +308,9 @@ func FuzzProtectedPath(f *testing.F) {
 		"/public/..;/members/x", `/public\..\members`, "/public/%2e%2e/members", "/public;/../members",
 		`/public;\..\members`, "/public/x/..%2f..%2fmembers", "/public/.../members", "/PUBLIC/x",
 		"/public/%252e%252e/members", "/members%2fx", "/x%2f..%2fpublic/y", "/public/a%2Fb",
+		"/members/x%3f/../../public/y", "/members/x%23/../../public/y", "/members/x%253f/../../public/y",
+		"/members%3f/../x", "/member%C5%BF/x", "/public/%c0%ae%c0%ae/members/x",
+		"/public/%ef%bc%8e%ef%bc%8e/members/x", "/members::$INDEX_ALLOCATION/x", "/public/%E4%BC%9A",
 	} {
 		f.Add(s)
 	}
@@ -261,7 +346,7 @@ func FuzzProtectedPath(f *testing.F) {
 			if again, err := canonicalPath(canon); err != nil || again != canon {
 				t.Errorf("canonicalPath not idempotent: %q → %q → %q, %v", r.URL.Path, canon, again, err)
 			}
-			if strings.ContainsAny(canon, ";\\") || hasControl(canon) {
+			if strings.ContainsAny(canon, ";\\") || misread(canon) {
 				t.Errorf("canonicalPath(%q) = %q", r.URL.Path, canon)
 			}
 		}
@@ -316,6 +401,70 @@ func TestRuleForDenyByDefault(t *testing.T) {
 		}
 		if got != want || err != nil {
 			t.Errorf("ruleFor(%q) = %v, %v; want %v", target, got, err, want)
+		}
+	}
+}
+
+// Paths that an upstream reads as a protected one through a decoded "?"
+// or "#", case folding, best fit or an NTFS stream are refused, under the
+// rules they would get past; other non-ASCII text is matched as usual.
+func TestRuleForMisreadPaths(t *testing.T) {
+	members := &Handler{Protect: []*Rule{{Paths: []string{"/members/*", "/admin/*", "/会員/*"}, Except: []string{"*.css"}}}}
+	denyByDefault := &Handler{Protect: []*Rule{{Paths: []string{"/*"}, Except: []string{"/public/*", "/お知らせ/*"}}}}
+	for _, h := range []*Handler{members, denyByDefault} {
+		if err := h.Protect[0].provision(testCaddyContext(t), &App{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const refused, protected, open = "refused", "protected", "open"
+	for _, tt := range []struct {
+		h            *Handler
+		target, want string
+	}{
+		{members, "/members/x%3f/../../public/y", refused},
+		{members, "/members/x%23/../../public/y", refused},
+		{members, "/members/x%253f/../../public/y", refused},
+		{members, "/members%3f/../x", refused},
+		{members, "/members/secret%3f.css", refused},
+		{members, "/member%C5%BF/x", refused},
+		{members, "/MEMBER%C5%BF/x", refused},
+		{members, "/public/%c0%ae%c0%ae/members/x", refused},
+		{members, "/public/%ef%bc%8e%ef%bc%8e/members/x", refused},
+		{members, "/public/..%ef%bc%8fmembers/x", refused},
+		{members, "/public/..%c2%a5members/x", refused},
+		{members, "/members::$INDEX_ALLOCATION/x", refused},
+		{members, "/members:$I30:$INDEX_ALLOCATION/x", refused},
+		{members, "/members::%24INDEX_ALLOCATION/x", refused},
+		{members, "/adm%C4%B1n/x", refused}, // ı
+		{members, "/%E2%84%AAey", refused},  // K
+		{members, "/members/site.css", open},
+		{members, "/%E4%BC%9A%E5%93%A1/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", protected},
+		{members, "/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B/x", open},
+		{members, "/adm%C4%B0n/x", protected}, // İ, which Caddy lowercases to i
+		{members, "/wiki/Help:Contents", open},
+		{denyByDefault, "/members/x%3f/../../public/y", refused},
+		{denyByDefault, "/members/x%23/../../public/y", refused},
+		{denyByDefault, "/members/x%253f/../../public/y", refused},
+		{denyByDefault, "/public/%c0%ae%c0%ae/members/x", refused},
+		{denyByDefault, "/public/%ef%bc%8e%ef%bc%8e/members/x", refused},
+		{denyByDefault, "/public/%e2%80%a5/members/x", refused}, // ‥
+		{denyByDefault, "/public/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", open},
+		{denyByDefault, "/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B/x", open},
+		{denyByDefault, "/%E4%BC%9A%E5%93%A1/x", protected},
+	} {
+		r := withReplacer(httptest.NewRequest(http.MethodGet, "http://club.example"+tt.target, nil), nil)
+		rule, err := tt.h.ruleFor(r)
+		got := open
+		switch {
+		case err == errBadPath:
+			got = refused
+		case err != nil:
+			got = err.Error()
+		case rule != nil:
+			got = protected
+		}
+		if got != tt.want {
+			t.Errorf("ruleFor(%q): %s, want %s", tt.target, got, tt.want)
 		}
 	}
 }

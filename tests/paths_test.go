@@ -166,11 +166,12 @@ func gets(targets ...string) []pathCase {
 
 // HS-3: however the path of a protected page is dressed up (encodings,
 // ;parameters, backslashes, trailing dots and spaces, case, NUL, the
-// directory without its slash, another method, headers naming another
-// path), a member who has not passed the second factor is stopped at the
-// gateway, and nothing reaches the upstream.
+// directory without its slash, a decoded "?" or "#", letters that fold
+// into ASCII, best-fit forms, NTFS streams, another method, headers naming
+// another path), a member who has not passed the second factor is stopped
+// at the gateway, and nothing reaches the upstream.
 func TestProtectedPathsCannotBeEncodedAround(t *testing.T) {
-	verified, b, up := startLogged(t, "protect /members/*")
+	verified, b, up := startLogged(t, "protect /members/* {\n\t\texcept *.css\n\t}")
 	cases := gets(
 		"/members/x", "/members", "/members/", "/members;/x", "/x/..;/members/x", "/members%5cx", `/members\x`,
 		"/members./x", "/members%20/x", "/members%00/x", "/members/%2e%2e/members/x", "//members/x",
@@ -178,6 +179,14 @@ func TestProtectedPathsCannotBeEncodedAround(t *testing.T) {
 		"/public/%252e%252e/members/x", "/members%3b/x", "/members;jsessionid=1/x", "/members.%20/x",
 		"/members/..%3b/members/x", `/public/..\members\x`, "/members/.../x", "/members/%2525252e", "/members/%zz",
 		"http://"+b.e.host+"/members/x",
+		// Read as /members/x by an upstream that decodes before it splits
+		// off the query, folds case, converts with best fit or opens NTFS
+		// streams.
+		"/members/x%3f/../../public/y", "/members/x%23/../../public/y", "/members/x%253f/../../public/y",
+		"/members%3f/../x", "/members/secret%3f.css", "/member%C5%BF/x", "/MEMBER%C5%BF/x",
+		"/public/%c0%ae%c0%ae/members/x", "/public/%ef%bc%8e%ef%bc%8e/members/x", "/public/%e2%80%a5/members/x",
+		"/public/..%ef%bc%8fmembers/x", "/public/..%ef%bc%bcmembers/x", "/public/..%c2%a5members/x",
+		"/members::$INDEX_ALLOCATION/x", "/members:$I30:$INDEX_ALLOCATION/x", "/members::%24INDEX_ALLOCATION/x",
 	)
 	for _, m := range []string{http.MethodHead, http.MethodOptions, http.MethodPost, http.MethodPut, http.MethodDelete, "PROPFIND"} {
 		cases = append(cases, pathCase{m, "/members/x", overrideHeaders})
@@ -191,6 +200,8 @@ func TestProtectedPathsCannotBeEncodedAround(t *testing.T) {
 	checkNoOverrideHeaders(t, "POST /public/x", checkPasses(t, b, up, http.MethodPost, "/public/x", overrideHeaders))
 	checkPasses(t, b, up, http.MethodGet, "/membersonly", nil)
 	checkPasses(t, b, up, http.MethodGet, "/public/x;jsessionid=1", nil)
+	checkPasses(t, b, up, http.MethodGet, "/members/site.css", nil)
+	checkPasses(t, b, up, http.MethodGet, "/wiki/Help:Contents", nil)
 	// So does a verified member, on the paths as they are.
 	seen := checkPasses(t, verified, up, http.MethodGet, "/members/x;jsessionid=1", overrideHeaders)
 	checkNoOverrideHeaders(t, "verified GET /members/x", seen)
@@ -211,8 +222,34 @@ func TestDenyByDefaultExceptionsCannotBeStretched(t *testing.T) {
 		`/public\..\x`, "/public/%252e%252e/x", "/public/%2e%2e/x", "/public/..%2fx", "/public./x",
 		"/public%20/x", "/public/.../x", "/public/x%00", `/public;\..\x`, "/public/x/..;/..;/x",
 		"/x%2f..%2fpublic/y", "/public%2fx",
+		"/members/x%3f/../../public/y", "/members/x%23/../../public/y", "/members/x%253f/../../public/y",
+		"/public/%c0%ae%c0%ae/members/x", "/public/%ef%bc%8e%ef%bc%8e/members/x", "/public/%e2%80%a5/members/x",
+		"/public/..%ef%bc%8fmembers/x", "/public/..%c2%a5members/x",
 	))
-	for _, target := range []string{"/public/x", "/public/X", "/public/x;jsessionid=1", "/public/a%20b", "//public/x", "/public/a%2Fb"} {
+	for _, target := range []string{
+		"/public/x", "/public/X", "/public/x;jsessionid=1", "/public/a%20b", "//public/x", "/public/a%2Fb",
+		"/public/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B",
+	} {
 		checkPasses(t, b, up, http.MethodGet, target, nil)
+	}
+}
+
+// Paths in other scripts (here /会員/お知らせ, percent-encoded as browsers
+// send it) are matched like any other: a protected one is challenged, a
+// public one reaches the upstream as sent.
+func TestNonASCIIPaths(t *testing.T) {
+	verified, b, up := startLogged(t, "protect /会員/*")
+	const notices = "/%E4%BC%9A%E5%93%A1/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B"
+	if r := b.raw(http.MethodGet, notices, nil); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Errorf("GET %s: %d %q, want a challenge", notices, r.status, r.location())
+	}
+	checkStopped(t, b, up, gets(notices, "/%E4%BC%9A%E5%93%A1"))
+	for _, target := range []string{"/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B/2024", "/caf%C3%A9/%C3%84rger"} {
+		if seen := checkPasses(t, b, up, http.MethodGet, target, nil); seen.uri != target {
+			t.Errorf("GET %s reached the upstream as %s", target, seen.uri)
+		}
+	}
+	if seen := checkPasses(t, verified, up, http.MethodGet, notices, nil); seen.uri != notices {
+		t.Errorf("verified GET %s reached the upstream as %s", notices, seen.uri)
 	}
 }
