@@ -70,7 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
 		(pol.Remember > 0 || !s.Remembered) && pol.Allows(s.Method) {
-		if flow.RenewalDue(&s, u) {
+		if flow.RenewalDue(u) {
 			// Nothing protected until the rest of the set is replaced.
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
 		}
@@ -101,6 +101,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if ok, err := h.flow.UseRememberedDevice(w, r, b, &id, pol, now); err != nil {
 			return refuse(r, h.flow.Unavailable(w, r, "device", err))
 		} else if ok {
+			if flow.RenewalDue(u) {
+				// A device remembered since the code was used: the
+				// session it began is held back like any other.
+				return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
+			}
 			setUpstream(r, id.ID, "device", true)
 			return h.pass(w, r, next)
 		}

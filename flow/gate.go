@@ -61,17 +61,23 @@ func (f *Flow) NeedSecondFactor(w http.ResponseWriter, r *http.Request, page str
 	return f.needPage(w, r, page, "second_factor_required")
 }
 
-// NeedRecoveryRenewal holds back a member whose session came from a
-// recovery code until they have replaced the set (RenewalDue): page loads
-// go to the renewal step, other requests get 401.
+// NeedRecoveryRenewal holds back a member who used a recovery code until
+// they have replaced the set (RenewalDue): page loads go to the renewal
+// step, other requests get 401.
 func (f *Flow) NeedRecoveryRenewal(w http.ResponseWriter, r *http.Request) error {
 	return f.needPage(w, r, "recovery", "recovery_renew_required")
 }
 
-// RenewalDue reports whether s was verified with a recovery code from a
-// set the member has not replaced since.
-func RenewalDue(s *session.Session, u *challenge.User) bool {
-	return s.Method == challenge.MethodRecovery && u.MustRenewRecovery()
+// RenewalDue reports whether the member used a recovery code and has not
+// replaced the set since. It holds for every session of theirs, not only
+// the one the code began: a session minted by enrolling a new method, or
+// a sign-in in another browser, must not reach protected paths with the
+// rest of a set that was relied on either. Sessions and remembered
+// devices from before the code was used ended with it (UseRecoveryCode
+// bumps the epoch and clears the devices), so no timestamp is compared:
+// instances whose clocks differ could not get that wrong.
+func RenewalDue(u *challenge.User) bool {
+	return u.MustRenewRecovery()
 }
 
 func (f *Flow) needPage(w http.ResponseWriter, r *http.Request, page, msg string) error {

@@ -36,6 +36,14 @@ const (
 	// yet, or has a session as stepUp asks. A stolen password alone cannot
 	// add a method to an enrolled member.
 	mayEnrol
+	// stepUpOrRenewal: stepUp, except while the member's recovery codes
+	// are due for renewal (RenewalDue), when a live session verified with
+	// a code counts however long ago that was. The renewal step declares
+	// it: nothing else is open to such a session, and a member who signed
+	// in with their last recovery code has nothing left to step up with.
+	// With no renewal due it is stepUp, so it never lets a session make
+	// codes that stepUp would refuse.
+	stepUpOrRenewal
 )
 
 var guardNames = []struct {
@@ -43,7 +51,7 @@ var guardNames = []struct {
 	name string
 }{
 	{signedIn, "signed in"}, {csrfToken, "CSRF token"}, {enrolled, "enrolled"},
-	{stepUp, "step-up"}, {mayEnrol, "may enrol"},
+	{stepUp, "step-up"}, {mayEnrol, "may enrol"}, {stepUpOrRenewal, "step-up or renewal"},
 }
 
 func (g guard) String() string {
@@ -89,8 +97,8 @@ var routes = []route{
 	{"POST", "methods/recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
 	{"POST", "methods/devices", signedIn | csrfToken | enrolled | stepUp, (*Flow).forgetDevices},
 
-	{"GET", "recovery", signedIn | enrolled | stepUp, (*Flow).renewRecoveryPage},
-	{"POST", "recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
+	{"GET", "recovery", signedIn | enrolled | stepUpOrRenewal, (*Flow).renewRecoveryPage},
+	{"POST", "recovery", signedIn | csrfToken | enrolled | stepUpOrRenewal, (*Flow).newRecoveryCodes},
 
 	{"GET", "remind", signedIn, (*Flow).remindPage},
 	{"POST", "remind", signedIn | csrfToken, (*Flow).remindLater},
@@ -119,6 +127,10 @@ func newRouter(table []route) router {
 			panic(fmt.Sprintf("flow: route %s %s: only posts carry a CSRF token", r.method, r.path))
 		case r.method != http.MethodGet && r.method != http.MethodPost:
 			panic(fmt.Sprintf("flow: route %s %s: only GET and POST", r.method, r.path))
+		case r.guards&stepUpOrRenewal != 0 && r.guards&(stepUp|mayEnrol) != 0:
+			panic(fmt.Sprintf("flow: route %s %s: step-up or renewal is instead of step-up, not beside it", r.method, r.path))
+		case r.guards&stepUpOrRenewal != 0 && r.guards&enrolled == 0:
+			panic(fmt.Sprintf("flow: route %s %s: step-up or renewal needs an enrolled member", r.method, r.path))
 		}
 		if rt[r.path] == nil {
 			rt[r.path] = map[string]*route{}
@@ -224,7 +236,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		p.page.CSRF = p.jar.CSRFToken(p.csrf, p.id.ID)
 	}
 
-	if rt.guards&(enrolled|stepUp|mayEnrol) == 0 {
+	if rt.guards&(enrolled|stepUp|mayEnrol|stepUpOrRenewal) == 0 {
 		return false, nil
 	}
 	if p.user, err = p.e.State(r.Context(), p.id.ID); err != nil {
@@ -233,9 +245,14 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
 		return true, seeOther(p, f.pageURL(p, "enrol"))
 	}
-	needStepUp := rt.guards&stepUp != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
+	needStepUp := rt.guards&(stepUp|stepUpOrRenewal) != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
 	if needStepUp {
-		s, ok := f.stepUpSession(p)
+		// From the record just loaded: once the set is replaced, stepUp
+		// again. Two posts already past here may both make a set, like a
+		// double click; the later stands, and the session gets no more
+		// than the renewal it was due.
+		renewal := rt.guards&stepUpOrRenewal != 0 && RenewalDue(p.user)
+		s, ok := f.stepUpSession(p, renewal)
 		if !ok {
 			return true, f.toChallenge(p, rt)
 		}
@@ -267,12 +284,13 @@ func (f *Flow) newCSRF(p *request) {
 }
 
 // stepUpSession returns the request's live session when it was verified
-// with a code (not a remembered device) within the step-up window.
-func (f *Flow) stepUpSession(p *request) (*session.Session, bool) {
+// with a code (not a remembered device) within the step-up window, or at
+// any time when anyTime (the renewal step, while one is due).
+func (f *Flow) stepUpSession(p *request, anyTime bool) (*session.Session, bool) {
 	s := new(session.Session)
 	now := clock.Now()
 	if !p.jar.Session(p.r, p.id.ID, s) || s.Remembered ||
-		now.Unix()-s.Issued >= int64(f.cfg.StepUp.Seconds()) || !f.SessionLive(s, &p.id, p.user, now) {
+		(!anyTime && now.Unix()-s.Issued >= int64(f.cfg.StepUp.Seconds())) || !f.SessionLive(s, &p.id, p.user, now) {
 		return nil, false
 	}
 	return s, true

@@ -99,16 +99,28 @@ type browser struct {
 // (remembered: from a remembered device instead).
 func (fx *fixture) sessionFor(user string, age time.Duration, remembered bool) string {
 	fx.t.Helper()
+	return fx.sessionWith(user, challenge.MethodTOTP, age, remembered)
+}
+
+// sessionWith is sessionFor with the method the session was verified by.
+func (fx *fixture) sessionWith(user, method string, age time.Duration, remembered bool) string {
+	fx.t.Helper()
+	u := fx.state(user)
+	now := fx.clock.Now()
+	s := session.Session{
+		User: user, ID: session.NewID(), Method: method, Epoch: u.Epoch, Remembered: remembered,
+		Issued: now.Add(-age).Unix(), LastSeen: now.Unix(), Expires: now.Add(time.Hour).Unix(),
+	}
+	return fx.b.Jar.Codec().EncodeSession(&s)
+}
+
+func (fx *fixture) state(user string) *challenge.User {
+	fx.t.Helper()
 	u, err := fx.b.Engine.State(context.Background(), user)
 	if err != nil {
 		fx.t.Fatal(err)
 	}
-	now := fx.clock.Now()
-	s := session.Session{
-		User: user, ID: session.NewID(), Method: challenge.MethodTOTP, Epoch: u.Epoch, Remembered: remembered,
-		Issued: now.Add(-age).Unix(), LastSeen: now.Unix(), Expires: now.Add(time.Hour).Unix(),
-	}
-	return fx.b.Jar.Codec().EncodeSession(&s)
+	return u
 }
 
 // do sends rt's request as br, with the form token token (for posts).
@@ -224,7 +236,8 @@ func TestEveryStepUpRouteRefusesASessionWithoutARecentCode(t *testing.T) {
 	checked := 0
 	for i := range routes {
 		rt := &routes[i]
-		if rt.guards&(stepUp|mayEnrol) == 0 {
+		// stepUpOrRenewal is stepUp while no renewal is due, as here.
+		if rt.guards&(stepUp|mayEnrol|stepUpOrRenewal) == 0 {
 			continue
 		}
 		checked++

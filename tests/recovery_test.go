@@ -309,3 +309,109 @@ func TestRecoveryCodeInputBounded(t *testing.T) {
 		t.Fatalf("the code after the long inputs: %d", r.status)
 	}
 }
+
+// RC-7: the new set after a recovery code needs no second code however
+// long the member takes over it, even with no recovery code left to give;
+// every other change of methods still does, and once the set is made so
+// does another.
+func TestRecoveryRenewalAfterStepUp(t *testing.T) {
+	e := start(t, setup{})
+	for _, tc := range []struct {
+		member string
+		uses   int
+	}{{"alice", 1}, {"bob", 10}} {
+		owner, _ := enrolled(e, tc.member)
+		x := e.browser()
+		x.login(tc.member)
+		for _, code := range owner.recovery[:tc.uses] {
+			if r := x.useRecovery(code, "/members/"); r.status != http.StatusSeeOther {
+				t.Fatalf("%s: a recovery code: %d", tc.member, r.status)
+			}
+		}
+		e.clock.Advance(11 * time.Minute)
+		if r := x.get("/echo/x"); r.status != http.StatusFound || r.location() != "/.2fa/recovery?return_to=%2Fecho%2Fx" {
+			t.Fatalf("%s: a protected page past step_up: %d %q", tc.member, r.status, r.location())
+		}
+		if r := x.get("/.2fa/methods?return_to=%2Fmembers%2F"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+			t.Fatalf("%s: the settings page past step_up: %d %q", tc.member, r.status, r.location())
+		}
+		renewed := x.renewRecovery("/echo/x")
+		if status, h := x.upstream("/echo/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "recovery" {
+			t.Fatalf("%s: after the new set: %d %q", tc.member, status, h.Get("X-2fa-Method"))
+		}
+
+		// Renewed: another set, or the step itself, needs a recent code.
+		tok := x.csrf("/.2fa/challenge?return_to=%2Fmembers%2F")
+		if r := x.post("/.2fa/recovery", url.Values{"csrf": {tok}, "return_to": {"/members/"}}); r.status != http.StatusSeeOther ||
+			!strings.HasPrefix(r.location(), "/.2fa/challenge?") || len(recoveryCodes(r.body)) != 0 {
+			t.Fatalf("%s: a second set past step_up: %d %q", tc.member, r.status, r.location())
+		}
+		if r := x.get("/.2fa/recovery?return_to=%2Fmembers%2F"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+			t.Fatalf("%s: the renewal step past step_up after the new set: %d %q", tc.member, r.status, r.location())
+		}
+		y := e.browser()
+		y.login(tc.member)
+		if r := y.useRecovery(renewed[0], "/members/"); r.status != http.StatusSeeOther {
+			t.Fatalf("%s: a code of the new set: %d", tc.member, r.status)
+		}
+	}
+}
+
+// RC-8: renewal is the member's, not the session's. A session begun after
+// the recovery code by setting up a new phone, or by a sign-in in another
+// browser, session or remembered device, is held back as well until the
+// set is made, from whichever session.
+func TestRecoveryRenewalForEverySession(t *testing.T) {
+	e := start(t, setup{})
+	alice, _ := enrolled(e, "alice")
+	x := e.browser()
+	x.login("alice")
+	if r := x.useRecovery(alice.recovery[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("a recovery code: %d", r.status)
+	}
+	page := x.get("/.2fa/methods?return_to=%2Fmembers%2F")
+	r := x.post("/.2fa/enrol", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "replace": {"1"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("starting the new phone: %d: %s", r.status, r.body)
+	}
+	secret := enrolmentSecret(t, r.body)
+	e.nextStep()
+	r = x.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {"/members/"}, "code": {e.code(secret, 0)}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("confirming the new phone: %d: %s", r.status, r.body)
+	}
+	heldBack := func(b *browser, who string) {
+		t.Helper()
+		if r := b.get("/echo/x"); r.status != http.StatusFound || r.location() != "/.2fa/recovery?return_to=%2Fecho%2Fx" {
+			t.Fatalf("%s before the new set: %d %q", who, r.status, r.location())
+		}
+	}
+	heldBack(x, "the new phone's session")
+	x.header.Set("Sec-Fetch-Mode", "cors")
+	if r := x.get("/echo/data.json"); r.status != http.StatusUnauthorized || strings.Contains(r.body, `"headers"`) {
+		t.Fatalf("a script of the new phone's session: %d %s", r.status, r.body)
+	}
+	x.header.Del("Sec-Fetch-Mode")
+
+	e.nextStep()
+	y := e.browser()
+	y.login("alice")
+	if r := y.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("the new phone in another browser: %d", r.status)
+	}
+	heldBack(y, "a later sign-in")
+	y.setCookie("2fa_session", "")
+	heldBack(y, "a device remembered after the recovery code")
+	// Its remembered session is no code for the renewal step.
+	if r := y.get("/.2fa/recovery?return_to=%2Fecho%2Fx"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("the renewal step from a remembered device: %d %q", r.status, r.location())
+	}
+
+	x.renewRecovery("/echo/x")
+	if status, h := x.upstream("/echo/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "totp" {
+		t.Fatalf("the new phone's session after the new set: %d %q", status, h.Get("X-2fa-Method"))
+	}
+	if status, h := y.upstream("/echo/x"); status != http.StatusOK || h.Get("X-2fa-Method") != "device" {
+		t.Fatalf("the remembered browser after the new set: %d %q", status, h.Get("X-2fa-Method"))
+	}
+}

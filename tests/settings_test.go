@@ -315,8 +315,9 @@ func TestNewPhoneForTheOnlyMethod(t *testing.T) {
 		t.Fatal("new recovery codes not offered")
 	}
 	// The old phone and its sessions are done; the new phone works.
-	if s, _ := probe.upstream("/echo/x"); s == http.StatusOK {
-		t.Fatal("a session from the old phone survived")
+	// Ended, not only held back for the new recovery codes.
+	if r := probe.get("/echo/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("a session from the old phone survived: %d %q", r.status, r.location())
 	}
 	c.nextStep()
 	fresh := c.browser()
@@ -379,12 +380,13 @@ func TestForgettingEndsDeviceSessions(t *testing.T) {
 	if r := x.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
 		t.Fatalf("recovery: %d", r.status)
 	}
-	if s, _ := d2.upstream("/echo/x"); s == http.StatusOK {
-		t.Fatal("a session survived a recovery code")
+	// Ended, not only held back for the new set.
+	if r := d2.get("/echo/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("a session survived a recovery code: %d %q", r.status, r.location())
 	}
 	d2.setCookie("2fa_session", "")
-	if s, _ := d2.upstream("/echo/x"); s == http.StatusOK {
-		t.Fatal("a remembered device survived a recovery code")
+	if r := d2.get("/echo/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("a remembered device survived a recovery code: %d %q", r.status, r.location())
 	}
 	x.renewRecovery("/members/")
 	if s, _ := x.upstream("/echo/x"); s != http.StatusOK {
