@@ -156,11 +156,10 @@ func (h *Handler) ruleFor(r *http.Request) (*Rule, error) {
 	if !slash && !needsCanonical(r.URL.Path) {
 		return rule, nil
 	}
-	canon, err := canonicalPath(r.URL.Path)
+	forms, err := pathForms(r.URL.Path)
 	if err != nil {
 		return nil, err
 	}
-	forms := []string{canon}
 	if slash {
 		forms = append(forms, keepEncodedSlashes(r.URL))
 	}

@@ -65,14 +65,15 @@ type Identity struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// How member IDs are compared: "exact", byte for byte as the source
-	// gives them, or "fold", with the ASCII letters A-Z compared without
-	// case ("Alice" and "alice" are one member) and every other character
-	// exactly. Choose "fold" when the member site treats IDs without
-	// regard to case but may echo one as it was typed: with "exact", each
-	// spelling would be a gateway account of its own, with its own
-	// enrolment and lockout. Only ASCII is folded because Unicode folding
-	// would join IDs a member site keeps apart (Kelvin sign and k, long s
-	// and s). Switching to "fold" later makes members whose ID has
+	// gives them, or "fold", in lower case ("Alice" and "alice", "Ärger"
+	// and "ärger" are one member). Choose "fold" when the member site
+	// treats IDs without regard to case but may echo one as it was
+	// typed: with "exact", each spelling would be a gateway account of
+	// its own, with its own enrolment and lockout. Characters whose lower
+	// case is ASCII (the Kelvin sign, dotted capital I) are kept as they
+	// are, and characters that are already lower case (long s, ligatures)
+	// are not folded further, so no ID joins another that a member site
+	// keeps apart. Switching to "fold" later makes members whose ID has
 	// capitals enrol again. Default: exact.
 	IDCase string `json:"id_case,omitempty"`
 }
@@ -226,21 +227,26 @@ func (s foldedSource) resolve(r *http.Request) (flow.Identity, error) {
 	return id, err
 }
 
-// foldID returns id with A-Z in lower case, without allocating when it
-// has none (the common case, on every request).
+// foldID returns id in lower case, except for the characters whose lower
+// case is ASCII (the Kelvin sign, dotted capital I): they stay, so that no
+// ID folds onto another that a member site keeps apart. It does not
+// allocate when there is nothing to fold (the common case, on every
+// request).
 func foldID(id string) string {
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(id)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
+		if c := id[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return strings.Map(foldRune, id)
 		}
 	}
 	return id
+}
+
+func foldRune(r rune) rune {
+	l := unicode.ToLower(r)
+	if r >= utf8.RuneSelf && l < utf8.RuneSelf {
+		return r
+	}
+	return l
 }
 
 // headerSource reads the identity from a placeholder or a header set by an

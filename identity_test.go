@@ -721,9 +721,9 @@ func TestFoldID(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice": "alice", "Alice": "alice", "ALICE@EXAMPLE.COM": "alice@example.com",
 		"m-100": "m-100", "": "",
-		// Only ASCII folds: Unicode folding would join IDs member sites
-		// keep apart.
-		"ÅSA": "Åsa", "Straße": "straße", "ſam": "ſam", "\u212Aate": "\u212Aate", "ﬁle": "ﬁle",
+		"ÅSA": "åsa", "Ärger": "ärger", "ΣΊΣΥΦΟΣ": "σίσυφοσ",
+		// Never onto ASCII from elsewhere, nor beyond lower case.
+		"\u212Aate": "\u212Aate", "\u0130nci": "\u0130nci", "ſam": "ſam", "ﬁle": "ﬁle", "Straße": "straße",
 	} {
 		if got := foldID(in); got != want {
 			t.Errorf("foldID(%q) = %q, want %q", in, got, want)

@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Protected paths that an encoding cannot get around.
@@ -72,28 +74,64 @@ func needsCanonical(p string) bool {
 	return false
 }
 
-// canonicalPath returns the decoded path p as the most lenient upstream
-// would read it: decoded again while it holds percent escapes, "\" read as
-// "/", each segment cut at ";" and stripped of trailing dots and spaces,
-// doubled slashes merged and dot segments resolved. Case is kept. It
-// refuses what misread finds after any decode, more than maxExtraDecodes
-// further decodes, and what servers resolve in different ways: segments
-// of only dots and spaces other than "." and "..", and "\" together with
-// ";".
+// canonicalPath returns the main reading of the decoded path p (see
+// pathForms), or errBadPath.
 func canonicalPath(p string) (string, error) {
+	forms, err := pathForms(p)
+	if err != nil {
+		return "", err
+	}
+	return forms[0], nil
+}
+
+// pathForms returns the ways an upstream may read the decoded path p,
+// each canonical, the most lenient first: decoded again while it holds
+// percent escapes, "\" read as "/", each segment cut at ";" and stripped of
+// trailing dots and spaces, doubled slashes merged and dot segments
+// resolved; then the same cut at a "?" or "#" that decoding made (PHP
+// routers and rewrite rules that decode before splitting off the query);
+// then each of those as best-fit conversion and case folding read it
+// (bestFit). Case is kept. It refuses what misread finds after any
+// decode, more than maxExtraDecodes further decodes, and what servers
+// resolve in different ways: segments of only dots and spaces other than
+// "." and "..", and "\" together with ";".
+func pathForms(p string) ([]string, error) {
+	var cuts []string
 	for round := 0; ; round++ {
 		if misread(p) {
-			return "", errBadPath
+			return nil, errBadPath
+		}
+		if i := strings.IndexAny(p, "?#"); i >= 0 {
+			cuts = append(cuts, p[:i])
 		}
 		decoded, changed := unescape(p)
 		if !changed {
 			break
 		}
 		if round == maxExtraDecodes {
-			return "", errBadPath
+			return nil, errBadPath
 		}
 		p = decoded
 	}
+	readings := append([]string{p}, cuts...)
+	for _, r := range readings[:len(readings):len(readings)] {
+		if fit, ok := bestFit(r); ok {
+			readings = append(readings, fit)
+		}
+	}
+	forms := make([]string, len(readings))
+	for i, r := range readings {
+		c, err := canonical(r)
+		if err != nil {
+			return nil, err
+		}
+		forms[i] = c
+	}
+	return forms, nil
+}
+
+// canonical applies the clean-up of pathForms to one reading.
+func canonical(p string) (string, error) {
 	if strings.Contains(p, `\`) && strings.Contains(p, ";") {
 		// Servlet containers cut parameters before they read "\" as
 		// "/", the rest the other way round: /public;\..\members is
@@ -139,56 +177,102 @@ func keepEncodedSlashes(u *url.URL) string {
 }
 
 // misread reports whether p, a path after some decode round, holds what
-// an upstream may read as another path and no member site needs:
-//   - a control character (NUL included);
-//   - "?" or "#", where an upstream that decodes first ends the path;
-//   - invalid UTF-8 (overlong %c0%ae is "." to a best-fit conversion);
-//   - a character that lookalike reports;
-//   - an NTFS stream: a ':' and a later ":$" in one segment, as in
-//     dir::$INDEX_ALLOCATION and dir:$I30:$INDEX_ALLOCATION.
+// no member site needs and upstreams read in ways too many to follow: a
+// control character (NUL included), or invalid UTF-8 other than the
+// overlong two-byte forms that bestFit reads.
 func misread(p string) bool {
-	colon := false // a ':' earlier in this segment
 	for i := 0; i < len(p); {
 		c := p[i]
-		if c >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(p[i:])
-			if r == utf8.RuneError && n == 1 || lookalike(r) {
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
 				return true
 			}
+			i++
+			continue
+		}
+		if r, n := utf8.DecodeRuneInString(p[i:]); r != utf8.RuneError || n > 1 {
 			i += n
 			continue
 		}
-		switch {
-		case c < 0x20 || c == 0x7f || c == '?' || c == '#':
-			return true
-		case c == '/' || c == '\\':
-			colon = false
-		case c == ':':
-			if colon && i+1 < len(p) && p[i+1] == '$' {
-				return true
-			}
-			colon = true
+		if (c == 0xc0 || c == 0xc1) && i+1 < len(p) && p[i+1]&0xc0 == 0x80 {
+			i += 2
+			continue
 		}
-		i++
+		return true
 	}
 	return false
 }
 
-// lookalike reports whether an upstream may read r as ASCII: the letters
-// that case folding or upper-casing turns into ASCII ones (NTFS, APFS,
-// Java's equalsIgnoreCase; U+0130 İ too, but Caddy's matcher lowercases
-// it to i already), the ligatures that Java's toUpperCase spells in ASCII,
-// and forms of ".", "/" and "\" that Windows' best-fit conversion (¥ and ₩
-// in the Japanese and Korean code pages) or NFKC turns into them.
-func lookalike(r rune) bool {
-	switch r {
-	case '\u017f', '\u0131', '\u212a', // ſ ı K: s i k
-		'\uff0e', '\u2024', '\u2025', '\ufe52', // ． ․ ‥ ﹒: . ..
-		'\uff0f', '\u2215', '\u2044', // ／ ∕ ⁄: /
-		'\uff3c', '\u2216', '\ufe68', '\u00a5', '\u20a9': // ＼ ∖ ﹨ ¥ ₩: \
-		return true
+// bestFit returns p as an upstream reads it that maps characters to ASCII
+// lookalikes: Windows' best-fit conversion of a path to a code page
+// (fullwidth forms, accented letters without their accents, ¥ and ₩ as
+// "\" in the Japanese and Korean code pages, overlong UTF-8), case
+// folding and upper-casing (ſ ı K, ligatures), and NTFS, which drops a
+// stream name (dir::$INDEX_ALLOCATION is dir). The reading is cut at a
+// "?" or "#" it makes. It reports false when p has nothing to map.
+func bestFit(p string) (string, bool) {
+	if !strings.Contains(p, ":$") {
+		ascii := true
+		for i := 0; i < len(p); i++ {
+			if p[i] >= utf8.RuneSelf {
+				ascii = false
+				break
+			}
+		}
+		if ascii {
+			return "", false
+		}
 	}
-	return '\ufb00' <= r && r <= '\ufb06' // ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ
+	var b strings.Builder
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		if (c == 0xc0 || c == 0xc1) && i+1 < len(p) && p[i+1]&0xc0 == 0x80 {
+			b.WriteByte((c&0x1f)<<6 | p[i+1]&0x3f)
+			i += 2
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(p[i:])
+		i += n
+		switch {
+		case '\uff01' <= r && r <= '\uff5e': // fullwidth ASCII
+			b.WriteRune(r - 0xfee0)
+		case asciiLookalikes[r] != "":
+			b.WriteString(asciiLookalikes[r])
+		default:
+			for _, d := range norm.NFKD.String(string(r)) {
+				if !unicode.Is(unicode.Mn, d) {
+					b.WriteRune(d)
+				}
+			}
+		}
+	}
+	out := b.String()
+	segs := strings.Split(strings.ReplaceAll(out, `\`, "/"), "/")
+	for i, s := range segs {
+		if strings.Contains(s, ":$") {
+			segs[i], _, _ = strings.Cut(s, ":")
+		}
+	}
+	out = strings.Join(segs, "/")
+	if j := strings.IndexAny(out, "?#"); j >= 0 {
+		out = out[:j]
+	}
+	return out, out != p
+}
+
+// asciiLookalikes are the characters that upstreams read as ASCII and
+// that NFKD leaves alone or maps elsewhere.
+var asciiLookalikes = map[rune]string{
+	'\u017f': "s", '\u0131': "i", '\u212a': "k", // ſ ı K, by case folding
+	'\u2024': ".", '\u2025': "..", '\ufe52': ".", // ․ ‥ ﹒
+	'\u2215': "/", '\u2044': "/", // ∕ ⁄
+	'\u2216': `\`, '\ufe68': `\`, '\u00a5': `\`, '\u20a9': `\`, // ∖ ﹨ ¥ ₩
+	'\ufb00': "ff", '\ufb01': "fi", '\ufb02': "fl", '\ufb03': "ffi", '\ufb04': "ffl", '\ufb05': "st", '\ufb06': "st",
 }
 
 // unescape decodes every valid %XX in p and leaves any other "%" as it

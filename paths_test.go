@@ -9,8 +9,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestNeedsCanonical(t *testing.T) {
@@ -100,36 +102,38 @@ func TestCanonicalPath(t *testing.T) {
 		{"/members/..;x. /y", "/y"},
 		{"/members/%2525252e", ""},
 		{`/members;\x`, ""},
-		// A "?" or "#" that decoding made, after any round.
-		{"/members/x?/../../public/y", ""},
-		{"/members/x#/../../public/y", ""},
-		{"/members/x%3f/../../public/y", ""},
-		{"/members/x%253F/../../public/y", ""},
-		{"/members/secret?.css", ""},
-		// Letters that fold into ASCII ones.
-		{"/member\u017f/x", ""},
-		{"/adm\u0131n/x", ""},
-		{"/\u212aey", ""},
-		{"/members/%ef%ac%81le", ""}, // ﬁ
+		// A "?" or "#" that decoding made, after any round: the main
+		// reading keeps it (TestPathForms shows the cut readings).
+		{"/members/x?/../../public/y", "/public/y"},
+		{"/members/x#/../../public/y", "/public/y"},
+		{"/members/x%3f/../../public/y", "/public/y"},
+		{"/members/x%253F/../../public/y", "/public/y"},
+		{"/members/secret?.css", "/members/secret?.css"},
+		// Letters that fold into ASCII ones, and the rest: read as they
+		// are here, as ASCII in the best-fit reading.
+		{"/member\u017f/x", "/member\u017f/x"},
+		{"/adm\u0131n/x", "/adm\u0131n/x"},
+		{"/\u212aey", "/\u212aey"},
+		{"/members/%ef%ac%81le", "/members/\ufb01le"}, // ﬁ
 		// Invalid UTF-8, overlong forms included, and lookalikes of ".",
 		// "/" and "\".
-		{"/public/\xc0\xae\xc0\xae/members/x", ""},
-		{"/public/%c0%ae%c0%ae/members/x", ""},
+		{"/public/\xc0\xae\xc0\xae/members/x", "/public/\xc0\xae\xc0\xae/members/x"},
+		{"/public/%c0%ae%c0%ae/members/x", "/public/\xc0\xae\xc0\xae/members/x"},
 		{"/public/%e0%80%ae/x", ""},
 		{"/x/\xff", ""},
 		{"/x/\xed\xa0\x80", ""}, // a UTF-16 surrogate
-		{"/public/\uff0e\uff0e/members/x", ""},
-		{"/public/%ef%bc%8e%ef%bc%8e/members/x", ""},
-		{"/public/\u2025/members/x", ""},
-		{"/public/..\uff0fmembers/x", ""},
-		{"/public/..\u2215members/x", ""},
-		{"/public/..\uff3cmembers/x", ""},
-		{"/public/..\u00a5members/x", ""},
+		{"/public/\uff0e\uff0e/members/x", "/public/\uff0e\uff0e/members/x"},
+		{"/public/%ef%bc%8e%ef%bc%8e/members/x", "/public/\uff0e\uff0e/members/x"},
+		{"/public/\u2025/members/x", "/public/\u2025/members/x"},
+		{"/public/..\uff0fmembers/x", "/public/..\uff0fmembers/x"},
+		{"/public/..\u2215members/x", "/public/..\u2215members/x"},
+		{"/public/..\uff3cmembers/x", "/public/..\uff3cmembers/x"},
+		{"/public/..\u00a5members/x", "/public/..\u00a5members/x"},
 		// NTFS streams.
-		{"/members::$INDEX_ALLOCATION/x", ""},
-		{"/members:$I30:$INDEX_ALLOCATION/x", ""},
-		{`/x\members::$index_allocation\y`, ""},
-		{"/members/x.php::%24DATA", ""},
+		{"/members::$INDEX_ALLOCATION/x", "/members::$INDEX_ALLOCATION/x"},
+		{"/members:$I30:$INDEX_ALLOCATION/x", "/members:$I30:$INDEX_ALLOCATION/x"},
+		{`/x\members::$index_allocation\y`, "/x/members::$index_allocation/y"},
+		{"/members/x.php::%24DATA", "/members/x.php::$DATA"},
 		// Other non-ASCII text, and colons, are paths like any other.
 		{"/会員/お知らせ", "/会員/お知らせ"},
 		{"/会員/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", "/会員/お知らせ"},
@@ -149,6 +153,31 @@ func TestCanonicalPath(t *testing.T) {
 		}
 		if err != nil || got != tt.want {
 			t.Errorf("canonicalPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// Besides the main reading, a path has the readings of upstreams that
+// split at a decoded "?" or "#" and of best-fit conversion, case folding
+// and NTFS.
+func TestPathForms(t *testing.T) {
+	for in, want := range map[string][]string{
+		"/members/x%3f/../../public/y":           {"/public/y", "/members/x"},
+		"/members/x%253F/../../public/y":         {"/public/y", "/members/x"},
+		"/member\u017f/x":                        {"/member\u017f/x", "/members/x"},
+		"/\uff4dembers/x":                        {"/\uff4dembers/x", "/members/x"},
+		"/m\u0113mbers/x":                        {"/m\u0113mbers/x", "/members/x"},
+		"/public/\xc0\xae\xc0\xae/members/x":     {"/public/\xc0\xae\xc0\xae/members/x", "/members/x"},
+		"/public/\uff0e\uff0e/members/x":         {"/public/\uff0e\uff0e/members/x", "/members/x"},
+		"/public/..\u00a5members/x":              {"/public/..\u00a5members/x", "/members/x"},
+		"/members::$INDEX_ALLOCATION/x":          {"/members::$INDEX_ALLOCATION/x", "/members/x"},
+		"/x/\ufb01le":                            {"/x/\ufb01le", "/x/file"},
+		"/\u4f1a\u54e1/\u304a\u77e5\u3089\u305b": {"/\u4f1a\u54e1/\u304a\u77e5\u3089\u305b"},
+		"/members/x":                             {"/members/x"},
+	} {
+		got, err := pathForms(in)
+		if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("pathForms(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }
@@ -239,7 +268,20 @@ var serverReadings = map[string]func(u *url.URL) string{
 			}
 			b.WriteByte(c)
 		}
-		p := strings.NewReplacer("\uff0e", ".", "\uff0f", "/", "\uff3c", `\`, "\u00a5", `\`).Replace(b.String())
+		p := strings.NewReplacer("\u00a5", `\`, "\u20a9", `\`).Replace(b.String())
+		p = strings.Map(func(r rune) rune {
+			if '\uff01' <= r && r <= '\uff5e' {
+				return r - 0xfee0 // fullwidth ASCII
+			}
+			return r
+		}, p)
+		// Accented letters lose their accents.
+		p = strings.Map(func(r rune) rune {
+			if unicode.Is(unicode.Mn, r) {
+				return -1
+			}
+			return r
+		}, norm.NFKD.String(p))
 		return iisRead(ntfsStream.ReplaceAllString(p, ""))
 	},
 	// PHP routers, mod_rewrite backreferences: decoded (once more), then
@@ -311,6 +353,7 @@ func FuzzProtectedPath(f *testing.F) {
 		"/members/x%3f/../../public/y", "/members/x%23/../../public/y", "/members/x%253f/../../public/y",
 		"/members%3f/../x", "/member%C5%BF/x", "/public/%c0%ae%c0%ae/members/x",
 		"/public/%ef%bc%8e%ef%bc%8e/members/x", "/members::$INDEX_ALLOCATION/x", "/public/%E4%BC%9A",
+		"/%EF%BD%8Dembers/x", "/m%C4%93mbers/x", "/wiki/C%23", "/public/%EF%BC%8E%EF%BC%8E/x",
 	} {
 		f.Add(s)
 	}
@@ -421,36 +464,50 @@ func TestRuleForMisreadPaths(t *testing.T) {
 		h            *Handler
 		target, want string
 	}{
-		{members, "/members/x%3f/../../public/y", refused},
-		{members, "/members/x%23/../../public/y", refused},
-		{members, "/members/x%253f/../../public/y", refused},
-		{members, "/members%3f/../x", refused},
-		{members, "/members/secret%3f.css", refused},
-		{members, "/member%C5%BF/x", refused},
-		{members, "/MEMBER%C5%BF/x", refused},
-		{members, "/public/%c0%ae%c0%ae/members/x", refused},
-		{members, "/public/%ef%bc%8e%ef%bc%8e/members/x", refused},
-		{members, "/public/..%ef%bc%8fmembers/x", refused},
-		{members, "/public/..%c2%a5members/x", refused},
-		{members, "/members::$INDEX_ALLOCATION/x", refused},
-		{members, "/members:$I30:$INDEX_ALLOCATION/x", refused},
-		{members, "/members::%24INDEX_ALLOCATION/x", refused},
-		{members, "/adm%C4%B1n/x", refused}, // ı
-		{members, "/%E2%84%AAey", refused},  // K
+		{members, "/members/x%3f/../../public/y", protected},
+		{members, "/members/x%23/../../public/y", protected},
+		{members, "/members/x%253f/../../public/y", protected},
+		{members, "/members%3f/../x", protected},
+		{members, "/members/secret%3f.css", protected},
+		{members, "/member%C5%BF/x", protected},
+		{members, "/MEMBER%C5%BF/x", protected},
+		{members, "/public/%c0%ae%c0%ae/members/x", protected},
+		{members, "/public/%ef%bc%8e%ef%bc%8e/members/x", protected},
+		{members, "/public/..%ef%bc%8fmembers/x", protected},
+		{members, "/public/..%c2%a5members/x", protected},
+		{members, "/members::$INDEX_ALLOCATION/x", protected},
+		{members, "/members:$I30:$INDEX_ALLOCATION/x", protected},
+		{members, "/members::%24INDEX_ALLOCATION/x", protected},
+		{members, "/adm%C4%B1n/x", protected}, // ı
+		{members, "/%E2%84%AAey", open},       // K: /key, not protected here
+		{members, "/%E2%84%AAdmin/x", open},   // K
+		{members, "/adm%E2%84%AAn/x", open},
 		{members, "/members/site.css", open},
+		{members, "/%EF%BD%8Dembers/x", protected}, // ｍembers
+		{members, "/%EF%BC%ADEMBERS/x", protected},
+		{members, "/m%C4%93mbers/x", protected}, // mēmbers
+		{members, "/wiki/C%23", open},
+		{members, "/tags/c%23/questions", open},
+		{members, "/files/report%3Fv2", open},
+		{members, "/price/%C2%A5100", open},
+		{members, "/x/%EF%AC%81le", open},
+		{members, "/caf%E9", refused}, // not UTF-8
+		{members, "/public/%e0%80%ae%e0%80%ae/members/x", refused},
 		{members, "/%E4%BC%9A%E5%93%A1/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", protected},
 		{members, "/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B/x", open},
 		{members, "/adm%C4%B0n/x", protected}, // İ, which Caddy lowercases to i
 		{members, "/wiki/Help:Contents", open},
-		{denyByDefault, "/members/x%3f/../../public/y", refused},
-		{denyByDefault, "/members/x%23/../../public/y", refused},
-		{denyByDefault, "/members/x%253f/../../public/y", refused},
-		{denyByDefault, "/public/%c0%ae%c0%ae/members/x", refused},
-		{denyByDefault, "/public/%ef%bc%8e%ef%bc%8e/members/x", refused},
-		{denyByDefault, "/public/%e2%80%a5/members/x", refused}, // ‥
+		{denyByDefault, "/members/x%3f/../../public/y", protected},
+		{denyByDefault, "/members/x%23/../../public/y", protected},
+		{denyByDefault, "/members/x%253f/../../public/y", protected},
+		{denyByDefault, "/public/%c0%ae%c0%ae/members/x", protected},
+		{denyByDefault, "/public/%ef%bc%8e%ef%bc%8e/members/x", protected},
+		{denyByDefault, "/public/%e2%80%a5/members/x", protected}, // ‥
 		{denyByDefault, "/public/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B", open},
 		{denyByDefault, "/%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B/x", open},
 		{denyByDefault, "/%E4%BC%9A%E5%93%A1/x", protected},
+		{denyByDefault, "/public/c%23/x", open},
+		{denyByDefault, "/public/%EF%BC%8E%EF%BC%8E/public/x", open},
 	} {
 		r := withReplacer(httptest.NewRequest(http.MethodGet, "http://club.example"+tt.target, nil), nil)
 		rule, err := tt.h.ruleFor(r)

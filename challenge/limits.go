@@ -252,8 +252,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 
 // lock writes the lockout that follows prev and returns when it ends. An
 // account's lockouts in a row grow; an address's do not. The record
-// outlives the lockout by as long as a next one counts as in a row, and
-// outlives every counter of the round it closes, so rounds never repeat.
+// outlives the lockout by as long as a next one counts as in a row.
 func (e *Engine) lock(ctx context.Context, key string, prev lockState, grows bool) (time.Time, error) {
 	now := e.now()
 	// An address counter lives up to a window and a minute (addressWindow).
@@ -266,7 +265,9 @@ func (e *Engine) lock(ctx context.Context, key string, prev lockState, grows boo
 		row = prev.row
 	}
 	d := e.lockoutAfter(row)
-	next := lockState{until: now.Add(d), row: row + 1, round: prev.round + 1}
+	// Rounds are unique, not counted up: a record that expired while a
+	// counter of its round lived on must not bring that round back.
+	next := lockState{until: now.Add(d), row: row + 1, round: max(prev.round+1, now.UnixMilli())}
 	if err := e.store.Set(ctx, key, next.encode(), d+memory); err != nil {
 		return time.Time{}, err
 	}

@@ -226,3 +226,22 @@ func TestRightCodeKeepsLockoutWrittenMeanwhile(t *testing.T) {
 		t.Fatalf("after the right code: %v, want the lockout until %s to stand", err, until)
 	}
 }
+
+// A lock record that expires while a counter of its round lives on does
+// not bring that round back: the next lockout starts a round of its own.
+func TestLockoutRoundsNeverRepeat(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 5, Lockout: 15 * time.Minute, MaxAddressFailures: 1000})
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	secret := f.enrol("alice")
+	lockedFor(t, f.clk, guessWrong(t, f.e, f.clk, a, secret, 5), 15*time.Minute)
+	f.clk.Advance(24*time.Hour + 14*time.Minute)
+	if err := guessWrong(t, f.e, f.clk, a, secret, 4); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatal(err)
+	}
+	f.clk.Advance(2 * time.Minute) // the lock record has expired; the count of 4 has not
+	lockedFor(t, f.clk, guessWrong(t, f.e, f.clk, a, secret, 5), 15*time.Minute)
+	f.clk.Advance(15 * time.Minute)
+	if err := guessWrong(t, f.e, f.clk, a, secret, 1); !errors.Is(err, ErrCodeInvalid) {
+		t.Fatalf("first wrong code after the lockout: %v, want a fresh round", err)
+	}
+}
