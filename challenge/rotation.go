@@ -194,25 +194,41 @@ func userID(key string) (string, bool) {
 // key other than the current one. It reads the whole store, a record at a
 // time: run it in the background.
 func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
+	err := e.eachUser(ctx, func(u *User) error {
+		e.observe(u)
+		return nil
+	})
+	if err != nil {
+		return StaleRecords{}, err
+	}
+	return e.StaleRecords(), nil
+}
+
+// eachUser calls visit with every readable member record in the users
+// index, a page at a time, and then marks the count of records under an
+// older key complete, since every record was read.
+func (e *Engine) eachUser(ctx context.Context, visit func(u *User) error) error {
 	after := ""
 	for {
 		ids, err := e.store.IndexPage(ctx, usersIndex, after, indexPage)
 		if err != nil {
-			return StaleRecords{}, err
+			return err
 		}
 		for _, id := range ids {
 			raw, err := e.store.Get(ctx, userKey(id))
 			if errors.Is(err, store.ErrNotFound) {
-				continue // listed, but the record is gone: nothing to count
+				continue // listed, but the record is gone
 			}
 			if err != nil {
-				return StaleRecords{}, err
+				return err
 			}
 			u := &User{}
 			if json.Unmarshal(raw, u) != nil || u.ID != id {
-				continue // refused whenever it is read; nothing to count
+				continue // refused whenever it is read
 			}
-			e.observe(u)
+			if err := visit(u); err != nil {
+				return err
+			}
 		}
 		if len(ids) < indexPage {
 			break
@@ -222,5 +238,5 @@ func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
 	e.stale.mu.Lock()
 	e.stale.complete = true
 	e.stale.mu.Unlock()
-	return e.StaleRecords(), nil
+	return nil
 }

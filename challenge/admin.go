@@ -1,0 +1,209 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Administrative actions: operator tooling that no member triggers. Each
+// is audited with the acting admin (Caddy's admin API acts as "admin
+// endpoint", having no member identity) and, where it changes a member's
+// state, the reason the admin gave.
+
+// InputError reports a bad argument to an administrative action, naming
+// the field, so the admin API and the CLI can say which one to fix.
+type InputError struct {
+	Field   string
+	Problem string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Problem }
+
+// maxReason bounds the reason kept in the audit trail.
+const maxReason = 500
+
+func checkReason(reason string) error {
+	switch r := strings.TrimSpace(reason); {
+	case r == "":
+		return &InputError{"reason", "required: say why, for the audit trail"}
+	case len(r) > maxReason:
+		return &InputError{"reason", fmt.Sprintf("at most %d bytes", maxReason)}
+	}
+	return nil
+}
+
+// RekeyResult counts what a rekey did.
+type RekeyResult struct {
+	// Records is how many member records were read.
+	Records int `json:"records"`
+	// Resealed is how many moved to the current key.
+	Resealed int `json:"resealed"`
+	// Remaining is how many still hold data under another key: those
+	// under a key no longer configured (Unreadable), and any written
+	// meanwhile under an older key by an instance not yet given the
+	// current one.
+	Remaining int `json:"remaining"`
+	// Unreadable is how many hold data under a key no longer configured:
+	// put it back in keys, after the current one, and rekey again.
+	Unreadable int `json:"unreadable"`
+}
+
+// errNoRecord stops an update of a record that is gone: a rekey must not
+// create an empty record in its place.
+var errNoRecord = errors.New("challenge: no record")
+
+// Rekey seals again under the current key every member record still
+// holding data under an older one, so the older keys can be removed
+// without waiting for every member to sign in. It first lists in the users
+// index any record written before it existed, then reads every record: on
+// a large store it takes a while, at one write per stale record.
+func (e *Engine) Rekey(ctx context.Context, actor string) (RekeyResult, error) {
+	res, err := e.rekey(ctx)
+	fields := []zap.Field{zap.String("actor", actor), zap.Int("records", res.Records),
+		zap.Int("resealed", res.Resealed), zap.Int("remaining", res.Remaining), zap.Int("unreadable", res.Unreadable)}
+	if err != nil {
+		e.Audit(Actor{}, "admin_rekey", "error", append(fields, zap.String("reason", reason(err)))...)
+		return res, err
+	}
+	e.Audit(Actor{}, "admin_rekey", "success", fields...)
+	return res, nil
+}
+
+func (e *Engine) rekey(ctx context.Context) (RekeyResult, error) {
+	var res RekeyResult
+	if err := e.IndexUsers(ctx); err != nil {
+		return res, err
+	}
+	err := e.eachUser(ctx, func(u *User) error { return e.rekeyUser(ctx, u, &res) })
+	return res, err
+}
+
+func (e *Engine) rekeyUser(ctx context.Context, u *User, res *RekeyResult) error {
+	res.Records++
+	if older, _ := e.keysOf(u); !older {
+		e.observe(u)
+		return nil
+	}
+	// A write with no change: updateUser re-seals what it can, through
+	// the compare-and-swap that keeps a member's sign-in meanwhile.
+	u, err := e.updateUser(ctx, u.ID, func(u *User) error {
+		if u.Rev == 0 {
+			return errNoRecord
+		}
+		return nil
+	})
+	if errors.Is(err, errNoRecord) {
+		res.Records--
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	older, missing := e.keysOf(u)
+	switch {
+	case missing:
+		res.Remaining++
+		res.Unreadable++
+	case older:
+		res.Remaining++
+	default:
+		res.Resealed++
+	}
+	return nil
+}
+
+// UnlockResult says what an unlock found.
+type UnlockResult struct {
+	// WasLocked reports that a lockout was running.
+	WasLocked bool `json:"was_locked"`
+	// Failures is how many wrong codes in a row it cleared.
+	Failures int64 `json:"failures"`
+}
+
+// Unlock lifts the member's lockout at once, forgets the lockouts before
+// it (the next one lasts Lockout again) and clears the count of wrong
+// codes, so the member has every try again. The round is kept, as a right
+// code keeps it: a guess that read an older round still lands on that
+// round's full counter.
+func (e *Engine) Unlock(ctx context.Context, actor, reason, member string) (UnlockResult, error) {
+	if member == "" {
+		return UnlockResult{}, &InputError{"member", "required: the member's ID"}
+	}
+	if err := checkReason(reason); err != nil {
+		return UnlockResult{}, err
+	}
+	res, err := e.unlock(ctx, lockKey(member), accountMemory, func(round int64) []string {
+		return []string{inRound(failKey(member), round)}
+	})
+	e.auditAdmin(Actor{User: member}, "admin_unlock", actor, reason, res, err)
+	return res, err
+}
+
+// UnlockAddress lifts a client address's lockout at once and clears its
+// count of wrong codes in the current window. IPv6 addresses are locked
+// by /64, so this unlocks the address's /64.
+func (e *Engine) UnlockAddress(ctx context.Context, actor, reason, ip string) (UnlockResult, error) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return UnlockResult{}, &InputError{"address", "not an IP address"}
+	}
+	if err := checkReason(reason); err != nil {
+		return UnlockResult{}, err
+	}
+	ip = addr.String()
+	res, err := e.unlock(ctx, addrLockKey(ip), e.cfg.FailureWindow+2*time.Minute, func(round int64) []string {
+		win, _ := e.addressWindow(round)
+		// The refunds go with the failures, or they would outnumber
+		// the next ones.
+		return []string{addrFailKey(ip) + win, addrOKKey(ip) + win}
+	})
+	e.auditAdmin(Actor{IP: ip}, "admin_unlock_address", actor, reason, res, err)
+	return res, err
+}
+
+// unlock replaces the lock record at key with one of the same round that
+// locks nothing and counts no lockout in a row, then deletes the round's
+// counters (the first is the failure count reported).
+func (e *Engine) unlock(ctx context.Context, key string, memory time.Duration, counters func(round int64) []string) (UnlockResult, error) {
+	var res UnlockResult
+	for range 20 {
+		l, err := e.readLock(ctx, key)
+		if err != nil {
+			return res, err
+		}
+		keys := counters(l.round)
+		if res.Failures, err = e.counter(ctx, keys[0]); err != nil {
+			return res, err
+		}
+		res.WasLocked = l.until.After(e.now())
+		if l.raw != nil {
+			ok, err := e.store.CompareAndSwap(ctx, key, l.raw, lockState{round: l.round}.encode(), memory)
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				continue // a lockout written meanwhile: lift that one
+			}
+		}
+		return res, e.store.Delete(ctx, keys...)
+	}
+	return res, fmt.Errorf("%w: the lock record kept changing", store.ErrUnavailable)
+}
+
+func (e *Engine) auditAdmin(a Actor, event, actor, why string, res UnlockResult, err error) {
+	fields := []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.Bool("was_locked", res.WasLocked), zap.Int64("failures", res.Failures)}
+	if err != nil {
+		e.Audit(a, event, "error", append(fields, zap.String("reason", reason(err)))...)
+		return
+	}
+	e.Audit(a, event, "success", fields...)
+}
