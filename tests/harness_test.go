@@ -79,6 +79,7 @@ type env struct {
 	https   bool
 	port    int
 	logPath string
+	admin   string // Caddy's admin endpoint, or "" when off
 }
 
 // setup describes the gateway configuration of one test.
@@ -98,6 +99,8 @@ type setup struct {
 	clock *clock.Fake
 	// More site blocks after the gateway's own.
 	sites string
+	// Serve Caddy's admin endpoint on a free loopback port (env.admin).
+	admin bool
 }
 
 const defaultPolicy = `
@@ -140,12 +143,16 @@ func (e *env) caddyfile(s setup) string {
 	if e.https {
 		scheme, tlsLine = "https", "tls internal"
 	}
+	admin := "off"
+	if e.admin != "" {
+		admin = e.admin
+	}
 	return fmt.Sprintf(`{
 	log {
 		output file %q
 		format json
 	}
-	admin off
+	admin %s
 	skip_install_trust
 	auto_https disable_redirects
 	persist_config off
@@ -165,7 +172,7 @@ func (e *env) caddyfile(s setup) string {
 	reverse_proxy %s
 }
 %s
-`, e.logPath, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
+`, e.logPath, admin, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
 }
 
 // load adapts and loads a Caddyfile, returning Caddy's error.
@@ -228,6 +235,11 @@ func start(t testing.TB, s setup) *env {
 	// a browser) between finding it and Caddy binding it: try another.
 	for try := 1; ; try++ {
 		e.host = fmt.Sprintf("127.0.0.1:%d", e.port)
+		if s.admin {
+			// A port of its own each time: the endpoint of an earlier
+			// start closes only after the next one binds.
+			e.admin = fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
+		}
 		e.base = fmt.Sprintf("%s://%s", scheme, e.host)
 		err := load(e.caddyfile(s))
 		if err == nil {

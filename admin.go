@@ -1,0 +1,200 @@
+package twofactor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+)
+
+// The admin API: routes under /two-factor/ on Caddy's admin endpoint, which
+// Caddy keeps on localhost by default (or behind its remote-admin mTLS).
+// There is no member identity there, so actions are audited as the
+// operator, adminActor.
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// adminActor names whoever acts through the admin endpoint in the audit
+// trail.
+const adminActor = "admin endpoint"
+
+// maxAdminBody bounds a request body to the admin routes.
+const maxAdminBody = 64 << 10
+
+// AdminAPI is the admin.api.two_factor module: key rotation, unlocking and
+// statistics for the running two_factor app.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.two_factor",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/two-factor/stats", Handler: a.route(http.MethodGet, a.handleStats)},
+		{Pattern: "/two-factor/rekey", Handler: a.route(http.MethodPost, a.handleRekey)},
+		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
+	}
+}
+
+// adminHandler serves one admin route for the running app.
+type adminHandler func(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error
+
+// route checks the method and finds the running app for h.
+func (a *AdminAPI) route(method string, h adminHandler) caddy.AdminHandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Method != method {
+			return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed; use %s", method)}
+		}
+		app, engine, err := a.running(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, app, engine)
+	}
+}
+
+// running finds the two_factor app of the config running now. It is looked
+// up per request, not in Provision: admin modules are loaded for every
+// config, and asking for the app there would create one where none is used.
+func (a *AdminAPI) running(r *http.Request) (*App, *challenge.Engine, error) {
+	app, err := caddy.ActiveContext().AppIfConfigured("two_factor")
+	if err != nil {
+		return nil, nil, caddy.APIError{HTTPStatus: http.StatusNotFound,
+			Err: errors.New("two_factor: no two_factor app in the running config")}
+	}
+	tf := app.(*App)
+	b := tf.backend(r.Context())
+	if b == nil {
+		return nil, nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
+			Err: errors.New("two_factor: the store is unavailable or its data cannot be trusted; see Caddy's log")}
+	}
+	return tf, b.Engine, nil
+}
+
+// StatsResponse is the answer of GET /two-factor/stats.
+type StatsResponse struct {
+	// StaleRecords is how many member records hold data under a key other
+	// than the current one; the older keys are needed until it is 0.
+	StaleRecords int `json:"stale_records"`
+	// UnreadableRecords is how many of them are under a key no longer
+	// configured.
+	UnreadableRecords int `json:"unreadable_records"`
+	// StaleCountComplete reports that every record was counted (at start,
+	// or by a rekey); until then the counts cover the records seen so far.
+	StaleCountComplete bool `json:"stale_count_complete"`
+	// Keys is how many keys are configured.
+	Keys int `json:"keys"`
+}
+
+func (a *AdminAPI) handleStats(w http.ResponseWriter, _ *http.Request, app *App, engine *challenge.Engine) error {
+	s := engine.StaleRecords()
+	return writeJSON(w, StatsResponse{StaleRecords: s.Count, UnreadableRecords: s.Missing,
+		StaleCountComplete: s.Complete, Keys: app.keyCount()})
+}
+
+func (a *AdminAPI) handleRekey(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
+	res, err := engine.Rekey(r.Context(), adminActor)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: statusOf(err), Err: fmt.Errorf("rekey: %w", err)}
+	}
+	app.noteStale(engine)
+	return writeJSON(w, res)
+}
+
+// UnlockRequest is the body of POST /two-factor/members/unlock: a member
+// or a client address, and why.
+type UnlockRequest struct {
+	Member  string `json:"member,omitempty"`
+	Address string `json:"address,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, _ *App, engine *challenge.Engine) error {
+	var req UnlockRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Member == "" && req.Address == "":
+		return badField("member", "required: a member ID (or an address instead)")
+	case req.Member != "" && req.Address != "":
+		return badField("address", "give member or address, not both")
+	}
+	var res challenge.UnlockResult
+	var err error
+	if req.Member != "" {
+		res, err = engine.Unlock(r.Context(), adminActor, req.Reason, req.Member)
+	} else {
+		res, err = engine.UnlockAddress(r.Context(), adminActor, req.Reason, req.Address)
+	}
+	if err != nil {
+		return apiError(err)
+	}
+	return writeJSON(w, res)
+}
+
+// decodeBody reads a JSON object into v, refusing unknown fields so a
+// misspelt one is named rather than ignored. An empty body is an empty
+// object.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxAdminBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return badField(typeErr.Field, "must be a "+typeErr.Type.String())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badField(name, "unknown field")
+	}
+	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body: not a JSON object: %v", err)}
+}
+
+func badField(field, problem string) error {
+	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: &challenge.InputError{Field: field, Problem: problem}}
+}
+
+// apiError maps an engine error to the admin API's answer.
+func apiError(err error) error {
+	var in *challenge.InputError
+	if errors.As(err, &in) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: statusOf(err), Err: err}
+}
+
+func statusOf(err error) int {
+	if errors.Is(err, challenge.ErrUnreadable) || errors.Is(err, challenge.ErrWrongKey) {
+		return http.StatusInternalServerError
+	}
+	return http.StatusServiceUnavailable // the store, which recovers by itself
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

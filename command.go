@@ -1,0 +1,197 @@
+package twofactor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+)
+
+// caddy two-factor <command>: the admin API from the command line, talking
+// to the running Caddy's admin endpoint as `caddy reload` does.
+
+// Exit codes scripts can rely on.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the instance could not be reached or the action failed
+	exitInvalid = 2 // the request was refused as invalid (bad arguments)
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "two-factor",
+		Usage: "stats|rekey|unlock [--address <admin>] [--json] ...",
+		Short: "Administers the two_factor app of a running Caddy",
+		Long: `
+Talks to the two_factor admin API (routes under /two-factor/) of the running
+Caddy instance. The admin endpoint is --address if given, else the one in
+--config, else Caddy's default (localhost:2019).
+
+With --json the answer is printed as the API's JSON, for scripts; errors too,
+as {"error": "..."}. Exit status: 0 done, 1 failed (instance unreachable,
+store unavailable), 2 refused as invalid (the message names the field).
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(adminCommand(&cobra.Command{
+				Use:   "stats",
+				Short: "Shows how many member records are under an older key",
+				Args:  cobra.NoArgs,
+			}, cmdStats))
+			cmd.AddCommand(adminCommand(&cobra.Command{
+				Use:   "rekey",
+				Short: "Re-seals every member record under the current key",
+				Long: `
+Re-seals under the first key in keys every member record still holding data
+under an older one, and reports how many remain under older keys. When 0
+remain, the older keys can be removed from keys (sessions and remembered
+devices sealed under them end with them). It reads every record: on a large
+store it takes a while.
+`,
+				Args: cobra.NoArgs,
+			}, cmdRekey))
+			unlock := adminCommand(&cobra.Command{
+				Use:   "unlock <member> --reason <text> | unlock --ip <address> --reason <text>",
+				Short: "Lifts a member's or a client address's lockout at once",
+				Long: `
+Lifts the lockout of a member (by ID) or of a client address (--ip; IPv6 by
+its /64) at once and clears its count of wrong codes, so the member has every
+try again. --reason is required and goes to the audit trail.
+`,
+				Args: cobra.MaximumNArgs(1),
+			}, cmdUnlock)
+			unlock.Flags().String("reason", "", "Why, for the audit trail (required)")
+			unlock.Flags().String("ip", "", "Unlock this client address instead of a member")
+			cmd.AddCommand(unlock)
+		},
+	})
+}
+
+// adminCommand adds the flags every command shares to c and runs f.
+func adminCommand(c *cobra.Command, f caddycmd.CommandFunc) *cobra.Command {
+	c.Flags().String("address", "", "Address of the administration endpoint (default: from --config, else localhost:2019)")
+	c.Flags().StringP("config", "c", "", "Configuration file, to find the administration endpoint")
+	c.Flags().StringP("adapter", "a", "", "Name of config adapter to apply to --config")
+	c.Flags().Bool("json", false, "Print the API's JSON answer, for scripts")
+	c.RunE = caddycmd.WrapCommandFuncForCobra(f)
+	return c
+}
+
+func cmdStats(fl caddycmd.Flags) (int, error) {
+	var s StatsResponse
+	if code, err := callAdmin(fl, http.MethodGet, "/two-factor/stats", nil, &s); err != nil || fl.Bool("json") {
+		return code, err
+	}
+	complete := "so far: counting at start has not finished"
+	if s.StaleCountComplete {
+		complete = "every record counted"
+	}
+	fmt.Printf("Member records under an older key:  %d (%s)\n", s.StaleRecords, complete)
+	fmt.Printf("  under a key no longer configured: %d\n", s.UnreadableRecords)
+	fmt.Printf("Keys configured:                    %d\n", s.Keys)
+	return exitOK, nil
+}
+
+func cmdRekey(fl caddycmd.Flags) (int, error) {
+	var res challenge.RekeyResult
+	if code, err := callAdmin(fl, http.MethodPost, "/two-factor/rekey", struct{}{}, &res); err != nil || fl.Bool("json") {
+		return code, err
+	}
+	fmt.Printf("Read %d member records; re-sealed %d under the current key; %d remain under older keys.\n",
+		res.Records, res.Resealed, res.Remaining)
+	if res.Unreadable > 0 {
+		fmt.Printf("%d are sealed under a key no longer configured: put it back in keys, after the current one, "+
+			"reload, and run caddy two-factor rekey again.\n", res.Unreadable)
+	} else if res.Remaining == 0 {
+		fmt.Println("The older keys can now be removed from keys.")
+	}
+	return exitOK, nil
+}
+
+func cmdUnlock(fl caddycmd.Flags) (int, error) {
+	req := UnlockRequest{Reason: fl.String("reason"), Address: fl.String("ip"), Member: fl.Arg(0)}
+	var res challenge.UnlockResult
+	if code, err := callAdmin(fl, http.MethodPost, "/two-factor/members/unlock", req, &res); err != nil || fl.Bool("json") {
+		return code, err
+	}
+	who := req.Member
+	if who == "" {
+		who = "address " + req.Address
+	}
+	state := "was not locked"
+	if res.WasLocked {
+		state = "unlocked"
+	}
+	fmt.Printf("%s: %s; %d wrong codes in a row cleared.\n", who, state, res.Failures)
+	return exitOK, nil
+}
+
+// callAdmin sends body (nil: none) to the admin endpoint and decodes the
+// answer into out. With --json it prints the answer, or the error as
+// {"error": ...}; the caller prints for people only without it.
+func callAdmin(fl caddycmd.Flags, method, uri string, body, out any) (int, error) {
+	asJSON := fl.Bool("json")
+	fail := func(code int, err error) (int, error) {
+		if asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(map[string]string{"error": err.Error()})
+		}
+		return code, err
+	}
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return fail(exitFailed, fmt.Errorf("finding the admin endpoint: %v", err))
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fail(exitFailed, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, rd)
+	if err != nil {
+		return fail(apiFailure(err))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fail(exitFailed, fmt.Errorf("reading the answer: %v", err))
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fail(exitFailed, fmt.Errorf("the answer is not what this command expects (is the instance the same version?): %v", err))
+	}
+	if asJSON {
+		os.Stdout.Write(raw)
+	}
+	return exitOK, nil
+}
+
+// apiFailure turns AdminAPIRequest's error, which carries the status and
+// the API's JSON error, into an exit code and the API's message.
+func apiFailure(err error) (int, error) {
+	_, rest, ok := strings.Cut(err.Error(), "caddy responded with error: HTTP ")
+	if !ok {
+		return exitFailed, err
+	}
+	status, body, _ := strings.Cut(rest, ": ")
+	var apiErr caddy.APIError
+	if json.Unmarshal([]byte(body), &apiErr) != nil || apiErr.Message == "" {
+		return exitFailed, err
+	}
+	code := exitFailed
+	if n, _ := strconv.Atoi(status); n == http.StatusBadRequest {
+		code = exitInvalid
+	}
+	return code, errors.New(apiErr.Message)
+}

@@ -1,0 +1,181 @@
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The admin API and `caddy two-factor` against a running Caddy: the CLI is
+// this test binary run as the caddy command, talking to the admin
+// endpoint of the Caddy running in the test process.
+
+// twoFactorCLI runs `caddy two-factor args...` and returns its output and
+// exit code.
+func twoFactorCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := caddyCmd(t.TempDir(), append([]string{"two-factor"}, args...)...).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("caddy two-factor %s: %v", strings.Join(args, " "), err)
+	return "", 0
+}
+
+// adminSetup is a gateway with its admin endpoint on, the given keys and
+// global lines, on the store at db.
+func adminSetup(db string, keys []string, lines ...string) setup {
+	quoted := make([]string, len(keys))
+	for i, k := range keys {
+		quoted[i] = strconv.Quote(k)
+	}
+	global := append([]string{"keys " + strings.Join(quoted, " "), fmt.Sprintf("store embedded %q", db)}, lines...)
+	return setup{admin: true, dbPath: db, global: strings.Join(global, "\n\t\t")}
+}
+
+// Unlock lifts a lockout at once: the member passes with the right code
+// right after, with every try again, and the audit trail names the admin
+// endpoint and the reason.
+func TestAdminUnlockThroughCLI(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	e := start(t, adminSetup(db, []string{testKey}, "max_failures 3", "lockout 1h"))
+	_, secret := enrolled(e, "alice")
+	e.nextStep()
+	b := e.browser()
+	b.login("alice")
+	for i := 1; i <= 3; i++ {
+		b.verify(wrongCode(e.code(secret, 0)), "/members/", false)
+	}
+	// The challenge page shows the lockout instead of a form, so post
+	// with a form token from another page.
+	tok := b.csrf("/.2fa/logout")
+	r := b.post("/.2fa/challenge", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "code": {e.code(secret, 0)}})
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("right code while locked out: %d", r.status)
+	}
+
+	out, code := twoFactorCLI(t, "unlock", "--address", e.admin, "alice", "--reason", "called support, ID checked")
+	if code != 0 || !strings.Contains(out, "alice: unlocked") {
+		t.Fatalf("unlock: exit %d\n%s", code, out)
+	}
+	for i := 1; i <= 2; i++ {
+		if r := b.verify(wrongCode(e.code(secret, 0)), "/members/", false); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d after unlock: %d, want a fresh try", i, r.status)
+		}
+	}
+	if r := b.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("right code after unlock: %d %s", r.status, r.body)
+	}
+	found := false
+	for _, a := range e.audit() {
+		if a["event"] == "admin_unlock" && a["user"] == "alice" && a["actor"] == "admin endpoint" &&
+			a["admin_reason"] == "called support, ID checked" && a["was_locked"] == true {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no admin_unlock audit entry with actor and reason: %v", e.audit())
+	}
+
+	// --json for scripts.
+	out, code = twoFactorCLI(t, "unlock", "--address", e.admin, "--json", "--ip", "192.0.2.7", "--reason", "office")
+	var res struct {
+		WasLocked *bool `json:"was_locked"`
+	}
+	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &res) != nil || res.WasLocked == nil || *res.WasLocked {
+		t.Fatalf("unlock --json of an address never locked: exit %d\n%s", code, out)
+	}
+}
+
+// A bad request is refused with a JSON error naming the field, by the API
+// and through the CLI, which exits 2.
+func TestAdminBadRequests(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	e := start(t, adminSetup(db, []string{testKey}))
+	for body, field := range map[string]string{
+		`{"member": "alice"}`:                              "reason",
+		`{"member": "alice", "reason": "x", "extra": 1}`:   "extra",
+		`{"reason": "x"}`:                                  "member",
+		`{"member": "a", "address": "::1", "reason": "x"}`: "address",
+		`{"address": "not an ip", "reason": "x"}`:          "address",
+		`{"member": 7, "reason": "x"}`:                     "member",
+	} {
+		resp, err := http.Post("http://"+e.admin+"/two-factor/members/unlock", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var apiErr struct {
+			Error string `json:"error"`
+		}
+		if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(raw, &apiErr) != nil || !strings.HasPrefix(apiErr.Error, field+": ") {
+			t.Errorf("%s: %d %s, want 400 with a JSON error naming %s", body, resp.StatusCode, raw, field)
+		}
+	}
+
+	out, code := twoFactorCLI(t, "unlock", "--address", e.admin, "alice")
+	if code != 2 || !strings.Contains(out, "reason: required") {
+		t.Fatalf("unlock without a reason: exit %d\n%s", code, out)
+	}
+	out, code = twoFactorCLI(t, "unlock", "--address", e.admin, "--json", "alice")
+	if code != 2 || !strings.HasPrefix(out, `{"error":"reason: required`) {
+		t.Fatalf("unlock --json without a reason: exit %d\n%s", code, out)
+	}
+	// Nothing listening: exit 1.
+	e.stop()
+	if _, code := twoFactorCLI(t, "stats", "--address", "127.0.0.1:1"); code != 1 {
+		t.Fatalf("stats with no instance: exit %d, want 1", code)
+	}
+}
+
+// SC-4 finished by rekey: after a rotation, `caddy two-factor rekey` moves
+// every record to the new key and reports 0 remaining, so Caddy restarted
+// with the new key alone lets in members not seen since the rotation.
+func TestAdminRekeyThroughCLI(t *testing.T) {
+	const newKey = "rotation-new-key-0123456789abcdefghijkl"
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	e := start(t, adminSetup(db, []string{testKey}))
+	_, aliceSecret := enrolled(e, "alice")
+	_, bobSecret := enrolled(e, "bob")
+
+	s := adminSetup(db, []string{newKey, testKey})
+	s.clock = e.clock
+	rotated := start(t, s)
+	out, code := twoFactorCLI(t, "rekey", "--address", rotated.admin)
+	if code != 0 || !strings.Contains(out, "re-sealed 2 under the current key; 0 remain under older keys") {
+		t.Fatalf("rekey: exit %d\n%s", code, out)
+	}
+	out, code = twoFactorCLI(t, "stats", "--address", rotated.admin, "--json")
+	var stats struct {
+		Stale    *int `json:"stale_records"`
+		Complete bool `json:"stale_count_complete"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &stats) != nil || stats.Stale == nil || *stats.Stale != 0 || !stats.Complete {
+		t.Fatalf("stats after rekey: exit %d\n%s", code, out)
+	}
+
+	s = adminSetup(db, []string{newKey})
+	s.clock = e.clock
+	removed := start(t, s)
+	removed.nextStep()
+	for user, secret := range map[string]string{"alice": aliceSecret, "bob": bobSecret} {
+		b := removed.browser()
+		b.login(user)
+		if r := b.verify(removed.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+			t.Fatalf("%s on the new key alone after rekey: %d %s", user, r.status, r.body)
+		}
+	}
+}
