@@ -128,11 +128,13 @@ func cmdUnlock(fl caddycmd.Flags) (int, error) {
 	if who == "" {
 		who = "address " + req.Address
 	}
-	state := "was not locked"
 	if res.WasLocked {
-		state = "unlocked"
+		// A lockout starts a fresh count, so there is nothing to report
+		// but the tries given back.
+		fmt.Printf("%s: unlocked; every try is back.\n", who)
+	} else {
+		fmt.Printf("%s: was not locked; %d wrong codes in a row cleared.\n", who, res.Failures)
 	}
-	fmt.Printf("%s: %s; %d wrong codes in a row cleared.\n", who, state, res.Failures)
 	return exitOK, nil
 }
 

@@ -157,6 +157,30 @@ func TestRekeyCountsUnreadable(t *testing.T) {
 	wantStale(t, f.e.StaleRecords(), StaleRecords{Count: 1, Missing: 1, Complete: true})
 }
 
+// On Redis, a rekey through one instance moves records another wrote,
+// including one from before the users index.
+func TestRekeyOnRedis(t *testing.T) {
+	instance, clk := redisInstances(t)
+	before := instance(testKey)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	secret, _ := enrolOn(t, before, clk, alice)
+	enrolOn(t, before, clk, Actor{User: "bob", IP: "192.0.2.2"})
+	if err := before.store.IndexDelete(ctx, usersIndex, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := instance(otherKey, testKey).Rekey(ctx, "admin endpoint")
+	if err != nil || res != (RekeyResult{Records: 2, Resealed: 2}) {
+		t.Fatalf("rekey: %+v, %v", res, err)
+	}
+	after := instance(otherKey)
+	wantStale(t, countStale(t, after), StaleRecords{Complete: true})
+	clk.Advance(30 * time.Second)
+	f := &fixture{t: t, clk: clk}
+	if _, err := after.VerifyTOTP(ctx, alice, f.code(secret, 0)); err != nil {
+		t.Fatalf("alice on the new key alone after rekey: %v", err)
+	}
+}
+
 func isInput(err error, field string) bool {
 	var in *InputError
 	return errors.As(err, &in) && in.Field == field

@@ -244,25 +244,7 @@ func TestUsersIndex(t *testing.T) {
 // instance's sign-in shows in this one's count when it next reads the
 // record; until then the count errs on the side of keeping the old key.
 func TestTwoInstancesRotation(t *testing.T) {
-	srv := testredis.Start(t)
-	clk := clock.NewFake(time.Now().Truncate(30 * time.Second).Add(time.Second))
-	instance := func(keys ...[]byte) *Engine {
-		t.Helper()
-		kr, err := keyring.New(keys...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-		t.Cleanup(func() { client.Close() })
-		e, err := New(redis.New(client, "2fa:"), kr, Config{}, clk.Now, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.CheckKey(ctx, ""); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	instance, clk := redisInstances(t)
 	before := instance(testKey)
 	alice := Actor{User: "alice", IP: "192.0.2.1"}
 	secret, _ := enrolOn(t, before, clk, alice)
@@ -291,4 +273,28 @@ func TestTwoInstancesRotation(t *testing.T) {
 	if _, err := after.VerifyTOTP(ctx, alice, f.code(secret, 0)); err != nil {
 		t.Fatalf("alice on the new key alone: %v", err)
 	}
+}
+
+// redisInstances returns a maker of engines on one real Redis, each with
+// its own client and the given keys, past the key check, and their clock.
+func redisInstances(t *testing.T) (func(keys ...[]byte) *Engine, *clock.Fake) {
+	srv := testredis.Start(t)
+	clk := clock.NewFake(time.Now().Truncate(30 * time.Second).Add(time.Second))
+	return func(keys ...[]byte) *Engine {
+		t.Helper()
+		kr, err := keyring.New(keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { client.Close() })
+		e, err := New(redis.New(client, "2fa:"), kr, Config{}, clk.Now, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.CheckKey(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}, clk
 }

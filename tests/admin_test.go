@@ -67,7 +67,7 @@ func TestAdminUnlockThroughCLI(t *testing.T) {
 	}
 
 	out, code := twoFactorCLI(t, "unlock", "--address", e.admin, "alice", "--reason", "called support, ID checked")
-	if code != 0 || !strings.Contains(out, "alice: unlocked") {
+	if code != 0 || !strings.Contains(out, "alice: unlocked; every try is back.") {
 		t.Fatalf("unlock: exit %d\n%s", code, out)
 	}
 	for i := 1; i <= 2; i++ {
@@ -157,6 +157,10 @@ func TestAdminRekeyThroughCLI(t *testing.T) {
 	out, code := twoFactorCLI(t, "rekey", "--address", rotated.admin)
 	if code != 0 || !strings.Contains(out, "re-sealed 2 under the current key; 0 remain under older keys") {
 		t.Fatalf("rekey: exit %d\n%s", code, out)
+	}
+	out, code = twoFactorCLI(t, "stats", "--address", rotated.admin)
+	if code != 0 || !strings.Contains(out, "Member records under an older key:  0 (every record counted)") {
+		t.Fatalf("stats after rekey: exit %d\n%s", code, out)
 	}
 	out, code = twoFactorCLI(t, "stats", "--address", rotated.admin, "--json")
 	var stats struct {
