@@ -37,6 +37,10 @@ func TestUnlockLiftsLockout(t *testing.T) {
 			if err := e.Locked(ctx, a); err != nil {
 				t.Fatalf("after unlock: %v", err)
 			}
+			// The member sees it among their recent activity.
+			if events, err := e.RecentActivity(ctx, "alice"); err != nil || len(events) == 0 || events[0].Event != "admin_unlock" {
+				t.Fatalf("recent activity after unlock: %+v, %v", events, err)
+			}
 			// Full tries: max-1 wrong codes are only incorrect, then the
 			// right one passes.
 			if err := guessWrong(t, e, clk, a, secret, 2); !errors.Is(err, ErrCodeInvalid) {

@@ -171,6 +171,8 @@ func activityText(event, result, method string) (string, []any) {
 		return "activity_new_browser", nil
 	case event == "default_method":
 		return "activity_default", []any{method}
+	case event == "admin_unlock" && ok:
+		return "activity_unlocked", nil
 	}
 	return "activity_other", nil
 }

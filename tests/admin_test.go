@@ -78,6 +78,10 @@ func TestAdminUnlockThroughCLI(t *testing.T) {
 	if r := b.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
 		t.Fatalf("right code after unlock: %d %s", r.status, r.body)
 	}
+	// The member sees the unlock among their recent activity.
+	if page := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); page.status != http.StatusOK || !strings.Contains(page.body, "Unlocked by an administrator") {
+		t.Fatalf("settings page after unlock: %d\n%s", page.status, page.body)
+	}
 	found := false
 	for _, a := range e.audit() {
 		if a["event"] == "admin_unlock" && a["user"] == "alice" && a["actor"] == "admin endpoint" &&
