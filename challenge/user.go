@@ -45,6 +45,10 @@ type User struct {
 	// hash of their browser token, with when they last did (Unix
 	// seconds), so a sign-in from a new one stands out.
 	Browsers map[string]int64 `json:"browsers,omitempty"`
+	// SessionsAfter ends every second-factor session issued at or before
+	// it (Unix seconds): an admin's end-sessions, which leaves factors and
+	// remembered devices as they are.
+	SessionsAfter int64 `json:"sessions_after,omitempty"`
 }
 
 // TOTPMethod is an enrolled authenticator app.
@@ -164,6 +168,10 @@ func (u *User) MethodDates(method string) (added, used time.Time, ok bool) {
 // on the user's list: forgetting a device, a recovery code or a change of
 // factors takes it off, which ends the sessions it started too.
 func (u *User) DeviceListed(id [16]byte) bool { return hasID(u.Devices, id) }
+
+// SessionsEnded reports whether an admin ended the sessions issued at
+// issued (Unix seconds). A comparison, for the hot path.
+func (u *User) SessionsEnded(issued int64) bool { return issued <= u.SessionsAfter }
 
 // SessionRevoked reports whether the session with this ID was signed out.
 func (u *User) SessionRevoked(id [16]byte) bool { return hasID(u.RevokedSessions, id) }

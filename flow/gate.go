@@ -25,6 +25,7 @@ func (f *Flow) SessionLive(s *session.Session, id *Identity, u *challenge.User, 
 		u.Enrolled() &&
 		s.Epoch == u.Epoch &&
 		!u.SessionRevoked(s.ID) &&
+		!u.SessionsEnded(s.Issued) &&
 		(!s.Remembered || u.DeviceListed(s.ID))
 }
 
