@@ -1,6 +1,7 @@
 package twofactor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,9 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/stats", Handler: a.route(http.MethodGet, a.handleStats)},
 		{Pattern: "/two-factor/rekey", Handler: a.route(http.MethodPost, a.handleRekey)},
 		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
+		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).Reset))},
+		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).ForgetDevices))},
+		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).EndSessions))},
 	}
 }
 
@@ -148,6 +152,28 @@ func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, _ *App, 
 		return apiError(err)
 	}
 	return writeJSON(w, res)
+}
+
+// MemberRequest is the body of POST /two-factor/members/reset,
+// /forget-devices and /end-sessions: the member, and why.
+type MemberRequest struct {
+	Member string `json:"member"`
+	Reason string `json:"reason"`
+}
+
+// memberAction serves an engine action on one member's factors.
+func (a *AdminAPI) memberAction(act func(*challenge.Engine, context.Context, string, string, string) (challenge.MemberResult, error)) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, _ *App, engine *challenge.Engine) error {
+		var req MemberRequest
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		res, err := act(engine, r.Context(), adminActor, req.Member, req.Reason)
+		if err != nil {
+			return apiError(err)
+		}
+		return writeJSON(w, res)
+	}
 }
 
 // decodeBody reads a JSON object into v, refusing unknown fields so a

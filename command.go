@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "stats|rekey|unlock [--address <admin>] [--json] ...",
+		Usage: "stats|rekey|unlock|reset|forget-devices|end-sessions [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -73,6 +73,7 @@ try again. --reason is required and goes to the audit trail.
 			unlock.Flags().String("reason", "", "Why, for the audit trail (required)")
 			unlock.Flags().String("ip", "", "Unlock this client address instead of a member")
 			cmd.AddCommand(unlock)
+			addMemberCommands(cmd)
 		},
 	})
 }
@@ -135,6 +136,56 @@ func cmdUnlock(fl caddycmd.Flags) (int, error) {
 	} else {
 		fmt.Printf("%s: was not locked; %d wrong codes in a row cleared.\n", who, res.Failures)
 	}
+	return exitOK, nil
+}
+
+// memberCommands are the actions on one member's factors: the route under
+// /two-factor/members/ and command name, what it does, and what it says
+// when done.
+var memberCommands = []struct {
+	name, short, long, done string
+}{
+	{"reset", "Removes all of a member's second factors; they enrol again",
+		`Removes all of the member's methods, recovery codes and remembered devices,
+and ends all their sessions, on every instance at once. The member enrols
+again at their next visit: where enrolment is required, whoever holds the
+member's password next can enrol, so confirm the member's identity first.`,
+		"reset: every method, recovery code and remembered device removed, every session ended; they enrol again at their next visit."},
+	{"forget-devices", "Forgets every remembered device of a member",
+		`Forgets every remembered device of the member, on every instance at once:
+each asks for a code again. Methods and other sessions stay.`,
+		"%d remembered devices forgotten; each asks for a code again."},
+	{"end-sessions", "Ends every second-factor session of a member",
+		`Ends every second-factor session of the member, in every browser and on
+every instance at once: they verify again at their next request. Methods and
+remembered devices stay (a remembered device still skips the code).`,
+		"every session ended; they verify again at their next request."},
+}
+
+func addMemberCommands(cmd *cobra.Command) {
+	for _, mc := range memberCommands {
+		c := adminCommand(&cobra.Command{
+			Use:   mc.name + " <member> --reason <text>",
+			Short: mc.short,
+			Long:  "\n" + mc.long + "\n--reason is required and goes to the audit trail.\n",
+			// A missing member is refused by the API, naming the field.
+			Args: cobra.MaximumNArgs(1),
+		}, func(fl caddycmd.Flags) (int, error) { return cmdMember(fl, mc.name, mc.done) })
+		c.Flags().String("reason", "", "Why, for the audit trail (required)")
+		cmd.AddCommand(c)
+	}
+}
+
+func cmdMember(fl caddycmd.Flags, name, done string) (int, error) {
+	req := MemberRequest{Member: fl.Arg(0), Reason: fl.String("reason")}
+	var res challenge.MemberResult
+	if code, err := callAdmin(fl, http.MethodPost, "/two-factor/members/"+name, req, &res); err != nil || fl.Bool("json") {
+		return code, err
+	}
+	if strings.Contains(done, "%d") {
+		done = fmt.Sprintf(done, res.Devices)
+	}
+	fmt.Printf("%s: %s\n", req.Member, done)
 	return exitOK, nil
 }
 
