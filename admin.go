@@ -8,10 +8,14 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
 )
 
 // The admin API: routes under /two-factor/ on Caddy's admin endpoint, which
@@ -48,9 +52,9 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/stats", Handler: a.route(http.MethodGet, a.handleStats)},
 		{Pattern: "/two-factor/rekey", Handler: a.route(http.MethodPost, a.handleRekey)},
 		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
-		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).Reset))},
-		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).ForgetDevices))},
-		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction((*challenge.Engine).EndSessions))},
+		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.memberAction("admin_reset", (*challenge.Engine).Reset))},
+		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction("admin_devices", (*challenge.Engine).ForgetDevices))},
+		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
 	}
 }
 
@@ -162,8 +166,8 @@ type MemberRequest struct {
 }
 
 // memberAction serves an engine action on one member's factors.
-func (a *AdminAPI) memberAction(act func(*challenge.Engine, context.Context, string, string, string) (challenge.MemberResult, error)) adminHandler {
-	return func(w http.ResponseWriter, r *http.Request, _ *App, engine *challenge.Engine) error {
+func (a *AdminAPI) memberAction(kind string, act func(*challenge.Engine, context.Context, string, string, string) (challenge.MemberResult, error)) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
 		var req MemberRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
@@ -172,8 +176,42 @@ func (a *AdminAPI) memberAction(act func(*challenge.Engine, context.Context, str
 		if err != nil {
 			return apiError(err)
 		}
+		app.adminNotice(kind, res.Contact)
 		return writeJSON(w, res)
 	}
+}
+
+// noticeSite is what an admin's notice to a member names: the first
+// two_factor handler's site, as the admin endpoint serves no site.
+type noticeSite struct{ name, url, prefix string }
+
+// adminNotice tells the member by email, in the background, that an admin
+// changed their factors, where an address is known (the enrolled one, read
+// before the change) and email is configured.
+func (a *App) adminNotice(kind, to string) {
+	site := a.site.Load()
+	if a.email == nil || to == "" || site == nil {
+		return
+	}
+	d := notify.NoticeData{Kind: kind, Site: site.name, When: clock.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		SettingsPath: site.prefix + "methods"}
+	if site.url != "" {
+		d.SettingsURL = site.url + site.prefix + "methods"
+	}
+	msg, err := notify.Notice("en", d)
+	if err != nil {
+		a.logger.Error("composing a security notice", zap.String("kind", kind), zap.Error(err))
+		return
+	}
+	msg.To = to
+	sender, logger := a.email, a.logger
+	a.bg.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := sender.Send(ctx, msg); err != nil {
+			logger.Warn("sending a security notice failed", zap.String("kind", kind), zap.String("class", notify.Class(err)))
+		}
+	})
 }
 
 // decodeBody reads a JSON object into v, refusing unknown fields so a

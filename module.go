@@ -171,6 +171,7 @@ type running struct {
 	lost    atomic.Bool  // the store lost its data since
 	stale   atomic.Int64 // member records under an older key, as last noted
 	bg      background
+	site    atomic.Pointer[noticeSite] // for admins' notices to members
 }
 
 // CaddyModule returns the Caddy module information.
@@ -580,6 +581,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}
+	h.app.site.CompareAndSwap(nil, &noticeSite{name: h.SiteName, url: h.SiteURL, prefix: h.Prefix})
 	h.flow = flow.New(flow.Config{
 		Prefix:            h.Prefix,
 		TopPage:           h.TopPage,
