@@ -3,6 +3,7 @@ package challenge
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -124,4 +125,51 @@ func (f *fixture) audited(event, why string) bool {
 		}
 	}
 	return n == 1
+}
+
+// On Redis, each admin action on A reaches B's per-request view as soon
+// as the change notice arrives: the clock stands still, so B's copy never
+// expires by age.
+func TestAdminMemberActionsReachOtherInstance(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	followAll(t, a, b)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	enrolOn(t, a, clk, alice)
+	device := [16]byte{1}
+	if _, err := a.RememberDevice(ctx, alice, device, time.Hour, MethodTOTP); err != nil {
+		t.Fatal(err)
+	}
+	onB := func(what string, ok func(*User) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			seen, err := b.State(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok(seen) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: B still has the old record after 5s: %+v", what, seen)
+			}
+			runtime.Gosched() // the notice arrives on another goroutine
+		}
+	}
+	if seen, _ := b.State(ctx, "alice"); !seen.DeviceListed(device) {
+		t.Fatalf("B's view before: %+v", seen)
+	}
+	issued := clk.Now().Unix()
+	if _, err := a.EndSessions(ctx, "admin endpoint", "alice", "laptop stolen"); err != nil {
+		t.Fatal(err)
+	}
+	onB("end-sessions", func(u *User) bool { return u.SessionsEnded(issued) })
+	if _, err := a.ForgetDevices(ctx, "admin endpoint", "alice", "shared computer"); err != nil {
+		t.Fatal(err)
+	}
+	onB("forget-devices", func(u *User) bool { return !u.DeviceListed(device) })
+	if _, err := a.Reset(ctx, "admin endpoint", "alice", "lost phone"); err != nil {
+		t.Fatal(err)
+	}
+	onB("reset", func(u *User) bool { return !u.Enrolled() })
 }
