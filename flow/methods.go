@@ -173,6 +173,12 @@ func activityText(event, result, method string) (string, []any) {
 		return "activity_default", []any{method}
 	case event == "admin_unlock" && ok:
 		return "activity_unlocked", nil
+	case event == "admin_reset" && ok:
+		return "activity_admin_reset", nil
+	case event == "admin_devices" && ok:
+		return "activity_admin_devices", nil
+	case event == "admin_sessions" && ok:
+		return "activity_admin_sessions", nil
 	}
 	return "activity_other", nil
 }

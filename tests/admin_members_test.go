@@ -54,6 +54,10 @@ func TestAdminEndSessionsThroughCLI(t *testing.T) {
 	if r := b.get("/members/"); r.status != http.StatusOK {
 		t.Fatalf("the app after verifying again: %d", r.status)
 	}
+	// The member sees it among their recent activity.
+	if page := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); page.status != http.StatusOK || !strings.Contains(page.body, "Sessions ended by an administrator") {
+		t.Fatalf("settings page after end-sessions: %d\n%s", page.status, page.body)
+	}
 	assertAdminAudit(t, e, "admin_sessions", "laptop stolen")
 }
 
