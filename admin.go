@@ -47,6 +47,8 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/stats", Handler: a.route(http.MethodGet, a.handleStats)},
 		{Pattern: "/two-factor/rekey", Handler: a.route(http.MethodPost, a.handleRekey)},
 		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
+		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
+		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},
 	}
 }
 
@@ -154,7 +156,12 @@ func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, _ *App, 
 // misspelt one is named rather than ignored. An empty body is an empty
 // object.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxAdminBody))
+	return decodeBodyUpTo(r, v, maxAdminBody)
+}
+
+// decodeBodyUpTo is decodeBody for a body of up to limit bytes.
+func decodeBodyUpTo(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil || errors.Is(err, io.EOF) {
