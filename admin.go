@@ -55,6 +55,8 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.memberAction("admin_reset", (*challenge.Engine).Reset))},
 		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction("admin_devices", (*challenge.Engine).ForgetDevices))},
 		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
+		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
+		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},
 	}
 }
 
@@ -218,7 +220,12 @@ func (a *App) adminNotice(kind, to string) {
 // misspelt one is named rather than ignored. An empty body is an empty
 // object.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxAdminBody))
+	return decodeBodyUpTo(r, v, maxAdminBody)
+}
+
+// decodeBodyUpTo is decodeBody for a body of up to limit bytes.
+func decodeBodyUpTo(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil || errors.Is(err, io.EOF) {

@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "stats|rekey|unlock|reset|forget-devices|end-sessions [--address <admin>] [--json] ...",
+		Usage: "stats|rekey|unlock|reset|forget-devices|end-sessions|members [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -74,6 +74,7 @@ try again. --reason is required and goes to the audit trail.
 			unlock.Flags().String("ip", "", "Unlock this client address instead of a member")
 			cmd.AddCommand(unlock)
 			addMemberCommands(cmd)
+			cmd.AddCommand(membersCommand())
 		},
 	})
 }
@@ -189,6 +190,9 @@ func cmdMember(fl caddycmd.Flags, name, done string) (int, error) {
 	return exitOK, nil
 }
 
+// maxAnswer bounds an answer read from the admin API.
+const maxAnswer = 64 << 20
+
 // callAdmin sends body (nil: none) to the admin endpoint and decodes the
 // answer into out. With --json it prints the answer, or the error as
 // {"error": ...}; the caller prints for people only without it.
@@ -217,7 +221,8 @@ func callAdmin(fl caddycmd.Flags, method, uri string, body, out any) (int, error
 		return fail(apiFailure(err))
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	// A reconciliation of 100,000 IDs answers with all of them.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return fail(exitFailed, fmt.Errorf("reading the answer: %v", err))
 	}

@@ -172,6 +172,7 @@ type running struct {
 	stale   atomic.Int64 // member records under an older key, as last noted
 	bg      background
 	site    atomic.Pointer[noticeSite] // for admins' notices to members
+	seen    *seenRecorder              // set before rt; nil if Start failed before
 }
 
 // CaddyModule returns the Caddy module information.
@@ -333,6 +334,10 @@ func (a *App) Start() error {
 	// Other instances' writes (a method disabled, a device forgotten)
 	// reach this one's copies of user records at once.
 	a.bg.watch(engine.FollowChanges)
+	// One writer notes the members seen on protected paths; Stop lets it
+	// write what is queued.
+	a.seen = newSeenRecorder()
+	a.bg.Go(func(ctx context.Context) { a.seen.run(ctx, engine) })
 
 	checkCtx, cancel := context.WithTimeout(a.bg.watchCtx, keyCheckTimeout)
 	defer cancel()
@@ -364,6 +369,9 @@ func (a *App) Start() error {
 // Stop ends the watchers, and waits for notices still being sent, each
 // within its own timeout.
 func (a *App) Stop() error {
+	if a.seen != nil {
+		a.seen.close()
+	}
 	a.bg.stop()
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -185,5 +186,85 @@ func TestAdminRekeyThroughCLI(t *testing.T) {
 		if r := b.verify(removed.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
 			t.Fatalf("%s on the new key alone after rekey: %d %s", user, r.status, r.body)
 		}
+	}
+}
+
+// Members enrolled or not: one enrolled, one who only visited a protected
+// path. The list shows both (the visit is noted in the background, and a
+// listing first waits for the notes queued before it), show details the
+// enrolled one, and reconcile sorts 10,000 IDs into the three groups.
+func TestAdminMembersThroughCLI(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	e := start(t, adminSetup(db, []string{testKey}))
+	enrolled(e, "alice")
+	b := e.browser()
+	b.login("bob")
+	if r := b.get("/members/"); r.status == http.StatusOK && strings.Contains(r.body, "members only") {
+		t.Fatalf("bob passed without a second factor")
+	}
+
+	out, code := twoFactorCLI(t, "members", "list", "--address", e.admin, "--json")
+	var list struct {
+		Members []struct {
+			ID        string   `json:"id"`
+			Enrolled  bool     `json:"enrolled"`
+			Methods   []string `json:"methods"`
+			LastSeen  *string  `json:"last_seen"`
+			FirstSeen *string  `json:"first_seen"`
+		} `json:"members"`
+		Counts struct {
+			Members, Seen, Enrolled int
+		} `json:"counts"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Members) != 2 {
+		t.Fatalf("members list --json: exit %d\n%s", code, out)
+	}
+	alice, bob := list.Members[0], list.Members[1]
+	if alice.ID != "alice" || !alice.Enrolled || len(alice.Methods) != 1 || alice.Methods[0] != "totp" ||
+		bob.ID != "bob" || bob.Enrolled || bob.FirstSeen == nil || bob.LastSeen == nil {
+		t.Fatalf("members list: %+v", list.Members)
+	}
+	if list.Counts.Members != 2 || list.Counts.Enrolled != 1 {
+		t.Fatalf("counts: %+v", list.Counts)
+	}
+	out, code = twoFactorCLI(t, "members", "list", "--address", e.admin, "--not-enrolled")
+	if code != 0 || !strings.Contains(out, "bob ") || strings.Contains(out, "alice ") || !strings.Contains(out, "enrolled: 1") {
+		t.Fatalf("members list --not-enrolled: exit %d\n%s", code, out)
+	}
+	out, code = twoFactorCLI(t, "members", "show", "--address", e.admin, "alice")
+	if code != 0 || !strings.Contains(out, "Enrolled:      yes") || !strings.Contains(out, "totp") {
+		t.Fatalf("members show alice: exit %d\n%s", code, out)
+	}
+	if out, code = twoFactorCLI(t, "members", "show", "--address", e.admin, "nobody"); code != 1 {
+		t.Fatalf("members show of an unknown member: exit %d\n%s", code, out)
+	}
+	if out, code = twoFactorCLI(t, "members", "list", "--address", e.admin, "--limit", "0"); code != 2 || !strings.Contains(out, "limit: ") {
+		t.Fatalf("members list --limit 0: exit %d\n%s", code, out)
+	}
+
+	ids := []string{"alice", "bob"}
+	for i := len(ids); i < 10_000; i++ {
+		ids = append(ids, fmt.Sprintf("member-%05d", i))
+	}
+	file := filepath.Join(t.TempDir(), "members.txt")
+	if err := os.WriteFile(file, []byte(strings.Join(ids, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = twoFactorCLI(t, "members", "reconcile", "--address", e.admin, "--json", file)
+	var rec struct {
+		Enrolled        []string `json:"enrolled"`
+		SeenNotEnrolled []string `json:"seen_not_enrolled"`
+		NeverSeen       []string `json:"never_seen"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil {
+		t.Fatalf("members reconcile: exit %d\n%.500s", code, out)
+	}
+	if len(rec.Enrolled) != 1 || rec.Enrolled[0] != "alice" || len(rec.SeenNotEnrolled) != 1 || rec.SeenNotEnrolled[0] != "bob" ||
+		len(rec.NeverSeen) != 9_998 || rec.NeverSeen[0] != "member-00002" {
+		t.Fatalf("reconcile: %d enrolled, %v seen not enrolled, %d never seen", len(rec.Enrolled), rec.SeenNotEnrolled, len(rec.NeverSeen))
+	}
+	out, code = twoFactorCLI(t, "members", "reconcile", "--address", e.admin, file)
+	if code != 0 || !strings.Contains(out, "Seen, not enrolled: 1\n  bob\n") || !strings.Contains(out, "Never seen:         9998") {
+		t.Fatalf("members reconcile: exit %d\n%.500s", code, out)
 	}
 }

@@ -1,0 +1,123 @@
+package twofactor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+)
+
+// Members seen on a protected path, so admins see who has not enrolled.
+// A request only looks the member up in memory; a member is noted at most
+// once a day per instance, and the note is written by one goroutine in
+// the background, so no request waits on the store for it.
+
+// seenMax bounds the members remembered as noted today; past it the set
+// starts again, which costs at most one more note per member.
+const seenMax = 100_000
+
+// seenQueue bounds the notes waiting to be written. When it is full a
+// note is dropped and the member noted again on their next request.
+const seenQueue = 1024
+
+type seenNote struct {
+	id    string
+	at    time.Time
+	flush chan struct{} // non-nil: a marker, closed when reached
+}
+
+// seenRecorder notes members seen, a day at a time. The queue is never
+// closed, so a request of an old config still running after Stop cannot
+// panic sending to it; stop tells the writer to drain it and return.
+type seenRecorder struct {
+	mu       sync.RWMutex
+	days     map[string]int64 // member ID → day (Unix days) last noted
+	queue    chan seenNote
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func newSeenRecorder() *seenRecorder {
+	return &seenRecorder{days: map[string]int64{}, queue: make(chan seenNote, seenQueue), stop: make(chan struct{})}
+}
+
+// note queues a note that id was seen at now, unless one was queued today.
+// In the common case it is one map lookup under a read lock, without
+// allocating: it runs on every protected request.
+func (s *seenRecorder) note(id string, now time.Time) {
+	day := now.Unix() / 86400
+	s.mu.RLock()
+	d, ok := s.days[id]
+	s.mu.RUnlock()
+	if ok && d == day {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.days[id]; ok && d == day {
+		return
+	}
+	select {
+	case s.queue <- seenNote{id: id, at: now}:
+		if len(s.days) >= seenMax {
+			clear(s.days)
+		}
+		s.days[id] = day
+	default: // full: noted on a later request
+	}
+}
+
+// run writes the notes until close, then those still queued.
+func (s *seenRecorder) run(ctx context.Context, e *challenge.Engine) {
+	for {
+		select {
+		case n := <-s.queue:
+			s.write(ctx, e, n)
+		case <-s.stop:
+			for {
+				select {
+				case n := <-s.queue:
+					s.write(ctx, e, n)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *seenRecorder) write(ctx context.Context, e *challenge.Engine, n seenNote) {
+	if n.flush != nil {
+		close(n.flush)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// Best effort: a note lost to a store outage comes again the next day
+	// the member visits.
+	_ = e.RecordSeen(wctx, n.id, n.at)
+}
+
+// flush waits until the notes queued before it are written, so a listing
+// shows every member this instance has seen.
+func (s *seenRecorder) flush(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case s.queue <- seenNote{flush: done}:
+	case <-s.stop:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-s.stop:
+	case <-ctx.Done():
+	}
+}
+
+// close makes run write what is queued and return.
+func (s *seenRecorder) close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+}
