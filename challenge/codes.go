@@ -534,7 +534,7 @@ func (e *Engine) takeSendSlot(ctx context.Context, a Actor, method, purpose, to 
 		return nil, err
 	}
 	if !ok {
-		held, err := e.lockUntil(ctx, coolKey)
+		held, err := e.cooldownEnd(ctx, coolKey)
 		if err != nil {
 			return nil, err
 		}
@@ -675,4 +675,17 @@ func (e *Engine) destinationID(to string) string {
 	m := hmac.New(sha256.New, e.destID)
 	m.Write([]byte(strings.ToLower(to)))
 	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// cooldownEnd reads when the resend cooldown at key ends; zero when there
+// is none.
+func (e *Engine) cooldownEnd(ctx context.Context, key string) (time.Time, error) {
+	v, err := e.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil || len(v) != 8 {
+		return time.Time{}, err
+	}
+	return readTime(v), nil
 }

@@ -125,13 +125,6 @@ func (e *Engine) readLock(ctx context.Context, key string) (lockState, error) {
 	return lockState{}, nil
 }
 
-// lockUntil reads a timestamp written by Set: a lockout's or a cooldown's
-// end; zero when there is none.
-func (e *Engine) lockUntil(ctx context.Context, key string) (time.Time, error) {
-	l, err := e.readLock(ctx, key)
-	return l.until, err
-}
-
 // attempt is one counted guess in progress.
 type attempt struct {
 	user, addr           lockState

@@ -97,8 +97,8 @@ func (e *Engine) record(ctx context.Context, id string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &User{}
-	if json.Unmarshal(raw, u) != nil || u.ID != id {
+	u, err := decodeUser(raw, id)
+	if err != nil {
 		return nil, nil
 	}
 	return u, nil

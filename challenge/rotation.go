@@ -3,14 +3,11 @@ package challenge
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/caddy-twofactor/twofactor/keyring"
-	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // Key rotation. The first configured key seals; every configured key
@@ -215,16 +212,12 @@ func (e *Engine) eachUser(ctx context.Context, visit func(u *User) error) error 
 			return err
 		}
 		for _, id := range ids {
-			raw, err := e.store.Get(ctx, userKey(id))
-			if errors.Is(err, store.ErrNotFound) {
-				continue // listed, but the record is gone
-			}
+			u, err := e.record(ctx, id)
 			if err != nil {
 				return err
 			}
-			u := &User{}
-			if json.Unmarshal(raw, u) != nil || u.ID != id {
-				continue // refused whenever it is read
+			if u == nil {
+				continue // gone since listed, or refused whenever it is read
 			}
 			if err := visit(u); err != nil {
 				return err

@@ -214,16 +214,25 @@ func (e *Engine) loadUser(ctx context.Context, id string) (*User, []byte, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	u := &User{}
-	if err := json.Unmarshal(raw, u); err != nil {
-		return nil, nil, fmt.Errorf("user record %q: %w", id, err)
-	}
-	if u.ID != id {
-		// A record copied under another user's key is never trusted.
-		return nil, nil, fmt.Errorf("user record for %q names %q", id, u.ID)
+	u, err := decodeUser(raw, id)
+	if err != nil {
+		return nil, nil, err
 	}
 	e.observe(u)
 	return u, raw, nil
+}
+
+// decodeUser decodes the record stored under id's key.
+func decodeUser(raw []byte, id string) (*User, error) {
+	u := &User{}
+	if err := json.Unmarshal(raw, u); err != nil {
+		return nil, fmt.Errorf("user record %q: %w", id, err)
+	}
+	if u.ID != id {
+		// A record copied under another user's key is never trusted.
+		return nil, fmt.Errorf("user record for %q names %q", id, u.ID)
+	}
+	return u, nil
 }
 
 // updateUser applies change to the freshest record and writes it back
