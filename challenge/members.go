@@ -116,10 +116,21 @@ type MemberSummary struct {
 	LastSeen     *time.Time `json:"last_seen,omitempty"`
 }
 
-// MembersFilter narrows a listing; the zero value lists everyone.
+// MembersFilter narrows and orders a listing; the zero value lists
+// everyone in ID order.
 type MembersFilter struct {
 	// Enrolled, when set, keeps only those enrolled (true) or not (false).
 	Enrolled *bool
+	// Locked keeps only members locked out now.
+	Locked bool
+	// Method keeps only members enrolled with this method ("totp",
+	// "email", "sms").
+	Method string
+	// Search keeps members whose ID starts with it, or, when it holds an
+	// @, the member enrolled with or last seen with that email address.
+	Search string
+	// Order is "id" (the default) or "last_seen" (most recent first).
+	Order string
 }
 
 // MembersPage is one page of the member list.
