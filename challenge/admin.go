@@ -286,6 +286,10 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 			devices = append(devices, id)
 		}
 		change(u, &res)
+		if res.Contact == "" {
+			u.Pending = append(u.Pending, PendingNotice{Kind: event, At: e.now().UTC()})
+			u.Pending = u.Pending[max(0, len(u.Pending)-maxPending):]
+		}
 		return nil
 	})
 	if err == nil {
@@ -309,3 +313,24 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 	e.Audit(Actor{User: member}, event, "success", fields...)
 	return res, nil
 }
+
+// TakePending removes and returns the member's pending notices of admin
+// actions, for the caller to send now that it knows where. Taken by
+// compare-and-swap, so of two pages loading at once only one sends them.
+func (e *Engine) TakePending(ctx context.Context, member string) ([]PendingNotice, error) {
+	var taken []PendingNotice
+	_, err := e.updateUser(ctx, member, func(u *User) error {
+		if len(u.Pending) == 0 {
+			return errNothingPending
+		}
+		taken, u.Pending = u.Pending, nil
+		return nil
+	})
+	if errors.Is(err, errNothingPending) {
+		return nil, nil
+	}
+	return taken, err
+}
+
+// errNothingPending stops an update that has nothing to take.
+var errNothingPending = errors.New("challenge: no pending notices")

@@ -49,7 +49,22 @@ type User struct {
 	// it (Unix seconds): an admin's end-sessions, which leaves factors and
 	// remembered devices as they are.
 	SessionsAfter int64 `json:"sessions_after,omitempty"`
+	// Pending holds the notices of admin actions not yet sent, for a
+	// member whose address the record does not hold (it follows the
+	// member site's identity): the pages send them at the member's next
+	// visit, when the identity's address is known.
+	Pending []PendingNotice `json:"pending,omitempty"`
 }
+
+// PendingNotice is an admin action on the member's factors that the
+// member has not been told of yet.
+type PendingNotice struct {
+	Kind string    `json:"kind"` // admin_reset, admin_devices, admin_sessions
+	At   time.Time `json:"at"`
+}
+
+// maxPending bounds the notices kept for a member; the oldest go first.
+const maxPending = 8
 
 // TOTPMethod is an enrolled authenticator app.
 type TOTPMethod struct {

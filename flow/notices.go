@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"net/netip"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -25,10 +26,15 @@ func (f *Flow) notice(p *request, u *challenge.User, d notify.NoticeData) {
 		return
 	}
 	d.Site = p.page.SiteName
-	d.When = clock.Now().UTC().Format("2006-01-02 15:04 UTC")
-	a := f.actor(p.r, p.id.ID)
-	d.IP = a.IP
-	d.Browser = DeviceSummary(a.UserAgent)
+	if d.When == "" {
+		d.When = clock.Now().UTC().Format(noticeTime)
+	}
+	if !strings.HasPrefix(d.Kind, "admin_") {
+		// An admin's action came from no request of the member's.
+		a := f.actor(p.r, p.id.ID)
+		d.IP = a.IP
+		d.Browser = DeviceSummary(a.UserAgent)
+	}
 	d.SettingsPath = f.cfg.Prefix + "methods"
 	if f.cfg.SiteURL != "" {
 		d.SettingsURL = f.cfg.SiteURL + f.cfg.Prefix + "methods"
@@ -50,6 +56,28 @@ func (f *Flow) notice(p *request, u *challenge.User, d notify.NoticeData) {
 			logger.Warn("sending a security notice failed", zap.String("kind", kind), zap.String("class", notify.Class(err)))
 		}
 	})
+}
+
+// noticeTime formats the time a notice gives.
+const noticeTime = "2006-01-02 15:04 UTC"
+
+// sendPending tells the member of admin actions on their factors that
+// could not be told when they happened, their address following the
+// member site's identity: now it is known. The notices are taken from the
+// record first, so two pages loading at once send them once; if sending
+// then fails they are lost, as a notice sent at once would be.
+func (f *Flow) sendPending(p *request) {
+	if f.cfg.Email == nil || identityEmail(p) == "" {
+		return // kept until a visit that can tell them
+	}
+	taken, err := p.e.TakePending(p.r.Context(), p.id.ID)
+	if err != nil {
+		f.logger.Warn("taking pending notices", zap.Error(err))
+		return
+	}
+	for _, n := range taken {
+		f.notice(p, p.user, notify.NoticeData{Kind: n.Kind, When: n.At.UTC().Format(noticeTime)})
+	}
 }
 
 // seenBrowser records that this browser passed the second factor for the

@@ -242,6 +242,9 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if p.user, err = p.e.State(r.Context(), p.id.ID); err != nil {
 		return true, f.unavailable(p, "state", err)
 	}
+	if len(p.user.Pending) > 0 {
+		f.sendPending(p)
+	}
 	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
 		return true, seeOther(p, f.pageURL(p, "enrol"))
 	}
