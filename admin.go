@@ -52,11 +52,14 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/stats", Handler: a.route(http.MethodGet, a.handleStats)},
 		{Pattern: "/two-factor/rekey", Handler: a.route(http.MethodPost, a.handleRekey)},
 		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
-		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.memberAction("admin_reset", (*challenge.Engine).Reset))},
+		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.handleReset)},
 		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction("admin_devices", (*challenge.Engine).ForgetDevices))},
 		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
 		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
 		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},
+		{Pattern: "/two-factor/approvals", Handler: a.route(http.MethodGet, a.handleApprovals)},
+		{Pattern: "/two-factor/approvals/approve", Handler: a.route(http.MethodPost, a.handleApprove)},
+		{Pattern: "/two-factor/approvals/withdraw", Handler: a.route(http.MethodPost, a.handleWithdraw)},
 	}
 }
 

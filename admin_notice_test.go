@@ -29,9 +29,10 @@ func TestAdminNotice(t *testing.T) {
 	app.site.Store(&noticeSite{name: "Test Members", url: "https://members.example", prefix: "/.2fa/"})
 	app.adminNotice("admin_sessions", "")
 	for kind, subject := range map[string]string{
-		"admin_reset":    "reset by an administrator",
-		"admin_devices":  "remembered devices were forgotten",
-		"admin_sessions": "sessions were ended",
+		"admin_reset":           "reset by an administrator",
+		"admin_reset_requested": "asked to reset",
+		"admin_devices":         "remembered devices were forgotten",
+		"admin_sessions":        "sessions were ended",
 	} {
 		app.adminNotice(kind, "alice@example.com")
 		m := <-sent

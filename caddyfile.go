@@ -48,6 +48,7 @@ func init() {
 //			hourly_sends_per_destination <count>
 //			hourly_sends_per_address <count>|off
 //			hourly_sms_site <count>
+//			reset_approval <duration>|off
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -132,6 +133,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.MaxLockout)
 		case "enrolment_timeout":
 			err = parseDuration(d, &app.EnrolmentTimeout)
+		case "reset_approval":
+			err = parseDurationOrOff(d, &app.ResetApproval)
 		default:
 			return d.Errf("two_factor: unknown option %q", name)
 		}
@@ -517,10 +520,23 @@ func parseString(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	return parseDurationOff(d, dst, false)
+}
+
+// parseDurationOrOff reads a duration, or "off" as 0.
+func parseDurationOrOff(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	return parseDurationOff(d, dst, true)
+}
+
+func parseDurationOff(d *caddyfile.Dispenser, dst *caddy.Duration, off bool) error {
 	name := d.Val()
 	var s string
 	if err := parseString(d, &s); err != nil {
 		return err
+	}
+	if off && s == "off" {
+		*dst = 0
+		return nil
 	}
 	v, err := caddy.ParseDuration(s)
 	if err != nil {

@@ -238,6 +238,7 @@ func TestParseGlobalOption(t *testing.T) {
 		failure_window 30m
 		lockout 1h
 		enrolment_timeout 5m
+		reset_approval 2d
 	}`)
 	if err != nil {
 		t.Fatalf("parseGlobalOption: %v", err)
@@ -253,6 +254,9 @@ func TestParseGlobalOption(t *testing.T) {
 	if off, _, err := parseGlobal(t, "two_factor {\n\tmax_address_failures off\n}"); err != nil || off.MaxAddressFailures != -1 {
 		t.Errorf("max_address_failures off: %v, %d", err, off.MaxAddressFailures)
 	}
+	if off, _, err := parseGlobal(t, "two_factor {\n\treset_approval off\n}"); err != nil || off.ResetApproval != 0 {
+		t.Errorf("reset_approval off: %v, %v", err, off.ResetApproval)
+	}
 	if app.TOTPSkew == nil || *app.TOTPSkew != 2 {
 		t.Errorf("TOTPSkew = %v, want 2", app.TOTPSkew)
 	}
@@ -267,6 +271,7 @@ func TestParseGlobalOption(t *testing.T) {
 		{"FailureWindow", app.FailureWindow, caddy.Duration(30 * time.Minute)},
 		{"Lockout", app.Lockout, caddy.Duration(time.Hour)},
 		{"EnrolmentTimeout", app.EnrolmentTimeout, caddy.Duration(5 * time.Minute)},
+		{"ResetApproval", app.ResetApproval, caddy.Duration(48 * time.Hour)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -333,6 +338,8 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 		{"bad duration", "two_factor {\n\tfailure_window forever\n}", `failure_window: bad duration "forever"`},
 		{"bad period", "two_factor {\n\ttotp_period 30\n}", `totp_period: bad duration "30"`},
 		{"bad enrolment timeout", "two_factor {\n\tenrolment_timeout soon\n}", `enrolment_timeout: bad duration "soon"`},
+		{"bad reset approval", "two_factor {\n\treset_approval never\n}", `reset_approval: bad duration "never"`},
+		{"reset approval without a value", "two_factor {\n\treset_approval\n}", "reset_approval"},
 		{"store without type", "two_factor {\n\tstore\n}", "wrong argument count"},
 		{"store unknown type", "two_factor {\n\tstore memcached\n}", "two_factor.stores.memcached"},
 		{"store extra args", "two_factor {\n\tstore embedded /a /b\n}", "wrong argument count"},

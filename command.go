@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "stats|rekey|unlock|reset|forget-devices|end-sessions|members [--address <admin>] [--json] ...",
+		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | rekey [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -39,8 +39,10 @@ Caddy instance. The admin endpoint is --address if given, else the one in
 --config, else Caddy's default (localhost:2019).
 
 With --json the answer is printed as the API's JSON, for scripts; errors too,
-as {"error": "..."}. Exit status: 0 done, 1 failed (instance unreachable,
-store unavailable), 2 refused as invalid (the message names the field).
+as {"error": "..."}. Exit status: 0 done (including a reset left pending for
+approval under reset_approval), 1 failed (instance unreachable, store
+unavailable, member or request not found, refused by the four-eyes rules), 2
+refused as invalid (the message names the field).
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(adminCommand(&cobra.Command{
@@ -60,21 +62,14 @@ store it takes a while.
 `,
 				Args: cobra.NoArgs,
 			}, cmdRekey))
-			unlock := adminCommand(&cobra.Command{
-				Use:   "unlock <member> --reason <text> | unlock --ip <address> --reason <text>",
-				Short: "Lifts a member's or a client address's lockout at once",
-				Long: `
-Lifts the lockout of a member (by ID) or of a client address (--ip; IPv6 by
-its /64) at once and clears its count of wrong codes, so the member has every
-try again. --reason is required and goes to the audit trail.
-`,
-				Args: cobra.MaximumNArgs(1),
-			}, cmdUnlock)
-			unlock.Flags().String("reason", "", "Why, for the audit trail (required)")
-			unlock.Flags().String("ip", "", "Unlock this client address instead of a member")
-			cmd.AddCommand(unlock)
-			addMemberCommands(cmd)
-			cmd.AddCommand(membersCommand())
+			members := membersCommand()
+			members.Short = "Lists, shows and reconciles members; resets, unlocks, forgets devices, ends sessions"
+			addMemberCommands(members, false)
+			cmd.AddCommand(members)
+			cmd.AddCommand(approvalsCommand())
+			// The actions were top-level commands before members
+			// grouped them: kept, hidden, for one release.
+			addMemberCommands(cmd, true)
 		},
 	})
 }
@@ -140,6 +135,9 @@ func cmdUnlock(fl caddycmd.Flags) (int, error) {
 	return exitOK, nil
 }
 
+// resetDone is what a reset says when done.
+const resetDone = "reset: every method, recovery code and remembered device removed, every session ended; they enrol again at their next visit."
+
 // memberCommands are the actions on one member's factors: the route under
 // /two-factor/members/ and command name, what it does, and what it says
 // when done.
@@ -150,8 +148,10 @@ var memberCommands = []struct {
 		`Removes all of the member's methods, recovery codes and remembered devices,
 and ends all their sessions, on every instance at once. The member enrols
 again at their next visit: where enrolment is required, whoever holds the
-member's password next can enrol, so confirm the member's identity first.`,
-		"reset: every method, recovery code and remembered device removed, every session ended; they enrol again at their next visit."},
+member's password next can enrol, so confirm the member's identity first.
+With reset_approval on, nothing changes yet: the reset is a pending request
+(its ID is printed) that an approver on the admin page must approve.`,
+		resetDone},
 	{"forget-devices", "Forgets every remembered device of a member",
 		`Forgets every remembered device of the member, on every instance at once:
 each asks for a code again. Methods and other sessions stay.`,
@@ -163,25 +163,50 @@ remembered devices stay (a remembered device still skips the code).`,
 		"every session ended; they verify again at their next request."},
 }
 
-func addMemberCommands(cmd *cobra.Command) {
+// addMemberCommands adds the actions on one member to cmd: reset, unlock,
+// forget-devices, end-sessions; hidden for the top-level aliases.
+func addMemberCommands(cmd *cobra.Command, hidden bool) {
 	for _, mc := range memberCommands {
 		c := adminCommand(&cobra.Command{
 			Use:   mc.name + " <member> --reason <text>",
 			Short: mc.short,
 			Long:  "\n" + mc.long + "\n--reason is required and goes to the audit trail.\n",
 			// A missing member is refused by the API, naming the field.
-			Args: cobra.MaximumNArgs(1),
+			Args:   cobra.MaximumNArgs(1),
+			Hidden: hidden,
 		}, func(fl caddycmd.Flags) (int, error) { return cmdMember(fl, mc.name, mc.done) })
 		c.Flags().String("reason", "", "Why, for the audit trail (required)")
 		cmd.AddCommand(c)
 	}
+	unlock := adminCommand(&cobra.Command{
+		Use:   "unlock <member> --reason <text> | unlock --ip <address> --reason <text>",
+		Short: "Lifts a member's or a client address's lockout at once",
+		Long: `
+Lifts the lockout of a member (by ID) or of a client address (--ip; IPv6 by
+its /64) at once and clears its count of wrong codes, so the member has every
+try again. --reason is required and goes to the audit trail.
+`,
+		Args:   cobra.MaximumNArgs(1),
+		Hidden: hidden,
+	}, cmdUnlock)
+	unlock.Flags().String("reason", "", "Why, for the audit trail (required)")
+	unlock.Flags().String("ip", "", "Unlock this client address instead of a member")
+	cmd.AddCommand(unlock)
 }
 
 func cmdMember(fl caddycmd.Flags, name, done string) (int, error) {
 	req := MemberRequest{Member: fl.Arg(0), Reason: fl.String("reason")}
-	var res challenge.MemberResult
+	// A reset under reset_approval answers with the pending request.
+	var res struct {
+		challenge.MemberResult
+		PendingReset
+	}
 	if code, err := callAdmin(fl, http.MethodPost, "/two-factor/members/"+name, req, &res); err != nil || fl.Bool("json") {
 		return code, err
+	}
+	if res.Pending {
+		printPendingReset(res.PendingReset)
+		return exitOK, nil
 	}
 	if strings.Contains(done, "%d") {
 		done = fmt.Sprintf(done, res.Devices)

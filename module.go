@@ -149,6 +149,13 @@ type App struct {
 	// Default: 100.
 	HourlySMSSite int `json:"hourly_sms_site,omitempty"`
 
+	// Four-eyes resets: when set, an admin's reset of a member's second
+	// factor is a request that takes effect only when an approver other
+	// than the requester, and never the member, approves it within this
+	// time; unapproved, it lapses. 10m to 168h, or 0 for off.
+	// Default: 0 (off: a reset happens when asked).
+	ResetApproval caddy.Duration `json:"reset_approval,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
 	ctx     caddy.Context
@@ -304,6 +311,9 @@ func (a *App) Validate() error {
 		if !notify.ValidRegion(c) {
 			return fmt.Errorf("phone_countries %q: not a known two-letter region code", c)
 		}
+	}
+	if d := time.Duration(a.ResetApproval); d != 0 && (d < minResetApproval || d > maxResetApproval) {
+		return fmt.Errorf("reset_approval %s: must be between %s and %s, or 0 for off", d, minResetApproval, maxResetApproval)
 	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {

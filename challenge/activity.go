@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,6 +46,7 @@ var activityEvents = map[string]bool{
 	"device_remembered": true, "device_forgotten": true, "lockout": true, "session_revoked": true,
 	"new_browser": true, "default_method": true, "admin_unlock": true,
 	"admin_reset": true, "admin_devices": true, "admin_sessions": true,
+	"admin_reset_requested": true, "admin_reset_withdrawn": true,
 }
 
 func activityKey(user string) string { return "activity:" + tag(user) }
@@ -54,6 +56,9 @@ func activityKey(user string) string { return "activity:" + tag(user) }
 func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field) {
 	if a.User == "" || !activityEvents[name] {
 		return
+	}
+	if strings.HasPrefix(name, "admin_") && result != "success" {
+		return // an admin's action that changed nothing is not the member's news
 	}
 	entry := Activity{Time: e.now().UTC(), Event: name, Result: result, IP: a.IP, UserAgent: a.UserAgent}
 	if len(entry.UserAgent) > maxUserAgent {

@@ -225,7 +225,13 @@ type MemberResult struct {
 // remembered devices and moves the factor epoch on, which ends every
 // session: the member enrols again at their next visit.
 func (e *Engine) Reset(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_reset", actor, member, why, func(u *User, res *MemberResult) {
+	return e.reset(ctx, actor, member, why)
+}
+
+// reset is Reset with more fields for its audit entry: an approved
+// request's requester.
+func (e *Engine) reset(ctx context.Context, actor, member, why string, extra ...zap.Field) (MemberResult, error) {
+	return e.memberAction(ctx, "admin_reset", actor, member, why, extra, func(u *User, res *MemberResult) {
 		res.Methods = u.Methods()
 		u.TOTP, u.Email, u.SMS, u.Default, u.Recovery = nil, nil, nil, "", nil
 		u.Epoch++
@@ -236,7 +242,7 @@ func (e *Engine) Reset(ctx context.Context, actor, member, why string) (MemberRe
 // ForgetDevices revokes every remembered device of the member, with the
 // sessions they started; the member's other sessions go on.
 func (e *Engine) ForgetDevices(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_devices", actor, member, why, func(u *User, res *MemberResult) {
+	return e.memberAction(ctx, "admin_devices", actor, member, why, nil, func(u *User, res *MemberResult) {
 		u.forgetDevices(res)
 	})
 }
@@ -245,7 +251,7 @@ func (e *Engine) ForgetDevices(ctx context.Context, actor, member, why string) (
 // browser; methods and remembered devices stay, so a remembered device
 // starts a new session without a code.
 func (e *Engine) EndSessions(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_sessions", actor, member, why, func(u *User, _ *MemberResult) {
+	return e.memberAction(ctx, "admin_sessions", actor, member, why, nil, func(u *User, _ *MemberResult) {
 		// Sessions carry their issue time in whole seconds, so one issued
 		// in this second ends too; verifying again a second later passes.
 		u.SessionsAfter = max(u.SessionsAfter, e.now().Unix())
@@ -265,9 +271,9 @@ var errNoMember = &InputError{"member", "no second-factor record for this member
 
 // memberAction applies change to the member's record through updateUser,
 // so every instance drops its copy at once (change notices), deletes the
-// device records no longer listed, and audits the action with the admin and
-// the reason.
-func (e *Engine) memberAction(ctx context.Context, event, actor, member, why string, change func(u *User, res *MemberResult)) (MemberResult, error) {
+// device records no longer listed, and audits the action with the admin,
+// the reason and any extra fields.
+func (e *Engine) memberAction(ctx context.Context, event, actor, member, why string, extra []zap.Field, change func(u *User, res *MemberResult)) (MemberResult, error) {
 	if member == "" {
 		return MemberResult{}, &InputError{"member", "required: the member's ID"}
 	}
@@ -303,6 +309,7 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 	}
 	fields := []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
 		zap.Int("devices", res.Devices)}
+	fields = append(fields, extra...)
 	if len(res.Methods) > 0 {
 		fields = append(fields, zap.Strings("methods", res.Methods))
 	}

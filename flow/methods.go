@@ -175,6 +175,10 @@ func activityText(event, result, method string) (string, []any) {
 		return "activity_unlocked", nil
 	case event == "admin_reset" && ok:
 		return "activity_admin_reset", nil
+	case event == "admin_reset_requested" && ok:
+		return "activity_admin_reset_requested", nil
+	case event == "admin_reset_withdrawn" && ok:
+		return "activity_admin_reset_withdrawn", nil
 	case event == "admin_devices" && ok:
 		return "activity_admin_devices", nil
 	case event == "admin_sessions" && ok:

@@ -146,8 +146,9 @@ type NoticeData struct {
 	Site string
 	// Kind is one of method_added, method_removed, recovery_used,
 	// recovery_generated, device_remembered, lockout, new_device, or an
-	// admin's admin_reset, admin_devices, admin_sessions (with no IP or
-	// Browser: no member's request made them).
+	// admin's admin_reset, admin_reset_requested, admin_devices,
+	// admin_sessions (with no IP or Browser: no member's request made
+	// them).
 	Kind    string
 	When    string // formatted time
 	IP      string
@@ -164,7 +165,7 @@ type NoticeData struct {
 var noticeKinds = map[string]bool{
 	"method_added": true, "method_removed": true, "recovery_used": true, "recovery_generated": true,
 	"device_remembered": true, "lockout": true, "new_device": true,
-	"admin_reset": true, "admin_devices": true, "admin_sessions": true,
+	"admin_reset": true, "admin_reset_requested": true, "admin_devices": true, "admin_sessions": true,
 }
 
 // Notice renders a security notice in lang ("ja" or "en"). To is left

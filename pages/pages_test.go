@@ -33,7 +33,7 @@ var dynamicKeys = []string{
 	"confirm_remove", "last_method", "method_removed", "new_codes_offered", "devices_forgotten",
 	"activity_verified", "activity_failed", "activity_added", "activity_removed", "activity_codes",
 	"activity_remembered", "activity_forgotten", "activity_locked", "activity_signed_out",
-	"activity_new_browser", "activity_default", "activity_unlocked", "activity_admin_reset", "activity_admin_devices", "activity_admin_sessions", "activity_other", "method_name_recovery",
+	"activity_new_browser", "activity_default", "activity_unlocked", "activity_admin_reset", "activity_admin_reset_requested", "activity_admin_reset_withdrawn", "activity_admin_devices", "activity_admin_sessions", "activity_other", "method_name_recovery",
 	"code_rejected", "recovery_malformed", "send_failed", "no_email_address", "email_invalid", "phone_invalid",
 	"phone_not_mobile", "phone_country", "method_unavailable", "resend_wait", "too_many_codes",
 	"sms_unavailable",

@@ -20,7 +20,7 @@ func TestAdminResetThroughCLI(t *testing.T) {
 	if r := b.get("/members/"); r.status != http.StatusOK {
 		t.Fatalf("verified member before the reset: %d", r.status)
 	}
-	out, code := twoFactorCLI(t, "reset", "--address", e.admin, "alice", "--reason", "lost phone, ID checked by video call")
+	out, code := twoFactorCLI(t, "members", "reset", "--address", e.admin, "alice", "--reason", "lost phone, ID checked by video call")
 	if code != 0 || !strings.Contains(out, "alice: reset: every method") {
 		t.Fatalf("reset: exit %d\n%s", code, out)
 	}
@@ -42,7 +42,7 @@ func TestAdminEndSessionsThroughCLI(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "twofactor.db")
 	e := start(t, adminSetup(db, []string{testKey}))
 	b, secret := enrolled(e, "alice")
-	out, code := twoFactorCLI(t, "end-sessions", "--address", e.admin, "alice", "--reason", "laptop stolen")
+	out, code := twoFactorCLI(t, "members", "end-sessions", "--address", e.admin, "alice", "--reason", "laptop stolen")
 	if code != 0 || !strings.Contains(out, "alice: every session ended") {
 		t.Fatalf("end-sessions: exit %d\n%s", code, out)
 	}
@@ -78,7 +78,7 @@ func TestAdminForgetDevicesThroughCLI(t *testing.T) {
 	if r := b.get("/members/"); r.status != http.StatusOK {
 		t.Fatalf("remembered device before forget-devices: %d %q", r.status, r.location())
 	}
-	out, code := twoFactorCLI(t, "forget-devices", "--address", e.admin, "alice", "--reason", "shared computer")
+	out, code := twoFactorCLI(t, "members", "forget-devices", "--address", e.admin, "alice", "--reason", "shared computer")
 	if code != 0 || !strings.Contains(out, "alice: 1 remembered devices forgotten") {
 		t.Fatalf("forget-devices: exit %d\n%s", code, out)
 	}
@@ -93,13 +93,13 @@ func TestAdminMemberActionsRefused(t *testing.T) {
 	e := start(t, adminSetup(db, []string{testKey}))
 	enrolled(e, "alice")
 	for _, cmd := range []string{"reset", "forget-devices", "end-sessions"} {
-		if out, code := twoFactorCLI(t, cmd, "--address", e.admin, "alice"); code != 2 || !strings.Contains(out, "reason: required") {
+		if out, code := twoFactorCLI(t, "members", cmd, "--address", e.admin, "alice"); code != 2 || !strings.Contains(out, "reason: required") {
 			t.Errorf("%s without a reason: exit %d\n%s", cmd, code, out)
 		}
-		if out, code := twoFactorCLI(t, cmd, "--address", e.admin, "--reason", "x"); code != 2 || !strings.Contains(out, "member: required") {
+		if out, code := twoFactorCLI(t, "members", cmd, "--address", e.admin, "--reason", "x"); code != 2 || !strings.Contains(out, "member: required") {
 			t.Errorf("%s without a member: exit %d\n%s", cmd, code, out)
 		}
-		if out, code := twoFactorCLI(t, cmd, "--address", e.admin, "--json", "bob", "--reason", "x"); code != 2 || !strings.HasPrefix(out, `{"error":"member: `) {
+		if out, code := twoFactorCLI(t, "members", cmd, "--address", e.admin, "--json", "bob", "--reason", "x"); code != 2 || !strings.HasPrefix(out, `{"error":"member: `) {
 			t.Errorf("%s of a member never seen: exit %d\n%s", cmd, code, out)
 		}
 	}

@@ -67,7 +67,7 @@ func TestAdminUnlockThroughCLI(t *testing.T) {
 		t.Fatalf("right code while locked out: %d", r.status)
 	}
 
-	out, code := twoFactorCLI(t, "unlock", "--address", e.admin, "alice", "--reason", "called support, ID checked")
+	out, code := twoFactorCLI(t, "members", "unlock", "--address", e.admin, "alice", "--reason", "called support, ID checked")
 	if code != 0 || !strings.Contains(out, "alice: unlocked; every try is back.") {
 		t.Fatalf("unlock: exit %d\n%s", code, out)
 	}
@@ -95,7 +95,7 @@ func TestAdminUnlockThroughCLI(t *testing.T) {
 	}
 
 	// --json for scripts.
-	out, code = twoFactorCLI(t, "unlock", "--address", e.admin, "--json", "--ip", "192.0.2.7", "--reason", "office")
+	out, code = twoFactorCLI(t, "members", "unlock", "--address", e.admin, "--json", "--ip", "192.0.2.7", "--reason", "office")
 	var res struct {
 		WasLocked *bool `json:"was_locked"`
 	}
@@ -131,11 +131,11 @@ func TestAdminBadRequests(t *testing.T) {
 		}
 	}
 
-	out, code := twoFactorCLI(t, "unlock", "--address", e.admin, "alice")
+	out, code := twoFactorCLI(t, "members", "unlock", "--address", e.admin, "alice")
 	if code != 2 || !strings.Contains(out, "reason: required") {
 		t.Fatalf("unlock without a reason: exit %d\n%s", code, out)
 	}
-	out, code = twoFactorCLI(t, "unlock", "--address", e.admin, "--json", "alice")
+	out, code = twoFactorCLI(t, "members", "unlock", "--address", e.admin, "--json", "alice")
 	if code != 2 || !strings.HasPrefix(out, `{"error":"reason: required`) {
 		t.Fatalf("unlock --json without a reason: exit %d\n%s", code, out)
 	}

@@ -72,39 +72,46 @@ func startInstances(t *testing.T, n int, global, policy string, members []member
 	echoSrv := httptestServer(t, http.HandlerFunc(echo))
 	var out []*instance
 	for i := range n {
-		dir := t.TempDir()
-		in := &instance{
-			env: &env{t: t, site: site, siteURL: siteSrv, echoURL: echoSrv,
-				logPath: filepath.Join(dir, "caddy.log"), dbPath: filepath.Join(dir, "unused.db")},
-			cfgPath: filepath.Join(dir, "caddy.json"),
-			outPath: filepath.Join(dir, "output"),
-		}
-		s := setup{global: global, policy: policy}
-		for try := 1; ; try++ {
-			in.port = testnet.FreePort(t)
-			in.host = fmt.Sprintf("127.0.0.1:%d", in.port)
-			in.base = "http://" + in.host
-			err := in.launch(s)
-			if err == nil {
-				break
-			}
-			if try == 5 {
-				t.Fatalf("instance %d: %v", i, err)
-			}
-		}
-		t.Cleanup(func() {
-			in.stop()
-			if t.Failed() {
-				for _, p := range []string{in.outPath, in.logPath} {
-					if b, err := os.ReadFile(p); err == nil {
-						t.Logf("instance %d, %s:\n%s", i, filepath.Base(p), b)
-					}
-				}
-			}
-		})
-		out = append(out, in)
+		out = append(out, startInstance(t, i, &env{t: t, site: site, siteURL: siteSrv, echoURL: echoSrv}, setup{global: global, policy: policy}))
 	}
 	return out
+}
+
+// startInstance runs gateway i in a process of its own in front of the
+// member site and echo upstream of base, with s's global and policy
+// lines.
+func startInstance(t *testing.T, i int, base *env, s setup) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	in := &instance{
+		env: &env{t: t, site: base.site, siteURL: base.siteURL, echoURL: base.echoURL,
+			logPath: filepath.Join(dir, "caddy.log"), dbPath: filepath.Join(dir, "unused.db")},
+		cfgPath: filepath.Join(dir, "caddy.json"),
+		outPath: filepath.Join(dir, "output"),
+	}
+	for try := 1; ; try++ {
+		in.port = testnet.FreePort(t)
+		in.host = fmt.Sprintf("127.0.0.1:%d", in.port)
+		in.base = "http://" + in.host
+		err := in.launch(s)
+		if err == nil {
+			break
+		}
+		if try == 5 {
+			t.Fatalf("instance %d: %v", i, err)
+		}
+	}
+	t.Cleanup(func() {
+		in.stop()
+		if t.Failed() {
+			for _, p := range []string{in.outPath, in.logPath} {
+				if b, err := os.ReadFile(p); err == nil {
+					t.Logf("instance %d, %s:\n%s", i, filepath.Base(p), b)
+				}
+			}
+		}
+	})
+	return in
 }
 
 func httptestServer(t *testing.T, h http.Handler) string {
