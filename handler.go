@@ -64,6 +64,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return refuse(r, h.flow.Unavailable(w, r, "state", err))
 	}
+	if len(u.Pending) > 0 {
+		h.flow.SendPending(r, b, &id, u)
+	}
 	now := clock.Now()
 	h.app.seen.note(id.ID, now)
 	pol := &rule.policy

@@ -293,8 +293,7 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 		}
 		change(u, &res)
 		if res.Contact == "" {
-			u.Pending = append(u.Pending, PendingNotice{Kind: event, At: e.now().UTC()})
-			u.Pending = u.Pending[max(0, len(u.Pending)-maxPending):]
+			u.addPending(event, e.now())
 		}
 		return nil
 	})
@@ -337,6 +336,13 @@ func (e *Engine) TakePending(ctx context.Context, member string) ([]PendingNotic
 		return nil, nil
 	}
 	return taken, err
+}
+
+// addPending keeps a notice of an admin action for the member's next
+// visit, dropping the oldest beyond maxPending.
+func (u *User) addPending(kind string, at time.Time) {
+	u.Pending = append(u.Pending, PendingNotice{Kind: kind, At: at.UTC()})
+	u.Pending = u.Pending[max(0, len(u.Pending)-maxPending):]
 }
 
 // errNothingPending stops an update that has nothing to take.

@@ -171,7 +171,18 @@ func (e *Engine) requestReset(ctx context.Context, requester, member, why string
 			e.dropRequest(ctx, req.ID)
 			return ResetRequest{}, err
 		}
-		req.Contact = e.ContactEmail(u, "")
+		if req.Contact = e.ContactEmail(u, ""); req.Contact == "" {
+			// Told at the member's next visit to the pages instead: a
+			// request they did not make is what they most need to hear
+			// of. The request stands whatever happens to the notice.
+			_, _ = e.updateUser(ctx, member, func(u *User) error {
+				if u.Rev == 0 {
+					return errNoRecord
+				}
+				u.addPending("admin_reset_requested", now)
+				return nil
+			})
+		}
 		return req, nil
 	}
 	e.dropRequest(ctx, req.ID)

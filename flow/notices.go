@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/pages"
 )
 
 // notice emails the member about a security event: a method added or
@@ -78,6 +80,14 @@ func (f *Flow) sendPending(p *request) {
 	for _, n := range taken {
 		f.notice(p, p.user, notify.NoticeData{Kind: n.Kind, When: n.At.UTC().Format(noticeTime)})
 	}
+}
+
+// SendPending is sendPending for the Caddy layer, which meets the member
+// on protected paths: a reset request ends no session, so the member may
+// never load one of the gateway's pages before it is approved.
+func (f *Flow) SendPending(r *http.Request, b *Backend, id *Identity, u *challenge.User) {
+	f.sendPending(&request{r: r, e: b.Engine, id: *id, user: u, page: &pages.Page{
+		Lang: pages.Language(r.Header.Get("Accept-Language")), SiteName: f.siteName(r), Prefix: f.cfg.Prefix}})
 }
 
 // seenBrowser records that this browser passed the second factor for the

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,7 +20,9 @@ func TestAdminNoticeAtNextVisit(t *testing.T) {
 	global := fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, dir+"/twofactor.db") + senders(mail, sns, "")
 	c := &codeEnv{env: start(t, setup{global: global, policy: codePolicy, dbPath: dir + "/twofactor.db", admin: true}), mail: mail, sns: sns}
 	b, secret := enrolled(c.env, "alice")
-	adminPost(t, c.env, "/two-factor/members/end-sessions", `{"member": "alice", "reason": "laptop stolen"}`, http.StatusOK)
+	if status, msg := adminPost(t, c.env, "/two-factor/members/end-sessions", `{"member": "alice", "reason": "laptop stolen"}`); status != http.StatusOK {
+		t.Fatalf("end-sessions: %d %s", status, msg)
+	}
 	sentTo(t, b, "/.2fa/challenge", "page load after end-sessions")
 	if r := b.get("/.2fa/challenge?return_to=%2Fmembers%2F"); r.status != http.StatusOK {
 		t.Fatalf("challenge page: %d", r.status)
@@ -41,26 +42,28 @@ func TestAdminNoticeAtNextVisit(t *testing.T) {
 	}
 }
 
-// adminPost posts body to a route of the admin endpoint and checks the
-// status.
-func adminPost(t *testing.T, e *env, route, body string, status int) string {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+e.admin+route, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+// A reset request ends no session, so a member who keeps browsing never
+// loads one of the gateway's pages: the protected path itself tells them,
+// at the member site's address, before anyone approves it.
+func TestResetRequestToldOnProtectedPath(t *testing.T) {
+	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
+	sns := testsns.Start(t)
+	dir := t.TempDir()
+	global := fmt.Sprintf("keys %q\n\t\tstore embedded %q\n\t\treset_approval 1h\n", testKey, dir+"/twofactor.db") + senders(mail, sns, "")
+	c := &codeEnv{env: start(t, setup{global: global, policy: codePolicy, dbPath: dir + "/twofactor.db", admin: true}), mail: mail, sns: sns}
+	b, _ := enrolled(c.env, "alice")
+	if status, msg := adminPost(t, c.env, "/two-factor/members/reset", `{"member": "alice", "reason": "caller says phone lost"}`); status != http.StatusAccepted {
+		t.Fatalf("reset request: %d %s", status, msg)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if r := b.get("/members/"); r.status != http.StatusOK {
+		t.Fatalf("protected page while the reset waits for approval: %d", r.status)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	m := c.notice("alice@example.com", "asked to reset")
+	if !strings.Contains(m.Text, "withdraw") {
+		t.Errorf("request notice:\n%s", m.Text)
 	}
-	if resp.StatusCode != status {
-		t.Fatalf("POST %s: %d, want %d: %s", route, resp.StatusCode, status, out)
+	b.get("/members/")
+	if n := c.count("alice@example.com", "asked to reset"); n != 1 {
+		t.Fatalf("%d request notices after two pages, want 1", n)
 	}
-	return string(out)
 }
