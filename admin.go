@@ -57,6 +57,8 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
 		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
 		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},
+		{Pattern: "/two-factor/export", Handler: a.route(http.MethodGet, a.handleExport)},
+		{Pattern: "/two-factor/import", Handler: a.route(http.MethodPost, a.handleImport)},
 	}
 }
 

@@ -367,7 +367,8 @@ type ImportResult struct {
 	Expired int `json:"expired"`
 }
 
-// Import restores a backup into the store. It reads the backup twice:
+// Import restores a backup into the store, read from its start. It reads
+// the backup twice:
 // first it checks every line (format, version, each record decoded, each
 // sealed value opened with the configured keys and bound to its member),
 // and writes nothing if one is wrong, naming the line; then it writes.

@@ -364,3 +364,25 @@ func dump(t *testing.T, f *fixture) string {
 	slices.Sort(out)
 	return strings.Join(out, "\n")
 }
+
+// A store that lost its data (its key check value is gone) is not filled
+// from a backup behind the gateway's back: the import is refused and
+// writes nothing, so the loss stays detected until the operator accepts
+// the empty store.
+func TestImportRefusedIntoLostStore(t *testing.T) {
+	x := exportFixture(t)
+	dst := x.target(t)
+	if err := dst.st.Delete(ctx, keyCheckKey); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dst.e.Import(ctx, bytes.NewReader(x.backup), ImportOptions{Merge: true})
+	if !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("import into a store that lost its data: %v, want ErrStoreLost", err)
+	}
+	if got := dump(t, dst); got != "seen:\nusers:" {
+		t.Fatalf("the refused import wrote:\n%s", got)
+	}
+	if err := dst.e.Intact(ctx); !errors.Is(err, ErrStoreLost) {
+		t.Fatalf("after the refused import: %v, want the loss still detected", err)
+	}
+}
