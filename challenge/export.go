@@ -117,8 +117,8 @@ func (c *BackupCounts) add(kind string) {
 type ExportResult struct {
 	BackupCounts
 	// Unreadable counts member records left out because they cannot be
-	// trusted (not JSON, or naming another member): the gateway refuses
-	// them whenever they are read.
+	// trusted (not JSON, naming another member, or holding a damaged
+	// sealed value): the gateway refuses them whenever they are read.
 	Unreadable int `json:"unreadable"`
 }
 
@@ -152,7 +152,9 @@ func (e *Engine) export(ctx context.Context, w io.Writer) (ExportResult, error) 
 		_, u, err := e.rawUser(ctx, id)
 		if u != nil {
 			for _, f := range e.sealedFields(u) {
-				keys[keyring.KeyID(*f.value)] = true
+				if k := keyring.KeyID(*f.value); k != "" { // "": left out below
+					keys[k] = true
+				}
 			}
 		}
 		return err
@@ -188,7 +190,7 @@ func (e *Engine) export(ctx context.Context, w io.Writer) (ExportResult, error) 
 		if err != nil || raw == nil {
 			return err
 		}
-		if u == nil {
+		if u == nil || !sealedData(e.sealedFields(u)) {
 			res.Unreadable++
 			return nil
 		}
@@ -264,6 +266,18 @@ func (e *Engine) exportActivity(ctx context.Context, id string, now time.Time, p
 		return nil
 	}
 	return put(KindActivity, id, "", raw, expires)
+}
+
+// sealedData reports whether every sealed field holds sealed data (under
+// whichever key): a record with one that does not is refused whenever
+// read, and would make the whole backup refused on import.
+func sealedData(fields []sealedField) bool {
+	for _, f := range fields {
+		if keyring.KeyID(*f.value) == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // rawUser reads a member record as stored and decoded: nil raw when there
