@@ -429,3 +429,50 @@ func TestExportLeavesOutUnreadableRecords(t *testing.T) {
 		t.Fatalf("import: %+v %v", r, err)
 	}
 }
+
+// From the embedded store into Redis shared by two instances: instance B
+// held alice as never enrolled; the import through A reaches B's
+// per-request view by the change notice, the clock standing still, and
+// alice passes on B with her authenticator and remembered device.
+func TestImportIntoRedisReachesEveryInstance(t *testing.T) {
+	x := exportFixture(t)
+	a, b, clk := twoInstances(t, Config{})
+	clk.Set(x.src.clk.Now().Add(90 * time.Minute))
+	id, err := a.CheckKey(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CheckKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	followAll(t, a, b)
+	if u, err := b.State(ctx, "alice"); err != nil || u.Enrolled() {
+		t.Fatalf("B before the import: %+v %v", u, err)
+	}
+	res, err := a.Import(ctx, bytes.NewReader(x.backup), ImportOptions{Actor: "admin endpoint"})
+	if err != nil || res.Written.Users != 1 || res.Written.Devices != 1 {
+		t.Fatalf("import into Redis: %+v %v", res, err)
+	}
+	start := time.Now()
+	for {
+		u, err := b.State(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Enrolled() {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("B still holds alice as never enrolled 5s after the import")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	alice := Actor{User: "alice", IP: "192.0.2.9"}
+	if _, _, err := b.UseDevice(ctx, alice, x.device, 400*24*time.Hour); err != nil {
+		t.Fatalf("remembered device on B: %v", err)
+	}
+	f := &fixture{t: t, clk: clk}
+	if _, err := b.VerifyTOTP(ctx, alice, f.code(x.secret, 0)); err != nil {
+		t.Fatalf("authenticator on B: %v", err)
+	}
+}
