@@ -16,7 +16,7 @@ func TestExportCompleteness(t *testing.T) {
 	body := header + strings.Repeat(record, 50)
 	for _, c := range []struct {
 		name, stream, err string
-		records          int
+		records           int
 	}{
 		{"complete", body + `{"kind":"end","records":50,"counts":{"users":0,"devices":0,"activity":0,"seen":50}}` + "\n", "", 50},
 		{"failed midway", body + `{"error":"export failed: store: unavailable"}` + "\n", "export failed: store: unavailable", 0},
