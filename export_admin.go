@@ -23,9 +23,10 @@ import (
 // backup of the store (challenge.Export: sealed records only), POST
 // /two-factor/import restores one into the store of the running gateway.
 
-// maxImportBody bounds a backup posted to /two-factor/import: about four
-// million members at a few hundred bytes each, with devices and activity.
-const maxImportBody = 1 << 30
+// maxImportBody bounds a backup posted to /two-factor/import (1 GiB):
+// millions of members at a few hundred bytes each, with devices and
+// activity. A variable so a test can lower it.
+var maxImportBody int64 = 1 << 30
 
 // importTimeout is how long an import may take to arrive: longer than the
 // admin endpoint's own read timeout, which is for small JSON bodies.
@@ -91,7 +92,7 @@ func (a *AdminAPI) handleImport(w http.ResponseWriter, r *http.Request, app *App
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge,
-				Err: &challenge.InputError{Field: "body", Problem: fmt.Sprintf("larger than %d bytes", int64(maxImportBody))}}
+				Err: &challenge.InputError{Field: "body", Problem: fmt.Sprintf("larger than %d bytes", maxImportBody)}}
 		}
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body: reading the backup: %v", err)}
 	}

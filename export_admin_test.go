@@ -1,9 +1,16 @@
 package twofactor
 
 import (
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
 )
 
 // The CLI knows a backup is complete by its end line, however large the
@@ -47,5 +54,28 @@ func TestExportCompleteness(t *testing.T) {
 				t.Fatalf("kept %d bytes, want at most %d", len(l.buf), 2*lastLinesKept)
 			}
 		})
+	}
+}
+
+// A backup over the limit is refused with 413 naming the body, before
+// anything reaches the engine; a bad merge value with 400 naming merge.
+func TestImportBodyLimit(t *testing.T) {
+	defer func(n int64) { maxImportBody = n }(maxImportBody)
+	maxImportBody = 1 << 10
+	api := &AdminAPI{}
+	for _, c := range []struct {
+		uri, body, field string
+		status           int
+	}{
+		{"/two-factor/import", strings.Repeat("x", 1<<10+1), "body", http.StatusRequestEntityTooLarge},
+		{"/two-factor/import?merge=yes", "", "merge", http.StatusBadRequest},
+	} {
+		r := httptest.NewRequest(http.MethodPost, c.uri, strings.NewReader(c.body))
+		err := api.handleImport(httptest.NewRecorder(), r, nil, nil)
+		var apiErr caddy.APIError
+		var in *challenge.InputError
+		if !errors.As(err, &apiErr) || apiErr.HTTPStatus != c.status || !errors.As(apiErr.Err, &in) || in.Field != c.field {
+			t.Errorf("%s: %v, want %d naming %s", c.uri, err, c.status, c.field)
+		}
 	}
 }
