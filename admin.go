@@ -60,6 +60,8 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/approvals", Handler: a.route(http.MethodGet, a.handleApprovals)},
 		{Pattern: "/two-factor/approvals/approve", Handler: a.route(http.MethodPost, a.handleApprove)},
 		{Pattern: "/two-factor/approvals/withdraw", Handler: a.route(http.MethodPost, a.handleWithdraw)},
+		{Pattern: "/two-factor/export", Handler: a.route(http.MethodGet, a.handleExport)},
+		{Pattern: "/two-factor/import", Handler: a.route(http.MethodPost, a.handleImport)},
 	}
 }
 

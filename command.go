@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | rekey [--address <admin>] [--json] ...",
+		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | rekey | export | import [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -70,6 +70,7 @@ store it takes a while.
 			// The actions were top-level commands before members
 			// grouped them: kept, hidden, for one release.
 			addMemberCommands(cmd, true)
+			addBackupCommands(cmd)
 		},
 	})
 }
@@ -222,42 +223,60 @@ const maxAnswer = 64 << 20
 // answer into out. With --json it prints the answer, or the error as
 // {"error": ...}; the caller prints for people only without it.
 func callAdmin(fl caddycmd.Flags, method, uri string, body, out any) (int, error) {
-	asJSON := fl.Bool("json")
-	fail := func(code int, err error) (int, error) {
-		if asJSON {
-			_ = json.NewEncoder(os.Stdout).Encode(map[string]string{"error": err.Error()})
-		}
-		return code, err
-	}
-	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
-	if err != nil {
-		return fail(exitFailed, fmt.Errorf("finding the admin endpoint: %v", err))
-	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fail(exitFailed, err)
+			return failed(fl, exitFailed, err)
 		}
 		rd = bytes.NewReader(b)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, rd)
+	return callAdminWith(fl, method, uri, rd, out)
+}
+
+// callAdminWith is callAdmin with the body as it is sent.
+func callAdminWith(fl caddycmd.Flags, method, uri string, body io.Reader, out any) (int, error) {
+	resp, code, err := adminRequest(fl, method, uri, body)
 	if err != nil {
-		return fail(apiFailure(err))
+		return failed(fl, code, err)
 	}
 	defer resp.Body.Close()
 	// A reconciliation of 100,000 IDs answers with all of them.
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fail(exitFailed, fmt.Errorf("reading the answer: %v", err))
+		return failed(fl, exitFailed, fmt.Errorf("reading the answer: %v", err))
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fail(exitFailed, fmt.Errorf("the answer is not what this command expects (is the instance the same version?): %v", err))
+		return failed(fl, exitFailed, fmt.Errorf("the answer is not what this command expects (is the instance the same version?): %v", err))
 	}
-	if asJSON {
+	if fl.Bool("json") {
 		os.Stdout.Write(raw)
 	}
 	return exitOK, nil
+}
+
+// adminRequest sends body (nil: none) to the admin endpoint the flags
+// name. An error comes with its exit code.
+func adminRequest(fl caddycmd.Flags, method, uri string, body io.Reader) (*http.Response, int, error) {
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return nil, exitFailed, fmt.Errorf("finding the admin endpoint: %v", err)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
+	if err != nil {
+		code, err := apiFailure(err)
+		return nil, code, err
+	}
+	return resp, exitOK, nil
+}
+
+// failed returns code and err, printing err as {"error": ...} with
+// --json.
+func failed(fl caddycmd.Flags, code int, err error) (int, error) {
+	if fl.Bool("json") {
+		_ = json.NewEncoder(os.Stdout).Encode(map[string]string{"error": err.Error()})
+	}
+	return code, err
 }
 
 // apiFailure turns AdminAPIRequest's error, which carries the status and

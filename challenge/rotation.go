@@ -26,6 +26,7 @@ const usersIndex = "users"
 // sealedField is one value of a user record sealed with the keyring, with
 // what it is bound to.
 type sealedField struct {
+	name   string // for messages: "totp secret", "email destination", ...
 	sealer *keyring.Sealer
 	value  *[]byte
 	aad    []byte
@@ -36,18 +37,18 @@ type sealedField struct {
 func (e *Engine) sealedFields(u *User) []sealedField {
 	var out []sealedField
 	if u.TOTP != nil {
-		out = append(out, sealedField{e.secret, &u.TOTP.Secret, secretAAD("totp", u.ID)})
+		out = append(out, sealedField{"totp secret", e.secret, &u.TOTP.Secret, secretAAD("totp", u.ID)})
 	}
 	for _, m := range []struct {
 		name string
 		c    *CodeMethod
 	}{{MethodEmail, u.Email}, {MethodSMS, u.SMS}} {
 		if m.c != nil && len(m.c.Destination) > 0 { // empty: follows the identity
-			out = append(out, sealedField{e.dests, &m.c.Destination, destAAD(m.name, u.ID)})
+			out = append(out, sealedField{m.name + " destination", e.dests, &m.c.Destination, destAAD(m.name, u.ID)})
 		}
 	}
 	if u.Recovery != nil {
-		out = append(out, sealedField{e.secret, &u.Recovery.Sealed, recoveryAAD(u.ID)})
+		out = append(out, sealedField{"recovery codes", e.secret, &u.Recovery.Sealed, recoveryAAD(u.ID)})
 	}
 	return out
 }
@@ -205,31 +206,39 @@ func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
 // index, a page at a time, and then marks the count of records under an
 // older key complete, since every record was read.
 func (e *Engine) eachUser(ctx context.Context, visit func(u *User) error) error {
-	after := ""
-	for {
-		ids, err := e.store.IndexPage(ctx, usersIndex, after, indexPage)
-		if err != nil {
-			return err
+	err := e.eachIndexed(ctx, usersIndex, func(id string) error {
+		u, err := e.record(ctx, id)
+		if err != nil || u == nil {
+			return err // nil: gone since listed, or refused whenever it is read
 		}
-		for _, id := range ids {
-			u, err := e.record(ctx, id)
-			if err != nil {
-				return err
-			}
-			if u == nil {
-				continue // gone since listed, or refused whenever it is read
-			}
-			if err := visit(u); err != nil {
-				return err
-			}
-		}
-		if len(ids) < indexPage {
-			break
-		}
-		after = ids[len(ids)-1]
+		return visit(u)
+	})
+	if err != nil {
+		return err
 	}
 	e.stale.mu.Lock()
 	e.stale.complete = true
 	e.stale.mu.Unlock()
 	return nil
+}
+
+// eachIndexed calls visit with every member of the index, a page at a
+// time.
+func (e *Engine) eachIndexed(ctx context.Context, index string, visit func(id string) error) error {
+	after := ""
+	for {
+		ids, err := e.store.IndexPage(ctx, index, after, indexPage)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := visit(id); err != nil {
+				return err
+			}
+		}
+		if len(ids) < indexPage {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
 }

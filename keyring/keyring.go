@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -150,6 +151,28 @@ func (s *Sealer) KeyIndex(sealed []byte) int {
 		}
 	}
 	return -1
+}
+
+// KeyID returns the ID, in hex, of the master key sealed was sealed
+// under, read from its header without opening anything, or "" when sealed
+// is not sealed data. IDs name keys without revealing them, so a backup
+// can say which keys its records need.
+func KeyID(sealed []byte) string {
+	if len(sealed) < Overhead || sealed[0] != formatVersion {
+		return ""
+	}
+	return hex.EncodeToString(sealed[1 : 1+idLen])
+}
+
+// HasKey reports whether the master key with this ID (as KeyID gives it)
+// is configured.
+func (s *Sealer) HasKey(id string) bool {
+	for _, k := range s.ids {
+		if hex.EncodeToString(k[:]) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // MACKey returns the current key for HMAC-SHA256 tokens of purpose. Tokens

@@ -135,3 +135,29 @@ func TestSumSeparatesParts(t *testing.T) {
 		t.Fatal("different splits collide")
 	}
 }
+
+// KeyID names the key a value was sealed under, the same for every
+// purpose, and HasKey finds it among the configured keys only while the
+// key is configured.
+func TestKeyIDAndHasKey(t *testing.T) {
+	underA, _ := New(keyA)
+	underB, _ := New(keyB)
+	idA := KeyID(underA.Sealer("totp").Seal(nil, []byte("x"), nil))
+	idB := KeyID(underB.Sealer("totp").Seal(nil, []byte("x"), nil))
+	if len(idA) != 2*idLen || idA == idB {
+		t.Fatalf("KeyID: %q and %q, want distinct hex of %d bytes", idA, idB, idLen)
+	}
+	if other := KeyID(underA.Sealer("destinations").Seal(nil, []byte("y"), []byte("aad"))); other != idA {
+		t.Fatalf("KeyID for another purpose: %q, want %q", other, idA)
+	}
+	if got := KeyID([]byte("not sealed")); got != "" {
+		t.Fatalf("KeyID of plain bytes: %q", got)
+	}
+	both, _ := New(keyB, keyA)
+	if s := both.Sealer("totp"); !s.HasKey(idA) || !s.HasKey(idB) {
+		t.Fatal("HasKey: a configured key not found")
+	}
+	if underB.Sealer("totp").HasKey(idA) || underB.Sealer("totp").HasKey("") {
+		t.Fatal("HasKey: found a key that is not configured")
+	}
+}
