@@ -65,7 +65,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return refuse(r, h.flow.Unavailable(w, r, "state", err))
 	}
 	now := clock.Now()
-	h.app.seen.note(id.ID, now)
+	h.app.seen.note(id.ID, id.Email, now)
 	pol := &rule.policy
 
 	var s session.Session

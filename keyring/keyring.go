@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -64,6 +65,17 @@ func New(secrets ...[]byte) (*Keyring, error) {
 		kr.masters = append(kr.masters, m)
 	}
 	return kr, nil
+}
+
+// Fingerprint names the configured keys and their order by their IDs,
+// which every sealed value carries already: two keyrings have the same
+// fingerprint when they hold the same keys, the same one current.
+func (kr *Keyring) Fingerprint() string {
+	var b []byte
+	for _, m := range kr.masters {
+		b = append(b, m.id[:]...)
+	}
+	return hex.EncodeToString(b)
 }
 
 func derive(secret []byte, purpose string) []byte {
