@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/notify"
-	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // The member list's indexes. Each filter and order of the list, and each
@@ -337,32 +336,48 @@ func (e *Engine) relist(ctx context.Context, st *memberState) {
 	}
 }
 
-// listingKey holds the layout version and the address key's fingerprint
-// that the listing's indexes were last built for.
-const listingKey = "meta:listing"
+// metaIndex holds the marks of surveys done: "listing <version> <key>"
+// once the listing's indexes are built, "keys_surveyed <keys>" once a
+// count found no record under an older key. Marks are index entries, not
+// keys, so that an export (which reads keys) never carries them to
+// another store, whose indexes are then built afresh.
+const metaIndex = "meta"
 
 // listingVersion changes when the indexes' layout does, so the next start
 // builds them again.
 const listingVersion = "1"
 
-// listingMark is what listingKey holds once the indexes are built for this
-// engine's layout and address key: after a key rotation the addresses are
-// indexed again under the new one.
-func (e *Engine) listingMark() []byte {
-	return []byte(listingVersion + " " + hex.EncodeToString(keyring.Sum(e.emailID, []byte("fingerprint"))[:8]))
+// listingMark is the mark of indexes built for this engine's layout and
+// address key: after a key rotation the addresses are indexed again under
+// the new one.
+func (e *Engine) listingMark() string {
+	return "listing " + listingVersion + " " + hex.EncodeToString(keyring.Sum(e.emailID, []byte("fingerprint"))[:8])
+}
+
+// marked reports whether metaIndex holds mark.
+func (e *Engine) marked(ctx context.Context, mark string) (bool, error) {
+	got, err := e.store.IndexRange(ctx, metaIndex, mark, mark+"\x00", 1)
+	return len(got) == 1, err
+}
+
+// setMark replaces the marks of mark's kind (its first word) with mark.
+func (e *Engine) setMark(ctx context.Context, mark string) error {
+	kind, _, _ := strings.Cut(mark, " ")
+	old, err := e.store.IndexRange(ctx, metaIndex, kind+" ", prefixEnd(kind+" "), 100)
+	if err != nil {
+		return err
+	}
+	if err := e.store.IndexPut(ctx, metaIndex, mark); err != nil {
+		return err
+	}
+	old = slices.DeleteFunc(old, func(m string) bool { return m == mark })
+	return e.store.IndexDelete(ctx, metaIndex, old...)
 }
 
 // ListingBuilt reports whether the listing's indexes were built for this
 // layout and key, so a start or a reload need not read any record.
 func (e *Engine) ListingBuilt(ctx context.Context) (bool, error) {
-	v, err := e.store.Get(ctx, listingKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(v, e.listingMark()), nil
+	return e.marked(ctx, e.listingMark())
 }
 
 // BuildListing is the survey: it lists in the users and seen indexes every
@@ -416,7 +431,7 @@ func (e *Engine) BuildListing(ctx context.Context) error {
 			return err
 		}
 	}
-	return e.store.Set(ctx, listingKey, e.listingMark(), 0)
+	return e.setMark(ctx, e.listingMark())
 }
 
 // dropStale reads a whole index and drops the entries no record backs.

@@ -145,7 +145,7 @@ func infoField(info, name string) string {
 	return "?"
 }
 
-func memberID(i int) string       { return fmt.Sprintf("member-%07d", i) }
+func memberID(i int) string        { return fmt.Sprintf("member-%07d", i) }
 func memberEmail(id string) string { return id + "@example.com" }
 
 type seededMembers struct{ seen, enrolled, locked, sms int }
@@ -236,7 +236,7 @@ func seedMembers(t *testing.T, e *Engine, st *redis.Store, n int) seededMembers 
 		}
 	}
 	// As a survey would have left it.
-	if err := st.Set(ctx, listingKey, e.listingMark(), 0); err != nil {
+	if err := e.setMark(ctx, e.listingMark()); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store/embedded"
 	"github.com/caddy-twofactor/twofactor/store/redis"
 )
 
@@ -350,6 +352,45 @@ func TestListingSurveyOnce(t *testing.T) {
 	}
 	wantList(t, rotated, MembersFilter{Search: "bob@example.com"}, "bob")
 	wantCounts(t, rotated, 3, 1, 2, 1, 0, 1, 1, 0)
+
+	// Every key copied to another store, as an export and an import do:
+	// the marks do not travel, so the indexes are built there too.
+	other, err := embedded.Open(filepath.Join(t.TempDir(), "other.db"), embedded.Options{Now: f.clk.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	err = e.store.ScanKeys(ctx, "", func(keys []string) error {
+		for _, k := range keys {
+			v, err := e.store.Get(ctx, k)
+			if err != nil {
+				return err
+			}
+			if err := other.Set(ctx, k, v, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := New(other, kr, listingConfig, f.clk.Now, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if built, err := copied.ListingBuilt(ctx); err != nil || built {
+		t.Fatalf("ListingBuilt on a copy of the keys: %t %v", built, err)
+	}
+	if err := copied.BuildListing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, copied, 3, 1, 2, 1, 0, 1, 1, 0)
+	wantList(t, copied, MembersFilter{Search: "bob@example.com"}, "bob")
 }
 
 // The count of records under an older key is not repeated for the keys

@@ -3,13 +3,11 @@ package challenge
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/caddy-twofactor/twofactor/keyring"
-	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // Key rotation. The first configured key seals; every configured key
@@ -189,9 +187,9 @@ func keyID(prefix, key string) (string, bool) {
 	return string(id), true
 }
 
-// keysSurveyedKey holds the fingerprint of the keys under which the last
-// count (CountStale) found every record sealed under the current key.
-const keysSurveyedKey = "meta:keys_surveyed"
+// keysSurveyed marks (in metaIndex) the keys under which the last count
+// (CountStale) found every record sealed under the current key.
+func (e *Engine) keysSurveyed() string { return "keys_surveyed " + e.keys }
 
 // StaleKnown reports whether a count already found every record under the
 // current key with these same keys: every write seals under the current
@@ -200,11 +198,7 @@ const keysSurveyedKey = "meta:keys_surveyed"
 // complete. During a rotation (some left under an older key) each start
 // counts again, until none is left.
 func (e *Engine) StaleKnown(ctx context.Context) (bool, error) {
-	v, err := e.store.Get(ctx, keysSurveyedKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil || string(v) != e.keys {
+	if ok, err := e.marked(ctx, e.keysSurveyed()); !ok || err != nil {
 		return false, err
 	}
 	e.stale.mu.Lock()
@@ -227,7 +221,7 @@ func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
 	}
 	s := e.StaleRecords()
 	if s.Count == 0 {
-		if err := e.store.Set(ctx, keysSurveyedKey, []byte(e.keys), 0); err != nil {
+		if err := e.setMark(ctx, e.keysSurveyed()); err != nil {
 			return s, err
 		}
 	}
