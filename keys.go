@@ -102,7 +102,7 @@ func (a *App) surveyKeys(engine *challenge.Engine) {
 		if err != nil {
 			if ctx.Err() == nil {
 				a.logger.Error("keys: cannot list the member records, so the member list may miss some and those under an older key are not counted; "+
-					"for Redis, the ACL user needs +scan, +zadd, +zrem, +zrangebylex and +zlexcount", zap.Error(err))
+					"for Redis, the ACL user needs +scan, +zadd, +zrem, +zrangebylex, +zlexcount and +zcard", zap.Error(err))
 			}
 			return
 		}
