@@ -68,7 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.flow.SendPending(r, b, &id, u)
 	}
 	now := clock.Now()
-	h.app.seen.note(id.ID, now)
+	h.app.seen.note(id.ID, id.Email, now)
 	pol := &rule.policy
 
 	var s session.Session

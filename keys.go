@@ -85,17 +85,38 @@ func loadOrCreateKeyFile(path string) ([]byte, error) {
 	return []byte(k), nil
 }
 
-// surveyKeys counts, in the background, the member records still sealed
-// under an older key, and tells the operator whether the older keys are
-// still needed. It first lists in the users index the records written
-// before the index existed. It reads every record, which on a large store
-// takes a while: Start does not wait for it, and Stop cancels it.
+// surveyKeys, in the background, builds the member list's indexes if
+// this store has not had them built yet (or not for these keys), and
+// counts the member records still sealed under an older key, telling the
+// operator whether the older keys are still needed. Both read every
+// record, so each is done once: a start or reload on a store whose
+// indexes are built and whose records were all found under the current
+// key with the same keys reads no record. Start does not wait for it,
+// and Stop cancels it.
 func (a *App) surveyKeys(engine *challenge.Engine) {
 	a.bg.watch(func(ctx context.Context) {
-		if err := engine.IndexUsers(ctx); err != nil {
+		built, err := engine.ListingBuilt(ctx)
+		if err == nil && !built {
+			err = engine.BuildListing(ctx)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
-				a.logger.Error("keys: cannot list the member records, so those under an older key are not counted; "+
-					"for Redis, the ACL user needs +scan, +zadd and +zrangebylex", zap.Error(err))
+				a.logger.Error("keys: cannot list the member records, so the member list may miss some and those under an older key are not counted; "+
+					"for Redis, the ACL user needs +scan, +zadd, +zrem, +zrangebylex, +zlexcount and +zcard", zap.Error(err))
+			}
+			return
+		}
+		known, err := engine.StaleKnown(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.logger.Error("keys: cannot read the last count of member records under an older key", zap.Error(err))
+			}
+			return
+		}
+		if known {
+			a.stale.Store(0)
+			if a.keyCount() > 1 {
+				a.logger.Info(noOlderKeys)
 			}
 			return
 		}

@@ -32,14 +32,17 @@ const maxReconcileBody = challenge.MaxReconcile * (maxIdentityLength + 4)
 // MembersResponse is the answer of GET /two-factor/members.
 type MembersResponse struct {
 	challenge.MembersPage
-	// Counts is on the first page only (no after): it reads every
-	// member's records.
+	// Counts is on the first page only (no after): the sizes of the
+	// member list's indexes, a few store round trips.
 	Counts *challenge.MemberCounts `json:"counts,omitempty"`
 }
 
-// handleMembers lists members (?after=&limit=&enrolled=true|false), or
-// with ?id= shows one: a query, not a path segment, so that no member ID
-// can read as another route (an ID may be "unlock", or hold a slash).
+// handleMembers lists members, or with ?id= shows one: a query, not a path
+// segment, so that no member ID can read as another route (an ID may be
+// "unlock", or hold a slash). The list takes enrolled=true|false,
+// locked=true, method=totp|email|sms, q= (an ID prefix, or an email
+// address), order=id|last_seen, after= (the next of the page before) and
+// limit= (1 to 1000, default 50).
 func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
 	q := r.URL.Query()
 	// Members this instance saw a moment ago are listed too.
@@ -54,22 +57,9 @@ func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *Ap
 		}
 		return writeJSON(w, d)
 	}
-	limit := defaultMembersLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return badField("limit", "must be a number")
-		}
-		limit = n
-	}
-	var filter challenge.MembersFilter
-	switch s := q.Get("enrolled"); s {
-	case "":
-	case "true", "false":
-		b := s == "true"
-		filter.Enrolled = &b
-	default:
-		return badField("enrolled", "true or false")
+	limit, filter, err := membersQuery(q)
+	if err != nil {
+		return err
 	}
 	page, err := engine.Members(r.Context(), q.Get("after"), limit, filter)
 	if err != nil {
@@ -84,6 +74,55 @@ func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *Ap
 		res.Counts = &c
 	}
 	return writeJSON(w, res)
+}
+
+// membersQuery reads the list's query parameters, refusing a bad one by
+// its name.
+func membersQuery(q url.Values) (int, challenge.MembersFilter, error) {
+	var filter challenge.MembersFilter
+	limit := defaultMembersLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, filter, badField("limit", "must be a number")
+		}
+		if n < 1 || n > challenge.MaxMembersPage {
+			return 0, filter, badField("limit", fmt.Sprintf("from 1 to %d", challenge.MaxMembersPage))
+		}
+		limit = n
+	}
+	switch s := q.Get("enrolled"); s {
+	case "":
+	case "true", "false":
+		b := s == "true"
+		filter.Enrolled = &b
+	default:
+		return 0, filter, badField("enrolled", "true or false")
+	}
+	switch q.Get("locked") {
+	case "":
+	case "true":
+		filter.Locked = true
+	default:
+		return 0, filter, badField("locked", "true, or leave it out")
+	}
+	switch m := q.Get("method"); m {
+	case "", challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
+		filter.Method = m
+	default:
+		return 0, filter, badField("method", "totp, email or sms")
+	}
+	switch o := q.Get("order"); o {
+	case "", challenge.OrderID, challenge.OrderLastSeen:
+		filter.Order = o
+	default:
+		return 0, filter, badField("order", "id or last_seen")
+	}
+	filter.Search = strings.TrimSpace(q.Get("q"))
+	if len(filter.Search) > challenge.MaxSearch {
+		return 0, filter, badField("q", fmt.Sprintf("at most %d bytes: an ID prefix or an email address", challenge.MaxSearch))
+	}
+	return limit, filter, nil
 }
 
 // ReconcileRequest is the body of POST /two-factor/members/reconcile.
@@ -114,21 +153,30 @@ func membersCommand() *cobra.Command {
 		Short: "Lists members, enrolled or not, shows one, reconciles a list",
 	}
 	list := adminCommand(&cobra.Command{
-		Use:   "list [--enrolled|--not-enrolled] [--limit N] [--after <id>]",
-		Short: "Lists members seen on a protected path or enrolled, in ID order",
+		Use:   "list [--enrolled|--not-enrolled] [--locked] [--method totp|email|sms] [--search <id prefix|email>] [--order id|last_seen] [--limit N] [--after <next>]",
+		Short: "Lists members seen on a protected path or enrolled, filtered and ordered",
 		Long: `
-Lists, in ID order, the members the gateway has seen on a protected path
-(each instance notes a member once a day) or that have a record, with their
-methods, recovery codes left, remembered devices, lockout and when they were
-first and last seen. The first page starts with counts, which read every
-member's records. The next page: --after <the last ID listed>.
+Lists the members the gateway has seen on a protected path (each instance
+notes a member once a day) or that have a record, with their methods,
+recovery codes left, remembered devices, lockout and when they were first
+and last seen. Filters combine: --enrolled or --not-enrolled, --locked
+(locked out now, listed by the end of the lockout), --method, and
+--search (members whose ID starts with it, or with an @, the member
+enrolled with or last seen with that email address). --order last_seen
+lists the most recently seen first. The first page starts with counts:
+members, seen, enrolled, not enrolled, locked now, and by method. The next
+page: --after <the value given after "More:">.
 `,
 		Args: cobra.NoArgs,
 	}, cmdMembersList)
 	list.Flags().Bool("enrolled", false, "Only members with a second factor")
 	list.Flags().Bool("not-enrolled", false, "Only members without one")
+	list.Flags().Bool("locked", false, "Only members locked out now")
+	list.Flags().String("method", "", "Only members with this method: totp, email or sms")
+	list.Flags().String("search", "", "An ID prefix, or an email address")
+	list.Flags().String("order", "", "id (the default) or last_seen (most recent first)")
 	list.Flags().Int("limit", defaultMembersLimit, "Members per page (at most 1000)")
-	list.Flags().String("after", "", "Start after this member ID")
+	list.Flags().String("after", "", "Start after this (the More: of the page before)")
 	members.AddCommand(list)
 	members.AddCommand(adminCommand(&cobra.Command{
 		Use:   "show <id>",
@@ -158,16 +206,21 @@ func cmdMembersList(fl caddycmd.Flags) (int, error) {
 	case fl.Bool("not-enrolled"):
 		q.Set("enrolled", "false")
 	}
-	if after := fl.String("after"); after != "" {
-		q.Set("after", after)
+	if fl.Bool("locked") {
+		q.Set("locked", "true")
+	}
+	for flag, param := range map[string]string{"after": "after", "method": "method", "search": "q", "order": "order"} {
+		if v := fl.String(flag); v != "" {
+			q.Set(param, v)
+		}
 	}
 	var res MembersResponse
 	if code, err := callAdmin(fl, http.MethodGet, "/two-factor/members?"+q.Encode(), nil, &res); err != nil || fl.Bool("json") {
 		return code, err
 	}
 	if c := res.Counts; c != nil {
-		fmt.Printf("Members: %d; seen: %d; enrolled: %d; locked: %d; by method: %s\n\n",
-			c.Members, c.Seen, c.Enrolled, c.Locked, byMethod(c.ByMethod))
+		fmt.Printf("Members: %d; seen: %d; enrolled: %d; not enrolled: %d; locked: %d; by method: %s\n\n",
+			c.Members, c.Seen, c.Enrolled, c.NotEnrolled, c.Locked, byMethod(c.ByMethod))
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tENROLLED\tMETHODS\tRECOVERY\tDEVICES\tLOCKED UNTIL\tFIRST SEEN\tLAST SEEN")

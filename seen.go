@@ -23,6 +23,7 @@ const seenQueue = 1024
 
 type seenNote struct {
 	id    string
+	email string // the identity's address, for the member list's search
 	at    time.Time
 	flush chan struct{} // non-nil: a marker, closed when reached
 }
@@ -42,10 +43,12 @@ func newSeenRecorder() *seenRecorder {
 	return &seenRecorder{days: map[string]int64{}, queue: make(chan seenNote, seenQueue), stop: make(chan struct{})}
 }
 
-// note queues a note that id was seen at now, unless one was queued today.
+// note queues a note that id was seen at now with the identity's address
+// email, unless one was queued today (an address changed at the member
+// site is noted the next day).
 // In the common case it is one map lookup under a read lock, without
 // allocating: it runs on every protected request.
-func (s *seenRecorder) note(id string, now time.Time) {
+func (s *seenRecorder) note(id, email string, now time.Time) {
 	day := now.Unix() / 86400
 	s.mu.RLock()
 	d, ok := s.days[id]
@@ -59,7 +62,7 @@ func (s *seenRecorder) note(id string, now time.Time) {
 		return
 	}
 	select {
-	case s.queue <- seenNote{id: id, at: now}:
+	case s.queue <- seenNote{id: id, email: email, at: now}:
 		if len(s.days) >= seenMax {
 			clear(s.days)
 		}
@@ -96,7 +99,7 @@ func (s *seenRecorder) write(ctx context.Context, e *challenge.Engine, n seenNot
 	defer cancel()
 	// Best effort: a note lost to a store outage comes again the next day
 	// the member visits.
-	_ = e.RecordSeen(wctx, n.id, n.at)
+	_ = e.RecordSeen(wctx, n.id, n.email, n.at)
 }
 
 // flush waits until the notes queued before it are written, so a listing

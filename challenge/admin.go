@@ -141,9 +141,15 @@ func (e *Engine) Unlock(ctx context.Context, actor, reason, member string) (Unlo
 	if err := checkReason(reason); err != nil {
 		return UnlockResult{}, err
 	}
+	// The lockout's end, to take the member off the list of those locked
+	// out; if it cannot be read, unlock fails alike.
+	before, _ := e.readLock(ctx, lockKey(member))
 	res, err := e.unlock(ctx, lockKey(member), accountMemory, func(round int64) []string {
 		return []string{inRound(failKey(member), round)}
 	})
+	if err == nil {
+		e.listLock(ctx, member, before.until, time.Time{})
+	}
 	e.auditAdmin(Actor{User: member}, "admin_unlock", actor, reason, res, err)
 	return res, err
 }

@@ -252,6 +252,12 @@ type Engine struct {
 	codes  []byte // HMAC key for one-time codes
 	dests  *keyring.Sealer
 	destID []byte // HMAC key naming destinations in limit counters
+	// emailID is the HMAC key naming addresses in the member list's
+	// search indexes; a rotation indexes them again (BuildListing).
+	emailID []byte
+	// keys names the configured keys (keyring.Fingerprint), so a survey of
+	// the records under older keys is not repeated for the same keys.
+	keys string
 	// storeID is the ID CheckKey found or made; nil before. Its absence
 	// later means the store lost its data.
 	storeID atomic.Pointer[string]
@@ -272,16 +278,18 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		audit = zap.NewNop()
 	}
 	return &Engine{
-		store:  st,
-		secret: kr.Sealer("secrets"),
-		cfg:    cfg,
-		now:    now,
-		audit:  audit,
-		users:  newUserCache(),
-		codes:  kr.MACKey("one-time codes"),
-		dests:  kr.Sealer("destinations"),
-		destID: kr.MACKey("destination limits"),
-		stale:  staleSet{ids: map[string]bool{}},
+		store:   st,
+		secret:  kr.Sealer("secrets"),
+		cfg:     cfg,
+		now:     now,
+		audit:   audit,
+		users:   newUserCache(),
+		codes:   kr.MACKey("one-time codes"),
+		dests:   kr.Sealer("destinations"),
+		destID:  kr.MACKey("destination limits"),
+		emailID: kr.MACKey("member list addresses"),
+		keys:    kr.Fingerprint(),
+		stale:   staleSet{ids: map[string]bool{}},
 	}, nil
 }
 

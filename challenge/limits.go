@@ -224,6 +224,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 		if err != nil {
 			return err
 		}
+		e.listLock(ctx, a.User, at.user.until, until)
 		e.Audit(a, "lockout", "account_locked", zap.Duration("for", until.Sub(e.now())))
 		locked = &LockedError{Until: until, Started: true}
 	}
@@ -291,8 +292,12 @@ func (e *Engine) succeeded(ctx context.Context, a Actor, at *attempt) error {
 		// counted again. Only the record this guess began with is
 		// replaced: a lockout written meanwhile stands.
 		forgot := lockState{round: at.user.round}
-		if _, err := e.store.CompareAndSwap(ctx, lockKey(a.User), at.user.raw, forgot.encode(), accountMemory); err != nil {
+		ok, err := e.store.CompareAndSwap(ctx, lockKey(a.User), at.user.raw, forgot.encode(), accountMemory)
+		if err != nil {
 			return err
+		}
+		if ok {
+			e.listLock(ctx, a.User, at.user.until, time.Time{})
 		}
 	}
 	return e.store.Delete(ctx, inRound(failKey(a.User), at.user.round))

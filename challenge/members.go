@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/store"
@@ -21,32 +23,47 @@ import (
 // seenIndex lists, by ID, every member with a seen record.
 const seenIndex = "seen"
 
-func seenKey(id string) string { return "seen:" + tag(id) }
+// seenPrefix begins the key of every seen record.
+const seenPrefix = "seen:"
+
+func seenKey(id string) string { return seenPrefix + tag(id) }
 
 // Seen is when the gateway first and last saw a member on a protected
 // path, to the day at most (each instance notes a member once a day).
 type Seen struct {
 	First time.Time `json:"first"`
 	Last  time.Time `json:"last"`
+	// EmailMAC names the identity's address at the last note, as the
+	// search index holds it (emailMAC); never the address itself.
+	EmailMAC string `json:"email_mac,omitempty"`
 }
 
-// RecordSeen notes that the member was seen at at. It never moves First
+// RecordSeen notes that the member was seen at at with the identity's
+// address email ("" when the identity has none). It never moves First
 // later nor Last earlier, so notes arriving out of order from several
-// instances are harmless.
-func (e *Engine) RecordSeen(ctx context.Context, id string, at time.Time) error {
+// instances are harmless; the address is the latest note's.
+func (e *Engine) RecordSeen(ctx context.Context, id, email string, at time.Time) error {
 	if id == "" {
 		return nil
 	}
 	at = at.UTC().Truncate(time.Second)
+	mac := e.emailMAC(email)
 	key := seenKey(id)
 	for range 10 {
 		raw, err := e.store.Get(ctx, key)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		var was *Seen
+		if raw != nil {
+			was = &Seen{}
+			if json.Unmarshal(raw, was) != nil {
+				*was = Seen{}
+			}
+		}
 		var s Seen
-		if raw != nil && json.Unmarshal(raw, &s) != nil {
-			s = Seen{}
+		if was != nil {
+			s = *was
 		}
 		if s.First.IsZero() || at.Before(s.First) {
 			s.First = at
@@ -54,6 +71,7 @@ func (e *Engine) RecordSeen(ctx context.Context, id string, at time.Time) error 
 		if at.After(s.Last) {
 			s.Last = at
 		}
+		s.EmailMAC = mac
 		next, err := json.Marshal(s)
 		if err != nil {
 			return err
@@ -63,9 +81,7 @@ func (e *Engine) RecordSeen(ctx context.Context, id string, at time.Time) error 
 			return err
 		}
 		if ok {
-			if raw == nil {
-				return e.store.IndexPut(ctx, seenIndex, id)
-			}
+			e.listSeen(ctx, id, was, s)
 			return nil
 		}
 	}
@@ -117,71 +133,219 @@ type MemberSummary struct {
 }
 
 // MembersFilter narrows and orders a listing; the zero value lists
-// everyone in ID order.
+// everyone in ID order. Filters combine (all must hold).
 type MembersFilter struct {
 	// Enrolled, when set, keeps only those enrolled (true) or not (false).
 	Enrolled *bool
-	// Locked keeps only members locked out now.
+	// Locked keeps only members locked out now. Without a search they are
+	// listed by the end of their lockout, soonest first.
 	Locked bool
 	// Method keeps only members enrolled with this method ("totp",
 	// "email", "sms").
 	Method string
 	// Search keeps members whose ID starts with it, or, when it holds an
-	// @, the member enrolled with or last seen with that email address.
+	// @, the member enrolled with or last seen with that email address
+	// (any case; found through an HMAC of it, never stored in the clear).
 	Search string
-	// Order is "id" (the default) or "last_seen" (most recent first).
+	// Order is "id" (the default) or "last_seen" (most recent first;
+	// members never seen on a protected path come last). A search lists
+	// in ID order.
 	Order string
+}
+
+// Orders of the member list.
+const (
+	OrderID       = "id"
+	OrderLastSeen = "last_seen"
+)
+
+// check refuses a filter that names no method or order, naming the field.
+func (f *MembersFilter) check() error {
+	switch f.Order {
+	case "", OrderID, OrderLastSeen:
+	default:
+		return &InputError{"order", "id or last_seen"}
+	}
+	switch f.Method {
+	case "", MethodTOTP, MethodEmail, MethodSMS:
+	default:
+		return &InputError{"method", "totp, email or sms"}
+	}
+	if len(f.Search) > MaxSearch {
+		return &InputError{"search", fmt.Sprintf("at most %d bytes", MaxSearch)}
+	}
+	return nil
+}
+
+// MaxSearch bounds a search, in bytes: an ID prefix or an address.
+const MaxSearch = 512
+
+// byEmail reports whether the search is an address.
+func (f *MembersFilter) byEmail() bool { return strings.Contains(f.Search, "@") }
+
+// keeps reports whether the member passes the filter.
+func (f *MembersFilter) keeps(st *memberState, now time.Time) bool {
+	switch {
+	case f.Enrolled != nil && st.u.Enrolled() != *f.Enrolled,
+		f.Locked && !st.lock.until.After(now),
+		f.Method != "" && !st.u.Has(f.Method),
+		f.Search != "" && !f.byEmail() && !strings.HasPrefix(st.id, f.Search):
+		return false
+	}
+	return true
 }
 
 // MembersPage is one page of the member list.
 type MembersPage struct {
 	Members []MemberSummary `json:"members"`
-	// Next is the after of the next page; "" at the end.
+	// Next is the after of the next page; "" at the end. It is the last
+	// entry read from the index the listing walks: an ID, or with
+	// order last_seen or the locked filter, a time and an ID.
 	Next string `json:"next,omitempty"`
 }
 
-// maxMembersPage bounds a page of the member list.
-const maxMembersPage = 1000
+// MaxMembersPage bounds a page of the member list.
+const MaxMembersPage = 1000
 
-// Members lists, in ID order after after, up to limit members that the
-// gateway has seen or that have a record, with what filter keeps. Each
-// page reads a record or three per member listed or skipped.
+// Members lists, after after, up to limit members that the gateway has
+// seen or that have a record, with what filter keeps. It walks the index
+// that holds the filter's members in the order asked (see listing.go), so
+// a page reads the records of about the members it lists; filters beyond
+// the first that index serves are checked on each member's records, so a
+// rare one combined with another (locked and sms, say) may read more.
 func (e *Engine) Members(ctx context.Context, after string, limit int, filter MembersFilter) (MembersPage, error) {
-	if limit < 1 || limit > maxMembersPage {
-		return MembersPage{}, &InputError{"limit", fmt.Sprintf("from 1 to %d", maxMembersPage)}
+	if limit < 1 || limit > MaxMembersPage {
+		return MembersPage{}, &InputError{"limit", fmt.Sprintf("from 1 to %d", MaxMembersPage)}
+	}
+	if err := filter.check(); err != nil {
+		return MembersPage{}, err
+	}
+	if filter.byEmail() {
+		return e.membersByEmail(ctx, after, limit, filter)
+	}
+	now := e.now()
+	index, from, to := e.listingRange(filter, now)
+	if after != "" && after+"\x00" > from {
+		from = after + "\x00"
 	}
 	page := MembersPage{Members: []MemberSummary{}}
+	batch := min(limit+1, MaxMembersPage)
 	for {
-		ids, more, err := e.memberIDs(ctx, after, limit)
+		entries, err := e.store.IndexRange(ctx, index, from, to, batch)
 		if err != nil {
 			return page, err
 		}
-		for _, id := range ids {
-			after = id
-			m, err := e.summary(ctx, id)
+		for i, entry := range entries {
+			st, err := e.memberState(ctx, entryID(index, entry))
 			if err != nil {
 				return page, err
 			}
-			if m == nil || (filter.Enrolled != nil && m.Enrolled != *filter.Enrolled) {
+			if !e.fresh(index, entry, st) {
+				e.repair(ctx, index, entry, st)
 				continue
 			}
-			page.Members = append(page.Members, *m)
+			if !filter.keeps(st, now) {
+				continue
+			}
+			page.Members = append(page.Members, e.summary(st))
 			if len(page.Members) == limit {
-				if more || id != ids[len(ids)-1] {
-					page.Next = id
+				if i < len(entries)-1 || len(entries) == batch {
+					page.Next = entry
 				}
 				return page, nil
 			}
 		}
-		if !more {
+		if len(entries) < batch {
+			return page, nil
+		}
+		from = entries[len(entries)-1] + "\x00"
+	}
+}
+
+// listingRange picks the index a listing walks and its range: the lock
+// index for those locked now, the last-seen index for that order (unless
+// a search narrows the list, which is then in ID order), else
+// the narrowest index by ID (a method's, the enrolled or not, or every
+// member), with an ID search as its range.
+func (e *Engine) listingRange(f MembersFilter, now time.Time) (index, from, to string) {
+	switch {
+	case f.Locked:
+		return lockedIndex, lockedFrom(now.Add(time.Millisecond)), ""
+	case f.Order == OrderLastSeen && f.Search == "":
+		return lastSeenIndex, "", ""
+	}
+	index = membersIndex
+	switch {
+	case f.Method != "":
+		index = methodIndex(f.Method)
+	case f.Enrolled != nil && *f.Enrolled:
+		index = enrolledIndex
+	case f.Enrolled != nil:
+		index = unenrolledIndex
+	}
+	if f.Search != "" {
+		return index, f.Search, prefixEnd(f.Search)
+	}
+	return index, "", ""
+}
+
+// membersByEmail lists, in ID order, the members enrolled with the
+// searched address or last seen with it: a handful at most, found in the
+// two address indexes.
+func (e *Engine) membersByEmail(ctx context.Context, after string, limit int, filter MembersFilter) (MembersPage, error) {
+	page := MembersPage{Members: []MemberSummary{}}
+	mac := e.emailMAC(filter.Search)
+	type found struct{ index, entry string }
+	byID := map[string][]found{}
+	var ids []string
+	for _, index := range []string{emailIndex, seenEmailIndex} {
+		entries, err := e.store.IndexRange(ctx, index, mac, prefixEnd(mac), MaxMembersPage)
+		if err != nil {
+			return page, err
+		}
+		for _, entry := range entries {
+			id := entryID(index, entry)
+			if id <= after {
+				continue
+			}
+			if byID[id] == nil {
+				ids = append(ids, id)
+			}
+			byID[id] = append(byID[id], found{index, entry})
+		}
+	}
+	slices.Sort(ids)
+	now := e.now()
+	for i, id := range ids {
+		st, err := e.memberState(ctx, id)
+		if err != nil {
+			return page, err
+		}
+		backed := false
+		for _, f := range byID[id] {
+			if e.fresh(f.index, f.entry, st) {
+				backed = true
+			} else {
+				e.repair(ctx, f.index, f.entry, st)
+			}
+		}
+		if !backed || !filter.keeps(st, now) {
+			continue
+		}
+		page.Members = append(page.Members, e.summary(st))
+		if len(page.Members) == limit {
+			if i < len(ids)-1 {
+				page.Next = id
+			}
 			return page, nil
 		}
 	}
+	return page, nil
 }
 
 // memberIDs merges a page of the users index with one of the seen index:
 // up to limit IDs after after, in byte order, each once, and whether more
-// may follow.
+// may follow. The survey walks it: the members index may miss some.
 func (e *Engine) memberIDs(ctx context.Context, after string, limit int) ([]string, bool, error) {
 	users, err := e.store.IndexPage(ctx, usersIndex, after, limit)
 	if err != nil {
@@ -208,22 +372,10 @@ func (e *Engine) memberIDs(ctx context.Context, after string, limit int) ([]stri
 	return out, more || len(users) > 0 || len(seen) > 0, nil
 }
 
-// summary is a member's line, or nil when they have neither a record nor a
-// seen record (listed, but gone).
-func (e *Engine) summary(ctx context.Context, id string) (*MemberSummary, error) {
-	u, err := e.record(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	s, err := e.seen(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if u == nil && s == nil {
-		return nil, nil
-	}
-	m := &MemberSummary{ID: id, Methods: []string{}}
-	if u != nil {
+// summary is a member's line.
+func (e *Engine) summary(st *memberState) MemberSummary {
+	m := MemberSummary{ID: st.id, Methods: []string{}}
+	if u := st.u; u != nil {
 		m.Enrolled = u.Enrolled()
 		m.Methods = append(m.Methods, u.Methods()...)
 		if u.Recovery != nil {
@@ -235,60 +387,61 @@ func (e *Engine) summary(ctx context.Context, id string) (*MemberSummary, error)
 			}
 		}
 	}
-	if s != nil {
+	if s := st.seen; s != nil {
 		m.FirstSeen, m.LastSeen = &s.First, &s.Last
 	}
-	l, err := e.readLock(ctx, lockKey(id))
-	if err != nil {
-		return nil, err
-	}
-	if l.until.After(e.now()) {
-		until := l.until.UTC()
+	if st.lock.until.After(e.now()) {
+		until := st.lock.until.UTC()
 		m.LockedUntil = &until
 	}
-	return m, nil
+	return m
 }
 
-// MemberCounts are the counts at the top of the member list.
+// MemberCounts are the counts at the top of the member list, each the
+// size of an index (see listing.go): no record is read.
 type MemberCounts struct {
 	// Members is how many are listed: seen, or with a record.
-	Members  int            `json:"members"`
-	Seen     int            `json:"seen"`
-	Enrolled int            `json:"enrolled"`
-	Locked   int            `json:"locked"`
+	Members int `json:"members"`
+	// Seen is how many were seen on a protected path (each instance
+	// notes a member once a day).
+	Seen int `json:"seen"`
+	// Enrolled is how many have a second factor; NotEnrolled the others.
+	Enrolled    int `json:"enrolled"`
+	NotEnrolled int `json:"not_enrolled"`
+	// Locked is how many are locked out now.
+	Locked int `json:"locked"`
+	// ByMethod is how many have each method (a member may have several).
 	ByMethod map[string]int `json:"by_method"`
 }
 
-// CountMembers reads every member's records to count them: fine for tens
-// of thousands, not for a million (kept counters are later work).
+// CountMembers returns the counts from the sizes of the indexes: a few
+// store round trips, whatever the number of members.
 func (e *Engine) CountMembers(ctx context.Context) (MemberCounts, error) {
 	c := MemberCounts{ByMethod: map[string]int{}}
-	after := ""
-	for {
-		p, err := e.Members(ctx, after, maxMembersPage, MembersFilter{})
+	for _, n := range []struct {
+		to          *int
+		index, from string
+	}{
+		{&c.Members, membersIndex, ""},
+		{&c.Seen, seenIndex, ""},
+		{&c.Enrolled, enrolledIndex, ""},
+		{&c.Locked, lockedIndex, lockedFrom(e.now().Add(time.Millisecond))},
+	} {
+		v, err := e.store.IndexCount(ctx, n.index, n.from, "")
 		if err != nil {
 			return c, err
 		}
-		for _, m := range p.Members {
-			c.Members++
-			if m.LastSeen != nil {
-				c.Seen++
-			}
-			if m.Enrolled {
-				c.Enrolled++
-			}
-			if m.LockedUntil != nil {
-				c.Locked++
-			}
-			for _, method := range m.Methods {
-				c.ByMethod[method]++
-			}
-		}
-		if p.Next == "" {
-			return c, nil
-		}
-		after = p.Next
+		*n.to = v
 	}
+	for _, m := range listedMethods {
+		v, err := e.store.IndexCount(ctx, methodIndex(m), "", "")
+		if err != nil {
+			return c, err
+		}
+		c.ByMethod[m] = v
+	}
+	c.NotEnrolled = max(c.Members-c.Enrolled, 0)
+	return c, nil
 }
 
 // MethodDetail is one enrolled method on a member's page.
@@ -317,17 +470,15 @@ func (e *Engine) Member(ctx context.Context, id string) (*MemberDetail, error) {
 	if id == "" {
 		return nil, &InputError{"id", "required: the member's ID"}
 	}
-	m, err := e.summary(ctx, id)
+	st, err := e.memberState(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if m == nil {
+	if !st.exists() {
 		return nil, ErrNoMember
 	}
-	d := &MemberDetail{MemberSummary: *m, MethodDetails: []MethodDetail{}, DeviceList: []Device{}, Activity: []Activity{}}
-	if u, err := e.record(ctx, id); err != nil {
-		return nil, err
-	} else if u != nil {
+	d := &MemberDetail{MemberSummary: e.summary(st), MethodDetails: []MethodDetail{}, DeviceList: []Device{}, Activity: []Activity{}}
+	if u := st.u; u != nil {
 		for _, method := range u.Methods() {
 			added, used, _ := u.MethodDates(method)
 			md := MethodDetail{Method: method, Added: added, Destination: e.Destination(u, method, "")}

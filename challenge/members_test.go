@@ -15,17 +15,17 @@ func TestMembersListsEnrolledAndSeen(t *testing.T) {
 	f.enrol("alice")
 	first := f.clk.Now()
 	for _, id := range []string{"bob", "carol", "alice"} {
-		if err := f.e.RecordSeen(ctx, id, first); err != nil {
+		if err := f.e.RecordSeen(ctx, id, "", first); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f.clk.Advance(48 * time.Hour)
 	last := f.clk.Now()
-	if err := f.e.RecordSeen(ctx, "bob", last); err != nil {
+	if err := f.e.RecordSeen(ctx, "bob", "", last); err != nil {
 		t.Fatal(err)
 	}
 	// A late note from another instance moves nothing back.
-	if err := f.e.RecordSeen(ctx, "bob", first.Add(time.Hour)); err != nil {
+	if err := f.e.RecordSeen(ctx, "bob", "", first.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	f.enrol("dave") // enrolled, never seen on a protected path

@@ -163,7 +163,7 @@ func (e *Engine) IndexUsers(ctx context.Context) error {
 	return e.store.ScanKeys(ctx, usersPrefix, func(keys []string) error {
 		ids := make([]string, 0, len(keys))
 		for _, k := range keys {
-			if id, ok := userID(k); ok {
+			if id, ok := keyID(usersPrefix, k); ok {
 				ids = append(ids, id)
 			}
 		}
@@ -171,9 +171,10 @@ func (e *Engine) IndexUsers(ctx context.Context) error {
 	})
 }
 
-// userID is the member ID in a user record's key, the inverse of userKey.
-func userID(key string) (string, bool) {
-	enc, ok := strings.CutPrefix(key, usersPrefix+"{")
+// keyID is the member ID in the key of a member's record that begins with
+// prefix: the inverse of userKey and seenKey.
+func keyID(prefix, key string) (string, bool) {
+	enc, ok := strings.CutPrefix(key, prefix+"{")
 	if !ok {
 		return "", false
 	}
@@ -185,6 +186,26 @@ func userID(key string) (string, bool) {
 		return "", false
 	}
 	return string(id), true
+}
+
+// keysSurveyed marks (in metaIndex) the keys under which the last count
+// (CountStale) found every record sealed under the current key.
+func (e *Engine) keysSurveyed() string { return "keys_surveyed " + e.keys }
+
+// StaleKnown reports whether a count already found every record under the
+// current key with these same keys: every write seals under the current
+// key, so none can have moved to an older one since, and a start or a
+// reload need not read every record again. It then marks the count
+// complete. During a rotation (some left under an older key) each start
+// counts again, until none is left.
+func (e *Engine) StaleKnown(ctx context.Context) (bool, error) {
+	if ok, err := e.marked(ctx, e.keysSurveyed()); !ok || err != nil {
+		return false, err
+	}
+	e.stale.mu.Lock()
+	e.stale.complete = true
+	e.stale.mu.Unlock()
+	return true, nil
 }
 
 // CountStale reads every record in the users index (IndexUsers fills it
@@ -199,7 +220,13 @@ func (e *Engine) CountStale(ctx context.Context) (StaleRecords, error) {
 	if err != nil {
 		return StaleRecords{}, err
 	}
-	return e.StaleRecords(), nil
+	s := e.StaleRecords()
+	if s.Count == 0 {
+		if err := e.setMark(ctx, e.keysSurveyed()); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
 // eachUser calls visit with every readable member record in the users

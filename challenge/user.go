@@ -253,14 +253,15 @@ func decodeUser(raw []byte, id string) (*User, error) {
 // updateUser applies change to the freshest record and writes it back
 // atomically, retrying when another writer got there first. An error from
 // change aborts without writing. Every write moves what the record holds
-// under an older key to the current one; the first lists the member in
-// the users index.
+// under an older key to the current one, and moves the member's entries
+// in the member list's indexes (listChange).
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
 	for range 20 {
 		u, raw, err := e.loadUser(ctx, id)
 		if err != nil {
 			return nil, err
 		}
+		before := factsOf(u)
 		if err := change(u); err != nil {
 			return nil, err
 		}
@@ -282,13 +283,10 @@ func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User)
 			e.observe(u)
 			e.users.put(u, e.now(), e.cfg.CacheTTL)
 			e.announce(ctx, u)
-			if raw == nil {
-				// A new record. Best effort, like the notice: IndexUsers
-				// lists every record in the index at each start, so a
-				// put that fails (a Redis user refused ZADD) costs the
-				// listing its freshness, never the member a sign-in.
-				_ = e.store.IndexPut(context.WithoutCancel(ctx), usersIndex, id)
-			}
+			// The member list's indexes follow what changed: nothing
+			// for most writes (a sign-in), a few entries for an
+			// enrolment, a removal or a reset.
+			e.listChange(ctx, id, before, factsOf(u), raw == nil)
 			return u, nil
 		}
 	}

@@ -67,6 +67,17 @@ func New(secrets ...[]byte) (*Keyring, error) {
 	return kr, nil
 }
 
+// Fingerprint names the configured keys and their order by their IDs,
+// which every sealed value carries already: two keyrings have the same
+// fingerprint when they hold the same keys, the same one current.
+func (kr *Keyring) Fingerprint() string {
+	var b []byte
+	for _, m := range kr.masters {
+		b = append(b, m.id[:]...)
+	}
+	return hex.EncodeToString(b)
+}
+
 func derive(secret []byte, purpose string) []byte {
 	k, err := hkdf.Key(sha256.New, secret, nil, "caddy-twofactor "+purpose, 32)
 	if err != nil {

@@ -65,6 +65,21 @@ type Store interface {
 	// limit means the end. To page through, pass the last member returned.
 	IndexPage(ctx context.Context, index, after string, limit int) ([]string, error)
 
+	// IndexRange returns, in byte order, up to limit (at least 1) members
+	// m of the index with from <= m < to; a to of "" sets no upper bound.
+	// To page through, pass as from the last member returned followed by
+	// a NUL byte, the next string in byte order. Members that share a
+	// fixed-width prefix (a time, a hash) are a range: listing filters are
+	// ranges of such indexes.
+	IndexRange(ctx context.Context, index, from, to string, limit int) ([]string, error)
+
+	// IndexCount returns how many members m of the index have
+	// from <= m < to (a to of "" sets no upper bound; from and to both ""
+	// count the whole index). Redis answers without reading the members
+	// (O(log n)); the embedded store reads the keys of the range, which
+	// bbolt keeps together, so a million count in tens of milliseconds.
+	IndexCount(ctx context.Context, index, from, to string) (int, error)
+
 	// ScanKeys calls visit with batches of the live keys that begin with
 	// prefix, until all are visited or visit returns an error, which
 	// ScanKeys returns. A key live for the whole scan is visited at least

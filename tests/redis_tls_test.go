@@ -35,7 +35,7 @@ const redisTLSPassword = "gateway-secret-0123456789"
 var gatewayACL = []string{
 	"reset", "on", ">" + redisTLSPassword, "~2fa:*", "&2fa:*", "-@all",
 	"+get", "+set", "+del", "+incr", "+pexpire", "+eval", "+evalsha",
-	"+zadd", "+zrangebylex", "+scan", "+publish", "+subscribe", "+ping",
+	"+zadd", "+zrem", "+zrangebylex", "+zlexcount", "+zcard", "+scan", "+publish", "+subscribe", "+ping",
 }
 
 // clientSetInfo is sent by go-redis on every connection. Redis before 7.2

@@ -377,6 +377,53 @@ func (s *Store) IndexPage(ctx context.Context, index, after string, limit int) (
 	return out, nil
 }
 
+// IndexRange implements store.Store.
+func (s *Store) IndexRange(ctx context.Context, index, from, to string, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("embedded store: index range of %d members", limit)
+	}
+	var out []string
+	err := s.indexRange(ctx, index, from, to, func(k []byte) bool {
+		out = append(out, string(k)) // a copy: k dies with the transaction
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// IndexCount implements store.Store by walking the range: bbolt keeps no
+// counts, and its keys of a range sit together on few pages.
+func (s *Store) IndexCount(ctx context.Context, index, from, to string) (int, error) {
+	n := 0
+	err := s.indexRange(ctx, index, from, to, func([]byte) bool { n++; return true })
+	return n, err
+}
+
+// indexRange calls each with the members of [from, to) in order, in one
+// read transaction, until it returns false.
+func (s *Store) indexRange(ctx context.Context, index, from, to string, each func(k []byte) bool) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(indexesBucket).Bucket([]byte(index))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, _ := c.First()
+		if from != "" {
+			k, _ = c.Seek([]byte(from))
+		}
+		for ; k != nil && (to == "" || string(k) < to); k, _ = c.Next() {
+			if !each(k) {
+				return nil
+			}
+		}
+		return nil
+	})
+	return classify(err)
+}
+
 // scanBatch is how many keys ScanKeys reads per transaction: a long read
 // transaction would keep bbolt from reusing freed pages.
 const scanBatch = 1000

@@ -273,6 +273,51 @@ func (s *Store) IndexPage(ctx context.Context, index, after string, limit int) (
 	return out, nil
 }
 
+// lexRange turns [from, to) into ZRANGEBYLEX bounds.
+func lexRange(from, to string) (string, string) {
+	min, max := "-", "+"
+	if from != "" {
+		min = "[" + from
+	}
+	if to != "" {
+		max = "(" + to
+	}
+	return min, max
+}
+
+// IndexRange implements store.Store with ZRANGEBYLEX.
+func (s *Store) IndexRange(ctx context.Context, index, from, to string, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("store: index range of %d members", limit)
+	}
+	min, max := lexRange(from, to)
+	var out []string
+	err := s.run(ctx, func(ctx context.Context) (err error) {
+		out, err = s.client.ZRangeByLex(ctx, s.indexKey(index), &redis.ZRangeBy{Min: min, Max: max, Count: int64(limit)}).Result()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// IndexCount implements store.Store: ZCARD for the whole index, ZLEXCOUNT
+// for a range, both without reading the members.
+func (s *Store) IndexCount(ctx context.Context, index, from, to string) (int, error) {
+	var n int64
+	err := s.run(ctx, func(ctx context.Context) (err error) {
+		if from == "" && to == "" {
+			n, err = s.client.ZCard(ctx, s.indexKey(index)).Result()
+			return err
+		}
+		min, max := lexRange(from, to)
+		n, err = s.client.ZLexCount(ctx, s.indexKey(index), min, max).Result()
+		return err
+	})
+	return int(n), err
+}
+
 // scanCount is the COUNT hint of each SCAN: keys Redis examines per call.
 const scanCount = 1000
 

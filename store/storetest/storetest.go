@@ -77,6 +77,8 @@ var contract = []struct {
 	{"Index/PutTwiceAndDelete", testIndexPutDelete},
 	{"Index/ApartFromKeysAndEachOther", testIndexApart},
 	{"Index/Refusals", testIndexRefusals},
+	{"Index/RangeAndCount", testIndexRange},
+	{"Index/CountFollowsPutAndDelete", testIndexCount},
 	{"Concurrent/IndexPut", testConcurrentIndexPut},
 	{"ScanKeys/LiveKeysWithPrefix", testScanKeys},
 	{"ScanKeys/ManyBatches", testScanManyKeys},
@@ -734,6 +736,105 @@ func testIndexRefusals(t *testing.T, h Harness) {
 		}
 	}
 	wantIndex(t, s, "i", nil)
+}
+
+// rangeAll reads [from, to) limit members at a time, each page starting
+// where the last one ended (the last member and a NUL byte).
+func rangeAll(t *testing.T, s store.Store, index, from, to string, limit int) []string {
+	t.Helper()
+	var all []string
+	for {
+		got, err := s.IndexRange(t.Context(), index, from, to, limit)
+		if err != nil {
+			t.Fatalf("IndexRange(%q, [%q, %q), %d): %v", index, from, to, limit, err)
+		}
+		if len(got) > limit {
+			t.Fatalf("IndexRange(%q, [%q, %q), %d) returned %d members", index, from, to, limit, len(got))
+		}
+		all = append(all, got...)
+		if len(got) < limit {
+			return all
+		}
+		from = got[len(got)-1] + "\x00"
+	}
+}
+
+func mustCount(t *testing.T, s store.Store, index, from, to string, want int) {
+	t.Helper()
+	n, err := s.IndexCount(t.Context(), index, from, to)
+	if err != nil {
+		t.Fatalf("IndexCount(%q, [%q, %q)): %v", index, from, to, err)
+	}
+	if n != want {
+		t.Fatalf("IndexCount(%q, [%q, %q)) = %d, want %d", index, from, to, n, want)
+	}
+}
+
+func testIndexRange(t *testing.T, h Harness) {
+	s := h.Store
+	members := []string{"a", "a\x00", "a\x00b", "ab", "abc", "abd", "ac", "b", "b\xff", "\xff", "\xff\xff", "日本"}
+	mustIndexPut(t, s, "i", members...)
+	slices.Sort(members)
+	for _, tc := range []struct {
+		from, to string
+		want     []string
+	}{
+		{"", "", members},
+		{"a", "", members},
+		{"ab", "ac", []string{"ab", "abc", "abd"}}, // a prefix: [p, p with its last byte one up)
+		{"abc", "abd", []string{"abc"}},            // from is in, to is out
+		{"a\x00", "a\x01", []string{"a\x00", "a\x00b"}},
+		{"", "ab", []string{"a", "a\x00", "a\x00b"}},
+		{"b", "", []string{"b", "b\xff", "日本", "\xff", "\xff\xff"}},
+		{"\xff", "", []string{"\xff", "\xff\xff"}},
+		{"c", "d", nil},
+		{"b", "a", nil}, // empty: from after to
+		{"abd\x00", "", []string{"ac", "b", "b\xff", "日本", "\xff", "\xff\xff"}},
+	} {
+		for _, limit := range []int{1, 2, 1000} {
+			if got := rangeAll(t, s, "i", tc.from, tc.to, limit); !slices.Equal(got, tc.want) {
+				t.Fatalf("IndexRange([%q, %q)) %d at a time = %q, want %q", tc.from, tc.to, limit, got, tc.want)
+			}
+		}
+		mustCount(t, s, "i", tc.from, tc.to, len(tc.want))
+	}
+	mustCount(t, s, "never-written", "", "", 0)
+	mustCount(t, s, "never-written", "a", "b", 0)
+	if got := rangeAll(t, s, "never-written", "", "", 5); len(got) != 0 {
+		t.Fatalf("IndexRange of an index never written = %q", got)
+	}
+	for _, limit := range []int{0, -1} {
+		if _, err := s.IndexRange(t.Context(), "i", "", "", limit); err == nil {
+			t.Errorf("IndexRange with limit %d: want an error", limit)
+		}
+	}
+}
+
+// Counts follow puts (a member put twice counts once) and deletes, and
+// each index counts its own.
+func testIndexCount(t *testing.T, h Harness) {
+	s := h.Store
+	var many []string
+	for i := range 1500 {
+		many = append(many, fmt.Sprintf("%016x", i))
+	}
+	mustIndexPut(t, s, "big", many...)
+	mustIndexPut(t, s, "big", many[:10]...)
+	mustIndexPut(t, s, "small", "x")
+	mustCount(t, s, "big", "", "", 1500)
+	mustCount(t, s, "small", "", "", 1)
+	mustCount(t, s, "big", fmt.Sprintf("%016x", 1000), "", 500)
+	mustCount(t, s, "big", fmt.Sprintf("%016x", 10), fmt.Sprintf("%016x", 20), 10)
+	if err := s.IndexDelete(t.Context(), "big", many[:100]...); err != nil {
+		t.Fatal(err)
+	}
+	mustCount(t, s, "big", "", "", 1400)
+	mustCount(t, s, "big", "", fmt.Sprintf("%016x", 200), 100)
+	if err := s.IndexDelete(t.Context(), "big", many...); err != nil {
+		t.Fatal(err)
+	}
+	mustCount(t, s, "big", "", "", 0)
+	mustCount(t, s, "small", "", "", 1)
 }
 
 func testConcurrentIndexPut(t *testing.T, h Harness) {
