@@ -781,6 +781,18 @@ func (w *importer) flushFull(ctx context.Context) error {
 }
 
 func (w *importer) flush(ctx context.Context) error {
+	// The member list's own indexes (enrolled, by method, last seen, ...)
+	// from the records just written: the survey that builds them ran at
+	// start, on a store that may then have been empty.
+	for _, ids := range [][]string{w.users, w.seen} {
+		for _, id := range ids {
+			st, err := w.e.memberState(ctx, id)
+			if err != nil {
+				return err
+			}
+			w.e.relist(ctx, st)
+		}
+	}
 	if len(w.users) > 0 {
 		if err := w.e.store.IndexPut(ctx, usersIndex, w.users...); err != nil {
 			return err
