@@ -581,8 +581,8 @@ func TestHeaderSourcePlaceholder(t *testing.T) {
 
 func TestHeaderSourceHeader(t *testing.T) {
 	src := newHeaderSource(t, &Identity{Header: "x-member-id"})
-	if src.header != "X-Member-Id" {
-		t.Errorf("header = %q, want the canonical X-Member-Id", src.header)
+	if src.id.header != "X-Member-Id" {
+		t.Errorf("header = %q, want the canonical X-Member-Id", src.id.header)
 	}
 	tests := []struct {
 		name   string

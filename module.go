@@ -149,6 +149,24 @@ type App struct {
 	// Default: 100.
 	HourlySMSSite int `json:"hourly_sms_site,omitempty"`
 
+	// Members who may use the admin pages (under each site's prefix,
+	// admin/), each with a role: viewer (reads the member list, a
+	// member's page, reconciles a list), support (also unlocks, forgets
+	// devices, ends sessions, resets) or approver (also approves another
+	// admin's reset). IDs are compared as the identity gives them, after
+	// its id_case. Admins pass the second factor like every member, with
+	// an authenticator app. Default: none.
+	Admins []AdminEntry `json:"admins,omitempty"`
+
+	// Take the admin role of members not listed in admins from the
+	// identity: the "role" field of the identity endpoint's answer, or
+	// the identity's role_header. Whatever sets that field or header can
+	// make anyone an admin: the member site, or the handler before
+	// two_factor, must set it (and remove any copy the client sent).
+	// Only exactly viewer, support or approver grant a role.
+	// Default: false.
+	AdminRolesFromIdentity bool `json:"admin_roles_from_identity,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
 	ctx     caddy.Context
@@ -161,6 +179,14 @@ type App struct {
 	storeIdentity string // a shared store's, for knownStores
 	knownStores   knownStores
 	*running
+}
+
+// AdminEntry is one admin of the admin pages.
+type AdminEntry struct {
+	// The admin's member ID, as the identity gives it. Required.
+	ID string `json:"id"`
+	// viewer, support or approver. Required.
+	Role string `json:"role"`
 }
 
 // running is the app's state from Start on.
@@ -304,6 +330,18 @@ func (a *App) Validate() error {
 		if !notify.ValidRegion(c) {
 			return fmt.Errorf("phone_countries %q: not a known two-letter region code", c)
 		}
+	}
+	seenAdmin := map[string]bool{}
+	for i, ad := range a.Admins {
+		switch {
+		case ad.ID == "":
+			return fmt.Errorf("admins[%d].id: required", i)
+		case !flow.ValidRole(ad.Role):
+			return fmt.Errorf("admins[%d].role %q: must be viewer, support or approver", i, ad.Role)
+		case seenAdmin[ad.ID]:
+			return fmt.Errorf("admins[%d].id %q: listed twice", i, ad.ID)
+		}
+		seenAdmin[ad.ID] = true
 	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {
@@ -476,6 +514,7 @@ type Handler struct {
 	app     *App
 	flow    *flow.Flow
 	source  identitySource
+	admins  map[string]string // admin ID (after id_case) → role
 	logger  *zap.Logger
 	trusted []netip.Prefix
 }
@@ -585,6 +624,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.source, err = h.Identity.provision(h.logger); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
+	h.admins = make(map[string]string, len(h.app.Admins))
+	for _, ad := range h.app.Admins {
+		id := ad.ID
+		if h.Identity.IDCase == "fold" {
+			id = foldID(id)
+		}
+		h.admins[id] = ad.Role
+	}
 	renderer, err := pages.New(h.Templates)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
@@ -609,10 +656,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Email:             h.app.email,
 		SMS:               h.app.sms,
 		Backend:           h.app.backend,
-		Identify:          h.source.resolve,
+		Identify:          h.identify,
 		PolicyFor:         h.policyFor,
 		ClientIP:          clientIP,
 		Go:                h.app.bg.Go,
+		FlushSeen:         h.app.flushSeen,
+		AdminNotice:       h.app.adminNotice,
 	})
 	return nil
 }
@@ -747,6 +796,9 @@ func (h *Handler) Validate() error {
 			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
 				zap.Strings("paths", rule.Paths))
 		}
+	}
+	if h.Identity.RoleHeader != "" && !h.app.AdminRolesFromIdentity {
+		return errors.New("identity: role_header: needs admin roles from the identity (admins { from_identity } in the global two_factor option)")
 	}
 	if (h.app.email != nil || h.app.sms != nil) && h.SiteName == "" {
 		// Otherwise the name in emails and texts would come from the

@@ -39,6 +39,9 @@ type Identity struct {
 	ID    string
 	Email string
 	Phone string
+	// Role is the member's admin role ("viewer", "support", "approver"),
+	// as the Caddy layer resolved it; "" for a member who is no admin.
+	Role string
 	// Binding is a hash of the member-site session cookie, zero when there
 	// is none to bind to.
 	Binding [16]byte
@@ -119,6 +122,13 @@ type Config struct {
 	PolicyFor func(r *http.Request, path string) *Policy
 	// ClientIP is the client's address, as the Caddy layer trusts it.
 	ClientIP func(*http.Request) string
+	// FlushSeen writes out the members this instance saw and has not
+	// recorded yet, so the member list shows them; nil for none.
+	FlushSeen func(context.Context)
+	// AdminNotice tells a member by email, in the background, that an
+	// admin changed their factors (kind: admin_reset, admin_devices,
+	// admin_sessions), at the address to (none when ""); nil for none.
+	AdminNotice func(kind, to string)
 	// Go runs work that outlives the request, such as a notice by email,
 	// until it ends or the app stops.
 	Go func(func(context.Context))
