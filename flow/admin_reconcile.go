@@ -1,11 +1,13 @@
 package flow
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
@@ -20,6 +22,9 @@ import (
 // some 150 bytes. More IDs than MaxReconcile in a smaller post are
 // refused by count.
 const maxReconcileForm = 16 << 20
+
+// reconcileTimeout bounds the store work of one reconciliation.
+const reconcileTimeout = 2 * time.Minute
 
 // largeForms are the routes whose posts may exceed maxFormBytes, with
 // their bound.
@@ -46,7 +51,8 @@ func (f *Flow) adminReconcile(p *request) error {
 		}
 		return f.render(p, http.StatusBadRequest, "admin_reconcile")
 	}
-	ctx, cancel := withTimeout(p.r)
+	// A long list reads a record or two per ID: more than a page's time.
+	ctx, cancel := context.WithTimeout(p.r.Context(), reconcileTimeout)
 	defer cancel()
 	if f.cfg.FlushSeen != nil {
 		f.cfg.FlushSeen(ctx)
