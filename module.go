@@ -624,14 +624,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.source, err = h.Identity.provision(h.logger); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	h.admins = make(map[string]string, len(h.app.Admins))
-	for _, ad := range h.app.Admins {
-		id := ad.ID
-		if h.Identity.IDCase == "fold" {
-			id = foldID(id)
-		}
-		h.admins[id] = ad.Role
-	}
+	h.admins = adminRoles(h.app, h.Identity)
 	renderer, err := pages.New(h.Templates)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
@@ -806,6 +799,20 @@ func (h *Handler) Validate() error {
 		return errors.New("site_name: required when codes are sent by email or SMS")
 	}
 	return h.Identity.validate()
+}
+
+// adminRoles maps the app's admins, their IDs compared as the identity's
+// id_case compares members', to their roles.
+func adminRoles(app *App, identity *Identity) map[string]string {
+	out := make(map[string]string, len(app.Admins))
+	for _, ad := range app.Admins {
+		id := ad.ID
+		if identity.IDCase == "fold" {
+			id = foldID(id)
+		}
+		out[id] = ad.Role
+	}
+	return out
 }
 
 // requiresEnrolment reports whether any protected path requires a second
