@@ -1,13 +1,14 @@
 // Package flow serves the gateway's own pages under its prefix (the code
 // challenge, enrolment, the member's methods and devices, recovery codes,
-// the set-up reminder and sign-out) as a plain http.Handler, and gives the
+// the set-up reminder, sign-out and the admin pages) as a plain http.Handler, and gives the
 // Caddy layer's hot path the few steps it shares with them: checking a
 // second-factor session, using a remembered device, and sending a member
 // to the right page.
 //
 // Every page is a route in one table (routes.go) that declares its guards:
 // signed in at the member site, a CSRF token on posts, a second factor
-// enrolled, a code entered within the step-up window, or enrolment allowed.
+// enrolled, a code entered within the step-up window, enrolment allowed,
+// or an admin role with a recent authenticator-app code.
 // The table applies them before any page code runs.
 //
 // The package imports no Caddy: the Caddy layer gives it the member's

@@ -503,3 +503,39 @@ func TestAdminRolesFromIdentityHeader(t *testing.T) {
 		t.Errorf("two role headers: %d, want 403", r.status)
 	}
 }
+
+// An action from the admin pages emails the member, over real SMTP, at
+// the address they typed at enrolment (one that follows the member site's
+// identity is not stored, so no admin action can reach it).
+func TestAdminPagesEmailTheMember(t *testing.T) {
+	c := startCodesPolicy(t, `
+	identity header X-Member
+	protect /members/* /echo/*
+	site_name "Test Members"
+`, "admins {\n\t\t\tboss approver\n\t\t}")
+	member := c.browser()
+	member.header.Set("X-Member", "dora")
+	r := member.postPage("/.2fa/enrol/email", "/.2fa/enrol/email?return_to=%2Fmembers%2F",
+		url.Values{"return_to": {"/members/"}, "address": {"dora@example.com"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("enrolling email: %d %s", r.status, r.body)
+	}
+	_, code := c.mailCode(1)
+	r = member.postPage("/.2fa/enrol/code", "/.2fa/enrol/code?return_to=%2Fmembers%2F", url.Values{"return_to": {"/members/"}, "code": {code}})
+	enrolDone(t, r, "/members/")
+	admin := c.browser()
+	admin.header.Set("X-Member", "boss")
+	admin.enrol("/members/")
+
+	if r := adminAct(admin, "end-sessions", "dora", "laptop stolen"); r.status != http.StatusSeeOther {
+		t.Fatalf("end sessions: %d %s", r.status, r.body)
+	}
+	m := c.notice("dora@example.com", "sessions were ended")
+	if !strings.Contains(m.Subject, "[Test Members]") {
+		t.Errorf("notice subject %q", m.Subject)
+	}
+	if r := adminAct(admin, "reset", "dora", "lost phone, called back", "confirm", "yes"); r.status != http.StatusSeeOther {
+		t.Fatalf("reset: %d", r.status)
+	}
+	c.notice("dora@example.com", "reset by an administrator")
+}
