@@ -223,8 +223,8 @@ func (f *Flow) memberActionInput(p *request) (member, reason string, done bool, 
 	return member, reason, false, nil
 }
 
-// maxReasonLength is the engine's bound on a reason, checked first so the
-// page can say so.
+// maxReasonLength is the engine's bound on a reason, in bytes, checked
+// first so the page can say so.
 const maxReasonLength = 500
 
 func reasonProblem(reason string) string {

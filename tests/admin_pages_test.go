@@ -248,6 +248,10 @@ func TestAdminPagesUnlock(t *testing.T) {
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Give a reason") {
 		t.Fatalf("unlock without a reason: %d\n%s", r.status, r.body)
 	}
+	r = adminAct(admin, "unlock", "alice", strings.Repeat("あ", 200))
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "The reason is too long") {
+		t.Fatalf("unlock with a reason of 600 bytes: %d\n%s", r.status, r.body)
+	}
 	r = adminAct(admin, "unlock", "alice", "called the member back")
 	if r.status != http.StatusSeeOther || r.location() != "/.2fa/admin/member?id=alice&done=unlock" {
 		t.Fatalf("unlock: %d %q", r.status, r.location())
