@@ -49,6 +49,10 @@ func init() {
 //			hourly_sends_per_address <count>|off
 //			hourly_sms_site <count>
 //			reset_approval <duration>|off
+//			admins {
+//				<id> viewer|support|approver
+//				from_identity
+//			}
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -135,6 +139,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.EnrolmentTimeout)
 		case "reset_approval":
 			err = parseDurationOrOff(d, &app.ResetApproval)
+		case "admins":
+			err = parseAdmins(d, app)
 		default:
 			return d.Errf("two_factor: unknown option %q", name)
 		}
@@ -144,6 +150,26 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 		return nil, err
 	}
 	return httpcaddyfile.App{Name: "two_factor", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseAdmins reads the admins block: one admin a line, an ID and a role,
+// and from_identity alone on its line to take roles from the identity.
+func parseAdmins(d *caddyfile.Dispenser, app *App) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachOption(d, d.Nesting(), "admins", nil, func(id string) error {
+		args := d.RemainingArgs()
+		if id == "from_identity" && len(args) == 0 {
+			app.AdminRolesFromIdentity = true
+			return nil
+		}
+		if len(args) != 1 {
+			return d.Errf("admins: %s: expected one role (viewer, support or approver)", id)
+		}
+		app.Admins = append(app.Admins, AdminEntry{ID: id, Role: args[0]})
+		return nil
+	})
 }
 
 // UnmarshalCaddyfile sets up the embedded store:
@@ -330,6 +356,7 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			cache <duration>
 //			timeout <duration>
 //			id_case exact|fold
+//			role_header <header or placeholder>
 //		}
 //		protect <paths...> {
 //			except <paths...>
@@ -438,6 +465,8 @@ func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
 			err = parseDuration(d, &id.Timeout)
 		case "id_case":
 			err = parseString(d, &id.IDCase)
+		case "role_header":
+			err = parseString(d, &id.RoleHeader)
 		default:
 			return d.Errf("identity: unknown option %q", name)
 		}

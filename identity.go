@@ -64,6 +64,15 @@ type Identity struct {
 	// How long to wait for the endpoint. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
+	// For source "header": where the member's admin role comes from, when
+	// the app takes roles from the identity (admins from_identity): a
+	// placeholder or a request header, under the same rules as header.
+	// Whatever sets it can make anyone an admin, so a header must be one
+	// that the handler before two_factor always sets or removes. The
+	// endpoint source reads the role from the "role" field of its answer
+	// instead. Default: none.
+	RoleHeader string `json:"role_header,omitempty"`
+
 	// How member IDs are compared: "exact", byte for byte as the source
 	// gives them, or "fold", in lower case ("Alice" and "alice", "Ärger"
 	// and "ärger" are one member). Choose "fold" when the member site
@@ -108,13 +117,18 @@ func (c *Identity) source(logger *zap.Logger) (identitySource, error) {
 	switch c.Source {
 	case "header":
 		h := &headerSource{cookie: c.SessionCookie}
-		if inner, ok := placeholderName(c.Header); ok {
-			h.placeholder = inner
-		} else {
-			h.header = http.CanonicalHeaderKey(c.Header)
+		h.id = newHeaderValue(c.Header)
+		if h.id.header != "" {
 			logger.Warn("identity comes from a request header: a handler before two_factor must always set or remove it "+
 				"(forward_auth's copy_headers does), or clients can name anyone",
-				zap.String("header", h.header))
+				zap.String("header", h.id.header))
+		}
+		if c.RoleHeader != "" {
+			h.role = newHeaderValue(c.RoleHeader)
+			if h.role.header != "" {
+				logger.Warn("admin roles come from a request header: a handler before two_factor must always set or remove it, "+
+					"or clients can make themselves admins", zap.String("header", h.role.header))
+			}
 		}
 		if c.SessionCookie == "" {
 			logger.Warn("identity header without session_cookie: second-factor sessions are not bound to the member site's sign-in")
@@ -159,21 +173,21 @@ func (c *Identity) validate() error {
 	if c.SessionCookie != "" && !validCookieName(c.SessionCookie) {
 		return fmt.Errorf("identity: session_cookie %q: not a valid cookie name", c.SessionCookie)
 	}
+	if c.RoleHeader != "" && c.Source != "header" {
+		return errors.New(`identity: role_header: only for source header (the endpoint gives the role in its "role" field)`)
+	}
 	switch c.Source {
 	case "header":
 		if c.Header == "" {
 			return errors.New("identity: header: a header name or placeholder is required for source header")
 		}
-		if inner, ok := placeholderName(c.Header); ok {
-			if !strings.HasSuffix(c.Header, "}") || inner == "" || strings.ContainsAny(inner, "{} ") {
-				return fmt.Errorf("identity: header %q: not a header name or a single placeholder", c.Header)
+		if err := validHeaderValue("header", c.Header); err != nil {
+			return err
+		}
+		if c.RoleHeader != "" {
+			if err := validHeaderValue("role_header", c.RoleHeader); err != nil {
+				return err
 			}
-			if strings.HasPrefix(inner, "http.request.") || strings.HasPrefix(inner, "query.") {
-				return fmt.Errorf("identity: header %q: the request's own values come from the client, which could name anyone; "+
-					"use a placeholder set by an authentication handler, such as {http.auth.user.id}", c.Header)
-			}
-		} else if strings.ContainsAny(c.Header, "{} :") {
-			return fmt.Errorf("identity: header %q: not a header name or a single placeholder", c.Header)
 		}
 	case "endpoint":
 		u, err := url.Parse(c.URL)
@@ -189,6 +203,23 @@ func (c *Identity) validate() error {
 		if d := time.Duration(c.Timeout); d < 100*time.Millisecond || d > time.Minute {
 			return fmt.Errorf("identity: timeout %s: must be between 100ms and 1m", d)
 		}
+	}
+	return nil
+}
+
+// validHeaderValue checks a header name or placeholder that the identity
+// is read from (field names it).
+func validHeaderValue(field, v string) error {
+	if inner, ok := placeholderName(v); ok {
+		if !strings.HasSuffix(v, "}") || inner == "" || strings.ContainsAny(inner, "{} ") {
+			return fmt.Errorf("identity: %s %q: not a header name or a single placeholder", field, v)
+		}
+		if strings.HasPrefix(inner, "http.request.") || strings.HasPrefix(inner, "query.") {
+			return fmt.Errorf("identity: %s %q: the request's own values come from the client, which could name anyone; "+
+				"use a placeholder set by an authentication handler, such as {http.auth.user.id}", field, v)
+		}
+	} else if strings.ContainsAny(v, "{} :") {
+		return fmt.Errorf("identity: %s %q: not a header name or a single placeholder", field, v)
 	}
 	return nil
 }
@@ -252,34 +283,72 @@ func foldRune(r rune) rune {
 // headerSource reads the identity from a placeholder or a header set by an
 // earlier handler.
 type headerSource struct {
+	id     headerValue
+	role   headerValue // zero when roles do not come from here
+	cookie string
+}
+
+// headerValue is a value read from a placeholder or a request header.
+type headerValue struct {
 	placeholder string
 	header      string
-	cookie      string
+}
+
+func newHeaderValue(v string) headerValue {
+	if inner, ok := placeholderName(v); ok {
+		return headerValue{placeholder: inner}
+	}
+	return headerValue{header: http.CanonicalHeaderKey(v)}
+}
+
+// read returns the value, "" when absent or, for a header sent more than
+// once, ambiguous: never pick one of several.
+func (h headerValue) read(r *http.Request) string {
+	if h.placeholder != "" {
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if repl != nil {
+			if v, ok := repl.GetString(h.placeholder); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if h.header == "" {
+		return ""
+	}
+	if vals := r.Header[h.header]; len(vals) == 1 {
+		return vals[0]
+	}
+	return ""
 }
 
 func (s *headerSource) resolve(r *http.Request) (flow.Identity, error) {
-	var id string
-	if s.placeholder != "" {
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		if repl != nil {
-			if v, ok := repl.GetString(s.placeholder); ok {
-				id = v
-			}
-		}
-	} else {
-		vals := r.Header[s.header]
-		if len(vals) != 1 {
-			// Absent, or ambiguous: never pick one of several.
-			return flow.Identity{}, nil
-		}
-		id = vals[0]
-	}
+	id := s.id.read(r)
 	if !validIdentity(id) {
 		return flow.Identity{}, nil
 	}
-	out := flow.Identity{ID: id}
+	out := flow.Identity{ID: id, Role: s.role.read(r)}
 	out.Binding, _, _ = session.Binding(r, s.cookie)
 	return out, nil
+}
+
+// identify says who is signed in at the member site and, for the admin
+// pages, with which admin role: the app's admins list first, then, when
+// the operator opted in, the role the identity gives. Anything but an
+// exact role name grants nothing.
+func (h *Handler) identify(r *http.Request) (flow.Identity, error) {
+	id, err := h.source.resolve(r)
+	if err != nil || id.ID == "" {
+		return id, err
+	}
+	given := id.Role
+	id.Role = ""
+	if role, ok := h.admins[id.ID]; ok {
+		id.Role = role
+	} else if h.app.AdminRolesFromIdentity && flow.ValidRole(given) {
+		id.Role = given
+	}
+	return id, nil
 }
 
 // endpointSource asks the member site who is signed in, caching answers
@@ -371,6 +440,7 @@ func (s *endpointSource) fetch(r *http.Request) (flow.Identity, error) {
 		ID    json.RawMessage `json:"id"`
 		Email string          `json:"email"`
 		Phone string          `json:"phone"`
+		Role  json.RawMessage `json:"role"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
 		return flow.Identity{}, fmt.Errorf("identity endpoint: reading JSON: %w", err)
@@ -379,7 +449,11 @@ func (s *endpointSource) fetch(r *http.Request) (flow.Identity, error) {
 	if err != nil {
 		return flow.Identity{}, fmt.Errorf("identity endpoint: %w", err)
 	}
-	return flow.Identity{ID: id, Email: body.Email, Phone: body.Phone}, nil
+	// A role that is not a string is no role; which strings are, the
+	// handler decides.
+	var role string
+	_ = json.Unmarshal(body.Role, &role)
+	return flow.Identity{ID: id, Email: body.Email, Phone: body.Phone, Role: role}, nil
 }
 
 // jsonID accepts a string or a number: member sites use both.

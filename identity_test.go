@@ -3,8 +3,10 @@ package twofactor
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"sort"
 	"strings"
@@ -581,8 +583,8 @@ func TestHeaderSourcePlaceholder(t *testing.T) {
 
 func TestHeaderSourceHeader(t *testing.T) {
 	src := newHeaderSource(t, &Identity{Header: "x-member-id"})
-	if src.header != "X-Member-Id" {
-		t.Errorf("header = %q, want the canonical X-Member-Id", src.header)
+	if src.id.header != "X-Member-Id" {
+		t.Errorf("header = %q, want the canonical X-Member-Id", src.id.header)
 	}
 	tests := []struct {
 		name   string
@@ -735,5 +737,73 @@ func TestFoldID(t *testing.T) {
 	if _, err := provisionIdentity(&Identity{Source: "header", Header: "{http.auth.user.id}", IDCase: "lower"}); err == nil ||
 		!strings.Contains(err.Error(), "id_case") {
 		t.Errorf("id_case lower: %v, want an error naming id_case", err)
+	}
+}
+
+// stubSource gives one identity, as a source would.
+type stubSource struct{ id flow.Identity }
+
+func (s stubSource) resolve(*http.Request) (flow.Identity, error) { return s.id, nil }
+
+// The admin role: the app's list first (after id_case), then, only when
+// the operator opted in, the identity's role, and only the exact names.
+func TestIdentifyAdminRole(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		listed       map[string]string
+		fromIdentity bool
+		id, given    string
+		want         string
+	}{
+		{"listed", map[string]string{"alice": "support"}, false, "alice", "", "support"},
+		{"listed wins over the identity", map[string]string{"alice": "viewer"}, true, "alice", "approver", "viewer"},
+		{"identity's role ignored unless opted in", nil, false, "carol", "approver", ""},
+		{"identity's role opted in", nil, true, "carol", "approver", "approver"},
+		{"capitals grant nothing", nil, true, "carol", "Approver", ""},
+		{"spaces grant nothing", nil, true, "carol", " support", ""},
+		{"other words grant nothing", nil, true, "carol", "admin", ""},
+		{"not listed", map[string]string{"alice": "support"}, false, "bob", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Handler{app: &App{AdminRolesFromIdentity: tc.fromIdentity}, admins: tc.listed,
+				source: stubSource{flow.Identity{ID: tc.id, Role: tc.given}}}
+			got, err := h.identify(httptest.NewRequest(http.MethodGet, "/", nil))
+			if err != nil || got.Role != tc.want || got.ID != tc.id {
+				t.Fatalf("identify: %+v %v, want role %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// Admins are listed as the operator writes them and matched after the
+// identity's id_case.
+func TestAdminsFoldedWithTheIdentity(t *testing.T) {
+	h := &Handler{Identity: &Identity{Source: "header", Header: "X-Member", IDCase: "fold"}}
+	app := &App{Admins: []AdminEntry{{ID: "Alice", Role: "approver"}}}
+	h.app = app
+	h.admins = adminRoles(app, h.Identity)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-Member", "ALICE")
+	src, err := h.Identity.provision(zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.source = src
+	if got, _ := h.identify(r); got.ID != "alice" || got.Role != "approver" {
+		t.Fatalf("folded admin: %+v", got)
+	}
+}
+
+func TestEndpointRole(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"id": "carol", "role": `+r.URL.Query().Get("role")+`}`)
+	}))
+	defer srv.Close()
+	for raw, want := range map[string]string{`"support"`: "support", `7`: "", `null`: "", `["approver"]`: ""} {
+		s := &endpointSource{url: srv.URL + "?role=" + url.QueryEscape(raw), timeout: time.Second, client: srv.Client()}
+		id, err := s.fetch(httptest.NewRequest(http.MethodGet, "/", nil))
+		if err != nil || id.Role != want {
+			t.Errorf("role %s: %+v %v, want %q", raw, id, err, want)
+		}
 	}
 }

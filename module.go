@@ -156,6 +156,24 @@ type App struct {
 	// Default: 0 (off: a reset happens when asked).
 	ResetApproval caddy.Duration `json:"reset_approval,omitempty"`
 
+	// Members who may use the admin pages (under each site's prefix,
+	// admin/), each with a role: viewer (reads the member list, a
+	// member's page, reconciles a list), support (also unlocks, forgets
+	// devices, ends sessions, resets) or approver (also approves another
+	// admin's reset). IDs are compared as the identity gives them, after
+	// its id_case. Admins pass the second factor like every member, with
+	// an authenticator app. Default: none.
+	Admins []AdminEntry `json:"admins,omitempty"`
+
+	// Take the admin role of members not listed in admins from the
+	// identity: the "role" field of the identity endpoint's answer, or
+	// the identity's role_header. Whatever sets that field or header can
+	// make anyone an admin: the member site, or the handler before
+	// two_factor, must set it (and remove any copy the client sent).
+	// Only exactly viewer, support or approver grant a role.
+	// Default: false.
+	AdminRolesFromIdentity bool `json:"admin_roles_from_identity,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
 	ctx     caddy.Context
@@ -168,6 +186,14 @@ type App struct {
 	storeIdentity string // a shared store's, for knownStores
 	knownStores   knownStores
 	*running
+}
+
+// AdminEntry is one admin of the admin pages.
+type AdminEntry struct {
+	// The admin's member ID, as the identity gives it. Required.
+	ID string `json:"id"`
+	// viewer, support or approver. Required.
+	Role string `json:"role"`
 }
 
 // running is the app's state from Start on.
@@ -314,6 +340,18 @@ func (a *App) Validate() error {
 	}
 	if d := time.Duration(a.ResetApproval); d != 0 && (d < minResetApproval || d > maxResetApproval) {
 		return fmt.Errorf("reset_approval %s: must be between %s and %s, or 0 for off", d, minResetApproval, maxResetApproval)
+	}
+	seenAdmin := map[string]bool{}
+	for i, ad := range a.Admins {
+		switch {
+		case ad.ID == "":
+			return fmt.Errorf("admins[%d].id: required", i)
+		case !flow.ValidRole(ad.Role):
+			return fmt.Errorf("admins[%d].role %q: must be viewer, support or approver", i, ad.Role)
+		case seenAdmin[ad.ID]:
+			return fmt.Errorf("admins[%d].id %q: listed twice", i, ad.ID)
+		}
+		seenAdmin[ad.ID] = true
 	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {
@@ -486,6 +524,7 @@ type Handler struct {
 	app     *App
 	flow    *flow.Flow
 	source  identitySource
+	admins  map[string]string // admin ID (after id_case) → role
 	logger  *zap.Logger
 	trusted []netip.Prefix
 }
@@ -595,6 +634,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.source, err = h.Identity.provision(h.logger); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
+	h.admins = adminRoles(h.app, h.Identity)
 	renderer, err := pages.New(h.Templates)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
@@ -619,10 +659,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Email:             h.app.email,
 		SMS:               h.app.sms,
 		Backend:           h.app.backend,
-		Identify:          h.source.resolve,
+		Identify:          h.identify,
 		PolicyFor:         h.policyFor,
 		ClientIP:          clientIP,
 		Go:                h.app.bg.Go,
+		FlushSeen:         h.app.flushSeen,
+		AdminNotice:       h.app.adminNotice,
 	})
 	return nil
 }
@@ -758,12 +800,29 @@ func (h *Handler) Validate() error {
 				zap.Strings("paths", rule.Paths))
 		}
 	}
+	if h.Identity.RoleHeader != "" && !h.app.AdminRolesFromIdentity {
+		return errors.New("identity: role_header: needs admin roles from the identity (admins { from_identity } in the global two_factor option)")
+	}
 	if (h.app.email != nil || h.app.sms != nil) && h.SiteName == "" {
 		// Otherwise the name in emails and texts would come from the
 		// request's Host header, which the client chooses.
 		return errors.New("site_name: required when codes are sent by email or SMS")
 	}
 	return h.Identity.validate()
+}
+
+// adminRoles maps the app's admins, their IDs compared as the identity's
+// id_case compares members', to their roles.
+func adminRoles(app *App, identity *Identity) map[string]string {
+	out := make(map[string]string, len(app.Admins))
+	for _, ad := range app.Admins {
+		id := ad.ID
+		if identity.IDCase == "fold" {
+			id = foldID(id)
+		}
+		out[id] = ad.Role
+	}
+	return out
 }
 
 // requiresEnrolment reports whether any protected path requires a second

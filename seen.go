@@ -124,3 +124,11 @@ func (s *seenRecorder) flush(ctx context.Context) {
 func (s *seenRecorder) close() {
 	s.stopOnce.Do(func() { close(s.stop) })
 }
+
+// flushSeen writes out the members noted and not yet recorded, for the
+// admin pages' list; nothing before Start has made the recorder.
+func (a *App) flushSeen(ctx context.Context) {
+	if a.seen != nil {
+		a.seen.flush(ctx)
+	}
+}

@@ -1,13 +1,14 @@
 // Package flow serves the gateway's own pages under its prefix (the code
 // challenge, enrolment, the member's methods and devices, recovery codes,
-// the set-up reminder and sign-out) as a plain http.Handler, and gives the
+// the set-up reminder, sign-out and the admin pages) as a plain http.Handler, and gives the
 // Caddy layer's hot path the few steps it shares with them: checking a
 // second-factor session, using a remembered device, and sending a member
 // to the right page.
 //
 // Every page is a route in one table (routes.go) that declares its guards:
 // signed in at the member site, a CSRF token on posts, a second factor
-// enrolled, a code entered within the step-up window, or enrolment allowed.
+// enrolled, a code entered within the step-up window, enrolment allowed,
+// or an admin role with a recent authenticator-app code.
 // The table applies them before any page code runs.
 //
 // The package imports no Caddy: the Caddy layer gives it the member's
@@ -39,6 +40,9 @@ type Identity struct {
 	ID    string
 	Email string
 	Phone string
+	// Role is the member's admin role ("viewer", "support", "approver"),
+	// as the Caddy layer resolved it; "" for a member who is no admin.
+	Role string
 	// Binding is a hash of the member-site session cookie, zero when there
 	// is none to bind to.
 	Binding [16]byte
@@ -119,6 +123,13 @@ type Config struct {
 	PolicyFor func(r *http.Request, path string) *Policy
 	// ClientIP is the client's address, as the Caddy layer trusts it.
 	ClientIP func(*http.Request) string
+	// FlushSeen writes out the members this instance saw and has not
+	// recorded yet, so the member list shows them; nil for none.
+	FlushSeen func(context.Context)
+	// AdminNotice tells a member by email, in the background, that an
+	// admin changed their factors (kind: admin_reset, admin_devices,
+	// admin_sessions), at the address to (none when ""); nil for none.
+	AdminNotice func(kind, to string)
 	// Go runs work that outlives the request, such as a notice by email,
 	// until it ends or the app stops.
 	Go func(func(context.Context))

@@ -130,6 +130,13 @@ func (f *Flow) listActivity(p *request) error {
 	if err != nil {
 		return err
 	}
+	p.page.Activity = activityItems(p.page, events)
+	return nil
+}
+
+// activityItems are a member's events as a page lists them.
+func activityItems(page *pages.Page, events []challenge.Activity) []pages.ActivityItem {
+	var items []pages.ActivityItem
 	for _, ev := range events {
 		item := pages.ActivityItem{
 			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: DeviceSummary(ev.UserAgent),
@@ -137,12 +144,12 @@ func (f *Flow) listActivity(p *request) error {
 		}
 		method := ev.Method
 		if method != "" {
-			method = p.page.T("method_name_" + method)
+			method = page.T("method_name_" + method)
 		}
 		item.What, item.WhatArgs = activityText(ev.Event, ev.Result, method)
-		p.page.Activity = append(p.page.Activity, item)
+		items = append(items, item)
 	}
-	return nil
+	return items
 }
 
 // activityText names an event for the member.

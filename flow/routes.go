@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,7 +17,7 @@ import (
 // guard is a condition a route declares and the router checks before the
 // route's page code runs. A route declares every guard it needs; the zero
 // set is refused, so no route can be added without thinking about them.
-type guard uint8
+type guard uint16
 
 const (
 	// signedIn: someone is signed in at the member site. Otherwise a page
@@ -44,7 +45,22 @@ const (
 	// With no renewal due it is stepUp, so it never lets a session make
 	// codes that stepUp would refuse.
 	stepUpOrRenewal
+	// adminView, adminSupport, adminApprove: the member is an admin with
+	// at least this role (admin.go). Every route under admin/ declares
+	// exactly one, and no other route any. Otherwise 403, on a page that
+	// says nothing of the admin pages to a member who is no admin.
+	adminView
+	adminSupport
+	adminApprove
+	// adminStepUp: a session verified with one of AdminMethods, not from
+	// a remembered device, within step_up. Otherwise on to a challenge
+	// offering only those methods, and back. Every admin route declares
+	// it, so every action asks again once step_up has passed.
+	adminStepUp
 )
+
+// adminRoles are the guards naming an admin route's minimum role.
+const adminRoles = adminView | adminSupport | adminApprove
 
 var guardNames = []struct {
 	g    guard
@@ -52,6 +68,8 @@ var guardNames = []struct {
 }{
 	{signedIn, "signed in"}, {csrfToken, "CSRF token"}, {enrolled, "enrolled"},
 	{stepUp, "step-up"}, {mayEnrol, "may enrol"}, {stepUpOrRenewal, "step-up or renewal"},
+	{adminView, "admin viewer"}, {adminSupport, "admin support"}, {adminApprove, "admin approver"},
+	{adminStepUp, "admin step-up"},
 }
 
 func (g guard) String() string {
@@ -74,7 +92,7 @@ type route struct {
 
 // routes is every page the gateway serves. Pages of one group share a
 // file: challenge.go, codes.go, enrol.go, methods.go, devices.go,
-// recovery.go, remind.go, logout.go.
+// recovery.go, remind.go, logout.go, admin*.go.
 var routes = []route{
 	{"GET", "challenge", signedIn | enrolled, (*Flow).challengePage},
 	{"POST", "challenge", signedIn | csrfToken | enrolled, (*Flow).verify},
@@ -105,6 +123,19 @@ var routes = []route{
 
 	{"GET", "logout", signedIn, (*Flow).logoutPage},
 	{"POST", "logout", signedIn | csrfToken, (*Flow).logout},
+
+	{"GET", "admin/", signedIn | adminView | adminStepUp, (*Flow).adminMembersPage},
+	{"POST", "admin/unlock-address", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminUnlockAddress},
+	{"GET", "admin/member", signedIn | adminView | adminStepUp, (*Flow).adminMemberPage},
+	{"POST", "admin/member/unlock", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminUnlock},
+	{"POST", "admin/member/forget-devices", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminForgetDevices},
+	{"POST", "admin/member/end-sessions", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminEndSessions},
+	{"POST", "admin/member/reset", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminReset},
+	{"GET", "admin/reconcile", signedIn | adminView | adminStepUp, (*Flow).adminReconcilePage},
+	// Reconciling reads and changes nothing: a viewer may.
+	{"POST", "admin/reconcile", signedIn | csrfToken | adminView | adminStepUp, (*Flow).adminReconcile},
+	// The approvals page (reset_approval) goes here: GET admin/approvals
+	// with adminView, its approve post with adminApprove.
 }
 
 // router finds a route by path and method.
@@ -132,6 +163,9 @@ func newRouter(table []route) router {
 		case r.guards&stepUpOrRenewal != 0 && r.guards&enrolled == 0:
 			panic(fmt.Sprintf("flow: route %s %s: step-up or renewal needs an enrolled member", r.method, r.path))
 		}
+		if err := checkAdminGuards(r); err != nil {
+			panic(fmt.Sprintf("flow: route %s %s: %v", r.method, r.path, err))
+		}
 		if rt[r.path] == nil {
 			rt[r.path] = map[string]*route{}
 		}
@@ -145,6 +179,31 @@ func newRouter(table []route) router {
 
 // maxFormBytes bounds what a page form may post.
 const maxFormBytes = 16 << 10
+
+// parseForm reads a post's form, within maxFormBytes or, for the routes
+// in largeForms, their own bound (multipart forms too, for uploads).
+func (f *Flow) parseForm(p *request, rt *route) (bool, error) {
+	r := p.r
+	limit, large := largeForms[rt.path]
+	if !large {
+		limit = maxFormBytes
+	}
+	r.Body = http.MaxBytesReader(p.w, r.Body, limit)
+	var err error
+	if large && strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(limit)
+	} else {
+		err = r.ParseForm()
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge) && large:
+		return true, f.message(p.w, r, http.StatusRequestEntityTooLarge, "error_title", "form_too_large", []any{limit >> 20}, "")
+	case err != nil:
+		return true, f.message(p.w, r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+	}
+	return false, nil
+}
 
 // Serve handles a request under the prefix; nothing here is ever passed to
 // the upstream. It returns a *Refusal for a refused client that is not
@@ -202,10 +261,12 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		}
 		return true, f.message(p.w, r, http.StatusUnauthorized, "title_sign_in", "sign_in_first", nil, link)
 	}
+	if rt.guards&adminRoles != 0 && !f.adminAllowed(p, rt) {
+		return true, nil
+	}
 	if rt.method == http.MethodPost {
-		r.Body = http.MaxBytesReader(p.w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			return true, f.message(p.w, r, http.StatusBadRequest, "error_title", "bad_request", nil, "")
+		if done, err := f.parseForm(p, rt); done {
+			return true, err
 		}
 	}
 	p.csrf = p.jar.CSRFSecret(r)
@@ -224,6 +285,11 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		returnTo = f.cfg.TopPage
 	}
 	p.policy = f.cfg.PolicyFor(r, returnTo)
+	if strings.HasPrefix(returnTo, f.cfg.Prefix+"admin/") {
+		// On the way to an admin page: the challenge offers only the
+		// methods admin pages accept, and no remembering.
+		p.policy = &adminPolicy
+	}
 	p.page = &pages.Page{
 		Lang:     pages.Language(r.Header.Get("Accept-Language")),
 		SiteName: f.siteName(r),
@@ -236,7 +302,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		p.page.CSRF = p.jar.CSRFToken(p.csrf, p.id.ID)
 	}
 
-	if rt.guards&(enrolled|stepUp|mayEnrol|stepUpOrRenewal) == 0 {
+	if rt.guards&(enrolled|stepUp|mayEnrol|stepUpOrRenewal|adminStepUp) == 0 {
 		return false, nil
 	}
 	if p.user, err = p.e.State(r.Context(), p.id.ID); err != nil {
@@ -244,6 +310,9 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	}
 	if len(p.user.Pending) > 0 {
 		f.sendPending(p)
+	}
+	if rt.guards&adminStepUp != 0 {
+		return f.adminStepUp(p, rt)
 	}
 	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
 		return true, seeOther(p, f.pageURL(p, "enrol"))

@@ -35,6 +35,9 @@ type fixture struct {
 	b      *Backend
 	clock  *clock.Fake
 	policy *Policy
+	// roles are the admin roles the Caddy layer would resolve: alice is an
+	// approver.
+	roles map[string]string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -59,7 +62,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	fx := &fixture{t: t, b: &Backend{Engine: engine, Jar: session.NewJar(kr)}, clock: fake,
-		policy: &Policy{Remember: 24 * time.Hour, Reminder: time.Hour, Methods: []string{challenge.MethodTOTP}}}
+		policy: &Policy{Remember: 24 * time.Hour, Reminder: time.Hour, Methods: []string{challenge.MethodTOTP}},
+		roles:  map[string]string{"alice": RoleApprover}}
 	fx.f = New(Config{
 		Prefix: "/.2fa/", TopPage: "/", SiteName: "Test",
 		SessionIdle: 30 * time.Minute, SessionLifetime: 12 * time.Hour, StepUp: 10 * time.Minute,
@@ -67,25 +71,32 @@ func newFixture(t *testing.T) *fixture {
 		Pages:             renderer,
 		Backend:           func(context.Context) *Backend { return fx.b },
 		Identify: func(r *http.Request) (Identity, error) {
-			return Identity{ID: r.Header.Get(userHeader)}, nil
+			id := r.Header.Get(userHeader)
+			return Identity{ID: id, Role: fx.roles[id]}, nil
 		},
 		PolicyFor: func(*http.Request, string) *Policy { return fx.policy },
 	})
 
-	ctx := context.Background()
-	a := challenge.Actor{User: "alice", IP: "192.0.2.1"}
-	en, err := engine.StartTOTP(ctx, a, "Test", "alice", "enrol-flow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := totp.GenerateCodeCustom(en.Secret, fake.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.ConfirmTOTP(ctx, a, "enrol-flow", code); err != nil {
-		t.Fatal(err)
-	}
+	fx.enrolTOTP("alice")
 	return fx
+}
+
+// enrolTOTP enrols user with the authenticator app.
+func (fx *fixture) enrolTOTP(user string) {
+	fx.t.Helper()
+	ctx := context.Background()
+	a := challenge.Actor{User: user, IP: "192.0.2.1"}
+	en, err := fx.b.Engine.StartTOTP(ctx, a, "Test", user, "enrol-flow")
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	code, err := totp.GenerateCodeCustom(en.Secret, fx.clock.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	if _, err := fx.b.Engine.ConfirmTOTP(ctx, a, "enrol-flow", code); err != nil {
+		fx.t.Fatal(err)
+	}
 }
 
 // browser is a CSRF secret and a session cookie, as a browser holds them.

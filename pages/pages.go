@@ -1,8 +1,9 @@
 // Package pages renders the gateway's own pages: the code prompt, the
 // choice and set-up of second factors (authenticator app, email, SMS), the
 // list of a member's methods, new recovery codes and the step that asks
-// for them after one was used, the set-up reminder, sign-out and plain
-// messages.
+// for them after one was used, the set-up reminder, sign-out, plain
+// messages, and the admin pages (the member list, a member's page,
+// reconcile).
 //
 // The pages are server-rendered HTML that work fully without JavaScript,
 // styled by one embedded stylesheet, in Japanese or English. Two small
@@ -87,6 +88,9 @@ type Page struct {
 	Issuer     string
 	Account    string
 
+	// admin pages
+	Admin *AdminPage // the admin pages' data; nil elsewhere
+
 	// message page
 	Title       string // catalog key of the heading
 	Message     string // catalog key of the body text
@@ -115,6 +119,67 @@ type ActivityItem struct {
 	Browser  string // browser and system; "" when unknown
 	Failure  bool   // a refused attempt, shown as such
 	Count    int    // how many times in a row, when more than once
+}
+
+// AdminPage is what the admin pages show: the member list
+// (admin_members), one member (admin_member) and a reconciliation
+// (admin_reconcile).
+type AdminPage struct {
+	Actor  string // the admin's member ID
+	Role   string // "viewer", "support" or "approver"
+	CanAct bool   // the role may act on members (support and above)
+	Reason string // refills the reason after an error
+
+	// admin_members
+	Counts  *AdminCounts  // the counts at the top; nil when not read
+	Search  string        // the search box
+	Filter  string        // "", "enrolled", "not_enrolled", "locked", "totp", "email" or "sms"
+	Order   string        // "id" or "last_seen"
+	Members []AdminMember // one page of members
+	Next    string        // the next page's URL; "" at the end
+
+	// admin_member
+	Member *AdminMemberDetail
+
+	// admin_reconcile
+	Reconciled *AdminReconciled // the result; nil before the upload
+	MaxIDs     int              // how many IDs one reconciliation takes
+}
+
+// AdminCounts are the member list's counts.
+type AdminCounts struct {
+	Members, Seen, Enrolled, Locked int
+	TOTP, Email, SMS                int // enrolled with each method
+}
+
+// AdminMember is one line of the member list.
+type AdminMember struct {
+	ID       string
+	Methods  []string // "totp", "email", "sms"
+	LastSeen string   // formatted; "" when never seen on a protected path
+	Locked   bool
+}
+
+// AdminMemberDetail is one member's admin page.
+type AdminMemberDetail struct {
+	ID           string
+	Enrolled     bool
+	Methods      []MethodOption // type, masked destination, added, last used
+	HasRecovery  bool
+	RecoveryLeft int
+	Devices      []DeviceOption
+	Activity     []ActivityItem
+	FirstSeen    string // formatted; "" when never seen
+	LastSeen     string
+	LockedUntil  string // formatted; "" when not locked out
+	SessionsEnd  string // sessions issued until then have ended (an admin's "end sessions"); "" for none
+	HasRecord    bool   // the member has a second-factor record (actions other than unlock need one)
+}
+
+// AdminReconciled is a reconciliation's result.
+type AdminReconciled struct {
+	Enrolled, SeenNotEnrolled, NeverSeen []string
+	IDs                                  string // the IDs as given, one a line, for the CSV download
 }
 
 // DeviceOption is one remembered device in the member's list.
@@ -149,6 +214,7 @@ func (p *Page) T(key string, args ...any) string {
 var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
 	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
+	"admin_members", "admin_member", "admin_reconcile",
 }
 
 // Files shared by every page.
@@ -171,6 +237,7 @@ var funcs = template.FuncMap{
 	"group":              groupKey,
 	"countdownIntegrity": func() string { return countdownIntegrity },
 	"recoveryIntegrity":  func() string { return recoveryIntegrity },
+	"args":               func(v ...any) []any { return v },
 }
 
 // groupKey splits a manual-entry key into blocks of four characters
@@ -298,12 +365,19 @@ func samplePage() *Page {
 		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
 		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "recovery_replaced",
 		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
+		Admin: &AdminPage{
+			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/?after=a",
+			Members:    []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
+			Member:     &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}}},
+			Reconciled: &AdminReconciled{Enrolled: []string{"a"}, SeenNotEnrolled: []string{"b"}, NeverSeen: []string{"c"}},
+		},
 	}
 }
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
-// "recovery_renew", "remind", "logout", "message") with the security
+// "recovery_renew", "remind", "logout", "message", "admin_members",
+// "admin_member", "admin_reconcile") with the security
 // headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.
@@ -328,6 +402,17 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 		}
 		if page.Prefix == "" {
 			page.Prefix = "/"
+		}
+		if strings.HasPrefix(name, "admin_") {
+			// The admin templates read their data without nil checks.
+			a := AdminPage{}
+			if page.Admin != nil {
+				a = *page.Admin
+			}
+			if a.Member == nil {
+				a.Member = &AdminMemberDetail{}
+			}
+			page.Admin = &a
 		}
 		if name == "message" {
 			if page.Title == "" {

@@ -45,6 +45,11 @@ var dynamicKeys = []string{
 	"continue", "back_to_site",
 	// notices
 	"recovery_replaced", "recovery_renew_required",
+	// admin pages
+	"title_forbidden", "forbidden", "admin_role_too_low", "admin_needs_app", "admin_add_app", "form_too_large",
+	"admin_bad_field", "admin_no_member", "admin_no_record", "admin_reason_required", "admin_reason_too_long",
+	"admin_confirm_reset", "admin_address_invalid", "admin_address_unlocked", "admin_done_unlock", "admin_done_devices",
+	"admin_done_sessions", "admin_done_reset", "admin_reconcile_empty", "admin_reconcile_too_many", "admin_reconcile_unreadable",
 }
 
 func newRenderer(t *testing.T, dir string) *Renderer {
@@ -87,6 +92,28 @@ func fullPage(lang string) *Page {
 			{When: "2026-11-20 09:00", What: "activity_verified", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Browser: "Chrome · Windows"},
 			{When: "2026-11-20 08:59", What: "activity_failed", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Failure: true},
 		},
+		Admin: adminPage(),
+	}
+}
+
+// adminPage sets every field of the admin pages.
+func adminPage() *AdminPage {
+	return &AdminPage{
+		Actor: "boss", Role: "support", CanAct: true, Reason: "called back <b>", Search: "ali", Filter: "locked", Order: "last_seen",
+		Counts: &AdminCounts{Members: 12, Seen: 10, Enrolled: 7, Locked: 1, TOTP: 6, Email: 2, SMS: 1},
+		Members: []AdminMember{
+			{ID: "alice", Methods: []string{"totp", "sms"}, LastSeen: "2026-11-20", Locked: true},
+			{ID: "bob"},
+		},
+		Next: "/.2fa/admin/?after=bob&filter=locked",
+		Member: &AdminMemberDetail{
+			ID: "alice", Enrolled: true, HasRecord: true, Methods: options(), HasRecovery: true, RecoveryLeft: 3,
+			Devices:   []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00"}},
+			Activity:  []ActivityItem{{When: "2026-11-20 09:00", What: "activity_admin_reset", IP: "192.0.2.1"}},
+			FirstSeen: "2026-10-01", LastSeen: "2026-11-20", LockedUntil: "2026-11-20 10:00 UTC", SessionsEnd: "2026-11-19 08:00 UTC",
+		},
+		Reconciled: &AdminReconciled{Enrolled: []string{"alice"}, SeenNotEnrolled: []string{"bob"}, NeverSeen: []string{"carol"}, IDs: "alice\nbob\ncarol"},
+		MaxIDs:     100000,
 	}
 }
 
@@ -399,6 +426,14 @@ func TestRenderAllPages(t *testing.T) {
 					}
 				}
 				for _, form := range regexp.MustCompile(`(?s)<form.*?</form>`).FindAllString(body, -1) {
+					if strings.HasPrefix(form, `<form method="get"`) {
+						// A search: it changes nothing, and must not put the
+						// CSRF token in a URL.
+						if strings.Contains(form, `name="csrf"`) {
+							t.Errorf("%s: a GET form carries the CSRF token:\n%s", where, form)
+						}
+						continue
+					}
 					if !strings.Contains(form, `method="post"`) ||
 						!strings.Contains(form, `<input type="hidden" name="csrf" value="csrf-token-value">`) ||
 						!strings.Contains(form, `<input type="hidden" name="return_to" value="/members/page?x=1">`) {

@@ -151,6 +151,13 @@ func TestBadConfigRefused(t *testing.T) {
 		{"redis ca_file without tls", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tca_file /nonexistent\n\t\t}"}, "needs tls"},
 		{"redis db on a cluster", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1 127.0.0.1:2\n\t\t\tdb 2\n\t\t}"}, "a Cluster has only database 0"},
 		{"redis sentinel password without sentinel", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\tsentinel_password x\n\t\t}"}, "need master_name"},
+		{"unknown admin role", setup{global: "admins {\n\t\t\talice admin\n\t\t}"}, `admins[0].role "admin": must be viewer, support or approver`},
+		{"admin role in capitals", setup{global: "admins {\n\t\t\talice Approver\n\t\t}"}, `admins[0].role "Approver"`},
+		{"admin listed twice", setup{global: "admins {\n\t\t\talice viewer\n\t\t\talice support\n\t\t}"}, "admins: alice given twice"},
+		{"admin without a role", setup{global: "admins {\n\t\t\talice\n\t\t}"}, "admins: alice: expected one role"},
+		{"role_header without from_identity", setup{policy: "identity header {http.auth.user.id} {\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: needs admin roles from the identity"},
+		{"role_header with the endpoint", setup{global: "admins {\n\t\t\tfrom_identity\n\t\t}", policy: "identity endpoint http://127.0.0.1:1/me {\n\t\tsession_cookie s\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: only for source header"},
+		{"role_header from the request", setup{global: "admins {\n\t\t\tfrom_identity\n\t\t}", policy: "identity header {http.auth.user.id} {\n\t\trole_header {http.request.header.X-Role}\n\t}\n\tprotect /x"}, "role_header \"{http.request.header.X-Role}\": the request's own values come from the client"},
 		{"redis negative timeout", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\ttimeout -1s\n\t\t}"}, "must be positive"},
 	} {
 		err := load(e.caddyfile(tc.setup))

@@ -260,7 +260,7 @@ func TestAccountActivity(t *testing.T) {
 		t.Fatalf("verify: %d", r.status)
 	}
 	page := b.get("/.2fa/methods?return_to=%2Fmembers%2F")
-	table := page.body[strings.Index(page.body, `<table class="activity">`):]
+	table := page.body[strings.Index(page.body, `<table class="activity`):]
 	for _, want := range []string{"Verified with: Authenticator app", "Wrong code (Authenticator app)", "Added: Authenticator app", "Firefox · Linux", "127.0.0.1"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("activity lacks %q:\n%s", want, table)
