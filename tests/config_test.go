@@ -186,6 +186,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		`"session_cookie":"member_session"`, `"paths":["/members/*"]`, `"remember_device":"off"`,
 		`"login_url":"/login"`, `"site_name":"Demo Members"`, `"methods":["totp"]`,
 		`"email":{"dir":"./demo-state/mailbox","sender":"mailbox"}`, `"phone_countries":["JP","US","GB"]`,
+		`"admins":[{"id":"admin","role":"approver"}]`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted JSON lacks %s:\n%s", want, out)

@@ -118,6 +118,7 @@ func run(reset bool) error {
 	for _, m := range members {
 		fmt.Printf("  ID %-8s password %s\n", m.ID, m.Password)
 	}
+	fmt.Printf("\nThe account admin may also use the admin pages, %s.2fa/admin/ (with an authenticator app).\n", gatewayURL)
 	fmt.Println("\nUse an authenticator app (Google Authenticator, Microsoft Authenticator, 1Password, ...),")
 	fmt.Println("or codes by email or SMS: they are not sent, but printed here as they arrive.")
 	fmt.Printf("\nThe demo keeps its state in ./%s (Caddy's log: %s); start over with:\n", stateDir, logPath)
