@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -317,6 +318,12 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
 		return true, seeOther(p, f.pageURL(p, "enrol"))
 	}
+	guarded := f.adminGuarded(p)
+	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) {
+		// An admin on the way to their own settings: the challenge offers
+		// only the admin methods, as step-up there asks for one.
+		p.policy = &adminPolicy
+	}
 	needStepUp := rt.guards&(stepUp|stepUpOrRenewal) != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
 	if needStepUp {
 		// From the record just loaded: once the set is replaced, stepUp
@@ -325,12 +332,25 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		// than the renewal it was due.
 		renewal := rt.guards&stepUpOrRenewal != 0 && RenewalDue(p.user)
 		s, ok := f.stepUpSession(p, renewal)
-		if !ok {
+		if !ok || (guarded && !renewal && !adminMethod(s.Method)) {
 			return true, f.toChallenge(p, rt)
 		}
 		p.session = s
 	}
 	return false, nil
+}
+
+// adminGuarded reports whether the member's own factors are guarded as
+// the admin pages are: an admin who has an admin method changes methods,
+// recovery codes and devices only with a session verified with one.
+// Otherwise an email or SMS code or a recovery code, which a stolen
+// password with a mailbox or phone passes, could replace or remove the app
+// and then open the admin pages with the attacker's own. The renewal of
+// recovery codes after one was used stays open to that session: new codes
+// give no way into the admin pages, and an admin who lost the app must be
+// able to renew before another admin resets them.
+func (f *Flow) adminGuarded(p *request) bool {
+	return p.id.Role != "" && slices.ContainsFunc(AdminMethods, p.user.Has)
 }
 
 // toChallenge sends a member who needs a recent code to the challenge,
