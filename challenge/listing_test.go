@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -444,5 +445,45 @@ func TestPrefixEnd(t *testing.T) {
 		if got := prefixEnd(p); got != want {
 			t.Errorf("prefixEnd(%q) = %q, want %q", p, got, want)
 		}
+	}
+}
+
+// A rare filter in an order another index serves (enrolled, by last seen,
+// with one member enrolled among many seen) ends pages short rather than
+// reading every member for one page; following Next still finds them all.
+func TestListingReadBudget(t *testing.T) {
+	f := newCodeFixture(t, listingConfig)
+	e := f.e
+	f.enrol("zed")
+	t0 := f.clk.Now()
+	const seen = 600
+	for i := range seen {
+		if err := e.RecordSeen(ctx, fmt.Sprintf("m%04d", i), "", t0.Add(time.Duration(i+1)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filter := MembersFilter{Enrolled: yes(), Order: OrderLastSeen}
+	var found []string
+	pages, after := 0, ""
+	for {
+		p, err := e.Members(ctx, after, 1, filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range p.Members {
+			found = append(found, m.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		if pages > seen {
+			t.Fatal("the pages never end")
+		}
+		after = p.Next
+	}
+	// 601 entries at 200 a page: zed, never seen, comes last, on the fourth.
+	if len(found) != 1 || found[0] != "zed" || pages != 4 {
+		t.Fatalf("found %v in %d pages, want zed on page 4", found, pages)
 	}
 }
