@@ -800,6 +800,17 @@ func (h *Handler) Validate() error {
 				zap.Strings("paths", rule.Paths))
 		}
 	}
+	if h.Identity.IDCase == "fold" {
+		// Listed apart, two spellings would be one member here, with
+		// whichever role came last.
+		byFolded := map[string]string{}
+		for i, ad := range h.app.Admins {
+			if first, ok := byFolded[foldID(ad.ID)]; ok {
+				return fmt.Errorf("admins[%d].id %q: the same member as %q under identity id_case fold", i, ad.ID, first)
+			}
+			byFolded[foldID(ad.ID)] = ad.ID
+		}
+	}
 	if h.Identity.RoleHeader != "" && !h.app.AdminRolesFromIdentity {
 		return errors.New("identity: role_header: needs admin roles from the identity (admins { from_identity } in the global two_factor option)")
 	}

@@ -154,6 +154,7 @@ func TestBadConfigRefused(t *testing.T) {
 		{"unknown admin role", setup{global: "admins {\n\t\t\talice admin\n\t\t}"}, `admins[0].role "admin": must be viewer, support or approver`},
 		{"admin role in capitals", setup{global: "admins {\n\t\t\talice Approver\n\t\t}"}, `admins[0].role "Approver"`},
 		{"admin listed twice", setup{global: "admins {\n\t\t\talice viewer\n\t\t\talice support\n\t\t}"}, "admins: alice given twice"},
+		{"admins one member under fold", setup{global: "admins {\n\t\t\tAlice viewer\n\t\t\talice approver\n\t\t}", policy: "identity header {http.auth.user.id} {\n\t\tid_case fold\n\t}\n\tprotect /x"}, `admins[1].id "alice": the same member as "Alice" under identity id_case fold`},
 		{"admin without a role", setup{global: "admins {\n\t\t\talice\n\t\t}"}, "admins: alice: expected one role"},
 		{"role_header without from_identity", setup{policy: "identity header {http.auth.user.id} {\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: needs admin roles from the identity"},
 		{"role_header with the endpoint", setup{global: "admins {\n\t\t\tfrom_identity\n\t\t}", policy: "identity endpoint http://127.0.0.1:1/me {\n\t\tsession_cookie s\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: only for source header"},
