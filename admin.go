@@ -141,7 +141,7 @@ type UnlockRequest struct {
 	Reason  string `json:"reason"`
 }
 
-func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, _ *App, engine *challenge.Engine) error {
+func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
 	var req UnlockRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -155,7 +155,7 @@ func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, _ *App, 
 	var res challenge.UnlockResult
 	var err error
 	if req.Member != "" {
-		res, err = engine.Unlock(r.Context(), adminActor, req.Reason, req.Member)
+		res, err = engine.Unlock(r.Context(), adminActor, req.Reason, app.memberID(req.Member))
 	} else {
 		res, err = engine.UnlockAddress(r.Context(), adminActor, req.Reason, req.Address)
 	}
@@ -179,13 +179,22 @@ func (a *AdminAPI) memberAction(kind string, act func(*challenge.Engine, context
 		if err := decodeBody(r, &req); err != nil {
 			return err
 		}
-		res, err := act(engine, r.Context(), adminActor, req.Member, req.Reason)
+		res, err := act(engine, r.Context(), adminActor, app.memberID(req.Member), req.Reason)
 		if err != nil {
 			return apiError(err)
 		}
 		app.adminNotice(kind, res.Contact)
 		return writeJSON(w, res)
 	}
+}
+
+// memberID is a member ID given to the admin endpoint as the handlers
+// compare IDs: folded where they fold them.
+func (a *App) memberID(id string) string {
+	if a.foldIDs.Load() {
+		return foldID(id)
+	}
+	return id
 }
 
 // noticeSite is what an admin's notice to a member names: the first

@@ -49,7 +49,7 @@ func (a *AdminAPI) handleReset(w http.ResponseWriter, r *http.Request, app *App,
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	pending, err := engine.RequestReset(r.Context(), adminActor, req.Member, req.Reason, window)
+	pending, err := engine.RequestReset(r.Context(), adminActor, app.memberID(req.Member), req.Reason, window)
 	if err != nil {
 		return approvalError(err)
 	}

@@ -48,7 +48,7 @@ func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *Ap
 	// Members this instance saw a moment ago are listed too.
 	app.seen.flush(r.Context())
 	if q.Has("id") {
-		d, err := engine.Member(r.Context(), q.Get("id"))
+		d, err := engine.Member(r.Context(), app.memberID(q.Get("id")))
 		if errors.Is(err, challenge.ErrNoMember) {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("id: %q has not been seen and has no record", q.Get("id"))}
 		}
@@ -139,7 +139,25 @@ func (a *AdminAPI) handleReconcile(w http.ResponseWriter, r *http.Request, app *
 		return badField("members", "required: a list of member IDs")
 	}
 	app.seen.flush(r.Context())
+	// Folded as the handlers fold them, answered as given: "Alice" in the
+	// member site's list is the member stored as "alice".
+	given := map[string]string{}
+	if app.foldIDs.Load() {
+		for i, id := range req.Members {
+			req.Members[i] = foldID(id)
+			if _, ok := given[req.Members[i]]; !ok {
+				given[req.Members[i]] = id
+			}
+		}
+	}
 	res, err := engine.Reconcile(r.Context(), req.Members)
+	for _, group := range [][]string{res.Enrolled, res.SeenNotEnrolled, res.NeverSeen} {
+		for i, id := range group {
+			if g, ok := given[id]; ok {
+				group[i] = g
+			}
+		}
+	}
 	if err != nil {
 		return apiError(err)
 	}

@@ -205,6 +205,10 @@ type running struct {
 	stale   atomic.Int64 // member records under an older key, as last noted
 	bg      background
 	site    atomic.Pointer[noticeSite] // for admins' notices to members
+	// foldIDs is set when a handler folds member IDs (id_case fold): the
+	// admin endpoint then folds the IDs it is given the same way, so
+	// "Alice" finds the member stored as "alice".
+	foldIDs atomic.Bool
 	seen    *seenRecorder              // set before rt; nil if Start failed before
 }
 
@@ -635,6 +639,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("identity: %w", err)
 	}
 	h.admins = adminRoles(h.app, h.Identity)
+	if h.Identity.IDCase == "fold" {
+		h.app.foldIDs.Store(true)
+	}
 	renderer, err := pages.New(h.Templates)
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)

@@ -2,8 +2,12 @@ package tests
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -55,4 +59,50 @@ func TestIDCaseFoldIsOneMember(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With id_case fold, the admin endpoint folds the IDs it is given as the
+// handler does: "Alice" from the member site's list is the member stored
+// as "alice", and the answer gives the IDs as they were sent.
+func TestIDCaseFoldOnTheAdminEndpoint(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := adminSetup(filepath.Join(t.TempDir(), "twofactor.db"), []string{testKey})
+	s.extra = fmt.Sprintf("basic_auth {\n\t\tAlice %s\n\t}", hash)
+	s.policy = "identity header {http.auth.user.id} {\n\t\tid_case fold\n\t}\n\tprotect /echo/*"
+	e := start(t, s)
+	b := e.browser()
+	b.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("Alice:pw")))
+	b.enrol("/echo/x")
+
+	out, code := twoFactorCLI(t, "members", "reconcile", "--address", e.admin, "--json", writeIDs(t, "ALICE", "Bob"))
+	var rec struct {
+		Enrolled  []string `json:"enrolled"`
+		NeverSeen []string `json:"never_seen"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil || len(rec.Enrolled) != 1 || rec.Enrolled[0] != "ALICE" ||
+		len(rec.NeverSeen) != 1 || rec.NeverSeen[0] != "Bob" {
+		t.Fatalf("reconcile under fold: exit %d\n%s", code, out)
+	}
+	if out, code := twoFactorCLI(t, "members", "show", "--address", e.admin, "Alice"); code != 0 || !strings.Contains(out, "totp") {
+		t.Fatalf("members show Alice under fold: exit %d\n%s", code, out)
+	}
+	if status, msg := adminPost(t, e, "/two-factor/members/end-sessions", `{"member": "Alice", "reason": "lost phone"}`); status != http.StatusOK {
+		t.Fatalf("end-sessions of Alice under fold: %d %s", status, msg)
+	}
+	if r := b.get("/echo/x"); r.status != http.StatusFound {
+		t.Fatalf("Alice's session after end-sessions: %d", r.status)
+	}
+}
+
+// writeIDs writes a member list, one ID a line, and returns its path.
+func writeIDs(t *testing.T, ids ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "members.txt")
+	if err := os.WriteFile(file, []byte(strings.Join(ids, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
