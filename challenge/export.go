@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -588,6 +590,9 @@ func (e *Engine) checkRecord(n int, l *backupLine, raw []byte, keys map[string]b
 	if l.Member == "" {
 		return &BackupError{n, "member", "required"}
 	}
+	if !plausibleID(l.Member) {
+		return &BackupError{n, "member", fmt.Sprintf("%q: not a member ID the gateway takes (printable UTF-8, at most %d bytes)", l.Member, maxMemberID)}
+	}
 	if l.Records != nil || l.Counts != nil {
 		return &BackupError{n, "records", "only on the end line"}
 	}
@@ -806,4 +811,22 @@ func (w *importer) flush(ctx context.Context) error {
 		w.seen = w.seen[:0]
 	}
 	return nil
+}
+
+// maxMemberID is the longest member ID an identity source hands on.
+const maxMemberID = 256
+
+// plausibleID reports whether id is one an identity source could have
+// given: printable UTF-8, spaces allowed, at most maxMemberID bytes. A
+// backup naming another could not have come from the gateway.
+func plausibleID(id string) bool {
+	if len(id) > maxMemberID || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return false
+		}
+	}
+	return true
 }
