@@ -162,6 +162,7 @@ func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, app *App
 	if err != nil {
 		return apiError(err)
 	}
+	app.adminNotice("admin_unlock", res.Contact)
 	return writeJSON(w, res)
 }
 

@@ -127,6 +127,10 @@ type UnlockResult struct {
 	WasLocked bool `json:"was_locked"`
 	// Failures is how many wrong codes in a row it cleared.
 	Failures int64 `json:"failures"`
+	// Contact is where to tell the member that a lockout was lifted:
+	// "" when none was running, or when the notice waits for their next
+	// visit (no address on record). Not part of the API's answer.
+	Contact string `json:"-"`
 }
 
 // Unlock lifts the member's lockout at once, forgets the lockouts before
@@ -149,9 +153,30 @@ func (e *Engine) Unlock(ctx context.Context, actor, reason, member string) (Unlo
 	})
 	if err == nil {
 		e.listLock(ctx, member, before.until, time.Time{})
+		if res.WasLocked {
+			res.Contact = e.unlockContact(ctx, member)
+		}
 	}
 	e.auditAdmin(Actor{User: member}, "admin_unlock", actor, reason, res, err)
 	return res, err
+}
+
+// unlockContact is where to tell the member that their lockout was lifted,
+// or "" with the notice left for their next visit. Someone who talked
+// support into lifting it may be guessing codes for the account.
+func (e *Engine) unlockContact(ctx context.Context, member string) string {
+	to := ""
+	_, _ = e.updateUser(ctx, member, func(u *User) error {
+		if u.Rev == 0 {
+			return errNoRecord
+		}
+		if to = e.ContactEmail(u, ""); to != "" {
+			return errNothingPending // nothing to write
+		}
+		u.addPending("admin_unlock", e.now())
+		return nil
+	})
+	return to
 }
 
 // UnlockAddress lifts a client address's lockout at once and clears its

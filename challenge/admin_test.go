@@ -34,6 +34,11 @@ func TestUnlockLiftsLockout(t *testing.T) {
 				// The lockout started a new round, with no failures yet.
 				t.Fatalf("unlock result %+v, want was locked, no failures in the new round", res)
 			}
+			// No address on record: the member hears of it at their next
+			// visit.
+			if u, err := e.State(ctx, "alice"); err != nil || res.Contact != "" || len(u.Pending) != 1 || u.Pending[0].Kind != "admin_unlock" {
+				t.Fatalf("notice of the unlock: contact %q, pending %+v, %v", res.Contact, u.Pending, err)
+			}
 			if err := e.Locked(ctx, a); err != nil {
 				t.Fatalf("after unlock: %v", err)
 			}
@@ -49,6 +54,10 @@ func TestUnlockLiftsLockout(t *testing.T) {
 			res, err = e.Unlock(ctx, "admin endpoint", "again", "alice")
 			if err != nil || res.WasLocked || res.Failures != 2 {
 				t.Fatalf("second unlock: %+v, %v; want 2 failures cleared, no lockout", res, err)
+			}
+			// Nothing was locked: nothing to tell.
+			if u, _ := e.State(ctx, "alice"); len(u.Pending) != 1 {
+				t.Fatalf("pending after an unlock of no lockout: %+v", u.Pending)
 			}
 			if err := guessWrong(t, e, clk, a, secret, 2); !errors.Is(err, ErrCodeInvalid) {
 				t.Fatalf("after the second unlock: %v, want fresh tries", err)

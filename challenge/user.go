@@ -59,7 +59,7 @@ type User struct {
 // PendingNotice is an admin action on the member's factors that the
 // member has not been told of yet.
 type PendingNotice struct {
-	Kind string    `json:"kind"` // admin_reset, admin_devices, admin_sessions, admin_reset_requested
+	Kind string    `json:"kind"` // admin_reset, admin_devices, admin_sessions, admin_reset_requested, admin_unlock
 	At   time.Time `json:"at"`
 }
 
