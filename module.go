@@ -209,7 +209,7 @@ type running struct {
 	// admin endpoint then folds the IDs it is given the same way, so
 	// "Alice" finds the member stored as "alice".
 	foldIDs atomic.Bool
-	seen    *seenRecorder              // set before rt; nil if Start failed before
+	seen    *seenRecorder // set before rt; nil if Start failed before
 }
 
 // CaddyModule returns the Caddy module information.

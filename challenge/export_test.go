@@ -305,7 +305,9 @@ func TestImportRefusesBadBackups(t *testing.T) {
 		{"unknown kind", with(1, func(s string) string { return strings.Replace(s, `"kind":"user"`, `"kind":"codes"`, 1) }), 2, "kind", `"codes": unknown`},
 		{"unknown field", with(1, func(s string) string { return strings.Replace(s, `{`, `{"ttl":5,`, 1) }), 2, "", `unknown field "ttl"`},
 		{"member ID with a control character", with(1, func(s string) string { return strings.Replace(s, `"member":"alice"`, `"member":"ali\u0000ce"`, 1) }), 2, "member", "not a member ID the gateway takes"},
-		{"member ID too long", with(1, func(s string) string { return strings.Replace(s, `"member":"alice"`, `"member":"`+strings.Repeat("a", 257)+`"`, 1) }), 2, "member", "at most 256 bytes"},
+		{"member ID too long", with(1, func(s string) string {
+			return strings.Replace(s, `"member":"alice"`, `"member":"`+strings.Repeat("a", 257)+`"`, 1)
+		}), 2, "member", "at most 256 bytes"},
 		{"no member", with(1, func(s string) string { return strings.Replace(s, `"member":"alice"`, `"member":""`, 1) }), 2, "member", "required"},
 		{"sealed value altered", with(1, value(tampered)), 2, "value", "its totp secret does not open"},
 		{"record of another member", with(1, value(renamed)), 2, "value", `names "mallory"`},
