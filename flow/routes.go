@@ -134,8 +134,11 @@ var routes = []route{
 	{"GET", "admin/reconcile", signedIn | adminView | adminStepUp, (*Flow).adminReconcilePage},
 	// Reconciling reads and changes nothing: a viewer may.
 	{"POST", "admin/reconcile", signedIn | csrfToken | adminView | adminStepUp, (*Flow).adminReconcile},
-	// The approvals page (reset_approval) goes here: GET admin/approvals
-	// with adminView, its approve post with adminApprove.
+	{"GET", "admin/approvals", signedIn | adminView | adminStepUp, (*Flow).adminApprovalsPage},
+	{"POST", "admin/approvals/approve", signedIn | csrfToken | adminApprove | adminStepUp, (*Flow).adminApprove},
+	// Support may withdraw its own requests; adminWithdraw lets only the
+	// requester or an approver.
+	{"POST", "admin/approvals/withdraw", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminWithdraw},
 }
 
 // router finds a route by path and method.
@@ -217,6 +220,16 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if static, ok := strings.CutPrefix(name, "static/"); ok && method == http.MethodGet {
 		pages.ServeStatic(w, r, static)
+		return nil
+	}
+	if name == "admin" && method == http.MethodGet {
+		// The admin pages' address as typed, without the slash: the
+		// list. Its guards apply there.
+		target := f.cfg.Prefix + "admin/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusMovedPermanently)
 		return nil
 	}
 	byMethod, ok := f.router[name]
