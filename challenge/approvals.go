@@ -114,7 +114,7 @@ func (e *Engine) RequestReset(ctx context.Context, requester, member, why string
 // their ID; the request records the ID as its requester.
 func (e *Engine) RequestResetBy(ctx context.Context, requester Admin, member, why string, window time.Duration) (ResetRequest, error) {
 	req, err := e.requestReset(ctx, requester.ID, member, why, window)
-	fields := []zap.Field{zap.String("actor", requester.label()), zap.String("admin_reason", strings.TrimSpace(why))}
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", requester.label()), zap.String("admin_reason", strings.TrimSpace(why))})
 	if err != nil {
 		if errors.Is(err, ErrResetPending) {
 			fields = append(fields, zap.String("pending_request", req.ID))
@@ -295,8 +295,8 @@ func (e *Engine) ApproveReset(ctx context.Context, approver, id, why string) (Re
 // their ID: the ID is compared with the requester and the member.
 func (e *Engine) ApproveResetBy(ctx context.Context, approver Admin, id, why string) (ResetRequest, MemberResult, error) {
 	req, res, err := e.approveReset(ctx, approver, id, why)
-	fields := []zap.Field{zap.String("actor", approver.label()), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.String("request", id)}
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", approver.label()), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.String("request", id)})
 	if req.ID != "" {
 		fields = append(fields, zap.String("requester", req.Requester), zap.String("request_reason", req.Reason))
 	}
@@ -347,8 +347,8 @@ func (e *Engine) WithdrawReset(ctx context.Context, by, id, why string) (ResetRe
 // their ID.
 func (e *Engine) WithdrawResetBy(ctx context.Context, by Admin, id, why string) (ResetRequest, error) {
 	req, err := e.withdrawReset(ctx, by.ID, id, why)
-	fields := []zap.Field{zap.String("actor", by.label()), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.String("request", id)}
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", by.label()), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.String("request", id)})
 	if req.ID != "" {
 		fields = append(fields, zap.String("requester", req.Requester))
 	}

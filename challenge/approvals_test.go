@@ -425,7 +425,7 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "alice", Label: "alice (approver)"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("the member under a label: %v", err)
 	}
-	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
+	if _, _, err := f.e.ApproveResetBy(WithAdminIP(ctx, "192.0.2.7"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
 		t.Fatal(err)
 	}
 	if f.enrolled("alice") {
@@ -446,5 +446,20 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 		if !found[want] {
 			t.Errorf("no %s audit entry: %v", want, found)
 		}
+	}
+	// The admin's address, given, goes to the approval and the reset, not
+	// to the member's activity.
+	for _, ev := range []string{"admin_reset_approved", "admin_reset"} {
+		for _, a := range f.approvalAudits(ev) {
+			if a["result"] == "success" && a["admin_ip"] != "192.0.2.7" {
+				t.Errorf("%s without the admin's address: %v", ev, a)
+			}
+		}
+	}
+	if a := f.approvalAudits("admin_reset_requested"); len(a) == 0 || a[len(a)-1]["admin_ip"] != nil {
+		t.Errorf("admin_ip where none was given: %v", a)
+	}
+	if events, _ := f.e.RecentActivity(ctx, "alice"); len(events) == 0 || events[0].IP == "192.0.2.7" {
+		t.Errorf("the member's activity shows the admin's address: %+v", events)
 	}
 }

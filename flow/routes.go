@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/pages"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -274,8 +275,13 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		}
 		return true, f.message(p.w, r, http.StatusUnauthorized, "title_sign_in", "sign_in_first", nil, link)
 	}
-	if rt.guards&adminRoles != 0 && !f.adminAllowed(p, rt) {
-		return true, nil
+	if rt.guards&adminRoles != 0 {
+		if !f.adminAllowed(p, rt) {
+			return true, nil
+		}
+		// The engine's admin actions audit where the admin acts from.
+		p.r = r.WithContext(challenge.WithAdminIP(r.Context(), f.cfg.ClientIP(r)))
+		r = p.r
 	}
 	if rt.method == http.MethodPost {
 		if done, err := f.parseForm(p, rt); done {

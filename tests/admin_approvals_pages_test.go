@@ -120,7 +120,7 @@ func TestApprovalPagesFourEyes(t *testing.T) {
 	if !passes(carol) {
 		t.Fatal("carol does not pass after the request")
 	}
-	if auditOf(e, "admin_reset_requested", "carol", map[string]any{"result": "success", "actor": "sam (support)", "request": id}) != 1 {
+	if auditOf(e, "admin_reset_requested", "carol", map[string]any{"result": "success", "actor": "sam (support)", "request": id, "admin_ip": "127.0.0.1"}) != 1 {
 		t.Fatalf("request audit: %v", e.audit())
 	}
 
@@ -201,7 +201,7 @@ func TestApprovalPagesFourEyes(t *testing.T) {
 		t.Fatalf("carol's page after the approval:\n%s", r.body)
 	}
 	sentToEnrol(t, carol, "after the approval")
-	if auditOf(e, "admin_reset", "carol", map[string]any{"result": "success", "actor": "boss (approver)", "requester": "sam", "request": id,
+	if auditOf(e, "admin_reset", "carol", map[string]any{"result": "success", "actor": "boss (approver)", "requester": "sam", "request": id, "admin_ip": "127.0.0.1",
 		"admin_reason": "caller says lost phone, ID checked", "approval_reason": "called back on the number on file"}) != 1 ||
 		auditOf(e, "admin_reset_approved", "carol", map[string]any{"result": "success", "actor": "boss (approver)", "requester": "sam"}) != 1 {
 		t.Fatalf("approval audit: %v", e.audit())

@@ -220,7 +220,8 @@ func adminAct(admin *browser, action, member, reason string, extra ...string) *r
 func assertActorAudit(t *testing.T, e *env, event, why string) {
 	t.Helper()
 	for _, a := range e.audit() {
-		if a["event"] == event && a["user"] == "alice" && a["actor"] == "admin (approver)" && a["admin_reason"] == why && a["result"] == "success" {
+		if a["event"] == event && a["user"] == "alice" && a["actor"] == "admin (approver)" && a["admin_reason"] == why && a["result"] == "success" &&
+			a["admin_ip"] == "127.0.0.1" {
 			return
 		}
 	}
