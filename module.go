@@ -656,6 +656,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		SessionIdle:       time.Duration(h.SessionIdle),
 		SessionLifetime:   time.Duration(h.SessionLifetime),
 		StepUp:            time.Duration(h.StepUp),
+		ResetApproval:     time.Duration(h.app.ResetApproval),
 		NewDeviceNotice:   h.NewDeviceNotice != "off",
 		TrustedNetworks:   h.trusted,
 		PhoneRegion:       h.app.PhoneRegion,

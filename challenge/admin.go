@@ -157,7 +157,7 @@ func (e *Engine) Unlock(ctx context.Context, actor, reason, member string) (Unlo
 			res.Contact = e.unlockContact(ctx, member)
 		}
 	}
-	e.auditAdmin(Actor{User: member}, "admin_unlock", actor, reason, res, err)
+	e.auditAdmin(ctx, Actor{User: member}, "admin_unlock", actor, reason, res, err)
 	return res, err
 }
 
@@ -197,7 +197,7 @@ func (e *Engine) UnlockAddress(ctx context.Context, actor, reason, ip string) (U
 		// the next ones.
 		return []string{addrFailKey(ip) + win, addrOKKey(ip) + win}
 	})
-	e.auditAdmin(Actor{IP: ip}, "admin_unlock_address", actor, reason, res, err)
+	e.auditAdmin(ctx, Actor{IP: ip}, "admin_unlock_address", actor, reason, res, err)
 	return res, err
 }
 
@@ -230,9 +230,26 @@ func (e *Engine) unlock(ctx context.Context, key string, memory time.Duration, c
 	return res, fmt.Errorf("%w: the lock record kept changing", store.ErrUnavailable)
 }
 
-func (e *Engine) auditAdmin(a Actor, event, actor, why string, res UnlockResult, err error) {
-	fields := []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.Bool("was_locked", res.WasLocked), zap.Int64("failures", res.Failures)}
+type adminIPKey struct{}
+
+// WithAdminIP returns ctx carrying the acting admin's client address: the
+// admin actions given it add admin_ip to their audit entries. It is not
+// the member's address, so the member's activity never shows it.
+func WithAdminIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, adminIPKey{}, ip)
+}
+
+// withAdminIP adds ctx's admin_ip, if any, to an admin action's fields.
+func withAdminIP(ctx context.Context, fields []zap.Field) []zap.Field {
+	if ip, _ := ctx.Value(adminIPKey{}).(string); ip != "" {
+		return append(fields, zap.String("admin_ip", ip))
+	}
+	return fields
+}
+
+func (e *Engine) auditAdmin(ctx context.Context, a Actor, event, actor, why string, res UnlockResult, err error) {
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.Bool("was_locked", res.WasLocked), zap.Int64("failures", res.Failures)})
 	if err != nil {
 		e.Audit(a, event, "error", append(fields, zap.String("reason", reason(err)))...)
 		return
@@ -337,8 +354,8 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 			}
 		}
 	}
-	fields := []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.Int("devices", res.Devices)}
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.Int("devices", res.Devices)})
 	fields = append(fields, extra...)
 	if len(res.Methods) > 0 {
 		fields = append(fields, zap.Strings("methods", res.Methods))

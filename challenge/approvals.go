@@ -86,13 +86,35 @@ func validRequestID(id string) bool {
 	return err == nil && len(b) == 16 && strings.ToLower(id) == id
 }
 
+// Admin is an admin acting on a reset request: ID is what the four-eyes
+// rules compare with the requester and the member, Label names the admin
+// in the audit trail and the member's activity, such as "sam (support)"
+// ("" for the ID). A role that changes between request and approval
+// therefore changes nothing of who may approve.
+type Admin struct {
+	ID, Label string
+}
+
+func (a Admin) label() string {
+	if a.Label == "" {
+		return a.ID
+	}
+	return a.Label
+}
+
 // RequestReset asks for a reset of member's factors that takes effect when
 // an approver other than requester, and not the member, approves it within
 // window. A member has one pending request at a time: a second one gets
 // ErrResetPending (naming member) with the pending request.
 func (e *Engine) RequestReset(ctx context.Context, requester, member, why string, window time.Duration) (ResetRequest, error) {
-	req, err := e.requestReset(ctx, requester, member, why, window)
-	fields := []zap.Field{zap.String("actor", requester), zap.String("admin_reason", strings.TrimSpace(why))}
+	return e.RequestResetBy(ctx, Admin{ID: requester}, member, why, window)
+}
+
+// RequestResetBy is RequestReset by an admin whose label differs from
+// their ID; the request records the ID as its requester.
+func (e *Engine) RequestResetBy(ctx context.Context, requester Admin, member, why string, window time.Duration) (ResetRequest, error) {
+	req, err := e.requestReset(ctx, requester.ID, member, why, window)
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", requester.label()), zap.String("admin_reason", strings.TrimSpace(why))})
 	if err != nil {
 		if errors.Is(err, ErrResetPending) {
 			fields = append(fields, zap.String("pending_request", req.ID))
@@ -266,9 +288,15 @@ func (e *Engine) restoreRequest(ctx context.Context, req ResetRequest, raw []byt
 // The approver must be neither the requester (ErrSameAdmin) nor the member
 // (ErrOwnReset); a request approved, withdrawn or expired is ErrNoRequest.
 func (e *Engine) ApproveReset(ctx context.Context, approver, id, why string) (ResetRequest, MemberResult, error) {
+	return e.ApproveResetBy(ctx, Admin{ID: approver}, id, why)
+}
+
+// ApproveResetBy is ApproveReset by an admin whose label differs from
+// their ID: the ID is compared with the requester and the member.
+func (e *Engine) ApproveResetBy(ctx context.Context, approver Admin, id, why string) (ResetRequest, MemberResult, error) {
 	req, res, err := e.approveReset(ctx, approver, id, why)
-	fields := []zap.Field{zap.String("actor", approver), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.String("request", id)}
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", approver.label()), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.String("request", id)})
 	if req.ID != "" {
 		fields = append(fields, zap.String("requester", req.Requester), zap.String("request_reason", req.Reason))
 	}
@@ -276,8 +304,8 @@ func (e *Engine) ApproveReset(ctx context.Context, approver, id, why string) (Re
 	return req, res, err
 }
 
-func (e *Engine) approveReset(ctx context.Context, approver, id, why string) (ResetRequest, MemberResult, error) {
-	if err := checkApprovalInput(approver, id, why, false); err != nil {
+func (e *Engine) approveReset(ctx context.Context, approver Admin, id, why string) (ResetRequest, MemberResult, error) {
+	if err := checkApprovalInput(approver.ID, id, why, false); err != nil {
 		return ResetRequest{}, MemberResult{}, err
 	}
 	req, raw, err := e.loadRequest(ctx, id)
@@ -285,9 +313,9 @@ func (e *Engine) approveReset(ctx context.Context, approver, id, why string) (Re
 		return ResetRequest{}, MemberResult{}, err
 	}
 	switch {
-	case approver == req.Requester:
+	case approver.ID == req.Requester:
 		return req, MemberResult{}, ErrSameAdmin
-	case approver == req.Member:
+	case approver.ID == req.Member:
 		return req, MemberResult{}, ErrOwnReset
 	}
 	if err := e.claimRequest(ctx, req, raw); err != nil {
@@ -297,7 +325,7 @@ func (e *Engine) approveReset(ctx context.Context, approver, id, why string) (Re
 	if r := strings.TrimSpace(why); r != "" {
 		extra = append(extra, zap.String("approval_reason", r))
 	}
-	res, err := e.reset(ctx, approver, req.Member, req.Reason, extra...)
+	res, err := e.reset(ctx, approver.label(), req.Member, req.Reason, extra...)
 	if err != nil {
 		var in *InputError
 		if !errors.As(err, &in) {
@@ -312,9 +340,15 @@ func (e *Engine) approveReset(ctx context.Context, approver, id, why string) (Re
 // requester or an approver do so; the engine records who did, and why
 // (required).
 func (e *Engine) WithdrawReset(ctx context.Context, by, id, why string) (ResetRequest, error) {
-	req, err := e.withdrawReset(ctx, by, id, why)
-	fields := []zap.Field{zap.String("actor", by), zap.String("admin_reason", strings.TrimSpace(why)),
-		zap.String("request", id)}
+	return e.WithdrawResetBy(ctx, Admin{ID: by}, id, why)
+}
+
+// WithdrawResetBy is WithdrawReset by an admin whose label differs from
+// their ID.
+func (e *Engine) WithdrawResetBy(ctx context.Context, by Admin, id, why string) (ResetRequest, error) {
+	req, err := e.withdrawReset(ctx, by.ID, id, why)
+	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", by.label()), zap.String("admin_reason", strings.TrimSpace(why)),
+		zap.String("request", id)})
 	if req.ID != "" {
 		fields = append(fields, zap.String("requester", req.Requester))
 	}
@@ -344,6 +378,29 @@ func checkApprovalInput(actor, id, why string, reasonRequired bool) error {
 		return checkReason(why)
 	}
 	return nil
+}
+
+// ResetRequestByID returns the pending request id, or ErrNoRequest.
+func (e *Engine) ResetRequestByID(ctx context.Context, id string) (ResetRequest, error) {
+	req, _, err := e.loadRequest(ctx, id)
+	return req, err
+}
+
+// MemberResetRequest returns the member's pending request, or
+// ErrNoRequest when none is pending.
+func (e *Engine) MemberResetRequest(ctx context.Context, member string) (ResetRequest, error) {
+	id, err := e.store.Get(ctx, resetPendingKey(member))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ResetRequest{}, ErrNoRequest
+	case err != nil:
+		return ResetRequest{}, err
+	}
+	req, _, err := e.loadRequest(ctx, string(id))
+	if err == nil && req.Member != member {
+		return ResetRequest{}, ErrNoRequest
+	}
+	return req, err
 }
 
 // ResetRequests lists the pending requests, oldest first. Index entries

@@ -390,3 +390,76 @@ func TestResetApprovalOnRedis(t *testing.T) {
 		t.Fatal("bob reset by an expired request")
 	}
 }
+
+// An admin named by a label ("sam (support)") is compared by ID: the same
+// admin under another role is still the requester, the member under a
+// label is still the member; the audit entries carry the labels. The
+// member's pending request is found by member and by ID.
+func TestResetApprovalByLabelledAdmin(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.enrol("alice")
+	if _, err := f.e.MemberResetRequest(ctx, "alice"); !errors.Is(err, ErrNoRequest) {
+		t.Fatalf("no request yet: %v", err)
+	}
+	if _, err := f.e.RequestResetBy(ctx, Admin{ID: "alice", Label: "alice (support)"}, "alice", "mine", window); !errors.Is(err, ErrOwnReset) {
+		t.Fatalf("own reset under a label: %v", err)
+	}
+	req, err := f.e.RequestResetBy(ctx, Admin{ID: "sam", Label: "sam (support)"}, "alice", "lost phone", window)
+	if err != nil || req.Requester != "sam" {
+		t.Fatalf("request: %+v, %v", req, err)
+	}
+	for _, get := range []func() (ResetRequest, error){
+		func() (ResetRequest, error) { return f.e.MemberResetRequest(ctx, "alice") },
+		func() (ResetRequest, error) { return f.e.ResetRequestByID(ctx, req.ID) },
+	} {
+		if got, err := get(); err != nil || got.ID != req.ID || got.Member != "alice" {
+			t.Fatalf("the pending request: %+v, %v", got, err)
+		}
+	}
+	if _, err := f.e.ResetRequestByID(ctx, "../alice"); !errors.Is(err, ErrNoRequest) {
+		t.Fatalf("a bad ID: %v", err)
+	}
+	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "sam", Label: "sam (approver)"}, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
+		t.Fatalf("the requester under another role: %v", err)
+	}
+	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "alice", Label: "alice (approver)"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
+		t.Fatalf("the member under a label: %v", err)
+	}
+	if _, _, err := f.e.ApproveResetBy(WithAdminIP(ctx, "192.0.2.7"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
+		t.Fatal(err)
+	}
+	if f.enrolled("alice") {
+		t.Fatal("the approved reset left the member enrolled")
+	}
+	if _, err := f.e.MemberResetRequest(ctx, "alice"); !errors.Is(err, ErrNoRequest) {
+		t.Fatalf("after the approval: %v", err)
+	}
+	found := map[string]bool{}
+	for _, ev := range []string{"admin_reset_requested", "admin_reset_approved", "admin_reset"} {
+		for _, a := range f.approvalAudits(ev) {
+			if a["result"] == "success" {
+				found[ev+" "+a["actor"].(string)] = true
+			}
+		}
+	}
+	for _, want := range []string{"admin_reset_requested sam (support)", "admin_reset_approved carol (approver)", "admin_reset carol (approver)"} {
+		if !found[want] {
+			t.Errorf("no %s audit entry: %v", want, found)
+		}
+	}
+	// The admin's address, given, goes to the approval and the reset, not
+	// to the member's activity.
+	for _, ev := range []string{"admin_reset_approved", "admin_reset"} {
+		for _, a := range f.approvalAudits(ev) {
+			if a["result"] == "success" && a["admin_ip"] != "192.0.2.7" {
+				t.Errorf("%s without the admin's address: %v", ev, a)
+			}
+		}
+	}
+	if a := f.approvalAudits("admin_reset_requested"); len(a) == 0 || a[len(a)-1]["admin_ip"] != nil {
+		t.Errorf("admin_ip where none was given: %v", a)
+	}
+	if events, _ := f.e.RecentActivity(ctx, "alice"); len(events) == 0 || events[0].IP == "192.0.2.7" {
+		t.Errorf("the member's activity shows the admin's address: %+v", events)
+	}
+}

@@ -145,8 +145,12 @@ func (f *Flow) adminBack(p *request, rt *route) string {
 	if rt.method != http.MethodPost {
 		return p.r.URL.RequestURI()
 	}
-	if member := p.r.PostForm.Get("member"); member != "" && strings.HasPrefix(rt.path, "admin/member/") {
+	member := p.r.PostForm.Get("member")
+	if member != "" && (strings.HasPrefix(rt.path, "admin/member/") || strings.HasPrefix(rt.path, "admin/approvals/")) {
 		return f.memberURL(member)
+	}
+	if strings.HasPrefix(rt.path, "admin/approvals/") {
+		return f.cfg.Prefix + "admin/approvals"
 	}
 	if rt.path == "admin/reconcile" {
 		return f.cfg.Prefix + "admin/reconcile"

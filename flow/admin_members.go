@@ -123,6 +123,13 @@ func (f *Flow) showMembers(p *request, status int) error {
 		}
 		a.Counts = &pages.AdminCounts{Members: c.Members, Seen: c.Seen, Enrolled: c.Enrolled, Locked: c.Locked,
 			TOTP: c.ByMethod[challenge.MethodTOTP], Email: c.ByMethod[challenge.MethodEmail], SMS: c.ByMethod[challenge.MethodSMS]}
+		if a.Approval = f.cfg.ResetApproval > 0; a.Approval {
+			pending, err := p.e.ResetRequests(ctx)
+			if err != nil {
+				return f.adminEngineError(p, "reset requests", err)
+			}
+			a.Pending = len(pending)
+		}
 	}
 	if q.Get("unlocked") == "address" {
 		p.page.Notice = "admin_address_unlocked"
@@ -186,7 +193,11 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 			Created: dv.Created.UTC().Format("2006-01-02 15:04"), LastUsed: dv.LastUsed.UTC().Format("2006-01-02 15:04")})
 	}
 	m.Activity = activityItems(p.page, d.Activity)
+	if err := f.memberPendingReset(p, m); err != nil {
+		return f.unavailable(p, "reset request", err)
+	}
 	a.Member = m
+	a.Approval = f.cfg.ResetApproval > 0
 	if a.Reason == "" {
 		a.Reason = p.r.PostForm.Get("reason")
 	}
@@ -206,6 +217,7 @@ func day(t *time.Time) string {
 // adminNotices are the notices after each action, by the done parameter.
 var adminNotices = map[string]string{
 	"unlock": "unlock", "forget-devices": "devices", "end-sessions": "sessions", "reset": "reset",
+	"requested": "requested", "approved": "approved", "withdrawn": "withdrawn",
 }
 
 // memberActionInput reads and checks an action form's member and reason;
@@ -296,6 +308,9 @@ func (f *Flow) adminReset(p *request) error {
 			p.page.Error = "admin_confirm_reset"
 			return f.showMember(p, member, http.StatusBadRequest)
 		}
+	}
+	if f.cfg.ResetApproval > 0 {
+		return f.adminRequestReset(p)
 	}
 	return f.adminMemberAction(p, "reset", "admin_reset", func(e *challenge.Engine, p *request, member, reason string) (challenge.MemberResult, error) {
 		ctx, cancel := withTimeout(p.r)

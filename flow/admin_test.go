@@ -201,3 +201,26 @@ func TestCSVSafe(t *testing.T) {
 		}
 	}
 }
+
+// Which forms an admin sees on a pending reset: approve for an approver
+// who is neither the requester nor the member; withdraw for the requester
+// or an approver. The engine and the route guards enforce the same.
+func TestResetRequestView(t *testing.T) {
+	q := challenge.ResetRequest{ID: "r", Member: "carol", Requester: "sam"}
+	for _, tt := range []struct {
+		id, role          string
+		approve, withdraw bool
+	}{
+		{"alice", RoleViewer, false, false},
+		{"sam", RoleSupport, false, true},
+		{"dave", RoleSupport, false, false},
+		{"sam", RoleApprover, false, true},
+		{"carol", RoleApprover, false, true},
+		{"boss", RoleApprover, true, true},
+	} {
+		p := &request{id: Identity{ID: tt.id, Role: tt.role}}
+		if v := resetRequestView(p, q); v.CanApprove != tt.approve || v.CanWithdraw != tt.withdraw {
+			t.Errorf("%s (%s): approve %v, withdraw %v; want %v, %v", tt.id, tt.role, v.CanApprove, v.CanWithdraw, tt.approve, tt.withdraw)
+		}
+	}
+}

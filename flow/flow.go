@@ -97,6 +97,10 @@ type Config struct {
 	SessionIdle     time.Duration
 	SessionLifetime time.Duration
 	StepUp          time.Duration // how recent a code must be to change methods
+	// ResetApproval is how long an admin's reset request waits for a
+	// second admin's approval (the app's reset_approval); 0: an admin's
+	// reset takes effect at once.
+	ResetApproval time.Duration
 
 	NewDeviceNotice bool           // email members about a sign-in from a new browser
 	TrustedNetworks []netip.Prefix // client ranges whose new browsers need no notice
@@ -127,8 +131,9 @@ type Config struct {
 	// recorded yet, so the member list shows them; nil for none.
 	FlushSeen func(context.Context)
 	// AdminNotice tells a member by email, in the background, that an
-	// admin changed their factors (kind: admin_reset, admin_devices,
-	// admin_sessions), at the address to (none when ""); nil for none.
+	// admin changed their factors or asked to (kind: admin_reset,
+	// admin_reset_requested, admin_devices, admin_sessions), at the
+	// address to (none when ""); nil for none.
 	AdminNotice func(kind, to string)
 	// Go runs work that outlives the request, such as a notice by email,
 	// until it ends or the app stops.

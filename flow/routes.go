@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/pages"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -135,8 +136,11 @@ var routes = []route{
 	{"GET", "admin/reconcile", signedIn | adminView | adminStepUp, (*Flow).adminReconcilePage},
 	// Reconciling reads and changes nothing: a viewer may.
 	{"POST", "admin/reconcile", signedIn | csrfToken | adminView | adminStepUp, (*Flow).adminReconcile},
-	// The approvals page (reset_approval) goes here: GET admin/approvals
-	// with adminView, its approve post with adminApprove.
+	{"GET", "admin/approvals", signedIn | adminView | adminStepUp, (*Flow).adminApprovalsPage},
+	{"POST", "admin/approvals/approve", signedIn | csrfToken | adminApprove | adminStepUp, (*Flow).adminApprove},
+	// Support may withdraw its own requests; adminWithdraw lets only the
+	// requester or an approver.
+	{"POST", "admin/approvals/withdraw", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminWithdraw},
 }
 
 // router finds a route by path and method.
@@ -220,6 +224,16 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 		pages.ServeStatic(w, r, static)
 		return nil
 	}
+	if name == "admin" && method == http.MethodGet {
+		// The admin pages' address as typed, without the slash: the
+		// list. Its guards apply there.
+		target := f.cfg.Prefix + "admin/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusMovedPermanently)
+		return nil
+	}
 	byMethod, ok := f.router[name]
 	if !ok {
 		return f.message(w, r, http.StatusNotFound, "title_not_found", "not_found", nil, f.cfg.TopPage)
@@ -262,8 +276,13 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		}
 		return true, f.message(p.w, r, http.StatusUnauthorized, "title_sign_in", "sign_in_first", nil, link)
 	}
-	if rt.guards&adminRoles != 0 && !f.adminAllowed(p, rt) {
-		return true, nil
+	if rt.guards&adminRoles != 0 {
+		if !f.adminAllowed(p, rt) {
+			return true, nil
+		}
+		// The engine's admin actions audit where the admin acts from.
+		p.r = r.WithContext(challenge.WithAdminIP(r.Context(), f.cfg.ClientIP(r)))
+		r = p.r
 	}
 	if rt.method == http.MethodPost {
 		if done, err := f.parseForm(p, rt); done {

@@ -141,6 +141,11 @@ type AdminPage struct {
 	// admin_member
 	Member *AdminMemberDetail
 
+	// admin_approvals, and the member list's count
+	Approval bool                // resets need a second admin's approval (reset_approval)
+	Pending  int                 // how many resets wait for approval (member list)
+	Requests []AdminResetRequest // the pending requests, oldest first
+
 	// admin_reconcile
 	Reconciled *AdminReconciled // the result; nil before the upload
 	MaxIDs     int              // how many IDs one reconciliation takes
@@ -174,6 +179,17 @@ type AdminMemberDetail struct {
 	LockedUntil  string // formatted; "" when not locked out
 	SessionsEnd  string // sessions issued until then have ended (an admin's "end sessions"); "" for none
 	HasRecord    bool   // the member has a second-factor record (actions other than unlock need one)
+	// PendingReset is the member's reset waiting for approval; nil for none.
+	PendingReset *AdminResetRequest
+}
+
+// AdminResetRequest is a reset waiting for a second admin's approval, with
+// what the admin looking at it may do.
+type AdminResetRequest struct {
+	ID, Member, Requester, Reason string
+	Requested, Expires            string // formatted
+	CanApprove                    bool   // an approver who is neither the requester nor the member
+	CanWithdraw                   bool   // the requester or an approver
 }
 
 // AdminReconciled is a reconciliation's result.
@@ -214,7 +230,7 @@ func (p *Page) T(key string, args ...any) string {
 var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
 	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
-	"admin_members", "admin_member", "admin_reconcile",
+	"admin_members", "admin_member", "admin_reconcile", "admin_approvals",
 }
 
 // Files shared by every page.
@@ -367,9 +383,13 @@ func samplePage() *Page {
 		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
 		Admin: &AdminPage{
 			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/?after=a",
-			Members:    []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
-			Member:     &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}}},
+			Members: []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
+			Member: &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}},
+				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true}},
 			Reconciled: &AdminReconciled{Enrolled: []string{"a"}, SeenNotEnrolled: []string{"b"}, NeverSeen: []string{"c"}},
+			Approval:   true, Pending: 1,
+			Requests: []AdminResetRequest{{ID: "0123", Member: "member", Requester: "sam", Reason: "lost phone",
+				Requested: "2026-11-20 10:00 UTC", Expires: "2026-11-21 10:00 UTC", CanApprove: true, CanWithdraw: true}},
 		},
 	}
 }
@@ -377,7 +397,7 @@ func samplePage() *Page {
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
 // "recovery_renew", "remind", "logout", "message", "admin_members",
-// "admin_member", "admin_reconcile") with the security
+// "admin_member", "admin_reconcile", "admin_approvals") with the security
 // headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.

@@ -220,7 +220,8 @@ func adminAct(admin *browser, action, member, reason string, extra ...string) *r
 func assertActorAudit(t *testing.T, e *env, event, why string) {
 	t.Helper()
 	for _, a := range e.audit() {
-		if a["event"] == event && a["user"] == "alice" && a["actor"] == "admin (approver)" && a["admin_reason"] == why && a["result"] == "success" {
+		if a["event"] == event && a["user"] == "alice" && a["actor"] == "admin (approver)" && a["admin_reason"] == why && a["result"] == "success" &&
+			a["admin_ip"] == "127.0.0.1" {
 			return
 		}
 	}
@@ -508,15 +509,17 @@ func TestAdminRolesFromIdentityHeader(t *testing.T) {
 	}
 }
 
-// An action from the admin pages emails the member, over real SMTP, at
-// the address they typed at enrolment (one that follows the member site's
-// identity is not stored, so no admin action can reach it).
-func TestAdminPagesEmailTheMember(t *testing.T) {
+// startEmailAdmins is a gateway with SMTP on loopback and members named
+// by a header, admins as given (an admins block's lines), and dora
+// enrolled with email codes at dora@example.com. It returns dora's
+// browser.
+func startEmailAdmins(t *testing.T, admins ...string) (*codeEnv, *browser) {
+	t.Helper()
 	c := startCodesPolicy(t, `
 	identity header X-Member
 	protect /members/* /echo/*
 	site_name "Test Members"
-`, "admins {\n\t\t\tboss approver\n\t\t}")
+`, strings.Join(admins, "\n\t\t"))
 	member := c.browser()
 	member.header.Set("X-Member", "dora")
 	r := member.postPage("/.2fa/enrol/email", "/.2fa/enrol/email?return_to=%2Fmembers%2F",
@@ -527,9 +530,23 @@ func TestAdminPagesEmailTheMember(t *testing.T) {
 	_, code := c.mailCode(1)
 	r = member.postPage("/.2fa/enrol/code", "/.2fa/enrol/code?return_to=%2Fmembers%2F", url.Values{"return_to": {"/members/"}, "code": {code}})
 	enrolDone(t, r, "/members/")
-	admin := c.browser()
-	admin.header.Set("X-Member", "boss")
-	admin.enrol("/members/")
+	return c, member
+}
+
+// headerAdmin is a browser named id by the header, with the app set up.
+func (c *codeEnv) headerAdmin(id string) *browser {
+	b := c.browser()
+	b.header.Set("X-Member", id)
+	b.enrol("/members/")
+	return b
+}
+
+// An action from the admin pages emails the member, over real SMTP, at
+// the address they typed at enrolment (one that follows the member site's
+// identity is not stored, so no admin action can reach it).
+func TestAdminPagesEmailTheMember(t *testing.T) {
+	c, _ := startEmailAdmins(t, "admins {\n\t\t\tboss approver\n\t\t}")
+	admin := c.headerAdmin("boss")
 
 	if r := adminAct(admin, "end-sessions", "dora", "laptop stolen"); r.status != http.StatusSeeOther {
 		t.Fatalf("end sessions: %d %s", r.status, r.body)

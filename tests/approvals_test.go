@@ -47,17 +47,7 @@ func adminPost(t *testing.T, e *env, route, body string) (int, string) {
 // auditCount counts the audit entries of event for alice with every field
 // given.
 func auditCount(e *env, event string, fields map[string]any) int {
-	n := 0
-	for _, a := range e.audit() {
-		ok := a["event"] == event && a["user"] == "alice"
-		for k, v := range fields {
-			ok = ok && a[k] == v
-		}
-		if ok {
-			n++
-		}
-	}
-	return n
+	return auditOf(e, event, "alice", fields)
 }
 
 func TestResetApprovalThroughCLI(t *testing.T) {

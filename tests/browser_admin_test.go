@@ -80,6 +80,29 @@ func (c *chrome) checkAdminLayout(v viewport, lang, heading string) {
 	}
 }
 
+// enrolAdmin signs in as id and sets up the app in the browser, which
+// leaves a fresh session verified with it, as the admin pages ask.
+func (c *chrome) enrolAdmin(id string) {
+	c.t.Helper()
+	if r := c.signIn(id, "/members/"); r.path != "/.2fa/enrol" {
+		c.fatalf("%s after signing in: %s", id, r.url)
+	}
+	c.submit(`form[action="/.2fa/enrol"] button[type=submit]`)
+	secret := c.enrolmentSecret()
+	c.typeInto("#code", c.e.code(secret, 0))
+	c.saveRecoveryCodes(c.submit(`form[action="/.2fa/enrol/confirm"] button[type=submit]`), "/.2fa/enrol")
+	c.e.nextStep()
+}
+
+// screenshots is where the admin pages' screenshots go:
+// TWOFACTOR_SCREENSHOTS=<dir> keeps them for a person to look at.
+func screenshots(t *testing.T) string {
+	if dir := os.Getenv("TWOFACTOR_SCREENSHOTS"); dir != "" {
+		return dir
+	}
+	return t.TempDir()
+}
+
 func TestBrowserAdminPages(t *testing.T) {
 	e := start(t, adminPagesSetup(t, "max_failures 3", "lockout 1h"))
 	requireChromium(t)
@@ -94,24 +117,9 @@ func TestBrowserAdminPages(t *testing.T) {
 		locked.verify(wrongCode(e.code(secret, 0)), "/members/", false)
 	}
 
-	// The admin sets up the app in the browser, which leaves a fresh
-	// session verified with it.
 	c := e.chromium(t)
-	if r := c.signIn("admin", "/members/"); r.path != "/.2fa/enrol" {
-		c.fatalf("admin after signing in: %s", r.url)
-	}
-	c.submit(`form[action="/.2fa/enrol"] button[type=submit]`)
-	adminSecret := c.enrolmentSecret()
-	c.typeInto("#code", e.code(adminSecret, 0))
-	c.saveRecoveryCodes(c.submit(`form[action="/.2fa/enrol/confirm"] button[type=submit]`), "/.2fa/enrol")
-	e.nextStep()
-
-	// TWOFACTOR_SCREENSHOTS=<dir> keeps the screenshots for a person to
-	// look at.
-	shots := os.Getenv("TWOFACTOR_SCREENSHOTS")
-	if shots == "" {
-		shots = t.TempDir()
-	}
+	c.enrolAdmin("admin")
+	shots := screenshots(t)
 	headings := map[string][3]string{
 		"en": {"Members", "Member alice", "Reconcile a member list"},
 		"ja": {"会員一覧", "会員 alice", "会員リストの照合"},
@@ -197,5 +205,84 @@ func TestBrowserAdminPages(t *testing.T) {
 		t.Fatalf("the member after the unlock: %d", r.status)
 	}
 	assertActorAudit(t, e, "admin_unlock", "called the member back")
+	c.checkNoCSPViolations()
+}
+
+// The four-eyes reset in the browser: the approvals page and a member's
+// page with a pending request, in Japanese and English at a phone's size
+// and a desktop's, under the CSP; then an approval by clicking.
+func TestBrowserAdminApprovals(t *testing.T) {
+	e := start(t, adminPagesSetup(t, "reset_approval 1h"))
+	requireChromium(t)
+	alice, _ := enrolled(e, "alice")
+	enrolled(e, "bob")
+	for _, m := range []string{"alice", "bob"} {
+		if status, msg := adminPost(t, e, "/two-factor/members/reset", `{"member": "`+m+`", "reason": "lost phone, ID checked by a video call"}`); status != 202 {
+			t.Fatalf("requesting a reset of %s: %d %q", m, status, msg)
+		}
+	}
+	c := e.chromium(t)
+	c.enrolAdmin("admin")
+	shots := screenshots(t)
+	headings := map[string][2]string{
+		"en": {"Reset approvals", "Member alice"},
+		"ja": {"リセットの承認", "会員 alice"},
+	}
+	type layout struct {
+		Requests int `json:"requests"`
+		Approve  int `json:"approve"`
+		Withdraw int `json:"withdraw"`
+		Reset    int `json:"reset"`
+		Columns  int `json:"columns"`
+	}
+	const measure = `(() => ({
+		requests: document.querySelectorAll('li.request').length,
+		approve: document.querySelectorAll('form[action="/.2fa/admin/approvals/approve"]').length,
+		withdraw: document.querySelectorAll('form[action="/.2fa/admin/approvals/withdraw"] textarea[name=reason][required]').length,
+		reset: document.querySelectorAll('form[action="/.2fa/admin/member/reset"]').length,
+		columns: getComputedStyle(document.querySelector('.request-actions')).gridTemplateColumns.split(' ').length,
+	}))()`
+	for _, lang := range []string{"en", "ja"} {
+		c.setAcceptLanguage(lang)
+		for _, v := range adminViewports {
+			c.setViewport(v)
+			where := fmt.Sprintf("%s-%s", lang, v.name)
+			columns := 2
+			if v.stacked {
+				columns = 1
+			}
+
+			if r := c.open("/.2fa/admin/approvals"); r.status != 200 {
+				c.fatalf("%s: the approvals page: %s (%d)", where, r.url, r.status)
+			}
+			c.checkStyled()
+			c.checkAdminLayout(v, lang, headings[lang][0])
+			if got := evalJS[layout](c, "the approvals page", measure); got != (layout{Requests: 2, Approve: 2, Withdraw: 2, Columns: columns}) {
+				c.fatalf("%s: the approvals page: %+v", where, got)
+			}
+			c.screenshot(filepath.Join(shots, where+"-approvals.png"))
+
+			if r := c.open("/.2fa/admin/member?id=alice"); r.status != 200 {
+				c.fatalf("%s: alice's page: %s (%d)", where, r.url, r.status)
+			}
+			c.checkAdminLayout(v, lang, headings[lang][1])
+			if got := evalJS[layout](c, "the member page", measure); got != (layout{Approve: 1, Withdraw: 1, Columns: columns}) {
+				c.fatalf("%s: alice's page: %+v", where, got)
+			}
+			c.screenshot(filepath.Join(shots, where+"-pending.png"))
+		}
+	}
+
+	// Approved by clicking, from alice's page: the reason is optional.
+	c.setAcceptLanguage("en")
+	c.open("/.2fa/admin/member?id=alice")
+	r := c.submit(`section.pending-reset form[action="/.2fa/admin/approvals/approve"] button[type=submit]`)
+	if r.status != 200 || r.query.Get("done") != "approved" {
+		c.fatalf("after approving: %s (%d)", r.url, r.status)
+	}
+	if text := c.bodyText(); !strings.Contains(text, "The reset is approved and done") {
+		c.fatalf("no notice after approving")
+	}
+	sentTo(t, alice, "/.2fa/enrol", "after the approval in the browser")
 	c.checkNoCSPViolations()
 }
