@@ -258,6 +258,15 @@ func (s foldedSource) resolve(r *http.Request) (flow.Identity, error) {
 	return id, err
 }
 
+// folder is how this identity compares IDs typed by an admin: foldID
+// under id_case fold, nil (as typed) otherwise.
+func (c *Identity) folder() func(string) string {
+	if c.IDCase == "fold" {
+		return foldID
+	}
+	return nil
+}
+
 // foldID returns id in lower case, except for the characters whose lower
 // case is ASCII (the Kelvin sign, dotted capital I): they stay, so that no
 // ID folds onto another that a member site keeps apart. It does not

@@ -141,23 +141,11 @@ func (a *AdminAPI) handleReconcile(w http.ResponseWriter, r *http.Request, app *
 	app.seen.flush(r.Context())
 	// Folded as the handlers fold them, answered as given: "Alice" in the
 	// member site's list is the member stored as "alice".
-	given := map[string]string{}
+	var fold func(string) string
 	if app.foldIDs.Load() {
-		for i, id := range req.Members {
-			req.Members[i] = foldID(id)
-			if _, ok := given[req.Members[i]]; !ok {
-				given[req.Members[i]] = id
-			}
-		}
+		fold = foldID
 	}
-	res, err := engine.Reconcile(r.Context(), req.Members)
-	for _, group := range [][]string{res.Enrolled, res.SeenNotEnrolled, res.NeverSeen} {
-		for i, id := range group {
-			if g, ok := given[id]; ok {
-				group[i] = g
-			}
-		}
-	}
+	res, err := engine.Reconcile(r.Context(), req.Members, fold)
 	if err != nil {
 		return apiError(err)
 	}

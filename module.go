@@ -672,6 +672,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIP:          clientIP,
 		Go:                h.app.bg.Go,
 		FlushSeen:         h.app.flushSeen,
+		FoldID:            h.Identity.folder(),
 		AdminNotice:       h.app.adminNotice,
 	})
 	return nil

@@ -529,8 +529,10 @@ const MaxReconcile = 100_000
 
 // Reconcile sorts ids (duplicates count once, in their first place):
 // enrolled; seen on a protected path, or with a record, but not enrolled;
-// and never seen. It reads one or two records per ID.
-func (e *Engine) Reconcile(ctx context.Context, ids []string) (Reconciliation, error) {
+// and never seen. It reads one or two records per ID. With fold, each ID
+// is looked up as fold gives it (the identity's id_case) and answered as
+// given; spellings fold makes one count once.
+func (e *Engine) Reconcile(ctx context.Context, ids []string, fold func(string) string) (Reconciliation, error) {
 	r := Reconciliation{Enrolled: []string{}, SeenNotEnrolled: []string{}, NeverSeen: []string{}}
 	if len(ids) > MaxReconcile {
 		return r, &InputError{"members", fmt.Sprintf("at most %d IDs at a time", MaxReconcile)}
@@ -540,11 +542,15 @@ func (e *Engine) Reconcile(ctx context.Context, ids []string) (Reconciliation, e
 		if id == "" {
 			return r, &InputError{"members", "an ID is empty"}
 		}
-		if done[id] {
+		key := id
+		if fold != nil {
+			key = fold(id)
+		}
+		if done[key] {
 			continue
 		}
-		done[id] = true
-		u, err := e.record(ctx, id)
+		done[key] = true
+		u, err := e.record(ctx, key)
 		if err != nil {
 			return r, err
 		}
@@ -552,7 +558,7 @@ func (e *Engine) Reconcile(ctx context.Context, ids []string) (Reconciliation, e
 			r.Enrolled = append(r.Enrolled, id)
 			continue
 		}
-		s, err := e.seen(ctx, id)
+		s, err := e.seen(ctx, key)
 		if err != nil {
 			return r, err
 		}

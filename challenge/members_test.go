@@ -73,7 +73,7 @@ func TestMembersListsEnrolledAndSeen(t *testing.T) {
 		t.Fatalf("unknown member: %v", err)
 	}
 
-	r, err := f.e.Reconcile(ctx, []string{"alice", "bob", "zed", "dave", "alice", "carol"})
+	r, err := f.e.Reconcile(ctx, []string{"alice", "bob", "zed", "dave", "alice", "carol"}, nil)
 	if err != nil || !slices.Equal(r.Enrolled, []string{"alice", "dave"}) ||
 		!slices.Equal(r.SeenNotEnrolled, []string{"bob", "carol"}) || !slices.Equal(r.NeverSeen, []string{"zed"}) {
 		t.Fatalf("reconcile: %+v %v", r, err)

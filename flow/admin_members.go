@@ -80,6 +80,9 @@ func (f *Flow) showMembers(p *request, status int) error {
 	q := p.r.URL.Query()
 	a.Search, a.Filter, a.Order = q.Get("q"), q.Get("filter"), q.Get("order")
 	mf, bad := membersFilter(q)
+	if !strings.Contains(mf.Search, "@") {
+		mf.Search = f.memberID(mf.Search) // an ID prefix, folded as IDs are
+	}
 	if bad != "" {
 		p.page.Error, p.page.ErrorArgs = "admin_bad_field", []any{bad}
 		a.Search, a.Filter, a.Order = "", "", ""
@@ -148,7 +151,7 @@ func (f *Flow) adminEngineError(p *request, stage string, err error) error {
 }
 
 func (f *Flow) adminMemberPage(p *request) error {
-	return f.showMember(p, p.r.URL.Query().Get("id"), http.StatusOK)
+	return f.showMember(p, f.memberID(p.r.URL.Query().Get("id")), http.StatusOK)
 }
 
 // showMember renders one member's page.
@@ -223,7 +226,7 @@ var adminNotices = map[string]string{
 // memberActionInput reads and checks an action form's member and reason;
 // a bad one is shown on the member's page (or the list, with no member).
 func (f *Flow) memberActionInput(p *request) (member, reason string, done bool, err error) {
-	member = p.r.PostForm.Get("member")
+	member = f.memberID(p.r.PostForm.Get("member"))
 	reason = strings.TrimSpace(p.r.PostForm.Get("reason"))
 	if member == "" {
 		return "", "", true, f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{"member"}, f.cfg.Prefix+"admin/")
@@ -257,8 +260,12 @@ func (f *Flow) adminUnlock(p *request) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	if _, err := p.e.Unlock(ctx, p.adminActor(), reason, member); err != nil {
+	res, err := p.e.Unlock(ctx, p.adminActor(), reason, member)
+	if err != nil {
 		return f.adminActionError(p, member, "unlock", err)
+	}
+	if f.cfg.AdminNotice != nil {
+		f.cfg.AdminNotice("admin_unlock", res.Contact)
 	}
 	return seeOther(p, f.memberURL(member)+"&done=unlock")
 }

@@ -57,7 +57,7 @@ func (f *Flow) adminReconcile(p *request) error {
 	if f.cfg.FlushSeen != nil {
 		f.cfg.FlushSeen(ctx)
 	}
-	res, err := p.e.Reconcile(ctx, ids)
+	res, err := p.e.Reconcile(ctx, ids, f.cfg.FoldID)
 	if err != nil {
 		var in *challenge.InputError
 		if errors.As(err, &in) {

@@ -130,8 +130,12 @@ type Config struct {
 	// FlushSeen writes out the members this instance saw and has not
 	// recorded yet, so the member list shows them; nil for none.
 	FlushSeen func(context.Context)
+	// FoldID is the identity's id_case for IDs an admin types (a member's
+	// page, an action, a reconcile list, an ID search): nil keeps them as
+	// typed.
+	FoldID func(string) string
 	// AdminNotice tells a member by email, in the background, that an
-	// admin changed their factors or asked to (kind: admin_reset,
+	// admin changed their factors or asked to (kind: admin_reset, admin_unlock,
 	// admin_reset_requested, admin_devices, admin_sessions), at the
 	// address to (none when ""); nil for none.
 	AdminNotice func(kind, to string)
@@ -363,4 +367,13 @@ func (f *Flow) engineError(p *request, err error) (bool, error) {
 		return false, nil
 	}
 	return true, f.unavailable(p, "engine", err)
+}
+
+// memberID is an ID an admin typed, compared as the identity compares
+// members'.
+func (f *Flow) memberID(id string) string {
+	if f.cfg.FoldID == nil {
+		return id
+	}
+	return f.cfg.FoldID(id)
 }

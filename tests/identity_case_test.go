@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,4 +106,35 @@ func writeIDs(t *testing.T, ids ...string) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// The admin pages fold the IDs an admin types as the identity does: a
+// member's page, a reconcile list and an ID search find "alice" from
+// "ALICE".
+func TestIDCaseFoldOnTheAdminPages(t *testing.T) {
+	e := start(t, setup{
+		global: "admins {\n\t\t\tboss approver\n\t\t}",
+		policy: "identity header X-Member {\n\t\tid_case fold\n\t}\n\tprotect /members/* /echo/*",
+	})
+	as := func(id string) *browser {
+		b := e.browser()
+		b.header.Set("X-Member", id)
+		return b
+	}
+	as("Alice").enrol("/members/")
+	boss := as("boss")
+	boss.enrol("/members/")
+
+	if r := boss.get("/.2fa/admin/member?id=ALICE"); r.status != http.StatusOK || !strings.Contains(r.body, "<h1>Member alice</h1>") {
+		t.Fatalf("member page of ALICE under fold: %d", r.status)
+	}
+	if r := boss.get("/.2fa/admin/?q=AL"); r.status != http.StatusOK || !strings.Contains(r.body, "admin/member?id=alice") {
+		t.Fatalf("ID search AL under fold: %d", r.status)
+	}
+	tok := boss.csrf("/.2fa/admin/reconcile")
+	r := boss.post("/.2fa/admin/reconcile", url.Values{"csrf": {tok}, "ids": {"ALICE\nBob"}})
+	enrolledPart, _, _ := strings.Cut(r.body, "admin_reconcile_seen")
+	if r.status != http.StatusOK || !strings.Contains(r.body, ">ALICE<") {
+		t.Fatalf("reconcile under fold: %d\n%s", r.status, enrolledPart)
+	}
 }
