@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 )
@@ -48,6 +49,7 @@ func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *Ap
 	// Members this instance saw a moment ago are listed too.
 	app.seen.flush(r.Context())
 	if q.Has("id") {
+		engine.AuditRead(r.Context(), adminActor, "admin_member_viewed", app.memberID(q.Get("id")))
 		d, err := engine.Member(r.Context(), app.memberID(q.Get("id")))
 		if errors.Is(err, challenge.ErrNoMember) {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("id: %q has not been seen and has no record", q.Get("id"))}
@@ -149,6 +151,8 @@ func (a *AdminAPI) handleReconcile(w http.ResponseWriter, r *http.Request, app *
 	if err != nil {
 		return apiError(err)
 	}
+	engine.AuditRead(r.Context(), adminActor, "admin_reconcile", "", zap.Int("ids", len(req.Members)),
+		zap.Int("enrolled", len(res.Enrolled)), zap.Int("seen_not_enrolled", len(res.SeenNotEnrolled)), zap.Int("never_seen", len(res.NeverSeen)))
 	return writeJSON(w, res)
 }
 

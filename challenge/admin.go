@@ -247,6 +247,15 @@ func withAdminIP(ctx context.Context, fields []zap.Field) []zap.Field {
 	return fields
 }
 
+// AuditRead records that an admin read what the gateway knows of members
+// (event admin_member_viewed, admin_members_searched, admin_reconcile):
+// who, from where, and about whom where one member is named. Reading is
+// not a change, but it is access to members' data that an audit answers
+// for.
+func (e *Engine) AuditRead(ctx context.Context, actor, event, member string, fields ...zap.Field) {
+	e.Audit(Actor{User: member}, event, "success", withAdminIP(ctx, append([]zap.Field{zap.String("actor", actor)}, fields...))...)
+}
+
 func (e *Engine) auditAdmin(ctx context.Context, a Actor, event, actor, why string, res UnlockResult, err error) {
 	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", actor), zap.String("admin_reason", strings.TrimSpace(why)),
 		zap.Bool("was_locked", res.WasLocked), zap.Int64("failures", res.Failures)})

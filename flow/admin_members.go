@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
@@ -103,6 +105,11 @@ func (f *Flow) showMembers(p *request, status int) error {
 	if err != nil {
 		return f.adminEngineError(p, "members", err)
 	}
+	if mf.Search != "" && after == "" {
+		// Who looked for whom: the kind of search, not the address.
+		p.e.AuditRead(ctx, p.adminActor(), "admin_members_searched", "",
+			zap.Bool("by_email", strings.Contains(mf.Search, "@")), zap.Int("found", len(list.Members)))
+	}
 	for _, m := range list.Members {
 		am := pages.AdminMember{ID: m.ID, Methods: m.Methods, Locked: m.LockedUntil != nil}
 		if m.LastSeen != nil {
@@ -151,7 +158,11 @@ func (f *Flow) adminEngineError(p *request, stage string, err error) error {
 }
 
 func (f *Flow) adminMemberPage(p *request) error {
-	return f.showMember(p, f.memberID(p.r.URL.Query().Get("id")), http.StatusOK)
+	id := f.memberID(p.r.URL.Query().Get("id"))
+	if id != "" {
+		p.e.AuditRead(p.r.Context(), p.adminActor(), "admin_member_viewed", id)
+	}
+	return f.showMember(p, id, http.StatusOK)
 }
 
 // showMember renders one member's page.

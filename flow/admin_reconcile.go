@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
@@ -66,6 +68,8 @@ func (f *Flow) adminReconcile(p *request) error {
 		}
 		return f.unavailable(p, "reconcile", err)
 	}
+	p.e.AuditRead(ctx, p.adminActor(), "admin_reconcile", "", zap.Int("ids", len(ids)),
+		zap.Int("enrolled", len(res.Enrolled)), zap.Int("seen_not_enrolled", len(res.SeenNotEnrolled)), zap.Int("never_seen", len(res.NeverSeen)))
 	if p.r.PostForm.Get("format") == "csv" {
 		return writeReconcileCSV(p.w, res)
 	}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -71,5 +72,52 @@ func TestAdminFactorsNeedTheApp(t *testing.T) {
 	r := m.post("/.2fa/enrol", url.Values{"csrf": {m.csrf("/.2fa/logout")}, "return_to": {"/members/"}, "replace": {"1"}})
 	if r.status != http.StatusOK || enrolmentSecret(t, r.body) == "" {
 		t.Fatalf("a member who is no admin starting a new app after a recovery code: %d", r.status)
+	}
+}
+
+// Reading members' data is audited too: a member's page, a search, a
+// reconciliation, on the pages and through the admin endpoint, with the
+// admin, where from, and never the address searched for.
+func TestAdminReadsAudited(t *testing.T) {
+	e := start(t, adminPagesSetup(t))
+	enrolled(e, "bob")
+	admin, _ := enrolled(e, "admin")
+	if r := admin.get("/.2fa/admin/member?id=bob"); r.status != http.StatusOK {
+		t.Fatalf("member page: %d", r.status)
+	}
+	if r := admin.get("/.2fa/admin/?q=" + url.QueryEscape("bob@example.com")); r.status != http.StatusOK {
+		t.Fatalf("search: %d", r.status)
+	}
+	tok := admin.csrf("/.2fa/admin/reconcile")
+	if r := admin.post("/.2fa/admin/reconcile", url.Values{"csrf": {tok}, "ids": {"bob\nnobody"}}); r.status != http.StatusOK {
+		t.Fatalf("reconcile: %d", r.status)
+	}
+	if out, code := twoFactorCLI(t, "members", "show", "--address", e.admin, "bob"); code != 0 {
+		t.Fatalf("members show: exit %d\n%s", code, out)
+	}
+	want := map[string]int{}
+	for _, a := range e.audit() {
+		switch ev, _ := a["event"].(string); ev {
+		case "admin_member_viewed", "admin_members_searched", "admin_reconcile":
+			if strings.Contains(fmt.Sprint(a), "bob@example.com") {
+				t.Errorf("the address searched for is in the audit entry: %v", a)
+			}
+			switch a["actor"] {
+			case "admin (approver)":
+				if a["admin_ip"] != "127.0.0.1" {
+					t.Errorf("%s from the pages without the admin's address: %v", ev, a)
+				}
+			case "admin endpoint":
+			default:
+				t.Errorf("%s with actor %v", ev, a["actor"])
+			}
+			want[ev+" "+fmt.Sprint(a["actor"])]++
+		}
+	}
+	for _, k := range []string{"admin_member_viewed admin (approver)", "admin_members_searched admin (approver)",
+		"admin_reconcile admin (approver)", "admin_member_viewed admin endpoint"} {
+		if want[k] != 1 {
+			t.Errorf("%d audit entries %q, want 1 (all: %v)", want[k], k, want)
+		}
 	}
 }
