@@ -54,6 +54,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/members/unlock", Handler: a.route(http.MethodPost, a.handleUnlock)},
 		{Pattern: "/two-factor/members/reset", Handler: a.route(http.MethodPost, a.handleReset)},
 		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction("admin_devices", (*challenge.Engine).ForgetDevices))},
+		{Pattern: "/two-factor/members/confirm-app", Handler: a.route(http.MethodPost, a.memberAction("admin_app_confirmed", (*challenge.Engine).ConfirmApp))},
 		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
 		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
 		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},

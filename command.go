@@ -162,10 +162,19 @@ each asks for a code again. Methods and other sessions stay.`,
 every instance at once: they verify again at their next request. Methods and
 remembered devices stay (a remembered device still skips the code).`,
 		"every session ended; they verify again at their next request."},
+	{"confirm-app", "Confirms a member's authenticator app for the admin pages",
+		`Confirms the member's authenticator app for the admin pages. An app added
+after an email, SMS or recovery code, or after a reset, opens them only once
+another admin confirms it (what a stolen password with a mailbox can do, it
+cannot do alone). Confirm only after checking with the member, by a channel
+other than their password, that they added it. An admin with no other
+approver to confirm them is confirmed this way.`,
+		"authenticator app confirmed; it opens the admin pages."},
 }
 
 // addMemberCommands adds the actions on one member to cmd: reset, unlock,
-// forget-devices, end-sessions; hidden for the top-level aliases.
+// forget-devices, end-sessions, confirm-app; hidden for the top-level
+// aliases.
 func addMemberCommands(cmd *cobra.Command, hidden bool) {
 	for _, mc := range memberCommands {
 		c := adminCommand(&cobra.Command{

@@ -296,6 +296,29 @@ func (e *Engine) reset(ctx context.Context, actor, member, why string, extra ...
 	})
 }
 
+// errNoUnprovenApp refuses to confirm an app that needs no confirming.
+var errNoUnprovenApp = &InputError{"member", "has no authenticator app waiting for an admin's confirmation"}
+
+// ConfirmApp confirms the member's unproven app (TOTPMethod.Unproven) for
+// the admin pages, once the confirming admin has checked with the member,
+// as for a reset, that the app is theirs. The caller refuses a member
+// confirming their own.
+func (e *Engine) ConfirmApp(ctx context.Context, actor, member, why string) (MemberResult, error) {
+	if u, err := e.record(ctx, member); err != nil {
+		return MemberResult{}, err
+	} else if member != "" && (u == nil || u.TOTP == nil || !u.TOTP.Unproven) {
+		if checkReason(why) != nil {
+			return MemberResult{}, checkReason(why)
+		}
+		return MemberResult{}, errNoUnprovenApp
+	}
+	return e.memberAction(ctx, "admin_app_confirmed", actor, member, why, nil, func(u *User, _ *MemberResult) {
+		if u.TOTP != nil {
+			u.TOTP.Unproven = false
+		}
+	})
+}
+
 // ForgetDevices revokes every remembered device of the member, with the
 // sessions they started; the member's other sessions go on.
 func (e *Engine) ForgetDevices(ctx context.Context, actor, member, why string) (MemberResult, error) {

@@ -239,6 +239,10 @@ type Actor struct {
 	User      string
 	IP        string
 	UserAgent string
+	// StepUp is the method the request's session was verified with, on
+	// requests that stepped up ("" for none): it tells an app added after
+	// an app code from one added after an email or recovery code.
+	StepUp string
 }
 
 // Engine runs the second-factor flows against a store.

@@ -130,6 +130,9 @@ type MemberSummary struct {
 	LockedUntil  *time.Time `json:"locked_until,omitempty"`
 	FirstSeen    *time.Time `json:"first_seen,omitempty"`
 	LastSeen     *time.Time `json:"last_seen,omitempty"`
+	// AppUnproven reports an app that the admin pages refuse until an
+	// admin confirms it (ConfirmApp).
+	AppUnproven bool `json:"app_unproven,omitempty"`
 }
 
 // MembersFilter narrows and orders a listing; the zero value lists
@@ -393,6 +396,7 @@ func (e *Engine) summary(st *memberState) MemberSummary {
 	if u := st.u; u != nil {
 		m.Enrolled = u.Enrolled()
 		m.Methods = append(m.Methods, u.Methods()...)
+		m.AppUnproven = u.TOTP != nil && u.TOTP.Unproven
 		if u.Recovery != nil {
 			m.RecoveryLeft = u.Recovery.Left
 		}

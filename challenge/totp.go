@@ -260,13 +260,16 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 			return ErrExpired
 		}
 		now := e.now().UTC()
+		// Epoch moves on with every first factor, reset and removal of
+		// the last method: above 0, the member had factors before.
+		unproven := u.Epoch > 0 && a.StepUp != MethodTOTP
 		firstFactor(u)
 		if p.Replace {
 			// The old phone's sessions and remembered devices end.
 			u.Epoch++
 			u.Devices = nil
 		}
-		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step}
+		u.TOTP = &TOTPMethod{Secret: sealed, Added: now, LastUsed: now, LastStep: step, Unproven: unproven}
 		return nil
 	})
 	if err != nil {
@@ -277,7 +280,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 	// counter only leaves garbage that expires.
 	_ = e.store.Delete(ctx, pendingKey(a.User))
 	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "enrol_confirm", "success", zap.String("method", "totp"))
+	e.Audit(a, "enrol_confirm", "success", zap.String("method", "totp"), zap.Bool("unproven", u.TOTP.Unproven))
 	return u, nil
 }
 

@@ -75,6 +75,13 @@ type TOTPMethod struct {
 	// LastStep is the highest time step ever accepted. Codes for it or any
 	// earlier step are refused, so a code works once.
 	LastStep int64 `json:"last_step"`
+	// Unproven marks an app added by a member who had had factors before,
+	// without a code from an earlier app: after an email, SMS or recovery
+	// code, or after a reset or the removal of their last method. A stolen
+	// password with a mailbox does that much, so the admin pages refuse
+	// such an app until another admin confirms it (ConfirmApp). A first
+	// enrolment is trusted as every first enrolment is.
+	Unproven bool `json:"unproven,omitempty"`
 }
 
 // CodeMethod is an enrolled email address or phone number that receives

@@ -131,6 +131,14 @@ func (f *Flow) adminStepUp(p *request, rt *route) (bool, error) {
 		p.page.Link, p.page.LinkLabel = f.cfg.Prefix+"methods?return_to="+url.QueryEscape(f.cfg.Prefix+"admin/"), "admin_add_app"
 		return true, f.render(p, http.StatusForbidden, "message")
 	}
+	if p.user.TOTP != nil && p.user.TOTP.Unproven {
+		// Added after an email or recovery code, or after a reset: what a
+		// stolen password with a mailbox does. Another admin confirms it.
+		p.e.Audit(f.actor(p.r, p.id.ID), "admin_refused", "refused", zap.String("page", rt.path),
+			zap.String("role", p.id.Role), zap.String("reason", "app_unproven"))
+		p.page.Title, p.page.Message = "title_forbidden", "admin_app_unproven"
+		return true, f.render(p, http.StatusForbidden, "message")
+	}
 	s, ok := f.stepUpSession(p, false)
 	if !ok || !adminMethod(s.Method) {
 		return true, seeOther(p, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(f.adminBack(p, rt)))

@@ -190,6 +190,8 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	}
 	if u != nil {
 		m.HasRecord = u.Rev > 0
+		m.AppUnproven = u.TOTP != nil && u.TOTP.Unproven
+		m.CanConfirmApp = m.AppUnproven && id != p.id.ID && roleRank(p.id.Role) >= roleRank(RoleApprover)
 		m.HasRecovery = u.Recovery != nil
 		if u.SessionsAfter > 0 {
 			m.SessionsEnd = time.Unix(u.SessionsAfter, 0).UTC().Format(adminStamp)
@@ -230,7 +232,7 @@ func day(t *time.Time) string {
 
 // adminNotices are the notices after each action, by the done parameter.
 var adminNotices = map[string]string{
-	"unlock": "unlock", "forget-devices": "devices", "end-sessions": "sessions", "reset": "reset",
+	"unlock": "unlock", "forget-devices": "devices", "end-sessions": "sessions", "reset": "reset", "confirm-app": "app_confirmed",
 	"requested": "requested", "approved": "approved", "withdrawn": "withdrawn",
 }
 
@@ -279,6 +281,29 @@ func (f *Flow) adminUnlock(p *request) error {
 		f.cfg.AdminNotice("admin_unlock", res.Contact)
 	}
 	return seeOther(p, f.memberURL(member)+"&done=unlock")
+}
+
+// adminConfirmApp confirms a member's unproven app for the admin pages:
+// an approver's action, never on their own app.
+func (f *Flow) adminConfirmApp(p *request) error {
+	member, reason, done, err := f.memberActionInput(p)
+	if done {
+		return err
+	}
+	if member == p.id.ID {
+		p.page.Error = "admin_confirm_own_app"
+		return f.showMember(p, member, http.StatusForbidden)
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	res, err := p.e.ConfirmApp(ctx, p.adminActor(), member, reason)
+	if err != nil {
+		return f.adminActionError(p, member, "confirm-app", err)
+	}
+	if f.cfg.AdminNotice != nil {
+		f.cfg.AdminNotice("admin_app_confirmed", res.Contact)
+	}
+	return seeOther(p, f.memberURL(member)+"&done=confirm-app")
 }
 
 // memberAction is an action on a member's factors that the member is told

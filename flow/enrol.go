@@ -100,6 +100,9 @@ func (f *Flow) enrolConfirm(p *request) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	a := f.actor(p.r, p.id.ID)
+	if p.session != nil {
+		a.StepUp = p.session.Method
+	}
 	u, err := p.e.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
 	switch {
 	case err == nil:

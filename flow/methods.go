@@ -190,6 +190,8 @@ func activityText(event, result, method string) (string, []any) {
 		return "activity_admin_devices", nil
 	case event == "admin_sessions" && ok:
 		return "activity_admin_sessions", nil
+	case event == "admin_app_confirmed" && ok:
+		return "activity_admin_app_confirmed", nil
 	}
 	return "activity_other", nil
 }

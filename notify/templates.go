@@ -165,7 +165,7 @@ type NoticeData struct {
 var noticeKinds = map[string]bool{
 	"method_added": true, "method_removed": true, "recovery_used": true, "recovery_generated": true,
 	"device_remembered": true, "lockout": true, "new_device": true,
-	"admin_reset": true, "admin_reset_requested": true, "admin_devices": true, "admin_sessions": true, "admin_unlock": true,
+	"admin_reset": true, "admin_reset_requested": true, "admin_devices": true, "admin_sessions": true, "admin_unlock": true, "admin_app_confirmed": true,
 }
 
 // Notice renders a security notice in lang ("ja" or "en"). To is left

@@ -179,6 +179,10 @@ type AdminMemberDetail struct {
 	LockedUntil  string // formatted; "" when not locked out
 	SessionsEnd  string // sessions issued until then have ended (an admin's "end sessions"); "" for none
 	HasRecord    bool   // the member has a second-factor record (actions other than unlock need one)
+	// AppUnproven: the member's app waits for an admin's confirmation
+	// before it opens the admin pages; CanConfirmApp: this admin may
+	// confirm it (an approver, not the member).
+	AppUnproven, CanConfirmApp bool
 	// PendingReset is the member's reset waiting for approval; nil for none.
 	PendingReset *AdminResetRequest
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -119,5 +120,69 @@ func TestAdminReadsAudited(t *testing.T) {
 		if want[k] != 1 {
 			t.Errorf("%d audit entries %q, want 1 (all: %v)", want[k], k, want)
 		}
+	}
+}
+
+// After a reset, an admin's new app opens the admin pages only once
+// another approver confirms it: otherwise one support admin's reset would
+// hand an approver's role to whoever holds that approver's password. The
+// approver cannot confirm their own; the operator can, through the CLI.
+func TestAdminAppAfterResetNeedsConfirmation(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	e := start(t, adminSetup(db, []string{testKey}, "admins {\n\t\t\tadmin approver\n\t\t\tbob approver\n\t\t\talice approver\n\t\t}"))
+	enrolled(e, "admin")
+	bob, _ := enrolled(e, "bob")
+	alice, _ := enrolled(e, "alice")
+	if out, code := twoFactorCLI(t, "members", "reset", "--address", e.admin, "admin", "--reason", "lost phone"); code != 0 {
+		t.Fatalf("reset: exit %d\n%s", code, out)
+	}
+	// Whoever holds the password enrols an app: not enough for the pages.
+	b := e.browser()
+	b.login("admin")
+	b.enrol("/members/")
+	if r := b.get("/.2fa/admin/"); r.status != http.StatusForbidden || !strings.Contains(r.body, "another administrator must confirm it") {
+		t.Fatalf("admin pages with an app enrolled after a reset: %d", r.status)
+	}
+	page := bob.get("/.2fa/admin/member?id=admin")
+	if !strings.Contains(page.body, "not yet confirmed for the admin pages") || !strings.Contains(page.body, "admin/member/confirm-app") {
+		t.Fatalf("member page of an admin with an unproven app: %d", page.status)
+	}
+	if r := adminAct(bob, "confirm-app", "admin", ""); r.status != http.StatusBadRequest {
+		t.Fatalf("confirm without a reason: %d", r.status)
+	}
+	if r := adminAct(bob, "confirm-app", "admin", "called back on the number on file"); r.status != http.StatusSeeOther {
+		t.Fatalf("confirm: %d %s", r.status, r.body)
+	}
+	if r := b.get("/.2fa/admin/"); r.status != http.StatusOK {
+		t.Fatalf("admin pages after the confirmation: %d", r.status)
+	}
+
+	// bob, reset too, cannot confirm his own new app; the operator can.
+	if out, code := twoFactorCLI(t, "members", "reset", "--address", e.admin, "bob", "--reason", "new phone"); code != 0 {
+		t.Fatalf("reset bob: exit %d\n%s", code, out)
+	}
+	bob = e.browser()
+	bob.login("bob")
+	bob.enrol("/members/")
+	// His unproven app opens no admin page, the confirmation of his own
+	// included (the form token comes from another page).
+	r := bob.post("/.2fa/admin/member/confirm-app", url.Values{"csrf": {bob.csrf("/.2fa/logout")}, "member": {"bob"}, "reason": {"it is mine"}})
+	if r.status != http.StatusForbidden {
+		t.Fatalf("confirming one's own app: %d", r.status)
+	}
+	if r := adminAct(alice, "confirm-app", "bob", "x"); r.status != http.StatusSeeOther {
+		t.Fatalf("alice confirming bob: %d", r.status)
+	}
+	if out, code := twoFactorCLI(t, "members", "confirm-app", "--address", e.admin, "bob", "--reason", "again"); code != 2 || !strings.Contains(out, "member: has no authenticator app waiting") {
+		t.Fatalf("confirm-app of a confirmed app: exit %d\n%s", code, out)
+	}
+	n := 0
+	for _, a := range e.audit() {
+		if a["event"] == "admin_app_confirmed" && a["result"] == "success" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d admin_app_confirmed audit entries, want 2", n)
 	}
 }
