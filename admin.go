@@ -193,10 +193,18 @@ func (a *AdminAPI) memberAction(kind string, act func(*challenge.Engine, context
 // memberID is a member ID given to the admin endpoint as the handlers
 // compare IDs: folded where they fold them.
 func (a *App) memberID(id string) string {
-	if a.foldIDs.Load() {
-		return foldID(id)
+	if f := a.idFolder(); f != nil {
+		return f(id)
 	}
 	return id
+}
+
+// idFolder is foldID where every handler folds member IDs, else nil.
+func (a *App) idFolder() func(string) string {
+	if a.foldIDs.Load() && !a.exactIDs.Load() {
+		return foldID
+	}
+	return nil
 }
 
 // noticeSite is what an admin's notice to a member names: the first

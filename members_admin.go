@@ -63,9 +63,16 @@ func (a *AdminAPI) handleMembers(w http.ResponseWriter, r *http.Request, app *Ap
 	if err != nil {
 		return err
 	}
+	if filter.Search != "" && !strings.Contains(filter.Search, "@") {
+		filter.Search = app.memberID(filter.Search) // an ID prefix, folded as IDs are
+	}
 	page, err := engine.Members(r.Context(), q.Get("after"), limit, filter)
 	if err != nil {
 		return apiError(err)
+	}
+	if filter.Search != "" && q.Get("after") == "" {
+		engine.AuditRead(r.Context(), adminActor, "admin_members_searched", "",
+			zap.Bool("by_email", strings.Contains(filter.Search, "@")), zap.Int("found", len(page.Members)))
 	}
 	res := MembersResponse{MembersPage: page}
 	if q.Get("after") == "" {
@@ -143,11 +150,7 @@ func (a *AdminAPI) handleReconcile(w http.ResponseWriter, r *http.Request, app *
 	app.seen.flush(r.Context())
 	// Folded as the handlers fold them, answered as given: "Alice" in the
 	// member site's list is the member stored as "alice".
-	var fold func(string) string
-	if app.foldIDs.Load() {
-		fold = foldID
-	}
-	res, err := engine.Reconcile(r.Context(), req.Members, fold)
+	res, err := engine.Reconcile(r.Context(), req.Members, app.idFolder())
 	if err != nil {
 		return apiError(err)
 	}

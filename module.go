@@ -205,10 +205,12 @@ type running struct {
 	stale   atomic.Int64 // member records under an older key, as last noted
 	bg      background
 	site    atomic.Pointer[noticeSite] // for admins' notices to members
-	// foldIDs is set when a handler folds member IDs (id_case fold): the
-	// admin endpoint then folds the IDs it is given the same way, so
-	// "Alice" finds the member stored as "alice".
-	foldIDs atomic.Bool
+	// foldIDs and exactIDs are set when a handler folds member IDs
+	// (id_case fold) or compares them exactly. Where every handler folds,
+	// the admin endpoint folds the IDs it is given the same way, so
+	// "Alice" finds the member stored as "alice"; where sites differ, it
+	// takes them as typed, for "Bob" may be a member of an exact site.
+	foldIDs, exactIDs atomic.Bool
 	seen    *seenRecorder // set before rt; nil if Start failed before
 }
 
@@ -641,6 +643,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.admins = adminRoles(h.app, h.Identity)
 	if h.Identity.IDCase == "fold" {
 		h.app.foldIDs.Store(true)
+	} else {
+		h.app.exactIDs.Store(true)
 	}
 	renderer, err := pages.New(h.Templates)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 )
 
 // With id_case fold, the spellings a member site may echo ("alice",
@@ -136,5 +138,31 @@ func TestIDCaseFoldOnTheAdminPages(t *testing.T) {
 	enrolledPart, _, _ := strings.Cut(r.body, "admin_reconcile_seen")
 	if r.status != http.StatusOK || !strings.Contains(r.body, ">ALICE<") {
 		t.Fatalf("reconcile under fold: %d\n%s", r.status, enrolledPart)
+	}
+}
+
+// Where sites differ in id_case, the admin endpoint takes IDs as typed:
+// "Bob" and "bob" are two members of the exact site, and an action on one
+// never reaches the other.
+func TestIDCaseMixedSitesOnTheAdminEndpoint(t *testing.T) {
+	other := testnet.FreePort(t)
+	s := adminSetup(filepath.Join(t.TempDir(), "twofactor.db"), []string{testKey})
+	s.policy = "identity header X-Member\n\tprotect /members/* /echo/*"
+	s.sites = fmt.Sprintf("http://127.0.0.1:%d {\n\ttwo_factor {\n\t\tidentity header X-Member {\n\t\t\tid_case fold\n\t\t}\n\t\tprotect /x/*\n\t}\n\trespond \"ok\" 200\n}\n", other)
+	e := start(t, s)
+	capital := e.browser()
+	capital.header.Set("X-Member", "Bob")
+	capital.enrol("/echo/x")
+	lower := e.browser()
+	lower.header.Set("X-Member", "bob")
+	lower.enrol("/echo/x")
+	if status, msg := adminPost(t, e, "/two-factor/members/end-sessions", `{"member": "Bob", "reason": "Bob's laptop stolen"}`); status != http.StatusOK {
+		t.Fatalf("end-sessions: %d %s", status, msg)
+	}
+	if r := capital.get("/echo/x"); r.status == http.StatusOK {
+		t.Errorf("Bob's session survived end-sessions of Bob")
+	}
+	if r := lower.get("/echo/x"); r.status != http.StatusOK {
+		t.Errorf("bob's session was ended by end-sessions of Bob: %d", r.status)
 	}
 }
