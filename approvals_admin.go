@@ -129,7 +129,7 @@ func approvalError(err error) error {
 			"id: this reset was requested through the admin endpoint, which cannot approve it too; an approver on the admin page must")}
 	case errors.Is(err, challenge.ErrOwnReset):
 		return caddy.APIError{HTTPStatus: http.StatusForbidden, Err: errors.New(
-			"member: an admin cannot request or approve a reset of their own second factor")}
+			"member: an admin cannot request, approve or withdraw a reset of their own second factor")}
 	case errors.Is(err, challenge.ErrNoRequest):
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New(
 			"id: no pending reset request with this ID (unknown, expired, withdrawn or already approved)")}

@@ -25,9 +25,9 @@ import (
 var (
 	// ErrSameAdmin refuses an approval by the admin who made the request.
 	ErrSameAdmin = errors.New("challenge: the admin who requested a reset cannot approve it")
-	// ErrOwnReset refuses a request or an approval by the member whose
+	// ErrOwnReset refuses a request, an approval or a withdrawal by the member whose
 	// factors would be reset.
-	ErrOwnReset = errors.New("challenge: an admin cannot request or approve a reset of their own second factor")
+	ErrOwnReset = errors.New("challenge: an admin cannot request, approve or withdraw a reset of their own second factor")
 	// ErrNoRequest reports a request that is unknown, expired, withdrawn
 	// or already approved.
 	ErrNoRequest = errors.New("challenge: no pending reset request with this ID (unknown, expired, withdrawn or already approved)")
@@ -363,6 +363,11 @@ func (e *Engine) withdrawReset(ctx context.Context, by, id, why string) (ResetRe
 	req, raw, err := e.loadRequest(ctx, id)
 	if err != nil {
 		return ResetRequest{}, err
+	}
+	if by == req.Member {
+		// An admin whose own reset is asked for could otherwise hold it
+		// off for ever.
+		return req, ErrOwnReset
 	}
 	return req, e.claimRequest(ctx, req, raw)
 }

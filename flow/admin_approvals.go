@@ -30,7 +30,7 @@ func resetRequestView(p *request, q challenge.ResetRequest) pages.AdminResetRequ
 		ID: q.ID, Member: q.Member, Requester: q.Requester, Reason: q.Reason,
 		Requested: q.Requested.UTC().Format(adminStamp), Expires: q.Expires.UTC().Format(adminStamp),
 		CanApprove:  approver && p.id.ID != q.Requester && p.id.ID != q.Member,
-		CanWithdraw: approver || p.id.ID == q.Requester,
+		CanWithdraw: (approver || p.id.ID == q.Requester) && p.id.ID != q.Member,
 	}
 }
 
@@ -148,7 +148,8 @@ func (f *Flow) adminWithdraw(p *request) error {
 	if err != nil {
 		return f.approvalError(p, in, "withdraw reset", err)
 	}
-	if !resetRequestView(p, req).CanWithdraw {
+	// The member of the request is refused by the engine, which audits it.
+	if !resetRequestView(p, req).CanWithdraw && p.id.ID != req.Member {
 		return f.approvalRefused(p, in, http.StatusForbidden, "admin_withdraw_not_allowed")
 	}
 	if req, err = p.e.WithdrawResetBy(ctx, p.adminIdentity(), in.id, in.reason); err != nil {

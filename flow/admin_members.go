@@ -158,11 +158,7 @@ func (f *Flow) adminEngineError(p *request, stage string, err error) error {
 }
 
 func (f *Flow) adminMemberPage(p *request) error {
-	id := f.memberID(p.r.URL.Query().Get("id"))
-	if id != "" {
-		p.e.AuditRead(p.r.Context(), p.adminActor(), "admin_member_viewed", id)
-	}
-	return f.showMember(p, id, http.StatusOK)
+	return f.showMember(p, f.memberID(p.r.URL.Query().Get("id")), http.StatusOK)
 }
 
 // showMember renders one member's page.
@@ -180,6 +176,9 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	if err != nil {
 		return f.adminEngineError(p, "member", err)
 	}
+	// Every page that shows a member's data, whatever the route: the page
+	// itself, and an action's refusal shown on it.
+	p.e.AuditRead(ctx, p.adminActor(), "admin_member_viewed", id)
 	m := &pages.AdminMemberDetail{ID: d.ID, Enrolled: d.Enrolled, RecoveryLeft: d.RecoveryLeft, FirstSeen: day(d.FirstSeen), LastSeen: day(d.LastSeen)}
 	if d.LockedUntil != nil {
 		m.LockedUntil = d.LockedUntil.UTC().Format(adminStamp)

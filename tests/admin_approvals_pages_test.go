@@ -344,3 +344,38 @@ func TestApprovalPagesEmailTheMember(t *testing.T) {
 	}
 	c.notice("dora@example.com", "reset by an administrator")
 }
+
+// The member of a reset request cannot hold it off by withdrawing it,
+// even as an approver: only other admins request, approve or withdraw it.
+func TestMemberCannotWithdrawOwnReset(t *testing.T) {
+	e := start(t, approvalPagesSetup(t))
+	sam, _ := asMember(e, "sam")
+	boss, _ := asMember(e, "boss")
+	id := requestReset(t, sam, "boss", "boss's account looks taken over")
+	if page := boss.get("/.2fa/admin/approvals"); strings.Contains(page.body, "admin/approvals/withdraw") {
+		t.Errorf("the approvals page offers boss the withdrawal of his own reset")
+	}
+	if r := approval(boss, "withdraw", id, "no thanks", ""); r.status != http.StatusForbidden {
+		t.Fatalf("boss withdrawing the reset of his own factors: %d %q", r.status, r.location())
+	}
+	if n := auditOf(e, "admin_reset_withdrawn", "boss", map[string]any{"result": "refused"}); n != 1 {
+		t.Fatalf("%d refused withdrawals audited, want 1", n)
+	}
+}
+
+// A member's data shown on a refusal (an action without a reason, a
+// request that is gone) is a read like the member's page, and audited.
+func TestMemberReadOnARefusalAudited(t *testing.T) {
+	e := start(t, approvalPagesSetup(t))
+	asMember(e, "carol")
+	sam, _ := asMember(e, "sam")
+	if r := adminAct(sam, "unlock", "carol", ""); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Member carol") {
+		t.Fatalf("unlock without a reason: %d", r.status)
+	}
+	if r := approval(sam, "withdraw", "00000000000000000000000000000000", "x", "carol"); r.status != http.StatusNotFound {
+		t.Fatalf("withdrawal of no request: %d", r.status)
+	}
+	if n := auditOf(e, "admin_member_viewed", "carol", nil); n != 2 {
+		t.Fatalf("%d admin_member_viewed entries for carol's page shown twice, want 2", n)
+	}
+}
