@@ -211,7 +211,7 @@ type running struct {
 	// "Alice" finds the member stored as "alice"; where sites differ, it
 	// takes them as typed, for "Bob" may be a member of an exact site.
 	foldIDs, exactIDs atomic.Bool
-	seen    *seenRecorder // set before rt; nil if Start failed before
+	seen              *seenRecorder // set before rt; nil if Start failed before
 }
 
 // CaddyModule returns the Caddy module information.
