@@ -64,9 +64,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return refuse(r, h.flow.Unavailable(w, r, "state", err))
 	}
-	if len(u.Pending) > 0 {
-		h.flow.SendPending(r, b, &id, u)
-	}
 	now := clock.Now()
 	h.app.seen.note(id.ID, id.Email, now)
 	pol := &rule.policy
@@ -77,6 +74,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if flow.RenewalDue(u) {
 			// Nothing protected until the rest of the set is replaced.
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
+		}
+		if len(u.Pending) > 0 {
+			// Only to a member past the second factor: whoever holds the
+			// password alone must not take the notices (to an address
+			// they set at the member site).
+			h.flow.SendPending(r, b, &id, u)
 		}
 		if h.flow.SessionRefreshDue(&s, now) {
 			s.LastSeen = now.Unix()

@@ -69,7 +69,7 @@ const noticeTime = "2006-01-02 15:04 UTC"
 // record first, so two pages loading at once send them once; if sending
 // then fails they are lost, as a notice sent at once would be.
 func (f *Flow) sendPending(p *request) {
-	if f.cfg.Email == nil || identityEmail(p) == "" {
+	if f.cfg.Email == nil || p.e.ContactEmail(p.user, identityEmail(p)) == "" {
 		return // kept until a visit that can tell them
 	}
 	taken, err := p.e.TakePending(p.r.Context(), p.id.ID)

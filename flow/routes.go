@@ -329,7 +329,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if p.user, err = p.e.State(r.Context(), p.id.ID); err != nil {
 		return true, f.unavailable(p, "state", err)
 	}
-	if len(p.user.Pending) > 0 {
+	if len(p.user.Pending) > 0 && f.liveSession(p) {
 		f.sendPending(p)
 	}
 	if rt.guards&adminStepUp != 0 {
@@ -393,6 +393,13 @@ func (f *Flow) newCSRF(p *request) {
 	if p.page != nil {
 		p.page.CSRF = p.jar.CSRFToken(p.csrf, p.id.ID)
 	}
+}
+
+// liveSession reports whether the request has a live second-factor
+// session: pending notices go only to a member past the second factor.
+func (f *Flow) liveSession(p *request) bool {
+	var s session.Session
+	return p.jar.Session(p.r, p.id.ID, &s) && f.SessionLive(&s, &p.id, p.user, clock.Now())
 }
 
 // stepUpSession returns the request's live session when it was verified

@@ -12,7 +12,8 @@ import (
 
 // A member whose record holds no address (an app user; email follows the
 // member site's) is told of an admin's action at their next visit, at the
-// member site's address, once.
+// member site's address, once, and only once past the second factor:
+// whoever holds the password alone must not take it.
 func TestAdminNoticeAtNextVisit(t *testing.T) {
 	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
 	sns := testsns.Start(t)
@@ -27,12 +28,15 @@ func TestAdminNoticeAtNextVisit(t *testing.T) {
 	if r := b.get("/.2fa/challenge?return_to=%2Fmembers%2F"); r.status != http.StatusOK {
 		t.Fatalf("challenge page: %d", r.status)
 	}
+	c.nextStep()
+	b.verify(c.code(secret, 0), "/members/", false)
+	if r := b.get("/members/"); r.status != http.StatusOK {
+		t.Fatalf("members page: %d", r.status)
+	}
 	m := c.notice("alice@example.com", "sessions were ended")
 	if !strings.Contains(m.Text, "Test Members") || strings.Contains(m.Text, "127.0.0.1") {
 		t.Errorf("notice at the next visit names no site or names the member's own request:\n%s", m.Text)
 	}
-	c.nextStep()
-	b.verify(c.code(secret, 0), "/members/", false)
 	if r := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); r.status != http.StatusOK {
 		t.Fatalf("settings page: %d", r.status)
 	}
