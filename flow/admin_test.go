@@ -204,7 +204,8 @@ func TestCSVSafe(t *testing.T) {
 
 // Which forms an admin sees on a pending reset: approve for an approver
 // who is neither the requester nor the member; withdraw for the requester
-// or an approver. The engine and the route guards enforce the same.
+// or an approver who is not the member. The engine and the route guards
+// enforce the same.
 func TestResetRequestView(t *testing.T) {
 	q := challenge.ResetRequest{ID: "r", Member: "carol", Requester: "sam"}
 	for _, tt := range []struct {
@@ -215,7 +216,7 @@ func TestResetRequestView(t *testing.T) {
 		{"sam", RoleSupport, false, true},
 		{"dave", RoleSupport, false, false},
 		{"sam", RoleApprover, false, true},
-		{"carol", RoleApprover, false, true},
+		{"carol", RoleApprover, false, false}, // the member: never their own
 		{"boss", RoleApprover, true, true},
 	} {
 		p := &request{id: Identity{ID: tt.id, Role: tt.role}}

@@ -33,14 +33,19 @@ func TestAdminFactorsNeedTheApp(t *testing.T) {
 	if page.status != http.StatusSeeOther || !strings.Contains(page.location(), "/.2fa/challenge?") {
 		t.Fatalf("settings on a recovery-code session of an admin: %d %s", page.status, page.location())
 	}
-	// A recovery code there leads back to the challenge, not to settings.
-	if r := b.useRecovery(codes[0], "/.2fa/methods?return_to=%2Fmembers%2F"); r.status != http.StatusSeeOther {
-		t.Fatalf("a second recovery code: %d", r.status)
+	// That challenge takes no recovery code: it would be spent for a page
+	// it does not open. The code stays good for the members' pages.
+	challenge := b.get(page.location())
+	if challenge.status != http.StatusOK || strings.Contains(challenge.body, "method=recovery") {
+		t.Fatalf("challenge on the way to an admin's settings offers a recovery code: %d", challenge.status)
+	}
+	if r := b.useRecovery(codes[0], "/.2fa/methods?return_to=%2Fmembers%2F"); r.status != http.StatusBadRequest {
+		t.Fatalf("a recovery code on the way to an admin's settings: %d", r.status)
+	}
+	if r := b.useRecovery(codes[0], "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("the same recovery code for the members' pages: %d", r.status)
 	}
 	b.renewRecovery("/members/")
-	if page := b.get("/.2fa/methods?return_to=%2Fmembers%2F"); page.status != http.StatusSeeOther || !strings.Contains(page.location(), "/.2fa/challenge?") {
-		t.Fatalf("settings after a second recovery code: %d %s", page.status, page.location())
-	}
 	tok := b.csrf("/.2fa/logout")
 	for _, post := range []struct {
 		path string
