@@ -255,6 +255,13 @@ type foldedSource struct{ identitySource }
 func (s foldedSource) resolve(r *http.Request) (flow.Identity, error) {
 	id, err := s.identitySource.resolve(r)
 	id.ID = foldID(id.ID)
+	if err == nil && len(id.ID) > maxIdentityLength {
+		// Some capitals take more bytes in lower case (Ⱥ, 2, is ⱥ, 3):
+		// the stored ID keeps to the same bound as any other, or a backup
+		// holding it could not be restored. Refused, not passed on: the
+		// member site has them signed in.
+		return flow.Identity{}, fmt.Errorf("member ID longer than %d bytes once folded", maxIdentityLength)
+	}
 	return id, err
 }
 

@@ -807,3 +807,23 @@ func TestEndpointRole(t *testing.T) {
 		}
 	}
 }
+
+// Some capitals take more bytes in lower case: an ID within the bound as
+// given but beyond it folded is refused, not stored longer than any other.
+func TestFoldedIDKeepsTheBound(t *testing.T) {
+	src := foldedSource{&headerSource{id: newHeaderValue("X-Member")}}
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{strings.Repeat("Ⱥ", maxIdentityLength/2), false}, // 256 bytes, 384 folded
+		{strings.Repeat("Ⱥ", maxIdentityLength/3), true},  // 170 bytes, 255 folded
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-Member", tt.id)
+		id, err := src.resolve(r)
+		if tt.ok != (err == nil) || (tt.ok && id.ID != foldID(tt.id)) || (!tt.ok && id.ID != "") {
+			t.Errorf("%d bytes, %d folded: %q, %v", len(tt.id), len(foldID(tt.id)), id.ID, err)
+		}
+	}
+}
