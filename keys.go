@@ -99,6 +99,14 @@ func (a *App) surveyKeys(engine *challenge.Engine) {
 		if err == nil && !built {
 			err = engine.BuildListing(ctx)
 		}
+		// Said once the survey has read and written all it will, for an
+		// operator waiting on a large store (and for tests, which wait
+		// for the store to be still).
+		surveyed := func(counted bool) {
+			if !built || counted {
+				a.logger.Info("keys: member records surveyed", zap.Bool("member_list_built", !built), zap.Bool("older_keys_counted", counted))
+			}
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.logger.Error("keys: cannot list the member records, so the member list may miss some and those under an older key are not counted; "+
@@ -118,6 +126,7 @@ func (a *App) surveyKeys(engine *challenge.Engine) {
 			if a.keyCount() > 1 {
 				a.logger.Info(noOlderKeys)
 			}
+			surveyed(false)
 			return
 		}
 		s, err := engine.CountStale(ctx)
@@ -128,6 +137,7 @@ func (a *App) surveyKeys(engine *challenge.Engine) {
 			return
 		}
 		a.stale.Store(int64(s.Count))
+		surveyed(true)
 		if s.Missing > 0 {
 			a.logger.Error(fmt.Sprintf("keys: %s sealed under a key that is no longer configured; "+
 				"those members get 503 until it is back: put it back in keys, after the current one", records(s.Missing)),

@@ -143,10 +143,12 @@ http://127.0.0.1:%d {
 	})
 	key := filepath.Join(dataHome, "caddy", "two_factor", "key")
 	db := filepath.Join(dataHome, "caddy", "two_factor", "two_factor.db")
-	// Caddy logs this once every app has started, so the running
-	// instance's own first writes (key, database, key check) are done.
+	// Caddy logs the first once every app has started, so the running
+	// instance's own first writes (key, database, key check) are done; the
+	// gateway the second once its background survey of a new store (the
+	// member list's indexes, the count under older keys) has written too.
 	deadline := time.Now().Add(20 * time.Second)
-	for !out.contains("serving initial configuration") {
+	for !out.contains("serving initial configuration") || !out.contains("keys: member records surveyed") {
 		select {
 		case <-exited:
 			t.Fatal("caddy run exited")
