@@ -230,6 +230,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = a.logger.Named("audit")
 	a.running = &running{started: make(chan struct{})}
+	m, err := newMetrics(ctx.GetMetricsRegistry(), a.memberCounts)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	a.audit = counted(a.audit, m)
 	a.cfg = challenge.Config{
 		Period:             time.Duration(a.TOTPPeriod),
 		Digits:             a.TOTPDigits,

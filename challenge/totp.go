@@ -337,7 +337,8 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	switch {
 	case errors.Is(err, errReplay):
 		e.Audit(a, "totp_replay", "refused", zap.Int64("step", step))
-		return fail(ErrCodeInvalid)
+		// Wrong to the caller; "replay" in the verify event's reason.
+		return fail(fmt.Errorf("%w: %w", ErrCodeInvalid, errReplayed))
 	case errors.Is(err, ErrCodeInvalid):
 		return fail(ErrCodeInvalid)
 	case err != nil:
@@ -390,11 +391,17 @@ func (e *Engine) matchStep(secret []byte, code string, alg otp.Algorithm, now ti
 }
 
 // reason names an error for the audit log.
+// errReplayed marks a code refused because its time step was used: the
+// member sees a wrong code, the audit log says which.
+var errReplayed = errors.New("challenge: code already used")
+
 func reason(err error) string {
 	var locked *LockedError
 	switch {
 	case errors.As(err, &locked):
 		return "locked"
+	case errors.Is(err, errReplayed):
+		return "replay"
 	case errors.Is(err, ErrCodeInvalid):
 		return "incorrect"
 	case errors.Is(err, ErrMalformed):
