@@ -101,6 +101,8 @@ type setup struct {
 	sites string
 	// Serve Caddy's admin endpoint on a free loopback port (env.admin).
 	admin bool
+	// More global options after the default log, such as named logs.
+	options string
 }
 
 const defaultPolicy = `
@@ -152,6 +154,7 @@ func (e *env) caddyfile(s setup) string {
 		output file %q
 		format json
 	}
+	%s
 	admin %s
 	skip_install_trust
 	auto_https disable_redirects
@@ -172,7 +175,7 @@ func (e *env) caddyfile(s setup) string {
 	reverse_proxy %s
 }
 %s
-`, e.logPath, admin, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
+`, e.logPath, s.options, admin, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
 }
 
 // load adapts and loads a Caddyfile, returning Caddy's error.
