@@ -109,7 +109,8 @@ type Store interface {
 	// is refused with an error naming the argument.
 	LogRange(ctx context.Context, log, from, to string, limit int, newestFirst bool) ([]LogEntry, error)
 
-	// LogTrim removes the entries of the log appended before before, and
+	// LogTrim removes the entries of the log with IDs below
+	// LogIDAt(before), those appended before it to the millisecond, and
 	// returns how many it removed. It works in batches, so appends to the
 	// log wait at most for one batch; an entry appended meanwhile stays.
 	LogTrim(ctx context.Context, log string, before time.Time) (int, error)
@@ -139,7 +140,9 @@ type LogEntry struct {
 	// entry's, if the clock went back), then a sequence number that
 	// counts up within the millisecond. IDs of one log are unique and
 	// increase in append order; compare them with CompareLogIDs, not as
-	// strings.
+	// strings. The store's clock is Redis's own on Redis, not the
+	// gateway's: a record that needs the gateway's time carries it in
+	// its value.
 	ID string
 	// Time is the millisecond part of ID as a time.
 	Time time.Time
@@ -154,7 +157,8 @@ const MaxLogRange = 10000
 
 // LogIDAt returns the smallest log ID at or after t: as LogRange's from,
 // it starts at the first entry appended at t or later; as its to, it stops
-// before it. Times before 1970 give the smallest ID.
+// before it. It counts t to the millisecond, rounded down, as IDs do;
+// times before 1970 give the smallest ID.
 func LogIDAt(t time.Time) string {
 	return FormatLogID(uint64(max(t.UnixMilli(), 0)), 0)
 }
