@@ -7,8 +7,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -88,6 +92,28 @@ type Store interface {
 	// It reads the whole key space, so it is for maintenance in the
 	// background (building an index from the keys), never for a request.
 	ScanKeys(ctx context.Context, prefix string, visit func(keys []string) error) error
+
+	// LogAppend appends value to the append-only log named log, creating
+	// it, and returns the entry as stored. The store gives the entry an
+	// ID (see LogEntry) greater than every ID the log has had, trimmed
+	// ones included, even if its clock goes back. Logs are apart from
+	// keys and indexes.
+	LogAppend(ctx context.Context, log string, value []byte) (LogEntry, error)
+
+	// LogRange returns up to limit (1 to MaxLogRange) entries of the log
+	// with from <= ID < to, oldest first, or newest first if newestFirst;
+	// a from or to of "" sets no bound, and LogIDAt turns a time into a
+	// bound. To page oldest first, pass as from LogIDAfter of the last ID
+	// returned; newest first, pass the last ID as to. A missing log has
+	// no entries. A from after to, a malformed ID or a limit out of range
+	// is refused with an error naming the argument.
+	LogRange(ctx context.Context, log, from, to string, limit int, newestFirst bool) ([]LogEntry, error)
+
+	// LogTrim removes the entries of the log with IDs below
+	// LogIDAt(before), those appended before it to the millisecond, and
+	// returns how many it removed. It works in batches, so appends to the
+	// log wait at most for one batch; an entry appended meanwhile stays.
+	LogTrim(ctx context.Context, log string, before time.Time) (int, error)
 }
 
 // Notifier is implemented by stores shared between processes. Each gateway
@@ -105,4 +131,107 @@ type Notifier interface {
 	// ctx ends. It calls restart when the subscription starts and after
 	// every interruption, since notices sent in between are lost.
 	Subscribe(ctx context.Context, channel string, deliver func(msg []byte), restart func())
+}
+
+// LogEntry is one entry of an append-only log.
+type LogEntry struct {
+	// ID is "<ms>-<seq>" in decimal, as Redis Streams number entries: the
+	// Unix milliseconds of the append by the store's clock (or the last
+	// entry's, if the clock went back), then a sequence number that
+	// counts up within the millisecond. IDs of one log are unique and
+	// increase in append order; compare them with CompareLogIDs, not as
+	// strings. The store's clock is Redis's own on Redis, not the
+	// gateway's: a record that needs the gateway's time carries it in
+	// its value.
+	ID string
+	// Time is the millisecond part of ID as a time.
+	Time time.Time
+	// Value is what was appended, never nil (an empty value is empty):
+	// nil marks an entry the store cannot read as one, such as a stream
+	// entry something else wrote. The slice belongs to the caller.
+	Value []byte
+}
+
+// MaxLogRange is the most entries one LogRange returns.
+const MaxLogRange = 10000
+
+// LogIDAt returns the smallest log ID at or after t: as LogRange's from,
+// it starts at the first entry appended at t or later; as its to, it stops
+// before it. It counts t to the millisecond, rounded down, as IDs do;
+// times before 1970 give the smallest ID.
+func LogIDAt(t time.Time) string {
+	return FormatLogID(uint64(max(t.UnixMilli(), 0)), 0)
+}
+
+// FormatLogID returns the ID of millisecond ms and sequence seq.
+func FormatLogID(ms, seq uint64) string {
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq, 10)
+}
+
+// ParseLogID splits a log ID into its millisecond and sequence number.
+func ParseLogID(id string) (ms, seq uint64, err error) {
+	m, q, ok := strings.Cut(id, "-")
+	if ok {
+		if ms, err = parseDecimal(m); err == nil {
+			if seq, err = parseDecimal(q); err == nil {
+				return ms, seq, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("store: %q is not a log ID (<ms>-<seq>, both decimal)", id)
+}
+
+// parseDecimal accepts digits only: no sign, no spaces, at most 20.
+func parseDecimal(s string) (uint64, error) {
+	if s == "" || len(s) > 20 || strings.Trim(s, "0123456789") != "" {
+		return 0, errors.New("not decimal")
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// CompareLogIDs returns -1, 0 or +1 as log ID a is before, equal to or
+// after b. Both must be well formed (ParseLogID).
+func CompareLogIDs(a, b string) int {
+	am, as, _ := ParseLogID(a)
+	bm, bs, _ := ParseLogID(b)
+	if c := cmp.Compare(am, bm); c != 0 {
+		return c
+	}
+	return cmp.Compare(as, bs)
+}
+
+// LogIDAfter returns the smallest log ID after id, the from that pages on
+// past an entry with that ID.
+func LogIDAfter(id string) (string, error) {
+	ms, seq, err := ParseLogID(id)
+	if err != nil {
+		return "", err
+	}
+	if seq == ^uint64(0) {
+		return FormatLogID(ms+1, 0), nil
+	}
+	return FormatLogID(ms, seq+1), nil
+}
+
+// CheckLogRange refuses the arguments of a LogRange no store can answer,
+// with an error naming the argument; stores call it first.
+func CheckLogRange(log, from, to string, limit int) error {
+	if log == "" {
+		return errors.New("store: log range: empty log name")
+	}
+	if limit < 1 || limit > MaxLogRange {
+		return fmt.Errorf("store: log range: limit %d, want 1 to %d", limit, MaxLogRange)
+	}
+	for _, b := range []struct{ name, id string }{{"from", from}, {"to", to}} {
+		if b.id == "" {
+			continue
+		}
+		if _, _, err := ParseLogID(b.id); err != nil {
+			return fmt.Errorf("log range: %s: %w", b.name, err)
+		}
+	}
+	if from != "" && to != "" && CompareLogIDs(from, to) > 0 {
+		return fmt.Errorf("store: log range: from %s is after to %s", from, to)
+	}
+	return nil
 }

@@ -9,10 +9,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/store"
+	storeredis "github.com/caddy-twofactor/twofactor/store/redis"
 )
 
 // Redis reached across hosts: TLS verified against a given CA, and an ACL
@@ -26,8 +29,8 @@ const redisTLSPassword = "gateway-secret-0123456789"
 // under the default prefix; the store's commands (its scripts run GET,
 // SET, DEL, INCR and PEXPIRE with the caller's rights); the users index
 // (ZADD, ZRANGEBYLEX) and the scan that fills it at start (SCAN); notices,
-// and PING for a quiet subscription's liveness check. HELLO and AUTH need
-// no right.
+// and PING for a quiet subscription's liveness check; the append-only logs
+// (XADD, XRANGE, XREVRANGE, XTRIM). HELLO and AUTH need no right.
 //
 // CONFIG GET is left out on purpose: Redis cannot allow it for one
 // parameter, and it would show secrets such as masterauth. The gateway
@@ -36,6 +39,7 @@ var gatewayACL = []string{
 	"reset", "on", ">" + redisTLSPassword, "~2fa:*", "&2fa:*", "-@all",
 	"+get", "+set", "+del", "+incr", "+pexpire", "+eval", "+evalsha",
 	"+zadd", "+zrem", "+zrangebylex", "+zlexcount", "+zcard", "+scan", "+publish", "+subscribe", "+ping",
+	"+xadd", "+xrange", "+xrevrange", "+xtrim",
 }
 
 // clientSetInfo is sent by go-redis on every connection. Redis before 7.2
@@ -267,5 +271,53 @@ func TestRedisTLSUntrustedCA(t *testing.T) {
 	}
 	if keys := r.gatewayKeys(t); len(keys) != 0 {
 		t.Fatalf("keys written: %v", keys)
+	}
+}
+
+// The store's append-only logs work as the restricted ACL user, every
+// operation in both directions, and no command is denied; a user without
+// the stream rights is told which it lacks.
+func TestRedisACLLogs(t *testing.T) {
+	r := startTLSRedis(t)
+	ctx := t.Context()
+	client := r.client("gateway", redisTLSPassword)
+	t.Cleanup(func() { client.Close() })
+	s := storeredis.New(client, "2fa:")
+	var appended []store.LogEntry
+	for _, v := range []string{"a", "b", "c"} {
+		e, err := s.LogAppend(ctx, "audit", []byte(v))
+		if err != nil {
+			t.Fatalf("LogAppend as the gateway user: %v", err)
+		}
+		appended = append(appended, e)
+	}
+	for _, newest := range []bool{false, true} {
+		got, err := s.LogRange(ctx, "audit", appended[0].ID, appended[2].ID, 10, newest)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("LogRange (newest first %v) as the gateway user = %d entries, %v; want 2", newest, len(got), err)
+		}
+	}
+	if n, err := s.LogTrim(ctx, "audit", appended[2].Time.Add(time.Millisecond)); err != nil || n != 3 {
+		t.Fatalf("LogTrim as the gateway user = %d, %v; want 3", n, err)
+	}
+	if log := r.aclLog(t); len(log) != 0 {
+		t.Fatalf("the ACL user lacks rights the logs use: %v", log)
+	}
+
+	var noLog []string
+	for _, rule := range gatewayACL {
+		if !strings.HasPrefix(rule, "+x") && !strings.HasPrefix(rule, ">") {
+			noLog = append(noLog, rule)
+		}
+	}
+	noLog = append(noLog, ">no-log-secret-0123456789")
+	if err := r.admin.Do(ctx, append([]any{"acl", "setuser", "nolog"}, strs(noLog)...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	limited := r.client("nolog", "no-log-secret-0123456789")
+	t.Cleanup(func() { limited.Close() })
+	_, err := storeredis.New(limited, "2fa:").LogAppend(ctx, "audit", []byte("d"))
+	if err == nil || !strings.Contains(err.Error(), "+xadd, +xrange, +xrevrange and +xtrim") {
+		t.Fatalf("LogAppend without the stream rights = %v, want an error naming them", err)
 	}
 }

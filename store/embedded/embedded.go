@@ -42,6 +42,13 @@ var (
 	// indexesBucket holds one bucket per ordered index, its members as
 	// keys with empty values, so bbolt keeps them in byte order.
 	indexesBucket = []byte("indexes")
+	// logsBucket holds one bucket per log, its entries keyed by their ID
+	// as 16 bytes, the millisecond and the sequence big-endian, so bbolt
+	// keeps them in ID order.
+	logsBucket = []byte("logs")
+	// logLastBucket holds the last ID each log gave (16 bytes), kept
+	// when trimming empties the log so that IDs never go back.
+	logLastBucket = []byte("log-last")
 	metaBucket    = []byte("meta")
 	formatKey     = []byte("format")
 	// formatVersion names the on-disk layout (expiry header + value), so a
@@ -146,8 +153,10 @@ func initBuckets(tx *bolt.Tx) error {
 	case !bytes.Equal(v, formatVersion):
 		return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
 	}
-	if _, err = tx.CreateBucketIfNotExists(indexesBucket); err != nil {
-		return err
+	for _, name := range [][]byte{indexesBucket, logsBucket, logLastBucket} {
+		if _, err = tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
 	}
 	_, err = tx.CreateBucketIfNotExists(entriesBucket)
 	return err
@@ -422,6 +431,188 @@ func (s *Store) indexRange(ctx context.Context, index, from, to string, each fun
 		return nil
 	})
 	return classify(err)
+}
+
+// logID is a log entry's ID as its bbolt key: 16 bytes that sort as the
+// IDs do.
+func logID(ms, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, ms)
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// logIDKey is the key of a well-formed log ID.
+func logIDKey(id string) []byte {
+	ms, seq, _ := store.ParseLogID(id)
+	return logID(ms, seq)
+}
+
+// logEntry reads an entry back from its key and value.
+func logEntry(k, v []byte) (store.LogEntry, error) {
+	if len(k) != 16 {
+		return store.LogEntry{}, fmt.Errorf("%w: corrupt log entry key of %d bytes", store.ErrUnavailable, len(k))
+	}
+	ms, seq := binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:])
+	return store.LogEntry{ID: store.FormatLogID(ms, seq), Time: time.UnixMilli(int64(ms)), Value: append([]byte{}, v...)}, nil
+}
+
+func checkLogName(op, log string) error {
+	if log == "" || len(log) > bolt.MaxKeySize {
+		return fmt.Errorf("embedded store: %s: log name of %d bytes", op, len(log))
+	}
+	return nil
+}
+
+// LogAppend implements store.Store. The ID is the clock's millisecond, or
+// the last ID's if the clock reads earlier, with the sequence counting up
+// within it, as Redis numbers stream entries.
+func (s *Store) LogAppend(ctx context.Context, log string, value []byte) (store.LogEntry, error) {
+	if err := s.usable(ctx); err != nil {
+		return store.LogEntry{}, err
+	}
+	if err := checkLogName("log append", log); err != nil {
+		return store.LogEntry{}, err
+	}
+	var e store.LogEntry
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(logsBucket).CreateBucketIfNotExists([]byte(log))
+		if err != nil {
+			return err
+		}
+		ms, seq := uint64(max(s.now().UnixMilli(), 0)), uint64(0)
+		if last := tx.Bucket(logLastBucket).Get([]byte(log)); len(last) == 16 {
+			lastMS, lastSeq := binary.BigEndian.Uint64(last), binary.BigEndian.Uint64(last[8:])
+			if ms <= lastMS {
+				ms, seq = lastMS, lastSeq+1
+			}
+		}
+		if ms == 0 && seq == 0 {
+			seq = 1 // 0-0 is below every ID, as on Redis
+		}
+		k := logID(ms, seq)
+		if err := b.Put(k, bytes.Clone(value)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(logLastBucket).Put([]byte(log), k); err != nil {
+			return err
+		}
+		e, err = logEntry(k, value)
+		return err
+	})
+	if err != nil {
+		return store.LogEntry{}, classify(err)
+	}
+	return e, nil
+}
+
+// LogRange implements store.Store with a cursor, in one read transaction.
+func (s *Store) LogRange(ctx context.Context, log, from, to string, limit int, newestFirst bool) ([]store.LogEntry, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	if err := store.CheckLogRange(log, from, to, limit); err != nil {
+		return nil, err
+	}
+	var lo, hi []byte // [lo, hi); nil: no bound
+	if from != "" {
+		lo = logIDKey(from)
+	}
+	if to != "" {
+		hi = logIDKey(to)
+	}
+	var out []store.LogEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(logsBucket).Bucket([]byte(log))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var k, v []byte
+		step := c.Next
+		switch {
+		case !newestFirst && lo == nil:
+			k, v = c.First()
+		case !newestFirst:
+			k, v = c.Seek(lo)
+		default:
+			step = c.Prev
+			if k, v = c.Last(); hi != nil {
+				if k, v = c.Seek(hi); k == nil {
+					k, v = c.Last()
+				} else {
+					k, v = c.Prev()
+				}
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = step() {
+			if (lo != nil && bytes.Compare(k, lo) < 0) || (hi != nil && bytes.Compare(k, hi) >= 0) {
+				break
+			}
+			e, err := logEntry(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// logTrimBatch is how many entries one LogTrim transaction deletes, so an
+// append waits for at most one batch. Tests make it smaller.
+var logTrimBatch = 1000
+
+// logTrimmed is called between LogTrim's transactions; tests append there.
+var logTrimmed = func() {}
+
+// LogTrim implements store.Store, oldest first, a batch per write
+// transaction.
+func (s *Store) LogTrim(ctx context.Context, log string, before time.Time) (int, error) {
+	if err := checkLogName("log trim", log); err != nil {
+		return 0, err
+	}
+	bound := logIDKey(store.LogIDAt(before))
+	total := 0
+	for {
+		if err := s.usable(ctx); err != nil {
+			return total, err
+		}
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			n = 0
+			b := tx.Bucket(logsBucket).Bucket([]byte(log))
+			if b == nil {
+				return nil
+			}
+			var old [][]byte
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, bound) < 0 && len(old) < logTrimBatch; k, _ = c.Next() {
+				old = append(old, bytes.Clone(k))
+			}
+			// Deleted after the walk: a cursor that deletes as it
+			// goes can skip the next key.
+			for _, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(old)
+			return nil
+		})
+		if err != nil {
+			return total, classify(err)
+		}
+		total += n
+		if n < logTrimBatch {
+			return total, nil
+		}
+		logTrimmed()
+	}
 }
 
 // scanBatch is how many keys ScanKeys reads per transaction: a long read

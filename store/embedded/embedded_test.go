@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,16 +45,23 @@ func TestContract(t *testing.T) {
 	})
 }
 
-func TestSurvivesReopen(t *testing.T) {
-	ctx := t.Context()
+// reopenable opens a store with a fake clock at a fresh path, and returns
+// what opening it again takes; the caller closes it.
+func reopenable(t *testing.T) (*Store, *clock.Fake, string, Options) {
+	t.Helper()
 	clk := clock.NewFake(epoch)
 	path := filepath.Join(t.TempDir(), "twofactor.db")
 	opts := Options{Now: clk.Now, SweepInterval: -1}
-
 	s, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, clk, path, opts
+}
+
+func TestSurvivesReopen(t *testing.T) {
+	ctx := t.Context()
+	s, clk, path, opts := reopenable(t)
 	if err := s.Set(ctx, "enrolment", []byte("secret"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +77,7 @@ func TestSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = Open(path, opts)
+	s, err := Open(path, opts)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -378,5 +386,100 @@ func BenchmarkGet(b *testing.B) {
 		if _, err := s.Get(ctx, "k"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Log IDs never go back: not when the clock does, not when trimming
+// empties the log, not across a reopen.
+func TestLogIDsWhenTheClockGoesBack(t *testing.T) {
+	ctx := t.Context()
+	s, clk, path, opts := reopenable(t)
+	appendAt := func(what string) store.LogEntry {
+		t.Helper()
+		e, err := s.LogAppend(ctx, "audit", []byte(what))
+		if err != nil {
+			t.Fatalf("LogAppend %s: %v", what, err)
+		}
+		return e
+	}
+	first := appendAt("first")
+	if want := fmt.Sprintf("%d-0", epoch.UnixMilli()); first.ID != want || !first.Time.Equal(epoch) {
+		t.Fatalf("first entry %s at %v, want %s at %v", first.ID, first.Time, want, epoch)
+	}
+	if same := appendAt("same millisecond"); same.ID != fmt.Sprintf("%d-1", epoch.UnixMilli()) {
+		t.Fatalf("second entry in the same millisecond has ID %s", same.ID)
+	}
+	clk.Advance(-time.Hour)
+	back := appendAt("clock an hour back")
+	if back.ID != fmt.Sprintf("%d-2", epoch.UnixMilli()) || !back.Time.Equal(epoch) {
+		t.Fatalf("with the clock an hour back: ID %s at %v, want the last millisecond, sequence 2", back.ID, back.Time)
+	}
+	// Trimmed empty, then reopened: the next ID still follows the last.
+	if n, err := s.LogTrim(ctx, "audit", epoch.Add(time.Hour)); err != nil || n != 3 {
+		t.Fatalf("LogTrim = %d, %v; want 3", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if next := appendAt("after trim and reopen"); next.ID != fmt.Sprintf("%d-3", epoch.UnixMilli()) {
+		t.Fatalf("after trimming all and reopening, with the clock back: ID %s, want sequence 3 of the last millisecond", next.ID)
+	}
+	clk.Set(epoch.Add(time.Minute))
+	if fwd := appendAt("clock ahead again"); fwd.ID != fmt.Sprintf("%d-0", epoch.Add(time.Minute).UnixMilli()) {
+		t.Fatalf("with the clock past the last ID: %s, want the clock's millisecond, sequence 0", fwd.ID)
+	}
+	// A clock before 1970 still gives an ID above 0-0.
+	s2, _, _ := open(t, Options{SweepInterval: -1, Now: func() time.Time { return time.Unix(-100, 0) }})
+	if e, err := s2.LogAppend(ctx, "audit", nil); err != nil || e.ID != "0-1" || e.Value == nil {
+		t.Fatalf("append with a clock before 1970 = %+v, %v; want ID 0-1 and an empty value", e, err)
+	}
+}
+
+// LogTrim deletes in batches, one transaction each, and appends go in
+// between them.
+func TestLogTrimBatches(t *testing.T) {
+	ctx := t.Context()
+	s, clk, _ := open(t, Options{SweepInterval: -1})
+	defer func(n int, f func()) { logTrimBatch, logTrimmed = n, f }(logTrimBatch, logTrimmed)
+	logTrimBatch = 7
+	for i := range 30 {
+		if _, err := s.LogAppend(ctx, "audit", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Second)
+	before := clk.Now()
+	var between []string
+	logTrimmed = func() {
+		// No transaction is open here: an append would deadlock if
+		// the trim held the write lock.
+		e, err := s.LogAppend(ctx, "audit", []byte("during the trim"))
+		if err != nil {
+			t.Errorf("append between batches: %v", err)
+		}
+		between = append(between, e.ID)
+	}
+	n, err := s.LogTrim(ctx, "audit", before)
+	if err != nil || n != 30 {
+		t.Fatalf("LogTrim = %d, %v; want 30", n, err)
+	}
+	if len(between) != 30/7 {
+		t.Fatalf("%d appends between batches of 7 out of 30, want %d", len(between), 30/7)
+	}
+	left, err := s.LogRange(ctx, "audit", "", "", 100, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range left {
+		got = append(got, e.ID)
+	}
+	if !slices.Equal(got, between) {
+		t.Fatalf("after the trim the log holds %v, want the appends made during it %v", got, between)
 	}
 }

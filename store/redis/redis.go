@@ -318,6 +318,136 @@ func (s *Store) IndexCount(ctx context.Context, index, from, to string) (int, er
 	return int(n), err
 }
 
+// logKey is where log lives: a stream, after the NUL that keeps it apart
+// from keys, one key and so one Cluster slot.
+func (s *Store) logKey(log string) string { return s.prefix + "\x00log:" + log }
+
+// logField is the one field of each stream entry, holding the value.
+const logField = "v"
+
+// logRights names what a Redis ACL user needs for the logs, said when
+// Redis refuses a log command for want of a right.
+const logRights = "the ACL user needs +xadd, +xrange, +xrevrange and +xtrim for the logs"
+
+// logErr adds the rights the logs need to a refusal for want of one.
+func logErr(err error) error {
+	if err != nil && strings.Contains(err.Error(), "NOPERM") {
+		return fmt.Errorf("%w (%s)", err, logRights)
+	}
+	return err
+}
+
+// LogAppend implements store.Store with XADD: Redis numbers the entry by
+// its own clock, never below the stream's last ID.
+func (s *Store) LogAppend(ctx context.Context, log string, value []byte) (store.LogEntry, error) {
+	if log == "" {
+		return store.LogEntry{}, errors.New("store: log append: empty log name")
+	}
+	var id string
+	err := s.run(ctx, func(ctx context.Context) (err error) {
+		id, err = s.client.XAdd(ctx, &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{logField, value}}).Result()
+		return err
+	})
+	if err != nil {
+		return store.LogEntry{}, logErr(err)
+	}
+	return logEntry(id, append([]byte{}, value...))
+}
+
+// logEntry builds the entry of a stream ID.
+func logEntry(id string, value []byte) (store.LogEntry, error) {
+	ms, _, err := store.ParseLogID(id)
+	if err != nil {
+		return store.LogEntry{}, unavailable(err)
+	}
+	return store.LogEntry{ID: id, Time: time.UnixMilli(int64(ms)), Value: value}, nil
+}
+
+// LogRange implements store.Store with XRANGE or XREVRANGE, to as an
+// exclusive bound.
+func (s *Store) LogRange(ctx context.Context, log, from, to string, limit int, newestFirst bool) ([]store.LogEntry, error) {
+	if err := store.CheckLogRange(log, from, to, limit); err != nil {
+		return nil, err
+	}
+	if to == "0-0" {
+		return nil, nil // nothing is before it, and Redis refuses "(0-0"
+	}
+	start, end := "-", "+"
+	if from != "" {
+		start = from
+	}
+	if to != "" {
+		end = "(" + to
+	}
+	var msgs []redis.XMessage
+	err := s.run(ctx, func(ctx context.Context) (err error) {
+		if newestFirst {
+			msgs, err = s.client.XRevRangeN(ctx, s.logKey(log), end, start, int64(limit)).Result()
+		} else {
+			msgs, err = s.client.XRangeN(ctx, s.logKey(log), start, end, int64(limit)).Result()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, logErr(err)
+	}
+	out := make([]store.LogEntry, 0, len(msgs))
+	for _, m := range msgs {
+		// An entry written by something else, without the field, reads
+		// as a nil Value: a record that is not one.
+		var value []byte
+		if v, ok := m.Values[logField].(string); ok {
+			value = []byte(v)
+		}
+		e, err := logEntry(m.ID, value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// logTrimBatch bounds the entries one XTRIM removes, so a large backlog
+// never holds Redis, and the appends waiting on it, for long.
+const logTrimBatch = 10000
+
+// LogTrim implements store.Store with XTRIM MINID: first approximate
+// trims of at most logTrimBatch entries, which drop whole nodes of the
+// stream, until they drop none; then one exact trim of what is left before
+// the bound, less than a node.
+func (s *Store) LogTrim(ctx context.Context, log string, before time.Time) (int, error) {
+	if log == "" {
+		return 0, errors.New("store: log trim: empty log name")
+	}
+	key, minID := s.logKey(log), store.LogIDAt(before)
+	trim := func(approx bool) (int, error) {
+		var n int64
+		err := s.run(ctx, func(ctx context.Context) (err error) {
+			if approx {
+				n, err = s.client.XTrimMinIDApprox(ctx, key, minID, logTrimBatch).Result()
+			} else {
+				n, err = s.client.XTrimMinID(ctx, key, minID).Result()
+			}
+			return err
+		})
+		return int(n), logErr(err)
+	}
+	total := 0
+	for {
+		n, err := trim(true)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	n, err := trim(false)
+	return total + n, err
+}
+
 // scanCount is the COUNT hint of each SCAN: keys Redis examines per call.
 const scanCount = 1000
 

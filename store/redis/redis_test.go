@@ -45,3 +45,28 @@ func TestContractCluster(t *testing.T) {
 	}
 	runContract(t, client, "c")
 }
+
+// A stream entry the store did not write (no value field) reads as a nil
+// Value, so a reader can tell it from an empty record and go on.
+func TestLogForeignEntry(t *testing.T) {
+	srv := testredis.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	s := New(client, "p:")
+	ctx := t.Context()
+	mine, err := s.LogAppend(ctx, "audit", []byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := client.XAdd(ctx, &redis.XAddArgs{Stream: "p:\x00log:audit", Values: []any{"other", "x"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LogRange(ctx, "audit", "", "", 10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != mine.ID || got[0].Value == nil || got[1].ID != foreign || got[1].Value != nil {
+		t.Fatalf("LogRange = %+v; want %s with an empty value, then %s with none", got, mine.ID, foreign)
+	}
+}

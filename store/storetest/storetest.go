@@ -83,6 +83,16 @@ var contract = []struct {
 	{"ScanKeys/LiveKeysWithPrefix", testScanKeys},
 	{"ScanKeys/ManyBatches", testScanManyKeys},
 	{"ScanKeys/VisitError", testScanVisitError},
+	{"Log/AppendOrder", testLogAppendOrder},
+	{"Log/ConcurrentAppend", testLogConcurrentAppend},
+	{"Log/RangeBounds", testLogRangeBounds},
+	{"Log/Paging", testLogPaging},
+	{"Log/IDAt", testLogIDAt},
+	{"Log/Trim", testLogTrim},
+	{"Log/TrimMany", testLogTrimMany},
+	{"Log/EmptyAndMissing", testLogEmptyAndMissing},
+	{"Log/BinaryValues", testLogBinaryValues},
+	{"Log/Refusals", testLogRefusals},
 	{"Context/Canceled", testCanceledContext},
 }
 
@@ -967,6 +977,9 @@ func testCanceledContext(t *testing.T, h Harness) {
 		{"IndexDelete", func() error { return s.IndexDelete(ctx, "i", "m") }},
 		{"IndexPage", func() error { _, err := s.IndexPage(ctx, "i", "", 10); return err }},
 		{"ScanKeys", func() error { return s.ScanKeys(ctx, "", func([]string) error { return nil }) }},
+		{"LogAppend", func() error { _, err := s.LogAppend(ctx, "l", []byte("v")); return err }},
+		{"LogRange", func() error { _, err := s.LogRange(ctx, "l", "", "", 10, true); return err }},
+		{"LogTrim", func() error { _, err := s.LogTrim(ctx, "l", time.Now()); return err }},
 	}
 	for _, c := range calls {
 		done := make(chan error, 1)
