@@ -1,0 +1,270 @@
+// Package audit keeps the durable, tamper-evident audit trail: every
+// security event and admin action as a record in the store's append-only
+// log, each chained to the one before it by a keyed hash, so that an edit,
+// an insertion or a deletion made directly in the store shows up when the
+// chain is verified. It knows nothing of HTTP or Caddy; the gateway builds
+// records from its audit events and appends them here.
+package audit
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/store"
+)
+
+// Record is one audit record. Its JSON form (snake_case) is what the
+// trail stores and what exports show.
+type Record struct {
+	// Time is when it happened by the gateway's clock, not the store's:
+	// on Redis the log's IDs count Redis's time.
+	Time time.Time `json:"time"`
+	// Event names what happened, such as "verify" or "admin.reset".
+	Event string `json:"event"`
+	// Result is how it ended, such as "ok" or "wrong".
+	Result string `json:"result,omitempty"`
+	// Member is the member the event is about.
+	Member string `json:"member,omitempty"`
+	// Actor is who acted: the admin of an admin action, else empty (the
+	// member acted).
+	Actor string `json:"actor,omitempty"`
+	// IP is the client address.
+	IP string `json:"ip,omitempty"`
+	// Browser is a summary of the user agent ("Firefox on Linux"), never
+	// the whole header.
+	Browser string `json:"browser,omitempty"`
+	// Method is the second factor involved ("totp", "email", ...).
+	Method string `json:"method,omitempty"`
+	// Instance is the gateway instance that wrote the record; the trail
+	// sets it.
+	Instance string `json:"instance"`
+	// Details holds the other fields of the event, such as an admin's
+	// reason or a masked destination.
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// secretWords are the words a details key may not contain. The trail is
+// read by every admin and exported to files, so it must never hold a code,
+// secret, token or password. Refusing such keys catches the obvious
+// mistake; the real guard is that callers build records from fields known
+// to be safe (masked destinations, never a code), as the audit logger's
+// callers already do.
+var secretWords = []string{"code", "secret", "token", "password"}
+
+// Check reports a record the trail refuses: one without an event or time,
+// or with a details key that could hold a secret.
+func (r Record) Check() error {
+	if r.Event == "" {
+		return errors.New("audit: record: event is empty")
+	}
+	if r.Time.IsZero() {
+		return errors.New("audit: record: time is zero")
+	}
+	for k := range r.Details {
+		if k == "" {
+			return errors.New("audit: record: details: empty key")
+		}
+		lk := strings.ToLower(k)
+		for _, w := range secretWords {
+			if strings.Contains(lk, w) {
+				return fmt.Errorf("audit: record: details: key %q could hold a secret (%s); pass only safe fields", k, w)
+			}
+		}
+	}
+	return nil
+}
+
+// Entry is a record as read back from the trail, with the ID of its log
+// entry (unique within its instance's log).
+type Entry struct {
+	ID     string `json:"id"`
+	Record Record `json:"record"`
+}
+
+// stored is the value of a log entry: the record's JSON, its sequence
+// number within the instance's log, the MAC of the entry before it and its
+// own MAC over those three. Record stays raw so the bytes verified are the
+// bytes signed.
+type stored struct {
+	N      uint64          `json:"n"`
+	Prev   []byte          `json:"prev"`
+	Record json.RawMessage `json:"record"`
+	MAC    []byte          `json:"mac"`
+}
+
+// mac is HMAC-SHA256(key, prev || n || record): the chain link. n is in
+// it so that deleting entries and renumbering cannot hide a gap.
+func mac(key, prev []byte, n uint64, record []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(prev)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	h.Write(b[:])
+	h.Write(record)
+	return h.Sum(nil)
+}
+
+// genesis is the prevMAC of an instance's first entry: fixed by key and
+// instance, so a log cannot be replaced by one started under another
+// instance's name.
+func genesis(key []byte, instance string) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("twofactor audit genesis\x00"))
+	h.Write([]byte(instance))
+	return h.Sum(nil)
+}
+
+// instancesIndex lists every instance that has a log, for Query and Trim.
+const instancesIndex = "audit_instances"
+
+// logName is the log of an instance.
+func logName(instance string) string { return "audit:" + instance }
+
+// MinKeyLen is the shortest chain key New accepts.
+const MinKeyLen = 32
+
+// Trail appends to one instance's log and reads every instance's.
+//
+// The chain is per instance, not global: several gateway instances append
+// to a shared store at once, and one chain across them would need a global
+// lock (or a compare-and-swap loop) around every append, on the hot path
+// of sign-ins. Within an instance, appends are serialised by a mutex so
+// the chain is well defined. Two processes must therefore never share an
+// instance name: their appends would fork the chain and Verify would
+// report it.
+type Trail struct {
+	st       store.Store
+	key      []byte
+	instance string
+	now      func() time.Time
+
+	mu     sync.Mutex
+	loaded bool   // n and prev hold the log's last entry
+	n      uint64 // sequence number of the last entry appended
+	prev   []byte // its MAC
+}
+
+// New returns the trail of instance on st. key keys the chain's MACs; it
+// must be at least MinKeyLen bytes and used for nothing else (derive it
+// from the keyring). now is the gateway's clock, for records without a
+// time.
+func New(st store.Store, key []byte, instance string, now func() time.Time) (*Trail, error) {
+	if st == nil {
+		return nil, errors.New("audit: store is nil")
+	}
+	if len(key) < MinKeyLen {
+		return nil, fmt.Errorf("audit: key: %d bytes, want at least %d", len(key), MinKeyLen)
+	}
+	if instance == "" || strings.ContainsAny(instance, "\x00\n") {
+		return nil, fmt.Errorf("audit: instance: %q is empty or has a NUL or newline", instance)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Trail{st: st, key: append([]byte{}, key...), instance: instance, now: now}, nil
+}
+
+// load reads the instance's last entry to continue its chain, and lists
+// the instance for Query and Trim. A log that is empty (new, or trimmed
+// whole) starts from the genesis value. Called with mu held.
+func (t *Trail) load(ctx context.Context) error {
+	if t.loaded {
+		return nil
+	}
+	if err := t.st.IndexPut(ctx, instancesIndex, t.instance); err != nil {
+		return fmt.Errorf("audit: listing instance: %w", err)
+	}
+	last, err := t.st.LogRange(ctx, logName(t.instance), "", "", 1, true)
+	if err != nil {
+		return fmt.Errorf("audit: reading the last entry: %w", err)
+	}
+	t.n, t.prev = 0, genesis(t.key, t.instance)
+	if len(last) == 1 {
+		var s stored
+		if err := json.Unmarshal(last[0].Value, &s); err != nil {
+			return fmt.Errorf("audit: last entry %s is unreadable, cannot continue the chain: %w", last[0].ID, err)
+		}
+		t.n, t.prev = s.N, s.MAC
+	}
+	t.loaded = true
+	return nil
+}
+
+// Append stores r, with the trail's instance and, if r has none, the
+// gateway's time. It refuses a record Check refuses.
+func (t *Trail) Append(ctx context.Context, r Record) error {
+	r.Instance = t.instance
+	if r.Time.IsZero() {
+		r.Time = t.now()
+	}
+	if err := r.Check(); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("audit: record: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.load(ctx); err != nil {
+		return err
+	}
+	s := stored{N: t.n + 1, Prev: t.prev, Record: rec}
+	s.MAC = mac(t.key, s.Prev, s.N, rec)
+	val, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("audit: entry: %w", err)
+	}
+	if _, err := t.st.LogAppend(ctx, logName(t.instance), val); err != nil {
+		// The append may have landed (a Redis timeout after the write):
+		// read the log again before the next one rather than fork.
+		t.loaded = false
+		return fmt.Errorf("audit: append: %w", err)
+	}
+	t.n, t.prev = s.N, s.MAC
+	return nil
+}
+
+// instances lists every instance with a log.
+func (t *Trail) instances(ctx context.Context) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		page, err := t.st.IndexPage(ctx, instancesIndex, after, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("audit: listing instances: %w", err)
+		}
+		out = append(out, page...)
+		if len(page) < 1000 {
+			return out, nil
+		}
+		after = page[len(page)-1]
+	}
+}
+
+// Trim removes the entries of every instance's log appended before before
+// (by the store's clock), oldest first, and returns how many. The chain
+// still verifies afterwards: each entry carries its predecessor's MAC.
+func (t *Trail) Trim(ctx context.Context, before time.Time) (int, error) {
+	insts, err := t.instances(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, inst := range insts {
+		n, err := t.st.LogTrim(ctx, logName(inst), before)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("audit: trimming %s: %w", inst, err)
+		}
+	}
+	return total, nil
+}
