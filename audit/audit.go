@@ -131,6 +131,10 @@ func logName(instance string) string { return "audit:" + instance }
 // MinKeyLen is the shortest chain key New accepts.
 const MinKeyLen = 32
 
+// MaxInstanceLen is the longest instance name New accepts, well within
+// what a store takes as a log name.
+const MaxInstanceLen = 200
+
 // Trail appends to one instance's log and reads every instance's.
 //
 // The chain is per instance, not global: several gateway instances append
@@ -163,8 +167,8 @@ func New(st store.Store, key []byte, instance string, now func() time.Time) (*Tr
 	if len(key) < MinKeyLen {
 		return nil, fmt.Errorf("audit: key: %d bytes, want at least %d", len(key), MinKeyLen)
 	}
-	if instance == "" || strings.ContainsAny(instance, "\x00\n") {
-		return nil, fmt.Errorf("audit: instance: %q is empty or has a NUL or newline", instance)
+	if instance == "" || len(instance) > MaxInstanceLen || strings.ContainsAny(instance, "\x00\n") {
+		return nil, fmt.Errorf("audit: instance: %q, want 1 to %d bytes without a NUL or newline", instance, MaxInstanceLen)
 	}
 	if now == nil {
 		now = time.Now

@@ -238,6 +238,7 @@ func TestQuery(t *testing.T) {
 			{Filter{Result: "wrong"}, "[25 20 15 10 5 0]"},
 			{Filter{Member: "alice", Result: "wrong"}, "[15 0]"},
 			{Filter{Since: epoch.Add(10 * time.Minute), Until: epoch.Add(13 * time.Minute)}, "[12 11 10]"},
+			{Filter{Event: "verify", IP: "192.0.2.1", Member: "carol"}, "[29 26 23 20 17 14 11 8 5 2]"},
 			{Filter{Event: "reset"}, "[]"},
 			{Filter{IP: "192.0.2.1", Actor: "root"}, "[]"},
 		}
@@ -332,8 +333,10 @@ func TestBadRecordsAndOptions(t *testing.T) {
 	if _, err := New(b.st, key[:16], "a", nil); err == nil || !strings.Contains(err.Error(), "key") {
 		t.Errorf("New with a 16-byte key = %v, want an error naming the key", err)
 	}
-	if _, err := New(b.st, key, "", nil); err == nil || !strings.Contains(err.Error(), "instance") {
-		t.Errorf("New with no instance = %v, want an error naming the instance", err)
+	for _, inst := range []string{"", "a\x00b", strings.Repeat("i", MaxInstanceLen+1)} {
+		if _, err := New(b.st, key, inst, nil); err == nil || !strings.Contains(err.Error(), "instance") {
+			t.Errorf("New with instance %q = %v, want an error naming the instance", inst, err)
+		}
 	}
 	if _, err := New(nil, key, "a", nil); err == nil || !strings.Contains(err.Error(), "store") {
 		t.Errorf("New with no store = %v, want an error naming the store", err)

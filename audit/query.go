@@ -74,7 +74,10 @@ type Page struct {
 
 // cursor is where each instance's log continues: the ID to read below
 // (exclusive), or done. An instance not in it (nothing taken from it yet)
-// starts from its newest entry.
+// starts from its newest entry, so records appended to it after the first
+// page may show on a later one, out of order; records appended meanwhile
+// to an instance already paged into show only on a new query. Every
+// record present throughout shows exactly once.
 type cursor struct {
 	To   map[string]string `json:"to,omitempty"`
 	Done []string          `json:"done,omitempty"`
