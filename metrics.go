@@ -57,25 +57,7 @@ func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, 
 			"action"),
 	}
 	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.lockouts, m.enrolments, m.removals, m.recoveryUsed, m.adminActions}
-	// The member gauges read two index counts from the store at scrape
-	// time: no scan, and nothing kept between scrapes to go stale.
-	gauge := func(name, help string, pick func(seen, enrolled int) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-			Name: name, Help: help}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			seen, enrolled, err := members(ctx)
-			if err != nil {
-				return -1 // the store is unavailable: never a plausible count
-			}
-			return float64(pick(seen, enrolled))
-		})
-	}
-	collectors = append(collectors,
-		gauge("members_seen", "Members seen on a protected path (-1 while the store is unavailable).",
-			func(seen, _ int) int { return seen }),
-		gauge("members_enrolled", "Members with a second factor (-1 while the store is unavailable).",
-			func(_, enrolled int) int { return enrolled }))
+	collectors = append(collectors, newMemberGauges(members))
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -195,10 +177,42 @@ func counted(audit *zap.Logger, m *metrics) *zap.Logger {
 	}))
 }
 
-// memberCounts reads the member gauges' values: two index counts.
+// memberGauges is the members seen and enrolled, read at scrape time from
+// the store's index counts (no scan, nothing kept between scrapes to go
+// stale), once for both gauges.
+type memberGauges struct {
+	seen, enrolled *prometheus.Desc
+	counts         func(context.Context) (seen, enrolled int, err error)
+}
+
+func newMemberGauges(counts func(context.Context) (int, int, error)) *memberGauges {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, nil, nil)
+	}
+	return &memberGauges{
+		seen:     desc("members_seen", "Members seen on a protected path (-1 while the store is unavailable)."),
+		enrolled: desc("members_enrolled", "Members with a second factor (-1 while the store is unavailable)."),
+		counts:   counts,
+	}
+}
+
+func (g *memberGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.seen; ch <- g.enrolled }
+
+func (g *memberGauges) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	seen, enrolled, err := g.counts(ctx)
+	if err != nil {
+		seen, enrolled = -1, -1 // the store is unavailable: never a plausible count
+	}
+	ch <- prometheus.MustNewConstMetric(g.seen, prometheus.GaugeValue, float64(seen))
+	ch <- prometheus.MustNewConstMetric(g.enrolled, prometheus.GaugeValue, float64(enrolled))
+}
+
+// memberCounts reads the member gauges' values: index counts.
 func (a *App) memberCounts(ctx context.Context) (seen, enrolled int, err error) {
-	b := a.rt.Load()
-	if b == nil || !a.ready.Load() || a.lost.Load() {
+	b := a.trusted()
+	if b == nil {
 		return 0, 0, flow.ErrNotReady
 	}
 	c, err := b.Engine.CountMembers(ctx)

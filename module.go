@@ -451,8 +451,15 @@ func (a *App) backend(ctx context.Context) *flow.Backend {
 		case <-time.After(startWait):
 			return nil
 		}
-		b = a.rt.Load()
 	}
+	return a.trusted()
+}
+
+// trusted returns the engine and the jar when the store is open, has
+// passed its checks and has not lost its data; nil otherwise. It never
+// waits.
+func (a *App) trusted() *flow.Backend {
+	b := a.rt.Load()
 	if b == nil || !a.ready.Load() || a.lost.Load() {
 		return nil
 	}

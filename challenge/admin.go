@@ -304,13 +304,14 @@ var errNoUnprovenApp = &InputError{"member", "has no authenticator app waiting f
 // as for a reset, that the app is theirs. The caller refuses a member
 // confirming their own.
 func (e *Engine) ConfirmApp(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	if u, err := e.record(ctx, member); err != nil {
-		return MemberResult{}, err
-	} else if member != "" && (u == nil || u.TOTP == nil || !u.TOTP.Unproven) {
-		if checkReason(why) != nil {
-			return MemberResult{}, checkReason(why)
+	if member != "" && checkReason(why) == nil {
+		// An app that needs no confirming is refused, not confirmed
+		// again: a misspelt ID would pass silently.
+		if u, err := e.record(ctx, member); err != nil {
+			return MemberResult{}, err
+		} else if u == nil || u.TOTP == nil || !u.TOTP.Unproven {
+			return MemberResult{}, errNoUnprovenApp
 		}
-		return MemberResult{}, errNoUnprovenApp
 	}
 	return e.memberAction(ctx, "admin_app_confirmed", actor, member, why, nil, func(u *User, _ *MemberResult) {
 		if u.TOTP != nil {

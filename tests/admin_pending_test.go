@@ -1,13 +1,9 @@
 package tests
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
-	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
 
 // A member whose record holds no address (an app user; email follows the
@@ -15,11 +11,7 @@ import (
 // member site's address, once, and only once past the second factor:
 // whoever holds the password alone must not take it.
 func TestAdminNoticeAtNextVisit(t *testing.T) {
-	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
-	sns := testsns.Start(t)
-	dir := t.TempDir()
-	global := fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, dir+"/twofactor.db") + senders(mail, sns, "")
-	c := &codeEnv{env: start(t, setup{global: global, policy: codePolicy, dbPath: dir + "/twofactor.db", admin: true}), mail: mail, sns: sns}
+	c := startCodesSetup(t, setup{policy: codePolicy, admin: true}, "")
 	b, secret := enrolled(c.env, "alice")
 	if status, msg := adminPost(t, c.env, "/two-factor/members/end-sessions", `{"member": "alice", "reason": "laptop stolen"}`); status != http.StatusOK {
 		t.Fatalf("end-sessions: %d %s", status, msg)
@@ -50,11 +42,7 @@ func TestAdminNoticeAtNextVisit(t *testing.T) {
 // loads one of the gateway's pages: the protected path itself tells them,
 // at the member site's address, before anyone approves it.
 func TestResetRequestToldOnProtectedPath(t *testing.T) {
-	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
-	sns := testsns.Start(t)
-	dir := t.TempDir()
-	global := fmt.Sprintf("keys %q\n\t\tstore embedded %q\n\t\treset_approval 1h\n", testKey, dir+"/twofactor.db") + senders(mail, sns, "")
-	c := &codeEnv{env: start(t, setup{global: global, policy: codePolicy, dbPath: dir + "/twofactor.db", admin: true}), mail: mail, sns: sns}
+	c := startCodesSetup(t, setup{policy: codePolicy, admin: true}, "reset_approval 1h")
 	b, _ := enrolled(c.env, "alice")
 	if status, msg := adminPost(t, c.env, "/two-factor/members/reset", `{"member": "alice", "reason": "caller says phone lost"}`); status != http.StatusAccepted {
 		t.Fatalf("reset request: %d %s", status, msg)

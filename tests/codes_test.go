@@ -78,12 +78,19 @@ func startCodes(t *testing.T, extra string) *codeEnv {
 // global lines.
 func startCodesPolicy(t *testing.T, policy, extra string) *codeEnv {
 	t.Helper()
+	return startCodesSetup(t, setup{policy: policy}, extra)
+}
+
+// startCodesSetup runs a gateway as s says, with both senders, the
+// embedded store and extra global lines.
+func startCodesSetup(t *testing.T, s setup, extra string) *codeEnv {
+	t.Helper()
 	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
 	sns := testsns.Start(t)
 	dir := t.TempDir()
-	global := fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, dir+"/twofactor.db") + senders(mail, sns, extra)
-	e := start(t, setup{global: global, policy: policy, dbPath: dir + "/twofactor.db"})
-	return &codeEnv{env: e, mail: mail, sns: sns}
+	s.global = fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, dir+"/twofactor.db") + senders(mail, sns, extra)
+	s.dbPath = dir + "/twofactor.db"
+	return &codeEnv{env: start(t, s), mail: mail, sns: sns}
 }
 
 // codeMails returns the messages that carry a code, leaving out the
