@@ -49,7 +49,7 @@ func (a *AdminAPI) handleReset(w http.ResponseWriter, r *http.Request, app *App,
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	pending, err := engine.RequestReset(r.Context(), adminActor, app.memberID(req.Member), req.Reason, window)
+	pending, err := engine.RequestReset(r.Context(), challenge.Admin{ID: adminActor}, app.memberID(req.Member), req.Reason, window)
 	if err != nil {
 		return approvalError(err)
 	}
@@ -100,7 +100,7 @@ func (a *AdminAPI) handleApprove(w http.ResponseWriter, r *http.Request, app *Ap
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	req, res, err := engine.ApproveReset(r.Context(), adminActor, body.ID, body.Reason)
+	req, res, err := engine.ApproveReset(r.Context(), challenge.Admin{ID: adminActor}, body.ID, body.Reason)
 	if err != nil {
 		return approvalError(err)
 	}
@@ -113,7 +113,7 @@ func (a *AdminAPI) handleWithdraw(w http.ResponseWriter, r *http.Request, _ *App
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	req, err := engine.WithdrawReset(r.Context(), adminActor, body.ID, body.Reason)
+	req, err := engine.WithdrawReset(r.Context(), challenge.Admin{ID: adminActor}, body.ID, body.Reason)
 	if err != nil {
 		return approvalError(err)
 	}

@@ -106,13 +106,7 @@ func (a Admin) label() string {
 // an approver other than requester, and not the member, approves it within
 // window. A member has one pending request at a time: a second one gets
 // ErrResetPending (naming member) with the pending request.
-func (e *Engine) RequestReset(ctx context.Context, requester, member, why string, window time.Duration) (ResetRequest, error) {
-	return e.RequestResetBy(ctx, Admin{ID: requester}, member, why, window)
-}
-
-// RequestResetBy is RequestReset by an admin whose label differs from
-// their ID; the request records the ID as its requester.
-func (e *Engine) RequestResetBy(ctx context.Context, requester Admin, member, why string, window time.Duration) (ResetRequest, error) {
+func (e *Engine) RequestReset(ctx context.Context, requester Admin, member, why string, window time.Duration) (ResetRequest, error) {
 	req, err := e.requestReset(ctx, requester.ID, member, why, window)
 	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", requester.label()), zap.String("admin_reason", strings.TrimSpace(why))})
 	if err != nil {
@@ -287,13 +281,7 @@ func (e *Engine) restoreRequest(ctx context.Context, req ResetRequest, raw []byt
 // requester. why is optional here (the request has one), checked if given.
 // The approver must be neither the requester (ErrSameAdmin) nor the member
 // (ErrOwnReset); a request approved, withdrawn or expired is ErrNoRequest.
-func (e *Engine) ApproveReset(ctx context.Context, approver, id, why string) (ResetRequest, MemberResult, error) {
-	return e.ApproveResetBy(ctx, Admin{ID: approver}, id, why)
-}
-
-// ApproveResetBy is ApproveReset by an admin whose label differs from
-// their ID: the ID is compared with the requester and the member.
-func (e *Engine) ApproveResetBy(ctx context.Context, approver Admin, id, why string) (ResetRequest, MemberResult, error) {
+func (e *Engine) ApproveReset(ctx context.Context, approver Admin, id, why string) (ResetRequest, MemberResult, error) {
 	req, res, err := e.approveReset(ctx, approver, id, why)
 	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", approver.label()), zap.String("admin_reason", strings.TrimSpace(why)),
 		zap.String("request", id)})
@@ -337,15 +325,9 @@ func (e *Engine) approveReset(ctx context.Context, approver Admin, id, why strin
 }
 
 // WithdrawReset withdraws the pending request id. The caller lets only its
-// requester or an approver do so; the engine records who did, and why
-// (required).
-func (e *Engine) WithdrawReset(ctx context.Context, by, id, why string) (ResetRequest, error) {
-	return e.WithdrawResetBy(ctx, Admin{ID: by}, id, why)
-}
-
-// WithdrawResetBy is WithdrawReset by an admin whose label differs from
-// their ID.
-func (e *Engine) WithdrawResetBy(ctx context.Context, by Admin, id, why string) (ResetRequest, error) {
+// requester or an approver do so; the engine refuses the member
+// (ErrOwnReset) and records who did, and why (required).
+func (e *Engine) WithdrawReset(ctx context.Context, by Admin, id, why string) (ResetRequest, error) {
 	req, err := e.withdrawReset(ctx, by.ID, id, why)
 	fields := withAdminIP(ctx, []zap.Field{zap.String("actor", by.label()), zap.String("admin_reason", strings.TrimSpace(why)),
 		zap.String("request", id)})

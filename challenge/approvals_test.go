@@ -54,18 +54,18 @@ func TestResetApprovalRules(t *testing.T) {
 		{"approval off", requester, "alice", "lost phone", 0, "reset_approval"},
 		{"member never seen", requester, "nobody", "lost phone", window, "member"},
 	} {
-		if _, err := f.e.RequestReset(ctx, tt.requester, tt.member, tt.r, tt.window); !isInput(err, tt.field) {
+		if _, err := f.e.RequestReset(ctx, Admin{ID: tt.requester}, tt.member, tt.r, tt.window); !isInput(err, tt.field) {
 			t.Errorf("%s: %v, want an error naming %s", tt.name, err, tt.field)
 		}
 	}
-	if _, err := f.e.RequestReset(ctx, "alice", "alice", "I lost my phone", window); !errors.Is(err, ErrOwnReset) {
+	if _, err := f.e.RequestReset(ctx, Admin{ID: "alice"}, "alice", "I lost my phone", window); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("a reset of one's own factors requested: %v", err)
 	}
 	if events, _ := f.e.RecentActivity(ctx, "nobody"); len(events) != 0 {
 		t.Fatalf("a refused request recorded activity for a member never seen: %+v", events)
 	}
 
-	req, err := f.e.RequestReset(ctx, requester, "alice", " lost phone, ID checked ", window)
+	req, err := f.e.RequestReset(ctx, Admin{ID: requester}, "alice", " lost phone, ID checked ", window)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,26 +91,26 @@ func TestResetApprovalRules(t *testing.T) {
 	}
 
 	// One pending request per member: a second answers with the first.
-	again, err := f.e.RequestReset(ctx, "bob", "alice", "another try", window)
+	again, err := f.e.RequestReset(ctx, Admin{ID: "bob"}, "alice", "another try", window)
 	if !errors.Is(err, ErrResetPending) || again.ID != req.ID || !strings.HasPrefix(err.Error(), "member: ") || !strings.Contains(err.Error(), req.ID) {
 		t.Fatalf("second request for alice: %+v, %v", again, err)
 	}
 
-	if _, _, err := f.e.ApproveReset(ctx, requester, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: requester}, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
 		t.Fatalf("approval by the requester: %v", err)
 	}
-	if _, _, err := f.e.ApproveReset(ctx, "alice", req.ID, ""); !errors.Is(err, ErrOwnReset) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "alice"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("approval by the member: %v", err)
 	}
 	for _, id := range []string{newRequestID(), "not-an-id", strings.ToUpper(req.ID), "../" + req.ID} {
-		if _, _, err := f.e.ApproveReset(ctx, approver, id, ""); !errors.Is(err, ErrNoRequest) {
+		if _, _, err := f.e.ApproveReset(ctx, Admin{ID: approver}, id, ""); !errors.Is(err, ErrNoRequest) {
 			t.Errorf("approval of %q: %v, want ErrNoRequest", id, err)
 		}
 	}
-	if _, _, err := f.e.ApproveReset(ctx, approver, "", ""); !isInput(err, "id") {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: approver}, "", ""); !isInput(err, "id") {
 		t.Fatalf("approval without an ID: %v", err)
 	}
-	if _, _, err := f.e.ApproveReset(ctx, approver, req.ID, strings.Repeat("x", 501)); !isInput(err, "reason") {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: approver}, req.ID, strings.Repeat("x", 501)); !isInput(err, "reason") {
 		t.Fatalf("approval with a long reason: %v", err)
 	}
 	if !f.enrolled("alice") {
@@ -126,7 +126,7 @@ func TestResetApprovalRules(t *testing.T) {
 		t.Fatalf("refused approvals audited: %d, want 8", refused)
 	}
 
-	got, res, err := f.e.ApproveReset(ctx, approver, req.ID, "called back on the number on file")
+	got, res, err := f.e.ApproveReset(ctx, Admin{ID: approver}, req.ID, "called back on the number on file")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestResetApprovalRules(t *testing.T) {
 
 	// Acted on once: gone from the list, and a second approval finds
 	// nothing.
-	if _, _, err := f.e.ApproveReset(ctx, "erin", req.ID, ""); !errors.Is(err, ErrNoRequest) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "erin"}, req.ID, ""); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("second approval: %v", err)
 	}
 	if list, err := f.e.ResetRequests(ctx); err != nil || len(list) != 0 {
@@ -173,7 +173,7 @@ func TestResetApprovalRules(t *testing.T) {
 func TestResetRequestExpires(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.enrol("alice")
-	req, err := f.e.RequestReset(ctx, requester, "alice", "lost phone", 10*time.Minute)
+	req, err := f.e.RequestReset(ctx, Admin{ID: requester}, "alice", "lost phone", 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestResetRequestExpires(t *testing.T) {
 		t.Fatalf("pending a second before the end: %+v, %v", list, err)
 	}
 	f.clk.Advance(time.Second)
-	if _, _, err := f.e.ApproveReset(ctx, approver, req.ID, ""); !errors.Is(err, ErrNoRequest) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: approver}, req.ID, ""); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("approval after the window: %v", err)
 	}
 	if !f.enrolled("alice") {
@@ -194,7 +194,7 @@ func TestResetRequestExpires(t *testing.T) {
 	if entries, err := f.st.IndexPage(ctx, resetRequestsIndex, "", 10); err != nil || len(entries) != 0 {
 		t.Fatalf("index after listing: %v, %v", entries, err)
 	}
-	next, err := f.e.RequestReset(ctx, requester, "alice", "lost phone, again", 10*time.Minute)
+	next, err := f.e.RequestReset(ctx, Admin{ID: requester}, "alice", "lost phone, again", 10*time.Minute)
 	if err != nil || next.ID == req.ID {
 		t.Fatalf("new request after expiry: %+v, %v", next, err)
 	}
@@ -205,27 +205,27 @@ func TestResetRequestExpires(t *testing.T) {
 func TestResetRequestWithdraw(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.enrol("alice")
-	req, err := f.e.RequestReset(ctx, "bob", "alice", "caller says lost phone", window)
+	req, err := f.e.RequestReset(ctx, Admin{ID: "bob"}, "alice", "caller says lost phone", window)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.WithdrawReset(ctx, approver, req.ID, ""); !isInput(err, "reason") {
+	if _, err := f.e.WithdrawReset(ctx, Admin{ID: approver}, req.ID, ""); !isInput(err, "reason") {
 		t.Fatalf("withdraw without a reason: %v", err)
 	}
-	if _, err := f.e.WithdrawReset(ctx, "", req.ID, "x"); !isInput(err, "actor") {
+	if _, err := f.e.WithdrawReset(ctx, Admin{ID: ""}, req.ID, "x"); !isInput(err, "actor") {
 		t.Fatalf("withdraw without an actor: %v", err)
 	}
-	if _, err := f.e.WithdrawReset(ctx, approver, newRequestID(), "x"); !errors.Is(err, ErrNoRequest) {
+	if _, err := f.e.WithdrawReset(ctx, Admin{ID: approver}, newRequestID(), "x"); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("withdraw of an unknown request: %v", err)
 	}
-	got, err := f.e.WithdrawReset(ctx, approver, req.ID, "the caller failed the ID check")
+	got, err := f.e.WithdrawReset(ctx, Admin{ID: approver}, req.ID, "the caller failed the ID check")
 	if err != nil || got.ID != req.ID || got.Member != "alice" {
 		t.Fatalf("withdraw: %+v, %v", got, err)
 	}
-	if _, _, err := f.e.ApproveReset(ctx, "dave", req.ID, ""); !errors.Is(err, ErrNoRequest) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "dave"}, req.ID, ""); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("approval after withdraw: %v", err)
 	}
-	if _, err := f.e.WithdrawReset(ctx, "bob", req.ID, "again"); !errors.Is(err, ErrNoRequest) {
+	if _, err := f.e.WithdrawReset(ctx, Admin{ID: "bob"}, req.ID, "again"); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("second withdraw: %v", err)
 	}
 	if !f.enrolled("alice") {
@@ -242,7 +242,7 @@ func TestResetRequestWithdraw(t *testing.T) {
 	if events, _ := f.e.RecentActivity(ctx, "alice"); len(events) == 0 || events[0].Event != "admin_reset_withdrawn" {
 		t.Fatalf("the member's activity: %+v", events)
 	}
-	if _, err := f.e.RequestReset(ctx, "bob", "alice", "new call, ID checked", window); err != nil {
+	if _, err := f.e.RequestReset(ctx, Admin{ID: "bob"}, "alice", "new call, ID checked", window); err != nil {
 		t.Fatalf("new request after withdraw: %v", err)
 	}
 }
@@ -256,7 +256,7 @@ func TestResetRequestsOldestFirst(t *testing.T) {
 		f.enrol(m)
 	}
 	for _, m := range members {
-		req, err := f.e.RequestReset(ctx, requester, m, "reason for "+m, window)
+		req, err := f.e.RequestReset(ctx, Admin{ID: requester}, m, "reason for "+m, window)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +280,7 @@ func TestResetRequestsOldestFirst(t *testing.T) {
 func TestApproveResetActsOnce(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.enrol("alice")
-	req, err := f.e.RequestReset(ctx, requester, "alice", "lost phone", window)
+	req, err := f.e.RequestReset(ctx, Admin{ID: requester}, "alice", "lost phone", window)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func approveAtOnce(t *testing.T, engines []*Engine, id string) int {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, _, err := e.ApproveReset(ctx, string(rune('p'+i))+string(rune('0'+j)), id, "")
+				_, _, err := e.ApproveReset(ctx, Admin{ID: string(rune('p'+i)) + string(rune('0'+j))}, id, "")
 				results <- err
 			}()
 		}
@@ -343,18 +343,18 @@ func TestResetApprovalOnRedis(t *testing.T) {
 	if seen, _ := a.State(ctx, "alice"); !seen.Enrolled() {
 		t.Fatal("A's view before")
 	}
-	req, err := a.RequestReset(ctx, requester, "alice", "lost phone", window)
+	req, err := a.RequestReset(ctx, Admin{ID: requester}, "alice", "lost phone", window)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RequestReset(ctx, "dave", "alice", "again", window); !errors.Is(err, ErrResetPending) {
+	if _, err := b.RequestReset(ctx, Admin{ID: "dave"}, "alice", "again", window); !errors.Is(err, ErrResetPending) {
 		t.Fatalf("second request through B: %v", err)
 	}
 	list, err := b.ResetRequests(ctx)
 	if err != nil || len(list) != 1 || list[0].ID != req.ID {
 		t.Fatalf("B's list: %+v, %v", list, err)
 	}
-	if _, _, err := b.ApproveReset(ctx, requester, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
+	if _, _, err := b.ApproveReset(ctx, Admin{ID: requester}, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
 		t.Fatalf("the requester approving through B: %v", err)
 	}
 	if n := approveAtOnce(t, []*Engine{a, b}, req.ID); n != 1 {
@@ -375,12 +375,12 @@ func TestResetApprovalOnRedis(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	bobReq, err := b.RequestReset(ctx, requester, "bob", "lost phone", 10*time.Minute)
+	bobReq, err := b.RequestReset(ctx, Admin{ID: requester}, "bob", "lost phone", 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(10 * time.Minute)
-	if _, _, err := a.ApproveReset(ctx, approver, bobReq.ID, ""); !errors.Is(err, ErrNoRequest) {
+	if _, _, err := a.ApproveReset(ctx, Admin{ID: approver}, bobReq.ID, ""); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("approval after the window on Redis: %v", err)
 	}
 	if list, err := a.ResetRequests(ctx); err != nil || len(list) != 0 {
@@ -401,10 +401,10 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 	if _, err := f.e.MemberResetRequest(ctx, "alice"); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("no request yet: %v", err)
 	}
-	if _, err := f.e.RequestResetBy(ctx, Admin{ID: "alice", Label: "alice (support)"}, "alice", "mine", window); !errors.Is(err, ErrOwnReset) {
+	if _, err := f.e.RequestReset(ctx, Admin{ID: "alice", Label: "alice (support)"}, "alice", "mine", window); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("own reset under a label: %v", err)
 	}
-	req, err := f.e.RequestResetBy(ctx, Admin{ID: "sam", Label: "sam (support)"}, "alice", "lost phone", window)
+	req, err := f.e.RequestReset(ctx, Admin{ID: "sam", Label: "sam (support)"}, "alice", "lost phone", window)
 	if err != nil || req.Requester != "sam" {
 		t.Fatalf("request: %+v, %v", req, err)
 	}
@@ -419,13 +419,13 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 	if _, err := f.e.ResetRequestByID(ctx, "../alice"); !errors.Is(err, ErrNoRequest) {
 		t.Fatalf("a bad ID: %v", err)
 	}
-	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "sam", Label: "sam (approver)"}, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "sam", Label: "sam (approver)"}, req.ID, ""); !errors.Is(err, ErrSameAdmin) {
 		t.Fatalf("the requester under another role: %v", err)
 	}
-	if _, _, err := f.e.ApproveResetBy(ctx, Admin{ID: "alice", Label: "alice (approver)"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
+	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "alice", Label: "alice (approver)"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("the member under a label: %v", err)
 	}
-	if _, _, err := f.e.ApproveResetBy(WithAdminIP(ctx, "192.0.2.7"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
+	if _, _, err := f.e.ApproveReset(WithAdminIP(ctx, "192.0.2.7"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
 		t.Fatal(err)
 	}
 	if f.enrolled("alice") {

@@ -125,7 +125,7 @@ func (f *Flow) adminApprove(p *request) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	req, res, err := p.e.ApproveResetBy(ctx, p.adminIdentity(), in.id, in.reason)
+	req, res, err := p.e.ApproveReset(ctx, p.adminIdentity(), in.id, in.reason)
 	if err != nil {
 		return f.approvalError(p, in, "approve reset", err)
 	}
@@ -152,7 +152,7 @@ func (f *Flow) adminWithdraw(p *request) error {
 	if !resetRequestView(p, req).CanWithdraw && p.id.ID != req.Member {
 		return f.approvalRefused(p, in, http.StatusForbidden, "admin_withdraw_not_allowed")
 	}
-	if req, err = p.e.WithdrawResetBy(ctx, p.adminIdentity(), in.id, in.reason); err != nil {
+	if req, err = p.e.WithdrawReset(ctx, p.adminIdentity(), in.id, in.reason); err != nil {
 		return f.approvalError(p, in, "withdraw reset", err)
 	}
 	return seeOther(p, f.approvalDoneURL(in, req.Member, "withdrawn"))
@@ -167,7 +167,7 @@ func (f *Flow) adminRequestReset(p *request) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	req, err := p.e.RequestResetBy(ctx, p.adminIdentity(), member, reason, f.cfg.ResetApproval)
+	req, err := p.e.RequestReset(ctx, p.adminIdentity(), member, reason, f.cfg.ResetApproval)
 	if err != nil {
 		var in *challenge.InputError
 		if errors.As(err, &in) {

@@ -214,7 +214,7 @@ func TestResetApprovedOnAEndsSessionOnB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := page.RequestReset(context.Background(), "support-sam", "alice", "lost phone, ID checked by video call", 2*time.Hour)
+	req, err := page.RequestReset(context.Background(), challenge.Admin{ID: "support-sam"}, "alice", "lost phone, ID checked by video call", 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
