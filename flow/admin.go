@@ -47,8 +47,8 @@ func ValidRole(role string) bool { return roleRank(role) > 0 }
 var AdminMethods = []string{challenge.MethodTOTP}
 
 // adminPolicy is what the challenge applies on the way to an admin page:
-// only AdminMethods, nothing remembered.
-var adminPolicy = Policy{Methods: AdminMethods}
+// only AdminMethods, no recovery code, nothing remembered.
+var adminPolicy = Policy{Methods: AdminMethods, NoRecovery: true}
 
 // adminMethod reports whether a session verified by method may open the
 // admin pages.

@@ -32,7 +32,7 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 	if len(offered) == 0 {
 		// Every method the member has lost its sender in the config:
 		// recovery codes are what is left.
-		if u.Recovery != nil && u.Recovery.Left > 0 && p.policy != &adminPolicy {
+		if u.Recovery != nil && u.Recovery.Left > 0 && p.recovery() {
 			p.page.Method = challenge.MethodRecovery
 			p.page.RecoveryLeft = u.Recovery.Left
 			return f.render(p, status, "challenge")
@@ -43,10 +43,7 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 	if slices.Contains(offered, want) {
 		method = want
 	}
-	if u.Recovery != nil && p.policy != &adminPolicy {
-		// Not on the way to the admin pages or an admin's own settings,
-		// which a recovery code does not open: it would be spent for
-		// nothing.
+	if u.Recovery != nil && p.recovery() {
 		p.page.RecoveryLeft = u.Recovery.Left
 		if want == challenge.MethodRecovery && u.Recovery.Left > 0 {
 			method = challenge.MethodRecovery
@@ -123,7 +120,7 @@ func (f *Flow) verify(p *request) error {
 		method = challenge.MethodTOTP
 	}
 	st := p.user
-	if method == challenge.MethodRecovery && p.policy != &adminPolicy {
+	if method == challenge.MethodRecovery && p.recovery() {
 		return f.verifyRecovery(p, st)
 	}
 	if !slices.Contains(f.offeredMethods(p, st), method) {

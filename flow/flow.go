@@ -58,9 +58,18 @@ type Policy struct {
 	// Remember is how long "don't ask again on this device" lasts; 0
 	// refuses remembered devices.
 	Remember time.Duration
-	// Methods are the factors accepted (a recovery code always is).
+	// Methods are the factors accepted; a recovery code is too, unless
+	// NoRecovery.
 	Methods []string
+	// NoRecovery refuses recovery codes: on the way to pages a recovery
+	// code does not open (the admin pages), where it would be spent for
+	// nothing.
+	NoRecovery bool
 }
+
+// recovery reports whether a recovery code may be used for where the
+// member is going.
+func (p *request) recovery() bool { return p.policy == nil || !p.policy.NoRecovery }
 
 // Allows reports whether a session verified by method may pass. A session
 // from a remembered device carries the method the device was remembered
