@@ -53,6 +53,8 @@ func init() {
 //				<id> viewer|support|approver
 //				from_identity
 //			}
+//			instance_name <name>
+//			audit_retention <duration>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -139,6 +141,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.EnrolmentTimeout)
 		case "reset_approval":
 			err = parseDurationOrOff(d, &app.ResetApproval)
+		case "instance_name":
+			err = parseString(d, &app.InstanceName)
+		case "audit_retention":
+			err = parseDuration(d, &app.AuditRetention)
 		case "admins":
 			err = parseAdmins(d, app)
 		default:

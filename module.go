@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/flow"
@@ -174,8 +175,19 @@ type App struct {
 	// Default: false.
 	AdminRolesFromIdentity bool `json:"admin_roles_from_identity,omitempty"`
 
+	// This instance's name in the audit trail: unique among the
+	// instances that share the store (each keeps its own hash chain, and
+	// two writing under one name would fork it), at most 200 bytes.
+	// Default: the host name.
+	InstanceName string `json:"instance_name,omitempty"`
+
+	// How long the audit trail keeps a record, 1d to 3650d; older ones
+	// are trimmed hourly in the background. Default: 400d.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
+	trailW  *trailWriter
 	ctx     caddy.Context
 	cfg     challenge.Config
 	secrets [][]byte // the configured keys, placeholders replaced
@@ -235,6 +247,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	a.audit = counted(a.audit, m)
+	if a.trailW, err = newTrailWriter(ctx.GetMetricsRegistry(), a.logger); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	a.audit = withTrail(a.audit, a.trailW, clock.Now)
+	if a.AuditRetention == 0 {
+		a.AuditRetention = caddy.Duration(defaultAuditRetention)
+	}
 	a.cfg = challenge.Config{
 		Period:             time.Duration(a.TOTPPeriod),
 		Digits:             a.TOTPDigits,
@@ -364,6 +383,12 @@ func (a *App) Validate() error {
 		}
 		seenAdmin[ad.ID] = true
 	}
+	if r := time.Duration(a.AuditRetention); r < minAuditRetention || r > maxAuditRetention {
+		return fmt.Errorf("audit_retention %s: must be between 1d and 3650d", r)
+	}
+	if n := a.InstanceName; n != "" && (len(n) > audit.MaxInstanceLen || strings.ContainsAny(n, "\x00\n\r")) {
+		return fmt.Errorf("instance_name %q: must be at most %d bytes, without control characters", n, audit.MaxInstanceLen)
+	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {
 			return fmt.Errorf("keys[%d]: the key is %d bytes; at least %d are required (for example: openssl rand -base64 32)", i, len(k), keyring.MinKeyLength)
@@ -387,6 +412,10 @@ func (a *App) Start() error {
 		return fmt.Errorf("store: %w", err)
 	}
 	engine, err := challenge.New(st, kr, a.cfg, clock.Now, a.audit)
+	if err != nil {
+		return err
+	}
+	trail, err := a.startTrail(st, kr, clock.Now)
 	if err != nil {
 		return err
 	}
@@ -421,7 +450,7 @@ func (a *App) Start() error {
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
 	a.bg.watch(func(ctx context.Context) { a.watchStore(ctx, engine) })
-	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr)})
+	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Trail: trail})
 	return nil
 }
 
@@ -430,6 +459,9 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	if a.seen != nil {
 		a.seen.close()
+	}
+	if a.trailW != nil {
+		a.trailW.close()
 	}
 	a.bg.stop()
 	return nil

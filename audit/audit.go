@@ -51,9 +51,10 @@ type Record struct {
 	Details map[string]string `json:"details,omitempty"`
 }
 
-// secretWords are the words a details key may not contain. The trail is
-// read by every admin and exported to files, so it must never hold a code,
-// secret, token or password. Refusing such keys catches the obvious
+// secretWords are the words a details key may not have as one of its
+// parts ("code", "otp_code"; a count such as "recovery_codes_left" is
+// fine). The trail is read by every admin and exported to files, so it
+// must never hold a code, secret, token or password. Refusing such keys catches the obvious
 // mistake; the real guard is that callers build records from fields known
 // to be safe (masked destinations, never a code), as the audit logger's
 // callers already do.
@@ -72,10 +73,11 @@ func (r Record) Check() error {
 		if k == "" {
 			return errors.New("audit: record: details: empty key")
 		}
-		lk := strings.ToLower(k)
-		for _, w := range secretWords {
-			if strings.Contains(lk, w) {
-				return fmt.Errorf("audit: record: details: key %q could hold a secret (%s); pass only safe fields", k, w)
+		for _, part := range strings.FieldsFunc(strings.ToLower(k), func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
+			for _, w := range secretWords {
+				if part == w {
+					return fmt.Errorf("audit: record: details: key %q could hold a secret (%s); pass only safe fields", k, w)
+				}
 			}
 		}
 	}
@@ -122,6 +124,28 @@ func genesis(key []byte, instance string) []byte {
 	return h.Sum(nil)
 }
 
+// signedBy reports whether m is a MAC of prev, n and record under one of
+// the trail's keys.
+func (t *Trail) signedBy(m, prev []byte, n uint64, record []byte) bool {
+	for _, k := range t.keys {
+		if hmac.Equal(m, mac(k, prev, n, record)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isGenesis reports whether prev starts instance's chain under one of the
+// trail's keys.
+func (t *Trail) isGenesis(prev []byte, instance string) bool {
+	for _, k := range t.keys {
+		if hmac.Equal(prev, genesis(k, instance)) {
+			return true
+		}
+	}
+	return false
+}
+
 // instancesIndex lists every instance that has a log, for Query and Trim.
 const instancesIndex = "audit_instances"
 
@@ -146,7 +170,8 @@ const MaxInstanceLen = 200
 // report it.
 type Trail struct {
 	st       store.Store
-	key      []byte
+	key      []byte   // signs new entries
+	keys     [][]byte // check entries: key, then keys before a rotation
 	instance string
 	now      func() time.Time
 
@@ -156,16 +181,22 @@ type Trail struct {
 	prev   []byte // its MAC
 }
 
-// New returns the trail of instance on st. key keys the chain's MACs; it
-// must be at least MinKeyLen bytes and used for nothing else (derive it
-// from the keyring). now is the gateway's clock, for records without a
-// time.
-func New(st store.Store, key []byte, instance string, now func() time.Time) (*Trail, error) {
+// New returns the trail of instance on st. keys key the chain's MACs:
+// the first signs new entries, and every one is tried when checking, so
+// entries written before a key rotation still verify. Each must be at
+// least MinKeyLen bytes and used for nothing else (derive them from the
+// keyring). now is the gateway's clock, for records without a time.
+func New(st store.Store, keys [][]byte, instance string, now func() time.Time) (*Trail, error) {
 	if st == nil {
 		return nil, errors.New("audit: store is nil")
 	}
-	if len(key) < MinKeyLen {
-		return nil, fmt.Errorf("audit: key: %d bytes, want at least %d", len(key), MinKeyLen)
+	if len(keys) == 0 {
+		return nil, errors.New("audit: no key")
+	}
+	for i, k := range keys {
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("audit: key %d: %d bytes, want at least %d", i, len(k), MinKeyLen)
+		}
 	}
 	if instance == "" || len(instance) > MaxInstanceLen || strings.ContainsAny(instance, "\x00\n") {
 		return nil, fmt.Errorf("audit: instance: %q, want 1 to %d bytes without a NUL or newline", instance, MaxInstanceLen)
@@ -173,7 +204,12 @@ func New(st store.Store, key []byte, instance string, now func() time.Time) (*Tr
 	if now == nil {
 		now = time.Now
 	}
-	return &Trail{st: st, key: append([]byte{}, key...), instance: instance, now: now}, nil
+	t := &Trail{st: st, instance: instance, now: now}
+	for _, k := range keys {
+		t.keys = append(t.keys, append([]byte{}, k...))
+	}
+	t.key = t.keys[0]
+	return t, nil
 }
 
 // load reads the instance's last entry to continue its chain, and lists

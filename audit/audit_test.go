@@ -133,7 +133,7 @@ func newTrail(t testing.TB, b *backend, instance string) *Trail {
 	if b.clk != nil {
 		now = b.clk.Now
 	}
-	tr, err := New(b.st, key, instance, now)
+	tr, err := New(b.st, [][]byte{key}, instance, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,6 +319,7 @@ func TestBadRecordsAndOptions(t *testing.T) {
 		{Record{Time: epoch}, "event"},
 		{Record{Event: "verify", Details: map[string]string{"recovery_Code": "x"}}, "recovery_Code"},
 		{Record{Event: "verify", Details: map[string]string{"otp_secret": "x"}}, "otp_secret"},
+		{Record{Event: "verify", Details: map[string]string{"Code": "x"}}, "Code"},
 		{Record{Event: "verify", Details: map[string]string{"Token": "x"}}, "Token"},
 		{Record{Event: "verify", Details: map[string]string{"new_password": "x"}}, "new_password"},
 		{Record{Event: "verify", Details: map[string]string{"": "x"}}, "empty key"},
@@ -330,15 +331,19 @@ func TestBadRecordsAndOptions(t *testing.T) {
 	if got := readAll(t, b.st, "audit:a"); len(got) != 0 {
 		t.Fatalf("refused records left %d entries", len(got))
 	}
-	if _, err := New(b.st, key[:16], "a", nil); err == nil || !strings.Contains(err.Error(), "key") {
+	// A count of codes is not a code.
+	if err := tr.Append(t.Context(), Record{Event: "verify", Details: map[string]string{"recovery_codes_left": "3"}}); err != nil {
+		t.Errorf("Append with recovery_codes_left: %v", err)
+	}
+	if _, err := New(b.st, [][]byte{key, key[:16]}, "a", nil); err == nil || !strings.Contains(err.Error(), "key") {
 		t.Errorf("New with a 16-byte key = %v, want an error naming the key", err)
 	}
 	for _, inst := range []string{"", "a\x00b", strings.Repeat("i", MaxInstanceLen+1)} {
-		if _, err := New(b.st, key, inst, nil); err == nil || !strings.Contains(err.Error(), "instance") {
+		if _, err := New(b.st, [][]byte{key}, inst, nil); err == nil || !strings.Contains(err.Error(), "instance") {
 			t.Errorf("New with instance %q = %v, want an error naming the instance", inst, err)
 		}
 	}
-	if _, err := New(nil, key, "a", nil); err == nil || !strings.Contains(err.Error(), "store") {
+	if _, err := New(nil, [][]byte{key}, "a", nil); err == nil || !strings.Contains(err.Error(), "store") {
 		t.Errorf("New with no store = %v, want an error naming the store", err)
 	}
 }
@@ -376,12 +381,26 @@ func TestVerifyIntactAndRestart(t *testing.T) {
 		wantVerify(t, again, "a", VerifyResult{Checked: 5})
 		// The key is part of the chain: another key sees the first entry
 		// as not its own.
-		other, err := New(b.st, bytes.Repeat([]byte{8}, MinKeyLen), "a", nil)
+		other, err := New(b.st, [][]byte{bytes.Repeat([]byte{8}, MinKeyLen)}, "a", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		first := readAll(t, b.st, "audit:a")[0].ID
 		wantVerify(t, other, "a", VerifyResult{FirstBad: first, Problem: Altered})
+		// After a key rotation the chain goes on under the new key, and
+		// the old entries verify while the old key is still in the ring.
+		newKey := bytes.Repeat([]byte{9}, MinKeyLen)
+		rotated, err := New(b.st, [][]byte{newKey, key}, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, rotated, 2, members)
+		wantVerify(t, rotated, "a", VerifyResult{Checked: 7})
+		newOnly, err := New(b.st, [][]byte{newKey}, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantVerify(t, newOnly, "a", VerifyResult{FirstBad: first, Problem: Altered})
 	})
 }
 

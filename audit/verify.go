@@ -74,7 +74,7 @@ func (t *Trail) Verify(ctx context.Context, instance string) (VerifyResult, erro
 			if e.Value != nil {
 				res.Problem = Altered
 			}
-		case !hmac.Equal(cur.MAC, mac(t.key, cur.Prev, cur.N, cur.Record)):
+		case !t.signedBy(cur.MAC, cur.Prev, cur.N, cur.Record):
 			res.Problem = Altered
 			nx, err := it.peek(ctx)
 			if err != nil {
@@ -83,7 +83,7 @@ func (t *Trail) Verify(ctx context.Context, instance string) (VerifyResult, erro
 			if nxs, ok := decodeStoredPtr(nx); ok && last != nil && bytes.Equal(nxs.Prev, last.MAC) && nxs.N == last.N+1 {
 				res.Problem = Inserted // the chain goes on past it
 			}
-		case last == nil && cur.N == 1 && !hmac.Equal(cur.Prev, genesis(t.key, instance)):
+		case last == nil && cur.N == 1 && !t.isGenesis(cur.Prev, instance):
 			res.Problem = Inserted // a first entry from another chain
 		case last != nil && cur.N <= last.N:
 			res.Problem = Inserted

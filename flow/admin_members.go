@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
@@ -204,7 +205,7 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 		m.Methods = append(m.Methods, opt)
 	}
 	for _, dv := range d.DeviceList {
-		m.Devices = append(m.Devices, pages.DeviceOption{ID: dv.ID, Summary: DeviceSummary(dv.UserAgent), IP: dv.IP,
+		m.Devices = append(m.Devices, pages.DeviceOption{ID: dv.ID, Summary: audit.Browser(dv.UserAgent), IP: dv.IP,
 			Created: dv.Created.UTC().Format("2006-01-02 15:04"), LastUsed: dv.LastUsed.UTC().Format("2006-01-02 15:04")})
 	}
 	m.Activity = activityItems(p.page, d.Activity)

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
@@ -82,7 +83,7 @@ func (f *Flow) listDevices(p *request) error {
 	const stamp = "2006-01-02 15:04"
 	for _, d := range devices {
 		p.page.Devices = append(p.page.Devices, pages.DeviceOption{
-			ID: d.ID, Summary: DeviceSummary(d.UserAgent), IP: d.IP,
+			ID: d.ID, Summary: audit.Browser(d.UserAgent), IP: d.IP,
 			Created: d.Created.Format(stamp), LastUsed: d.LastUsed.Format(stamp), Current: d.ID == current,
 		})
 	}

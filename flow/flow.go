@@ -28,6 +28,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
@@ -93,6 +94,8 @@ func (p *Policy) Allows(method string) bool {
 type Backend struct {
 	Engine *challenge.Engine
 	Jar    *session.Jar
+	// Trail is the durable audit trail, for the admin pages' queries.
+	Trail *audit.Trail
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
@@ -139,7 +140,7 @@ func activityItems(page *pages.Page, events []challenge.Activity) []pages.Activi
 	var items []pages.ActivityItem
 	for _, ev := range events {
 		item := pages.ActivityItem{
-			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: DeviceSummary(ev.UserAgent),
+			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: audit.Browser(ev.UserAgent),
 			Failure: ev.Result != "success", Count: ev.Count,
 		}
 		method := ev.Method

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
@@ -35,7 +36,7 @@ func (f *Flow) notice(p *request, u *challenge.User, d notify.NoticeData) {
 		// An admin's action came from no request of the member's.
 		a := f.actor(p.r, p.id.ID)
 		d.IP = a.IP
-		d.Browser = DeviceSummary(a.UserAgent)
+		d.Browser = audit.Browser(a.UserAgent)
 	}
 	d.SettingsPath = f.cfg.Prefix + "methods"
 	if f.cfg.SiteURL != "" {

@@ -193,6 +193,17 @@ func (kr *Keyring) MACKey(purpose string) []byte {
 	return derive(kr.masters[0].secret, "mac "+purpose)
 }
 
+// MACKeys returns the keys for MACs of purpose from every key in the ring,
+// the current one first: for MACs that must outlive a rotation, made with
+// the first and checked against each.
+func (kr *Keyring) MACKeys(purpose string) [][]byte {
+	keys := make([][]byte, len(kr.masters))
+	for i, m := range kr.masters {
+		keys[i] = derive(m.secret, "mac "+purpose)
+	}
+	return keys
+}
+
 // Sum returns HMAC-SHA256(key, parts...), each part length-prefixed so that
 // different splits of the same bytes never collide.
 func Sum(key []byte, parts ...[]byte) []byte {

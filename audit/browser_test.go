@@ -1,8 +1,8 @@
-package flow
+package audit
 
 import "testing"
 
-func TestDeviceSummary(t *testing.T) {
+func TestBrowser(t *testing.T) {
 	for ua, want := range map[string]string{
 		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36":                         "Chrome · Windows",
 		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0":           "Edge · Windows",
@@ -13,7 +13,7 @@ func TestDeviceSummary(t *testing.T) {
 		"curl/8.5.0": "",
 		"":           "",
 	} {
-		if got := DeviceSummary(ua); got != want {
+		if got := Browser(ua); got != want {
 			t.Errorf("%q: %q, want %q", ua, got, want)
 		}
 	}

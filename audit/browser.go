@@ -1,11 +1,13 @@
-package flow
+package audit
 
 import "strings"
 
-// DeviceSummary names a browser and its system from a User-Agent, for the
-// member's list of remembered devices: "Chrome · Windows". It knows the
-// common ones only; others read as what is known.
-func DeviceSummary(ua string) string {
+// Browser names a browser and its system from a User-Agent, for the
+// member's list of remembered devices and the audit trail: "Chrome ·
+// Windows". The trail keeps this summary, never the whole header, which
+// can carry identifying detail. It knows the common ones only; others
+// read as what is known.
+func Browser(ua string) string {
 	browser := ""
 	switch {
 	case strings.Contains(ua, "Edg/") || strings.Contains(ua, "EdgA/") || strings.Contains(ua, "EdgiOS/"):
