@@ -187,7 +187,7 @@ type App struct {
 
 	logger  *zap.Logger
 	audit   *zap.Logger
-	trailW  *trailWriter
+	trailW  *audit.Writer
 	ctx     caddy.Context
 	cfg     challenge.Config
 	secrets [][]byte // the configured keys, placeholders replaced
@@ -250,7 +250,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.trailW, err = newTrailWriter(ctx.GetMetricsRegistry(), a.logger); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	a.audit = withTrail(a.audit, a.trailW, clock.Now)
+	a.audit = audit.Tee(a.audit, a.trailW, clock.Now)
 	if a.AuditRetention == 0 {
 		a.AuditRetention = caddy.Duration(defaultAuditRetention)
 	}
@@ -461,7 +461,7 @@ func (a *App) Stop() error {
 		a.seen.close()
 	}
 	if a.trailW != nil {
-		a.trailW.close()
+		a.trailW.Close()
 	}
 	a.bg.stop()
 	return nil

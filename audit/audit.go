@@ -238,38 +238,56 @@ func (t *Trail) load(ctx context.Context) error {
 	return nil
 }
 
-// Append stores r, with the trail's instance and, if r has none, the
-// gateway's time. It refuses a record Check refuses.
-func (t *Trail) Append(ctx context.Context, r Record) error {
-	r.Instance = t.instance
-	if r.Time.IsZero() {
-		r.Time = t.now()
+// Append stores records, in order and all in one store transaction,
+// each with the trail's instance and, if it has none, the gateway's time.
+// It refuses them all if Check refuses one, or if there are more than
+// store.MaxLogAppend. If the store fails, the records may or may not have
+// landed (a Redis timeout after the write): the trail reads its log again
+// before the next append, so the chain never forks, but a caller that
+// tries again may store them twice.
+func (t *Trail) Append(ctx context.Context, records ...Record) error {
+	if len(records) == 0 {
+		return nil
 	}
-	if err := r.Check(); err != nil {
-		return err
+	if len(records) > store.MaxLogAppend {
+		return fmt.Errorf("audit: %d records at once, want at most %d", len(records), store.MaxLogAppend)
 	}
-	rec, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("audit: record: %w", err)
+	recs := make([][]byte, len(records))
+	for i, r := range records {
+		r.Instance = t.instance
+		if r.Time.IsZero() {
+			r.Time = t.now()
+		}
+		if err := r.Check(); err != nil {
+			return err
+		}
+		rec, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("audit: record: %w", err)
+		}
+		recs[i] = rec
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.load(ctx); err != nil {
 		return err
 	}
-	s := stored{N: t.n + 1, Prev: t.prev, Record: rec}
-	s.MAC = mac(t.key, s.Prev, s.N, rec)
-	val, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("audit: entry: %w", err)
+	n, prev := t.n, t.prev
+	vals := make([][]byte, len(recs))
+	for i, rec := range recs {
+		s := stored{N: n + 1, Prev: prev, Record: rec}
+		s.MAC = mac(t.key, s.Prev, s.N, rec)
+		val, err := json.Marshal(s)
+		if err != nil {
+			return fmt.Errorf("audit: entry: %w", err)
+		}
+		vals[i], n, prev = val, s.N, s.MAC
 	}
-	if _, err := t.st.LogAppend(ctx, logName(t.instance), val); err != nil {
-		// The append may have landed (a Redis timeout after the write):
-		// read the log again before the next one rather than fork.
+	if _, err := t.st.LogAppend(ctx, logName(t.instance), vals...); err != nil {
 		t.loaded = false
 		return fmt.Errorf("audit: append: %w", err)
 	}
-	t.n, t.prev = s.N, s.MAC
+	t.n, t.prev = n, prev
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/keyring"
@@ -99,21 +100,28 @@ func benchVerify(b *testing.B, st store.Store, clk *clock.Fake) {
 // sustains (ops/s) and the latency a member sees meanwhile (p99-µs).
 //
 //	go test -run '^$' -bench VerificationParallel ./challenge/
+//
+// Each store runs with and without the durable audit trail (trail/off):
+// with it, every verification's audit event is also queued and appended
+// in the background, and "dropped" counts records the queue could not
+// hold (appending fell behind the sign-ins).
 func BenchmarkVerificationParallel(b *testing.B) {
-	b.Run("embedded", func(b *testing.B) {
-		st, err := embedded.Open(filepath.Join(b.TempDir(), "db"), embedded.Options{SweepInterval: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { st.Close() })
-		benchVerifyParallel(b, st)
-	})
-	b.Run("redis", func(b *testing.B) {
-		srv := testredis.Start(b)
-		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-		b.Cleanup(func() { client.Close() })
-		benchVerifyParallel(b, redis.New(client, "bench:"))
-	})
+	for _, trail := range []string{"off", "trail"} {
+		b.Run("embedded/"+trail, func(b *testing.B) {
+			st, err := embedded.Open(filepath.Join(b.TempDir(), "db"), embedded.Options{SweepInterval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			benchVerifyParallel(b, st, trail == "trail")
+		})
+		b.Run("redis/"+trail, func(b *testing.B) {
+			srv := testredis.Start(b)
+			client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+			b.Cleanup(func() { client.Close() })
+			benchVerifyParallel(b, redis.New(client, "bench:"), trail == "trail")
+		})
+	}
 }
 
 // verifiersPerCPU is how many members sign in at once per CPU: more than
@@ -130,10 +138,23 @@ type verifier struct {
 	took   []time.Duration
 }
 
-func benchVerifyParallel(b *testing.B, st store.Store) {
+func benchVerifyParallel(b *testing.B, st store.Store, withTrail bool) {
 	kr, err := keyring.New(testKey)
 	if err != nil {
 		b.Fatal(err)
+	}
+	logger := zap.NewNop()
+	var dropped atomic.Int64
+	if withTrail {
+		tr, err := audit.New(st, kr.MACKeys("audit chain"), "bench", time.Now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := audit.NewWriter(zap.NewNop(), func() { dropped.Add(1) })
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx, tr) }()
+		b.Cleanup(func() { w.Close(); <-done })
+		logger = audit.Tee(logger, w, time.Now)
 	}
 	// Every sign-in needs a time step newer than the member's last, and a
 	// code is only accepted within a step of the engine's clock. One clock
@@ -145,7 +166,7 @@ func benchVerifyParallel(b *testing.B, st store.Store) {
 	vs := make([]*verifier, verifiersPerCPU*runtime.GOMAXPROCS(0))
 	for i := range vs {
 		clk := clock.NewFake(time.Unix(1_700_000_010, 0))
-		e, err := New(st, kr, Config{}, clk.Now, zap.NewNop())
+		e, err := New(st, kr, Config{}, clk.Now, logger)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -190,6 +211,9 @@ func benchVerifyParallel(b *testing.B, st store.Store) {
 	slices.Sort(took)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+	if withTrail {
+		b.ReportMetric(float64(dropped.Load()), "dropped")
+	}
 }
 
 // code is the member's authenticator code at their engine's time.

@@ -93,12 +93,15 @@ type Store interface {
 	// background (building an index from the keys), never for a request.
 	ScanKeys(ctx context.Context, prefix string, visit func(keys []string) error) error
 
-	// LogAppend appends value to the append-only log named log, creating
-	// it, and returns the entry as stored. The store gives the entry an
-	// ID (see LogEntry) greater than every ID the log has had, trimmed
-	// ones included, even if its clock goes back. Logs are apart from
+	// LogAppend appends values, in order, to the append-only log named
+	// log, creating it, and returns the entries as stored. All are
+	// appended or none (one transaction), which lets a writer with a
+	// backlog pay one round trip or one disk sync for many entries. The
+	// store gives each entry an ID (see LogEntry) greater than every ID
+	// the log has had, trimmed ones included, even if its clock goes back.
+	// At least one value and at most MaxLogAppend. Logs are apart from
 	// keys and indexes.
-	LogAppend(ctx context.Context, log string, value []byte) (LogEntry, error)
+	LogAppend(ctx context.Context, log string, values ...[]byte) ([]LogEntry, error)
 
 	// LogRange returns up to limit (1 to MaxLogRange) entries of the log
 	// with from <= ID < to, oldest first, or newest first if newestFirst;
@@ -154,6 +157,21 @@ type LogEntry struct {
 
 // MaxLogRange is the most entries one LogRange returns.
 const MaxLogRange = 10000
+
+// MaxLogAppend is the most values one LogAppend appends.
+const MaxLogAppend = 1000
+
+// CheckLogAppend reports a LogAppend the contract refuses: an empty log
+// name, or no values or too many.
+func CheckLogAppend(log string, values [][]byte) error {
+	if log == "" {
+		return errors.New("store: log append: empty log name")
+	}
+	if len(values) < 1 || len(values) > MaxLogAppend {
+		return fmt.Errorf("store: log append: %d values, want 1 to %d", len(values), MaxLogAppend)
+	}
+	return nil
+}
 
 // LogIDAt returns the smallest log ID at or after t: as LogRange's from,
 // it starts at the first entry appended at t or later; as its to, it stops

@@ -464,18 +464,22 @@ func checkLogName(op, log string) error {
 	return nil
 }
 
-// LogAppend implements store.Store. The ID is the clock's millisecond, or
-// the last ID's if the clock reads earlier, with the sequence counting up
-// within it, as Redis numbers stream entries.
-func (s *Store) LogAppend(ctx context.Context, log string, value []byte) (store.LogEntry, error) {
+// LogAppend implements store.Store, in one transaction. The ID is the
+// clock's millisecond, or the last ID's if the clock reads earlier, with
+// the sequence counting up within it, as Redis numbers stream entries.
+func (s *Store) LogAppend(ctx context.Context, log string, values ...[]byte) ([]store.LogEntry, error) {
 	if err := s.usable(ctx); err != nil {
-		return store.LogEntry{}, err
+		return nil, err
 	}
 	if err := checkLogName("log append", log); err != nil {
-		return store.LogEntry{}, err
+		return nil, err
 	}
-	var e store.LogEntry
+	if err := store.CheckLogAppend(log, values); err != nil {
+		return nil, err
+	}
+	var es []store.LogEntry
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		es = es[:0]
 		b, err := tx.Bucket(logsBucket).CreateBucketIfNotExists([]byte(log))
 		if err != nil {
 			return err
@@ -490,20 +494,24 @@ func (s *Store) LogAppend(ctx context.Context, log string, value []byte) (store.
 		if ms == 0 && seq == 0 {
 			seq = 1 // 0-0 is below every ID, as on Redis
 		}
-		k := logID(ms, seq)
-		if err := b.Put(k, bytes.Clone(value)); err != nil {
-			return err
+		var k []byte
+		for i, value := range values {
+			k = logID(ms, seq+uint64(i))
+			if err := b.Put(k, bytes.Clone(value)); err != nil {
+				return err
+			}
+			e, err := logEntry(k, value)
+			if err != nil {
+				return err
+			}
+			es = append(es, e)
 		}
-		if err := tx.Bucket(logLastBucket).Put([]byte(log), k); err != nil {
-			return err
-		}
-		e, err = logEntry(k, value)
-		return err
+		return tx.Bucket(logLastBucket).Put([]byte(log), k)
 	})
 	if err != nil {
-		return store.LogEntry{}, classify(err)
+		return nil, classify(err)
 	}
-	return e, nil
+	return es, nil
 }
 
 // LogRange implements store.Store with a cursor, in one read transaction.

@@ -400,7 +400,7 @@ func TestLogIDsWhenTheClockGoesBack(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LogAppend %s: %v", what, err)
 		}
-		return e
+		return e[0]
 	}
 	first := appendAt("first")
 	if want := fmt.Sprintf("%d-0", epoch.UnixMilli()); first.ID != want || !first.Time.Equal(epoch) {
@@ -435,8 +435,12 @@ func TestLogIDsWhenTheClockGoesBack(t *testing.T) {
 	}
 	// A clock before 1970 still gives an ID above 0-0.
 	s2, _, _ := open(t, Options{SweepInterval: -1, Now: func() time.Time { return time.Unix(-100, 0) }})
-	if e, err := s2.LogAppend(ctx, "audit", nil); err != nil || e.ID != "0-1" || e.Value == nil {
-		t.Fatalf("append with a clock before 1970 = %+v, %v; want ID 0-1 and an empty value", e, err)
+	if es, err := s2.LogAppend(ctx, "audit", nil); err != nil || es[0].ID != "0-1" || es[0].Value == nil {
+		t.Fatalf("append with a clock before 1970 = %+v, %v; want ID 0-1 and an empty value", es, err)
+	}
+	// A batch numbers on from the last ID within the millisecond.
+	if es, err := s2.LogAppend(ctx, "audit", nil, nil); err != nil || es[0].ID != "0-2" || es[1].ID != "0-3" {
+		t.Fatalf("a batch after it = %+v, %v; want IDs 0-2 and 0-3", es, err)
 	}
 }
 
@@ -458,11 +462,12 @@ func TestLogTrimBatches(t *testing.T) {
 	logTrimmed = func() {
 		// No transaction is open here: an append would deadlock if
 		// the trim held the write lock.
-		e, err := s.LogAppend(ctx, "audit", []byte("during the trim"))
+		es, err := s.LogAppend(ctx, "audit", []byte("during the trim"))
 		if err != nil {
 			t.Errorf("append between batches: %v", err)
+			return
 		}
-		between = append(between, e.ID)
+		between = append(between, es[0].ID)
 	}
 	n, err := s.LogTrim(ctx, "audit", before)
 	if err != nil || n != 30 {

@@ -337,21 +337,37 @@ func logErr(err error) error {
 	return err
 }
 
-// LogAppend implements store.Store with XADD: Redis numbers the entry by
-// its own clock, never below the stream's last ID.
-func (s *Store) LogAppend(ctx context.Context, log string, value []byte) (store.LogEntry, error) {
-	if log == "" {
-		return store.LogEntry{}, errors.New("store: log append: empty log name")
+// LogAppend implements store.Store with XADD, in one MULTI/EXEC when
+// there are several: Redis numbers the entries by its own clock, never
+// below the stream's last ID.
+func (s *Store) LogAppend(ctx context.Context, log string, values ...[]byte) ([]store.LogEntry, error) {
+	if err := store.CheckLogAppend(log, values); err != nil {
+		return nil, err
 	}
-	var id string
-	err := s.run(ctx, func(ctx context.Context) (err error) {
-		id, err = s.client.XAdd(ctx, &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{logField, value}}).Result()
+	ids := make([]*redis.StringCmd, len(values))
+	err := s.run(ctx, func(ctx context.Context) error {
+		add := func(p redis.Cmdable) {
+			for i, v := range values {
+				ids[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{logField, v}})
+			}
+		}
+		if len(values) == 1 {
+			add(s.client)
+			return ids[0].Err()
+		}
+		_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error { add(p); return nil })
 		return err
 	})
 	if err != nil {
-		return store.LogEntry{}, logErr(err)
+		return nil, logErr(err)
 	}
-	return logEntry(id, append([]byte{}, value...))
+	es := make([]store.LogEntry, len(values))
+	for i, v := range values {
+		if es[i], err = logEntry(ids[i].Val(), append([]byte{}, v...)); err != nil {
+			return nil, err
+		}
+	}
+	return es, nil
 }
 
 // logEntry builds the entry of a stream ID.

@@ -66,7 +66,7 @@ func TestLogForeignEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].ID != mine.ID || got[0].Value == nil || got[1].ID != foreign || got[1].Value != nil {
-		t.Fatalf("LogRange = %+v; want %s with an empty value, then %s with none", got, mine.ID, foreign)
+	if len(got) != 2 || got[0].ID != mine[0].ID || got[0].Value == nil || got[1].ID != foreign || got[1].Value != nil {
+		t.Fatalf("LogRange = %+v; want %s with an empty value, then %s with none", got, mine[0].ID, foreign)
 	}
 }

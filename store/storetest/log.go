@@ -16,10 +16,14 @@ import (
 
 func mustAppend(t *testing.T, s store.Store, log string, value []byte) store.LogEntry {
 	t.Helper()
-	e, err := s.LogAppend(t.Context(), log, value)
+	es, err := s.LogAppend(t.Context(), log, value)
 	if err != nil {
 		t.Fatalf("LogAppend(%q): %v", log, err)
 	}
+	if len(es) != 1 {
+		t.Fatalf("LogAppend(%q) of one value returned %d entries", log, len(es))
+	}
+	e := es[0]
 	if _, _, err := store.ParseLogID(e.ID); err != nil {
 		t.Fatalf("LogAppend(%q) gave ID %q: %v", log, e.ID, err)
 	}
@@ -98,6 +102,35 @@ func testLogAppendOrder(t *testing.T, h Harness) {
 	}
 }
 
+// Several values appended at once land in order, after what was there,
+// with the IDs the entries then read back with.
+func testLogAppendBatch(t *testing.T, h Harness) {
+	s := h.Store
+	first := mustAppend(t, s, "audit", []byte("before"))
+	es, err := s.LogAppend(t.Context(), "audit", []byte("a"), []byte(""), []byte("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 {
+		t.Fatalf("LogAppend of 3 values returned %d entries", len(es))
+	}
+	all := mustRange(t, s, "audit", "", "", 10, false)
+	if len(all) != 4 || all[0].ID != first.ID {
+		t.Fatalf("log after the batch: %v", ids(all))
+	}
+	for i, e := range es {
+		if all[i+1].ID != e.ID || !bytes.Equal(all[i+1].Value, e.Value) || all[i+1].Value == nil {
+			t.Errorf("entry %d returned %s %q, read back %s %q", i, e.ID, e.Value, all[i+1].ID, all[i+1].Value)
+		}
+		if store.CompareLogIDs(e.ID, all[i].ID) <= 0 {
+			t.Errorf("entry %d's ID %s is not after %s", i, e.ID, all[i].ID)
+		}
+	}
+	if string(all[1].Value) != "a" || len(all[2].Value) != 0 || string(all[3].Value) != "c" {
+		t.Errorf("values out of order: %q %q %q", all[1].Value, all[2].Value, all[3].Value)
+	}
+}
+
 func testLogConcurrentAppend(t *testing.T, h Harness) {
 	s := h.Store
 	const writers, each = 8, 25
@@ -109,11 +142,12 @@ func testLogConcurrentAppend(t *testing.T, h Harness) {
 	parallel(writers, func(w int) {
 		for i := range each {
 			v := fmt.Sprintf("%d/%d", w, i)
-			e, err := s.LogAppend(t.Context(), "audit", []byte(v))
+			es, err := s.LogAppend(t.Context(), "audit", []byte(v))
 			if err != nil {
 				t.Errorf("LogAppend %s: %v", v, err)
 				return
 			}
+			e := es[0]
 			mu.Lock()
 			if prev, dup := got[e.ID]; dup {
 				t.Errorf("ID %s given to both %s and %s", e.ID, prev, v)
@@ -370,6 +404,12 @@ func testLogRefusals(t *testing.T, h Harness) {
 	}
 	if _, err := s.LogAppend(ctx, "", []byte("v")); err == nil || !strings.Contains(err.Error(), "log name") {
 		t.Errorf("LogAppend with no log name = %v, want an error naming the log name", err)
+	}
+	if _, err := s.LogAppend(ctx, "audit"); err == nil || !strings.Contains(err.Error(), "values") {
+		t.Errorf("LogAppend of no values = %v, want an error naming the values", err)
+	}
+	if _, err := s.LogAppend(ctx, "audit", make([][]byte, store.MaxLogAppend+1)...); err == nil || !strings.Contains(err.Error(), "values") {
+		t.Errorf("LogAppend of %d values = %v, want an error naming the values", store.MaxLogAppend+1, err)
 	}
 	if _, err := s.LogTrim(ctx, "", time.Now()); err == nil || !strings.Contains(err.Error(), "log name") {
 		t.Errorf("LogTrim with no log name = %v, want an error naming the log name", err)

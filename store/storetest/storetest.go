@@ -84,6 +84,7 @@ var contract = []struct {
 	{"ScanKeys/ManyBatches", testScanManyKeys},
 	{"ScanKeys/VisitError", testScanVisitError},
 	{"Log/AppendOrder", testLogAppendOrder},
+	{"Log/AppendBatch", testLogAppendBatch},
 	{"Log/ConcurrentAppend", testLogConcurrentAppend},
 	{"Log/RangeBounds", testLogRangeBounds},
 	{"Log/Paging", testLogPaging},
