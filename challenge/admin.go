@@ -230,19 +230,28 @@ func (e *Engine) unlock(ctx context.Context, key string, memory time.Duration, c
 	return res, fmt.Errorf("%w: the lock record kept changing", store.ErrUnavailable)
 }
 
-type adminIPKey struct{}
+type adminKey struct{}
 
-// WithAdminIP returns ctx carrying the acting admin's client address: the
-// admin actions given it add admin_ip to their audit entries. It is not
-// the member's address, so the member's activity never shows it.
-func WithAdminIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, adminIPKey{}, ip)
+// adminContext is who acts on an admin page: from where, in which role.
+type adminContext struct{ ip, role string }
+
+// WithAdmin returns ctx carrying the acting admin's client address and
+// role: the admin actions given it add admin_ip and admin_role to their
+// audit entries. The address is not the member's, so the member's
+// activity never shows it.
+func WithAdmin(ctx context.Context, ip, role string) context.Context {
+	return context.WithValue(ctx, adminKey{}, adminContext{ip: ip, role: role})
 }
 
-// withAdminIP adds ctx's admin_ip, if any, to an admin action's fields.
+// withAdminIP adds ctx's admin_ip and admin_role, if any, to an admin
+// action's fields.
 func withAdminIP(ctx context.Context, fields []zap.Field) []zap.Field {
-	if ip, _ := ctx.Value(adminIPKey{}).(string); ip != "" {
-		return append(fields, zap.String("admin_ip", ip))
+	a, _ := ctx.Value(adminKey{}).(adminContext)
+	if a.ip != "" {
+		fields = append(fields, zap.String("admin_ip", a.ip))
+	}
+	if a.role != "" {
+		fields = append(fields, zap.String("admin_role", a.role))
 	}
 	return fields
 }

@@ -425,7 +425,7 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 	if _, _, err := f.e.ApproveReset(ctx, Admin{ID: "alice", Label: "alice (approver)"}, req.ID, ""); !errors.Is(err, ErrOwnReset) {
 		t.Fatalf("the member under a label: %v", err)
 	}
-	if _, _, err := f.e.ApproveReset(WithAdminIP(ctx, "192.0.2.7"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
+	if _, _, err := f.e.ApproveReset(WithAdmin(ctx, "192.0.2.7", "approver"), Admin{ID: "carol", Label: "carol (approver)"}, req.ID, "called back"); err != nil {
 		t.Fatal(err)
 	}
 	if f.enrolled("alice") {
@@ -447,12 +447,12 @@ func TestResetApprovalByLabelledAdmin(t *testing.T) {
 			t.Errorf("no %s audit entry: %v", want, found)
 		}
 	}
-	// The admin's address, given, goes to the approval and the reset, not
-	// to the member's activity.
+	// The admin's address and role, given, go to the approval and the
+	// reset, not to the member's activity.
 	for _, ev := range []string{"admin_reset_approved", "admin_reset"} {
 		for _, a := range f.approvalAudits(ev) {
-			if a["result"] == "success" && a["admin_ip"] != "192.0.2.7" {
-				t.Errorf("%s without the admin's address: %v", ev, a)
+			if a["result"] == "success" && (a["admin_ip"] != "192.0.2.7" || a["admin_role"] != "approver") {
+				t.Errorf("%s without the admin's address and role: %v", ev, a)
 			}
 		}
 	}

@@ -281,8 +281,9 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		if !f.adminAllowed(p, rt) {
 			return true, nil
 		}
-		// The engine's admin actions audit where the admin acts from.
-		p.r = r.WithContext(challenge.WithAdminIP(r.Context(), f.cfg.ClientIP(r)))
+		// The engine's admin actions audit where the admin acts from, and
+		// in which role.
+		p.r = r.WithContext(challenge.WithAdmin(r.Context(), f.cfg.ClientIP(r), p.id.Role))
 		r = p.r
 	}
 	if rt.method == http.MethodPost {
