@@ -212,6 +212,7 @@ type running struct {
 	// takes them as typed, for "Bob" may be a member of an exact site.
 	foldIDs, exactIDs atomic.Bool
 	seen              *seenRecorder // set before rt; nil if Start failed before
+	figures           atomic.Pointer[figures]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -234,7 +235,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	a.audit = counted(a.audit, m)
+	a.audit = counted(a.audit, m.observe, a.countFigures)
 	a.cfg = challenge.Config{
 		Period:             time.Duration(a.TOTPPeriod),
 		Digits:             a.TOTPDigits,
@@ -397,6 +398,14 @@ func (a *App) Start() error {
 	// write what is queued.
 	a.seen = newSeenRecorder()
 	a.bg.Go(func(ctx context.Context) { a.seen.run(ctx, engine) })
+	// The day's figures, written every few seconds and once more at Stop.
+	figs, err := newFigures(st, engine, a.logger)
+	if err != nil {
+		return err
+	}
+	a.figures.Store(figs)
+	stop := a.bg.watchCtx.Done()
+	a.bg.Go(func(ctx context.Context) { figs.run(ctx, stop) })
 
 	checkCtx, cancel := context.WithTimeout(a.bg.watchCtx, keyCheckTimeout)
 	defer cancel()
@@ -421,7 +430,7 @@ func (a *App) Start() error {
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
 	a.bg.watch(func(ctx context.Context) { a.watchStore(ctx, engine) })
-	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr)})
+	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Figures: a.readFigures})
 	return nil
 }
 

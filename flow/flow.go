@@ -28,6 +28,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
@@ -93,6 +94,10 @@ func (p *Policy) Allows(method string) bool {
 type Backend struct {
 	Engine *challenge.Engine
 	Jar    *session.Jar
+	// Figures returns the site's figures of each UTC day from from's day
+	// to to's (at most audit.MaxFiguresRange days), with this instance's
+	// latest counts written first.
+	Figures func(ctx context.Context, from, to time.Time) ([]audit.Day, error)
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.
