@@ -53,6 +53,13 @@ func init() {
 //				<id> viewer|support|approver
 //				from_identity
 //			}
+//			weekly_report {
+//				to <address>...
+//				day monday|tuesday|...|sunday
+//				hour <0-23>
+//				non_delivery_threshold <0-1>
+//				lang en|ja
+//			}
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -141,6 +148,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDurationOrOff(d, &app.ResetApproval)
 		case "admins":
 			err = parseAdmins(d, app)
+		case "weekly_report":
+			err = parseWeeklyReport(d, app)
 		default:
 			return d.Errf("two_factor: unknown option %q", name)
 		}

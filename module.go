@@ -174,6 +174,13 @@ type App struct {
 	// Default: false.
 	AdminRolesFromIdentity bool `json:"admin_roles_from_identity,omitempty"`
 
+	// A summary emailed to admins once a week, for the whole site: member
+	// coverage, verifications and codes sent, non-delivery by channel,
+	// lockouts, resets and admins' actions, time to recover, resets
+	// pending approval, each beside the week before. Needs the email
+	// sender. Default: none (off).
+	WeeklyReport *WeeklyReport `json:"weekly_report,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
 	ctx     caddy.Context
@@ -296,6 +303,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.storeIdentity = id.Identity()
 	}
 	a.knownStores = defaultKnownStores()
+	if a.WeeklyReport != nil {
+		a.WeeklyReport.provision()
+	}
 
 	if a.email, err = a.loadSender(ctx, a.EmailRaw, "EmailRaw", notify.ChannelEmail); err != nil {
 		return fmt.Errorf("email: %w", err)
@@ -365,6 +375,11 @@ func (a *App) Validate() error {
 		}
 		seenAdmin[ad.ID] = true
 	}
+	if a.WeeklyReport != nil {
+		if err := a.WeeklyReport.validate(a.email != nil); err != nil {
+			return err
+		}
+	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {
 			return fmt.Errorf("keys[%d]: the key is %d bytes; at least %d are required (for example: openssl rand -base64 32)", i, len(k), keyring.MinKeyLength)
@@ -404,8 +419,12 @@ func (a *App) Start() error {
 		return err
 	}
 	a.figures.Store(figs)
+	var due []func(context.Context, time.Time)
+	if a.WeeklyReport.on() {
+		due = append(due, a.reporter(st, engine).due)
+	}
 	stop := a.bg.watchCtx.Done()
-	a.bg.Go(func(ctx context.Context) { figs.run(ctx, stop) })
+	a.bg.Go(func(ctx context.Context) { figs.run(ctx, stop, due...) })
 
 	checkCtx, cancel := context.WithTimeout(a.bg.watchCtx, keyCheckTimeout)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/internal/testsns"
 )
@@ -21,62 +22,11 @@ import (
 // lockout and an admin's unlock, read through the admin API and the CLI,
 // exactly; then across midnight and a restart.
 func TestFiguresAfterSignIns(t *testing.T) {
-	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
-	db := filepath.Join(t.TempDir(), "twofactor.db")
-	s := setup{policy: codePolicy, admin: true, dbPath: db,
-		global: fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, db) + senders(mail, testsns.Start(t), "max_failures 3\n\t\tlockout 1h")}
+	// Noon, so the script stays within the day.
+	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12*time.Hour + time.Second)
+	s, mail := codesAdminSetup(t, clock.NewFake(noon), "")
 	e := start(t, s)
-	c := &codeEnv{env: e, mail: mail}
-	// Fix the day: noon, so the script stays within it.
-	noon := e.clock.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
-	e.clock.Set(noon)
-
-	_, aliceSecret := enrolled(e, "alice") // an app enrolled
-	bob := e.browser()
-	bob.login("bob")
-	c.enrolEmail(bob, "/members/", 1) // a code sent, email enrolled
-
-	// Bob signs in by email in a new browser: a wrong code, then the
-	// right one.
-	e.clock.Advance(2 * time.Minute)
-	b := e.browser()
-	b.login("bob")
-	if r := b.send("email", "/members/"); r.status != http.StatusSeeOther {
-		t.Fatalf("sending bob's code: %d: %s", r.status, r.body)
-	}
-	_, mailed := c.mailCode(2)
-	b.verifyCode("email", wrongCode(mailed), "/members/")
-	if r := b.verifyCode("email", mailed, "/members/"); r.status != http.StatusSeeOther {
-		t.Fatalf("bob's emailed code: %d: %s", r.status, r.body)
-	}
-	b.get("/members/") // seen on a protected path
-	// The mail server refuses the next one.
-	c.mail.Fail("reject")
-	e.clock.Advance(2 * time.Minute)
-	b2 := e.browser()
-	b2.login("bob")
-	if r := b2.send("email", "/members/"); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("a refused email: %d: %s", r.status, r.body)
-	}
-	c.mail.Fail("")
-
-	// Alice: the right code, then three wrong ones in another browser,
-	// which lock her out, and an admin unlocks her.
-	e.nextStep()
-	a := e.browser()
-	a.login("alice")
-	if r := a.verify(e.code(aliceSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
-		t.Fatalf("alice's code: %d: %s", r.status, r.body)
-	}
-	a.get("/members/")
-	a2 := e.browser()
-	a2.login("alice")
-	for range 3 {
-		a2.verify(wrongCode(e.code(aliceSecret, 0)), "/members/", false)
-	}
-	if out, code := twoFactorCLI(t, "members", "unlock", "--address", e.admin, "alice", "--reason", "called support"); code != 0 {
-		t.Fatalf("unlock: exit %d\n%s", code, out)
-	}
+	aliceSecret := scriptedDay(t, &codeEnv{env: e, mail: mail})
 
 	today := noon.Format(time.DateOnly)
 	days := getFigures(t, e, "?from="+noon.AddDate(0, 0, -1).Format(time.DateOnly)+"&to="+today)
@@ -158,6 +108,76 @@ func TestFiguresRefusesBadRanges(t *testing.T) {
 	if out, code := twoFactorCLI(t, "figures", "--address", e.admin, "--from", "2026-3-1"); code != 2 || !strings.Contains(out, "from") {
 		t.Errorf("CLI with a bad date: exit %d\n%s", code, out)
 	}
+}
+
+// codesAdminSetup is a gateway with the admin endpoint, an SMTP server on
+// loopback (returned) and an SNS endpoint, max_failures 3, lockout 1h,
+// extra global lines, and clock clk.
+func codesAdminSetup(t *testing.T, clk *clock.Fake, extra string) (setup, *testsmtp.Server) {
+	t.Helper()
+	mail := testsmtp.Start(t, testsmtp.Options{TLS: "starttls", RequireTLS: true, Username: "mailer", Password: "mailer-password"})
+	db := filepath.Join(t.TempDir(), "twofactor.db")
+	return setup{policy: codePolicy, admin: true, dbPath: db, clock: clk,
+		global: fmt.Sprintf("keys %q\n\t\tstore embedded %q\n", testKey, db) +
+			senders(mail, testsns.Start(t), "max_failures 3\n\t\tlockout 1h\n\t\t"+extra)}, mail
+}
+
+// scriptedDay runs the sign-ins the figures and the weekly report are
+// checked against, and returns alice's app secret: alice enrols an app
+// and bob email (a code sent); bob signs in by email with a wrong code
+// then the right one; the mail server refuses bob's next code; alice
+// signs in, then three wrong codes lock her out and an admin unlocks
+// her. Both are seen on a protected path.
+func scriptedDay(t *testing.T, c *codeEnv) string {
+	t.Helper()
+	e := c.env
+	_, aliceSecret := enrolled(e, "alice") // an app enrolled
+	bob := e.browser()
+	bob.login("bob")
+	c.enrolEmail(bob, "/members/", 1) // a code sent, email enrolled
+
+	// Bob signs in by email in a new browser: a wrong code, then the
+	// right one.
+	e.clock.Advance(2 * time.Minute)
+	b := e.browser()
+	b.login("bob")
+	if r := b.send("email", "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("sending bob's code: %d: %s", r.status, r.body)
+	}
+	_, mailed := c.mailCode(2)
+	b.verifyCode("email", wrongCode(mailed), "/members/")
+	if r := b.verifyCode("email", mailed, "/members/"); r.status != http.StatusSeeOther {
+		t.Fatalf("bob's emailed code: %d: %s", r.status, r.body)
+	}
+	b.get("/members/") // seen on a protected path
+	// The mail server refuses the next one.
+	c.mail.Fail("reject")
+	e.clock.Advance(2 * time.Minute)
+	b2 := e.browser()
+	b2.login("bob")
+	if r := b2.send("email", "/members/"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("a refused email: %d: %s", r.status, r.body)
+	}
+	c.mail.Fail("")
+
+	// Alice: the right code, then three wrong ones in another browser,
+	// which lock her out, and an admin unlocks her.
+	e.nextStep()
+	a := e.browser()
+	a.login("alice")
+	if r := a.verify(e.code(aliceSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("alice's code: %d: %s", r.status, r.body)
+	}
+	a.get("/members/")
+	a2 := e.browser()
+	a2.login("alice")
+	for range 3 {
+		a2.verify(wrongCode(e.code(aliceSecret, 0)), "/members/", false)
+	}
+	if out, code := twoFactorCLI(t, "members", "unlock", "--address", e.admin, "alice", "--reason", "called support"); code != 0 {
+		t.Fatalf("unlock: exit %d\n%s", code, out)
+	}
+	return aliceSecret
 }
 
 // getFigures reads GET /two-factor/figures with query.
