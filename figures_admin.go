@@ -103,7 +103,7 @@ func cmdFigures(fl caddycmd.Flags) (int, error) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "Day\tSeen\tEnrolled\tVerified\tFailed\tSent\tNot delivered\tLockouts\tAdmin actions\tRecovered\t")
 	for _, d := range res.Days {
-		t := TotalsOf(d)
+		t := d.Totals()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", d.Date.Format(time.DateOnly), count(d.Seen), count(d.Enrolled),
 			t.Verified, t.Failed, t.Sent, t.NotDelivered, t.Lockouts, t.AdminActions, d.Recovered.Count)
 	}
@@ -116,48 +116,4 @@ func count(n int64) string {
 		return "-"
 	}
 	return fmt.Sprint(n)
-}
-
-// Totals are a day's (or a week's) counts added up across methods,
-// channels and results.
-type Totals struct {
-	Verified, Failed       int64 // verifications ok, and every other result
-	Sent, NotDelivered     int64 // codes sent, and failures to (limited refusals not counted)
-	Lockouts, AdminActions int64
-	Resets                 int64 // admins' resets that took effect (an approved one is audited as a reset too)
-}
-
-// TotalsOf adds up d's counts.
-func TotalsOf(d audit.Day) Totals {
-	var t Totals
-	for _, byResult := range d.Verifications {
-		for result, n := range byResult {
-			if result == "ok" {
-				t.Verified += n
-			} else {
-				t.Failed += n
-			}
-		}
-	}
-	for _, byResult := range d.Sent {
-		for result, n := range byResult {
-			switch result {
-			case "sent":
-				t.Sent += n
-			case "limited":
-			default:
-				t.NotDelivered += n
-			}
-		}
-	}
-	for _, n := range d.Lockouts {
-		t.Lockouts += n
-	}
-	for action, n := range d.AdminActions {
-		t.AdminActions += n
-		if action == "reset" {
-			t.Resets += n
-		}
-	}
-	return t
 }

@@ -237,7 +237,7 @@ var (
 // reportData adds up the days of the week and of the week before.
 func reportData(prev, week []audit.Day, threshold float64) notify.ReportData {
 	w, p := sumWeek(week), sumWeek(prev)
-	wt, pt := TotalsOf(w), TotalsOf(p)
+	wt, pt := w.Totals(), p.Totals()
 	d := notify.ReportData{
 		From: week[0].Date.Format(time.DateOnly), To: week[len(week)-1].Date.Format(time.DateOnly),
 		Seen: w.Seen, Enrolled: w.Enrolled, PrevSeen: p.Seen, PrevEnrolled: p.Enrolled,
@@ -248,14 +248,14 @@ func reportData(prev, week []audit.Day, threshold float64) notify.ReportData {
 		Threshold: threshold,
 	}
 	for _, m := range reportMethods {
-		now, before := TotalsOf(audit.Day{Verifications: pick(w.Verifications, m)}), TotalsOf(audit.Day{Verifications: pick(p.Verifications, m)})
+		now, before := audit.Day{Verifications: pick(w.Verifications, m)}.Totals(), audit.Day{Verifications: pick(p.Verifications, m)}.Totals()
 		if now.Verified+now.Failed+before.Verified+before.Failed > 0 {
 			d.Methods = append(d.Methods, notify.ReportMethod{Method: m, Verified: now.Verified, Failed: now.Failed,
 				PrevVerified: before.Verified, PrevFailed: before.Failed})
 		}
 	}
 	for _, c := range reportChannels {
-		now, before := TotalsOf(audit.Day{Sent: pick(w.Sent, c)}), TotalsOf(audit.Day{Sent: pick(p.Sent, c)})
+		now, before := audit.Day{Sent: pick(w.Sent, c)}.Totals(), audit.Day{Sent: pick(p.Sent, c)}.Totals()
 		if now.Sent+now.NotDelivered+before.Sent+before.NotDelivered > 0 {
 			d.Channels = append(d.Channels, notify.ReportChannel{Channel: c, Sent: now.Sent, NotDelivered: now.NotDelivered,
 				PrevSent: before.Sent, PrevNotDelivered: before.NotDelivered})

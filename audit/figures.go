@@ -211,3 +211,48 @@ func (h Histogram) Quantile(q float64) float64 {
 	}
 	return h.Bounds[len(h.Bounds)-1]
 }
+
+// Totals are a day's (or a week's) counts added up across methods,
+// channels and results.
+type Totals struct {
+	Verified, Failed       int64 // verifications ok, and every other result
+	Sent, NotDelivered     int64 // codes sent, and failures to (limited refusals not counted)
+	Lockouts, AdminActions int64
+	Resets                 int64 // admins' resets that took effect (an approved one is audited as a reset too)
+}
+
+// Totals adds up d's counts: what the CLI's table, the weekly report and
+// the dashboard show as one number.
+func (d Day) Totals() Totals {
+	var t Totals
+	for _, byResult := range d.Verifications {
+		for result, n := range byResult {
+			if result == "ok" {
+				t.Verified += n
+			} else {
+				t.Failed += n
+			}
+		}
+	}
+	for _, byResult := range d.Sent {
+		for result, n := range byResult {
+			switch result {
+			case "sent":
+				t.Sent += n
+			case "limited":
+			default:
+				t.NotDelivered += n
+			}
+		}
+	}
+	for _, n := range d.Lockouts {
+		t.Lockouts += n
+	}
+	for action, n := range d.AdminActions {
+		t.AdminActions += n
+		if action == "reset" {
+			t.Resets += n
+		}
+	}
+	return t
+}

@@ -231,3 +231,18 @@ func TestHistogramQuantile(t *testing.T) {
 		t.Errorf("two added: %+v", sum)
 	}
 }
+
+// Totals: every result but ok is a failure; limited sends are neither
+// sent nor undelivered; an approved reset counts once, as its reset.
+func TestDayTotals(t *testing.T) {
+	d := Day{
+		Verifications: map[string]map[string]int64{"totp": {"ok": 3, "wrong": 2, "replay": 1}, "email": {"ok": 1, "expired": 1}},
+		Sent:          map[string]map[string]int64{"email": {"sent": 5, "limited": 7, "timeout": 1}, "sms": {"sent": 2, "throttled": 2}},
+		Lockouts:      map[string]int64{"account": 1, "address": 2},
+		AdminActions:  map[string]int64{"reset": 2, "reset_approved": 1, "unlock": 1},
+	}
+	want := Totals{Verified: 4, Failed: 4, Sent: 7, NotDelivered: 3, Lockouts: 3, AdminActions: 4, Resets: 2}
+	if got := d.Totals(); got != want {
+		t.Errorf("Totals = %+v, want %+v", got, want)
+	}
+}
