@@ -63,6 +63,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/approvals/withdraw", Handler: a.route(http.MethodPost, a.handleWithdraw)},
 		{Pattern: "/two-factor/export", Handler: a.route(http.MethodGet, a.handleExport)},
 		{Pattern: "/two-factor/import", Handler: a.route(http.MethodPost, a.handleImport)},
+		{Pattern: "/two-factor/figures", Handler: a.route(http.MethodGet, a.handleFigures)},
 	}
 }
 

@@ -55,6 +55,13 @@ func init() {
 //			}
 //			instance_name <name>
 //			audit_retention <duration>
+//			weekly_report {
+//				to <address>...
+//				day monday|tuesday|...|sunday
+//				hour <0-23>
+//				non_delivery_threshold <0-1>
+//				lang en|ja
+//			}
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -147,6 +154,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.AuditRetention)
 		case "admins":
 			err = parseAdmins(d, app)
+		case "weekly_report":
+			err = parseWeeklyReport(d, app)
 		default:
 			return d.Errf("two_factor: unknown option %q", name)
 		}

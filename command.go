@@ -31,7 +31,7 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | rekey | export | import [--address <admin>] [--json] ...",
+		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | figures | rekey | export | import [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -71,6 +71,7 @@ store it takes a while.
 			// grouped them: kept, hidden, for one release.
 			addMemberCommands(cmd, true)
 			addBackupCommands(cmd)
+			cmd.AddCommand(figuresCommand())
 		},
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/flow"
 )
 
@@ -67,7 +68,32 @@ func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, 
 }
 
 // observe counts one audit event.
-func (m *metrics) observe(event, result string, fields map[string]string) {
+func (m *metrics) observe(ev auditEvent) {
+	kind, labels := classify(ev.event, ev.result, ev.fields)
+	switch kind {
+	case audit.CountVerification:
+		m.verifications.WithLabelValues(labels...).Inc()
+		if labels[0] == "recovery" && labels[1] == "ok" {
+			m.recoveryUsed.Inc()
+		}
+	case audit.CountSent:
+		m.codesSent.WithLabelValues(labels...).Inc()
+	case audit.CountLockout:
+		m.lockouts.WithLabelValues(labels...).Inc()
+	case audit.CountEnrolment:
+		m.enrolments.WithLabelValues(labels...).Inc()
+	case audit.CountRemoval:
+		m.removals.WithLabelValues(labels...).Inc()
+	case audit.CountAdminAction:
+		m.adminActions.WithLabelValues(labels...).Inc()
+	}
+}
+
+// classify says what one audit event counts toward, with its label
+// values: the one mapping of events to counts, shared by the metrics and
+// the daily figures (audit.Tally) so the dashboard and Prometheus agree.
+// An event that counts toward nothing gives "".
+func classify(event, result string, fields map[string]string) (audit.Kind, []string) {
 	switch event {
 	case "verify":
 		method := oneOf(fields["method"], "totp", "email", "sms", "recovery")
@@ -75,9 +101,6 @@ func (m *metrics) observe(event, result string, fields map[string]string) {
 		switch {
 		case result == "success":
 			outcome = "ok"
-			if method == "recovery" {
-				m.recoveryUsed.Inc()
-			}
 		case fields["reason"] == "incorrect" || fields["reason"] == "malformed":
 			outcome = "wrong"
 		case fields["reason"] == "replay":
@@ -87,35 +110,36 @@ func (m *metrics) observe(event, result string, fields map[string]string) {
 		case fields["reason"] == "expired" || fields["reason"] == "void":
 			outcome = "expired"
 		}
-		m.verifications.WithLabelValues(method, outcome).Inc()
+		return audit.CountVerification, []string{method, outcome}
 	case "code_send":
 		channel := oneOf(fields["method"], "email", "sms")
 		switch result {
 		case "success":
-			m.codesSent.WithLabelValues(channel, "sent").Inc()
+			return audit.CountSent, []string{channel, "sent"}
 		case "refused":
-			m.codesSent.WithLabelValues(channel, "limited").Inc()
+			return audit.CountSent, []string{channel, "limited"}
 		default:
-			m.codesSent.WithLabelValues(channel, oneOf(fields["error_class"],
-				"refused", "timeout", "auth", "rejected", "temporary", "throttled", "invalid_parameter")).Inc()
+			return audit.CountSent, []string{channel, oneOf(fields["error_class"],
+				"refused", "timeout", "auth", "rejected", "temporary", "throttled", "invalid_parameter")}
 		}
 	case "lockout":
-		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(result, "_locked"), "account", "address")).Inc()
+		return audit.CountLockout, []string{oneOf(strings.TrimSuffix(result, "_locked"), "account", "address")}
 	case "enrol_confirm":
 		if result == "success" {
-			m.enrolments.WithLabelValues(oneOf(fields["method"], "totp", "email", "sms")).Inc()
+			return audit.CountEnrolment, []string{oneOf(fields["method"], "totp", "email", "sms")}
 		}
 	case "method_removed":
 		if result == "success" {
-			m.removals.WithLabelValues(oneOf(fields["method"], "totp", "email", "sms")).Inc()
+			return audit.CountRemoval, []string{oneOf(fields["method"], "totp", "email", "sms")}
 		}
 	default:
 		// Actions only: reads (admin_member_viewed, ...) and refusals are
 		// in the audit log, not here.
 		if action, ok := strings.CutPrefix(event, "admin_"); ok && result == "success" && adminActions[action] {
-			m.adminActions.WithLabelValues(action).Inc()
+			return audit.CountAdminAction, []string{action}
 		}
 	}
+	return "", nil
 }
 
 // adminActions are the admin actions counted, by their audit event
@@ -135,17 +159,43 @@ func oneOf(v string, allowed ...string) string {
 	return "other"
 }
 
+// auditEvent is what counting reads of one audit event: its string
+// fields, and recovered_after when the event has it.
+type auditEvent struct {
+	event, result  string
+	fields         map[string]string
+	recoveredAfter int64 // seconds; -1 when absent
+}
+
+// readAuditEvent collects an audit entry's fields, the logger's and the
+// entry's.
+func readAuditEvent(lists ...[]zapcore.Field) auditEvent {
+	ev := auditEvent{fields: map[string]string{}, recoveredAfter: -1}
+	for _, list := range lists {
+		for _, f := range list {
+			switch {
+			case f.Type == zapcore.StringType:
+				ev.fields[f.Key] = f.String
+			case f.Key == "recovered_after" && f.Type == zapcore.Int64Type:
+				ev.recoveredAfter = f.Integer
+			}
+		}
+	}
+	ev.event, ev.result = ev.fields["event"], ev.fields["result"]
+	return ev
+}
+
 // countingCore is a zap core that counts the audit events it is given and
 // writes nothing: teed with the audit logger's own core.
 type countingCore struct {
-	m      *metrics
+	count  func(auditEvent)
 	fields []zapcore.Field
 }
 
 func (c *countingCore) Enabled(zapcore.Level) bool { return true }
 
 func (c *countingCore) With(fields []zapcore.Field) zapcore.Core {
-	return &countingCore{m: c.m, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
+	return &countingCore{count: c.count, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
 }
 
 func (c *countingCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -153,27 +203,22 @@ func (c *countingCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore
 }
 
 func (c *countingCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	values := map[string]string{}
-	for _, list := range [][]zapcore.Field{c.fields, fields} {
-		for _, f := range list {
-			if f.Type == zapcore.StringType {
-				values[f.Key] = f.String
-			}
-		}
-	}
-	c.m.observe(values["event"], values["result"], values)
+	c.count(readAuditEvent(c.fields, fields))
 	return nil
 }
 
 func (c *countingCore) Sync() error { return nil }
 
-// counted returns the audit logger that also counts its events in m.
-func counted(audit *zap.Logger, m *metrics) *zap.Logger {
-	if m == nil {
-		return audit
+// counted returns the audit logger that also gives each event, read once,
+// to every count function: the metrics' and the daily figures'.
+func counted(logger *zap.Logger, counts ...func(auditEvent)) *zap.Logger {
+	count := func(ev auditEvent) {
+		for _, c := range counts {
+			c(ev)
+		}
 	}
-	return audit.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
-		return zapcore.NewTee(core, &countingCore{m: m})
+	return logger.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
+		return zapcore.NewTee(core, &countingCore{count: count})
 	}))
 }
 

@@ -184,6 +184,12 @@ type App struct {
 	// How long the audit trail keeps a record, 1d to 3650d; older ones
 	// are trimmed hourly in the background. Default: 400d.
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// A summary emailed to admins once a week, for the whole site: member
+	// coverage, verifications and codes sent, non-delivery by channel,
+	// lockouts, resets and admins' actions, time to recover, resets
+	// pending approval, each beside the week before. Needs the email
+	// sender. Default: none (off).
+	WeeklyReport *WeeklyReport `json:"weekly_report,omitempty"`
 
 	logger  *zap.Logger
 	audit   *zap.Logger
@@ -224,6 +230,7 @@ type running struct {
 	// takes them as typed, for "Bob" may be a member of an exact site.
 	foldIDs, exactIDs atomic.Bool
 	seen              *seenRecorder // set before rt; nil if Start failed before
+	figures           atomic.Pointer[figures]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -246,10 +253,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	a.audit = counted(a.audit, m)
 	if a.trailW, err = newTrailWriter(ctx.GetMetricsRegistry(), a.logger); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	a.audit = counted(a.audit, m.observe, a.countFigures)
 	a.audit = audit.Tee(a.audit, a.trailW, clock.Now)
 	if a.AuditRetention == 0 {
 		a.AuditRetention = caddy.Duration(defaultAuditRetention)
@@ -314,6 +321,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.storeIdentity = id.Identity()
 	}
 	a.knownStores = defaultKnownStores()
+	if a.WeeklyReport != nil {
+		a.WeeklyReport.provision()
+	}
 
 	if a.email, err = a.loadSender(ctx, a.EmailRaw, "EmailRaw", notify.ChannelEmail); err != nil {
 		return fmt.Errorf("email: %w", err)
@@ -389,6 +399,11 @@ func (a *App) Validate() error {
 	if n := a.InstanceName; n != "" && (len(n) > audit.MaxInstanceLen || strings.ContainsAny(n, "\x00\n\r")) {
 		return fmt.Errorf("instance_name %q: must be at most %d bytes, without control characters", n, audit.MaxInstanceLen)
 	}
+	if a.WeeklyReport != nil {
+		if err := a.WeeklyReport.validate(a.email != nil); err != nil {
+			return err
+		}
+	}
 	for i, k := range a.secrets {
 		if len(k) < keyring.MinKeyLength {
 			return fmt.Errorf("keys[%d]: the key is %d bytes; at least %d are required (for example: openssl rand -base64 32)", i, len(k), keyring.MinKeyLength)
@@ -415,7 +430,12 @@ func (a *App) Start() error {
 	if err != nil {
 		return err
 	}
-	trail, err := a.startTrail(st, kr, clock.Now)
+	// The instance's name in the audit trail and the daily figures.
+	instance, err := a.instanceName()
+	if err != nil {
+		return err
+	}
+	trail, err := a.startTrail(st, kr, instance, clock.Now)
 	if err != nil {
 		return err
 	}
@@ -426,6 +446,18 @@ func (a *App) Start() error {
 	// write what is queued.
 	a.seen = newSeenRecorder()
 	a.bg.Go(func(ctx context.Context) { a.seen.run(ctx, engine) })
+	// The day's figures, written every few seconds and once more at Stop.
+	figs, err := newFigures(st, engine, a.logger, instance, time.Duration(a.AuditRetention))
+	if err != nil {
+		return err
+	}
+	a.figures.Store(figs)
+	var due []func(context.Context, time.Time)
+	if a.WeeklyReport.on() {
+		due = append(due, a.reporter(st, engine, instance).due)
+	}
+	stop := a.bg.watchCtx.Done()
+	a.bg.Go(func(ctx context.Context) { figs.run(ctx, stop, due...) })
 
 	checkCtx, cancel := context.WithTimeout(a.bg.watchCtx, keyCheckTimeout)
 	defer cancel()
@@ -451,6 +483,7 @@ func (a *App) Start() error {
 	}
 	a.bg.watch(func(ctx context.Context) { a.watchStore(ctx, engine) })
 	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Trail: trail})
+	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Figures: a.readFigures})
 	return nil
 }
 

@@ -44,8 +44,8 @@ func newTrailWriter(reg prometheus.Registerer, logger *zap.Logger) (*audit.Write
 	return audit.NewWriter(logger, dropped.Inc), nil
 }
 
-// instanceName is this instance's name in the trail: the app's
-// instance_name, else the host name.
+// instanceName is this instance's name in the trail and the daily
+// figures: the app's instance_name, else the host name.
 func (a *App) instanceName() (string, error) {
 	if a.InstanceName != "" {
 		return a.InstanceName, nil
@@ -58,12 +58,8 @@ func (a *App) instanceName() (string, error) {
 }
 
 // startTrail opens the trail on st and starts its writer and trimmer.
-func (a *App) startTrail(st store.Store, kr *keyring.Keyring, now func() time.Time) (*audit.Trail, error) {
-	name, err := a.instanceName()
-	if err != nil {
-		return nil, err
-	}
-	t, err := audit.New(st, kr.MACKeys("audit chain"), name, now)
+func (a *App) startTrail(st store.Store, kr *keyring.Keyring, instance string, now func() time.Time) (*audit.Trail, error) {
+	t, err := audit.New(st, kr.MACKeys("audit chain"), instance, now)
 	if err != nil {
 		return nil, err
 	}

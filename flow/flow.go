@@ -96,6 +96,10 @@ type Backend struct {
 	Jar    *session.Jar
 	// Trail is the durable audit trail, for the admin pages' queries.
 	Trail *audit.Trail
+	// Figures returns the site's figures of each UTC day from from's day
+	// to to's (at most audit.MaxFiguresRange days), with this instance's
+	// latest counts written first.
+	Figures func(ctx context.Context, from, to time.Time) ([]audit.Day, error)
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.

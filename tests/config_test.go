@@ -159,6 +159,12 @@ func TestBadConfigRefused(t *testing.T) {
 		{"role_header without from_identity", setup{policy: "identity header {http.auth.user.id} {\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: needs admin roles from the identity"},
 		{"role_header with the endpoint", setup{global: "admins {\n\t\t\tfrom_identity\n\t\t}", policy: "identity endpoint http://127.0.0.1:1/me {\n\t\tsession_cookie s\n\t\trole_header X-Role\n\t}\n\tprotect /x"}, "role_header: only for source header"},
 		{"role_header from the request", setup{global: "admins {\n\t\t\tfrom_identity\n\t\t}", policy: "identity header {http.auth.user.id} {\n\t\trole_header {http.request.header.X-Role}\n\t}\n\tprotect /x"}, "role_header \"{http.request.header.X-Role}\": the request's own values come from the client"},
+		{"weekly report without email", setup{global: "weekly_report {\n\t\t\tto security@example.com\n\t\t}"}, "weekly_report.to: the report is sent by email: configure the email sender"},
+		{"weekly report hour", setup{global: "weekly_report {\n\t\t\thour 24\n\t\t}"}, "weekly_report.hour 24: must be 0 to 23 (UTC)"},
+		{"weekly report threshold", setup{global: "weekly_report {\n\t\t\tnon_delivery_threshold 5\n\t\t}"}, "weekly_report.non_delivery_threshold 5: must be 0 to 1"},
+		{"audit retention too short", setup{global: "audit_retention 1h"}, "audit_retention 1h0m0s: must be between 1d and 3650d"},
+		{"audit retention too long", setup{global: "audit_retention 4000d"}, "audit_retention"},
+		{"instance name too long", setup{global: "instance_name " + strings.Repeat("x", 201)}, "instance_name"},
 		{"redis negative timeout", setup{global: "store redis {\n\t\t\taddress 127.0.0.1:1\n\t\t\ttimeout -1s\n\t\t}"}, "must be positive"},
 	} {
 		err := load(e.caddyfile(tc.setup))

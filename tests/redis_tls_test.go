@@ -14,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
-	"github.com/caddy-twofactor/twofactor/store"
 	storeredis "github.com/caddy-twofactor/twofactor/store/redis"
 )
 
@@ -283,14 +282,16 @@ func TestRedisACLLogs(t *testing.T) {
 	client := r.client("gateway", redisTLSPassword)
 	t.Cleanup(func() { client.Close() })
 	s := storeredis.New(client, "2fa:")
-	var appended []store.LogEntry
-	for _, v := range []string{"a", "b", "c"} {
-		e, err := s.LogAppend(ctx, "audit", []byte(v))
-		if err != nil {
-			t.Fatalf("LogAppend as the gateway user: %v", err)
-		}
-		appended = append(appended, e)
+	// One append alone (XADD) and a batch (MULTI, XADD, EXEC).
+	appended, err := s.LogAppend(ctx, "audit", []byte("a"))
+	if err != nil {
+		t.Fatalf("LogAppend as the gateway user: %v", err)
 	}
+	more, err := s.LogAppend(ctx, "audit", []byte("b"), []byte("c"))
+	if err != nil {
+		t.Fatalf("LogAppend of a batch as the gateway user: %v", err)
+	}
+	appended = append(appended, more...)
 	for _, newest := range []bool{false, true} {
 		got, err := s.LogRange(ctx, "audit", appended[0].ID, appended[2].ID, 10, newest)
 		if err != nil || len(got) != 2 {
@@ -316,7 +317,7 @@ func TestRedisACLLogs(t *testing.T) {
 	}
 	limited := r.client("nolog", "no-log-secret-0123456789")
 	t.Cleanup(func() { limited.Close() })
-	_, err := storeredis.New(limited, "2fa:").LogAppend(ctx, "audit", []byte("d"))
+	_, err = storeredis.New(limited, "2fa:").LogAppend(ctx, "audit", []byte("d"))
 	if err == nil || !strings.Contains(err.Error(), "+xadd, +xrange, +xrevrange and +xtrim") {
 		t.Fatalf("LogAppend without the stream rights = %v, want an error naming them", err)
 	}

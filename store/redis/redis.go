@@ -337,33 +337,47 @@ func logErr(err error) error {
 	return err
 }
 
-// LogAppend implements store.Store with XADD, in one MULTI/EXEC when
-// there are several: Redis numbers the entries by its own clock, never
-// below the stream's last ID.
+// logAppend appends each ARGV as an entry of the stream KEYS[1], in one
+// script so that a batch is all or nothing (and needs no MULTI in the ACL).
+var logAppend = redis.NewScript(`
+local ids = {}
+for i, v in ipairs(ARGV) do
+  ids[i] = redis.call('XADD', KEYS[1], '*', '` + logField + `', v)
+end
+return ids
+`)
+
+// LogAppend implements store.Store with XADD, in a script when there are
+// several: Redis numbers the entries by its own clock, never below the
+// stream's last ID.
 func (s *Store) LogAppend(ctx context.Context, log string, values ...[]byte) ([]store.LogEntry, error) {
 	if err := store.CheckLogAppend(log, values); err != nil {
 		return nil, err
 	}
-	ids := make([]*redis.StringCmd, len(values))
+	var ids []string
 	err := s.run(ctx, func(ctx context.Context) error {
-		add := func(p redis.Cmdable) {
-			for i, v := range values {
-				ids[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{logField, v}})
-			}
-		}
 		if len(values) == 1 {
-			add(s.client)
-			return ids[0].Err()
+			id, err := s.client.XAdd(ctx, &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{logField, values[0]}}).Result()
+			ids = []string{id}
+			return err
 		}
-		_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error { add(p); return nil })
+		args := make([]any, len(values))
+		for i, v := range values {
+			args[i] = v
+		}
+		var err error
+		ids, err = logAppend.Run(ctx, s.client, []string{s.logKey(log)}, args...).StringSlice()
 		return err
 	})
 	if err != nil {
 		return nil, logErr(err)
 	}
+	if len(ids) != len(values) {
+		return nil, unavailable(fmt.Errorf("log append: %d IDs for %d values", len(ids), len(values)))
+	}
 	es := make([]store.LogEntry, len(values))
 	for i, v := range values {
-		if es[i], err = logEntry(ids[i].Val(), append([]byte{}, v...)); err != nil {
+		if es[i], err = logEntry(ids[i], append([]byte{}, v...)); err != nil {
 			return nil, err
 		}
 	}
