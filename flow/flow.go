@@ -28,6 +28,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
@@ -93,6 +94,11 @@ func (p *Policy) Allows(method string) bool {
 type Backend struct {
 	Engine *challenge.Engine
 	Jar    *session.Jar
+	// Figures reads the site's figures for the admin overview: one Day a
+	// UTC day from from to to (both midnights UTC), with zero counts where
+	// there is no data and Seen and Enrolled -1 where no count was taken.
+	// nil: the overview has no figures to show.
+	Figures func(ctx context.Context, from, to time.Time) ([]audit.Day, error)
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.
@@ -239,6 +245,8 @@ type request struct {
 	// session is the session verified within the step-up window, on
 	// routes that require one.
 	session *session.Session
+	// backend is what the request was served with.
+	backend *Backend
 }
 
 // required reports whether enrolment can be put off for where the member

@@ -57,6 +57,8 @@ type Chart struct {
 	// series then one per extra column; NaN shows "–".
 	Totals     []float64
 	TotalLabel string
+	// TotalCells, when given, replace the totals' text, as Cells do.
+	TotalCells []string
 	// LabelHead heads the table's label column ("Day").
 	LabelHead string
 	// Summary is the <details>' summary ("Figures as a table").
@@ -87,7 +89,7 @@ const (
 	fontSize                   = 11.0
 	yTicks                     = 4 // about this many steps up the value axis
 	pointsShownMax             = 45
-	minBarGap, barShare        = 0.5, 0.72
+	barShare                   = 0.72 // of a label's band, the rest a gap
 	labelGap, charWidth, cjkEm = 6.0, 0.58, 1.0
 )
 
@@ -323,7 +325,7 @@ func (c *Chart) bars(b *strings.Builder, ax axis) {
 	axisTop := ax.top
 	n := len(c.Labels)
 	band := plotW / float64(n)
-	w := math.Max(band-minBarGap, band*barShare)
+	w := band * barShare
 	if band < 3 {
 		w = band // too narrow for a gap: the bars touch
 	}
@@ -402,7 +404,10 @@ func (c *Chart) table(b *strings.Builder) {
 				t = c.Totals[k]
 			}
 			text := "–"
-			if !math.IsNaN(t) {
+			switch {
+			case k < len(c.TotalCells) && c.TotalCells[k] != "":
+				text = c.TotalCells[k]
+			case !math.IsNaN(t):
 				text = c.Value(t)
 			}
 			b.WriteString(`<td>` + esc(text) + `</td>`)
