@@ -62,8 +62,8 @@ func (f *Flow) adminOverviewPage(p *request) error {
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
 		o.Days = append(o.Days, d)
 	}
-	if figures := p.backend.Figures; figures != nil {
-		list, err := figures(ctx, from, to)
+	if p.backend != nil && p.backend.Figures != nil {
+		list, err := p.backend.Figures(ctx, from, to)
 		if err != nil {
 			// The rest of the page still helps: say the figures are
 			// missing rather than fail the page.

@@ -163,14 +163,6 @@ func (p *Page) seriesBy(by map[string][]float64, keys []string, prefix string) (
 	return series, totals
 }
 
-// OverviewTotal is the range's total of one series of the overview:
-// "verified", "failed" or "lockouts" by key (a method, a scope).
-func (p *Page) OverviewTotal(name, key string) string {
-	o := p.overview()
-	by := map[string]map[string][]float64{"verified": o.Verified, "failed": o.Failed, "lockouts": o.Lockouts}[name]
-	return p.whole(sum(by[key]))
-}
-
 // OverviewSum is the range's total over every key of a series, as a
 // number for the template to compare.
 func (p *Page) OverviewSum(name string) int64 {

@@ -2,8 +2,8 @@
 // choice and set-up of second factors (authenticator app, email, SMS), the
 // list of a member's methods, new recovery codes and the step that asks
 // for them after one was used, the set-up reminder, sign-out, plain
-// messages, and the admin pages (the member list, a member's page,
-// reconcile).
+// messages, and the admin pages (the overview with its charts, drawn by
+// pages/chart; the member list, a member's page, reconcile, approvals).
 //
 // The pages are server-rendered HTML that work fully without JavaScript,
 // styled by one embedded stylesheet, in Japanese or English. Two small

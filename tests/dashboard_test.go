@@ -239,6 +239,10 @@ func TestBrowserDashboard(t *testing.T) {
 			if strings.Join(cells, "|") != strings.Join(wantCells, "|") {
 				c.fatalf("%s: coverage rows %q, want %q", where, cells, wantCells)
 			}
+			// Open, the wide tables scroll in their box; the page does not.
+			if n := evalJS[int](c, "the overflow", `document.documentElement.scrollWidth - window.innerWidth`); n > 0 {
+				c.fatalf("%s: with the tables open, the page is %dpx wider than the screen", where, n)
+			}
 		}
 	}
 
