@@ -163,7 +163,12 @@ func (f *Flow) adminBack(p *request, rt *route) string {
 	if rt.path == "admin/reconcile" {
 		return f.cfg.Prefix + "admin/reconcile"
 	}
-	return f.cfg.Prefix + "admin/"
+	return f.membersURL()
+}
+
+// membersURL is the member list's address.
+func (f *Flow) membersURL() string {
+	return f.cfg.Prefix + "admin/members"
 }
 
 func (f *Flow) memberURL(id string) string {

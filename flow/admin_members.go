@@ -15,8 +15,8 @@ import (
 	"github.com/caddy-twofactor/twofactor/pages"
 )
 
-// The admin pages: the member list with its counts, search, filters and
-// paging; one member's page with its actions. Every route here has an
+// The admin pages: the member list (admin/members) with its counts,
+// search, filters and paging; one member's page with its actions. Every route here has an
 // admin role guard and the admin step-up (routes.go).
 
 // adminPageSize is a page of the member list.
@@ -125,7 +125,7 @@ func (f *Flow) showMembers(p *request, status int) error {
 				next.Set(k, v)
 			}
 		}
-		a.Next = f.cfg.Prefix + "admin/?" + next.Encode()
+		a.Next = f.membersURL() + "?" + next.Encode()
 	}
 	if after == "" {
 		c, err := p.e.CountMembers(ctx)
@@ -153,7 +153,7 @@ func (f *Flow) showMembers(p *request, status int) error {
 func (f *Flow) adminEngineError(p *request, stage string, err error) error {
 	var in *challenge.InputError
 	if errors.As(err, &in) {
-		return f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{in.Field}, f.cfg.Prefix+"admin/")
+		return f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{in.Field}, f.membersURL())
 	}
 	return f.unavailable(p, stage, err)
 }
@@ -166,13 +166,13 @@ func (f *Flow) adminMemberPage(p *request) error {
 func (f *Flow) showMember(p *request, id string, status int) error {
 	a := f.adminPage(p)
 	if id == "" || !utf8.ValidString(id) || len(id) > 1024 {
-		return f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{"id"}, f.cfg.Prefix+"admin/")
+		return f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{"id"}, f.membersURL())
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	d, err := p.e.Member(ctx, id)
 	if errors.Is(err, challenge.ErrNoMember) {
-		return f.message(p.w, p.r, http.StatusNotFound, "title_not_found", "admin_no_member", nil, f.cfg.Prefix+"admin/")
+		return f.message(p.w, p.r, http.StatusNotFound, "title_not_found", "admin_no_member", nil, f.membersURL())
 	}
 	if err != nil {
 		return f.adminEngineError(p, "member", err)
@@ -242,7 +242,7 @@ func (f *Flow) memberActionInput(p *request) (member, reason string, done bool, 
 	member = f.memberID(p.r.PostForm.Get("member"))
 	reason = strings.TrimSpace(p.r.PostForm.Get("reason"))
 	if member == "" {
-		return "", "", true, f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{"member"}, f.cfg.Prefix+"admin/")
+		return "", "", true, f.message(p.w, p.r, http.StatusBadRequest, "error_title", "admin_bad_field", []any{"member"}, f.membersURL())
 	}
 	if msg := reasonProblem(reason); msg != "" {
 		p.page.Error = msg
@@ -394,7 +394,7 @@ func (f *Flow) adminUnlockAddress(p *request) error {
 		case err != nil:
 			return f.adminEngineError(p, "unlock address", err)
 		default:
-			return seeOther(p, f.cfg.Prefix+"admin/?unlocked=address")
+			return seeOther(p, f.membersURL()+"?unlocked=address")
 		}
 	}
 	p.page.Error = msg

@@ -96,9 +96,11 @@ type Backend struct {
 	Jar    *session.Jar
 	// Trail is the durable audit trail, for the admin pages' queries.
 	Trail *audit.Trail
-	// Figures returns the site's figures of each UTC day from from's day
-	// to to's (at most audit.MaxFiguresRange days), with this instance's
-	// latest counts written first.
+	// Figures reads the site's figures for the admin overview: one Day a
+	// UTC day from from's day to to's (at most audit.MaxFiguresRange
+	// days), with zero counts where there is no data and Seen and
+	// Enrolled -1 where no count was taken, this instance's latest counts
+	// written first. nil: the overview has no figures to show.
 	Figures func(ctx context.Context, from, to time.Time) ([]audit.Day, error)
 }
 
@@ -246,6 +248,8 @@ type request struct {
 	// session is the session verified within the step-up window, on
 	// routes that require one.
 	session *session.Session
+	// backend is what the request was served with.
+	backend *Backend
 }
 
 // required reports whether enrolment can be put off for where the member

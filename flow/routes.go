@@ -126,7 +126,8 @@ var routes = []route{
 	{"GET", "logout", signedIn, (*Flow).logoutPage},
 	{"POST", "logout", signedIn | csrfToken, (*Flow).logout},
 
-	{"GET", "admin/", signedIn | adminView | adminStepUp, (*Flow).adminMembersPage},
+	{"GET", "admin/", signedIn | adminView | adminStepUp, (*Flow).adminOverviewPage},
+	{"GET", "admin/members", signedIn | adminView | adminStepUp, (*Flow).adminMembersPage},
 	{"POST", "admin/unlock-address", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminUnlockAddress},
 	{"GET", "admin/member", signedIn | adminView | adminStepUp, (*Flow).adminMemberPage},
 	{"POST", "admin/member/unlock", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminUnlock},
@@ -227,7 +228,7 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if name == "admin" && method == http.MethodGet {
 		// The admin pages' address as typed, without the slash: the
-		// list. Its guards apply there.
+		// overview. Its guards apply there.
 		target := f.cfg.Prefix + "admin/"
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
@@ -255,7 +256,7 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 	if b == nil {
 		return f.Unavailable(w, r, "store", ErrNotReady)
 	}
-	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar}
+	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar, backend: b}
 	if done, err := f.guard(p, rt); done {
 		return err
 	}

@@ -2,8 +2,8 @@
 // choice and set-up of second factors (authenticator app, email, SMS), the
 // list of a member's methods, new recovery codes and the step that asks
 // for them after one was used, the set-up reminder, sign-out, plain
-// messages, and the admin pages (the member list, a member's page,
-// reconcile).
+// messages, and the admin pages (the overview with its charts, drawn by
+// pages/chart; the member list, a member's page, reconcile, approvals).
 //
 // The pages are server-rendered HTML that work fully without JavaScript,
 // styled by one embedded stylesheet, in Japanese or English. Two small
@@ -37,6 +37,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/audit"
 )
 
 //go:embed templates/*.html
@@ -121,9 +124,10 @@ type ActivityItem struct {
 	Count    int    // how many times in a row, when more than once
 }
 
-// AdminPage is what the admin pages show: the member list
-// (admin_members), one member (admin_member) and a reconciliation
-// (admin_reconcile).
+// AdminPage is what the admin pages show: the overview (admin_overview),
+// the member list (admin_members), one member (admin_member), a
+// reconciliation (admin_reconcile) and the resets waiting for approval
+// (admin_approvals).
 type AdminPage struct {
 	Actor  string // the admin's member ID
 	Role   string // "viewer", "support" or "approver"
@@ -149,6 +153,9 @@ type AdminPage struct {
 	// admin_reconcile
 	Reconciled *AdminReconciled // the result; nil before the upload
 	MaxIDs     int              // how many IDs one reconciliation takes
+
+	// admin_overview
+	Overview *AdminOverview
 }
 
 // AdminCounts are the member list's counts.
@@ -234,7 +241,7 @@ func (p *Page) T(key string, args ...any) string {
 var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
 	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
-	"admin_members", "admin_member", "admin_reconcile", "admin_approvals",
+	"admin_overview", "admin_members", "admin_member", "admin_reconcile", "admin_approvals",
 }
 
 // Files shared by every page.
@@ -386,7 +393,9 @@ func samplePage() *Page {
 		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "recovery_replaced",
 		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
 		Admin: &AdminPage{
-			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/?after=a",
+			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/members?after=a",
+			Overview: &AdminOverview{Range: 30, Ranges: []int{7, 30}, Days: []time.Time{time.Unix(0, 0)}, Seen: 1, Enrolled: 1,
+				Coverage: []float64{100}, Latest: []audit.Entry{{ID: "1", Record: audit.Record{Event: "verify"}}}},
 			Members: []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
 			Member: &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}},
 				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true}},
@@ -401,7 +410,7 @@ func samplePage() *Page {
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
 // "recovery_renew", "remind", "logout", "message", "admin_members",
-// "admin_member", "admin_reconcile", "admin_approvals") with the security
+// "admin_member", "admin_reconcile", "admin_approvals", "admin_overview") with the security
 // headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.
@@ -435,6 +444,9 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 			}
 			if a.Member == nil {
 				a.Member = &AdminMemberDetail{}
+			}
+			if a.Overview == nil {
+				a.Overview = &AdminOverview{}
 			}
 			page.Admin = &a
 		}

@@ -105,7 +105,8 @@ func adminPage() *AdminPage {
 			{ID: "alice", Methods: []string{"totp", "sms"}, LastSeen: "2026-11-20", Locked: true},
 			{ID: "bob"},
 		},
-		Next: "/.2fa/admin/?after=bob&filter=locked",
+		Next:     "/.2fa/admin/members?after=bob&filter=locked",
+		Overview: overviewFixture(),
 		Member: &AdminMemberDetail{
 			ID: "alice", Enrolled: true, HasRecord: true, Methods: options(), HasRecovery: true, RecoveryLeft: 3,
 			Devices:   []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00"}},
@@ -161,6 +162,7 @@ var variants = []struct {
 		p.Notice, p.NoticeArgs = "", nil
 	}},
 	{"no error", func(p *Page) { p.Error, p.ErrorArgs = "", nil; p.Region, p.Regions = "", "" }},
+	{"figures unavailable", func(p *Page) { p.Admin.Overview.Unavailable = true; p.Admin.Overview.Latest = nil }},
 	{"no destinations", func(p *Page) {
 		for i := range p.Methods {
 			p.Methods[i].SentTo = ""

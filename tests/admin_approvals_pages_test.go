@@ -146,8 +146,10 @@ func TestApprovalPagesFourEyes(t *testing.T) {
 		strings.Contains(r.body, `method="post"`) {
 		t.Fatalf("the approvals page for a viewer: %d\n%s", r.status, r.body)
 	}
-	if r := viewer.get("/.2fa/admin/"); !strings.Contains(r.body, `<a href="/.2fa/admin/approvals"><span class="count">1</span> resets waiting for approval</a>`) {
-		t.Fatalf("the member list's count of pending resets:\n%s", r.body)
+	for _, page := range []string{"/.2fa/admin/members", "/.2fa/admin/"} {
+		if r := viewer.get(page); !strings.Contains(r.body, `<a href="/.2fa/admin/approvals"><span class="count">1</span> resets waiting for approval</a>`) {
+			t.Fatalf("the count of pending resets on %s:\n%s", page, r.body)
+		}
 	}
 
 	// An approver's own request: they cannot approve it; the member
@@ -312,7 +314,9 @@ func TestApprovalPagesCSRF(t *testing.T) {
 	}
 }
 
-// The admin pages' address without its slash leads to the list.
+// The admin pages' address without its slash leads to the overview, and
+// with the member list's parameters (a bookmark from when the list was
+// there) on to the list.
 func TestAdminWithoutSlash(t *testing.T) {
 	e := start(t, approvalPagesSetup(t))
 	admin, _ := asMember(e, "admin")
@@ -320,8 +324,14 @@ func TestAdminWithoutSlash(t *testing.T) {
 	if r.status != http.StatusMovedPermanently || r.location() != "/.2fa/admin/?filter=locked" {
 		t.Fatalf("/.2fa/admin: %d %q", r.status, r.location())
 	}
-	if r := admin.get(r.location()); r.status != http.StatusOK {
-		t.Fatalf("after the redirect: %d", r.status)
+	if r = admin.get(r.location()); r.status != http.StatusMovedPermanently || r.location() != "/.2fa/admin/members?filter=locked" {
+		t.Fatalf("the old list address: %d %q", r.status, r.location())
+	}
+	if r := admin.get(r.location()); r.status != http.StatusOK || !strings.Contains(r.body, "<h1>Members</h1>") {
+		t.Fatalf("after the redirects: %d", r.status)
+	}
+	if r := admin.get("/.2fa/admin"); r.status != http.StatusMovedPermanently || r.location() != "/.2fa/admin/" {
+		t.Fatalf("/.2fa/admin without a query: %d %q", r.status, r.location())
 	}
 }
 

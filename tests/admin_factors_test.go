@@ -91,7 +91,7 @@ func TestAdminReadsAudited(t *testing.T) {
 	if r := admin.get("/.2fa/admin/member?id=bob"); r.status != http.StatusOK {
 		t.Fatalf("member page: %d", r.status)
 	}
-	if r := admin.get("/.2fa/admin/?q=" + url.QueryEscape("bob@example.com")); r.status != http.StatusOK {
+	if r := admin.get("/.2fa/admin/members?q=" + url.QueryEscape("bob@example.com")); r.status != http.StatusOK {
 		t.Fatalf("search: %d", r.status)
 	}
 	tok := admin.csrf("/.2fa/admin/reconcile")

@@ -81,7 +81,7 @@ func TestAdminPagesRefuseMembersWhoAreNoAdmin(t *testing.T) {
 func TestAdminPagesViewerCannotAct(t *testing.T) {
 	e := start(t, adminPagesSetup(t))
 	viewer, _ := enrolled(e, "alice")
-	if r := viewer.get("/.2fa/admin/"); r.status != http.StatusOK || strings.Contains(r.body, "admin/member/reset") {
+	if r := viewer.get("/.2fa/admin/members"); r.status != http.StatusOK || strings.Contains(r.body, "admin/member/reset") {
 		t.Fatalf("the list for a viewer: %d", r.status)
 	}
 	if r := viewer.get("/.2fa/admin/member?id=alice"); r.status != http.StatusOK || strings.Contains(r.body, `action="/.2fa/admin/member/`) {
@@ -110,7 +110,7 @@ func TestAdminPagesViewerCannotAct(t *testing.T) {
 func TestAdminPagesCSRF(t *testing.T) {
 	e := start(t, adminPagesSetup(t))
 	admin, _ := enrolled(e, "admin")
-	good := admin.csrf("/.2fa/admin/")
+	good := admin.csrf("/.2fa/admin/members")
 	other, _ := enrolled(e, "bob")
 	foreign := other.csrf("/.2fa/methods")
 	for _, rt := range flow.AdminRoutes() {
@@ -240,7 +240,7 @@ func TestAdminPagesUnlock(t *testing.T) {
 	if r := admin.get("/.2fa/admin/member?id=alice"); r.status != http.StatusOK || !strings.Contains(r.body, "Locked") {
 		t.Fatalf("the member page does not show the lockout: %d\n%s", r.status, r.body)
 	}
-	if r := admin.get("/.2fa/admin/?filter=locked"); r.status != http.StatusOK || !strings.Contains(r.body, `class="badge locked"`) {
+	if r := admin.get("/.2fa/admin/members?filter=locked"); r.status != http.StatusOK || !strings.Contains(r.body, `class="badge locked"`) {
 		t.Fatalf("the list does not mark the lockout: %d", r.status)
 	}
 
@@ -274,7 +274,7 @@ func TestAdminPagesUnlock(t *testing.T) {
 func TestAdminPagesUnlockAddress(t *testing.T) {
 	e := start(t, adminPagesSetup(t))
 	admin, _ := enrolled(e, "admin")
-	tok := admin.csrf("/.2fa/admin/")
+	tok := admin.csrf("/.2fa/admin/members")
 	for what, form := range map[string]url.Values{
 		"no reason":  {"address": {"192.0.2.9"}, "reason": {""}},
 		"no address": {"address": {""}, "reason": {"x"}},
@@ -362,7 +362,7 @@ func TestAdminPagesMemberList(t *testing.T) {
 	bob.login("bob")
 	bob.get("/members/") // seen, not enrolled
 
-	r := admin.get("/.2fa/admin/")
+	r := admin.get("/.2fa/admin/members")
 	if r.status != http.StatusOK {
 		t.Fatalf("list: %d", r.status)
 	}
@@ -372,24 +372,24 @@ func TestAdminPagesMemberList(t *testing.T) {
 			t.Errorf("the list lacks %s", want)
 		}
 	}
-	r = admin.get("/.2fa/admin/?filter=not_enrolled")
+	r = admin.get("/.2fa/admin/members?filter=not_enrolled")
 	if !strings.Contains(r.body, "id=bob") || strings.Contains(r.body, "id=alice") {
 		t.Errorf("not enrolled filter:\n%s", r.body)
 	}
 	for _, q := range []string{"filter=everyone", "order=name", "filter=TOTP"} {
 		field := strings.SplitN(q, "=", 2)[0]
-		r := admin.get("/.2fa/admin/?" + q)
+		r := admin.get("/.2fa/admin/members?" + q)
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Check the "+field+" field") {
 			t.Errorf("?%s: %d, want 400 naming %s", q, r.status, field)
 		}
 	}
-	r = admin.get("/.2fa/admin/?q=" + strings.Repeat("x", 300))
+	r = admin.get("/.2fa/admin/members?q=" + strings.Repeat("x", 300))
 	if r.status != http.StatusBadRequest {
 		t.Errorf("an over-long search: %d", r.status)
 	}
 	// ja too.
 	admin.lang = "ja"
-	if r := admin.get("/.2fa/admin/"); !strings.Contains(r.body, "会員一覧") || !strings.Contains(r.body, `lang="ja"`) {
+	if r := admin.get("/.2fa/admin/members"); !strings.Contains(r.body, "<h1>会員一覧</h1>") || !strings.Contains(r.body, `lang="ja"`) {
 		t.Errorf("the list in ja:\n%s", r.body)
 	}
 }

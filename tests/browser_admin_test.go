@@ -130,7 +130,7 @@ func TestBrowserAdminPages(t *testing.T) {
 			c.setViewport(v)
 			where := fmt.Sprintf("%s-%s", lang, v.name)
 
-			r := c.open("/.2fa/admin/")
+			r := c.open("/.2fa/admin/members")
 			if r.status != 200 {
 				c.fatalf("%s: the list: %s (%d)", where, r.url, r.status)
 			}
@@ -146,7 +146,7 @@ func TestBrowserAdminPages(t *testing.T) {
 
 			// Search: a GET form, so the result has its own address.
 			c.typeInto("#q", "ali")
-			if r := c.submit(`form.search button[type=submit]`); r.status != 200 || r.query.Get("q") != "ali" {
+			if r := c.submit(`form.search button[type=submit]`); r.status != 200 || r.path != "/.2fa/admin/members" || r.query.Get("q") != "ali" {
 				c.fatalf("%s: search: %s (%d)", where, r.url, r.status)
 			}
 

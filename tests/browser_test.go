@@ -21,6 +21,7 @@ import (
 
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
@@ -132,6 +133,7 @@ type chrome struct {
 
 	mu         sync.Mutex
 	violations []string // CSP violations the browser reported
+	errors     []string // errors in the console, and uncaught exceptions
 }
 
 // chromium starts a browser for the test and closes it when the test ends.
@@ -174,19 +176,45 @@ func (e *env) chromium(t *testing.T) *chrome {
 // not report them, so the browser log is where they show): a page the CSP
 // breaks still loads, only half-styled or without its scripts.
 func (c *chrome) listen(ev any) {
-	if ev, ok := ev.(*log.EventEntryAdded); ok && strings.Contains(ev.Entry.Text, "Content Security Policy") {
-		c.mu.Lock()
-		c.violations = append(c.violations, ev.Entry.Text)
-		c.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch ev := ev.(type) {
+	case *log.EventEntryAdded:
+		if strings.Contains(ev.Entry.Text, "Content Security Policy") {
+			c.violations = append(c.violations, ev.Entry.Text)
+		}
+		// The browser asks for /favicon.ico, which the test site lacks.
+		if ev.Entry.Level == log.EntryLevelError && !strings.HasSuffix(ev.Entry.URL, "/favicon.ico") {
+			c.errors = append(c.errors, ev.Entry.Text+" "+ev.Entry.URL)
+		}
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type == runtime.ConsoleAPICalledTypeError {
+			c.errors = append(c.errors, "console.error")
+		}
+	case *runtime.EventExceptionThrown:
+		c.errors = append(c.errors, ev.ExceptionDetails.Text)
 	}
+}
+
+// checkNoConsoleErrors fails the test for every error the pages logged
+// or threw.
+func (c *chrome) checkNoConsoleErrors() {
+	c.t.Helper()
+	c.checkNone("an error", &c.errors)
 }
 
 func (c *chrome) checkNoCSPViolations() {
 	c.t.Helper()
+	c.checkNone("a CSP violation", &c.violations)
+}
+
+// checkNone fails the test for every entry of what the browser reported.
+func (c *chrome) checkNone(what string, reported *[]string) {
+	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, v := range c.violations {
-		c.t.Errorf("the browser reported a CSP violation: %s", v)
+	for _, v := range *reported {
+		c.t.Errorf("the browser reported %s: %s", what, v)
 	}
 }
 

@@ -130,7 +130,7 @@ func TestIDCaseFoldOnTheAdminPages(t *testing.T) {
 	if r := boss.get("/.2fa/admin/member?id=ALICE"); r.status != http.StatusOK || !strings.Contains(r.body, "<h1>Member alice</h1>") {
 		t.Fatalf("member page of ALICE under fold: %d", r.status)
 	}
-	if r := boss.get("/.2fa/admin/?q=AL"); r.status != http.StatusOK || !strings.Contains(r.body, "admin/member?id=alice") {
+	if r := boss.get("/.2fa/admin/members?q=AL"); r.status != http.StatusOK || !strings.Contains(r.body, "admin/member?id=alice") {
 		t.Fatalf("ID search AL under fold: %d", r.status)
 	}
 	tok := boss.csrf("/.2fa/admin/reconcile")

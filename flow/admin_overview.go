@@ -1,0 +1,211 @@
+package flow
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/pages"
+)
+
+// The admin pages' overview (admin/): the site's figures over the last 7,
+// 30 or 90 UTC days, drawn by the page, and what waits for an admin. It
+// shows no member's data, so opening it is not audited; it has the admin
+// guards of every admin page.
+
+// overviewRanges are the ranges offered, in days; the default is 30.
+var overviewRanges = []int{7, 30, 90}
+
+const defaultOverviewRange = 30
+
+// listParams are the member list's query parameters: the overview's
+// address once was the list's, so a bookmark with one goes to the list.
+var listParams = []string{"q", "filter", "order", "after", "unlocked"}
+
+func (f *Flow) adminOverviewPage(p *request) error {
+	q := p.r.URL.Query()
+	if slices.ContainsFunc(listParams, q.Has) {
+		p.w.Header().Set("Location", f.membersURL()+"?"+p.r.URL.RawQuery)
+		p.w.WriteHeader(http.StatusMovedPermanently)
+		return nil
+	}
+	a := f.adminPage(p)
+	o := &pages.AdminOverview{Ranges: overviewRanges, Approval: f.cfg.ResetApproval > 0,
+		Seen: -1, Enrolled: -1, Median: math.NaN(), P90: math.NaN()}
+	a.Overview = o
+	days, ok := overviewRange(q)
+	if !ok {
+		// Refused rather than clamped: a range nobody offered is a typo
+		// or a hand-made link, and figures for another range than the
+		// one asked for would mislead.
+		p.page.Error, p.page.ErrorArgs = "admin_bad_field", []any{"range"}
+		return f.render(p, http.StatusBadRequest, "admin_overview")
+	}
+	o.Range = days
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	pending, err := p.e.ResetRequests(ctx)
+	if err != nil {
+		return f.unavailable(p, "reset requests", err)
+	}
+	o.Pending = len(pending)
+
+	to := clock.Now().UTC().Truncate(24 * time.Hour)
+	from := to.AddDate(0, 0, 1-days)
+	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+		o.Days = append(o.Days, d)
+	}
+	if p.backend != nil && p.backend.Figures != nil {
+		list, err := p.backend.Figures(ctx, from, to)
+		if err != nil {
+			// The rest of the page still helps: say the figures are
+			// missing rather than fail the page.
+			f.logger.Error("reading the overview's figures", zap.Error(err))
+			o.Unavailable = true
+		} else {
+			fillOverview(o, list)
+		}
+	}
+	return f.render(p, http.StatusOK, "admin_overview")
+}
+
+// overviewRange reads the range parameter: one of overviewRanges, or the
+// default when absent.
+func overviewRange(q url.Values) (int, bool) {
+	if !q.Has("range") {
+		return defaultOverviewRange, true
+	}
+	n, err := strconv.Atoi(q.Get("range"))
+	if err != nil || !slices.Contains(overviewRanges, n) || len(q["range"]) > 1 {
+		return 0, false
+	}
+	return n, true
+}
+
+// fillOverview lays the days read out on the overview's days: a day the
+// reader did not return counts nothing and has no member counts.
+func fillOverview(o *pages.AdminOverview, list []audit.Day) {
+	byDay := make(map[time.Time]*audit.Day, len(list))
+	for i := range list {
+		byDay[list[i].Date.UTC().Truncate(24*time.Hour)] = &list[i]
+	}
+	o.Verified, o.Failed = map[string][]float64{}, map[string][]float64{}
+	o.Results = map[string]map[string]int64{}
+	o.SendFailed, o.SendAttempts = map[string][]float64{}, map[string][]float64{}
+	o.NotArrived = map[string]int64{}
+	o.Lockouts = map[string][]float64{}
+	o.Recovered = audit.Histogram{Bounds: audit.RecoveredBounds, Counts: make([]int64, len(audit.RecoveredBounds)+1)}
+	for _, date := range o.Days {
+		d := byDay[date]
+		if d == nil {
+			d = &audit.Day{Date: date, Seen: -1, Enrolled: -1}
+		}
+		o.Coverage = append(o.Coverage, coverage(d))
+		if d.Seen >= 0 && d.Enrolled >= 0 {
+			o.Seen, o.Enrolled = d.Seen, d.Enrolled
+		}
+		for _, m := range pages.OverviewMethods {
+			var ok, failed int64
+			for result, n := range d.Verifications[m] {
+				if o.Results[m] == nil {
+					o.Results[m] = map[string]int64{}
+				}
+				o.Results[m][result] += n
+				if result == "ok" {
+					ok += n
+				} else {
+					failed += n
+				}
+			}
+			o.Verified[m] = append(o.Verified[m], float64(ok))
+			o.Failed[m] = append(o.Failed[m], float64(failed))
+		}
+		for _, ch := range pages.OverviewChannels {
+			var failed, attempts int64
+			for result, n := range d.Sent[ch] {
+				switch result {
+				case "limited":
+					// Held back by a sending limit: never handed to the
+					// sender, so neither delivered nor lost.
+				case "sent":
+					attempts += n
+				default:
+					attempts += n
+					failed += n
+				}
+			}
+			o.SendFailed[ch] = append(o.SendFailed[ch], float64(failed))
+			o.SendAttempts[ch] = append(o.SendAttempts[ch], float64(attempts))
+			o.NotArrived[ch] += d.NotArrived[ch]
+		}
+		for _, s := range pages.OverviewScopes {
+			o.Lockouts[s] = append(o.Lockouts[s], float64(d.Lockouts[s]))
+		}
+		addHistogram(&o.Recovered, d.Recovered)
+	}
+	o.Median, o.P90 = quantile(o.Recovered, 0.5), quantile(o.Recovered, 0.9)
+}
+
+// coverage is a day's enrolled members among those seen, in percent; NaN
+// without counts.
+func coverage(d *audit.Day) float64 {
+	if d.Seen <= 0 || d.Enrolled < 0 {
+		return math.NaN()
+	}
+	return math.Min(100, float64(d.Enrolled)/float64(d.Seen)*100)
+}
+
+// addHistogram adds h to sum when their buckets are the same; a day
+// counted with other bounds (a future change of them) is left out rather
+// than put in the wrong buckets.
+func addHistogram(sum *audit.Histogram, h audit.Histogram) {
+	if h.Count == 0 || !slices.Equal(h.Bounds, sum.Bounds) || len(h.Counts) != len(sum.Counts) {
+		return
+	}
+	for i, n := range h.Counts {
+		sum.Counts[i] += n
+	}
+	sum.Sum += h.Sum
+	sum.Count += h.Count
+}
+
+// quantile estimates the q-quantile of h, reading Counts[i] as the
+// observations in (Bounds[i-1], Bounds[i]] and the last count as those
+// above every bound, and interpolating linearly within a bucket, as
+// Prometheus's histogram_quantile does. NaN without observations; +Inf
+// when it falls above the last bound.
+func quantile(h audit.Histogram, q float64) float64 {
+	var total int64
+	for _, n := range h.Counts {
+		total += n
+	}
+	if total == 0 {
+		return math.NaN()
+	}
+	rank := q * float64(total)
+	var below float64
+	for i, n := range h.Counts {
+		if n == 0 {
+			continue
+		}
+		if below+float64(n) >= rank {
+			if i >= len(h.Bounds) {
+				return math.Inf(1)
+			}
+			lo := 0.0
+			if i > 0 {
+				lo = h.Bounds[i-1]
+			}
+			return lo + (h.Bounds[i]-lo)*(rank-below)/float64(n)
+		}
+		below += float64(n)
+	}
+	return math.Inf(1)
+}

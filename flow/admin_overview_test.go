@@ -1,0 +1,92 @@
+package flow
+
+import (
+	"math"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/pages"
+)
+
+func TestOverviewRange(t *testing.T) {
+	for query, want := range map[string]int{"": 30, "range=7": 7, "range=30": 30, "range=90": 90} {
+		q, _ := url.ParseQuery(query)
+		if got, ok := overviewRange(q); !ok || got != want {
+			t.Errorf("%q: %d %v, want %d", query, got, ok, want)
+		}
+	}
+	for _, query := range []string{"range=", "range=0", "range=-7", "range=31", "range=365", "range=7d", "range=%E4%B8%83", "range=7&range=30", "range=1e1"} {
+		q, _ := url.ParseQuery(query)
+		if got, ok := overviewRange(q); ok {
+			t.Errorf("%q accepted as %d", query, got)
+		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	b := audit.RecoveredBounds // 60, 300, 900, ...
+	h := func(counts ...int64) audit.Histogram {
+		c := make([]int64, len(b)+1)
+		copy(c, counts)
+		return audit.Histogram{Bounds: b, Counts: c}
+	}
+	for _, c := range []struct {
+		h    audit.Histogram
+		q    float64
+		want float64
+	}{
+		{h(), 0.5, math.NaN()},
+		{h(2), 0.5, 30},                 // half of the first bucket: half of a minute
+		{h(0, 4), 0.5, 60 + 240*0.5},    // the middle of (60, 300]
+		{h(1, 1, 2), 0.5, 300},          // the median is the top of the second bucket
+		{h(1, 1, 2), 0.9, 300 + 600*.8}, // rank 3.6: 1.6 of the 2 in (300, 900]
+		{h(0, 0, 0, 0, 0, 0, 0, 0, 3), 0.5, math.Inf(1)},
+		{h(9, 0, 0, 0, 0, 0, 0, 0, 1), 0.9, 60},
+		{h(9, 0, 0, 0, 0, 0, 0, 0, 2), 0.9, math.Inf(1)},
+	} {
+		got := quantile(c.h, c.q)
+		if !(got == c.want || math.IsNaN(got) && math.IsNaN(c.want)) && math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("quantile(%v, %v) = %v, want %v", c.h.Counts, c.q, got, c.want)
+		}
+	}
+}
+
+func TestFillOverview(t *testing.T) {
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	o := &pages.AdminOverview{Days: []time.Time{day, day.AddDate(0, 0, 1), day.AddDate(0, 0, 2)}}
+	rec := audit.Histogram{Bounds: audit.RecoveredBounds, Counts: make([]int64, len(audit.RecoveredBounds)+1), Count: 2}
+	rec.Counts[1] = 2
+	other := audit.Histogram{Bounds: []float64{1}, Counts: []int64{5, 5}, Count: 10}
+	fillOverview(o, []audit.Day{
+		{Date: day, Seen: 10, Enrolled: 4, Verifications: map[string]map[string]int64{"totp": {"ok": 5, "wrong": 2, "replay": 1}},
+			Sent:     map[string]map[string]int64{"email": {"sent": 8, "limited": 5, "timeout": 2}, "sms": {"limited": 3}},
+			Lockouts: map[string]int64{"address": 1}, Recovered: rec, NotArrived: map[string]int64{"sms": 1}},
+		// The second day is missing: no counts, no members.
+		{Date: day.AddDate(0, 0, 2).Add(3 * time.Hour), Seen: -1, Enrolled: -1, Recovered: other,
+			Verifications: map[string]map[string]int64{"email": {"ok": 1}}},
+		// A day outside the range is ignored.
+		{Date: day.AddDate(0, 0, 5), Seen: 20, Enrolled: 20},
+	})
+	if o.Coverage[0] != 40 || !math.IsNaN(o.Coverage[1]) || !math.IsNaN(o.Coverage[2]) || o.Seen != 10 || o.Enrolled != 4 {
+		t.Errorf("coverage %v, seen %d, enrolled %d", o.Coverage, o.Seen, o.Enrolled)
+	}
+	if got := o.Verified["totp"]; got[0] != 5 || got[1] != 0 || o.Failed["totp"][0] != 3 || o.Verified["email"][2] != 1 {
+		t.Errorf("verified %v, failed %v", o.Verified, o.Failed)
+	}
+	if o.Results["totp"]["replay"] != 1 || o.Results["totp"]["ok"] != 5 {
+		t.Errorf("results %v", o.Results)
+	}
+	// Limited sends were never handed to the sender: 2 failed of 10.
+	if o.SendFailed["email"][0] != 2 || o.SendAttempts["email"][0] != 10 || o.SendAttempts["sms"][0] != 0 || o.NotArrived["sms"] != 1 {
+		t.Errorf("sends: failed %v, attempts %v, not arrived %v", o.SendFailed, o.SendAttempts, o.NotArrived)
+	}
+	if o.Lockouts["address"][0] != 1 || o.Lockouts["account"][0] != 0 || len(o.Lockouts["account"]) != 3 {
+		t.Errorf("lockouts %v", o.Lockouts)
+	}
+	// Other bounds are left out rather than mixed in.
+	if o.Recovered.Count != 2 || o.Recovered.Counts[1] != 2 || o.Median != 180 {
+		t.Errorf("recovered %+v, median %v", o.Recovered, o.Median)
+	}
+}
