@@ -96,6 +96,10 @@ type Backend struct {
 	Jar    *session.Jar
 	// Trail is the durable audit trail, for the admin pages' queries.
 	Trail *audit.Trail
+	// SyncTrail waits until the audit records queued before it are in
+	// the trail (or ctx ends), so a page reading the trail shows the
+	// events that led to it; nil when records are appended at once.
+	SyncTrail func(context.Context)
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.
@@ -233,6 +237,7 @@ type request struct {
 	r      *http.Request
 	e      *challenge.Engine
 	jar    *session.Jar
+	b      *Backend
 	id     Identity
 	csrf   string // the browser's CSRF cookie secret
 	page   *pages.Page
