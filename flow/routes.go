@@ -142,6 +142,7 @@ var routes = []route{
 	// Support may withdraw its own requests; adminWithdraw lets only the
 	// requester or an approver.
 	{"POST", "admin/approvals/withdraw", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminWithdraw},
+	{"GET", "admin/audit", signedIn | adminView | adminStepUp, (*Flow).adminAuditPage},
 }
 
 // router finds a route by path and method.
@@ -255,7 +256,7 @@ func (f *Flow) Serve(w http.ResponseWriter, r *http.Request) error {
 	if b == nil {
 		return f.Unavailable(w, r, "store", ErrNotReady)
 	}
-	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar}
+	p := &request{w: w, r: r, e: b.Engine, jar: b.Jar, b: b}
 	if done, err := f.guard(p, rt); done {
 		return err
 	}
