@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
 
@@ -178,48 +180,62 @@ func (f *Flow) syncTrail(p *request) {
 	p.b.SyncTrail(ctx)
 }
 
-func (f *Flow) adminAuditPage(p *request) error {
+// startAudit reads the audit page's query (and, for a download, its
+// format) into the page's data and waits for the queued records. A bad
+// value is answered on the page, naming it, and so is a trail not
+// open; then done is true.
+func (f *Flow) startAudit(p *request, download bool) (aq *auditQuery, format audit.Format, done bool, err error) {
 	a := f.adminPage(p)
-	aq, bad := f.parseAuditQuery(p.r.URL.Query())
-	a.Audit = &aq.form
+	parsed, bad := f.parseAuditQuery(p.r.URL.Query())
+	aq = &parsed
+	a.Audit = &aq.form // the page shows what the handler adds to it
 	aq.form.Limit = aq.limit
 	f.auditChoices(p.page, &aq.form)
+	if download {
+		var ferr error
+		if format, ferr = audit.ParseFormat(p.r.URL.Query().Get("format")); ferr != nil && bad == "" {
+			bad = "format"
+		}
+	}
 	if bad != "" {
 		p.page.Error = "audit_bad_" + bad
-		return f.render(p, http.StatusBadRequest, "admin_audit")
+		return aq, format, true, f.render(p, http.StatusBadRequest, "admin_audit")
 	}
 	if p.b == nil || p.b.Trail == nil {
-		return f.unavailable(p, "audit trail", ErrNotReady)
+		return aq, format, true, f.unavailable(p, "audit trail", ErrNotReady)
 	}
 	f.syncTrail(p)
+	return aq, format, false, nil
+}
+
+func (f *Flow) adminAuditPage(p *request) error {
+	aq, _, done, err := f.startAudit(p, false)
+	if done {
+		return err
+	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	page, err := p.b.Trail.Query(ctx, aq.filter, aq.after, aq.limit)
-	if err != nil {
-		// The filter is checked above; a cursor this trail did not give
-		// is the one input left that Query refuses. Tell it from a store
-		// that fails by asking again without it.
-		if aq.after != "" {
-			if _, err2 := p.b.Trail.Query(ctx, aq.filter, "", 1); err2 == nil {
-				p.page.Error = "audit_bad_after"
-				aq.form.First = f.auditURL(aq.values())
-				return f.render(p, http.StatusBadRequest, "admin_audit")
-			}
+	var fe *audit.FieldError
+	if errors.As(err, &fe) {
+		// The filter is checked above, so this is mostly a cursor the
+		// trail did not give; the trail names the field either way.
+		field := fe.Field
+		if field == "ip" {
+			field = "address"
 		}
+		p.page.Error = "audit_bad_" + field
+		aq.form.First = f.auditURL(aq.values())
+		return f.render(p, http.StatusBadRequest, "admin_audit")
+	}
+	if err != nil {
 		return f.unavailable(p, "audit trail", err)
 	}
 	if aq.after == "" {
 		// Who read what of the trail: the filter, and how much it found
 		// on the first page. Paging on reads more of the same.
-		fields := []zap.Field{zap.Int("found", len(page.Records))}
-		for _, kv := range [][2]string{{"filter_since", aq.form.Since}, {"filter_until", aq.form.Until},
-			{"filter_event", aq.form.Event}, {"filter_result", aq.form.Result}, {"filter_actor", aq.form.Actor},
-			{"filter_ip", aq.form.Address}} {
-			if kv[1] != "" {
-				fields = append(fields, zap.String(kv[0], kv[1]))
-			}
-		}
-		p.e.AuditRead(ctx, p.adminActor(), "admin_audit_searched", aq.filter.Member, fields...)
+		p.e.AuditRead(ctx, p.adminActor(), "admin_audit_searched", aq.filter.Member,
+			append(aq.auditFields(), zap.Int("found", len(page.Records)))...)
 	}
 	aq.form.Records = f.auditRecords(p.page, page.Records)
 	if page.Next != "" {
@@ -230,7 +246,74 @@ func (f *Flow) adminAuditPage(p *request) error {
 	if aq.after != "" {
 		aq.form.First = f.auditURL(aq.values())
 	}
+	v := aq.values()
+	v.Del("limit")
+	v.Set("format", string(audit.JSONL))
+	aq.form.DownloadJSONL = f.cfg.Prefix + "admin/audit/export?" + v.Encode()
+	v.Set("format", string(audit.CSV))
+	aq.form.DownloadCSV = f.cfg.Prefix + "admin/audit/export?" + v.Encode()
 	return f.render(p, http.StatusOK, "admin_audit")
+}
+
+// auditFields are the filter of a read of the trail, for its own audit
+// record. Named filter_*, as actor and ip are the record's own fields.
+func (q *auditQuery) auditFields() []zap.Field {
+	var fields []zap.Field
+	for _, kv := range [][2]string{{"filter_since", q.form.Since}, {"filter_until", q.form.Until},
+		{"filter_event", q.form.Event}, {"filter_result", q.form.Result}, {"filter_actor", q.form.Actor},
+		{"filter_ip", q.form.Address}} {
+		if kv[1] != "" {
+			fields = append(fields, zap.String(kv[0], kv[1]))
+		}
+	}
+	return fields
+}
+
+// countingWriter counts what reached the response.
+type countingWriter struct {
+	w http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// adminAuditExport downloads what the audit page's filter selects, every
+// record of it, oldest first, as JSON Lines or CSV (audit.Trail.Export:
+// CSV cells guarded against spreadsheet formulas). Audited with the
+// filter and the count.
+func (f *Flow) adminAuditExport(p *request) error {
+	aq, format, done, err := f.startAudit(p, true)
+	if done {
+		return err
+	}
+	// No timeout of its own: an export reads the whole trail, and ends
+	// when the admin's browser goes away.
+	ctx := p.r.Context()
+	h := p.w.Header()
+	h.Set("Content-Type", format.ContentType())
+	h.Set("Content-Disposition", `attachment; filename="`+format.FileName(clock.Now())+`"`)
+	cw := &countingWriter{w: p.w}
+	n, err := p.b.Trail.Export(ctx, aq.filter, format, cw)
+	fields := append(aq.auditFields(), zap.String("format", string(format)), zap.Int("count", n))
+	if err != nil {
+		p.e.AuditRead(context.WithoutCancel(ctx), p.adminActor(), "admin_audit_export", aq.filter.Member,
+			append(fields, zap.Bool("complete", false))...)
+		if cw.n == 0 {
+			h.Del("Content-Disposition")
+			return f.unavailable(p, "audit export", err)
+		}
+		// Part of the file is sent: break the connection, so the browser
+		// reports a failed download instead of keeping a short file that
+		// looks whole.
+		f.logger.Error("audit export broken off", zap.Int("records", n), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+	p.e.AuditRead(ctx, p.adminActor(), "admin_audit_export", aq.filter.Member, fields...)
+	return nil
 }
 
 // auditURL is the audit page with query v.

@@ -223,3 +223,50 @@ func TestAuditPage(t *testing.T) {
 		t.Errorf("an empty result: %d", status)
 	}
 }
+
+func TestAuditExport(t *testing.T) {
+	fx, tr := trailFixture(t)
+	ctx := context.Background()
+	for _, m := range []string{"alice", `=HYPERLINK("http://evil.example")`, "bob"} {
+		if err := tr.Append(ctx, audit.Record{Event: "verify", Result: "failure", Member: m, Method: "totp"}); err != nil {
+			t.Fatal(err)
+		}
+		fx.clock.Advance(time.Second)
+	}
+	br := browser{user: "alice", csrf: session.NewSecret(), session: fx.sessionFor("alice", 0, false)}
+	get := func(query string) (int, http.Header, string) {
+		w := fx.do(&route{method: http.MethodGet, path: "admin/audit/export?" + query}, br, "")
+		return w.Code, w.Header(), w.Body.String()
+	}
+
+	status, h, body := get("format=csv&result=failure")
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if status != http.StatusOK || h.Get("Content-Type") != "text/csv; charset=utf-8" ||
+		!strings.HasPrefix(h.Get("Content-Disposition"), `attachment; filename="two-factor-audit-`) || len(lines) != 4 {
+		t.Fatalf("CSV: %d %v\n%s", status, h, body)
+	}
+	if lines[0] != strings.Join(audit.CSVColumns, ",") || !strings.Contains(lines[1], ",alice,") || !strings.Contains(lines[2], `"'=HYPERLINK(`) {
+		t.Errorf("CSV rows, oldest first, formulas guarded:\n%s", body)
+	}
+
+	status, h, body = get("member=bob")
+	if status != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "application/jsonl") || strings.Count(body, "\n") != 1 || !strings.Contains(body, `"member":"bob"`) {
+		t.Errorf("JSON Lines of bob's records: %d %v\n%s", status, h, body)
+	}
+
+	for _, c := range []struct{ query, says string }{
+		{"format=xlsx", "JSON Lines or CSV"},
+		{"format=csv&address=example.com", "Enter one IP address"},
+	} {
+		status, h, body := get(c.query)
+		if status != http.StatusBadRequest || h.Get("Content-Disposition") != "" || !strings.Contains(body, c.says) {
+			t.Errorf("%s: %d, want 400 saying %q", c.query, status, c.says)
+		}
+	}
+
+	// The page links to the download of what it shows.
+	_, page := fx.auditPage("result=failure&limit=20")
+	if !strings.Contains(page, `href="/.2fa/admin/audit/export?format=csv&amp;result=failure"`) {
+		t.Errorf("no CSV link for the filter on the page")
+	}
+}

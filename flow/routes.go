@@ -143,6 +143,7 @@ var routes = []route{
 	// requester or an approver.
 	{"POST", "admin/approvals/withdraw", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminWithdraw},
 	{"GET", "admin/audit", signedIn | adminView | adminStepUp, (*Flow).adminAuditPage},
+	{"GET", "admin/audit/export", signedIn | adminView | adminStepUp, (*Flow).adminAuditExport},
 }
 
 // router finds a route by path and method.

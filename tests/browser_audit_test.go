@@ -8,12 +8,16 @@ package tests
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-twofactor/twofactor/audit"
 )
 
 // auditRow is one row of an audit table as the browser shows it.
@@ -40,6 +44,34 @@ func (c *chrome) auditRows(sel string) []auditRow {
 	})`)
 }
 
+// download fetches a path of the gateway as this browser would, with its
+// cookies, and returns the status, headers and body: a download the
+// browser would save instead of show.
+func (c *chrome) download(path string) (int, http.Header, string) {
+	c.t.Helper()
+	res, err := chromedp.Call(c.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{c.e.base + "/"}})
+	if err != nil {
+		c.fatalf("reading cookies: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodGet, c.e.base+path, nil)
+	if err != nil {
+		c.fatalf("download %s: %v", path, err)
+	}
+	for _, ck := range res.Cookies {
+		req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.fatalf("download %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.fatalf("download %s: %v", path, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
 func TestBrowserAuditPage(t *testing.T) {
 	e := start(t, adminPagesSetup(t))
 	requireChromium(t)
@@ -64,6 +96,10 @@ func TestBrowserAuditPage(t *testing.T) {
 	const hostileID, hostileWhy = `<script>alert(1)</script>`, `<img src=x onerror=alert(2)>`
 	if status, msg := adminPost(t, e, "/two-factor/members/unlock", fmt.Sprintf(`{"member": %q, "reason": %q}`, hostileID, hostileWhy)); status != 200 {
 		t.Fatalf("unlocking the hostile member: %d %q", status, msg)
+	}
+	const formula = `=HYPERLINK("http://evil.example")`
+	if status, msg := adminPost(t, e, "/two-factor/members/unlock", fmt.Sprintf(`{"member": %q, "reason": "formula"}`, formula)); status != 200 {
+		t.Fatalf("unlocking the formula member: %d %q", status, msg)
 	}
 	// Enough of one event for two pages of ten.
 	for i := range 12 {
@@ -144,6 +180,34 @@ func TestBrowserAuditPage(t *testing.T) {
 	})`)
 	if !found.Text || found.Injected != 0 {
 		c.fatalf("hostile values: shown as text %v, elements made from them %d", found.Text, found.Injected)
+	}
+
+	// The download of what the page shows, with the admin's cookies: the
+	// CSV's header, its rows oldest first, a formula kept from running.
+	href := evalJS[string](c, "the CSV link", `document.querySelector('.downloads a[href*="format=csv"]').getAttribute('href')`)
+	status, header, body := c.download(href)
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if status != 200 || header.Get("Content-Type") != "text/csv; charset=utf-8" || !strings.Contains(header.Get("Content-Disposition"), ".csv") ||
+		lines[0] != strings.Join(audit.CSVColumns, ",") || len(lines) != 15 {
+		t.Fatalf("the CSV download %s: %d %v, %d lines:\n%s", href, status, header, len(lines), body)
+	}
+	if !strings.Contains(lines[1], "<script>alert(1)</script>") || !strings.Contains(lines[2], `"'=HYPERLINK(""http://evil.example"")"`) ||
+		!strings.Contains(lines[14], "admin_reason=paging 11") {
+		t.Errorf("the CSV's rows, oldest first, the formula guarded:\n%s", body)
+	}
+	status, _, body = c.download(strings.Replace(href, "format=csv", "format=jsonl", 1))
+	if status != 200 || strings.Count(body, "\n") != 14 || !strings.HasPrefix(body, `{"id":`) {
+		t.Errorf("the JSON Lines download: %d\n%s", status, body)
+	}
+	var exported bool
+	for _, a := range e.audit() {
+		if a["event"] == "admin_audit_export" && a["actor"] == "admin (approver)" && a["filter_event"] == "admin_unlock" &&
+			a["format"] == "csv" && a["count"] == float64(14) {
+			exported = true
+		}
+	}
+	if !exported {
+		t.Errorf("no admin_audit_export entry with the filter and the count: %v", e.audit())
 	}
 
 	// Paging: twelve unlocks of alice, ten a page; the filter stays.
