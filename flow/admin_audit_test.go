@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +271,55 @@ func TestAuditExport(t *testing.T) {
 	_, page := fx.auditPage("result=failure&limit=20")
 	if !strings.Contains(page, `href="/.2fa/admin/audit/export?format=csv&amp;result=failure"`) {
 		t.Errorf("no CSV link for the filter on the page")
+	}
+}
+
+// Every event the gateway audits is in the event select, with a label:
+// an event added without one would be missing from the filter.
+func TestAuditEventsListsEveryEvent(t *testing.T) {
+	calls := []*regexp.Regexp{
+		regexp.MustCompile(`\.Audit\([^,()]+(?:\([^()]*\))?,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`\.AuditRead\([^,]+,[^,]+,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`auditAdmin\([^,]+,[^,]+,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`memberAction\(ctx,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`auditApproval\([^,]+,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`zap\.String\("event",\s*"([a-z_]+)"`),
+		regexp.MustCompile(`event\s*:?=\s*"([a-z_]+)"`),
+	}
+	found := map[string]string{}
+	for _, dir := range []string{"..", "../challenge", "."} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, re := range calls {
+				for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+					found[m[1]] = file
+				}
+			}
+		}
+	}
+	for _, must := range []string{"verify", "admin_unlock", "admin_reset_requested", "admin_app_confirmed", "sms_site_limit", "enrol_confirm", "admin_audit_searched"} {
+		if found[must] == "" {
+			t.Errorf("the scan missed %s: %v", must, found)
+		}
+	}
+	for event, file := range found {
+		if !slices.Contains(auditEvents, event) {
+			t.Errorf("%s audits %q, which auditEvents does not list", file, event)
+		}
+		for _, lang := range []string{"en", "ja"} {
+			if label((&pages.Page{Lang: lang}), "audit_event_"+event, "") == "" {
+				t.Errorf("no %s label for the event %q", lang, event)
+			}
+		}
 	}
 }
