@@ -482,8 +482,7 @@ func (a *App) Start() error {
 		return fmt.Errorf("store: checking the keys against stored data: %w", err)
 	}
 	a.bg.watch(func(ctx context.Context) { a.watchStore(ctx, engine) })
-	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Trail: trail})
-	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Figures: a.readFigures})
+	a.rt.Store(&flow.Backend{Engine: engine, Jar: session.NewJar(kr), Trail: trail, SyncTrail: a.trailW.Sync, Figures: a.readFigures})
 	return nil
 }
 

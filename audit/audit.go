@@ -291,8 +291,9 @@ func (t *Trail) Append(ctx context.Context, records ...Record) error {
 	return nil
 }
 
-// instances lists every instance with a log.
-func (t *Trail) instances(ctx context.Context) ([]string, error) {
+// Instances lists every instance with a log in the trail, in name order:
+// the chains Verify checks one by one.
+func (t *Trail) Instances(ctx context.Context) ([]string, error) {
 	var out []string
 	after := ""
 	for {
@@ -312,7 +313,7 @@ func (t *Trail) instances(ctx context.Context) ([]string, error) {
 // (by the store's clock), oldest first, and returns how many. The chain
 // still verifies afterwards: each entry carries its predecessor's MAC.
 func (t *Trail) Trim(ctx context.Context, before time.Time) (int, error) {
-	insts, err := t.instances(ctx)
+	insts, err := t.Instances(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -164,26 +164,36 @@ func wantVerify(t *testing.T, tr *Trail, instance string, want VerifyResult) {
 	}
 }
 
+// twoInstances appends n records to instances a (even) and b (odd), for
+// alice, bob and carol in turn, each changed by vary, and returns a.
+func twoInstances(t *testing.T, b *backend, n int, vary func(i int, r *Record)) *Trail {
+	t.Helper()
+	a, c := newTrail(t, b, "a"), newTrail(t, b, "b")
+	for i := range n {
+		r := members(i)
+		r.Member = []string{"alice", "bob", "carol"}[i%3]
+		vary(i, &r)
+		tr := a
+		if i%2 == 1 {
+			tr = c
+		}
+		if err := tr.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
 // Two instances' records come back newest first by record time, merged,
 // filtered and paged; the pages together hold each match once.
 func TestQuery(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		ctx := t.Context()
-		a, c := newTrail(t, b, "a"), newTrail(t, b, "b")
-		for i := range 30 {
-			r := members(i)
-			r.Member = []string{"alice", "bob", "carol"}[i%3]
+		a := twoInstances(t, b, 30, func(i int, r *Record) {
 			if i%5 == 0 {
 				r.Result = "wrong"
 			}
-			tr := a
-			if i%2 == 1 {
-				tr = c
-			}
-			if err := tr.Append(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		}
+		})
 		collect := func(f Filter, limit int) []Entry {
 			var all []Entry
 			after := ""

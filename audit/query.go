@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -36,19 +35,33 @@ type Filter struct {
 	Result       string
 }
 
+// FieldError is a query or export refused for one of its arguments:
+// Field names it as the admin API and the CLI do (since, until, event,
+// result, ip, limit, after, format), so callers can answer naming it.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return "audit: query: " + e.Field + " " + e.Problem }
+
+func fieldError(field, format string, args ...any) error {
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
 // check refuses filters no record could match, naming the field.
 func (f Filter) check() error {
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		return fmt.Errorf("audit: query: since %s is not before until %s", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
+		return fieldError("since", "%s is not before until %s", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
 	}
 	for _, v := range []struct{ name, value string }{{"event", f.Event}, {"result", f.Result}} {
 		if strings.Trim(v.value, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != "" {
-			return fmt.Errorf("audit: query: %s %q: want lower-case letters, digits, '_', '.' or '-'", v.name, v.value)
+			return fieldError(v.name, "%q: want lower-case letters, digits, '_', '.' or '-'", v.value)
 		}
 	}
 	if f.IP != "" {
 		if _, err := netip.ParseAddr(f.IP); err != nil {
-			return fmt.Errorf("audit: query: ip %q is not an IP address", f.IP)
+			return fieldError("ip", "%q is not an IP address", f.IP)
 		}
 	}
 	return nil
@@ -103,7 +116,7 @@ func decodeCursor(after string) (cursor, error) {
 		}
 	}
 	if err != nil {
-		return cursor{}, errors.New("audit: query: after is not a cursor this trail gave")
+		return cursor{}, fieldError("after", "is not a cursor this trail gave")
 	}
 	return c, nil
 }
@@ -123,7 +136,7 @@ type source struct {
 // cursor after ("" for the newest). It reads at most 20*limit entries.
 func (t *Trail) Query(ctx context.Context, f Filter, after string, limit int) (Page, error) {
 	if limit < 1 || limit > MaxLimit {
-		return Page{}, fmt.Errorf("audit: query: limit %d, want 1 to %d", limit, MaxLimit)
+		return Page{}, fieldError("limit", "%d, want 1 to %d", limit, MaxLimit)
 	}
 	if err := f.check(); err != nil {
 		return Page{}, err
@@ -132,7 +145,7 @@ func (t *Trail) Query(ctx context.Context, f Filter, after string, limit int) (P
 	if err != nil {
 		return Page{}, err
 	}
-	insts, err := t.instances(ctx)
+	insts, err := t.Instances(ctx)
 	if err != nil {
 		return Page{}, err
 	}

@@ -212,6 +212,11 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	if err := f.memberPendingReset(p, m); err != nil {
 		return f.unavailable(p, "reset request", err)
 	}
+	if err := f.memberTrail(p, m); err != nil {
+		// The page's actions matter more than its history: shown
+		// without the section, with the reason in the log.
+		f.logger.Warn("admin member page: reading the audit trail", zap.String("member", id), zap.Error(err))
+	}
 	a.Member = m
 	a.Approval = f.cfg.ResetApproval > 0
 	if a.Reason == "" {

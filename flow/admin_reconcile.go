@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
@@ -135,17 +136,9 @@ func writeReconcileCSV(w http.ResponseWriter, res challenge.Reconciliation) erro
 		ids  []string
 	}{{"enrolled", res.Enrolled}, {"seen_not_enrolled", res.SeenNotEnrolled}, {"never_seen", res.NeverSeen}} {
 		for _, id := range g.ids {
-			_ = cw.Write([]string{csvSafe(id), g.name})
+			_ = cw.Write([]string{audit.CSVSafe(id), g.name})
 		}
 	}
 	cw.Flush()
 	return nil
-}
-
-// csvSafe keeps an ID from being read as a formula by a spreadsheet.
-func csvSafe(id string) string {
-	if id != "" && strings.ContainsRune("=+-@\t\r", rune(id[0])) {
-		return "'" + id
-	}
-	return id
 }

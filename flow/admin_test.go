@@ -194,14 +194,6 @@ func TestReadIDs(t *testing.T) {
 	}
 }
 
-func TestCSVSafe(t *testing.T) {
-	for in, want := range map[string]string{"alice": "alice", "=cmd()": "'=cmd()", "+1": "'+1", "-x": "'-x", "@a": "'@a"} {
-		if got := csvSafe(in); got != want {
-			t.Errorf("csvSafe(%q) = %q", in, got)
-		}
-	}
-}
-
 // Which forms an admin sees on a pending reset: approve for an approver
 // who is neither the requester nor the member; withdraw for the requester
 // or an approver who is not the member. The engine and the route guards

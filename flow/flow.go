@@ -102,6 +102,10 @@ type Backend struct {
 	// Enrolled -1 where no count was taken, this instance's latest counts
 	// written first. nil: the overview has no figures to show.
 	Figures func(ctx context.Context, from, to time.Time) ([]audit.Day, error)
+	// SyncTrail waits until the audit records queued before it are in
+	// the trail (or ctx ends), so a page reading the trail shows the
+	// events that led to it; nil when records are appended at once.
+	SyncTrail func(context.Context)
 }
 
 // Config is the pages' configuration and what they need of the Caddy layer.

@@ -143,6 +143,8 @@ var routes = []route{
 	// Support may withdraw its own requests; adminWithdraw lets only the
 	// requester or an approver.
 	{"POST", "admin/approvals/withdraw", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminWithdraw},
+	{"GET", "admin/audit", signedIn | adminView | adminStepUp, (*Flow).adminAuditPage},
+	{"GET", "admin/audit/export", signedIn | adminView | adminStepUp, (*Flow).adminAuditExport},
 }
 
 // router finds a route by path and method.

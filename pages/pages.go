@@ -156,6 +156,46 @@ type AdminPage struct {
 
 	// admin_overview
 	Overview *AdminOverview
+	// admin_audit
+	Audit *AdminAudit
+}
+
+// AdminAudit is the audit page: its filter as typed, the choices of its
+// selects, one page of records and the links on from it.
+type AdminAudit struct {
+	Since, Until    string // dates, YYYY-MM-DD, the admin's day boundaries in UTC
+	Event, Result   string // "" for any
+	Member, Actor   string
+	Address         string
+	Limit           int           // records a page
+	Events, Results []AuditChoice // the selects' options, "any" first
+	Records         []AuditRecord // newest first
+	Next            string        // the older records' URL; "" at the end
+	First           string        // the newest records' URL, on a later page; "" on the first
+	DownloadJSONL   string        // the filter's download URLs; "" when downloads are off
+	DownloadCSV     string
+}
+
+// AuditChoice is an option of the audit page's selects.
+type AuditChoice struct {
+	Value, Label string
+}
+
+// AuditRecord is one record of the audit trail as the admin pages show it.
+type AuditRecord struct {
+	Time      string // formatted, UTC
+	Event     string // a label in the page's language, or the event's name
+	EventName string // the event's name, as stored
+	Result    string // a label, or the result as stored
+	Failure   bool   // a failure, refusal, error or lockout: shown as such
+	Member    string
+	MemberURL string // the member's admin page; "" without a member
+	Actor     string // the admin who acted; "" when the member did
+	ActorURL  string // the audit page filtered by that admin
+	IP        string
+	Browser   string
+	Method    string // a label, or the method as stored
+	Details   string // the other fields, "key=value" joined by ", "
 }
 
 // AdminCounts are the member list's counts.
@@ -192,6 +232,11 @@ type AdminMemberDetail struct {
 	AppUnproven, CanConfirmApp bool
 	// PendingReset is the member's reset waiting for approval; nil for none.
 	PendingReset *AdminResetRequest
+	// Trail is the member's latest records in the audit trail, newest
+	// first, without the admins' reading of them; TrailURL is the audit
+	// page filtered by the member, "" when the trail is not available.
+	Trail    []AuditRecord
+	TrailURL string
 }
 
 // AdminResetRequest is a reset waiting for a second admin's approval, with
@@ -242,6 +287,7 @@ var pageNames = []string{
 	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
 	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
 	"admin_overview", "admin_members", "admin_member", "admin_reconcile", "admin_approvals",
+	"admin_audit",
 }
 
 // Files shared by every page.
@@ -398,7 +444,11 @@ func samplePage() *Page {
 				Coverage: []float64{100}, Latest: []audit.Entry{{ID: "1", Record: audit.Record{Event: "verify"}}}},
 			Members: []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
 			Member: &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}},
-				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true}},
+				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true},
+				Trail:        sampleAudit, TrailURL: "/.2fa/admin/audit?member=member"},
+			Audit: &AdminAudit{Since: "2026-11-01", Event: "verify", Limit: 50, Events: []AuditChoice{{"", "any"}, {"verify", "Verify"}},
+				Results: []AuditChoice{{"", "any"}}, Records: sampleAudit, Next: "/.2fa/admin/audit?after=a", First: "/.2fa/admin/audit",
+				DownloadJSONL: "/.2fa/admin/audit/export?format=jsonl", DownloadCSV: "/.2fa/admin/audit/export?format=csv"},
 			Reconciled: &AdminReconciled{Enrolled: []string{"a"}, SeenNotEnrolled: []string{"b"}, NeverSeen: []string{"c"}},
 			Approval:   true, Pending: 1,
 			Requests: []AdminResetRequest{{ID: "0123", Member: "member", Requester: "sam", Reason: "lost phone",
@@ -407,10 +457,14 @@ func samplePage() *Page {
 	}
 }
 
+var sampleAudit = []AuditRecord{{Time: "2026-11-20 10:00:00 UTC", Event: "Code check", EventName: "verify", Result: "failure",
+	Failure: true, Member: "member", MemberURL: "/.2fa/admin/member?id=member", Actor: "sam (support)", ActorURL: "/.2fa/admin/audit?actor=sam",
+	IP: "192.0.2.1", Browser: "Chrome · Windows", Method: "totp", Details: "reason=wrong"}}
+
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
 // "recovery_renew", "remind", "logout", "message", "admin_members",
-// "admin_member", "admin_reconcile", "admin_approvals", "admin_overview") with the security
+// "admin_member", "admin_reconcile", "admin_approvals", "admin_overview", "admin_audit") with the security
 // headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
 // first, so a template error never produces half a page: on error Render
 // writes a plain 500 and returns the error.
@@ -447,6 +501,9 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 			}
 			if a.Overview == nil {
 				a.Overview = &AdminOverview{}
+			}
+			if a.Audit == nil {
+				a.Audit = &AdminAudit{}
 			}
 			page.Admin = &a
 		}
