@@ -390,29 +390,41 @@ func details(d map[string]string) string {
 // memberTrail fills the member page's section: the member's latest
 // records, without admins' reading of them.
 func (f *Flow) memberTrail(p *request, m *pages.AdminMemberDetail) error {
-	if p.backend == nil || p.backend.Trail == nil {
-		return nil
-	}
-	f.syncTrail(p)
-	ctx, cancel := withTimeout(p.r)
-	defer cancel()
-	var kept []audit.Entry
-	after := ""
-	for range memberTrailReads {
-		page, err := p.backend.Trail.Query(ctx, audit.Filter{Member: m.ID}, after, 5*memberTrailSize)
-		if err != nil {
-			return err
-		}
-		for _, e := range page.Records {
-			if len(kept) < memberTrailSize && !slices.Contains(auditReads, e.Record.Event) {
-				kept = append(kept, e)
-			}
-		}
-		if after = page.Next; after == "" || len(kept) == memberTrailSize {
-			break
-		}
+	kept, err := f.latestRecords(p, audit.Filter{Member: m.ID}, memberTrailSize, func(r audit.Record) bool {
+		return !slices.Contains(auditReads, r.Event)
+	})
+	if err != nil || kept == nil {
+		return err
 	}
 	m.Trail = f.auditRecords(p.page, kept)
 	m.TrailURL = f.auditURL(url.Values{"member": {m.ID}})
 	return nil
+}
+
+// latestRecords reads the newest n records that filter selects and keep
+// keeps, within memberTrailReads queries: nil when there is no trail.
+func (f *Flow) latestRecords(p *request, filter audit.Filter, n int, keep func(audit.Record) bool) ([]audit.Entry, error) {
+	if p.backend == nil || p.backend.Trail == nil {
+		return nil, nil
+	}
+	f.syncTrail(p)
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	kept := []audit.Entry{}
+	after := ""
+	for range memberTrailReads {
+		page, err := p.backend.Trail.Query(ctx, filter, after, 5*n)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page.Records {
+			if len(kept) < n && keep(e.Record) {
+				kept = append(kept, e)
+			}
+		}
+		if after = page.Next; after == "" || len(kept) == n {
+			break
+		}
+	}
+	return kept, nil
 }

@@ -73,7 +73,37 @@ func (f *Flow) adminOverviewPage(p *request) error {
 			fillOverview(o, list)
 		}
 	}
+	latest, err := f.latestRecords(p, audit.Filter{}, overviewLatest, securityEvent)
+	if err != nil {
+		// As with the figures: the rest of the page still helps.
+		f.logger.Error("reading the overview's latest events", zap.Error(err))
+	}
+	o.Latest = f.auditRecords(p.page, latest)
+	o.LatestURL = f.auditURL(url.Values{})
 	return f.render(p, http.StatusOK, "admin_overview")
+}
+
+// overviewLatest is how many security events the overview lists.
+const overviewLatest = 10
+
+// routineEvents are the events that, unless they fail, are the gateway
+// working as meant (a sign-in, a code sent): left out of the overview's
+// security events, as are admins' reading.
+var routineEvents = []string{"verify", "code_send", "device_used", "device_remembered", "enrol_start", "enrol_reminder"}
+
+// securityEvent reports whether r belongs among the overview's latest
+// security events: a failure, refusal or lockout, a change to a member's
+// factors, an admin's action, or a sign-in with a recovery code.
+func securityEvent(r audit.Record) bool {
+	switch {
+	case slices.Contains(auditReads, r.Event):
+		return false
+	case slices.Contains(failedResults, r.Result):
+		return true
+	case r.Event == "verify" && r.Method == "recovery":
+		return true
+	}
+	return !slices.Contains(routineEvents, r.Event)
 }
 
 // overviewRange reads the range parameter: one of overviewRanges, or the

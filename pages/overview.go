@@ -58,8 +58,9 @@ type AdminOverview struct {
 	Approval bool
 
 	// Latest are the latest security events from the audit trail, newest
-	// first. Empty until the trail is wired to the overview.
-	Latest []audit.Entry
+	// first; LatestURL the audit page with every record.
+	Latest    []AuditRecord
+	LatestURL string
 }
 
 // The series the overview draws, in order.

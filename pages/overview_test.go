@@ -30,8 +30,9 @@ func overviewFixture() *AdminOverview {
 		Lockouts:     map[string][]float64{"account": {1, 0, 2}, "address": {0, 1, 0}},
 		Recovered:    h, Median: 120, P90: math.Inf(1),
 		Pending: 2, Approval: true,
-		Latest: []audit.Entry{{ID: "1-0", Record: audit.Record{Time: day.Add(90 * time.Minute), Event: "admin.reset",
-			Member: `<b>eve</b>`, Actor: "boss (approver)", Result: "ok"}}},
+		Latest: []AuditRecord{{Time: "2026-12-03 01:30:00", Event: "Code check", EventName: "verify",
+			Member: `<b>eve</b>`, MemberURL: "/.2fa/admin/member?id=%3Cb%3Eeve%3C%2Fb%3E", Actor: "boss (approver)", Result: "failure"}},
+		LatestURL: "/.2fa/admin/audit",
 	}
 }
 

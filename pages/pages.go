@@ -38,8 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/caddy-twofactor/twofactor/audit"
 )
 
 //go:embed templates/*.html
@@ -441,7 +439,7 @@ func samplePage() *Page {
 		Admin: &AdminPage{
 			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/members?after=a",
 			Overview: &AdminOverview{Range: 30, Ranges: []int{7, 30}, Days: []time.Time{time.Unix(0, 0)}, Seen: 1, Enrolled: 1,
-				Coverage: []float64{100}, Latest: []audit.Entry{{ID: "1", Record: audit.Record{Event: "verify"}}}},
+				Coverage: []float64{100}, Latest: sampleAudit, LatestURL: "/.2fa/admin/audit"},
 			Members: []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
 			Member: &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}},
 				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true},
