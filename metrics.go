@@ -50,7 +50,7 @@ var verifiedPathBuckets = prometheus.ExponentialBuckets(25e-6, 2, 12)
 // scraped is what the gauges read at scrape time: the App.
 type scraped interface {
 	memberCounts(context.Context) (seen, enrolled int, err error)
-	storeUp() bool
+	storeUp(context.Context) bool
 	resetsPending(context.Context) (int, error)
 }
 
@@ -109,9 +109,11 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 	for _, op := range storeOps {
 		m.storeErrors.WithLabelValues(op)
 	}
-	storeUp := gauge("store_up", "1 when the store is open, holds data this gateway's keys read, and has not lost it; else 0.",
+	storeUp := gauge("store_up", "1 when the store answers, holds data this gateway's keys read, and has not lost it; else 0.",
 		func() float64 {
-			if src.storeUp() {
+			ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+			defer cancel()
+			if src.storeUp(ctx) {
 				return 1
 			}
 			return 0
@@ -313,8 +315,15 @@ func (a *App) memberCounts(ctx context.Context) (seen, enrolled int, err error) 
 	return c.Seen, c.Enrolled, err
 }
 
-// storeUp reports whether the gateway can use its store: store_up.
-func (a *App) storeUp() bool { return a.trusted() != nil }
+// storeUp reports whether the gateway can use its store (store_up): it
+// is open, passed its checks, and answers now with this gateway's data. A
+// shared store that stops answering leaves the gateway trusting it (it
+// fails closed request by request, and recovers by itself), so trusted()
+// alone would say 1 through an outage: one read says whether it answers.
+func (a *App) storeUp(ctx context.Context) bool {
+	b := a.trusted()
+	return b != nil && b.Engine.Intact(ctx) == nil
+}
 
 // resetsPending counts the reset requests waiting for approval. They are
 // few (one per member at most, each lapsing within reset_approval), so

@@ -27,7 +27,7 @@ type scrapedState struct {
 }
 
 func (s *scrapedState) memberCounts(context.Context) (int, int, error) { return 3, 2, nil }
-func (s *scrapedState) storeUp() bool                                  { return s.up }
+func (s *scrapedState) storeUp(context.Context) bool                   { return s.up }
 func (s *scrapedState) resetsPending(context.Context) (int, error) {
 	if !s.up {
 		return 0, errors.New("down")
