@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 				"devices, sessions, app_confirmed, rekey, export, import).",
 			"action"),
 		recovered: histogram("time_to_recover_seconds",
-			"Time from an account lockout or a recovery-code sign-in to the member's next verification with another method.",
+			"Time from an account lockout or a recovery-code sign-in to the member's next verification with an enrolled method (app, email or SMS).",
 			audit.RecoveredBounds),
 		verifiedPath: histogram("verified_request_duration_seconds",
 			"The gateway's own time on a request with a valid second-factor session, before it is handed on (the upstream not included).",
