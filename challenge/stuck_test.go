@@ -111,3 +111,23 @@ func TestLockoutOfStrangerWritesNoRecord(t *testing.T) {
 		t.Fatalf("record after the lockout: %+v, %v; want none", u, err)
 	}
 }
+
+// An emailed code ends the stuck time like an app code: the member locked
+// out of their app gets back in with a code by email 10 minutes later.
+func TestStuckEndsWithEmailCode(t *testing.T) {
+	f := newCodeFixture(t, Config{MaxFailures: 3, Lockout: time.Minute, MaxAddressFailures: 1000})
+	secret := f.enrol("alice")
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	f.enrolCode(a, MethodEmail, "alice@example.com", false)
+	if err := guessWrong(t, f.e, f.clk, a, secret, 3); !isLocked(err) {
+		t.Fatalf("third wrong code: %v, want a lockout", err)
+	}
+	f.clk.Advance(10 * time.Minute)
+	code := f.sendVerify(a, MethodEmail, "flow", "")
+	if _, _, err := f.e.VerifyCode(ctx, a, "flow", code); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.recoveredAfter(), []int64{600}; !sameInts(got, want) {
+		t.Fatalf("recovered_after on the sign-ins = %v, want %v", got, want)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
 
@@ -72,13 +73,19 @@ func TestMetricsAfterSignIns(t *testing.T) {
 // scrape reads Caddy's admin /metrics.
 func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + e.admin + "/metrics")
+	return scrapeURL(t, "http://"+e.admin+"/metrics")
+}
+
+// scrapeURL reads the metrics served at url.
+func scrapeURL(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
@@ -120,7 +127,11 @@ func metricValue(families map[string]*dto.MetricFamily, name string, labels map[
 // with his app 2 min later.
 func TestMetricsStuckLatencyAndState(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "twofactor.db")
-	e := start(t, adminSetup(db, []string{testKey}, "max_failures 3", "lockout 1m", "reset_approval 1h"))
+	s := adminSetup(db, []string{testKey}, "max_failures 3", "lockout 1m", "reset_approval 1h")
+	// The metrics handler on a site of its own serves the same registry.
+	metricsPort := testnet.FreePort(t)
+	s.sites = fmt.Sprintf("http://127.0.0.1:%d {\n\tmetrics\n}\n", metricsPort)
+	e := start(t, s)
 	_, aliceSecret := enrolled(e, "alice")
 	bob, bobSecret := enrolled(e, "bob")
 	e.nextStep()
@@ -179,7 +190,7 @@ func TestMetricsStuckLatencyAndState(t *testing.T) {
 		t.Fatalf("reset request: exit %d\n%s", code, out)
 	}
 
-	families = scrape(t, e)
+	families = scrapeURL(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	latency := metricHistogram(t, families, "caddy_two_factor_verified_request_duration_seconds")
 	if n := latency.GetSampleCount() - before; n != 5 || latency.GetSampleSum() <= 0 {
 		t.Errorf("verified_request_duration_seconds: %d more samples (sum %v), want 5", n, latency.GetSampleSum())
