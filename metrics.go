@@ -25,19 +25,48 @@ import (
 type metrics struct {
 	verifications *prometheus.CounterVec
 	codesSent     *prometheus.CounterVec
+	notArrived    *prometheus.CounterVec
 	lockouts      *prometheus.CounterVec
 	enrolments    *prometheus.CounterVec
 	removals      *prometheus.CounterVec
 	recoveryUsed  prometheus.Counter
 	adminActions  *prometheus.CounterVec
+	recovered     prometheus.Histogram
+	verifiedPath  prometheus.Histogram
+	storeErrors   *prometheus.CounterVec
+	noticesSent   prometheus.Counter
+	noticesRecv   prometheus.Counter
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "two_factor"
 
-func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, enrolled int, err error)) (*metrics, error) {
+// storeOps are the store_errors_total op label's values.
+var storeOps = []string{"get", "set", "delete", "cas", "increment", "index", "log", "publish", "other"}
+
+// verifiedPathBuckets span the verified request's own cost: 25µs to
+// about 51ms, doubling.
+var verifiedPathBuckets = prometheus.ExponentialBuckets(25e-6, 2, 12)
+
+// scraped is what the gauges read at scrape time: the App.
+type scraped interface {
+	memberCounts(context.Context) (seen, enrolled int, err error)
+	storeUp(context.Context) bool
+	resetsPending(context.Context) (int, error)
+}
+
+func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help}
+	}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-			Name: name, Help: help}, labels)
+		return prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
+	}
+	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+			Name: name, Help: help, Buckets: buckets})
+	}
+	gauge := func(name, help string, read func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), read)
 	}
 	m := &metrics{
 		verifications: counter("verifications_total",
@@ -47,18 +76,61 @@ func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, 
 			"One-time codes sent by channel (email, sms) and result: sent, limited (a sending limit refused it), or the failure class "+
 				"(refused, timeout, auth, rejected, temporary, throttled, invalid_parameter, other).",
 			"channel", "result"),
+		notArrived: counter("codes_not_arrived_total",
+			"Members' reports that a code sent to them never arrived, by channel (email, sms).", "channel"),
 		lockouts:   counter("lockouts_total", "Lockouts begun, by scope (account, address).", "scope"),
 		enrolments: counter("enrolments_total", "Methods enrolled, by method (totp, email, sms).", "method"),
 		removals:   counter("removals_total", "Methods removed by their member, by method (totp, email, sms).", "method"),
-		recoveryUsed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-			Name: "recovery_codes_used_total", Help: "Sign-ins with a recovery code."}),
+		recoveryUsed: prometheus.NewCounter(prometheus.CounterOpts(opts("recovery_codes_used_total",
+			"Sign-ins with a recovery code."))),
 		adminActions: counter("admin_actions_total",
 			"Admins' actions that succeeded, by action (reset, reset_requested, reset_approved, reset_withdrawn, unlock, unlock_address, "+
 				"devices, sessions, app_confirmed, rekey, export, import).",
 			"action"),
+		recovered: histogram("time_to_recover_seconds",
+			"Time from an account lockout or a recovery-code sign-in to the member's next verification with an enrolled method (app, email or SMS).",
+			audit.RecoveredBounds),
+		verifiedPath: histogram("verified_request_duration_seconds",
+			"The gateway's own time on a request with a valid second-factor session, before it is handed on (the upstream not included).",
+			verifiedPathBuckets),
+		storeErrors: counter("store_errors_total",
+			"Store operations that failed because the store was unavailable, by operation (get, set, delete, cas, increment, "+
+				"index, log, publish, other).",
+			"op"),
 	}
-	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.lockouts, m.enrolments, m.removals, m.recoveryUsed, m.adminActions}
-	collectors = append(collectors, newMemberGauges(members))
+	notices := counter("revocation_notices_total",
+		"Change notices (which carry revocations) between instances over a shared store, by direction (sent, received).", "direction")
+	m.noticesSent, m.noticesRecv = notices.WithLabelValues("sent"), notices.WithLabelValues("received")
+	// Series that a dashboard divides by or alerts on exist at 0 from the
+	// start, not from their first event.
+	for _, channel := range []string{"email", "sms"} {
+		m.notArrived.WithLabelValues(channel)
+	}
+	for _, op := range storeOps {
+		m.storeErrors.WithLabelValues(op)
+	}
+	storeUp := gauge("store_up", "1 when the store answers, holds data this gateway's keys read, and has not lost it; else 0.",
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+			defer cancel()
+			if src.storeUp(ctx) {
+				return 1
+			}
+			return 0
+		})
+	resets := gauge("resets_pending", "Admins' reset requests waiting for a second admin's approval (-1 while the store is unavailable).",
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+			defer cancel()
+			n, err := src.resetsPending(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		})
+	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.notArrived, m.lockouts, m.enrolments, m.removals,
+		m.recoveryUsed, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
+		newMemberGauges(src.memberCounts)}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -66,6 +138,9 @@ func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, 
 	}
 	return m, nil
 }
+
+// scrapeTimeout bounds a gauge's store reads at scrape time.
+const scrapeTimeout = 2 * time.Second
 
 // observe counts one audit event.
 func (m *metrics) observe(ev auditEvent) {
@@ -76,8 +151,13 @@ func (m *metrics) observe(ev auditEvent) {
 		if labels[0] == "recovery" && labels[1] == "ok" {
 			m.recoveryUsed.Inc()
 		}
+		if labels[1] == "ok" && ev.recoveredAfter >= 0 {
+			m.recovered.Observe(float64(ev.recoveredAfter))
+		}
 	case audit.CountSent:
 		m.codesSent.WithLabelValues(labels...).Inc()
+	case audit.CountNotArrived:
+		m.notArrived.WithLabelValues(labels...).Inc()
 	case audit.CountLockout:
 		m.lockouts.WithLabelValues(labels...).Inc()
 	case audit.CountEnrolment:
@@ -122,6 +202,8 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 			return audit.CountSent, []string{channel, oneOf(fields["error_class"],
 				"refused", "timeout", "auth", "rejected", "temporary", "throttled", "invalid_parameter")}
 		}
+	case "code_not_arrived":
+		return audit.CountNotArrived, []string{oneOf(fields["method"], "email", "sms")}
 	case "lockout":
 		return audit.CountLockout, []string{oneOf(strings.TrimSuffix(result, "_locked"), "account", "address")}
 	case "enrol_confirm":
@@ -244,7 +326,7 @@ func newMemberGauges(counts func(context.Context) (int, int, error)) *memberGaug
 func (g *memberGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.seen; ch <- g.enrolled }
 
 func (g *memberGauges) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	seen, enrolled, err := g.counts(ctx)
 	if err != nil {
@@ -262,4 +344,44 @@ func (a *App) memberCounts(ctx context.Context) (seen, enrolled int, err error) 
 	}
 	c, err := b.Engine.CountMembers(ctx)
 	return c.Seen, c.Enrolled, err
+}
+
+// storeUp reports whether the gateway can use its store (store_up): it
+// is open, passed its checks, and answers now with this gateway's data. A
+// shared store that stops answering leaves the gateway trusting it (it
+// fails closed request by request, and recovers by itself), so trusted()
+// alone would say 1 through an outage: one read says whether it answers.
+func (a *App) storeUp(ctx context.Context) bool {
+	b := a.trusted()
+	return b != nil && b.Engine.Intact(ctx) == nil
+}
+
+// resetsPending counts the reset requests waiting for approval. They are
+// few (one per member at most, each lapsing within reset_approval), so
+// listing them is cheap, and it drops those that lapsed.
+func (a *App) resetsPending(ctx context.Context) (int, error) {
+	b := a.trusted()
+	if b == nil {
+		return 0, flow.ErrNotReady
+	}
+	list, err := b.Engine.ResetRequests(ctx)
+	return len(list), err
+}
+
+// noticed counts a change notice sent or received: the engine's
+// Config.Noticed.
+func (m *metrics) noticed(received bool) {
+	if received {
+		m.noticesRecv.Inc()
+	} else {
+		m.noticesSent.Inc()
+	}
+}
+
+// verifiedRequest times a request with a valid session, from its arrival
+// to its hand-off to the next handler.
+func (m *metrics) verifiedRequest(began time.Time) {
+	if m != nil {
+		m.verifiedPath.Observe(time.Since(began).Seconds())
+	}
 }

@@ -194,6 +194,7 @@ type App struct {
 	logger  *zap.Logger
 	audit   *zap.Logger
 	trailW  *audit.Writer
+	metrics *metrics
 	ctx     caddy.Context
 	cfg     challenge.Config
 	secrets [][]byte // the configured keys, placeholders replaced
@@ -249,10 +250,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = a.logger.Named("audit")
 	a.running = &running{started: make(chan struct{})}
-	m, err := newMetrics(ctx.GetMetricsRegistry(), a.memberCounts)
+	m, err := newMetrics(ctx.GetMetricsRegistry(), a)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	a.metrics = m
 	if a.trailW, err = newTrailWriter(ctx.GetMetricsRegistry(), a.logger); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -279,6 +281,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		SendsPerDestination: a.HourlySendsPerDestination,
 		SendsPerAddress:     a.HourlySendsPerAddress,
 		SMSPerHour:          a.HourlySMSSite,
+
+		Noticed: m.noticed,
 	}
 	if a.TOTPSkew != nil {
 		a.cfg.Skew = *a.TOTPSkew
@@ -426,6 +430,7 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	st = countStoreErrors(st, a.metrics.storeErrors)
 	engine, err := challenge.New(st, kr, a.cfg, clock.Now, a.audit)
 	if err != nil {
 		return err

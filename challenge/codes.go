@@ -360,12 +360,14 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 	if err != nil {
 		return nil, "", err
 	}
+	recovered := int64(-1)
 	u, err := e.updateUser(ctx, a.User, func(u *User) error {
 		m := u.codeMethod(rec.Method)
 		if m == nil {
 			return ErrNotEnrolled // removed since the code was sent
 		}
 		m.LastUsed = e.now().UTC()
+		recovered = e.unstuck(u)
 		return nil
 	})
 	if err != nil {
@@ -375,7 +377,7 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails.
 	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", zap.String("method", rec.Method))
+	e.Audit(a, "verify", "success", recoveredField([]zap.Field{zap.String("method", rec.Method)}, recovered)...)
 	return u, rec.Method, nil
 }
 

@@ -127,6 +127,11 @@ type Config struct {
 	// (FollowChanges); the TTL bounds how late a change is seen when a
 	// notice is lost. Default 2s.
 	CacheTTL time.Duration
+	// Noticed, when set, is called for each change notice this engine
+	// publishes (false) or receives from the store (true), for the
+	// metrics. It must be quick: it runs on the path that sends or
+	// follows notices. Optional.
+	Noticed func(received bool)
 }
 
 // SkewZero requests a skew of zero steps (0 means "default").

@@ -225,6 +225,7 @@ func (e *Engine) failed(ctx context.Context, a Actor, at *attempt) error {
 			return err
 		}
 		e.listLock(ctx, a.User, at.user.until, until)
+		e.markStuck(ctx, a.User)
 		e.Audit(a, "lockout", "account_locked", zap.Duration("for", until.Sub(e.now())))
 		locked = &LockedError{Until: until, Started: true}
 	}

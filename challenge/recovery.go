@@ -315,6 +315,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		// and remembered device ends (the caller starts a new session).
 		u.Epoch++
 		u.Devices = nil
+		e.stuckByRecovery(u)
 		return nil
 	})
 	switch {

@@ -323,6 +323,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		return fail(ErrCodeInvalid)
 	}
 	errReplay := errors.New("replay")
+	recovered := int64(-1)
 	u, err = e.updateUser(ctx, a.User, func(u *User) error {
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
@@ -332,6 +333,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		}
 		u.TOTP.LastStep = step
 		u.TOTP.LastUsed = e.now().UTC()
+		recovered = e.unstuck(u)
 		return nil
 	})
 	switch {
@@ -347,7 +349,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	// The step is used up: the sign-in stands even if clearing the
 	// failure count fails.
 	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", zap.String("method", "totp"))
+	e.Audit(a, "verify", "success", recoveredField([]zap.Field{zap.String("method", "totp")}, recovered)...)
 	return u, nil
 }
 

@@ -54,6 +54,12 @@ type User struct {
 	// member site's identity): the pages send them at the member's next
 	// visit, when the identity's address is known.
 	Pending []PendingNotice `json:"pending,omitempty"`
+	// StuckSince is when the member last lost the use of their usual
+	// methods: an account lockout began, or they signed in with a
+	// recovery code. Their next verification with another method ends it
+	// and reports how long it took (recovered_after on the verify event).
+	// The earliest start is kept while it runs.
+	StuckSince time.Time `json:"stuck_since,omitzero"`
 }
 
 // PendingNotice is an admin action on the member's factors that the
@@ -444,7 +450,10 @@ const changesChannel = "changes"
 func (e *Engine) announce(ctx context.Context, u *User) {
 	if n, ok := e.store.(store.Notifier); ok {
 		// Sent even if the member's browser has gone: the change is made.
-		_ = n.Publish(context.WithoutCancel(ctx), changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
+		err := n.Publish(context.WithoutCancel(ctx), changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
+		if err == nil && e.cfg.Noticed != nil {
+			e.cfg.Noticed(false)
+		}
 	}
 }
 
@@ -473,6 +482,9 @@ func (e *Engine) FollowChanges(ctx context.Context) {
 		r, err := strconv.ParseUint(rev, 10, 64)
 		if ok && err == nil {
 			e.users.changed(id, r, e.now(), e.cfg.CacheTTL)
+			if e.cfg.Noticed != nil {
+				e.cfg.Noticed(true)
+			}
 		}
 	}, e.users.forget)
 }

@@ -1,0 +1,205 @@
+package twofactor
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
+	"github.com/caddy-twofactor/twofactor/store/embedded"
+	"github.com/caddy-twofactor/twofactor/store/redis"
+)
+
+// scrapedState is the state the gauges read, as set by a test.
+type scrapedState struct {
+	up      bool
+	pending int
+}
+
+func (s *scrapedState) memberCounts(context.Context) (int, int, error) { return 3, 2, nil }
+func (s *scrapedState) storeUp(context.Context) bool                   { return s.up }
+func (s *scrapedState) resetsPending(context.Context) (int, error) {
+	if !s.up {
+		return 0, errors.New("down")
+	}
+	return s.pending, nil
+}
+
+// registered gives metrics in a registry of their own.
+func registered(t *testing.T, src scraped) (*metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
+}
+
+// gathered is the series of name with exactly labels, from reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := len(m.GetLabel()) == len(labels)
+			for _, l := range m.GetLabel() {
+				match = match && labels[l.GetName()] == l.GetValue()
+			}
+			if match {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := gathered(t, reg, name, labels)
+	if m == nil || m.Counter == nil {
+		t.Fatalf("no counter %s%v", name, labels)
+	}
+	return m.Counter.GetValue()
+}
+
+// auditEngine is an engine on an embedded store whose audit logger is
+// counted in m.
+func auditEngine(t *testing.T, m *metrics) *challenge.Engine {
+	t.Helper()
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "twofactor.db"), embedded.Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kr, err := keyring.New([]byte("metrics test key metrics test key!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, counted(zap.NewNop(), m.observe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// A member's report that a code never came is counted by channel; both
+// channels' series exist before the first report, so a rate over them
+// starts at 0, not at nothing.
+func TestCodeNotArrivedCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	for _, channel := range []string{"email", "sms"} {
+		if v := counterValue(t, reg, "caddy_two_factor_codes_not_arrived_total", map[string]string{"channel": channel}); v != 0 {
+			t.Fatalf("%s before any report: %v, want 0", channel, v)
+		}
+	}
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "192.0.2.1"}
+	e.Audit(a, "code_not_arrived", "success", zap.String("method", "sms"))
+	e.Audit(a, "code_not_arrived", "success", zap.String("method", "sms"))
+	e.Audit(a, "code_not_arrived", "success", zap.String("method", "email"))
+	e.Audit(a, "code_not_arrived", "success", zap.String("method", "+81 90 0000 0000")) // never a label value
+	for channel, want := range map[string]float64{"sms": 2, "email": 1, "other": 1} {
+		if v := counterValue(t, reg, "caddy_two_factor_codes_not_arrived_total", map[string]string{"channel": channel}); v != want {
+			t.Errorf("codes_not_arrived_total{channel=%q} = %v, want %v", channel, v, want)
+		}
+	}
+}
+
+// The verify event's recovered_after (int64 seconds) lands in the
+// time-to-recover histogram's bucket; events without it add nothing.
+func TestTimeToRecoverFromAuditField(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "192.0.2.1"}
+	e.Audit(a, "verify", "success", zap.String("method", "totp"), zap.Int64("recovered_after", 90))
+	e.Audit(a, "verify", "success", zap.String("method", "totp"))
+	e.Audit(a, "verify", "success", zap.String("method", "email"), zap.Int64("recovered_after", 7200))
+	h := gathered(t, reg, "caddy_two_factor_time_to_recover_seconds", nil).GetHistogram()
+	if h.GetSampleCount() != 2 || h.GetSampleSum() != 7290 {
+		t.Fatalf("time_to_recover: count %d sum %v, want 2 and 7290", h.GetSampleCount(), h.GetSampleSum())
+	}
+	want := map[float64]uint64{60: 0, 300: 1, 3600: 1, 4 * 3600: 2}
+	for _, b := range h.GetBucket() {
+		if n, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != n {
+			t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), n)
+		}
+	}
+}
+
+// store_up and resets_pending are read when scraped.
+func TestScrapeTimeGauges(t *testing.T) {
+	state := &scrapedState{}
+	_, reg := registered(t, state)
+	gauge := func(name string) float64 {
+		g := gathered(t, reg, name, nil)
+		if g == nil || g.Gauge == nil {
+			t.Fatalf("no gauge %s", name)
+		}
+		return g.Gauge.GetValue()
+	}
+	if up, pending := gauge("caddy_two_factor_store_up"), gauge("caddy_two_factor_resets_pending"); up != 0 || pending != -1 {
+		t.Fatalf("store down: store_up %v, resets_pending %v; want 0 and -1", up, pending)
+	}
+	state.up, state.pending = true, 2
+	if up, pending := gauge("caddy_two_factor_store_up"), gauge("caddy_two_factor_resets_pending"); up != 1 || pending != 2 {
+		t.Fatalf("store up: store_up %v, resets_pending %v; want 1 and 2", up, pending)
+	}
+}
+
+// Operations on a store that stops answering count by operation; a key
+// that is not there is not an error of the store; a store that carries
+// change notices still does once wrapped, and one that does not, does not
+// pretend to.
+func TestStoreErrorsCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	srv := testredis.Start(t)
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	st := countStoreErrors(redis.New(client, "metrics:"), m.storeErrors)
+	if _, ok := st.(store.Notifier); !ok {
+		t.Fatal("the wrapped Redis store carries no notices")
+	}
+	ctx := context.Background()
+	if _, err := st.Get(ctx, "absent"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get of an absent key: %v", err)
+	}
+	srv.Stop()
+	if _, err := st.Get(ctx, "k"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("get with the store down: %v, want unavailable", err)
+	}
+	_, _ = st.Increment(ctx, "n", time.Minute)
+	_ = st.IndexPut(ctx, "i", "a")
+	_, _ = st.IndexCount(ctx, "i", "", "")
+	_ = st.(store.Notifier).Publish(ctx, "changes", []byte("x"))
+	for op, want := range map[string]float64{"get": 1, "increment": 1, "index": 2, "publish": 1, "set": 0, "cas": 0} {
+		if v := counterValue(t, reg, "caddy_two_factor_store_errors_total", map[string]string{"op": op}); v != want {
+			t.Errorf("store_errors_total{op=%q} = %v, want %v", op, v, want)
+		}
+	}
+
+	bolt, err := embedded.Open(filepath.Join(t.TempDir(), "twofactor.db"), embedded.Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	if _, ok := countStoreErrors(bolt, m.storeErrors).(store.Notifier); ok {
+		t.Fatal("the wrapped embedded store claims to carry notices")
+	}
+}
