@@ -36,6 +36,7 @@ type metrics struct {
 	storeErrors   *prometheus.CounterVec
 	noticesSent   prometheus.Counter
 	noticesRecv   prometheus.Counter
+	auditDropped  prometheus.Counter
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "two_factor"
@@ -83,6 +84,9 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 		removals:   counter("removals_total", "Methods removed by their member, by method (totp, email, sms).", "method"),
 		recoveryUsed: prometheus.NewCounter(prometheus.CounterOpts(opts("recovery_codes_used_total",
 			"Sign-ins with a recovery code."))),
+		auditDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("audit_dropped_total",
+			"Audit records not appended to the durable trail because its queue was full (the store was slow or down); "+
+				"the audit logger still has them."))),
 		adminActions: counter("admin_actions_total",
 			"Admins' actions that succeeded, by action (reset, reset_requested, reset_approved, reset_withdrawn, unlock, unlock_address, "+
 				"devices, sessions, app_confirmed, rekey, export, import).",
@@ -129,7 +133,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 			return float64(n)
 		})
 	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.notArrived, m.lockouts, m.enrolments, m.removals,
-		m.recoveryUsed, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
+		m.recoveryUsed, m.auditDropped, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
 		newMemberGauges(src.memberCounts)}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

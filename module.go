@@ -255,9 +255,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	a.metrics = m
-	if a.trailW, err = newTrailWriter(ctx.GetMetricsRegistry(), a.logger); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
+	a.trailW = audit.NewWriter(a.logger, m.auditDropped.Inc)
 	a.audit = counted(a.audit, m.observe, a.countFigures)
 	a.audit = audit.Tee(a.audit, a.trailW, clock.Now)
 	if a.AuditRetention == 0 {

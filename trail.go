@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/audit"
@@ -32,17 +31,6 @@ const minAuditRetention, maxAuditRetention = 24 * time.Hour, 3650 * 24 * time.Ho
 
 // trimEvery is how often the trail is trimmed by age.
 const trimEvery = time.Hour
-
-// newTrailWriter returns the app's writer, its drops counted in reg.
-func newTrailWriter(reg prometheus.Registerer, logger *zap.Logger) (*audit.Writer, error) {
-	dropped := prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-		Name: "audit_dropped_total",
-		Help: "Audit records not appended to the durable trail because its queue was full (the store was slow or down); the audit logger still has them."})
-	if err := reg.Register(dropped); err != nil {
-		return nil, err
-	}
-	return audit.NewWriter(logger, dropped.Inc), nil
-}
 
 // instanceName is this instance's name in the trail and the daily
 // figures: the app's instance_name, else the host name.
