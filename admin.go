@@ -63,6 +63,9 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/approvals/withdraw", Handler: a.route(http.MethodPost, a.handleWithdraw)},
 		{Pattern: "/two-factor/export", Handler: a.route(http.MethodGet, a.handleExport)},
 		{Pattern: "/two-factor/import", Handler: a.route(http.MethodPost, a.handleImport)},
+		{Pattern: "/two-factor/audit", Handler: a.route(http.MethodGet, a.handleAudit)},
+		{Pattern: "/two-factor/audit/export", Handler: a.route(http.MethodGet, a.handleAuditExport)},
+		{Pattern: "/two-factor/audit/verify", Handler: a.route(http.MethodGet, a.handleAuditVerify)},
 	}
 }
 

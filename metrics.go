@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, members func(context.Context) (seen, 
 			Name: "recovery_codes_used_total", Help: "Sign-ins with a recovery code."}),
 		adminActions: counter("admin_actions_total",
 			"Admins' actions that succeeded, by action (reset, reset_requested, reset_approved, reset_withdrawn, unlock, unlock_address, "+
-				"devices, sessions, app_confirmed, rekey, export, import).",
+				"devices, sessions, app_confirmed, rekey, export, import, audit_export).",
 			"action"),
 	}
 	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.lockouts, m.enrolments, m.removals, m.recoveryUsed, m.adminActions}
@@ -122,7 +122,7 @@ func (m *metrics) observe(event, result string, fields map[string]string) {
 // without "admin_".
 var adminActions = map[string]bool{
 	"reset": true, "reset_requested": true, "reset_approved": true, "reset_withdrawn": true, "unlock": true,
-	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "rekey": true, "export": true, "import": true,
+	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "rekey": true, "export": true, "import": true, "audit_export": true,
 }
 
 // oneOf is v when it is one of allowed, else "other".
