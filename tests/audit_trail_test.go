@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -15,7 +17,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	_ "go.etcd.io/bbolt"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
@@ -67,13 +69,13 @@ func (te *trailEnv) restart(t *testing.T, edit func()) {
 const trailInstance = "gw-1"
 
 // trailStores runs test on the embedded store and on a real Redis.
-func trailStores(t *testing.T, test func(t *testing.T, te *trailEnv)) {
-	t.Run("embedded", func(t *testing.T) { test(t, startTrail(t, "")) })
+func trailStores(t *testing.T, extra []string, test func(t *testing.T, te *trailEnv)) {
+	t.Run("embedded", func(t *testing.T) { test(t, startTrail(t, "", extra...)) })
 	t.Run("redis", func(t *testing.T) {
 		srv := testredis.Start(t)
 		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 		t.Cleanup(func() { client.Close() })
-		te := startTrail(t, fmt.Sprintf("store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix tf:\n\t\t}", srv.Addr))
+		te := startTrail(t, fmt.Sprintf("store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix tf:\n\t\t}", srv.Addr), extra...)
 		te.redis = client
 		test(t, te)
 	})
@@ -188,7 +190,7 @@ func reverse(rs []auditRecord) []auditRecord {
 // A scripted sequence, queried, filtered and exported through the API and
 // the CLI, with nothing secret in the exports.
 func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
-	trailStores(t, func(t *testing.T, te *trailEnv) {
+	trailStores(t, nil, func(t *testing.T, te *trailEnv) {
 		e := te.env
 		enrolling := signIn(e, "alice")
 		secret := enrolling.enrol("/members/")
@@ -406,4 +408,191 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 			t.Errorf("audit verify --instance gw-9: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// auditVerify runs caddy two-factor audit verify and checks its exit
+// code and that its output matches want.
+func auditVerify(t *testing.T, e *env, code int, want string) {
+	t.Helper()
+	out, got := twoFactorCLI(t, "audit", "verify", "--address", e.admin)
+	if got != code || !regexp.MustCompile(want).MatchString(out) {
+		t.Fatalf("audit verify: exit %d, want %d, output matching %s:\n%s", got, code, want, out)
+	}
+}
+
+// someRecords makes alice enrol, get a code wrong and right, and be
+// unlocked through the API: about ten records.
+func someRecords(t *testing.T, e *env) {
+	t.Helper()
+	_, secret := enrolled(e, "alice")
+	e.nextStep()
+	b := signIn(e, "alice")
+	b.verify(wrongCode(e.code(secret, 0)), "/members/", false)
+	if r := b.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("right code: %d", r.status)
+	}
+	unlock(t, e)
+}
+
+func unlock(t *testing.T, e *env) {
+	t.Helper()
+	if status, msg := adminPost(t, e, "/two-factor/members/unlock", `{"member":"alice","reason":"support call"}`); status != http.StatusOK {
+		t.Fatalf("unlock: %d %s", status, msg)
+	}
+}
+
+// Records forged, altered or deleted in the store behind the gateway's
+// back: Redis's stream edited with a raw client while Caddy runs, the
+// bbolt file edited while Caddy is stopped. audit verify names the first
+// bad record and exits 3; it exits 0 again once the chain is whole.
+func TestAuditTrailTampering(t *testing.T) {
+	trailStores(t, nil, func(t *testing.T, te *trailEnv) {
+		someRecords(t, te.env)
+		auditVerify(t, te.env, 0, `^gw-1: intact, \d+ records checked\.\n$`)
+		if te.redis != nil {
+			tamperRedis(t, te)
+		} else {
+			tamperBolt(t, te)
+		}
+		out, code := twoFactorCLI(t, "audit", "verify", "--address", te.admin, "--json")
+		var res struct {
+			Intact    bool `json:"intact"`
+			Instances []struct {
+				Instance, Problem, FirstBad string
+			} `json:"instances"`
+		}
+		if code != 3 || json.Unmarshal([]byte(out[:strings.IndexByte(out, '\n')+1]), &res) != nil || res.Intact || len(res.Instances) != 1 {
+			t.Fatalf("audit verify --json of a broken chain: exit %d\n%s", code, out)
+		}
+		verifies := auditQuery(t, te.env, url.Values{"event": {"admin_audit_verify"}})
+		if len(verifies) < 2 || verifies[0].Result != "failure" || verifies[0].Actor != "admin endpoint" ||
+			!strings.HasPrefix(verifies[0].Details["broken"], "gw-1: missing at ") || verifies[len(verifies)-1].Result != "success" {
+			t.Fatalf("admin_audit_verify records: %+v", verifies)
+		}
+	})
+}
+
+func tamperRedis(t *testing.T, te *trailEnv) {
+	ctx := t.Context()
+	stream := "tf:\x00log:audit:" + trailInstance
+	entries, err := te.redis.XRange(ctx, stream, "-", "+").Result()
+	if err != nil || len(entries) < 6 {
+		t.Fatalf("the trail's stream: %d entries, %v", len(entries), err)
+	}
+	// A copy of a sound entry added at the end; the gateway appends past
+	// it.
+	forged, err := te.redis.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entries[1].Values}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock(t, te.env)
+	auditVerify(t, te.env, 3, `^gw-1: BROKEN: inserted record at `+forged+`, after \d+ sound ones\.\n`)
+	// Without it the chain is whole again.
+	if err := te.redis.XDel(ctx, stream, forged).Err(); err != nil {
+		t.Fatal(err)
+	}
+	auditVerify(t, te.env, 0, `^gw-1: intact`)
+	// A record deleted from the middle.
+	if err := te.redis.XDel(ctx, stream, entries[2].ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	auditVerify(t, te.env, 3, `^gw-1: BROKEN: missing record at `+entries[3].ID+`, after 2 sound ones\.\n`)
+}
+
+// boltEntry is one entry of the trail's bucket.
+type boltEntry struct{ key, value []byte }
+
+func (b boltEntry) id() string {
+	return fmt.Sprintf("%d-%d", binary.BigEndian.Uint64(b.key[:8]), binary.BigEndian.Uint64(b.key[8:]))
+}
+
+// editBolt lets edit change the trail's bucket in the stopped gateway's
+// file, and returns its entries as they were.
+func editBolt(t *testing.T, path string, edit func(b *bolt.Bucket, entries []boltEntry) error) []boltEntry {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var entries []boltEntry
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("logs")).Bucket([]byte("audit:" + trailInstance))
+		if err := b.ForEach(func(k, v []byte) error {
+			entries = append(entries, boltEntry{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		return edit(b, entries)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+func tamperBolt(t *testing.T, te *trailEnv) {
+	// alice becomes mallo in a record: same length, same JSON, wrong MAC.
+	var entries []boltEntry
+	te.restart(t, func() {
+		entries = editBolt(t, te.dbPath, func(b *bolt.Bucket, entries []boltEntry) error {
+			v := bytes.Replace(entries[1].value, []byte(`"member":"alice"`), []byte(`"member":"mallo"`), 1)
+			if bytes.Equal(v, entries[1].value) {
+				return fmt.Errorf("no member in %s", entries[1].value)
+			}
+			return b.Put(entries[1].key, v)
+		})
+	})
+	auditVerify(t, te.env, 3, `^gw-1: BROKEN: altered record at `+entries[1].id()+`, after 1 sound ones\.\n`)
+	// Put back, and one deleted from the middle instead.
+	te.restart(t, func() {
+		editBolt(t, te.dbPath, func(b *bolt.Bucket, _ []boltEntry) error {
+			if err := b.Put(entries[1].key, entries[1].value); err != nil {
+				return err
+			}
+			return b.Delete(entries[2].key)
+		})
+	})
+	auditVerify(t, te.env, 3, `^gw-1: BROKEN: missing record at `+entries[3].id()+`, after 2 sound ones\.\n`)
+}
+
+// audit_retention: once the clock passes it, the trim at start removes
+// the old records; the chain of what is left still verifies.
+func TestAuditRetention(t *testing.T) {
+	trailStores(t, []string{"audit_retention 1d"}, func(t *testing.T, te *trailEnv) {
+		someRecords(t, te.env)
+		before := auditQuery(t, te.env, url.Values{"limit": {"1000"}})
+		if len(before) < 5 {
+			t.Fatalf("%d records before", len(before))
+		}
+		restarted := te.clock.Now().Add(49 * time.Hour)
+		te.restart(t, func() { te.clock.Advance(49 * time.Hour) })
+		waitLog(t, te.env, "audit trail: old records trimmed")
+		unlock(t, te.env)
+		after := auditQuery(t, te.env, url.Values{"limit": {"1000"}})
+		if len(after) == 0 || after[0].Event != "admin_unlock" || after[0].Time.Before(restarted) {
+			t.Fatalf("records after the restart: %s", events(after))
+		}
+		for _, r := range after {
+			if r.Time.Before(restarted) {
+				t.Errorf("a record older than the retention is still there: %+v", r)
+			}
+		}
+		auditVerify(t, te.env, 0, `^gw-1: intact`)
+	})
+}
+
+// waitLog waits for msg in Caddy's log, which a background task writes
+// when done.
+func waitLog(t *testing.T, e *env, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(e.logPath); err == nil && bytes.Contains(b, []byte(`"msg":"`+msg+`"`)) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("Caddy's log never said %q", msg)
 }
