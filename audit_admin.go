@@ -204,7 +204,7 @@ func (a *AdminAPI) handleAuditExport(w http.ResponseWriter, r *http.Request, app
 	n, err := trail.Export(r.Context(), f, format, out)
 	fields := append(filterFields(f), zap.String("format", string(format)), zap.Int("records", n))
 	if err != nil {
-		auditAdmin(engine, "admin_audit_export", "error", f.Member, append(fields, zap.String("error", err.Error()))...)
+		auditAdmin(engine, "admin_audit_export", "error", f.Member, append(fields, zap.Error(err))...)
 		if !out.started {
 			h.Del("Content-Disposition")
 			h.Del("Trailer")
@@ -283,7 +283,7 @@ func (a *AdminAPI) handleAuditVerify(w http.ResponseWriter, r *http.Request, app
 	for _, inst := range insts {
 		v, err := trail.Verify(r.Context(), inst)
 		if err != nil {
-			auditAdmin(engine, "admin_audit_verify", "error", "", zap.String("instance", inst), zap.String("error", err.Error()))
+			auditAdmin(engine, "admin_audit_verify", "error", "", zap.String("instance", inst), zap.Error(err))
 			return auditAPIError(err)
 		}
 		res.Instances = append(res.Instances, AuditVerifyInstance{Instance: inst, Checked: v.Checked, Problem: v.Problem, FirstBad: v.FirstBad})
