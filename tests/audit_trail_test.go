@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -356,7 +357,7 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 		// Each export is in the trail: who, the filter, the count.
 		exports := auditQuery(t, e, url.Values{"event": {"admin_audit_export"}})
 		if len(exports) != 5 {
-			t.Fatalf("%d admin_audit_export records, want 5", len(exports))
+			t.Fatalf("%d admin_audit_export records want 5", len(exports))
 		}
 		for _, r := range exports {
 			if r.Actor != "admin endpoint" || r.Result != "success" || r.Details["records"] != fmt.Sprint(len(all)) ||
@@ -365,6 +366,15 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 			}
 		}
 
+		// Nothing matches: an empty JSONL, a CSV of its header, still complete.
+		out, code = twoFactorCLI(t, "audit", "export", "--address", e.admin, "--member", "nobody", "--until", window.Get("until"))
+		if code != 0 || out != "Exported 0 audit records.\n" {
+			t.Errorf("audit export of nothing: exit %d\n%q", code, out)
+		}
+		out, code = twoFactorCLI(t, "audit", "export", "--address", e.admin, "--member", "nobody", "--until", window.Get("until"), "--format", "csv")
+		if code != 0 || out != "time,instance,id,event,result,member,actor,ip,browser,method,details\nExported 0 audit records.\n" {
+			t.Errorf("audit export of nothing as CSV: exit %d\n%q", code, out)
+		}
 		// The CLI's table, newest first, follows the pages to --limit.
 		out, code = twoFactorCLI(t, "audit", "query", "--address", e.admin, "--since", window.Get("since"), "--until", window.Get("until"),
 			"--event", "verify", "--limit", "3")
@@ -595,4 +605,45 @@ func waitLog(t *testing.T, e *env, msg string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("Caddy's log never said %q", msg)
+}
+
+// The CLI takes an export as complete only with its count in the trailer:
+// an answer cut off (the API aborts when the export fails midway) or
+// ending without the count exits 1 and leaves no --output file.
+func TestAuditExportCutShortThroughCLI(t *testing.T) {
+	line := `{"id":"1-0","time":"2026-12-05T15:00:00Z","event":"verify","instance":"gw-1"}` + "\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Two-Factor-Records")
+		switch r.URL.Query().Get("since") {
+		case "2026-12-01": // complete
+			_, _ = io.WriteString(w, line)
+			w.Header().Set("Two-Factor-Records", "1")
+		case "2026-12-02": // the count missing
+			_, _ = io.WriteString(w, line)
+		default: // cut off
+			_, _ = io.WriteString(w, strings.Repeat(line, 100))
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	for since, want := range map[string]string{"2026-12-01": "", "2026-12-02": "no count at its end", "2026-12-03": "incomplete"} {
+		file := filepath.Join(dir, since+".jsonl")
+		out, code := twoFactorCLI(t, "audit", "export", "--address", addr, "--since", since, "--output", file)
+		_, statErr := os.Stat(file)
+		if want == "" {
+			if code != 0 || statErr != nil || !strings.Contains(out, "Exported 1 audit records to ") {
+				t.Errorf("complete export: exit %d, file %v\n%s", code, statErr, out)
+			}
+			continue
+		}
+		if code != 1 || !strings.Contains(out, want) || !os.IsNotExist(statErr) {
+			t.Errorf("since %s: exit %d, file %v, want exit 1 naming %q and no file\n%s", since, code, statErr, want, out)
+		}
+		if leftovers, _ := filepath.Glob(filepath.Join(dir, ".two-factor-audit-*")); len(leftovers) != 0 {
+			t.Errorf("temporary files left: %v", leftovers)
+		}
+	}
 }
