@@ -1,6 +1,7 @@
 package twofactor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,10 @@ import (
 // matching record, oldest first, as a download) and /two-factor/audit/verify
 // (each instance's chain checked). Each first waits for the records queued
 // before it, so the operator sees the events that led to the request.
+
+// auditSyncWait bounds the wait for the queued records before a query,
+// export or verify.
+const auditSyncWait = 5 * time.Second
 
 // defaultAuditLimit is a page of GET /two-factor/audit without limit.
 const defaultAuditLimit = 100
@@ -110,7 +115,12 @@ func auditTrail(r *http.Request, app *App) (*audit.Trail, error) {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
 			Err: errors.New("two_factor: the store is unavailable or its data cannot be trusted; see Caddy's log")}
 	}
-	app.trailW.sync(r.Context())
+	// Bounded: with the store down the queue does not drain, and the
+	// request then answers with what the trail holds, or the store's
+	// error.
+	ctx, cancel := context.WithTimeout(r.Context(), auditSyncWait)
+	defer cancel()
+	app.trailW.sync(ctx)
 	return b.Trail, nil
 }
 
@@ -206,8 +216,9 @@ func (a *AdminAPI) handleAuditExport(w http.ResponseWriter, r *http.Request, app
 	if err != nil {
 		auditAdmin(engine, "admin_audit_export", "error", f.Member, append(fields, zap.Error(err))...)
 		if !out.started {
-			h.Del("Content-Disposition")
-			h.Del("Trailer")
+			for _, k := range []string{"Content-Type", "Content-Disposition", "Trailer"} {
+				h.Del(k)
+			}
 			return auditAPIError(err)
 		}
 		app.logger.Error("audit export cut short", zap.Int("records", n), zap.Error(err))
