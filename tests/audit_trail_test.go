@@ -46,6 +46,15 @@ type auditRecord struct {
 	Details  map[string]string `json:"details"`
 }
 
+// auditPage is the answer of GET /two-factor/audit.
+type auditPage struct {
+	Records []struct {
+		ID     string      `json:"id"`
+		Record auditRecord `json:"record"`
+	} `json:"records"`
+	Next string `json:"next"`
+}
+
 // trailEnv is a gateway with its admin endpoint, an SMTP sender and the
 // trail on one of the stores.
 type trailEnv struct {
@@ -124,13 +133,7 @@ func auditQuery(t *testing.T, e *env, q url.Values) []auditRecord {
 	if status != http.StatusOK {
 		t.Fatalf("audit query %s: %d %s", q.Encode(), status, body)
 	}
-	var res struct {
-		Records []struct {
-			ID     string      `json:"id"`
-			Record auditRecord `json:"record"`
-		} `json:"records"`
-		Next string `json:"next"`
-	}
+	var res auditPage
 	if err := json.Unmarshal([]byte(body), &res); err != nil {
 		t.Fatal(err)
 	}
@@ -252,13 +255,7 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 		q := url.Values{"since": {since.Format(time.RFC3339)}, "limit": {"1"}}
 		for range 10 {
 			status, body, _ := adminGet(t, e, "/two-factor/audit?"+q.Encode())
-			var page struct {
-				Records []struct {
-					ID     string      `json:"id"`
-					Record auditRecord `json:"record"`
-				} `json:"records"`
-				Next string `json:"next"`
-			}
+			var page auditPage
 			if status != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
 				t.Fatalf("page: %d %s", status, body)
 			}
@@ -383,6 +380,14 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 			!regexp.MustCompile(`verify +success +alice +- +127\.0\.0\.1 +email +Firefox · Linux +gw-1`).MatchString(lines[1]) ||
 			!strings.Contains(lines[3], "totp") {
 			t.Errorf("audit query: exit %d\n%s", code, out)
+		}
+
+		out, code = twoFactorCLI(t, "audit", "query", "--address", e.admin, "--since", window.Get("since"), "--until", window.Get("until"),
+			"--limit", "2", "--json")
+		var page auditPage
+		if code != 0 || json.Unmarshal([]byte(out), &page) != nil || len(page.Records) != 2 || page.Next == "" ||
+			page.Records[0].ID != all[0].ID || page.Records[1].ID != all[1].ID {
+			t.Errorf("audit query --json --limit 2: exit %d\n%s", code, out)
 		}
 
 		// Bad values are refused naming the field, by the API and the
