@@ -64,6 +64,9 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/export", Handler: a.route(http.MethodGet, a.handleExport)},
 		{Pattern: "/two-factor/import", Handler: a.route(http.MethodPost, a.handleImport)},
 		{Pattern: "/two-factor/figures", Handler: a.route(http.MethodGet, a.handleFigures)},
+		{Pattern: "/two-factor/audit", Handler: a.route(http.MethodGet, a.handleAudit)},
+		{Pattern: "/two-factor/audit/export", Handler: a.route(http.MethodGet, a.handleAuditExport)},
+		{Pattern: "/two-factor/audit/verify", Handler: a.route(http.MethodGet, a.handleAuditVerify)},
 	}
 }
 

@@ -23,15 +23,16 @@ import (
 
 // Exit codes scripts can rely on.
 const (
-	exitOK      = 0
-	exitFailed  = 1 // the instance could not be reached or the action failed
-	exitInvalid = 2 // the request was refused as invalid (bad arguments)
+	exitOK       = 0
+	exitFailed   = 1 // the instance could not be reached or the action failed
+	exitInvalid  = 2 // the request was refused as invalid (bad arguments)
+	exitTampered = 3 // audit verify found a broken chain: records altered, inserted or missing
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "two-factor",
-		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | figures | rekey | export | import [--address <admin>] [--json] ...",
+		Usage: "members list|show|reset|unlock|forget-devices|end-sessions|reconcile | approvals list|approve|withdraw | stats | figures | rekey | export | import | audit query|export|verify [--address <admin>] [--json] ...",
 		Short: "Administers the two_factor app of a running Caddy",
 		Long: `
 Talks to the two_factor admin API (routes under /two-factor/) of the running
@@ -42,7 +43,8 @@ With --json the answer is printed as the API's JSON, for scripts; errors too,
 as {"error": "..."}. Exit status: 0 done (including a reset left pending for
 approval under reset_approval), 1 failed (instance unreachable, store
 unavailable, member or request not found, refused by the four-eyes rules), 2
-refused as invalid (the message names the field).
+refused as invalid (the message names the field), 3 audit verify found
+records altered, inserted or missing.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(adminCommand(&cobra.Command{
@@ -72,6 +74,7 @@ store it takes a while.
 			addMemberCommands(cmd, true)
 			addBackupCommands(cmd)
 			cmd.AddCommand(figuresCommand())
+			cmd.AddCommand(auditCommand())
 		},
 	})
 }

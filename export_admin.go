@@ -170,25 +170,13 @@ func cmdExport(fl caddycmd.Flags) (int, error) {
 	if r := fl.String("reason"); r != "" {
 		q.Set("reason", r)
 	}
-	resp, code, err := adminRequest(fl, http.MethodGet, "/two-factor/export?"+q.Encode(), nil)
+	path := fl.String("output")
+	resp, out, code, err := download(fl, "/two-factor/export?"+q.Encode(), path, ".two-factor-backup-*")
 	if err != nil {
 		return failed(fl, code, err)
 	}
 	defer resp.Body.Close()
-
-	path := fl.String("output")
-	var out io.Writer = os.Stdout
-	var tmp *os.File
-	if path != "" {
-		// Renamed into place once complete: a failed export leaves no
-		// file that looks like a backup.
-		if tmp, err = os.CreateTemp(filepath.Dir(path), ".two-factor-backup-*"); err != nil {
-			return failed(fl, exitFailed, err)
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		out = tmp
-	}
+	defer out.discard()
 	tail := &lastLines{}
 	if _, err := io.Copy(io.MultiWriter(out, tail), resp.Body); err != nil {
 		return failed(fl, exitFailed, fmt.Errorf("export: reading the backup: %v", err))
@@ -202,13 +190,7 @@ func cmdExport(fl caddycmd.Flags) (int, error) {
 		fmt.Fprintf(os.Stderr, "Exported %s.\n", describeCounts(sum.Counts))
 		return exitOK, nil
 	}
-	if err := tmp.Sync(); err != nil {
-		return failed(fl, exitFailed, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return failed(fl, exitFailed, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := out.commit(); err != nil {
 		return failed(fl, exitFailed, err)
 	}
 	if fl.Bool("json") {
@@ -217,6 +199,66 @@ func cmdExport(fl caddycmd.Flags) (int, error) {
 	fmt.Printf("Exported %s to %s.\nKeep it as safe as the keys: it holds every member's factors, sealed under them.\n",
 		describeCounts(sum.Counts), path)
 	return exitOK, nil
+}
+
+// output is where a download goes: standard output, or with a path a
+// temporary file beside it (mode 0600) that commit renames into place
+// once the download is complete, so a failed one leaves no file that
+// looks whole.
+type output struct {
+	io.Writer
+	path string
+	tmp  *os.File
+}
+
+// download asks the admin endpoint for uri and opens the output for
+// path. An error comes with its exit code.
+func download(fl caddycmd.Flags, uri, path, pattern string) (*http.Response, *output, int, error) {
+	resp, code, err := adminRequest(fl, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, nil, code, err
+	}
+	out, err := openOutput(path, pattern)
+	if err != nil {
+		resp.Body.Close()
+		return nil, nil, exitFailed, err
+	}
+	return resp, out, exitOK, nil
+}
+
+// openOutput opens the output for path ("": standard output), its
+// temporary file named after pattern.
+func openOutput(path, pattern string) (*output, error) {
+	if path == "" {
+		return &output{Writer: os.Stdout}, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &output{Writer: tmp, path: path, tmp: tmp}, nil
+}
+
+// commit puts the complete file in place.
+func (o *output) commit() error {
+	if o.tmp == nil {
+		return nil
+	}
+	if err := o.tmp.Sync(); err != nil {
+		return err
+	}
+	if err := o.tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(o.tmp.Name(), o.path)
+}
+
+// discard removes the temporary file unless commit put it in place.
+func (o *output) discard() {
+	if o.tmp != nil {
+		o.tmp.Close()
+		os.Remove(o.tmp.Name())
+	}
 }
 
 // lastLines keeps the end of what is written to it: enough for the

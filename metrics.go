@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 				"the audit logger still has them."))),
 		adminActions: counter("admin_actions_total",
 			"Admins' actions that succeeded, by action (reset, reset_requested, reset_approved, reset_withdrawn, unlock, unlock_address, "+
-				"devices, sessions, app_confirmed, rekey, export, import).",
+				"devices, sessions, app_confirmed, rekey, export, import, audit_export).",
 			"action"),
 		recovered: histogram("time_to_recover_seconds",
 			"Time from an account lockout or a recovery-code sign-in to the member's next verification with an enrolled method (app, email or SMS).",
@@ -232,7 +232,7 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 // without "admin_".
 var adminActions = map[string]bool{
 	"reset": true, "reset_requested": true, "reset_approved": true, "reset_withdrawn": true, "unlock": true,
-	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "rekey": true, "export": true, "import": true,
+	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "rekey": true, "export": true, "import": true, "audit_export": true,
 }
 
 // oneOf is v when it is one of allowed, else "other".

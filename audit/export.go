@@ -192,7 +192,7 @@ func (c *csvWriter) write(e Entry) error {
 	}
 	r := e.Record
 	cells := [...]string{r.Time.UTC().Format(time.RFC3339Nano), r.Instance, e.ID, r.Event, r.Result, r.Member, r.Actor,
-		r.IP, r.Browser, r.Method, joinDetails(r.Details)}
+		r.IP, r.Browser, r.Method, DetailsText(r.Details)}
 	for i, v := range cells {
 		c.row[i] = CSVSafe(strings.ToValidUTF8(v, "\uFFFD"))
 	}
@@ -207,8 +207,9 @@ func (c *csvWriter) flush() error {
 	return c.cw.Error()
 }
 
-// joinDetails writes details as k=v;k=v, sorted by key.
-func joinDetails(d map[string]string) string {
+// DetailsText writes a record's details as k=v;k=v, sorted by key: the
+// CSV export's details column.
+func DetailsText(d map[string]string) string {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
