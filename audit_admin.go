@@ -124,9 +124,9 @@ func auditTrail(r *http.Request, app *App) (*audit.Trail, error) {
 	return b.Trail, nil
 }
 
-// auditAdmin records an admin's use of the trail: the admin endpoint
-// has no admin_ip, and member is the member filtered on, if any.
-func auditAdmin(engine *challenge.Engine, event, result, member string, fields ...zap.Field) {
+// auditByEndpoint records a use of the trail through the admin endpoint
+// (which has no admin_ip); member is the member filtered on, if any.
+func auditByEndpoint(engine *challenge.Engine, event, result, member string, fields ...zap.Field) {
 	engine.Audit(challenge.Actor{User: member}, event, result, append([]zap.Field{zap.String("actor", adminActor)}, fields...)...)
 }
 
@@ -214,7 +214,7 @@ func (a *AdminAPI) handleAuditExport(w http.ResponseWriter, r *http.Request, app
 	n, err := trail.Export(r.Context(), f, format, out)
 	fields := append(filterFields(f), zap.String("format", string(format)), zap.Int("records", n))
 	if err != nil {
-		auditAdmin(engine, "admin_audit_export", "error", f.Member, append(fields, zap.Error(err))...)
+		auditByEndpoint(engine, "admin_audit_export", "error", f.Member, append(fields, zap.Error(err))...)
 		if !out.started {
 			for _, k := range []string{"Content-Type", "Content-Disposition", "Trailer"} {
 				h.Del(k)
@@ -224,7 +224,7 @@ func (a *AdminAPI) handleAuditExport(w http.ResponseWriter, r *http.Request, app
 		app.logger.Error("audit export cut short", zap.Int("records", n), zap.Error(err))
 		panic(http.ErrAbortHandler)
 	}
-	auditAdmin(engine, "admin_audit_export", "success", f.Member, fields...)
+	auditByEndpoint(engine, "admin_audit_export", "success", f.Member, fields...)
 	h.Set(auditRecordsTrailer, strconv.Itoa(n))
 	return nil
 }
@@ -294,7 +294,7 @@ func (a *AdminAPI) handleAuditVerify(w http.ResponseWriter, r *http.Request, app
 	for _, inst := range insts {
 		v, err := trail.Verify(r.Context(), inst)
 		if err != nil {
-			auditAdmin(engine, "admin_audit_verify", "error", "", zap.String("instance", inst), zap.Error(err))
+			auditByEndpoint(engine, "admin_audit_verify", "error", "", zap.String("instance", inst), zap.Error(err))
 			return auditAPIError(err)
 		}
 		res.Instances = append(res.Instances, AuditVerifyInstance{Instance: inst, Checked: v.Checked, Problem: v.Problem, FirstBad: v.FirstBad})
@@ -311,7 +311,7 @@ func (a *AdminAPI) handleAuditVerify(w http.ResponseWriter, r *http.Request, app
 		fields = append(fields, zap.String("broken", strings.Join(broken, "; ")))
 		app.logger.Error("audit trail: a chain is broken: records were altered, inserted or removed in the store", zap.Strings("instances", broken))
 	}
-	auditAdmin(engine, "admin_audit_verify", result, "", fields...)
+	auditByEndpoint(engine, "admin_audit_verify", result, "", fields...)
 	return writeJSON(w, res)
 }
 

@@ -54,6 +54,7 @@ var auditEvents = []string{
 	"enrol_start", "enrol_confirm", "enrol_reminder", "method_removed", "default_method", "recovery_codes_generated",
 	"device_remembered", "device_used", "device_forgotten", "new_browser", "session_revoked", "csrf_refused", "sms_site_limit",
 	"admin_refused", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched", "admin_audit_export",
+	"admin_audit_verify",
 	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed",
 	"admin_reset_requested", "admin_reset_approved", "admin_reset_withdrawn",
 	"admin_export", "admin_import", "admin_rekey",

@@ -281,6 +281,7 @@ func TestAuditEventsListsEveryEvent(t *testing.T) {
 		regexp.MustCompile(`\.Audit\([^,()]+(?:\([^()]*\))?,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`\.AuditRead\([^,]+,[^,]+,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`auditAdmin\([^,]+,[^,]+,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`auditByEndpoint\([^,]+,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`memberAction\(ctx,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`auditApproval\([^,]+,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`zap\.String\("event",\s*"([a-z_]+)"`),
