@@ -143,7 +143,7 @@ func TestBrowserAuditPage(t *testing.T) {
 			if len(rows) != 2 || failed != 1 {
 				c.fatalf("%s: alice's code checks: %+v, want a wrong and a right one", where, rows)
 			}
-			c.screenshot(filepath.Join(shots, where+"-audit.png"))
+			c.screenshot(filepath.Join(shots, "audit-"+where+".png"))
 		}
 	}
 
@@ -258,7 +258,7 @@ func TestBrowserAuditPage(t *testing.T) {
 		if len(rows) > 20 || len(rows) < 14 || rows[0].Name != "admin_unlock" || verified != 2 {
 			c.fatalf("%s: alice's page shows %d records, want her 20 latest at most, with both code checks: %+v", v.name, len(rows), rows)
 		}
-		c.screenshot(filepath.Join(shots, "en-"+v.name+"-member-trail.png"))
+		c.screenshot(filepath.Join(shots, "audit-en-"+v.name+"-member-trail.png"))
 	}
 	if r := c.submit(`section.member-trail p a`); r.path != "/.2fa/admin/audit" || r.query.Get("member") != "alice" {
 		c.fatalf("the link to all of alice's records: %s", r.url)
