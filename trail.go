@@ -51,9 +51,22 @@ func (a *App) startTrail(st store.Store, kr *keyring.Keyring, instance string, n
 	if err != nil {
 		return nil, err
 	}
+	// A reload's new trail and the old one, still appending its last
+	// records, must go on from the same link.
+	t.ShareChain(a.chainScope())
 	a.bg.Go(func(ctx context.Context) { a.trailW.Run(ctx, t) })
 	a.bg.watch(func(ctx context.Context) { a.trimTrail(ctx, t, now) })
 	return t, nil
+}
+
+// chainScope names the data the store reaches, for the trail's shared
+// chain state: the shared store's identity, or the embedded database's
+// file. "" (a store module of another kind) keeps each trail's own.
+func (a *App) chainScope() string {
+	if s, ok := a.storage.(*EmbeddedStore); ok && s.key != "" {
+		return "embedded " + s.key
+	}
+	return a.storeIdentity
 }
 
 // trimTrail removes records older than audit_retention now and every

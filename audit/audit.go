@@ -174,11 +174,33 @@ type Trail struct {
 	keys     [][]byte // check entries: key, then keys before a rotation
 	instance string
 	now      func() time.Time
+	c        *chain
+}
 
+// chain is where a log's chain stands, as its appender knows it.
+type chain struct {
 	mu     sync.Mutex
 	loaded bool   // n and prev hold the log's last entry
 	n      uint64 // sequence number of the last entry appended
 	prev   []byte // its MAC
+}
+
+// chains are the chains of this process that Trails share (ShareChain),
+// by scope and instance.
+var chains sync.Map
+
+// ShareChain makes t append through the chain state that every Trail of
+// this process with the same scope and instance shares, rather than its
+// own. scope names the data the store reaches (its identity): a config
+// reload makes a new Trail over the same log while the old one still
+// appends its last records, and two states for one log would fork its
+// chain. Call it before the first Append; "" keeps t's own state.
+func (t *Trail) ShareChain(scope string) {
+	if scope == "" {
+		return
+	}
+	c, _ := chains.LoadOrStore(scope+"\x00"+t.instance, &chain{})
+	t.c = c.(*chain)
 }
 
 // New returns the trail of instance on st. keys key the chain's MACs:
@@ -209,6 +231,7 @@ func New(st store.Store, keys [][]byte, instance string, now func() time.Time) (
 		t.keys = append(t.keys, append([]byte{}, k...))
 	}
 	t.key = t.keys[0]
+	t.c = &chain{}
 	return t, nil
 }
 
@@ -216,7 +239,7 @@ func New(st store.Store, keys [][]byte, instance string, now func() time.Time) (
 // the instance for Query and Trim. A log that is empty (new, or trimmed
 // whole) starts from the genesis value. Called with mu held.
 func (t *Trail) load(ctx context.Context) error {
-	if t.loaded {
+	if t.c.loaded {
 		return nil
 	}
 	if err := t.st.IndexPut(ctx, instancesIndex, t.instance); err != nil {
@@ -226,15 +249,15 @@ func (t *Trail) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit: reading the last entry: %w", err)
 	}
-	t.n, t.prev = 0, genesis(t.key, t.instance)
+	t.c.n, t.c.prev = 0, genesis(t.key, t.instance)
 	if len(last) == 1 {
 		var s stored
 		if err := json.Unmarshal(last[0].Value, &s); err != nil {
 			return fmt.Errorf("audit: last entry %s is unreadable, cannot continue the chain: %w", last[0].ID, err)
 		}
-		t.n, t.prev = s.N, s.MAC
+		t.c.n, t.c.prev = s.N, s.MAC
 	}
-	t.loaded = true
+	t.c.loaded = true
 	return nil
 }
 
@@ -267,12 +290,12 @@ func (t *Trail) Append(ctx context.Context, records ...Record) error {
 		}
 		recs[i] = rec
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
 	if err := t.load(ctx); err != nil {
 		return err
 	}
-	n, prev := t.n, t.prev
+	n, prev := t.c.n, t.c.prev
 	vals := make([][]byte, len(recs))
 	for i, rec := range recs {
 		s := stored{N: n + 1, Prev: prev, Record: rec}
@@ -284,10 +307,10 @@ func (t *Trail) Append(ctx context.Context, records ...Record) error {
 		vals[i], n, prev = val, s.N, s.MAC
 	}
 	if _, err := t.st.LogAppend(ctx, logName(t.instance), vals...); err != nil {
-		t.loaded = false
+		t.c.loaded = false
 		return fmt.Errorf("audit: append: %w", err)
 	}
-	t.n, t.prev = n, prev
+	t.c.n, t.c.prev = n, prev
 	return nil
 }
 

@@ -599,3 +599,36 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// Two Trails over one log, as a config reload makes (the new one starts
+// while the old one appends its last records): sharing the chain state
+// they keep one chain; each with its own, they fork it.
+func TestSharedChainAcrossReloads(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		old, cur := newTrail(t, b, "a"), newTrail(t, b, "a")
+		old.ShareChain("store 1")
+		cur.ShareChain("store 1")
+		appendN(t, old, 1, members)
+		appendN(t, cur, 1, members) // the new trail loads the log here
+		appendN(t, old, 1, members) // the old one's last record
+		appendN(t, cur, 2, members)
+		wantVerify(t, cur, "a", VerifyResult{Checked: 5})
+
+		// Each with its own state, the old trail's record after the new
+		// one loaded takes a number the new one takes too.
+		forkA, forkB := newTrail(t, b, "b"), newTrail(t, b, "b")
+		appendN(t, forkA, 1, members)
+		appendN(t, forkB, 1, members)
+		appendN(t, forkA, 1, members)
+		if res, err := forkB.Verify(t.Context(), "b"); err != nil || res.Problem == "" {
+			t.Fatalf("a forked chain verified: %+v, %v", res, err)
+		}
+		// A scope names the store: the same instance on another store is
+		// another chain.
+		other := newTrail(t, b, "a")
+		other.ShareChain("store 2")
+		if other.c == cur.c {
+			t.Fatal("two scopes share a chain")
+		}
+	})
+}

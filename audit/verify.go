@@ -100,9 +100,9 @@ func (t *Trail) Verify(ctx context.Context, instance string) (VerifyResult, erro
 		res.Checked++
 	}
 	if instance == t.instance {
-		t.mu.Lock()
-		known, n := t.loaded, t.n
-		t.mu.Unlock()
+		t.c.mu.Lock()
+		known, n := t.c.loaded, t.c.n
+		t.c.mu.Unlock()
 		if known && (last == nil && n > 0 || last != nil && last.N < n) {
 			res.Problem = Missing
 		}
