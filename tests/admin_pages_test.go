@@ -22,11 +22,14 @@ import (
 // them, with which second factor, the CSRF guard on every form, and each
 // action's effect on the member, its audit entry and its notice.
 
-// adminPagesSetup lists admin as an approver and alice as a viewer; bob
-// is no admin.
+// pageAdmins lists admin as an approver and alice as a viewer; bob is no
+// admin.
+const pageAdmins = "admins {\n\t\t\tadmin approver\n\t\t\talice viewer\n\t\t}"
+
+// adminPagesSetup is pageAdmins with lines, on an embedded store.
 func adminPagesSetup(t *testing.T, lines ...string) setup {
 	db := filepath.Join(t.TempDir(), "twofactor.db")
-	return adminSetup(db, []string{testKey}, append([]string{"admins {\n\t\t\tadmin approver\n\t\t\talice viewer\n\t\t}"}, lines...)...)
+	return adminSetup(db, []string{testKey}, append([]string{pageAdmins}, lines...)...)
 }
 
 // adminRequest sends one admin route's request, a post with the form

@@ -1,87 +1,125 @@
 package tests
 
-// The admin overview (/.2fa/admin/): its figures come from fixtures given
-// to the running app (App.UseFigures), drawn as SVG in headless Chromium
-// in English and Japanese on a phone and a desktop, under the CSP; the
-// range parameter, the old member-list address and who may open it.
+// The admin overview (/.2fa/admin/): real figures, the gateway's own and
+// another instance's on the same Redis store, drawn as SVG in headless
+// Chromium in English and Japanese on a phone and a desktop, under the
+// CSP; the latest security events; the range parameter, the figures
+// missing or unreadable, the old member-list address and who may open
+// it.
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/chromedp/chromedp"
+	goredis "github.com/redis/go-redis/v9"
 
-	twofactor "github.com/caddy-twofactor/twofactor"
 	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/store"
+	"github.com/caddy-twofactor/twofactor/store/redis"
 )
 
-// figuresFixture is a site's days, the ith day after from shaped by i so
-// that every chart has gaps, zeros and several series. The expected
-// counts in the tests below are worked out from it by hand.
-func figuresFixture(_ context.Context, from, to time.Time) ([]audit.Day, error) {
-	var days []audit.Day
-	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
-		day := audit.Day{
-			Date: d, Seen: int64(100 + i), Enrolled: int64(40 + 2*i),
-			Verifications: map[string]map[string]int64{
-				"totp":  {"ok": int64(10 + i), "wrong": int64(i % 3)},
-				"email": {"ok": 5, "expired": int64(i % 2)},
-				"sms":   {"ok": int64(i % 4)},
-			},
-			Sent: map[string]map[string]int64{
-				"email": {"sent": 20, "limited": 3},
-				"sms":   {},
-			},
-			Lockouts:  map[string]int64{},
-			Recovered: audit.Histogram{Bounds: audit.RecoveredBounds, Counts: make([]int64, len(audit.RecoveredBounds)+1), Count: 1},
-		}
-		if i%7 == 3 {
-			day.Seen, day.Enrolled = -1, -1
-		}
-		if i%10 == 0 {
-			day.Verifications["recovery"] = map[string]int64{"ok": 1}
-		}
-		if i%5 == 0 {
-			day.Sent["email"]["timeout"] = 2
-		}
-		if i%2 == 0 {
-			day.Sent["sms"]["sent"] = 4
-		}
-		if i%6 == 0 {
-			day.Sent["sms"]["rejected"] = 1
-		}
-		if i == 2 {
-			day.NotArrived = map[string]int64{"email": 1}
-		}
-		if i%4 == 0 {
-			day.Lockouts["account"] = 1
-		}
-		if i%9 == 0 {
-			day.Lockouts["address"] = 1
-		}
-		day.Recovered.Counts[i%9] = 1
-		days = append(days, day)
-	}
-	return days, nil
+// The overview's figures are real: the gateway counts its own events and
+// reads the site's figures from a Redis store it shares with a second
+// instance of the site, played by the test, whose tally holds the
+// fixture's days. The fixture fills the days before today, so the
+// expected counts are the fixture's, worked out by hand, plus what the
+// test itself did through the gateway today.
+
+// dashboardPrefix is the key prefix of the dashboard tests' store.
+const dashboardPrefix = "dash:"
+
+// dashboardSetup is adminPagesSetup with lines on a Redis store of its
+// own, returned with a client on the same server for what another
+// instance, or damage, writes there.
+func dashboardSetup(t *testing.T, lines ...string) (setup, *redis.Store, *goredis.Client) {
+	t.Helper()
+	srv := testredis.Start(t)
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	global := append([]string{
+		fmt.Sprintf("keys %q", testKey),
+		fmt.Sprintf("store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix %s\n\t\t}", srv.Addr, dashboardPrefix),
+		pageAdmins,
+	}, lines...)
+	return setup{admin: true, global: strings.Join(global, "\n\t\t")}, redis.New(client, dashboardPrefix), client
 }
 
-// useFigures gives the running app's overview these figures.
-func useFigures(t *testing.T, fn func(context.Context, time.Time, time.Time) ([]audit.Day, error)) {
+// fixtureInstance is the other instance's name in the figures.
+const fixtureInstance = "fixture-instance"
+
+// writeFixture counts the fixture's days from from, n of them, in the
+// tally of fixtureInstance on st, each at its noon by the tally's clock,
+// and flushes them, as that instance's background loop would have.
+func writeFixture(t *testing.T, st store.Store, from time.Time, n int) {
 	t.Helper()
-	app, err := caddy.ActiveContext().App("two_factor")
+	var now time.Time
+	tally, err := audit.NewTally(st, fixtureInstance, 90*24*time.Hour, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := app.(*twofactor.App).UseFigures(fn); err != nil {
+	for i := range n {
+		now = from.AddDate(0, 0, i).Add(12 * time.Hour)
+		fixtureDay(tally, i)
+	}
+	if err := tally.Flush(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// recoveredIn is a time to recover in each bucket of
+// audit.RecoveredBounds, the last above them all.
+var recoveredIn = [...]float64{30, 2 * 60, 10 * 60, 30 * 60, 2 * 3600, 12 * 3600, 2 * 86400, 5 * 86400, 10 * 86400}
+
+// fixtureDay counts the fixture's ith day, shaped by i so that every
+// chart has gaps, zeros and several series.
+func fixtureDay(tally *audit.Tally, i int) {
+	count := func(n int, kind audit.Kind, labels ...string) {
+		for range n {
+			tally.Observe(kind, labels...)
+		}
+	}
+	count(10+i, audit.CountVerification, "totp", "ok")
+	count(i%3, audit.CountVerification, "totp", "wrong")
+	count(5, audit.CountVerification, "email", "ok")
+	count(i%2, audit.CountVerification, "email", "expired")
+	count(i%4, audit.CountVerification, "sms", "ok")
+	if i%10 == 0 {
+		count(1, audit.CountVerification, "recovery", "ok")
+	}
+	count(20, audit.CountSent, "email", "sent")
+	count(3, audit.CountSent, "email", "limited")
+	if i%5 == 0 {
+		count(2, audit.CountSent, "email", "timeout")
+	}
+	if i%2 == 0 {
+		count(4, audit.CountSent, "sms", "sent")
+	}
+	if i%6 == 0 {
+		count(1, audit.CountSent, "sms", "rejected")
+	}
+	if i == 2 {
+		count(1, audit.CountNotArrived, "email")
+	}
+	if i%4 == 0 {
+		count(1, audit.CountLockout, "account")
+	}
+	if i%9 == 0 {
+		count(1, audit.CountLockout, "address")
+	}
+	tally.ObserveRecovered(recoveredIn[i%9])
+	if i%7 != 3 {
+		tally.Members(int64(100+i), int64(40+2*i))
 	}
 }
 
@@ -93,46 +131,103 @@ func dayText(lang string, d time.Time) string {
 	return fmt.Sprintf("%d %s %d", d.Day(), d.Month().String()[:3], d.Year())
 }
 
-// The figures expected of figuresFixture over 30 days, i = 0..29.
+// The figures expected over 30 days: the fixture's days i = 0..28, then
+// today's from TestBrowserDashboard's gateway (dashboardToday).
 var dashboard30 = struct {
 	points, bars map[string]int
 	totals       map[string]string
 }{
 	points: map[string]int{
-		"coverage": 30 - 4, // no member counts on days 3, 10, 17, 24
-		// email: a send every day; SMS: on the even days
-		"nondelivery": 30 + 15,
+		// No member counts on days 3, 10, 17, 24; today's from the
+		// gateway.
+		"coverage": 29 - 4 + 1,
+		// Email: a send every day; SMS: on the even days; none today.
+		"nondelivery": 29 + 15,
 	},
 	bars: map[string]int{
-		"verified":  30 + 30 + 22 + 3, // app, email, SMS but on days 0, 4, ..., 28, recovery on 0, 10, 20
-		"failed":    20 + 15,          // wrong codes but on days 0, 3, ..., 27; expired on the odd days
-		"lockouts":  8 + 4,            // account on 0, 4, ..., 28; address on 0, 9, 18, 27
-		"recovered": 9,                // every bucket has someone
+		// App, email, SMS but on days 0, 4, ..., 28, recovery on 0, 10,
+		// 20; today the app.
+		"verified": 29 + 29 + 21 + 3 + 1,
+		// Wrong codes but on days 0, 3, ..., 27, expired on the odd days;
+		// today alice's wrong code.
+		"failed": 19 + 14 + 1,
+		// Account on 0, 4, ..., 28; address on 0, 9, 18, 27.
+		"lockouts": 8 + 4,
+		// Every bucket has someone.
+		"recovered": 9,
 	},
 	totals: map[string]string{
-		// App: sum of 10+i = 735; email 5 a day; SMS sum of i%4 = 43.
-		"verified": "Total|735|150|43|3",
-		// Email: 2 timeouts on 6 days among 600 sent; SMS: 5 rejected
+		// App: the sum of 10+i = 696, and alice's today; email 5 a day;
+		// SMS the sum of i%4 = 42.
+		"verified": "Total|697|145|42|3",
+		// Email: 2 timeouts on 6 days among 580 sent; SMS: 5 rejected
 		// among 60 sent.
-		"nondelivery": "Total|2.0% (12 of 612)|7.7% (5 of 65)",
+		"nondelivery": "Total|2.0% (12 of 592)|7.7% (5 of 65)",
 		"lockouts":    "Total|8|4",
-		"recovered":   "Total|30",
+		"recovered":   "Total|29",
 	},
 }
 
+// latestRow is a row of the overview's latest security events.
+type latestRow struct {
+	Event  string `json:"event"`
+	Result string `json:"result"`
+	Member string `json:"member"`
+	Href   string `json:"href"`
+}
+
+// dashboardToday is what TestBrowserDashboard's gateway counts today:
+// three members seen and enrolled (a confirmed enrolment is no
+// verification), alice's wrong code and her sign-in after the unlock,
+// and the admins' reset request and unlock.
+func dashboardToday(day time.Time) audit.Day {
+	return audit.Day{
+		Date: day, Seen: 3, Enrolled: 3,
+		Verifications: map[string]map[string]int64{"totp": {"ok": 1, "wrong": 1}},
+		Enrolments:    map[string]int64{"totp": 3},
+		AdminActions:  map[string]int64{"reset_requested": 1, "unlock": 1},
+		Recovered:     audit.NewHistogram(audit.RecoveredBounds),
+	}
+}
+
 func TestBrowserDashboard(t *testing.T) {
-	e := start(t, adminPagesSetup(t, "reset_approval 1h"))
+	s, st, _ := dashboardSetup(t, "reset_approval 1h")
+	e := start(t, s)
 	requireChromium(t)
-	enrolled(e, "bob")
+	to := e.clock.Now().UTC().Truncate(24 * time.Hour)
+	from := to.AddDate(0, 0, -29)
+	writeFixture(t, st, from, 29)
+
+	// Today, through the gateway: bob enrols and waits for a reset;
+	// alice enrols, enters a wrong code, is unlocked by an admin and
+	// signs in.
+	bob, _ := enrolled(e, "bob")
+	bob.get("/members/")
 	if status, msg := adminPost(t, e, "/two-factor/members/reset", `{"member": "bob", "reason": "lost phone, ID checked by a video call"}`); status != 202 {
 		t.Fatalf("requesting a reset of bob: %d %q", status, msg)
 	}
-	useFigures(t, figuresFixture)
-	to := e.clock.Now().UTC().Truncate(24 * time.Hour)
-	from := to.AddDate(0, 0, -29)
+	_, secret := enrolled(e, "alice")
+	e.nextStep()
+	alice := e.browser()
+	alice.login("alice")
+	if r := alice.verify(wrongCode(e.code(secret, 0)), "/members/", false); r.status != http.StatusUnauthorized {
+		t.Fatalf("alice's wrong code: %d", r.status)
+	}
+	if status, msg := adminPost(t, e, "/two-factor/members/unlock", `{"member": "alice", "reason": "called back, she mistyped"}`); status != 200 {
+		t.Fatalf("unlocking alice: %d %q", status, msg)
+	}
+	if r := alice.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("alice's sign-in: %d", r.status)
+	}
+	alice.get("/members/")
+	e.nextStep()
 
 	c := e.chromium(t)
 	c.enrolAdmin("admin")
+	today := to.Format(time.DateOnly)
+	if got := getFigures(t, e, "?from="+today+"&to="+today); len(got) != 1 || !reflect.DeepEqual(got[0], dashboardToday(to)) {
+		t.Fatalf("today's figures:\n got %+v\nwant %+v", got, dashboardToday(to))
+	}
 	shots := screenshots(t)
 	for _, lang := range []string{"en", "ja"} {
 		c.setAcceptLanguage(lang)
@@ -186,9 +281,11 @@ func TestBrowserDashboard(t *testing.T) {
 					first: document.querySelector('#chart-coverage tbody th').textContent,
 				};
 			})()`)
-			heading, days, median := "Overview", "30 days", "1 hour"
+			// The median of the 29 times to recover: in (1 h, 4 h], half way
+			// through the 3 there.
+			heading, days, median := "Overview", "30 days", "90 minutes"
 			if lang == "ja" {
-				heading, days, median = "概要", "30日間", "1時間"
+				heading, days, median = "概要", "30日間", "90分"
 			}
 			if got.Lang != lang || got.Heading != heading || got.Current != days || got.Median != median || got.Pending != "1" {
 				c.fatalf("%s: %+v", where, got)
@@ -226,7 +323,7 @@ func TestBrowserDashboard(t *testing.T) {
 				c.click("#chart-" + name + " summary")
 				row := evalJS[[]string](c, "the totals", `[...document.querySelectorAll('#chart-`+name+` tfoot th, #chart-`+name+` tfoot td')].map(e => e.innerText.trim())`)
 				if lang == "ja" {
-					want = strings.NewReplacer("Total", "合計", " (12 of 612)", "（失敗12件／送信612件）", " (5 of 65)", "（失敗5件／送信65件）").Replace(want)
+					want = strings.NewReplacer("Total", "合計", " (12 of 592)", "（失敗12件／送信592件）", " (5 of 65)", "（失敗5件／送信65件）").Replace(want)
 				}
 				if strings.Join(row, "|") != want {
 					c.fatalf("%s: the %s table's totals %q, want %q", where, name, row, want)
@@ -239,6 +336,29 @@ func TestBrowserDashboard(t *testing.T) {
 			if strings.Join(cells, "|") != strings.Join(wantCells, "|") {
 				c.fatalf("%s: coverage rows %q, want %q", where, cells, wantCells)
 			}
+			// The latest security events: alice's wrong code and her
+			// unlock, newest first, labelled as the audit page labels
+			// them and linked to her page; not her sign-in.
+			rows := evalJS[[]latestRow](c, "the latest events", `[...document.querySelectorAll('section.latest tbody tr')].map(r => {
+				const td = r.querySelectorAll('td'), a = td[3].querySelector('a');
+				return {event: td[1].textContent.trim(), result: td[2].textContent.trim(), member: td[3].textContent.trim(), href: a ? a.getAttribute('href') : ''};
+			})`)
+			labels := map[string][4]string{
+				"en": {"Code check", "Failure", "Admin unlocked a member", "Success"},
+				"ja": {"コードの確認", "失敗", "管理者が会員のロックを解除", "成功"},
+			}[lang]
+			aliceURL := "/.2fa/admin/member?id=alice"
+			wrong := slices.Index(rows, latestRow{labels[0], labels[1], "alice", aliceURL})
+			unlock := slices.Index(rows, latestRow{labels[2], labels[3], "alice", aliceURL})
+			if wrong < 0 || unlock < 0 || unlock > wrong {
+				c.fatalf("%s: the latest events lack alice's wrong code and unlock, newest first: %+v", where, rows)
+			}
+			for _, r := range rows {
+				if r.Event == labels[0] && r.Result == labels[3] {
+					c.fatalf("%s: a routine sign-in among the latest events: %+v", where, rows)
+				}
+			}
+
 			// Open, the wide tables scroll in their box; the page does not.
 			if n := evalJS[int](c, "the overflow", `document.documentElement.scrollWidth - window.innerWidth`); n > 0 {
 				c.fatalf("%s: with the tables open, the page is %dpx wider than the screen", where, n)
@@ -291,7 +411,6 @@ func between(t *testing.T, s, from, to string) string {
 func TestDashboardRange(t *testing.T) {
 	e := start(t, adminPagesSetup(t))
 	admin, _ := enrolled(e, "admin")
-	useFigures(t, figuresFixture)
 	for _, q := range []string{"range=abc", "range=0", "range=31", "range=365", "range=-7", "range=7&range=30", "range="} {
 		r := admin.get("/.2fa/admin/?" + q)
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Check the range field") ||
@@ -317,25 +436,102 @@ func TestDashboardRange(t *testing.T) {
 	}
 }
 
-// The overview without figures, and when reading them fails: the rest of
-// the page still shows, saying so.
+// The overview of a gateway whose figures are only today's; with another
+// instance's unreadable document among them; and when the figures cannot
+// be read: the rest of the page still shows, saying so.
 func TestDashboardWithoutFigures(t *testing.T) {
-	e := start(t, adminPagesSetup(t))
-	admin, _ := enrolled(e, "admin")
+	s, st, client := dashboardSetup(t)
+	e := start(t, s)
+	// Today: admin enrols, then signs in on another browser.
+	_, secret := enrolled(e, "admin")
+	e.nextStep()
+	admin := e.browser()
+	admin.login("admin")
+	if r := admin.verify(e.code(secret, 0), "/members/", false); r.status != http.StatusSeeOther {
+		t.Fatalf("admin's sign-in: %d", r.status)
+	}
+	if r := admin.get("/members/"); r.status != http.StatusOK {
+		t.Fatalf("admin's member page: %d", r.status)
+	}
+	to := e.clock.Now().UTC().Truncate(24 * time.Hour)
+	ctx := context.Background()
+
+	// Fresh: the past days have no figures. Each counts nothing and has
+	// no coverage; no code was sent nor anyone recovered in the range, so
+	// those two charts have no data; today has admin's sign-in and
+	// coverage.
 	r := admin.get("/.2fa/admin/")
-	if r.status != http.StatusOK || strings.Count(r.body, "No data yet for this period.") != 6 {
+	if r.status != http.StatusOK || strings.Count(r.body, "No data yet for this period.") != 2 ||
+		!strings.Contains(between(t, r.body, `id="chart-nondelivery"`, "</figure>"), "No data yet") ||
+		!strings.Contains(between(t, r.body, `id="chart-recovered"`, "</figure>"), "No data yet") {
 		t.Fatalf("without figures: %d\n%s", r.status, r.body)
 	}
-	useFigures(t, func(context.Context, time.Time, time.Time) ([]audit.Day, error) {
-		return nil, errors.New("store down")
-	})
+	if got := coverageCells(t, r.body); len(got) != 30 || strings.Count(strings.Join(got[:29], ""), "–") != 29 || got[29] != "100.0%" {
+		t.Errorf("coverage without past figures: %q, want 29 × – then 100.0%% today", got)
+	}
+	if n := strings.Count(between(t, r.body, `id="chart-verified"`, "</figure>"), `<rect class="bar"`); n != 1 {
+		t.Errorf("%d verified bars, want today's only", n)
+	}
+	if !strings.Contains(between(t, r.body, `<section class="latest"`, "</section>"), "<table") {
+		t.Error("admin's enrolment is not among the latest events")
+	}
+
+	// Yesterday, another instance's document that does not parse beside
+	// the fixture instance's: the readable one counts, the other is
+	// skipped, and the page reads as usual.
+	yesterday := to.AddDate(0, 0, -1)
+	writeFixture(t, st, yesterday, 1)
+	date := yesterday.Format(time.DateOnly)
+	if err := client.Set(ctx, dashboardPrefix+"figures:"+date+":broken-instance", "{not json", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ZAdd(ctx, dashboardPrefix+"\x00index:figures:"+date, goredis.Z{Member: "broken-instance"}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	r = admin.get("/.2fa/admin/")
-	if r.status != http.StatusOK || strings.Count(r.body, "The figures cannot be read right now.") != 6 || strings.Contains(r.body, "store down") {
+	if got := coverageCells(t, r.body); r.status != http.StatusOK || len(got) != 30 || got[28] != "40.0%" || got[29] != "100.0%" {
+		t.Fatalf("with an unreadable document: %d, coverage %q", r.status, got)
+	}
+	if strings.Contains(r.body, "The figures cannot be read right now.") {
+		t.Error("one unreadable document hides every figure")
+	}
+
+	// Two days ago, the day's index is not an index: Redis refuses to
+	// read it, so the figures cannot be read; the rest of the page can.
+	index := dashboardPrefix + "\x00index:figures:" + to.AddDate(0, 0, -2).Format(time.DateOnly)
+	if err := client.Set(ctx, index, "not an index", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r = admin.get("/.2fa/admin/")
+	if r.status != http.StatusOK || strings.Count(r.body, "The figures cannot be read right now.") != 6 ||
+		strings.Contains(r.body, "WRONGTYPE") || strings.Contains(r.body, "chart-svg") {
 		t.Fatalf("figures failing: %d\n%s", r.status, r.body)
 	}
-	if b, err := os.ReadFile(e.logPath); err != nil || !strings.Contains(string(b), "reading the overview's figures") {
-		t.Error("the failure is not logged")
+	if !strings.Contains(between(t, r.body, `<section class="latest"`, "</section>"), "<table") {
+		t.Error("the latest events are gone with the figures")
 	}
+	if b, err := os.ReadFile(e.logPath); err != nil || !strings.Contains(string(b), "reading the overview's figures") || !strings.Contains(string(b), "WRONGTYPE") {
+		t.Error("the failure is not logged with its cause")
+	}
+
+	// Repaired, the figures are back.
+	if err := client.Del(ctx, index).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r = admin.get("/.2fa/admin/"); r.status != http.StatusOK || strings.Contains(r.body, "The figures cannot be read right now.") {
+		t.Fatalf("after the repair: %d", r.status)
+	}
+}
+
+// coverageCells are the cells of the coverage table, a day a cell.
+func coverageCells(t *testing.T, body string) []string {
+	t.Helper()
+	table := between(t, between(t, body, `id="chart-coverage"`, "</figure>"), "<tbody>", "</tbody>")
+	var cells []string
+	for _, m := range regexp.MustCompile(`<td[^>]*>([^<]*)</td>`).FindAllStringSubmatch(table, -1) {
+		cells = append(cells, m[1])
+	}
+	return cells
 }
 
 // Bookmarks of the member list, from when it was at the overview's
@@ -370,8 +566,10 @@ func TestDashboardOldListAddress(t *testing.T) {
 // A member who is no admin gets the plain 403, which says nothing of the
 // admin pages; a viewer may read the overview.
 func TestDashboardOnlyForAdmins(t *testing.T) {
-	e := start(t, adminPagesSetup(t))
-	useFigures(t, figuresFixture)
+	s, st, _ := dashboardSetup(t)
+	e := start(t, s)
+	to := e.clock.Now().UTC().Truncate(24 * time.Hour)
+	writeFixture(t, st, to.AddDate(0, 0, -29), 29)
 	bob, _ := enrolled(e, "bob")
 	for _, path := range []string{"/.2fa/admin/", "/.2fa/admin/?range=7", "/.2fa/admin/members"} {
 		r := bob.get(path)
