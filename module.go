@@ -256,6 +256,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.metrics = m
 	a.trailW = audit.NewWriter(a.logger, m.auditDropped.Inc)
+	a.trailW.Throttle(auditPerMinute, clock.Now)
 	a.audit = counted(a.audit, m.observe, a.countFigures)
 	a.audit = audit.Tee(a.audit, a.trailW, clock.Now)
 	if a.AuditRetention == 0 {

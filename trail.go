@@ -29,6 +29,14 @@ const defaultAuditRetention = 400 * 24 * time.Hour
 // look into a report) to ten years.
 const minAuditRetention, maxAuditRetention = 24 * time.Hour, 3650 * 24 * time.Hour
 
+// auditPerMinute is how many records of one event, result and member (or
+// address) reach the trail in a minute; the rest are summed up in one
+// audit_suppressed record. Far above what a person does (a lockout comes
+// after 5 wrong codes), far below what a script sending refused requests
+// would write: 20 a minute is under 11 million records a year for one
+// member, where the script alone would write that in an hour.
+const auditPerMinute = 20
+
 // trimEvery is how often the trail is trimmed by age.
 const trimEvery = time.Hour
 

@@ -180,10 +180,15 @@ type Trail struct {
 // chain is where a log's chain stands, as its appender knows it.
 type chain struct {
 	mu     sync.Mutex
-	loaded bool   // n and prev hold the log's last entry
-	n      uint64 // sequence number of the last entry appended
-	prev   []byte // its MAC
+	loaded bool      // n and prev hold the log's last entry
+	n      uint64    // sequence number of the last entry appended
+	prev   []byte    // its MAC
+	listed time.Time // when the instance was last put on the list
 }
+
+// relistEvery is how often an appending trail puts its instance back on
+// the instance list.
+const relistEvery = 10 * time.Minute
 
 // chains are the chains of this process that Trails share (ShareChain),
 // by scope and instance.
@@ -309,6 +314,14 @@ func (t *Trail) Append(ctx context.Context, records ...Record) error {
 	if _, err := t.st.LogAppend(ctx, logName(t.instance), vals...); err != nil {
 		t.c.loaded = false
 		return fmt.Errorf("audit: append: %w", err)
+	}
+	// The instance list is what Query, Export and Trim read: an instance
+	// taken off it would go unseen while it still appends, so it is put
+	// back now and then (best effort: the next time tries again).
+	if now := t.now(); now.Sub(t.c.listed) >= relistEvery {
+		if t.st.IndexPut(ctx, instancesIndex, t.instance) == nil {
+			t.c.listed = now
+		}
 	}
 	t.c.n, t.c.prev = n, prev
 	return nil

@@ -632,3 +632,36 @@ func TestSharedChainAcrossReloads(t *testing.T) {
 		}
 	})
 }
+
+// A sound chain copied whole into another instance's log reads as
+// inserted there: each record names its instance, under its MAC.
+func TestVerifyCopiedLog(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		tr := newTrail(t, b, "a")
+		appendN(t, tr, 3, members)
+		appendN(t, newTrail(t, b, "b"), 1, members)
+		entries := readAll(t, b.st, "audit:a")
+		b.rewrite(t, "audit:b", func([]store.LogEntry) []store.LogEntry { return entries })
+		res, err := newTrail(t, b, "x").Verify(t.Context(), "b")
+		if err != nil || res.Problem != Inserted || res.FirstBad != entries[0].ID {
+			t.Fatalf("Verify of a copy = %+v, %v; want the first entry inserted", res, err)
+		}
+	})
+}
+
+// An instance taken off the instance list is put back by its next
+// appends, so Query and Trim see it again.
+func TestInstanceRelisted(t *testing.T) {
+	b := openBolt(t)
+	tr := newTrail(t, b, "a")
+	appendN(t, tr, 1, members)
+	if err := b.st.IndexDelete(t.Context(), instancesIndex, "a"); err != nil {
+		t.Fatal(err)
+	}
+	b.clk.Advance(relistEvery)
+	appendN(t, tr, 1, members)
+	names, err := tr.Instances(t.Context())
+	if err != nil || len(names) != 1 || names[0] != "a" {
+		t.Fatalf("instances = %v, %v; want a listed again", names, err)
+	}
+}

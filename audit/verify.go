@@ -91,6 +91,8 @@ func (t *Trail) Verify(ctx context.Context, instance string) (VerifyResult, erro
 			res.Problem = Missing
 		case last != nil && !hmac.Equal(cur.Prev, last.MAC):
 			res.Problem = Inserted // a sound entry of another chain
+		case recordInstance(cur.Record) != instance:
+			res.Problem = Inserted // a sound chain copied from another instance's log
 		}
 		if res.Problem != "" {
 			res.FirstBad = e.ID
@@ -108,6 +110,15 @@ func (t *Trail) Verify(ctx context.Context, instance string) (VerifyResult, erro
 		}
 	}
 	return res, nil
+}
+
+// recordInstance is the instance a record names, which its MAC covers.
+func recordInstance(rec []byte) string {
+	var r struct {
+		Instance string `json:"instance"`
+	}
+	_ = json.Unmarshal(rec, &r)
+	return r.Instance
 }
 
 func decodeStored(e store.LogEntry) (stored, bool) {

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,21 +21,42 @@ const QueueLen = 16384
 // slow or down the queue absorbs the backlog; past QueueLen records the
 // newest are dropped and onDrop is called, rather than hold up sign-ins.
 // Its queue is never closed: a record added after Close (by a request of
-// an old config still running) is dropped instead of panicking.
+// an old config still running) is dropped and reported to onDrop too,
+// instead of panicking.
 type Writer struct {
 	queue    chan item
 	stop     chan struct{}
 	stopOnce sync.Once
+	closed   atomic.Bool
 	onDrop   func()
 	logger   *zap.Logger
 	lastWarn atomic.Int64 // Unix seconds of the last warning about drops
 	waiting  bool         // Run's: the store was unavailable at the last try
+
+	// The throttle (Throttle): records admitted per key this minute.
+	mu     sync.Mutex
+	limit  int
+	now    func() time.Time
+	counts map[string]*window
 }
 
 type item struct {
 	rec   Record
 	flush chan struct{} // non-nil: a marker, closed when reached
 }
+
+// window counts one key's records in one minute.
+type window struct {
+	minute      int64 // Unix minutes
+	n           int   // records seen
+	sample      Record
+	first, last time.Time // of the records held back
+}
+
+// maxThrottleKeys bounds the keys the throttle tracks in a minute; past
+// it, records of new keys pass unthrottled (the trail keeps too much
+// rather than too little).
+const maxThrottleKeys = 100_000
 
 // NewWriter returns a writer that reports drops to onDrop (may be nil)
 // and its problems to logger.
@@ -45,15 +67,109 @@ func NewWriter(logger *zap.Logger, onDrop func()) *Writer {
 	return &Writer{queue: make(chan item, QueueLen), stop: make(chan struct{}), onDrop: onDrop, logger: logger}
 }
 
+// Throttle limits the records that reach the trail to perMinute a minute
+// for each event, result and member (or client address, for events
+// without a member), by now's minutes. Those held back are summed up in
+// one "audit_suppressed" record once their minute is over, so a member or
+// a client repeating a refused request cannot grow the trail at the rate
+// they send requests, while the trail still says it happened and how
+// often. The audit log keeps every record. Call it before Add is used.
+func (w *Writer) Throttle(perMinute int, now func() time.Time) {
+	w.limit, w.now, w.counts = perMinute, now, map[string]*window{}
+}
+
 // Add queues r without waiting.
 func (w *Writer) Add(r Record) {
+	if w.closed.Load() {
+		w.drop()
+		return
+	}
+	if w.limit > 0 && !w.admit(r) {
+		return
+	}
+	w.enqueue(r)
+}
+
+func (w *Writer) enqueue(r Record) {
 	select {
 	case w.queue <- item{rec: r}:
 	default:
-		w.onDrop()
-		now := time.Now().Unix()
-		if last := w.lastWarn.Load(); now-last >= 60 && w.lastWarn.CompareAndSwap(last, now) {
-			w.logger.Warn("audit trail: queue full, records dropped from the trail (still in the audit log); is the store slow or down?")
+		w.drop()
+	}
+}
+
+func (w *Writer) drop() {
+	w.onDrop()
+	now := time.Now().Unix()
+	if last := w.lastWarn.Load(); now-last >= 60 && w.lastWarn.CompareAndSwap(last, now) {
+		w.logger.Warn("audit trail: records dropped from the trail (still in the audit log): the queue is full " +
+			"(is the store slow or down?) or the configuration is being replaced")
+	}
+}
+
+// admit counts r against its key's minute and reports whether it goes
+// to the trail.
+func (w *Writer) admit(r Record) bool {
+	at := r.Time
+	if at.IsZero() {
+		at = w.now()
+	}
+	minute := at.Unix() / 60
+	key := r.Event + "\x00" + r.Result + "\x00" + r.Member
+	if r.Member == "" {
+		key += "\x00" + r.IP
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.counts[key]
+	if c != nil && c.minute != minute {
+		w.summarise(c)
+		c = nil
+	}
+	if c == nil {
+		if len(w.counts) >= maxThrottleKeys {
+			return true
+		}
+		c = &window{minute: minute, sample: r}
+		w.counts[key] = c
+	}
+	c.n++
+	if c.n <= w.limit {
+		return true
+	}
+	if c.first.IsZero() {
+		c.first = at
+	}
+	c.last = at
+	return false
+}
+
+// summarise queues the record of what c held back, if anything. Called
+// with mu held.
+func (w *Writer) summarise(c *window) {
+	held := c.n - w.limit
+	if held <= 0 {
+		return
+	}
+	w.enqueue(Record{Time: c.last, Event: "audit_suppressed", Result: c.sample.Result, Member: c.sample.Member,
+		IP: c.sample.IP, Method: c.sample.Method, Details: map[string]string{
+			"event": c.sample.Event, "held_back": strconv.Itoa(held),
+			"from": c.first.UTC().Format(time.RFC3339), "to": c.last.UTC().Format(time.RFC3339),
+		}})
+}
+
+// sweep summarises and forgets the keys whose minute is over.
+func (w *Writer) sweep() {
+	if w.limit == 0 {
+		return
+	}
+	minute := w.now().Unix() / 60
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, c := range w.counts {
+		if c.minute < minute {
+			w.summarise(c)
+			delete(w.counts, k)
 		}
 	}
 }
@@ -63,14 +179,27 @@ func (w *Writer) Add(r Record) {
 // round trip, one disk sync) instead of one each.
 const batchLen = 256
 
+// sweepEvery is how often Run writes the throttle's summaries.
+const sweepEvery = 10 * time.Second
+
 // Run appends the queue to t until Close, then what is queued.
 func (w *Writer) Run(ctx context.Context, t *Trail) {
 	batch := make([]Record, 0, batchLen)
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case it := <-w.queue:
 			w.drain(ctx, t, it, batch)
+		case <-tick.C:
+			w.sweep()
 		case <-w.stop:
+			w.mu.Lock()
+			for _, c := range w.counts {
+				w.summarise(c)
+			}
+			clear(w.counts)
+			w.mu.Unlock()
 			for {
 				select {
 				case it := <-w.queue:
@@ -172,5 +301,6 @@ func (w *Writer) Sync(ctx context.Context) {
 
 // Close makes Run append what is queued and return.
 func (w *Writer) Close() {
+	w.closed.Store(true)
 	w.stopOnce.Do(func() { close(w.stop) })
 }

@@ -156,3 +156,49 @@ func TestWriterBatchesSkipRefusedRecords(t *testing.T) {
 		t.Fatalf("newest records = %+v, %v", page.Records, err)
 	}
 }
+
+// Past the limit, a key's records in a minute are held back and summed up
+// in one audit_suppressed record once the minute is over; other keys and
+// the next minute are not affected.
+func TestWriterThrottle(t *testing.T) {
+	b := openBolt(t)
+	tr := newTrail(t, b, "gw-1")
+	w := NewWriter(zap.NewNop(), nil)
+	now := time.Date(2026, 12, 1, 9, 0, 10, 0, time.UTC)
+	w.Throttle(3, func() time.Time { return now })
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(t.Context(), tr) }()
+	t.Cleanup(func() { w.Close(); <-done })
+	refused := func(member string, at time.Time) Record {
+		return Record{Time: at, Event: "csrf_refused", Result: "refused", Member: member, IP: "192.0.2.9"}
+	}
+	for i := range 50 {
+		w.Add(refused("mallory", now.Add(time.Duration(i)*time.Second)))
+	}
+	w.Add(refused("alice", now))
+	w.Add(Record{Time: now, Event: "verify", Result: "failure", Member: "mallory"})
+	w.Sync(t.Context())
+	if got := len(readAll(t, b.st, "audit:gw-1")); got != 5 {
+		t.Fatalf("%d records within the minute, want 3 of mallory's, alice's and the verify", got)
+	}
+	now = now.Add(time.Minute)
+	w.sweep()
+	w.Add(refused("mallory", now))
+	w.Sync(t.Context())
+	page, err := tr.Query(t.Context(), Filter{Member: "mallory"}, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 6 {
+		t.Fatalf("mallory's records: %+v", page.Records)
+	}
+	next, sum := page.Records[0].Record, page.Records[1].Record
+	if next.Event != "csrf_refused" || sum.Event != "audit_suppressed" || sum.Result != "refused" || sum.IP != "192.0.2.9" ||
+		sum.Details["event"] != "csrf_refused" || sum.Details["held_back"] != "47" ||
+		sum.Details["from"] != "2026-12-01T09:00:13Z" || sum.Details["to"] != "2026-12-01T09:00:59Z" {
+		t.Fatalf("newest: %+v, then %+v", next, sum)
+	}
+	if res, err := tr.Verify(t.Context(), "gw-1"); err != nil || res.Problem != "" {
+		t.Errorf("Verify = %+v, %v", res, err)
+	}
+}

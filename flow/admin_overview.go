@@ -89,7 +89,8 @@ const overviewLatest = 10
 // routineEvents are the events that, unless they fail, are the gateway
 // working as meant (a sign-in, a code sent): left out of the overview's
 // security events, as are admins' reading.
-var routineEvents = []string{"verify", "code_send", "device_used", "device_remembered", "enrol_start", "enrol_reminder"}
+var routineEvents = []string{"verify", "code_send", "device_used", "device_remembered", "enrol_start", "enrol_reminder",
+	"new_browser"}
 
 // securityEvent reports whether r belongs among the overview's latest
 // security events: a failure, refusal or lockout, a change to a member's
