@@ -175,6 +175,7 @@ type Trail struct {
 	instance string
 	now      func() time.Time
 	c        *chain
+	shared   string // the key of the shared chain; "" for t's own
 }
 
 // chain is where a log's chain stands, as its appender knows it.
@@ -204,7 +205,8 @@ func (t *Trail) ShareChain(scope string) {
 	if scope == "" {
 		return
 	}
-	c, _ := chains.LoadOrStore(scope+"\x00"+t.instance, &chain{})
+	t.shared = scope + "\x00" + t.instance
+	c, _ := chains.LoadOrStore(t.shared, &chain{})
 	t.c = c.(*chain)
 }
 

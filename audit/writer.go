@@ -20,14 +20,16 @@ const QueueLen = 16384
 // audits an event (a sign-in) never waits on the store. When the store is
 // slow or down the queue absorbs the backlog; past QueueLen records the
 // newest are dropped and onDrop is called, rather than hold up sign-ins.
-// Its queue is never closed: a record added after Close (by a request of
-// an old config still running) is dropped and reported to onDrop too,
-// instead of panicking.
+// Its queue is never closed: a record added after Close (by a request an
+// old config finishes after a reload) goes to the writer now running on
+// the same shared chain (Trail.ShareChain), or, with none, is dropped and
+// reported to onDrop too, instead of panicking.
 type Writer struct {
 	queue    chan item
 	stop     chan struct{}
 	stopOnce sync.Once
 	closed   atomic.Bool
+	shared   atomic.Value // string: Run's trail's shared chain, if any
 	onDrop   func()
 	logger   *zap.Logger
 	lastWarn atomic.Int64 // Unix seconds of the last warning about drops
@@ -81,6 +83,12 @@ func (w *Writer) Throttle(perMinute int, now func() time.Time) {
 // Add queues r without waiting.
 func (w *Writer) Add(r Record) {
 	if w.closed.Load() {
+		if key, _ := w.shared.Load().(string); key != "" {
+			if next, ok := running.Load(key); ok && next != w && !next.(*Writer).closed.Load() {
+				next.(*Writer).Add(r)
+				return
+			}
+		}
 		w.drop()
 		return
 	}
@@ -182,8 +190,17 @@ const batchLen = 256
 // sweepEvery is how often Run writes the throttle's summaries.
 const sweepEvery = 10 * time.Second
 
+// running is the writer running on each shared chain: the one a closed
+// writer of the same chain hands its late records to.
+var running sync.Map
+
 // Run appends the queue to t until Close, then what is queued.
 func (w *Writer) Run(ctx context.Context, t *Trail) {
+	if t.shared != "" {
+		w.shared.Store(t.shared)
+		running.Store(t.shared, w)
+		defer running.CompareAndDelete(t.shared, w)
+	}
 	batch := make([]Record, 0, batchLen)
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()

@@ -202,3 +202,40 @@ func TestWriterThrottle(t *testing.T) {
 		t.Errorf("Verify = %+v, %v", res, err)
 	}
 }
+
+// After a reload, a record the old configuration's writer gets once it
+// is closed goes to the new writer on the same chain; with none, it is a
+// counted drop.
+func TestClosedWriterHandsOn(t *testing.T) {
+	b := openBolt(t)
+	start := func(scope string, onDrop func()) (*Writer, *Trail) {
+		tr := newTrail(t, b, "gw-1")
+		tr.ShareChain(scope)
+		w := NewWriter(zap.NewNop(), onDrop)
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(t.Context(), tr) }()
+		t.Cleanup(func() { w.Close(); <-done })
+		return w, tr
+	}
+	drops := 0
+	old, _ := start("db", func() { drops++ })
+	old.Add(Record{Event: "verify", Member: "a"})
+	old.Sync(t.Context())
+	cur, tr := start("db", nil)
+	old.Close()
+	old.Add(Record{Event: "verify", Member: "late"})
+	cur.Sync(t.Context())
+	page, err := tr.Query(t.Context(), Filter{}, "", 10)
+	if err != nil || len(page.Records) != 2 || page.Records[0].Record.Member != "late" || drops != 0 {
+		t.Fatalf("records %+v, %v, drops %d; want the late one appended by the new writer", page.Records, err, drops)
+	}
+	if res, err := tr.Verify(t.Context(), "gw-1"); err != nil || res.Problem != "" || res.Checked != 2 {
+		t.Errorf("Verify = %+v, %v", res, err)
+	}
+	cur.Close()
+	cur.Add(Record{Event: "verify", Member: "later"})
+	old.Add(Record{Event: "verify", Member: "later"})
+	if drops != 1 {
+		t.Errorf("drops with no writer running = %d, want 1 (the old writer's)", drops)
+	}
+}
