@@ -121,8 +121,16 @@ func (f *figures) read(ctx context.Context, from, to time.Time) ([]audit.Day, er
 	if err := f.tally.Flush(ctx); err != nil {
 		return nil, err
 	}
-	return audit.Days(ctx, f.st, from, to)
+	days, unreadable, err := audit.Days(ctx, f.st, from, to)
+	if len(unreadable) > 0 {
+		f.logger.Warn("figures: documents that cannot be parsed are left out of the figures",
+			zap.Int("count", len(unreadable)), zap.Strings("keys", unreadable[:min(len(unreadable), maxLoggedKeys)]))
+	}
+	return days, err
 }
+
+// maxLoggedKeys is how many unreadable documents a read names in its log.
+const maxLoggedKeys = 10
 
 func sameDay(a, b time.Time) bool {
 	return a.UTC().Truncate(24 * time.Hour).Equal(b.UTC().Truncate(24 * time.Hour))

@@ -73,7 +73,7 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 	if err := tally.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	days, err := audit.Days(t.Context(), st, clk.Now(), clk.Now())
+	days, _, err := audit.Days(t.Context(), st, clk.Now(), clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

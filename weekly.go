@@ -1,7 +1,9 @@
 package twofactor
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -133,10 +135,51 @@ type reporter struct {
 	instance string
 	logger   *zap.Logger
 
-	mu        sync.Mutex
-	done      time.Time // the slot this instance last sent or saw taken
-	nextRetry time.Time
+	state *reportState
 }
+
+// reportState is what an instance knows of its weekly reports. It lives
+// in memory only, shared by this process's reporters of one instance and
+// store (reportStates): a config reload makes a new reporter while the
+// old one may still be at work.
+type reportState struct {
+	mu        sync.Mutex
+	done      time.Time // the slot this instance sent, gave up or saw taken
+	nextRetry time.Time
+	week      reportWeek // the attempts at the current slot
+}
+
+// reportWeek is one instance's attempts at one week's report. The
+// instance holding the week's marker keeps it through its attempts, so no
+// other instance sends that week's report and nothing outside this
+// process needs to know whom it reached. Should the process stop between
+// attempts, the week's report is not retried elsewhere.
+type reportWeek struct {
+	slot     time.Time
+	nonce    []byte // the marker's value while this instance holds it
+	held     bool
+	attempts int
+	sent     map[string]bool // recipients the report reached
+}
+
+// reportStates are this process's reportStates, by store scope and
+// instance.
+var reportStates sync.Map
+
+// sharedReportState is the reportState of instance on the store scope
+// names (App.chainScope); "" gives a state of its own.
+func sharedReportState(scope, instance string) *reportState {
+	if scope == "" {
+		return new(reportState)
+	}
+	s, _ := reportStates.LoadOrStore(scope+"\x00"+instance, new(reportState))
+	return s.(*reportState)
+}
+
+// maxReportAttempts is how many times one week's report is tried before
+// it is given up: a send that timed out may have been delivered, so each
+// attempt may be a copy in someone's mailbox.
+const maxReportAttempts = 3
 
 // reporter is the app's weekly reporter on st.
 func (a *App) reporter(st store.Store, engine *challenge.Engine, instance string) *reporter {
@@ -145,7 +188,8 @@ func (a *App) reporter(st store.Store, engine *challenge.Engine, instance string
 		return len(reqs), err
 	}
 	return &reporter{opts: a.WeeklyReport, st: st, pending: pending, sender: a.email, figures: a.readFigures,
-		instance: instance, logger: a.logger.Named("weekly_report"), site: func() string {
+		instance: instance, logger: a.logger.Named("weekly_report"), state: sharedReportState(a.chainScope(), instance),
+		site: func() string {
 			if s := a.site.Load(); s != nil {
 				return s.name
 			}
@@ -158,41 +202,91 @@ func (a *App) reporter(st store.Store, engine *challenge.Engine, instance string
 func reportMarker(at time.Time) string { return "weekly_report:" + at.Format(time.DateOnly) }
 
 // due sends the week's report if it is due, no instance has taken it, and
-// this one takes it. It is called every tick of the figures loop.
+// this one takes it. It is called every tick of the figures loop. The
+// instance that takes the week tries at most maxReportAttempts times,
+// reportRetry apart, each time to the recipients not yet reached.
 func (r *reporter) due(ctx context.Context, now time.Time) {
 	slot := r.opts.slot(now)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slot.Equal(r.done) || now.Sub(slot) > reportGrace || now.Before(r.nextRetry) {
+	s := r.state
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slot.Equal(s.done) || now.Sub(slot) > reportGrace || now.Before(s.nextRetry) {
 		return
 	}
-	taken, err := r.st.CompareAndSwap(ctx, reportMarker(slot), nil, []byte(r.instance), reportMarkerTTL)
-	if err != nil {
-		r.logger.Warn("weekly report: taking the week's marker", zap.Error(err))
-		r.nextRetry = now.Add(reportRetry)
-		return
+	if !s.week.slot.Equal(slot) {
+		s.week = reportWeek{slot: slot, nonce: []byte(r.instance + " " + rand.Text()), sent: map[string]bool{}}
 	}
-	if !taken {
-		r.done = slot // another instance sends it
-		return
-	}
-	if err := r.send(ctx, slot); err != nil {
-		r.logger.Error("weekly report: not sent; trying again later", zap.Error(err))
-		// Let this or another instance try again.
-		if derr := r.st.Delete(context.WithoutCancel(ctx), reportMarker(slot)); derr != nil {
-			r.logger.Warn("weekly report: releasing the week's marker", zap.Error(derr))
+	w := &s.week
+	week := zap.String("week", slot.AddDate(0, 0, -7).Format(time.DateOnly))
+	if !w.held {
+		held, err := r.take(ctx, slot, w.nonce)
+		if err != nil {
+			r.logger.Warn("weekly report: taking the week's marker", week, zap.Error(err))
+			s.nextRetry = now.Add(reportRetry)
+			return
 		}
-		r.nextRetry = now.Add(reportRetry)
+		if !held {
+			s.done = slot // another instance sends it
+			return
+		}
+		w.held = true
+	}
+	w.attempts++
+	attempt := zap.Int("attempt", w.attempts)
+	if err := r.send(ctx, slot, w.sent); err != nil {
+		sentTo := zap.Strings("sent_to", r.reached(w.sent))
+		if w.attempts >= maxReportAttempts {
+			// The marker stays: no other instance tries this week.
+			r.logger.Error("weekly report: not sent to every recipient; given up for the week", week, attempt, sentTo, zap.Error(err))
+			s.done = slot
+			return
+		}
+		r.logger.Error("weekly report: not sent to every recipient; trying again later", week, attempt, sentTo, zap.Error(err))
+		s.nextRetry = now.Add(reportRetry)
 		return
 	}
-	r.done = slot
-	r.logger.Info("weekly report sent", zap.String("week", slot.AddDate(0, 0, -7).Format(time.DateOnly)),
-		zap.Int("recipients", len(r.opts.To)))
+	s.done = slot
+	r.logger.Info("weekly report sent", week, attempt, zap.Int("recipients", len(r.opts.To)))
+}
+
+// take takes the week's marker with nonce and reports whether this
+// instance holds it. When the swap fails or errs (a timeout may still
+// have applied it, now or on an earlier try), it reads the marker back:
+// nonce is this instance's alone.
+func (r *reporter) take(ctx context.Context, slot time.Time, nonce []byte) (bool, error) {
+	key := reportMarker(slot)
+	taken, err := r.st.CompareAndSwap(ctx, key, nil, nonce, reportMarkerTTL)
+	if err == nil && taken {
+		return true, nil
+	}
+	holder, gerr := r.st.Get(ctx, key)
+	switch {
+	case gerr == nil:
+		return bytes.Equal(holder, nonce), nil
+	case !errors.Is(gerr, store.ErrNotFound):
+		return false, errors.Join(err, gerr)
+	case err != nil:
+		return false, err // not taken: try again
+	default:
+		return false, errors.New("the week's marker, found taken, was gone when read back; trying again")
+	}
+}
+
+// reached lists, in their order, the recipients in sent.
+func (r *reporter) reached(sent map[string]bool) []string {
+	var out []string
+	for _, to := range r.opts.To {
+		if sent[to] {
+			out = append(out, to)
+		}
+	}
+	return out
 }
 
 // send composes the report of the seven days before slot and sends it to
-// every recipient.
-func (r *reporter) send(ctx context.Context, slot time.Time) error {
+// every recipient not in sent, adding those it reaches. It fails if any
+// recipient was not reached.
+func (r *reporter) send(ctx context.Context, slot time.Time, sent map[string]bool) error {
 	day := slot.Truncate(24 * time.Hour)
 	days, err := r.figures(ctx, day.AddDate(0, 0, -14), day.AddDate(0, 0, -1))
 	if err != nil {
@@ -210,21 +304,20 @@ func (r *reporter) send(ctx context.Context, slot time.Time) error {
 	}
 	var errs []error
 	for _, to := range r.opts.To {
+		if sent[to] {
+			continue
+		}
 		m := msg
 		m.To = to
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if err := r.sender.Send(sctx, m); err != nil {
 			errs = append(errs, fmt.Errorf("to %s: %s", to, notify.Class(err)))
+		} else {
+			sent[to] = true
 		}
 		cancel()
 	}
-	if len(errs) == len(r.opts.To) {
-		return errors.Join(errs...)
-	}
-	if len(errs) > 0 {
-		r.logger.Warn("weekly report: not sent to every recipient", zap.Error(errors.Join(errs...)))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // reportMethods and reportChannels are listed in this order, those with

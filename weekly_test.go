@@ -2,6 +2,8 @@ package twofactor
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"strings"
@@ -9,12 +11,18 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
 	"github.com/caddy-twofactor/twofactor/notify"
+	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/embedded"
+	"github.com/caddy-twofactor/twofactor/store/redis"
 )
 
 func weeklyOptions(day string, hour int) *WeeklyReport {
@@ -139,6 +147,39 @@ func reportFixture(t *testing.T) (*embedded.Store, *testsmtp.Server, notify.Send
 	return st, mail, sender
 }
 
+// testReporter is instance's reporter on st, sending through sender,
+// with a state of its own.
+func testReporter(st store.Store, opts *WeeklyReport, sender notify.Sender, instance string, logger *zap.Logger) *reporter {
+	return &reporter{opts: opts, st: st, sender: sender, instance: instance, logger: logger, state: new(reportState),
+		site:    func() string { return "Example Club" },
+		pending: func(context.Context) (int, error) { return 1, nil },
+		figures: func(ctx context.Context, from, to time.Time) ([]audit.Day, error) {
+			days, _, err := audit.Days(ctx, st, from, to)
+			return days, err
+		}}
+}
+
+// countingSender is a sender that counts the sends it passes on, by
+// recipient.
+type countingSender struct {
+	notify.Sender
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func (c *countingSender) Send(ctx context.Context, m notify.Message) error {
+	c.mu.Lock()
+	c.tries[m.To]++
+	c.mu.Unlock()
+	return c.Sender.Send(ctx, m)
+}
+
+func (c *countingSender) count() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.tries)
+}
+
 // Two instances reach the hour at once: one sends the report, to every
 // recipient, over SMTP; neither sends it again that week.
 func TestWeeklyReportOncePerWeek(t *testing.T) {
@@ -147,13 +188,13 @@ func TestWeeklyReportOncePerWeek(t *testing.T) {
 	opts.To = []string{"security@example.com", "ops@example.com"}
 	var reads sync.Map
 	newReporter := func(instance string) *reporter {
-		return &reporter{opts: opts, st: st, sender: sender, instance: instance, logger: zap.NewNop(),
-			site:    func() string { return "Example Club" },
-			pending: func(context.Context) (int, error) { return 1, nil },
-			figures: func(ctx context.Context, from, to time.Time) ([]audit.Day, error) {
-				reads.Store(instance, from.Format(time.DateOnly)+" "+to.Format(time.DateOnly))
-				return audit.Days(ctx, st, from, to)
-			}}
+		r := testReporter(st, opts, sender, instance, zap.NewNop())
+		read := r.figures
+		r.figures = func(ctx context.Context, from, to time.Time) ([]audit.Day, error) {
+			reads.Store(instance, from.Format(time.DateOnly)+" "+to.Format(time.DateOnly))
+			return read(ctx, from, to)
+		}
+		return r
 	}
 	a, b := newReporter("a"), newReporter("b")
 	monday8 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
@@ -207,28 +248,181 @@ func TestWeeklyReportOncePerWeek(t *testing.T) {
 	}
 }
 
-// A failed send releases the week's marker, so the report is tried again
-// (by this instance after reportRetry, or by another), and is sent once
-// the server takes it.
+// A failed send is tried again by the instance holding the week, not
+// before reportRetry, and the report goes out once the server takes it.
 func TestWeeklyReportRetries(t *testing.T) {
 	st, mail, sender := reportFixture(t)
-	r := &reporter{opts: weeklyOptions("monday", 8), st: st, sender: sender, instance: "a", logger: zap.NewNop(),
-		site: func() string { return "Example" }, pending: func(context.Context) (int, error) { return 0, nil },
-		figures: func(ctx context.Context, from, to time.Time) ([]audit.Day, error) {
-			return audit.Days(ctx, st, from, to)
-		}}
-	monday8 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	a := testReporter(st, weeklyOptions("monday", 8), sender, "a", zap.NewNop())
+	b := testReporter(st, weeklyOptions("monday", 8), sender, "b", zap.NewNop())
 	mail.Fail("reject")
-	r.due(t.Context(), monday8)
-	if _, err := st.Get(t.Context(), reportMarker(monday8)); err == nil {
-		t.Fatal("the week's marker is kept after a failed send")
+	a.due(t.Context(), clk.Now())
+	marker, err := st.Get(t.Context(), reportMarker(clk.Now()))
+	if err != nil || !strings.HasPrefix(string(marker), "a ") || len(marker) < len("a ")+16 {
+		t.Fatalf("the week's marker after a failed send: %q, %v; want a's, with a nonce", marker, err)
 	}
 	mail.Fail("")
-	r.due(t.Context(), monday8.Add(time.Minute))
+	b.due(t.Context(), clk.Now()) // a holds the week
+	a.due(t.Context(), clk.Now().Add(reportRetry-time.Second))
 	if n := len(mail.Messages()); n != 0 {
-		t.Fatalf("tried again within reportRetry: %d messages", n)
+		t.Fatalf("sent by the other instance or within reportRetry: %d messages", n)
 	}
-	r.due(t.Context(), monday8.Add(reportRetry))
+	sentOnRetry(t, clk, mail, a, b)
+}
+
+// sentOnRetry checks that a, holding the week, sends the report
+// reportRetry after now, and that neither a nor b sends it again.
+func sentOnRetry(t *testing.T, clk *clock.Fake, mail *testsmtp.Server, a, b *reporter) {
+	t.Helper()
+	clk.Advance(reportRetry)
+	a.due(t.Context(), clk.Now())
+	mail.Wait(t, 1, 5*time.Second)
+	clk.Advance(reportRetry)
+	a.due(t.Context(), clk.Now())
+	b.due(t.Context(), clk.Now())
+	if n := len(mail.Messages()); n != 1 {
+		t.Errorf("%d messages after the report went out, want the one report", n)
+	}
+}
+
+// A send that fails every time is tried maxReportAttempts times, then
+// given up for the week with an error in the log, and no instance tries
+// again that week; the next week's report is tried afresh.
+func TestWeeklyReportGivesUp(t *testing.T) {
+	st, mail, sender := reportFixture(t)
+	counted := &countingSender{Sender: sender, tries: map[string]int{}}
+	core, logs := observer.New(zap.InfoLevel)
+	monday8 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(monday8)
+	opts := weeklyOptions("monday", 8)
+	a := testReporter(st, opts, counted, "a", zap.New(core))
+	b := testReporter(st, opts, counted, "b", zap.NewNop())
+	mail.Fail("reject")
+	for clk.Now().Before(monday8.Add(reportGrace)) {
+		a.due(t.Context(), clk.Now())
+		b.due(t.Context(), clk.Now())
+		clk.Advance(time.Minute)
+	}
+	if got := counted.count()["admins@example.com"]; got != maxReportAttempts {
+		t.Errorf("%d attempts in the day after the hour, want %d", got, maxReportAttempts)
+	}
+	retrying := logs.FilterMessage("weekly report: not sent to every recipient; trying again later").All()
+	gaveUp := logs.FilterMessage("weekly report: not sent to every recipient; given up for the week").All()
+	if len(retrying) != maxReportAttempts-1 || len(gaveUp) != 1 {
+		t.Fatalf("logged %d retries and %d give-ups, want %d and 1: %v", len(retrying), len(gaveUp), maxReportAttempts-1, logs.All())
+	}
+	if f := gaveUp[0].ContextMap(); gaveUp[0].Level != zap.ErrorLevel || f["attempt"] != int64(maxReportAttempts) ||
+		f["week"] != "2026-11-30" || !strings.Contains(fmt.Sprint(f["error"]), "to admins@example.com") {
+		t.Errorf("give-up logged as %v %v", gaveUp[0].Level, f)
+	}
+	if len(mail.Messages()) != 0 {
+		t.Errorf("%d messages through a server that refuses them", len(mail.Messages()))
+	}
+
+	// The next week is tried again, and sent.
+	mail.Fail("")
+	a.due(t.Context(), monday8.AddDate(0, 0, 7))
+	mail.Wait(t, 1, 5*time.Second)
+	if got := counted.count()["admins@example.com"]; got != maxReportAttempts+1 {
+		t.Errorf("%d sends after the next week's, want %d", got, maxReportAttempts+1)
+	}
+}
+
+// A recipient the report reached is not sent it again when another was
+// not reached and the report is tried again; that one gets it when the
+// server takes it.
+func TestWeeklyReportRetriesOnlyMissedRecipients(t *testing.T) {
+	st, mail, sender := reportFixture(t)
+	counted := &countingSender{Sender: sender, tries: map[string]int{}}
+	clk := clock.NewFake(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	opts := weeklyOptions("monday", 8)
+	opts.To = []string{"security@example.com", "ops@example.com"}
+	r := testReporter(st, opts, counted, "a", zap.NewNop())
+	mail.Reject("ops@example.com")
+	r.due(t.Context(), clk.Now())
+	mail.Wait(t, 1, 5*time.Second)
+	clk.Advance(reportRetry)
+	r.due(t.Context(), clk.Now())
+	mail.Reject()
+	clk.Advance(reportRetry)
+	r.due(t.Context(), clk.Now())
+	msgs := mail.Wait(t, 2, 5*time.Second)
+	clk.Advance(reportRetry)
+	r.due(t.Context(), clk.Now())
+	if got, want := counted.count(), map[string]int{"security@example.com": 1, "ops@example.com": 3}; !maps.Equal(got, want) {
+		t.Errorf("sends by recipient %v, want %v", got, want)
+	}
+	var to []string
+	for _, m := range mail.Messages() {
+		to = append(to, strings.Join(m.To, ","))
+	}
+	if len(msgs) != 2 || strings.Join(to, " ") != "security@example.com ops@example.com" {
+		t.Errorf("delivered to %q, want each recipient once", to)
+	}
+}
+
+// The swap taking the week's marker runs on Redis but its reply is lost:
+// the instance does not know it holds the week. Reading the marker back
+// when it can, it finds its own nonce and sends the report; the other
+// instance, finding the marker taken, does not.
+func TestWeeklyReportMarkerReplyLost(t *testing.T) {
+	srv := testredis.Start(t)
+	proxy := testredis.StartProxy(t, srv.Addr)
+	newStore := func(addr string) store.Store {
+		client := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
+			ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+		t.Cleanup(func() { client.Close() })
+		return redis.New(client, "weekly:")
+	}
+	_, mail, sender := reportFixture(t)
+	clk := clock.NewFake(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	opts := weeklyOptions("monday", 8)
+	viaProxy, direct := newStore(proxy.Addr), newStore(srv.Addr)
+	a := testReporter(viaProxy, opts, sender, "a", zap.NewNop())
+	b := testReporter(direct, opts, sender, "b", zap.NewNop())
+
+	// A connection made, and the swap's script loaded, before: a new
+	// connection's handshake, or the script's loading, would time out
+	// before the swap runs.
+	if _, err := viaProxy.CompareAndSwap(t.Context(), "warm", nil, []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	proxy.DropReplies()
+	a.due(t.Context(), clk.Now()) // the swap runs, then reading back times out too
+	marker, err := direct.Get(t.Context(), reportMarker(clk.Now()))
+	if err != nil || !strings.HasPrefix(string(marker), "a ") {
+		t.Fatalf("the week's marker: %q, %v; want a's", marker, err)
+	}
+	proxy.Resume()
+	b.due(t.Context(), clk.Now())
+	if n := len(mail.Messages()); n != 0 {
+		t.Fatalf("%d messages from the instance that found the marker taken", n)
+	}
+	sentOnRetry(t, clk, mail, a, b)
+}
+
+// Reporters of one instance and store in this process share their state:
+// the reporter a config reload makes knows the week the old one took.
+func TestWeeklyReportStateAcrossReloads(t *testing.T) {
+	if sharedReportState("store-1", "a") != sharedReportState("store-1", "a") {
+		t.Error("two reporters of one instance and store have their own states")
+	}
+	if sharedReportState("store-1", "a") == sharedReportState("store-2", "a") ||
+		sharedReportState("store-1", "a") == sharedReportState("store-1", "b") ||
+		sharedReportState("", "a") == sharedReportState("", "a") {
+		t.Error("reporters of different stores, instances or an unknown store share a state")
+	}
+	st, mail, sender := reportFixture(t)
+	clk := clock.NewFake(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	old := testReporter(st, weeklyOptions("monday", 8), sender, "a", zap.NewNop())
+	old.state = sharedReportState(t.Name(), "a")
+	mail.Fail("reject")
+	old.due(t.Context(), clk.Now())
+	mail.Fail("")
+	reloaded := testReporter(st, weeklyOptions("monday", 8), sender, "a", zap.NewNop())
+	reloaded.state = sharedReportState(t.Name(), "a")
+	clk.Advance(reportRetry)
+	reloaded.due(t.Context(), clk.Now())
 	mail.Wait(t, 1, 5*time.Second)
 }
 

@@ -220,28 +220,32 @@ func (t *Tally) add(ctx context.Context, delta Day) error {
 // every instance's counts, with the member counts the highest any
 // instance noted. A day without figures has no counts and Seen and
 // Enrolled -1. The range is at most MaxFiguresRange days.
-func Days(ctx context.Context, st store.Store, from, to time.Time) ([]Day, error) {
+//
+// A document that does not parse is left out rather than failing the
+// read: unreadable lists the keys of those left out, for the caller to
+// log once per read.
+func Days(ctx context.Context, st store.Store, from, to time.Time) (days []Day, unreadable []string, err error) {
 	first, last := from.UTC().Truncate(24*time.Hour), to.UTC().Truncate(24*time.Hour)
 	if last.Before(first) {
-		return nil, fmt.Errorf("audit: figures: from %s is after to %s", first.Format(dateLayout), last.Format(dateLayout))
+		return nil, nil, fmt.Errorf("audit: figures: from %s is after to %s", first.Format(dateLayout), last.Format(dateLayout))
 	}
 	if n := int(last.Sub(first)/(24*time.Hour)) + 1; n > MaxFiguresRange {
-		return nil, fmt.Errorf("audit: figures: from %s to %s is %d days; at most %d at once",
+		return nil, nil, fmt.Errorf("audit: figures: from %s to %s is %d days; at most %d at once",
 			first.Format(dateLayout), last.Format(dateLayout), n, MaxFiguresRange)
 	}
-	var out []Day
 	for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
-		day, err := readDay(ctx, st, d)
+		day, err := readDay(ctx, st, d, &unreadable)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, day)
+		days = append(days, day)
 	}
-	return out, nil
+	return days, unreadable, nil
 }
 
-// readDay adds up the instances' documents of the day date.
-func readDay(ctx context.Context, st store.Store, date time.Time) (Day, error) {
+// readDay adds up the instances' documents of the day date, appending the
+// keys of those that do not parse to unreadable.
+func readDay(ctx context.Context, st store.Store, date time.Time, unreadable *[]string) (Day, error) {
 	day := newDay(date)
 	name := date.Format(dateLayout)
 	for after := ""; ; {
@@ -250,7 +254,8 @@ func readDay(ctx context.Context, st store.Store, date time.Time) (Day, error) {
 			return Day{}, fmt.Errorf("audit: figures of %s: %w", name, err)
 		}
 		for _, instance := range instances {
-			b, err := st.Get(ctx, figuresKey(name, instance))
+			key := figuresKey(name, instance)
+			b, err := st.Get(ctx, key)
 			if errors.Is(err, store.ErrNotFound) {
 				continue // expired, or listed before its first write
 			}
@@ -258,9 +263,11 @@ func readDay(ctx context.Context, st store.Store, date time.Time) (Day, error) {
 				return Day{}, fmt.Errorf("audit: figures of %s: %w", name, err)
 			}
 			var doc Day
-			if json.Unmarshal(b, &doc) == nil {
-				day.Add(doc)
+			if json.Unmarshal(b, &doc) != nil {
+				*unreadable = append(*unreadable, key)
+				continue
 			}
+			day.Add(doc)
 		}
 		if len(instances) < 100 {
 			return *day, nil

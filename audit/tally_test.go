@@ -31,9 +31,12 @@ func flush(t *testing.T, ty *Tally) {
 
 func days(t *testing.T, b *backend, from, to time.Time) []Day {
 	t.Helper()
-	got, err := Days(t.Context(), b.st, from, to)
+	got, unreadable, err := Days(t.Context(), b.st, from, to)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(unreadable) > 0 {
+		t.Fatalf("unreadable documents %q", unreadable)
 	}
 	return got
 }
@@ -139,6 +142,37 @@ func TestTallyKeepsUnwrittenCounts(t *testing.T) {
 	}
 }
 
+// A document that does not parse is left out of its day and named, the
+// other instances' documents still count, and the read does not fail.
+func TestDaysUnreadable(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		day1 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		clk := clock.NewFake(day1)
+		a := newTally(t, b, "a", clk)
+		a.Observe(CountVerification, "totp", "ok")
+		flush(t, a)
+		for _, date := range []string{"2026-03-01", "2026-03-02"} {
+			if err := b.st.IndexPut(t.Context(), figuresIndex(date), "broken"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.st.Set(t.Context(), figuresKey(date, "broken"), []byte("{not json"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, unreadable, err := Days(t.Context(), b.st, day1, day1.AddDate(0, 0, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"figures:2026-03-01:broken", "figures:2026-03-02:broken"}
+		if !reflect.DeepEqual(unreadable, want) {
+			t.Errorf("unreadable %q, want %q", unreadable, want)
+		}
+		if len(got) != 2 || got[0].Verifications["totp"]["ok"] != 1 || got[1].Verifications != nil {
+			t.Errorf("days beside unreadable documents: %+v", got)
+		}
+	})
+}
+
 func TestDaysRange(t *testing.T) {
 	b := openBolt(t)
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -149,7 +183,7 @@ func TestDaysRange(t *testing.T) {
 		{at, at.Add(-24 * time.Hour), "from 2026-03-01 is after to 2026-02-28"},
 		{at.AddDate(0, 0, -400), at, "401 days; at most 400"},
 	} {
-		if _, err := Days(t.Context(), b.st, c.from, c.to); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, _, err := Days(t.Context(), b.st, c.from, c.to); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Days(%s, %s) = %v, want an error saying %q", c.from, c.to, err, c.want)
 		}
 	}

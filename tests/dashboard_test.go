@@ -495,6 +495,10 @@ func TestDashboardWithoutFigures(t *testing.T) {
 	if strings.Contains(r.body, "The figures cannot be read right now.") {
 		t.Error("one unreadable document hides every figure")
 	}
+	if b, err := os.ReadFile(e.logPath); err != nil || !strings.Contains(string(b), "documents that cannot be parsed are left out of the figures") ||
+		!strings.Contains(string(b), "figures:"+date+":broken-instance") {
+		t.Error("the unreadable document is not logged with its key")
+	}
 
 	// Two days ago, the day's index is not an index: Redis refuses to
 	// read it, so the figures cannot be read; the rest of the page can.

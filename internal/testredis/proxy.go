@@ -8,15 +8,18 @@ import (
 
 // Proxy forwards TCP connections to a Redis server and can go silent:
 // connections stay open but nothing passes, as with a network partition
-// or a frozen server, which a client only notices by its timeouts.
+// or a frozen server, which a client only notices by its timeouts. It can
+// also drop only the replies: commands run, but their callers time out
+// not knowing it.
 type Proxy struct {
 	Addr   string
 	target string
 	ln     net.Listener
 
-	mu     sync.Mutex
-	silent bool
-	conns  map[net.Conn]bool
+	mu      sync.Mutex
+	silent  bool
+	noReply bool
+	conns   map[net.Conn]bool
 }
 
 // StartProxy forwards a loopback port to target until the test ends.
@@ -42,12 +45,22 @@ func (p *Proxy) Silence() {
 	p.mu.Unlock()
 }
 
-// Resume ends the silence: the connections that saw it are closed (their
-// streams are broken) and new ones are forwarded again.
+// DropReplies keeps forwarding commands to Redis but drops its replies,
+// on open connections and new ones: each command runs, and its caller
+// times out as if the reply was lost on the way.
+func (p *Proxy) DropReplies() {
+	p.mu.Lock()
+	p.noReply = true
+	p.mu.Unlock()
+}
+
+// Resume ends the silence or the dropped replies: the connections that
+// saw it are closed (their streams are broken) and new ones are forwarded
+// again.
 func (p *Proxy) Resume() {
 	p.closeAll()
 	p.mu.Lock()
-	p.silent = false
+	p.silent, p.noReply = false, false
 	p.mu.Unlock()
 }
 
@@ -66,10 +79,12 @@ func (p *Proxy) track(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) isSilent() bool {
+// drops reports whether what goes one way (reply: from Redis) is dropped
+// now.
+func (p *Proxy) drops(reply bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.silent
+	return p.silent || (reply && p.noReply)
 }
 
 func (p *Proxy) serve() {
@@ -86,20 +101,21 @@ func (p *Proxy) serve() {
 				return
 			}
 			p.track(server)
-			go p.pipe(server, client)
-			p.pipe(client, server)
+			go p.pipe(server, client, false)
+			p.pipe(client, server, true)
 		}()
 	}
 }
 
-// pipe copies from src to dst, dropping what arrives while silent.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies from src to dst, dropping what arrives while silent, or
+// while replies are dropped if reply (src is Redis).
+func (p *Proxy) pipe(dst, src net.Conn, reply bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.isSilent() {
+		if n > 0 && !p.drops(reply) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

@@ -65,9 +65,10 @@ type Server struct {
 
 	msgs testrecord.Recorder[Message]
 
-	mu    sync.Mutex
-	fail  string
-	delay time.Duration
+	mu       sync.Mutex
+	fail     string
+	delay    time.Duration
+	rejected map[string]bool
 }
 
 // Start runs a server on 127.0.0.1 until the test ends.
@@ -169,6 +170,24 @@ func (s *Server) Fail(mode string) {
 	s.mu.Unlock()
 }
 
+// Reject makes the server answer RCPT to these addresses with 550 from
+// now on, whatever Fail says of the others; Reject() accepts every
+// address again.
+func (s *Server) Reject(addrs ...string) {
+	s.mu.Lock()
+	s.rejected = map[string]bool{}
+	for _, a := range addrs {
+		s.rejected[strings.ToLower(a)] = true
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) isRejected(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected[strings.ToLower(addr)]
+}
+
 // SetDelay sets how long "slow" waits.
 func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Lock()
@@ -228,7 +247,11 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	switch mode, _ := ss.s.mode(); mode {
+	mode, _ := ss.s.mode()
+	if ss.s.isRejected(to) {
+		mode = "reject"
+	}
+	switch mode {
 	case "reject":
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	case "temporary":
