@@ -187,8 +187,8 @@ type chain struct {
 	listed time.Time // when the instance was last put on the list
 }
 
-// relistEvery is how often an appending trail puts its instance back on
-// the instance list.
+// relistEvery is how often an appending trail reads its log's head again
+// and puts its instance back on the instance list (load).
 const relistEvery = 10 * time.Minute
 
 // chains are the chains of this process that Trails share (ShareChain),
@@ -244,9 +244,14 @@ func New(st store.Store, keys [][]byte, instance string, now func() time.Time) (
 
 // load reads the instance's last entry to continue its chain, and lists
 // the instance for Query and Trim. A log that is empty (new, or trimmed
-// whole) starts from the genesis value. Called with mu held.
+// whole) starts from the genesis value. It does so again every
+// relistEvery: an instance taken off the list would go unseen by Query,
+// Export and Trim while it still appends, and a log that lost its data
+// under a running gateway is started afresh rather than continued from a
+// head it no longer has. Called with mu held.
 func (t *Trail) load(ctx context.Context) error {
-	if t.c.loaded {
+	now := t.now()
+	if t.c.loaded && now.Sub(t.c.listed) < relistEvery {
 		return nil
 	}
 	if err := t.st.IndexPut(ctx, instancesIndex, t.instance); err != nil {
@@ -264,7 +269,7 @@ func (t *Trail) load(ctx context.Context) error {
 		}
 		t.c.n, t.c.prev = s.N, s.MAC
 	}
-	t.c.loaded = true
+	t.c.loaded, t.c.listed = true, now
 	return nil
 }
 
@@ -317,14 +322,7 @@ func (t *Trail) Append(ctx context.Context, records ...Record) error {
 		t.c.loaded = false
 		return fmt.Errorf("audit: append: %w", err)
 	}
-	// The instance list is what Query, Export and Trim read: an instance
-	// taken off it would go unseen while it still appends, so it is put
-	// back now and then (best effort: the next time tries again).
-	if now := t.now(); now.Sub(t.c.listed) >= relistEvery {
-		if t.st.IndexPut(ctx, instancesIndex, t.instance) == nil {
-			t.c.listed = now
-		}
-	}
+
 	t.c.n, t.c.prev = n, prev
 	return nil
 }

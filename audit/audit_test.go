@@ -606,8 +606,9 @@ func BenchmarkAppend(b *testing.B) {
 func TestSharedChainAcrossReloads(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		old, cur := newTrail(t, b, "a"), newTrail(t, b, "a")
-		old.ShareChain("store 1")
-		cur.ShareChain("store 1")
+		scope := t.TempDir() // chains live as long as the process: one of this run's own
+		old.ShareChain(scope)
+		cur.ShareChain(scope)
 		appendN(t, old, 1, members)
 		appendN(t, cur, 1, members) // the new trail loads the log here
 		appendN(t, old, 1, members) // the old one's last record
@@ -626,7 +627,7 @@ func TestSharedChainAcrossReloads(t *testing.T) {
 		// A scope names the store: the same instance on another store is
 		// another chain.
 		other := newTrail(t, b, "a")
-		other.ShareChain("store 2")
+		other.ShareChain(scope + " 2")
 		if other.c == cur.c {
 			t.Fatal("two scopes share a chain")
 		}

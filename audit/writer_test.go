@@ -218,10 +218,12 @@ func TestClosedWriterHandsOn(t *testing.T) {
 		return w, tr
 	}
 	drops := 0
-	old, _ := start("db", func() { drops++ })
+	scope := t.TempDir() // chains live as long as the process: one of this run's own
+	old, _ := start(scope, func() { drops++ })
 	old.Add(Record{Event: "verify", Member: "a"})
 	old.Sync(t.Context())
-	cur, tr := start("db", nil)
+	cur, tr := start(scope, nil)
+	cur.Sync(t.Context()) // its Run is under way, so it is the chain's writer
 	old.Close()
 	old.Add(Record{Event: "verify", Member: "late"})
 	cur.Sync(t.Context())
