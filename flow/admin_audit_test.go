@@ -189,13 +189,25 @@ func TestAuditPage(t *testing.T) {
 	}
 
 	// Paging: 26 records, 10 a page, each once, with the filter kept.
-	query, seen, pagesRead := "member=bob&limit=10", 0, 0
+	// Every page is audited, the ones after the first (from a cursor the
+	// request brings) as paged.
+	query, seen, pagesRead := "member=bob&limit=10&since=2030-04-01", 0, 0
+	fx.audit.TakeAll()
 	for query != "" {
 		status, body := fx.auditPage(query)
 		if status != http.StatusOK {
 			t.Fatalf("page %d: %d", pagesRead, status)
 		}
 		pagesRead++
+		reads := fx.audited("admin_audit_searched")
+		if len(reads) != 1 {
+			t.Fatalf("page %d: %d admin_audit_searched entries, want 1", pagesRead, len(reads))
+		}
+		r := reads[0]
+		if r["user"] != "bob" || r["actor"] != "alice (approver)" || r["filter_since"] != "2030-04-01" ||
+			r["found"] == nil || (r["paged"] == true) != (pagesRead > 1) {
+			t.Errorf("page %d audited as %v", pagesRead, r)
+		}
 		seen += strings.Count(body, "<tr class=\"failure\">") + strings.Count(body, "<tr>\n<td")
 		query = ""
 		if i := strings.Index(body, `rel="next"`); i >= 0 {
