@@ -289,7 +289,18 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 // record of it, oldest first, as JSON Lines or CSV (audit.Trail.Export:
 // CSV cells guarded against spreadsheet formulas). Audited with the
 // filter and the count.
+//
+// A GET, so it carries no form token: a request another site's page
+// started (Sec-Fetch-Site: cross-site, which pages cannot forge) is
+// refused, so that page cannot make an admin's browser read the whole
+// trail. Same-origin, same-site, none (typed, bookmarked) and no header
+// (older browsers) are served.
 func (f *Flow) adminAuditExport(p *request) error {
+	if p.r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		p.e.Audit(f.actor(p.r, p.id.ID), "csrf_refused", "refused", zap.String("page", "admin/audit/export"),
+			zap.String("sec_fetch_site", "cross-site"))
+		return f.message(p.w, p.r, http.StatusForbidden, "title_forbidden", "forbidden", nil, "")
+	}
 	aq, format, done, err := f.startAudit(p, true)
 	if done {
 		return err
