@@ -51,12 +51,13 @@ var recordFields = map[string]bool{"event": true, "result": true, "user": true, 
 	"user_agent": true, "method": true, "actor": true}
 
 // FromFields builds the record of an audit event from its fields. The
-// browser is reduced to a summary; error texts stay out (a mail server's
-// error may quote the full address; error_class says what failed).
+// browser is reduced to a summary; error texts stay out, as zap.Error
+// fields or as a text named "error" (a mail server's error may quote the
+// full address; error_class and reason say what failed).
 func FromFields(at time.Time, fields []zapcore.Field) Record {
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range fields {
-		if f.Type == zapcore.ErrorType {
+		if f.Type == zapcore.ErrorType || f.Key == "error" {
 			continue
 		}
 		f.AddTo(enc)

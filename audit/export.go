@@ -192,7 +192,7 @@ func (c *csvWriter) write(e Entry) error {
 	}
 	r := e.Record
 	cells := [...]string{r.Time.UTC().Format(time.RFC3339Nano), r.Instance, e.ID, r.Event, r.Result, r.Member, r.Actor,
-		r.IP, r.Browser, r.Method, DetailsText(r.Details)}
+		r.IP, r.Browser, r.Method, DetailsJSON(r.Details)}
 	for i, v := range cells {
 		c.row[i] = CSVSafe(strings.ToValidUTF8(v, "\uFFFD"))
 	}
@@ -207,8 +207,23 @@ func (c *csvWriter) flush() error {
 	return c.cw.Error()
 }
 
-// DetailsText writes a record's details as k=v;k=v, sorted by key: the
-// CSV export's details column.
+// DetailsJSON writes a record's details as a JSON object, keys sorted:
+// the CSV export's details cell, which a value holding ";", "=" or a
+// quote cannot make ambiguous. No details is an empty cell.
+func DetailsJSON(d map[string]string) string {
+	if len(d) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // a file for people and tools, not a page
+	_ = enc.Encode(d)        // a map of strings always encodes; invalid UTF-8 becomes U+FFFD
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// DetailsText writes a record's details as k=v;k=v, sorted by key, for
+// people to read (the CLI's table). A value holding ";" or "=" makes it
+// ambiguous: files use DetailsJSON.
 func DetailsText(d map[string]string) string {
 	keys := make([]string, 0, len(d))
 	for k := range d {

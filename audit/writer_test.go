@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,28 @@ func TestTeedEventsReachTheTrail(t *testing.T) {
 			t.Errorf("Verify = %+v, %v", res, err)
 		}
 	})
+}
+
+// An error text stays out of the record whether it is a zap.Error field
+// or a string named "error": either may quote an address. The fields
+// that say what failed stay.
+func TestFromFieldsLeavesErrorTextsOut(t *testing.T) {
+	r := FromFields(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), []zap.Field{
+		zap.String("event", "admin_import"), zap.String("result", "error"), zap.String("actor", "admin endpoint"),
+		zap.String("reason", "invalid"), zap.String("error_class", "backup"),
+		zap.String("error", "line 3: bob@example.com: bad record"),
+		zap.Error(errors.New("550 <carol@example.com> unknown")),
+		zap.NamedError("cause", errors.New("dave@example.com")),
+	})
+	if r.Event != "admin_import" || r.Result != "error" || r.Actor != "admin endpoint" ||
+		r.Details["reason"] != "invalid" || r.Details["error_class"] != "backup" || len(r.Details) != 2 {
+		t.Errorf("record = %+v, want the event with reason and error_class only", r)
+	}
+	for k, v := range r.Details {
+		if strings.Contains(v, "@") {
+			t.Errorf("details %s = %q: an error text reached the record", k, v)
+		}
+	}
 }
 
 // A full queue drops the record and reports it, without blocking; a

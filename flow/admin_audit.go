@@ -53,8 +53,8 @@ var auditEvents = []string{
 	"verify", "totp_replay", "code_send", "lockout",
 	"enrol_start", "enrol_confirm", "enrol_reminder", "method_removed", "default_method", "recovery_codes_generated",
 	"device_remembered", "device_used", "device_forgotten", "new_browser", "session_revoked", "csrf_refused", "sms_site_limit",
-	"admin_refused", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched", "admin_audit_export",
-	"admin_audit_verify",
+	"admin_refused", "admin_overview_viewed", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched",
+	"admin_audit_export", "admin_audit_verify",
 	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed",
 	"admin_reset_requested", "admin_reset_approved", "admin_reset_withdrawn",
 	"admin_export", "admin_import", "admin_rekey",
@@ -68,7 +68,8 @@ var failedResults = []string{"failure", "refused", "error", "account_locked", "a
 
 // auditReads are the events of admins reading, left out of a member's
 // page so that looking at it does not push the member's own records out.
-var auditReads = []string{"admin_member_viewed", "admin_members_searched", "admin_audit_searched", "admin_audit_export"}
+var auditReads = []string{"admin_overview_viewed", "admin_member_viewed", "admin_members_searched", "admin_audit_searched",
+	"admin_audit_export"}
 
 // auditQuery is the audit page's request: the filter, the page size and
 // where to continue, and the filter as the form shows it.
@@ -232,12 +233,14 @@ func (f *Flow) adminAuditPage(p *request) error {
 	if err != nil {
 		return f.unavailable(p, "audit trail", err)
 	}
-	if aq.after == "" {
-		// Who read what of the trail: the filter, and how much it found
-		// on the first page. Paging on reads more of the same.
-		p.e.AuditRead(ctx, p.adminActor(), "admin_audit_searched", aq.filter.Member,
-			append(aq.auditFields(), zap.Int("found", len(page.Records)))...)
+	// Who read what of the trail, every page of it: the filter, how much
+	// the page found, and whether it went on from a cursor (which the
+	// request brings, so a hand-made one is audited as any other).
+	fields := append(aq.auditFields(), zap.Int("found", len(page.Records)))
+	if aq.after != "" {
+		fields = append(fields, zap.Bool("paged", true))
 	}
+	p.e.AuditRead(ctx, p.adminActor(), "admin_audit_searched", aq.filter.Member, fields...)
 	aq.form.Records = f.auditRecords(p.page, page.Records)
 	if page.Next != "" {
 		v := aq.values()
@@ -286,7 +289,18 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 // record of it, oldest first, as JSON Lines or CSV (audit.Trail.Export:
 // CSV cells guarded against spreadsheet formulas). Audited with the
 // filter and the count.
+//
+// A GET, so it carries no form token: a request another site's page
+// started (Sec-Fetch-Site: cross-site, which pages cannot forge) is
+// refused, so that page cannot make an admin's browser read the whole
+// trail. Same-origin, same-site, none (typed, bookmarked) and no header
+// (older browsers) are served.
 func (f *Flow) adminAuditExport(p *request) error {
+	if p.r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		p.e.Audit(f.actor(p.r, p.id.ID), "csrf_refused", "refused", zap.String("page", "admin/audit/export"),
+			zap.String("sec_fetch_site", "cross-site"))
+		return f.message(p.w, p.r, http.StatusForbidden, "title_forbidden", "forbidden", nil, "")
+	}
 	aq, format, done, err := f.startAudit(p, true)
 	if done {
 		return err

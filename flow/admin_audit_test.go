@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -189,13 +190,25 @@ func TestAuditPage(t *testing.T) {
 	}
 
 	// Paging: 26 records, 10 a page, each once, with the filter kept.
-	query, seen, pagesRead := "member=bob&limit=10", 0, 0
+	// Every page is audited, the ones after the first (from a cursor the
+	// request brings) as paged.
+	query, seen, pagesRead := "member=bob&limit=10&since=2030-04-01", 0, 0
+	fx.audit.TakeAll()
 	for query != "" {
 		status, body := fx.auditPage(query)
 		if status != http.StatusOK {
 			t.Fatalf("page %d: %d", pagesRead, status)
 		}
 		pagesRead++
+		reads := fx.audited("admin_audit_searched")
+		if len(reads) != 1 {
+			t.Fatalf("page %d: %d admin_audit_searched entries, want 1", pagesRead, len(reads))
+		}
+		r := reads[0]
+		if r["user"] != "bob" || r["actor"] != "alice (approver)" || r["filter_since"] != "2030-04-01" ||
+			r["found"] == nil || (r["paged"] == true) != (pagesRead > 1) {
+			t.Errorf("page %d audited as %v", pagesRead, r)
+		}
 		seen += strings.Count(body, "<tr class=\"failure\">") + strings.Count(body, "<tr>\n<td")
 		query = ""
 		if i := strings.Index(body, `rel="next"`); i >= 0 {
@@ -271,6 +284,51 @@ func TestAuditExport(t *testing.T) {
 	_, page := fx.auditPage("result=failure&limit=20")
 	if !strings.Contains(page, `href="/.2fa/admin/audit/export?format=csv&amp;result=failure"`) {
 		t.Errorf("no CSV link for the filter on the page")
+	}
+}
+
+// The export is a GET without a form token: a download another site's
+// page started is refused, any other is served.
+func TestAuditExportRefusesCrossSite(t *testing.T) {
+	fx, tr := trailFixture(t)
+	if err := tr.Append(context.Background(), audit.Record{Event: "verify", Result: "failure", Member: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	br := browser{user: "alice", csrf: session.NewSecret(), session: fx.sessionFor("alice", 0, false)}
+	get := func(site string) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "http://club.example/.2fa/admin/audit/export?format=csv", nil)
+		r.Header.Set(userHeader, br.user)
+		r.Header.Set("Cookie", session.CSRFCookie+"="+br.csrf+"; "+session.SessionCookie+"="+br.session)
+		r.Header.Set("Sec-Fetch-Mode", "navigate")
+		if site != "" {
+			r.Header.Set("Sec-Fetch-Site", site)
+		}
+		w := httptest.NewRecorder()
+		if err := fx.f.Serve(w, r); err != nil {
+			t.Fatalf("Sec-Fetch-Site %q: %v", site, err)
+		}
+		return w
+	}
+
+	fx.audit.TakeAll()
+	w := get("cross-site")
+	if w.Code != http.StatusForbidden || w.Header().Get("Content-Disposition") != "" ||
+		!strings.Contains(w.Body.String(), "You do not have access to this page.") || strings.Contains(w.Body.String(), "bob") {
+		t.Errorf("cross-site: %d %v, want 403 with the forbidden page\n%s", w.Code, w.Header(), w.Body)
+	}
+	if refused := fx.audited("csrf_refused"); len(refused) != 1 || refused[0]["page"] != "admin/audit/export" || refused[0]["user"] != "alice" {
+		t.Errorf("the cross-site export audited as %v, want one csrf_refused naming the page and alice", refused)
+	}
+
+	for _, site := range []string{"same-origin", "same-site", "none", ""} {
+		w := get(site)
+		if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Disposition"), "attachment;") || !strings.Contains(w.Body.String(), "bob") {
+			t.Errorf("Sec-Fetch-Site %q: %d %v, want the download", site, w.Code, w.Header())
+		}
+		if n := len(fx.audited("admin_audit_export")); n != 1 {
+			t.Errorf("Sec-Fetch-Site %q: %d admin_audit_export entries, want 1", site, n)
+		}
 	}
 }
 

@@ -1,13 +1,17 @@
 package flow
 
 import (
+	"context"
 	"math"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/pages"
+	"github.com/caddy-twofactor/twofactor/session"
 )
 
 func TestOverviewRange(t *testing.T) {
@@ -88,5 +92,29 @@ func TestFillOverview(t *testing.T) {
 	// Other bounds are left out rather than mixed in.
 	if o.Recovered.Count != 2 || o.Recovered.Counts[1] != 2 || o.Median != 180 {
 		t.Errorf("recovered %+v, median %v", o.Recovered, o.Median)
+	}
+}
+
+// Opening the overview shows the latest security events, members' IDs
+// and addresses among them: it is audited as a read, and that read is
+// not itself one of the latest events.
+func TestOverviewAudited(t *testing.T) {
+	fx, tr := trailFixture(t)
+	ctx := context.Background()
+	if err := tr.Append(ctx, audit.Record{Event: "lockout", Result: "account_locked", Member: "bob", IP: "192.0.2.7"}); err != nil {
+		t.Fatal(err)
+	}
+	fx.audit.TakeAll()
+	br := browser{user: "alice", csrf: session.NewSecret(), session: fx.sessionFor("alice", 0, false)}
+	w := fx.do(&route{method: http.MethodGet, path: "admin/?range=7"}, br, "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "192.0.2.7") {
+		t.Fatalf("the overview: %d, without the latest lockout", w.Code)
+	}
+	reads := fx.audited("admin_overview_viewed")
+	if len(reads) != 1 || reads[0]["actor"] != "alice (approver)" || reads[0]["range"] != int64(7) || reads[0]["found"] != int64(1) {
+		t.Fatalf("audited as %v, want one admin_overview_viewed by alice (approver), range 7, found 1", reads)
+	}
+	if securityEvent(audit.Record{Event: "admin_overview_viewed", Result: "success"}) {
+		t.Error("an admin opening the overview is listed among its security events")
 	}
 }

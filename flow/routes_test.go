@@ -12,6 +12,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
@@ -38,6 +40,8 @@ type fixture struct {
 	// roles are the admin roles the Caddy layer would resolve: alice is an
 	// approver.
 	roles map[string]string
+	// audit is what the engine wrote to the audit logger.
+	audit *observer.ObservedLogs
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,7 +57,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := challenge.New(st, kr, challenge.Config{}, fake.Now, nil)
+	core, logs := observer.New(zap.InfoLevel)
+	engine, err := challenge.New(st, kr, challenge.Config{}, fake.Now, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	fx := &fixture{t: t, b: &Backend{Engine: engine, Jar: session.NewJar(kr)}, clock: fake,
 		policy: &Policy{Remember: 24 * time.Hour, Reminder: time.Hour, Methods: []string{challenge.MethodTOTP}},
-		roles:  map[string]string{"alice": RoleApprover}}
+		roles:  map[string]string{"alice": RoleApprover}, audit: logs}
 	fx.f = New(Config{
 		Prefix: "/.2fa/", TopPage: "/", SiteName: "Test",
 		SessionIdle: 30 * time.Minute, SessionLifetime: 12 * time.Hour, StepUp: 10 * time.Minute,
@@ -175,6 +180,18 @@ func (fx *fixture) do(rt *route, br browser, token string) *httptest.ResponseRec
 		fx.t.Fatalf("%s %s: %v", rt.method, rt.path, err)
 	}
 	return w
+}
+
+// audited takes the audit entries of event written since the last call,
+// each as its fields.
+func (fx *fixture) audited(event string) []map[string]any {
+	var out []map[string]any
+	for _, e := range fx.audit.TakeAll() {
+		if e.Message == event {
+			out = append(out, e.ContextMap())
+		}
+	}
+	return out
 }
 
 func (fx *fixture) token(br browser) string { return fx.b.Jar.CSRFToken(br.csrf, br.user) }

@@ -321,6 +321,16 @@ func TestAuditTrailThroughAPIAndCLI(t *testing.T) {
 			if row[2] != r.ID || row[3] != r.Event || row[5] != r.Member || row[6] != r.Actor || row[8] != r.Browser {
 				t.Errorf("CSV row %d = %q, want %+v", i, row, r)
 			}
+			// The details cell is a JSON object of the record's details.
+			var details map[string]string
+			if row[10] != "" {
+				if err := json.Unmarshal([]byte(row[10]), &details); err != nil {
+					t.Errorf("CSV row %d details %q: %v", i, row[10], err)
+				}
+			}
+			if fmt.Sprint(details) != fmt.Sprint(r.Details) {
+				t.Errorf("CSV row %d details = %v, want %v", i, details, r.Details)
+			}
 		}
 		for _, export := range []string{jsonl, csvBody} {
 			for _, secretText := range []string{enrolCode, signInCode, "alice@example.com", secret} {

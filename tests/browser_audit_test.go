@@ -183,7 +183,8 @@ func TestBrowserAuditPage(t *testing.T) {
 	}
 
 	// The download of what the page shows, with the admin's cookies: the
-	// CSV's header, its rows oldest first, a formula kept from running.
+	// CSV's header, its rows oldest first, a formula kept from running,
+	// the details a JSON object (its quotes doubled in the CSV cell).
 	href := evalJS[string](c, "the CSV link", `document.querySelector('.downloads a[href*="format=csv"]').getAttribute('href')`)
 	status, header, body := c.download(href)
 	lines := strings.Split(strings.TrimSpace(body), "\n")
@@ -192,7 +193,7 @@ func TestBrowserAuditPage(t *testing.T) {
 		t.Fatalf("the CSV download %s: %d %v, %d lines:\n%s", href, status, header, len(lines), body)
 	}
 	if !strings.Contains(lines[1], "<script>alert(1)</script>") || !strings.Contains(lines[2], `"'=HYPERLINK(""http://evil.example"")"`) ||
-		!strings.Contains(lines[14], "admin_reason=paging 11") {
+		!strings.Contains(lines[14], `""admin_reason"":""paging 11""`) {
 		t.Errorf("the CSV's rows, oldest first, the formula guarded:\n%s", body)
 	}
 	status, _, body = c.download(strings.Replace(href, "format=csv", "format=jsonl", 1))
