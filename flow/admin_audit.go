@@ -57,7 +57,7 @@ var auditEvents = []string{
 	"admin_audit_export", "admin_audit_verify",
 	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed",
 	"admin_reset_requested", "admin_reset_approved", "admin_reset_withdrawn",
-	"admin_export", "admin_import", "admin_rekey",
+	"admin_export", "admin_import", "admin_rekey", "audit_suppressed",
 }
 
 // auditResults are the results events end with, for the result select.
