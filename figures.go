@@ -95,6 +95,9 @@ func (f *figures) run(ctx context.Context, stop <-chan struct{}, due ...func(con
 			if err := f.tally.Flush(ctx); err != nil {
 				f.logger.Warn("figures: writing the day's counts; kept for the next try", zap.Error(err))
 			} else {
+				if f.lastFlush.IsZero() {
+					f.logger.Info("figures: this instance's counts written; again every 10s while they change")
+				}
 				f.lastFlush = now
 			}
 		}

@@ -146,9 +146,11 @@ http://127.0.0.1:%d {
 	// Caddy logs the first once every app has started, so the running
 	// instance's own first writes (key, database, key check) are done; the
 	// gateway the second once its background survey of a new store (the
-	// member list's indexes, the count under older keys) has written too.
+	// member list's indexes, the count under older keys) has written too,
+	// and the third once the day's figures (the member counts) are.
 	deadline := time.Now().Add(20 * time.Second)
-	for !out.contains("serving initial configuration") || !out.contains("keys: member records surveyed") {
+	for !out.contains("serving initial configuration") || !out.contains("keys: member records surveyed") ||
+		!out.contains("figures: this instance's counts written") {
 		select {
 		case <-exited:
 			t.Fatal("caddy run exited")
