@@ -307,5 +307,6 @@ func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 		f.logger.Error("generating recovery codes", zap.Error(err))
 		return seeOther(p, p.page.ReturnTo)
 	}
+	f.suggestSecond(p, u)
 	return f.showRecoveryCodes(p, codes)
 }

@@ -43,6 +43,7 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.Methods = append(p.page.Methods, opt)
 	}
 	p.page.Enrolled = true
+	f.suggestSecond(p, u)
 	if err := f.listDevices(p); err != nil {
 		return f.unavailable(p, "devices", err)
 	}
@@ -195,4 +196,20 @@ func activityText(event, result, method string) (string, []any) {
 		return "activity_admin_app_confirmed", nil
 	}
 	return "activity_other", nil
+}
+
+// suggestSecond fills Suggest for a member with one method: the methods
+// the site offers that they have not added, the app first for a member
+// who gets codes by email or SMS (it works without a signal or an inbox),
+// and for an app user the channels, which still work when the phone is
+// lost.
+func (f *Flow) suggestSecond(p *request, u *challenge.User) {
+	if len(u.Methods()) != 1 {
+		return
+	}
+	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+		if !u.Has(m) && f.methodConfigured(m) {
+			p.page.Suggest = append(p.page.Suggest, m)
+		}
+	}
 }

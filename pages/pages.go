@@ -58,17 +58,21 @@ type Page struct {
 	RememberDays int  // how long, shown in the checkbox label
 
 	// method choice (challenge, enrolment, methods pages)
-	Method         string         // the method this page is about: "totp", "email" or "sms"
-	Methods        []MethodOption // challenge: other ways to verify; enrol: methods that can be added; methods page: enrolled methods
-	SentTo         string         // masked address or number the code was (or will be) sent to
-	CodeSent       bool           // a code is outstanding for Method: show the code form and the resend button
-	ResendIn       int            // seconds before the resend button works; 0 means now
-	Enrolled       bool           // the member already has a second factor (enrol page: adding another)
-	CanAdd         bool           // methods page: there are methods the member can still add
-	NotAllowedHere bool           // challenge: none of the member's methods is allowed for this page; after verifying they must add one
-	Address        string         // refills the email or phone input after an error
-	Regions        string         // SMS enrolment: the allowed regions, e.g. "JP, US"
-	Region         string         // SMS enrolment: the region assumed without a country code, e.g. "JP"
+	Method   string         // the method this page is about: "totp", "email" or "sms"
+	Methods  []MethodOption // challenge: other ways to verify; enrol: methods that can be added; methods page: enrolled methods
+	SentTo   string         // masked address or number the code was (or will be) sent to
+	CodeSent bool           // a code is outstanding for Method: show the code form and the resend button
+	ResendIn int            // seconds before the resend button works; 0 means now
+	Enrolled bool           // the member already has a second factor (enrol page: adding another)
+	CanAdd   bool           // methods page: there are methods the member can still add
+	// Suggest lists the methods to offer as a second way in, best first,
+	// to a member with one method: the settings page and the recovery
+	// codes shown after the first.
+	Suggest        []string
+	NotAllowedHere bool   // challenge: none of the member's methods is allowed for this page; after verifying they must add one
+	Address        string // refills the email or phone input after an error
+	Regions        string // SMS enrolment: the allowed regions, e.g. "JP, US"
+	Region         string // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
 	// recovery codes
 	RecoveryCodes    []string       // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
@@ -431,7 +435,7 @@ func samplePage() *Page {
 		QRCode: "data:image/png;base64,", OTPAuthURI: "otpauth://totp/example", Secret: "ABCDEFGH",
 		Issuer: "example", Account: "member", Title: "error_title", Message: "not_found",
 		Status: http.StatusOK, Link: "/", LinkLabel: "continue",
-		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30,
+		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30, Suggest: []string{"totp", "email", "sms"},
 		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
 		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
 		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "recovery_replaced",
