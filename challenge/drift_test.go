@@ -53,8 +53,10 @@ func TestClockDrift(t *testing.T) {
 	}
 }
 
-// A drifted match records nothing: the same code, typed once its time
-// step has come, is accepted, not refused as a replay.
+// A drifted match records no step, but a code a "fast" hint named is
+// refused when its time comes (the hint must not tell a guesser a code to
+// use later), while the member's other codes still work; a "slow" hint
+// names a step that is past anyway.
 func TestClockDriftDoesNotConsumeStep(t *testing.T) {
 	f := newFixture(t, Config{})
 	secret := f.enrol("alice")
@@ -64,8 +66,20 @@ func TestClockDriftDoesNotConsumeStep(t *testing.T) {
 		t.Fatalf("got %v, want a ClockDriftError", err)
 	}
 	f.clk.Advance(4 * 30 * time.Second)
-	if _, err := f.e.VerifyTOTP(ctx, a, ahead); err != nil {
-		t.Fatalf("the code once its step came: %v", err)
+	if _, err := f.e.VerifyTOTP(ctx, a, ahead); !errors.Is(err, ErrCodeInvalid) || errors.As(err, new(*ClockDriftError)) {
+		t.Fatalf("the hinted code once its step came: %v, want a wrong code", err)
+	}
+	// The next step's code works: LastStep did not move to the hint.
+	f.clk.Advance(30 * time.Second)
+	if _, err := f.e.VerifyTOTP(ctx, a, f.code(secret, 0)); err != nil {
+		t.Fatalf("the next code after the hinted one: %v", err)
+	}
+	u, _, err := f.e.loadUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.TOTP.Hinted) != 1 {
+		t.Fatalf("hinted steps %v, want the one", u.TOTP.Hinted)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"slices"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -326,6 +327,11 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
 	if !ok {
 		if offset, drifted := e.drift(secret, code, otp.AlgorithmSHA1, e.now()); drifted {
+			if offset > 0 {
+				// The hint says this code will be right later: refuse it
+				// then. Best effort: an error here still fails the guess.
+				e.hint(ctx, a.User, secret, e.step(e.now())+int64(offset/e.cfg.Period))
+			}
 			return fail(&ClockDriftError{Offset: offset})
 		}
 		return fail(ErrCodeInvalid)
@@ -336,7 +342,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
-		if step <= u.TOTP.LastStep {
+		if step <= u.TOTP.LastStep || slices.Contains(u.TOTP.Hinted, step) {
 			return errReplay
 		}
 		u.TOTP.LastStep = step
@@ -421,14 +427,13 @@ func (e *ClockDriftError) Unwrap() error { return ErrCodeInvalid }
 // costs nothing more. It is no oracle: it is computed only for a code that
 // is refused anyway, and that code has already been counted toward
 // max_failures (begin counts every guess before it is evaluated), so a
-// guesser gets no more tries than the failure limits allow. What the hint
-// does give a guesser is this: a guess that happens to match a future step
-// (a "fast" hint) is a code that will be right when that step comes, so
-// each counted guess can hit the steps ahead in the window as well as the
-// 2·skew+1 accepted now: 23 codes instead of 3 at the defaults, about one
-// chance in 43,000 at 6 digits, under the same lockouts. A matched step is never recorded as used: LastStep is
-// untouched, so the member's next code, from a corrected clock, still
-// works.
+// guesser gets no more tries than the failure limits allow. A guess that
+// happens to match a step ahead of the clock (a "fast" hint) would be a
+// code that is right later, making each counted guess worth the steps
+// ahead in the window as well as the 2·skew+1 accepted now; so such a
+// step is kept in TOTPMethod.Hinted and refused when its time comes, and
+// a guess is worth what it was before. LastStep is untouched, so the
+// member's next code from a corrected clock (any other step) still works.
 func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.Time) (time.Duration, bool) {
 	reach := int64(e.cfg.DriftWindow / e.cfg.Period)
 	skew := int64(e.cfg.Skew)
@@ -452,6 +457,28 @@ func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.T
 		}
 	}
 	return time.Duration(offset) * e.cfg.Period, found
+}
+
+// hint records that a drift hint named step, ahead of the clock, for the
+// member's app (TOTPMethod.Hinted).
+func (e *Engine) hint(ctx context.Context, user string, secret []byte, step int64) {
+	cur := e.step(e.now())
+	_, _ = e.updateUser(ctx, user, func(u *User) error {
+		if u.TOTP == nil || !e.sameSecret(u, secret) {
+			return ErrCodeInvalid // the factor changed: nothing to hint
+		}
+		kept := u.TOTP.Hinted[:0]
+		for _, s := range u.TOTP.Hinted {
+			if s >= cur-int64(e.cfg.Skew) && s != step {
+				kept = append(kept, s)
+			}
+		}
+		u.TOTP.Hinted = append(kept, step)
+		if n := len(u.TOTP.Hinted); n > maxHinted {
+			u.TOTP.Hinted = u.TOTP.Hinted[n-maxHinted:]
+		}
+		return nil
+	})
 }
 
 // step is the TOTP time step now falls in.
