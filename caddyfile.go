@@ -31,6 +31,7 @@ func init() {
 //			totp_period <duration>
 //			totp_skew <steps>
 //			totp_digits <6|8>
+//			totp_drift_window <duration>|off
 //			max_failures <count>
 //			max_address_failures <count>|off
 //			failure_window <duration>
@@ -96,6 +97,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			app.TOTPSkew = &n
 		case "totp_digits":
 			err = parseInt(d, &app.TOTPDigits)
+		case "totp_drift_window":
+			var v caddy.Duration
+			err = parseDurationOrOff(d, &v)
+			app.TOTPDriftWindow = &v
 		case "max_failures":
 			err = parseInt(d, &app.MaxFailures)
 		case "max_address_failures":

@@ -233,6 +233,7 @@ func TestParseGlobalOption(t *testing.T) {
 		totp_period 60s
 		totp_skew 2
 		totp_digits 8
+		totp_drift_window 20m
 		max_failures 7
 		max_address_failures 50
 		failure_window 30m
@@ -259,6 +260,14 @@ func TestParseGlobalOption(t *testing.T) {
 	}
 	if app.TOTPSkew == nil || *app.TOTPSkew != 2 {
 		t.Errorf("TOTPSkew = %v, want 2", app.TOTPSkew)
+	}
+	if app.TOTPDriftWindow == nil || *app.TOTPDriftWindow != caddy.Duration(20*time.Minute) {
+		t.Errorf("TOTPDriftWindow = %v, want 20m", app.TOTPDriftWindow)
+	}
+	// off must survive the JSON round trip as an explicit 0: absent is
+	// the default of 10m.
+	if off, _, err := parseGlobal(t, "two_factor {\n\ttotp_drift_window off\n}"); err != nil || off.TOTPDriftWindow == nil || *off.TOTPDriftWindow != 0 {
+		t.Errorf("totp_drift_window off: %v, %v", err, off.TOTPDriftWindow)
 	}
 	checks := []struct {
 		field     string
@@ -330,6 +339,7 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 		{"keys without values", "two_factor {\n\tkeys\n}", "keys: at least one key is required"},
 		{"bad number", "two_factor {\n\tmax_failures five\n}", `max_failures: bad number "five"`},
 		{"bad skew", "two_factor {\n\ttotp_skew 1.5\n}", `totp_skew: bad number "1.5"`},
+		{"bad drift window", "two_factor {\n\ttotp_drift_window soon\n}", `totp_drift_window: bad duration "soon"`},
 		{"bad digits", "two_factor {\n\ttotp_digits six\n}", `totp_digits: bad number "six"`},
 		{"missing number", "two_factor {\n\tmax_address_failures\n}", "max_address_failures: expected a number or off"},
 		{"address limit zero", "two_factor {\n\tmax_address_failures 0\n}", `max_address_failures: bad number "0"`},

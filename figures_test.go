@@ -50,6 +50,7 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 	event("verify", "success", method("totp"), zap.Int64("recovered_after", 420))
 	event("verify", "success", method("recovery"))
 	event("verify", "failure", method("totp"), reason("incorrect"))
+	event("verify", "failure", method("totp"), reason("clock_drift"), zap.Int64("drift_seconds", -300))
 	event("verify", "failure", method("email"), reason("malformed"))
 	event("verify", "failure", method("totp"), reason("replay"))
 	event("verify", "failure", method("sms"), reason("locked"))
@@ -116,6 +117,9 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 			}
 			sort.Strings(labels)
 			name := f.GetName()[len("caddy_two_factor_"):]
+			if name == "clock_drift_total" {
+				continue // a metric only: the daily figures count it as a wrong code, below
+			}
 			fromMetrics[fmt.Sprintf("%s{%s}", name, strings.Join(labels, ","))] = s.Counter.GetValue()
 		}
 	}
@@ -131,6 +135,7 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 		"admin_actions_total{action=unlock}":             1,
 		"lockouts_total{scope=address}":                  1,
 		"verifications_total{method=email,result=wrong}": 1,
+		"verifications_total{method=totp,result=wrong}":  2,
 		"verifications_total{method=recovery,result=ok}": 1,
 		"enrolments_total{method=totp}":                  1,
 	} {

@@ -30,6 +30,7 @@ type metrics struct {
 	enrolments    *prometheus.CounterVec
 	removals      *prometheus.CounterVec
 	recoveryUsed  prometheus.Counter
+	clockDrift    *prometheus.CounterVec
 	adminActions  *prometheus.CounterVec
 	recovered     prometheus.Histogram
 	verifiedPath  prometheus.Histogram
@@ -84,6 +85,10 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 		removals:   counter("removals_total", "Methods removed by their member, by method (totp, email, sms).", "method"),
 		recoveryUsed: prometheus.NewCounter(prometheus.CounterOpts(opts("recovery_codes_used_total",
 			"Sign-ins with a recovery code."))),
+		clockDrift: counter("clock_drift_total",
+			"Wrong authenticator codes that were right for a time within totp_drift_window: the member's phone clock is off, "+
+				"by direction (fast, slow).",
+			"direction"),
 		auditDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("audit_dropped_total",
 			"Audit records not appended to the durable trail because its queue was full (the store was slow or down); "+
 				"the audit logger still has them."))),
@@ -113,6 +118,9 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 	for _, op := range storeOps {
 		m.storeErrors.WithLabelValues(op)
 	}
+	for _, direction := range []string{"fast", "slow"} {
+		m.clockDrift.WithLabelValues(direction)
+	}
 	storeUp := gauge("store_up", "1 when the store answers, holds data this gateway's keys read, and has not lost it; else 0.",
 		func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
@@ -133,7 +141,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 			return float64(n)
 		})
 	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.notArrived, m.lockouts, m.enrolments, m.removals,
-		m.recoveryUsed, m.auditDropped, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
+		m.recoveryUsed, m.clockDrift, m.auditDropped, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
 		newMemberGauges(src.memberCounts)}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
@@ -157,6 +165,15 @@ func (m *metrics) observe(ev auditEvent) {
 		}
 		if labels[1] == "ok" && ev.recoveredAfter >= 0 {
 			m.recovered.Observe(float64(ev.recoveredAfter))
+		}
+		if ev.fields["reason"] == "clock_drift" && ev.driftSeconds != 0 {
+			// Two values only, from the sign: the offset itself stays in
+			// the audit log.
+			direction := "fast"
+			if ev.driftSeconds < 0 {
+				direction = "slow"
+			}
+			m.clockDrift.WithLabelValues(direction).Inc()
 		}
 	case audit.CountSent:
 		m.codesSent.WithLabelValues(labels...).Inc()
@@ -185,7 +202,7 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 		switch {
 		case result == "success":
 			outcome = "ok"
-		case fields["reason"] == "incorrect" || fields["reason"] == "malformed":
+		case fields["reason"] == "incorrect" || fields["reason"] == "malformed" || fields["reason"] == "clock_drift":
 			outcome = "wrong"
 		case fields["reason"] == "replay":
 			outcome = "replay"
@@ -251,6 +268,7 @@ type auditEvent struct {
 	event, result  string
 	fields         map[string]string
 	recoveredAfter int64 // seconds; -1 when absent
+	driftSeconds   int64 // drift_seconds of a clock_drift failure; 0 when absent
 }
 
 // readAuditEvent collects an audit entry's fields, the logger's and the
@@ -264,6 +282,8 @@ func readAuditEvent(lists ...[]zapcore.Field) auditEvent {
 				ev.fields[f.Key] = f.String
 			case f.Key == "recovered_after" && f.Type == zapcore.Int64Type:
 				ev.recoveredAfter = f.Integer
+			case f.Key == "drift_seconds" && f.Type == zapcore.Int64Type:
+				ev.driftSeconds = f.Integer
 			}
 		}
 	}

@@ -122,6 +122,35 @@ func TestCodeNotArrivedCounted(t *testing.T) {
 	}
 }
 
+// A clock_drift failure counts once as a wrong code and once toward
+// clock_drift_total by the sign of drift_seconds; both directions exist
+// at 0 from the start, and the offset never becomes a label.
+func TestClockDriftCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	for _, direction := range []string{"fast", "slow"} {
+		if v := counterValue(t, reg, "caddy_two_factor_clock_drift_total", map[string]string{"direction": direction}); v != 0 {
+			t.Fatalf("%s before any drift: %v, want 0", direction, v)
+		}
+	}
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "192.0.2.1"}
+	drift := func(seconds int64) {
+		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", "clock_drift"), zap.Int64("drift_seconds", seconds))
+	}
+	drift(300)
+	drift(-600)
+	drift(-90)
+	e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", "incorrect"))
+	for direction, want := range map[string]float64{"fast": 1, "slow": 2} {
+		if v := counterValue(t, reg, "caddy_two_factor_clock_drift_total", map[string]string{"direction": direction}); v != want {
+			t.Errorf("clock_drift_total{direction=%q} = %v, want %v", direction, v, want)
+		}
+	}
+	if v := counterValue(t, reg, "caddy_two_factor_verifications_total", map[string]string{"method": "totp", "result": "wrong"}); v != 4 {
+		t.Errorf("verifications_total{totp,wrong} = %v, want 4: a drifted code is a wrong code", v)
+	}
+}
+
 // The verify event's recovered_after (int64 seconds) lands in the
 // time-to-recover histogram's bucket; events without it add nothing.
 func TestTimeToRecoverFromAuditField(t *testing.T) {

@@ -69,6 +69,14 @@ type App struct {
 	// Digits in an authenticator-app code: 6 or 8. Default: 6.
 	TOTPDigits int `json:"totp_digits,omitempty"`
 
+	// How far either side of the server's time a wrong authenticator code
+	// is looked for, to tell the member that their phone's clock looks N
+	// minutes fast or slow and how to set it right. The code is refused
+	// and counted as a wrong code all the same. 0 turns the hint off;
+	// otherwise at most 1h, and at least the accepted skew window
+	// (totp_skew × totp_period). Default: 10m.
+	TOTPDriftWindow *caddy.Duration `json:"totp_drift_window,omitempty"`
+
 	// Wrong codes allowed per account in a row before the account is
 	// locked out, 1 to 50: counted since its last right code, shared by
 	// every method, session and address, and forgotten a day after the
@@ -289,6 +297,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.cfg.Skew = challenge.SkewZero
 		}
 	}
+	if a.TOTPDriftWindow != nil {
+		a.cfg.DriftWindow = time.Duration(*a.TOTPDriftWindow)
+		if a.cfg.DriftWindow == 0 {
+			a.cfg.DriftWindow = challenge.DriftOff
+		}
+	}
 	if a.PhoneRegion == "" {
 		a.PhoneRegion = "JP"
 	}
@@ -369,6 +383,9 @@ func (a *App) loadSender(ctx caddy.Context, raw json.RawMessage, field, channel 
 func (a *App) Validate() error {
 	if a.TOTPSkew != nil && *a.TOTPSkew < 0 {
 		return fmt.Errorf("totp_skew %d: must be 0, 1 or 2", *a.TOTPSkew)
+	}
+	if a.TOTPDriftWindow != nil && *a.TOTPDriftWindow < 0 {
+		return fmt.Errorf("totp_drift_window %s: must be between 0 (off) and 1h", time.Duration(*a.TOTPDriftWindow))
 	}
 	if err := a.cfg.Validate(); err != nil {
 		return err

@@ -85,6 +85,11 @@ type Config struct {
 	Skew int
 	// Digits per TOTP code: 6 or 8. Default 6.
 	Digits int
+	// How far either side of now a wrong authenticator code is looked
+	// for, to tell a member whose phone's clock is off by how much: the
+	// code is still refused. Default 10m; at most 1h, and at least the
+	// skew window (Skew × Period). Use DriftOff to turn it off.
+	DriftWindow time.Duration
 	// Wrong codes allowed per account in a row (since its last right
 	// code, forgotten a day after the first) before lockout. Default 5.
 	MaxFailures int
@@ -137,6 +142,9 @@ type Config struct {
 // SkewZero requests a skew of zero steps (0 means "default").
 const SkewZero = -1
 
+// DriftOff turns the clock drift hint off (0 means "default").
+const DriftOff time.Duration = -1
+
 func (c *Config) setDefaults() {
 	if c.Period == 0 {
 		c.Period = 30 * time.Second
@@ -148,6 +156,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.Digits == 0 {
 		c.Digits = 6
+	}
+	if c.DriftWindow == 0 {
+		c.DriftWindow = 10 * time.Minute
+	} else if c.DriftWindow == DriftOff {
+		c.DriftWindow = 0
 	}
 	if c.MaxFailures == 0 {
 		c.MaxFailures = 5
@@ -206,6 +219,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("totp_skew %d: must be 0, 1 or 2", c.Skew)
 	case c.Digits != 6 && c.Digits != 8:
 		return fmt.Errorf("totp_digits %d: must be 6 or 8", c.Digits)
+	case c.DriftWindow < 0 || c.DriftWindow > time.Hour:
+		return fmt.Errorf("totp_drift_window %s: must be between 0 (off) and 1h", c.DriftWindow)
+	case c.DriftWindow > 0 && c.DriftWindow < time.Duration(c.Skew)*c.Period:
+		return fmt.Errorf("totp_drift_window %s: must be at least the accepted skew window (totp_skew × totp_period = %s), or 0 for off",
+			c.DriftWindow, time.Duration(c.Skew)*c.Period)
 	case c.MaxFailures < 1 || c.MaxFailures > 50:
 		return fmt.Errorf("max_failures %d: must be between 1 and 50", c.MaxFailures)
 	case c.FailureWindow < time.Second:

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"slices"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -295,7 +296,12 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		return nil, err
 	}
 	fail := func(cause error) (*User, error) {
-		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", reason(cause)))
+		fields := []zap.Field{zap.String("method", "totp"), zap.String("reason", reason(cause))}
+		var drift *ClockDriftError
+		if errors.As(cause, &drift) {
+			fields = append(fields, zap.Int64("drift_seconds", int64(drift.Offset/time.Second)))
+		}
+		e.Audit(a, "verify", "failure", fields...)
 		if err := e.failed(ctx, a, at); err != nil {
 			return nil, err
 		}
@@ -320,6 +326,14 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
 	if !ok {
+		if offset, drifted := e.drift(secret, code, otp.AlgorithmSHA1, e.now()); drifted {
+			if offset > 0 {
+				// The hint says this code will be right later: refuse it
+				// then. Best effort: an error here still fails the guess.
+				e.hint(ctx, a.User, secret, e.step(e.now())+int64(offset/e.cfg.Period))
+			}
+			return fail(&ClockDriftError{Offset: offset})
+		}
 		return fail(ErrCodeInvalid)
 	}
 	errReplay := errors.New("replay")
@@ -328,7 +342,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
-		if step <= u.TOTP.LastStep {
+		if step <= u.TOTP.LastStep || slices.Contains(u.TOTP.Hinted, step) {
 			return errReplay
 		}
 		u.TOTP.LastStep = step
@@ -365,12 +379,7 @@ func (e *Engine) sameSecret(u *User, secret []byte) bool {
 // equals code. Every candidate is computed and compared in constant time, so
 // the response time does not tell which step matched.
 func (e *Engine) matchStep(secret []byte, code string, alg otp.Algorithm, now time.Time) (int64, bool) {
-	period := int64(e.cfg.Period / time.Second)
-	t := now.Unix()
-	cur := t / period
-	if t < 0 && t%period != 0 {
-		cur--
-	}
+	cur := e.step(now)
 	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
 	var matched int64
 	found := false
@@ -378,18 +387,109 @@ func (e *Engine) matchStep(secret []byte, code string, alg otp.Algorithm, now ti
 		if s < 0 {
 			continue
 		}
-		want, err := hotp.GenerateCodeCustom(b32, uint64(s), hotp.ValidateOpts{
-			Digits:    otp.Digits(e.cfg.Digits),
-			Algorithm: alg,
-		})
-		if err != nil {
-			continue
-		}
-		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+		if e.codeIs(b32, s, alg, code) {
 			matched, found = s, true
 		}
 	}
 	return matched, found
+}
+
+// codeIs reports, in constant time, whether code is the code of time step
+// s for the base32 secret b32.
+func (e *Engine) codeIs(b32 string, s int64, alg otp.Algorithm, code string) bool {
+	want, err := hotp.GenerateCodeCustom(b32, uint64(s), hotp.ValidateOpts{
+		Digits:    otp.Digits(e.cfg.Digits),
+		Algorithm: alg,
+	})
+	return err == nil && subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1
+}
+
+// ClockDriftError refuses an authenticator code that is wrong now but
+// right for a time step outside the accepted skew, within the drift
+// window: the phone's clock is off. It is a wrong code in every other
+// respect (errors.Is(err, ErrCodeInvalid) holds, and it counted as a
+// failure); it only lets the page tell the member how far off.
+type ClockDriftError struct {
+	// How far ahead of the server the phone's clock looks, in whole
+	// time steps: positive when the phone is fast, negative when slow.
+	Offset time.Duration
+}
+
+func (e *ClockDriftError) Error() string {
+	return fmt.Sprintf("%v: it matches the phone's clock %s off", ErrCodeInvalid, e.Offset)
+}
+
+func (e *ClockDriftError) Unwrap() error { return ErrCodeInvalid }
+
+// drift looks for code among the time steps outside the skew window and
+// within the drift window, and returns the offset of the nearest one that
+// matches. It runs only after matchStep found no match, so a right code
+// costs nothing more. It is no oracle: it is computed only for a code that
+// is refused anyway, and that code has already been counted toward
+// max_failures (begin counts every guess before it is evaluated), so a
+// guesser gets no more tries than the failure limits allow. A guess that
+// happens to match a step ahead of the clock (a "fast" hint) would be a
+// code that is right later, making each counted guess worth the steps
+// ahead in the window as well as the 2·skew+1 accepted now; so such a
+// step is kept in TOTPMethod.Hinted and refused when its time comes, and
+// a guess is worth what it was before. LastStep is untouched, so the
+// member's next code from a corrected clock (any other step) still works.
+func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.Time) (time.Duration, bool) {
+	reach := int64(e.cfg.DriftWindow / e.cfg.Period)
+	skew := int64(e.cfg.Skew)
+	if reach <= skew {
+		return 0, false
+	}
+	cur := e.step(now)
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
+	// Nearest first, fast before slow at equal distance; every candidate
+	// is computed and compared, so the time taken tells nothing either.
+	var offset int64
+	found := false
+	for k := skew + 1; k <= reach; k++ {
+		for _, s := range []int64{cur + k, cur - k} {
+			if s < 0 {
+				continue
+			}
+			if e.codeIs(b32, s, alg, code) && !found {
+				offset, found = s-cur, true
+			}
+		}
+	}
+	return time.Duration(offset) * e.cfg.Period, found
+}
+
+// hint records that a drift hint named step, ahead of the clock, for the
+// member's app (TOTPMethod.Hinted).
+func (e *Engine) hint(ctx context.Context, user string, secret []byte, step int64) {
+	cur := e.step(e.now())
+	_, _ = e.updateUser(ctx, user, func(u *User) error {
+		if u.TOTP == nil || !e.sameSecret(u, secret) {
+			return ErrCodeInvalid // the factor changed: nothing to hint
+		}
+		kept := u.TOTP.Hinted[:0]
+		for _, s := range u.TOTP.Hinted {
+			if s >= cur-int64(e.cfg.Skew) && s != step {
+				kept = append(kept, s)
+			}
+		}
+		u.TOTP.Hinted = append(kept, step)
+		if n := len(u.TOTP.Hinted); n > maxHinted {
+			u.TOTP.Hinted = u.TOTP.Hinted[n-maxHinted:]
+		}
+		return nil
+	})
+}
+
+// step is the TOTP time step now falls in.
+func (e *Engine) step(now time.Time) int64 {
+	period := int64(e.cfg.Period / time.Second)
+	t := now.Unix()
+	cur := t / period
+	if t < 0 && t%period != 0 {
+		cur--
+	}
+	return cur
 }
 
 // reason names an error for the audit log.
@@ -399,9 +499,12 @@ var errReplayed = errors.New("challenge: code already used")
 
 func reason(err error) string {
 	var locked *LockedError
+	var drift *ClockDriftError
 	switch {
 	case errors.As(err, &locked):
 		return "locked"
+	case errors.As(err, &drift):
+		return "clock_drift"
 	case errors.Is(err, errReplayed):
 		return "replay"
 	case errors.Is(err, ErrCodeInvalid):

@@ -88,7 +88,16 @@ type TOTPMethod struct {
 	// such an app until another admin confirms it (ConfirmApp). A first
 	// enrolment is trusted as every first enrolment is.
 	Unproven bool `json:"unproven,omitempty"`
+	// Hinted are the time steps ahead of the clock that a clock-drift
+	// hint named as matching a wrong code: they are refused when their
+	// time comes, so the hint cannot tell a guesser a code to use later.
+	// Past steps are dropped; at most maxHinted are kept.
+	Hinted []int64 `json:"hinted,omitempty"`
 }
+
+// maxHinted bounds TOTPMethod.Hinted. A member whose phone runs fast
+// types at most a few codes before fixing it or being locked out.
+const maxHinted = 16
 
 // CodeMethod is an enrolled email address or phone number that receives
 // one-time codes.

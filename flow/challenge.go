@@ -156,6 +156,11 @@ func (f *Flow) verify(p *request) error {
 		}
 		status, msg := codeError(err, method)
 		p.page.Error = msg
+		var drift *challenge.ClockDriftError
+		if errors.As(err, &drift) {
+			p.page.Error, p.page.ErrorArgs = clockDriftError(drift.Offset)
+			p.page.ErrorHint = "clock_drift_advice"
+		}
 		return f.showChallenge(p, st, method, status)
 	}
 	now := clock.Now()
@@ -174,7 +179,9 @@ func (f *Flow) verify(p *request) error {
 // codeError maps a refused code to its status and message. Wrong,
 // expired, used-up and replayed codes all get the same answer, so a
 // guesser learns nothing about the code from it; for emailed and texted
-// codes the message also suggests asking for a new one.
+// codes the message also suggests asking for a new one. The one
+// exception, an app code right for another time (clockDriftError), tells
+// only about a code already refused and counted toward the lockout.
 func codeError(err error, method string) (int, string) {
 	if errors.Is(err, challenge.ErrMalformed) {
 		// Counted like a wrong code, but the member only mistyped.
@@ -184,6 +191,23 @@ func codeError(err error, method string) (int, string) {
 		return http.StatusUnauthorized, "code_incorrect"
 	}
 	return http.StatusUnauthorized, "code_rejected"
+}
+
+// clockDriftError is the message for an app code that was right for a
+// time offset away: the wrong-code message with how far the phone's clock
+// looks off, in whole minutes (at least 1), fast when offset is positive.
+// It replaces code_incorrect rather than joining it, so the member reads
+// one message that says both that the code failed and why.
+func clockDriftError(offset time.Duration) (string, []any) {
+	key := "code_clock_fast"
+	if offset < 0 {
+		key, offset = "code_clock_slow", -offset
+	}
+	minutes := max(1, int(offset.Round(time.Minute)/time.Minute))
+	if minutes == 1 {
+		key += "_one"
+	}
+	return key, []any{minutes}
 }
 
 // verified starts a new second-factor session after a code, never reusing

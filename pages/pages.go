@@ -52,6 +52,7 @@ type Page struct {
 	ReturnTo  string // already validated same-origin relative path, hidden field "return_to"
 	Error     string // catalog key of an error shown above the code input (or the page body); "" for none
 	ErrorArgs []any  // fmt arguments for Error's text, if it has verbs
+	ErrorHint string // catalog key of advice shown with Error, in the same alert; "" for none
 
 	// challenge page
 	ShowRemember bool // show the "skip the code on this device" checkbox

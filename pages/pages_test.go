@@ -29,6 +29,7 @@ var dynamicKeys = []string{
 	"code_incorrect", "code_malformed", "locked", "csrf_failed", "sign_in_first", "unavailable",
 	"enrol_expired", "signed_out", "not_found", "method_not_allowed", "bad_request",
 	"second_factor_required", "too_many_attempts",
+	"code_clock_fast", "code_clock_fast_one", "code_clock_slow", "code_clock_slow_one", "clock_drift_advice",
 	// codes by email and SMS, several methods
 	"confirm_remove", "last_method", "method_removed", "new_codes_offered", "devices_forgotten",
 	"activity_verified", "activity_failed", "activity_added", "activity_removed", "activity_codes",
