@@ -102,6 +102,15 @@ func (s *SMTPSender) Provision(caddy.Context) error {
 // Carries reports that SMTP takes email only.
 func (*SMTPSender) Carries(channel string) bool { return channel == notify.ChannelEmail }
 
+// FromAddress is the address codes come from, for the pages' advice to
+// allow it.
+func (s *SMTPSender) FromAddress() string {
+	if src, ok := s.Sender.(notify.Sourced); ok {
+		return src.FromAddress()
+	}
+	return ""
+}
+
 // SNSSender sends SMS through Amazon SNS.
 type SNSSender struct {
 	// AWS region, such as ap-northeast-1. Required.
@@ -241,4 +250,5 @@ var (
 	_ notify.Carrier    = (*SMTPSender)(nil)
 	_ notify.Carrier    = (*SNSSender)(nil)
 	_ notify.Carrier    = (*MailboxSender)(nil)
+	_ notify.Sourced    = (*SMTPSender)(nil)
 )

@@ -50,7 +50,7 @@ const maxFilterText = 1024
 // order the event select lists them. An event not listed here (a newer
 // version's) is still accepted as a filter and shown by its name.
 var auditEvents = []string{
-	"verify", "totp_replay", "code_send", "lockout",
+	"verify", "totp_replay", "code_send", "code_not_arrived", "lockout",
 	"enrol_start", "enrol_confirm", "enrol_reminder", "method_removed", "default_method", "recovery_codes_generated",
 	"device_remembered", "device_used", "device_forgotten", "new_browser", "session_revoked", "csrf_refused", "sms_site_limit",
 	"admin_refused", "admin_overview_viewed", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched",

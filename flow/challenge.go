@@ -67,6 +67,11 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 			p.page.SentTo = pending.Masked
 			p.page.ResendIn = secondsUntil(pending.ResendAt)
 		}
+		if method == challenge.MethodEmail {
+			if src, ok := f.cfg.Email.(notify.Sourced); ok {
+				p.page.SentFrom = src.FromAddress()
+			}
+		}
 	}
 	f.offerRemember(p)
 	return f.render(p, status, "challenge")

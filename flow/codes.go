@@ -104,13 +104,12 @@ func (f *Flow) sendChallengeCode(p *request) error {
 	ctx, cancel := context.WithTimeout(p.r.Context(), sendTimeout)
 	defer cancel()
 	u := p.user
-	method := p.r.PostForm.Get("method")
-	if (method != challenge.MethodEmail && method != challenge.MethodSMS) || !slices.Contains(f.offeredMethods(p, u), method) {
-		p.page.Error = "method_unavailable"
-		return f.showChallenge(p, u, "", http.StatusBadRequest)
+	method, err := f.postedCodeMethod(p)
+	if method == "" {
+		return err
 	}
 	req := challenge.CodeRequest{Method: method, Purpose: challenge.PurposeVerify, Flow: p.csrf, To: identityEmail(p)}
-	_, err := p.e.SendCode(ctx, f.actor(p.r, p.id.ID), req, f.deliver(p))
+	_, err = p.e.SendCode(ctx, f.actor(p.r, p.id.ID), req, f.deliver(p))
 	if err != nil {
 		if status, msg, ok := sendError(err); ok {
 			p.page.Error = msg
@@ -125,6 +124,18 @@ func (f *Flow) sendChallengeCode(p *request) error {
 	return seeOther(p, f.pageURL(p, "challenge")+"&method="+method)
 }
 
+// postedCodeMethod is the form's method when it is email or SMS and one
+// the member may use here. Otherwise it answers with the challenge and an
+// error, and returns "".
+func (f *Flow) postedCodeMethod(p *request) (string, error) {
+	method := p.r.PostForm.Get("method")
+	if (method == challenge.MethodEmail || method == challenge.MethodSMS) && slices.Contains(f.offeredMethods(p, p.user), method) {
+		return method, nil
+	}
+	p.page.Error = "method_unavailable"
+	return "", f.showChallenge(p, p.user, "", http.StatusBadRequest)
+}
+
 // sendError maps a failed send that the page explains itself.
 func sendError(err error) (int, string, bool) {
 	var delivery *challenge.DeliveryError
@@ -135,4 +146,31 @@ func sendError(err error) (int, string, bool) {
 		return http.StatusBadRequest, "no_email_address", true
 	}
 	return 0, "", false
+}
+
+// reportNotArrived records the member's "still nothing" about the code
+// this browser was sent, then shows the challenge again with thanks and
+// the other ways first. It sends nothing: the resend button, with its
+// limits, is the only way to another code.
+func (f *Flow) reportNotArrived(p *request) error {
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	u := p.user
+	method, err := f.postedCodeMethod(p)
+	if method == "" {
+		return err
+	}
+	_, err = p.e.ReportNotArrived(ctx, f.actor(p.r, p.id.ID), p.csrf, method)
+	switch {
+	case errors.Is(err, challenge.ErrNothingToReport):
+		p.page.Error = "not_arrived_nothing"
+		return f.showChallenge(p, u, method, http.StatusConflict)
+	case err != nil:
+		_, err = f.engineError(p, err)
+		return err
+	}
+	// A repeated report is thanked the same way: it was noted the first
+	// time.
+	p.page.Reported = true
+	return f.showChallenge(p, u, method, http.StatusOK)
 }

@@ -99,6 +99,7 @@ var routes = []route{
 	{"GET", "challenge", signedIn | enrolled, (*Flow).challengePage},
 	{"POST", "challenge", signedIn | csrfToken | enrolled, (*Flow).verify},
 	{"POST", "challenge/send", signedIn | csrfToken | enrolled, (*Flow).sendChallengeCode},
+	{"POST", "challenge/not-arrived", signedIn | csrfToken | enrolled, (*Flow).reportNotArrived},
 
 	{"GET", "enrol", signedIn | mayEnrol, (*Flow).enrolStartPage},
 	{"POST", "enrol", signedIn | csrfToken | mayEnrol, (*Flow).enrolStart},

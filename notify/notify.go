@@ -37,6 +37,13 @@ type Carrier interface {
 	Carries(channel string) bool
 }
 
+// Sourced is implemented by email senders that know the address their
+// messages come from, so the pages can tell members which sender to allow
+// in their spam filter.
+type Sourced interface {
+	FromAddress() string
+}
+
 // Delivery error classes. They go to the audit log and decide what the
 // member is told, so they describe the cause, not the library that saw it.
 const (

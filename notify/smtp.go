@@ -134,6 +134,10 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	return s, nil
 }
 
+// FromAddress is the address messages come from, without the display
+// name.
+func (s *SMTP) FromAddress() string { return s.from.Address }
+
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true

@@ -64,6 +64,8 @@ type Page struct {
 	SentTo   string         // masked address or number the code was (or will be) sent to
 	CodeSent bool           // a code is outstanding for Method: show the code form and the resend button
 	ResendIn int            // seconds before the resend button works; 0 means now
+	SentFrom string         // email challenge: the address codes come from, for "allow the sender"; "" when unknown
+	Reported bool           // challenge: the member just reported that the code did not arrive: thank them, other ways first
 	Enrolled bool           // the member already has a second factor (enrol page: adding another)
 	CanAdd   bool           // methods page: there are methods the member can still add
 	// Suggest lists the methods to offer as a second way in, best first,
