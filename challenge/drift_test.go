@@ -1,12 +1,17 @@
 package challenge
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // A code from a phone whose clock is off, beyond the skew but within the
@@ -19,12 +24,16 @@ func TestClockDrift(t *testing.T) {
 	}{
 		{"fast", 10, 5 * time.Minute},
 		{"slow", -10, -5 * time.Minute},
-		{"just outside the skew, fast", 2, time.Minute},
+		{"two steps past the skew, fast", 3, 90 * time.Second},
+		{"just outside the skew, slow", -2, -time.Minute},
 		{"at the window's edge, slow", -20, -10 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Config{})
 			secret := f.enrol("alice")
+			// Well past the step the enrolment used, which a slow phone's
+			// code would otherwise replay.
+			f.clk.Advance(15 * time.Minute)
 			a := Actor{User: "alice", IP: "192.0.2.1"}
 			_, err := f.e.VerifyTOTP(ctx, a, f.code(secret, tc.steps))
 			var drift *ClockDriftError
@@ -120,7 +129,10 @@ func TestClockDriftBounds(t *testing.T) {
 		{"within the skew, slow", Config{}, -1, "ok"},
 		{"wider window", Config{DriftWindow: time.Hour}, 100, "drift"},
 		{"skew 2: two steps is accepted", Config{Skew: 2}, -2, "ok"},
-		{"skew 2: three steps is drift", Config{Skew: 2}, 3, "drift"},
+		{"skew 2: four steps is drift", Config{Skew: 2}, 4, "drift"},
+		{"skew 2: three steps slow is drift", Config{Skew: 2}, -3, "drift"},
+		{"just past the skew, fast: plain (still on a fast phone when its time comes)", Config{}, 2, "plain"},
+		{"skew 2: three steps fast is plain", Config{Skew: 2}, 3, "plain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.cfg)
@@ -156,5 +168,70 @@ func TestDriftWindowValidation(t *testing.T) {
 		if err := ok.Validate(); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
+	}
+}
+
+// A code the member already used, typed again later than the skew allows,
+// is a replay, not a slow clock: the audit log says so and whoever holds
+// it learns nothing of clocks.
+func TestClockDriftUsedCodeIsReplay(t *testing.T) {
+	f := newFixture(t, Config{})
+	secret := f.enrol("alice")
+	f.clk.Advance(15 * time.Minute)
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	used := f.code(secret, 0)
+	if _, err := f.e.VerifyTOTP(ctx, a, used); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(2 * time.Minute)
+	_, err := f.e.VerifyTOTP(ctx, a, used)
+	if !errors.Is(err, ErrCodeInvalid) || errors.As(err, new(*ClockDriftError)) {
+		t.Fatalf("a used code 2 minutes later: %v, want a plain wrong code", err)
+	}
+	if ev := f.audit.FilterMessage("totp_replay").All(); len(ev) != 1 {
+		t.Fatalf("totp_replay events: %d, want 1", len(ev))
+	}
+	if ev := f.audit.FilterMessage("verify").FilterField(zap.String("reason", "replay")).All(); len(ev) != 1 {
+		t.Fatalf("verify events with reason replay: %d, want 1", len(ev))
+	}
+}
+
+// casFailOnce fails the next compare-and-swap of a member record, as a
+// Redis blip would.
+type casFailOnce struct {
+	store.Store
+	armed *bool
+}
+
+func (s casFailOnce) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if *s.armed && strings.HasPrefix(key, "user:") {
+		*s.armed = false
+		return false, fmt.Errorf("%w: injected", store.ErrUnavailable)
+	}
+	return s.Store.CompareAndSwap(ctx, key, old, value, ttl)
+}
+
+// A fast hint whose note cannot be written is not given: the code stays a
+// plain wrong code, so the guesser does not learn it will be right later.
+func TestClockDriftHintNotNotedNotGiven(t *testing.T) {
+	f := newFixture(t, Config{})
+	secret := f.enrol("alice")
+	armed := false
+	kr, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(casFailOnce{Store: f.st, armed: &armed}, kr, Config{}, f.clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	armed = true
+	_, err = e.VerifyTOTP(ctx, a, f.code(secret, 6))
+	if !errors.Is(err, ErrCodeInvalid) || errors.As(err, new(*ClockDriftError)) {
+		t.Fatalf("a fast code whose note failed: %v, want a plain wrong code", err)
+	}
+	if armed {
+		t.Fatal("the note was not tried")
 	}
 }

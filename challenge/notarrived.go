@@ -43,7 +43,9 @@ func (e *Engine) ReportNotArrived(ctx context.Context, a Actor, flow, method str
 	}
 	// One marker per code, kept as long as the code: the first report
 	// takes it, later ones find it taken.
-	ttl := time.Unix(rec.Expires, 0).Sub(e.now())
+	// At least a second: a zero TTL means none to a store, and the code
+	// may have expired a moment after pendingCode read it.
+	ttl := max(time.Unix(rec.Expires, 0).Sub(e.now()).Round(time.Second), time.Second)
 	first, err := e.store.CompareAndSwap(ctx, notArrivedKey(a.User, rec.ID), nil, []byte{1}, ttl)
 	if err != nil {
 		return false, err

@@ -326,13 +326,22 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	step, ok := e.matchStep(secret, code, otp.AlgorithmSHA1, e.now())
 	if !ok {
-		if offset, drifted := e.drift(secret, code, otp.AlgorithmSHA1, e.now()); drifted {
-			if offset > 0 {
-				// The hint says this code will be right later: refuse it
-				// then. Best effort: an error here still fails the guess.
-				e.hint(ctx, a.User, secret, e.step(e.now())+int64(offset/e.cfg.Period))
+		now := e.now()
+		if at, drifted := e.drift(secret, code, otp.AlgorithmSHA1, now); drifted {
+			cur := e.step(now)
+			switch {
+			case at <= u.TOTP.LastStep || slices.Contains(u.TOTP.Hinted, at):
+				// A code used (or hinted) before, typed again later: a
+				// replay to the audit log, and no word about clocks to
+				// whoever holds it.
+				e.Audit(a, "totp_replay", "refused", zap.Int64("step", at))
+				return fail(fmt.Errorf("%w: %w", ErrCodeInvalid, errReplayed))
+			case at > cur && e.hint(ctx, a.User, secret, at) != nil:
+				// The hint says this code will be right later; unless that
+				// is noted, so that it is refused then, say nothing.
+				return fail(ErrCodeInvalid)
 			}
-			return fail(&ClockDriftError{Offset: offset})
+			return fail(&ClockDriftError{Offset: time.Duration(at-cur) * e.cfg.Period})
 		}
 		return fail(ErrCodeInvalid)
 	}
@@ -434,7 +443,12 @@ func (e *ClockDriftError) Unwrap() error { return ErrCodeInvalid }
 // step is kept in TOTPMethod.Hinted and refused when its time comes, and
 // a guess is worth what it was before. LastStep is untouched, so the
 // member's next code from a corrected clock (any other step) still works.
-func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.Time) (time.Duration, bool) {
+//
+// Ahead of the clock it starts a step further out than behind: a code
+// for the step just past the skew is still on a slightly fast phone when
+// the clock reaches it, and the member who retypes it must not find it
+// refused as hinted (it gets the plain wrong-code answer instead).
+func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.Time) (step int64, found bool) {
 	reach := int64(e.cfg.DriftWindow / e.cfg.Period)
 	skew := int64(e.cfg.Skew)
 	if reach <= skew {
@@ -444,26 +458,24 @@ func (e *Engine) drift(secret []byte, code string, alg otp.Algorithm, now time.T
 	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
 	// Nearest first, fast before slow at equal distance; every candidate
 	// is computed and compared, so the time taken tells nothing either.
-	var offset int64
-	found := false
 	for k := skew + 1; k <= reach; k++ {
 		for _, s := range []int64{cur + k, cur - k} {
-			if s < 0 {
+			if s < 0 || s == cur+skew+1 {
 				continue
 			}
 			if e.codeIs(b32, s, alg, code) && !found {
-				offset, found = s-cur, true
+				step, found = s, true
 			}
 		}
 	}
-	return time.Duration(offset) * e.cfg.Period, found
+	return step, found
 }
 
 // hint records that a drift hint named step, ahead of the clock, for the
 // member's app (TOTPMethod.Hinted).
-func (e *Engine) hint(ctx context.Context, user string, secret []byte, step int64) {
+func (e *Engine) hint(ctx context.Context, user string, secret []byte, step int64) error {
 	cur := e.step(e.now())
-	_, _ = e.updateUser(ctx, user, func(u *User) error {
+	_, err := e.updateUser(ctx, user, func(u *User) error {
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed: nothing to hint
 		}
@@ -479,6 +491,7 @@ func (e *Engine) hint(ctx context.Context, user string, secret []byte, step int6
 		}
 		return nil
 	})
+	return err
 }
 
 // step is the TOTP time step now falls in.
