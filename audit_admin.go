@@ -424,7 +424,7 @@ func cmdAuditQuery(fl caddycmd.Flags) (int, error) {
 	for _, e := range all.Records {
 		r := e.Record
 		cells := []string{r.Time.UTC().Format("2006-01-02 15:04:05Z"), r.Event, r.Result, r.Member, r.Actor, r.IP, r.Method,
-			r.Browser, r.Instance, audit.DetailsText(r.Details)}
+			r.Browser, r.Instance, audit.DetailsText(r.Details, ";")}
 		for i, c := range cells {
 			cells[i] = dash(terminalSafe(c))
 		}

@@ -221,25 +221,20 @@ func DetailsJSON(d map[string]string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// DetailsText writes a record's details as k=v;k=v, sorted by key, for
-// people to read (the CLI's table). A value holding ";" or "=" makes it
-// ambiguous: files use DetailsJSON.
-func DetailsText(d map[string]string) string {
+// DetailsText writes a record's details as k=v pairs sorted by key and
+// joined by sep, for people to read (the CLI's table, the admin pages). A
+// value holding sep or "=" makes it ambiguous: files use DetailsJSON.
+func DetailsText(d map[string]string, sep string) string {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var b strings.Builder
+	parts := make([]string, len(keys))
 	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(d[k])
+		parts[i] = k + "=" + d[k]
 	}
-	return b.String()
+	return strings.Join(parts, sep)
 }
 
 // CSVSafe keeps a CSV cell from being read as a formula by a spreadsheet:

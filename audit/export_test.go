@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,14 +106,6 @@ func exportJSONL(t *testing.T, tr *Trail, f Filter) []Entry {
 	return out
 }
 
-func reversed(es []Entry) []Entry {
-	out := make([]Entry, len(es))
-	for i, e := range es {
-		out[len(es)-1-i] = e
-	}
-	return out
-}
-
 // A JSONL export holds what Query gives, oldest first across instances,
 // under the same filters.
 func TestExportJSONL(t *testing.T) {
@@ -132,7 +125,8 @@ func TestExportJSONL(t *testing.T) {
 			{Event: "reset"},
 		} {
 			got := exportJSONL(t, a, f)
-			want := reversed(collectQuery(t, a, f))
+			want := collectQuery(t, a, f)
+			slices.Reverse(want)
 			if len(got)+len(want) > 0 && !reflect.DeepEqual(got, want) {
 				t.Errorf("Export(%+v) = %d records, want the %d Query gives, reversed:\n%+v\n%+v", f, len(got), len(want), got, want)
 			}

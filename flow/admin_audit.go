@@ -372,7 +372,7 @@ func (f *Flow) auditRecords(pg *pages.Page, entries []audit.Entry) []pages.Audit
 		row := pages.AuditRecord{
 			Time: r.Time.UTC().Format("2006-01-02 15:04:05"), Event: label(pg, "audit_event_"+r.Event, r.Event), EventName: r.Event,
 			Result: label(pg, "audit_result_"+r.Result, r.Result), Failure: slices.Contains(failedResults, r.Result),
-			Member: r.Member, Actor: r.Actor, IP: r.IP, Browser: r.Browser, Details: details(r.Details),
+			Member: r.Member, Actor: r.Actor, IP: r.IP, Browser: r.Browser, Details: audit.DetailsText(r.Details, ", "),
 		}
 		if r.Method != "" {
 			row.Method = label(pg, "method_name_"+r.Method, r.Method)
@@ -386,20 +386,6 @@ func (f *Flow) auditRecords(pg *pages.Page, entries []audit.Entry) []pages.Audit
 		out = append(out, row)
 	}
 	return out
-}
-
-// details shows a record's other fields as "key=value", by key.
-func details(d map[string]string) string {
-	keys := make([]string, 0, len(d))
-	for k := range d {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + d[k]
-	}
-	return strings.Join(parts, ", ")
 }
 
 // memberTrail fills the member page's section: the member's latest
