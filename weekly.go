@@ -338,7 +338,8 @@ func reportData(prev, week []audit.Day, threshold float64) notify.ReportData {
 		AdminActions: wt.AdminActions, PrevAdminActions: pt.AdminActions,
 		RecoveredCount: w.Recovered.Count, RecoveredMedian: w.Recovered.Quantile(0.5),
 		RecoveredP90: w.Recovered.Quantile(0.9), PrevRecoveredMedian: p.Recovered.Quantile(0.5),
-		Threshold: threshold,
+		RecoveredBound: audit.RecoveredBounds[len(audit.RecoveredBounds)-1],
+		Threshold:      threshold,
 	}
 	for _, m := range reportMethods {
 		now, before := audit.Day{Verifications: pick(w.Verifications, m)}.Totals(), audit.Day{Verifications: pick(p.Verifications, m)}.Totals()

@@ -184,8 +184,10 @@ func (h *Histogram) Add(o Histogram) {
 
 // Quantile estimates the q-quantile (0 to 1) of the observations as
 // Prometheus's histogram_quantile does: linearly within the bucket that
-// holds it, from 0 for the first bucket; in the bucket above every bound
-// it is the highest bound. It is NaN with no observations.
+// holds it, from 0 for the first bucket. In the bucket above every bound
+// it is +Inf: "more than the highest bound" is all the buckets know, and
+// a reader shown the bound itself would take it for the answer. It is
+// NaN with no observations.
 func (h Histogram) Quantile(q float64) float64 {
 	if h.Count == 0 || len(h.Counts) != len(h.Bounds)+1 || math.IsNaN(q) {
 		return math.NaN()
@@ -196,10 +198,7 @@ func (h Histogram) Quantile(q float64) float64 {
 	for i, n := range h.Counts {
 		if n > 0 && float64(below+n) >= rank {
 			if i == len(h.Bounds) {
-				if i == 0 {
-					return math.NaN()
-				}
-				return h.Bounds[i-1]
+				return math.Inf(1)
 			}
 			lower := 0.0
 			if i > 0 {
@@ -209,7 +208,7 @@ func (h Histogram) Quantile(q float64) float64 {
 		}
 		below += n
 	}
-	return h.Bounds[len(h.Bounds)-1]
+	return math.Inf(1)
 }
 
 // Totals are a day's (or a week's) counts added up across methods,

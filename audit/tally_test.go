@@ -249,10 +249,10 @@ func TestHistogramQuantile(t *testing.T) {
 		{0.1, 30},           // half of the first bucket's two: 60 * 1/2
 		{0.5, 60 + 240},     // the third of three in (60, 300]
 		{0.6, 300 + 600},    // the one in (300, 900]
-		{0.9, 900},          // above every bound: the highest bound
+		{0.9, math.Inf(1)},  // above every bound: more than the highest
 		{0.35, 60 + 80*1.5}, // 3.5 of 10: 1.5 of three in (60, 300]
 	} {
-		if got := h.Quantile(c.q); math.Abs(got-c.want) > 1e-9 {
+		if got := h.Quantile(c.q); got != c.want && math.Abs(got-c.want) > 1e-9 {
 			t.Errorf("Quantile(%v) = %v, want %v", c.q, got, c.want)
 		}
 	}
@@ -278,5 +278,37 @@ func TestDayTotals(t *testing.T) {
 	want := Totals{Verified: 4, Failed: 4, Sent: 7, NotDelivered: 3, Lockouts: 3, AdminActions: 4, Resets: 2}
 	if got := d.Totals(); got != want {
 		t.Errorf("Totals = %+v, want %+v", got, want)
+	}
+}
+
+func TestHistogramQuantileBuckets(t *testing.T) {
+	b := RecoveredBounds // 60, 300, 900, ...
+	h := func(counts ...int64) Histogram {
+		c := make([]int64, len(b)+1)
+		copy(c, counts)
+		var n int64
+		for _, k := range c {
+			n += k
+		}
+		return Histogram{Bounds: b, Counts: c, Count: n}
+	}
+	for _, c := range []struct {
+		h    Histogram
+		q    float64
+		want float64
+	}{
+		{h(), 0.5, math.NaN()},
+		{h(2), 0.5, 30},                 // half of the first bucket: half of a minute
+		{h(0, 4), 0.5, 60 + 240*0.5},    // the middle of (60, 300]
+		{h(1, 1, 2), 0.5, 300},          // the median is the top of the second bucket
+		{h(1, 1, 2), 0.9, 300 + 600*.8}, // rank 3.6: 1.6 of the 2 in (300, 900]
+		{h(0, 0, 0, 0, 0, 0, 0, 0, 3), 0.5, math.Inf(1)},
+		{h(9, 0, 0, 0, 0, 0, 0, 0, 1), 0.9, 60},
+		{h(9, 0, 0, 0, 0, 0, 0, 0, 2), 0.9, math.Inf(1)},
+	} {
+		got := c.h.Quantile(c.q)
+		if !(got == c.want || math.IsNaN(got) && math.IsNaN(c.want)) && math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("Quantile(%v, %v) = %v, want %v", c.h.Counts, c.q, got, c.want)
+		}
 	}
 }

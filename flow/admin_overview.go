@@ -183,9 +183,9 @@ func fillOverview(o *pages.AdminOverview, list []audit.Day) {
 		for _, s := range pages.OverviewScopes {
 			o.Lockouts[s] = append(o.Lockouts[s], float64(d.Lockouts[s]))
 		}
-		addHistogram(&o.Recovered, d.Recovered)
+		o.Recovered.Add(d.Recovered)
 	}
-	o.Median, o.P90 = quantile(o.Recovered, 0.5), quantile(o.Recovered, 0.9)
+	o.Median, o.P90 = o.Recovered.Quantile(0.5), o.Recovered.Quantile(0.9)
 }
 
 // coverage is a day's enrolled members among those seen, in percent; NaN
@@ -195,52 +195,4 @@ func coverage(d *audit.Day) float64 {
 		return math.NaN()
 	}
 	return math.Min(100, float64(d.Enrolled)/float64(d.Seen)*100)
-}
-
-// addHistogram adds h to sum when their buckets are the same; a day
-// counted with other bounds (a future change of them) is left out rather
-// than put in the wrong buckets.
-func addHistogram(sum *audit.Histogram, h audit.Histogram) {
-	if h.Count == 0 || !slices.Equal(h.Bounds, sum.Bounds) || len(h.Counts) != len(sum.Counts) {
-		return
-	}
-	for i, n := range h.Counts {
-		sum.Counts[i] += n
-	}
-	sum.Sum += h.Sum
-	sum.Count += h.Count
-}
-
-// quantile estimates the q-quantile of h, reading Counts[i] as the
-// observations in (Bounds[i-1], Bounds[i]] and the last count as those
-// above every bound, and interpolating linearly within a bucket, as
-// Prometheus's histogram_quantile does. NaN without observations; +Inf
-// when it falls above the last bound.
-func quantile(h audit.Histogram, q float64) float64 {
-	var total int64
-	for _, n := range h.Counts {
-		total += n
-	}
-	if total == 0 {
-		return math.NaN()
-	}
-	rank := q * float64(total)
-	var below float64
-	for i, n := range h.Counts {
-		if n == 0 {
-			continue
-		}
-		if below+float64(n) >= rank {
-			if i >= len(h.Bounds) {
-				return math.Inf(1)
-			}
-			lo := 0.0
-			if i > 0 {
-				lo = h.Bounds[i-1]
-			}
-			return lo + (h.Bounds[i]-lo)*(rank-below)/float64(n)
-		}
-		below += float64(n)
-	}
-	return math.Inf(1)
 }

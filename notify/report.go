@@ -30,10 +30,12 @@ type ReportData struct {
 
 	// RecoveredCount members got back in after a lockout or a recovery
 	// code; RecoveredMedian and RecoveredP90 are in seconds (NaN when
-	// RecoveredCount is 0).
+	// RecoveredCount is 0; +Inf when above RecoveredBound, the longest
+	// time counted apart, which is then written as "more than" it).
 	RecoveredCount                int64
 	RecoveredMedian, RecoveredP90 float64
 	PrevRecoveredMedian           float64
+	RecoveredBound                float64
 	Threshold                     float64 // non-delivery rate above which a channel is flagged, 0 to 1
 }
 
@@ -116,21 +118,7 @@ var reportFuncs = ttemplate.FuncMap{
 		}
 		return fmt.Sprint(n)
 	},
-	// dur rounds seconds to minutes, hours or days.
-	"dur": func(lang string, s float64) string {
-		if math.IsNaN(s) {
-			return "-"
-		}
-		d := time.Duration(s * float64(time.Second))
-		units := map[string][3]string{"en": {"%d min", "%.1f h", "%.1f days"}, "ja": {"%d分", "%.1f時間", "%.1f日"}}[lang]
-		switch {
-		case d < time.Hour:
-			return fmt.Sprintf(units[0], int(math.Round(d.Minutes())))
-		case d < 48*time.Hour:
-			return fmt.Sprintf(units[1], d.Hours())
-		}
-		return fmt.Sprintf(units[2], d.Hours()/24)
-	},
+	"dur": reportDuration,
 }
 
 var reportTemplates = map[string]*ttemplate.Template{
@@ -161,4 +149,28 @@ func Report(lang string, d ReportData) (Message, error) {
 		return Message{}, err
 	}
 	return Message{Subject: strings.TrimSpace(subject.String()), Text: strings.TrimSpace(text.String()) + "\n"}, nil
+}
+
+// reportDuration writes seconds s rounded to minutes, hours or days;
+// +Inf as more than bound.
+func reportDuration(lang string, s, bound float64) string {
+	switch {
+	case math.IsNaN(s):
+		return "-"
+	case math.IsInf(s, 1):
+		if bound <= 0 || math.IsInf(bound, 0) {
+			return "-"
+		}
+		more := map[string]string{"en": "more than %s", "ja": "%sより長い"}[lang]
+		return fmt.Sprintf(more, reportDuration(lang, bound, 0))
+	}
+	d := time.Duration(s * float64(time.Second))
+	units := map[string][3]string{"en": {"%d min", "%.1f h", "%.1f days"}, "ja": {"%d分", "%.1f時間", "%.1f日"}}[lang]
+	switch {
+	case d < time.Hour:
+		return fmt.Sprintf(units[0], int(math.Round(d.Minutes())))
+	case d < 48*time.Hour:
+		return fmt.Sprintf(units[1], d.Hours())
+	}
+	return fmt.Sprintf(units[2], d.Hours()/24)
 }

@@ -40,3 +40,19 @@ func TestReportOfAnEmptyWeek(t *testing.T) {
 		}
 	}
 }
+
+// A quantile above the longest time counted apart reads as more than
+// it, never as that time itself.
+func TestReportRecoveryAboveTheLastBound(t *testing.T) {
+	d := ReportData{From: "2026-11-30", To: "2026-12-06", RecoveredCount: 3, RecoveredMedian: 600,
+		RecoveredP90: math.Inf(1), PrevRecoveredMedian: math.NaN(), RecoveredBound: 7 * 86400, Threshold: 0.05}
+	for lang, want := range map[string]string{"en": "90th percentile:  more than 7.0 days", "ja": "90パーセンタイル：7.0日より長い"} {
+		msg, err := Report(lang, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(msg.Text, want) || strings.Contains(msg.Text, "Inf") {
+			t.Errorf("%s: want %q in:\n%s", lang, want, msg.Text)
+		}
+	}
+}
