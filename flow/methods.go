@@ -202,13 +202,15 @@ func activityText(event, result, method string) (string, []any) {
 // the site offers that they have not added, the app first for a member
 // who gets codes by email or SMS (it works without a signal or an inbox),
 // and for an app user the channels, which still work when the phone is
-// lost.
+// lost. Where the member came from a protected path, only the methods
+// that path accepts are offered: a second way in that the path refuses
+// would not get them in there.
 func (f *Flow) suggestSecond(p *request, u *challenge.User) {
 	if len(u.Methods()) != 1 {
 		return
 	}
 	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
-		if !u.Has(m) && f.methodConfigured(m) {
+		if !u.Has(m) && f.methodConfigured(m) && p.accepts(m) {
 			p.page.Suggest = append(p.page.Suggest, m)
 		}
 	}

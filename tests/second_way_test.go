@@ -34,3 +34,22 @@ func TestSecondWayIn(t *testing.T) {
 		t.Error("a member with two methods is still offered a second")
 	}
 }
+
+// The suggestion follows the rule of the path the member came from: a
+// second way in that the path refuses would not get them in there. Text
+// messages are offered with their weakness said.
+func TestSecondWayInFollowsThePathsMethods(t *testing.T) {
+	policy := strings.Replace(defaultPolicy, "remember_device 30d", "remember_device 30d\n\t\tmethods totp email", 1)
+	c := startCodesSetup(t, setup{policy: policy}, "")
+	alice := c.browser()
+	alice.login("alice")
+	alice.enrol("/members/")
+	page := alice.get("/.2fa/methods?return_to=%2Fmembers%2F").body
+	if !strings.Contains(page, `href="/.2fa/enrol/email?return_to=%2Fmembers%2F"`) || strings.Contains(page, `/.2fa/enrol/sms?`) {
+		t.Errorf("from /members/ (totp and email only): want email and not SMS offered:\n%s", page)
+	}
+	page = alice.get("/.2fa/methods?return_to=%2Foptional%2F").body
+	if !strings.Contains(page, `href="/.2fa/enrol/sms?return_to=%2Foptional%2F"`) || !strings.Contains(page, "The weakest way in") {
+		t.Errorf("from /optional/ (every method): want SMS offered with its weakness:\n%s", page)
+	}
+}
