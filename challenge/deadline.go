@@ -127,10 +127,11 @@ var errUnchanged = errors.New("challenge: nothing to change")
 func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Time, error) {
 	now := e.now().Unix()
 	var deadline time.Time
+	var fresh *User // the record as read, when another request wrote the start
 	started := false
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
 		if at, ok := d.At(u); ok {
-			deadline, started = at, false
+			deadline, started, fresh = at, false, u
 			return errUnchanged
 		}
 		d.mark(u, func(m *GraceMark) { m.Start = now })
@@ -140,6 +141,7 @@ func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Tim
 	if err != nil && !errors.Is(err, errUnchanged) {
 		return time.Time{}, err
 	}
+	e.keep(fresh)
 	if started {
 		e.Audit(a, "enrolment_grace_started", "success", zap.Strings("paths", d.Paths),
 			zap.Duration("grace", d.Grace), zap.Time("deadline", deadline))
@@ -154,10 +156,11 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 	now := e.now().Unix()
 	first := false
 	var start time.Time
+	var fresh *User
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
 		start, _ = d.Started(u)
 		if d.held(u, deadline) {
-			first = false
+			first, fresh = false, u
 			return errUnchanged
 		}
 		d.mark(u, func(m *GraceMark) { m.Held = now })
@@ -167,6 +170,7 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 	if err != nil && !errors.Is(err, errUnchanged) {
 		return err
 	}
+	e.keep(fresh)
 	if first {
 		fields := []zap.Field{zap.Strings("paths", d.Paths), zap.Time("deadline", deadline)}
 		if !start.IsZero() {
@@ -175,6 +179,16 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 		e.Audit(a, "enrolment_deadline_passed", "refused", fields...)
 	}
 	return nil
+}
+
+// keep puts a record read, not written, into this instance's copies
+// (when it is newer than the copy): another instance wrote the mark the
+// copy lacked, and requests would otherwise come back to the store for
+// it until the copy expires.
+func (e *Engine) keep(u *User) {
+	if u != nil {
+		e.users.put(u, e.now(), e.cfg.CacheTTL)
+	}
 }
 
 // mark sets a field of the member's mark on each of the rule's patterns,
