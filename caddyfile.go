@@ -381,6 +381,8 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		protect <paths...> {
 //			except <paths...>
 //			enrolment required|optional
+//			enrolment required grace <duration>
+//			enrolment required from <YYYY-MM-DD or RFC 3339 time>
 //			remember_device <duration>|off
 //			methods totp|email|sms...
 //			reminder <duration>
@@ -513,7 +515,7 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 				return d.Errf("protect: except needs at least one path pattern")
 			}
 		case "enrolment":
-			err = parseString(d, &rule.Enrolment)
+			err = parseEnrolment(d, rule)
 		case "remember_device":
 			if err = parseString(d, &rule.RememberDevice); err == nil {
 				if _, err = parseRemember(rule.RememberDevice); err != nil {
@@ -536,6 +538,38 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 		return err
 	}
 	h.Protect = append(h.Protect, rule)
+	return nil
+}
+
+// parseEnrolment reads "enrolment required|optional", or "enrolment
+// required grace <duration>" or "enrolment required from <date>".
+func parseEnrolment(d *caddyfile.Dispenser, rule *Rule) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1:
+		rule.Enrolment = args[0]
+		return nil
+	case len(args) != 3:
+		return d.Errf("protect: enrolment: expected required, optional, required grace <duration> or required from <date>")
+	case args[0] != enrolmentRequired:
+		return d.Errf("protect: enrolment %s %s: a deadline needs enrolment required", args[0], args[1])
+	}
+	rule.Enrolment = args[0]
+	switch args[1] {
+	case "grace":
+		v, err := caddy.ParseDuration(args[2])
+		if err != nil {
+			return d.Errf("protect: enrolment required grace: bad duration %q: %v", args[2], err)
+		}
+		rule.EnrolmentGrace = caddy.Duration(v)
+	case "from":
+		if _, err := parseEnrolmentFrom(args[2]); err != nil {
+			return d.Errf("protect: %v", err)
+		}
+		rule.EnrolmentFrom = args[2]
+	default:
+		return d.Errf("protect: enrolment required %s: expected grace <duration> or from <date>", args[1])
+	}
 	return nil
 }
 

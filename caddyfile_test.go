@@ -185,6 +185,14 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"remember_device under 1m", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30s\n\t}\n}", "remember_device 30s: must be between 1m and 400d, or off"},
 		{"remember_device over 400d", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 401d\n\t}\n}", "remember_device 401d: must be between 1m and 400d"},
 		{"remember_device Off", "two_factor {\n\tprotect /a/* {\n\t\tremember_device Off\n\t}\n}", `remember_device "Off"`},
+		{"enrolment no value", "two_factor {\n\tprotect /a/* {\n\t\tenrolment\n\t}\n}", "protect: enrolment: expected required, optional, required grace <duration> or required from <date>"},
+		{"enrolment two values", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required grace\n\t}\n}", "protect: enrolment: expected required, optional"},
+		{"enrolment optional grace", "two_factor {\n\tprotect /a/* {\n\t\tenrolment optional grace 14d\n\t}\n}", "protect: enrolment optional grace: a deadline needs enrolment required"},
+		{"enrolment required until", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required until 2027-01-15\n\t}\n}", "protect: enrolment required until: expected grace <duration> or from <date>"},
+		{"enrolment grace bad", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required grace fortnight\n\t}\n}", `protect: enrolment required grace: bad duration "fortnight"`},
+		{"enrolment from bad", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 15/01/2027\n\t}\n}", `protect: enrolment_from "15/01/2027": must be a date, like 2027-01-15`},
+		{"enrolment from no zone", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 2027-01-15T09:00:00\n\t}\n}", `enrolment_from "2027-01-15T09:00:00"`},
+		{"enrolment from no such day", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 2027-02-30\n\t}\n}", `enrolment_from "2027-02-30"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,5 +373,59 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Both forms of an enrolment deadline land in the rule's JSON fields, and
+// provisioning reads them: a date at 00:00 UTC, a time with its zone.
+func TestUnmarshalEnrolmentDeadline(t *testing.T) {
+	h, err := parseHandler(t, `two_factor {
+		protect /members/* {
+			enrolment required grace 14d
+		}
+		protect /shop/* {
+			enrolment required from 2027-01-15
+		}
+		protect /club/* {
+			enrolment required from 2027-01-15T09:00:00+09:00
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Protect[0]; r.Enrolment != "required" || r.EnrolmentGrace != caddy.Duration(14*24*time.Hour) || r.EnrolmentFrom != "" {
+		t.Errorf("grace rule: %+v", r)
+	}
+	for i, want := range []time.Time{time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC)} {
+		r := h.Protect[i+1]
+		d, err := r.deadline()
+		if err != nil || d == nil || !d.From.Equal(want) || d.Grace != 0 {
+			t.Errorf("date rule %d (%q): %+v, %v", i, r.EnrolmentFrom, d, err)
+		}
+	}
+}
+
+// Bad deadlines in JSON are refused at provisioning, naming the field.
+func TestRuleDeadlineErrors(t *testing.T) {
+	for _, tc := range []struct {
+		rule Rule
+		want string
+	}{
+		{Rule{EnrolmentGrace: caddy.Duration(14 * 24 * time.Hour), EnrolmentFrom: "2027-01-15"}, "enrolment_grace, enrolment_from: give one or the other, not both"},
+		{Rule{Enrolment: "optional", EnrolmentGrace: caddy.Duration(time.Hour)}, "enrolment_grace: needs enrolment required"},
+		{Rule{Enrolment: "optional", EnrolmentFrom: "2027-01-15"}, "enrolment_from: needs enrolment required"},
+		{Rule{EnrolmentGrace: caddy.Duration(59 * time.Minute)}, "enrolment_grace 59m0s: must be between 1h and 400d"},
+		{Rule{EnrolmentGrace: caddy.Duration(401 * 24 * time.Hour)}, "enrolment_grace 9624h0m0s: must be between 1h and 400d"},
+		{Rule{EnrolmentGrace: caddy.Duration(-time.Hour)}, "enrolment_grace -1h0m0s: must be between 1h and 400d"},
+		{Rule{EnrolmentFrom: "soon"}, `enrolment_from "soon": must be a date`},
+		{Rule{EnrolmentFrom: "1999-12-31"}, `enrolment_from "1999-12-31"`},
+	} {
+		tc.rule.Paths = []string{"/x/*"}
+		if d, err := tc.rule.deadline(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, %v; want an error containing %q", tc.rule, d, err, tc.want)
+		}
+	}
+	if d, err := (&Rule{Paths: []string{"/x/*"}, Enrolment: "required"}).deadline(); d != nil || err != nil {
+		t.Errorf("no deadline: %+v, %v", d, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/flow"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -24,11 +25,17 @@ const (
 	upstreamUserHeader     = "X-2fa-User"
 	upstreamMethodHeader   = "X-2fa-Method"
 	upstreamEnrolledHeader = "X-2fa-Enrolled"
+	// Only for members without a second factor: what the rule asks of
+	// them (optional or grace), and in grace when it becomes required.
+	upstreamEnrolmentHeader = "X-2fa-Enrolment"
+	upstreamDeadlineHeader  = "X-2fa-Enrolment-Deadline"
 
 	// Placeholders for later handlers, beside the headers.
-	userPlaceholder     = "http.auth.two_factor.user"
-	methodPlaceholder   = "http.auth.two_factor.method"
-	enrolledPlaceholder = "http.auth.two_factor.enrolled"
+	userPlaceholder      = "http.auth.two_factor.user"
+	methodPlaceholder    = "http.auth.two_factor.method"
+	enrolledPlaceholder  = "http.auth.two_factor.enrolled"
+	enrolmentPlaceholder = "http.auth.two_factor.enrolment"
+	deadlinePlaceholder  = "http.auth.two_factor.enrolment_deadline"
 )
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -99,11 +106,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if !u.Enrolled() {
-		if pol.Optional {
+		en, err := h.flow.EnrolmentFor(r, b, pol, id.ID, u, now)
+		if err != nil {
+			return refuse(r, h.flow.Unavailable(w, r, "state", err))
+		}
+		if en.State != challenge.EnrolmentRequired {
 			if flow.IsNavigation(r) && h.flow.ReminderDue(r, b, id.ID, now) {
 				return h.flow.RedirectToPage(w, r, "remind")
 			}
-			setUpstream(r, id.ID, "none", false)
+			setUnenrolledUpstream(r, id.ID, en)
 			return h.pass(w, r, next)
 		}
 		return refuse(r, h.flow.NeedSecondFactor(w, r, "enrol"))
@@ -250,8 +261,41 @@ func setNobody(r *http.Request) {
 
 func nobody(key string) (any, bool) {
 	switch key {
-	case userPlaceholder, methodPlaceholder, enrolledPlaceholder:
+	case userPlaceholder, methodPlaceholder, enrolledPlaceholder, enrolmentPlaceholder, deadlinePlaceholder:
 		return "", true
+	}
+	return nil, false
+}
+
+// setUnenrolledUpstream tells the upstream that a member without a second
+// factor passed, and what the rule asks of them: "optional", or "grace"
+// with the deadline (RFC 3339, UTC). Off the verified path, which sets
+// neither header.
+func setUnenrolledUpstream(r *http.Request, user string, en flow.Enrolment) {
+	u := &enrolmentUpstream{state: en.State}
+	r.Header[upstreamEnrolmentHeader] = []string{en.State}
+	if !en.Deadline.IsZero() {
+		u.deadline = en.Deadline.UTC().Format(time.RFC3339)
+		r.Header[upstreamDeadlineHeader] = []string{u.deadline}
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// Before setUpstream's: the replacer asks its providers in
+		// order, and that one answers these keys with "".
+		repl.Map(u.placeholder)
+	}
+	setUpstream(r, user, "none", false)
+}
+
+// enrolmentUpstream answers the enrolment placeholders of a member
+// without a second factor.
+type enrolmentUpstream struct{ state, deadline string }
+
+func (u *enrolmentUpstream) placeholder(key string) (any, bool) {
+	switch key {
+	case enrolmentPlaceholder:
+		return u.state, true
+	case deadlinePlaceholder:
+		return u.deadline, true
 	}
 	return nil, false
 }
@@ -268,6 +312,10 @@ func (u *upstream) placeholder(key string) (any, bool) {
 		return u[1], true
 	case enrolledPlaceholder:
 		return u[2] == "true", true
+	case enrolmentPlaceholder, deadlinePlaceholder:
+		// Members without a second factor have them from
+		// setUnenrolledUpstream's provider, asked first; empty here.
+		return "", true
 	}
 	return nil, false
 }

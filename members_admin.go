@@ -236,10 +236,10 @@ func cmdMembersList(fl caddycmd.Flags) (int, error) {
 			c.Members, c.Seen, c.Enrolled, c.NotEnrolled, c.Locked, byMethod(c.ByMethod))
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tENROLLED\tMETHODS\tRECOVERY\tDEVICES\tLOCKED UNTIL\tFIRST SEEN\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tENROLLED\tMETHODS\tRECOVERY\tDEVICES\tLOCKED UNTIL\tFIRST SEEN\tLAST SEEN\tREQUIRED")
 	for _, m := range res.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, yesNo(m.Enrolled), dash(strings.Join(m.Methods, ",")),
-			m.RecoveryLeft, m.Devices, when(m.LockedUntil), day(m.FirstSeen), day(m.LastSeen))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", m.ID, yesNo(m.Enrolled), dash(strings.Join(m.Methods, ",")),
+			m.RecoveryLeft, m.Devices, when(m.LockedUntil), day(m.FirstSeen), day(m.LastSeen), requiredFrom(m.Deadlines))
 	}
 	tw.Flush()
 	if res.Next != "" {
@@ -257,6 +257,9 @@ func cmdMembersShow(fl caddycmd.Flags) (int, error) {
 	fmt.Printf("Enrolled:      %s\n", yesNo(d.Enrolled))
 	fmt.Printf("First seen:    %s\nLast seen:     %s\n", day(d.FirstSeen), day(d.LastSeen))
 	fmt.Printf("Locked until:  %s\n", when(d.LockedUntil))
+	for _, dl := range d.Deadlines {
+		fmt.Printf("Required:      %s (%s)\n", requiredFrom([]challenge.MemberDeadline{dl}), strings.Join(dl.Paths, " "))
+	}
 	fmt.Printf("Recovery left: %d\n", d.RecoveryLeft)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	if len(d.MethodDetails) > 0 {
@@ -339,6 +342,19 @@ func day(t *time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02")
+}
+
+// requiredFrom writes the earliest enrolment deadline of a member
+// without a second factor: "from 2027-01-15", "now (since 2027-01-15)",
+// or "-" for none.
+func requiredFrom(ds []challenge.MemberDeadline) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	if ds[0].Passed {
+		return "now (since " + day(&ds[0].At) + ")"
+	}
+	return "from " + day(&ds[0].At)
 }
 
 func when(t *time.Time) string {

@@ -648,10 +648,27 @@ type Rule struct {
 	Except []string `json:"except,omitempty"`
 
 	// "required": members without a second factor must set one up before
-	// they continue. "optional": they continue (the upstream is told they
+	// they continue (from a deadline, with enrolment_grace or
+	// enrolment_from). "optional": they continue (the upstream is told they
 	// have none) and are reminded now and then to set one up; members who
 	// have one must still use it. Default: required.
 	Enrolment string `json:"enrolment,omitempty"`
+
+	// With enrolment required: a grace period, 1h to 400d, during which a
+	// member without a second factor still passes, as on an optional
+	// rule, counted from when the gateway first saw them on these paths.
+	// The start is kept in the member's record for each path pattern, and
+	// the earliest over the rule's patterns counts, so changing the grace
+	// or adding a pattern does not start anyone's grace again. Not with
+	// enrolment_from. Default: 0 (required at once).
+	EnrolmentGrace caddy.Duration `json:"enrolment_grace,omitempty"`
+
+	// With enrolment required: when enrolment becomes required for every
+	// member; until then those without a second factor pass as on an
+	// optional rule. A date, YYYY-MM-DD, meaning 00:00 UTC that day, or an
+	// RFC 3339 time with its zone (2027-01-15T09:00:00+09:00). Not with
+	// enrolment_grace. Default: none (required at once).
+	EnrolmentFrom string `json:"enrolment_from,omitempty"`
 
 	// How long "don't ask for a code on this device" lasts, 1m to 400d,
 	// or "off" to hide the choice and refuse remembered devices on these
@@ -659,7 +676,9 @@ type Rule struct {
 	RememberDevice string `json:"remember_device,omitempty"`
 
 	// How often members without a second factor see the reminder page on
-	// optional paths, 1m to 400d. Default: 7d.
+	// optional paths, and before the deadline of a rule with
+	// enrolment_grace or enrolment_from, 1m to 400d. Default: 7d, and 1d
+	// on a rule with a deadline.
 	Reminder caddy.Duration `json:"reminder,omitempty"`
 
 	// Second factors accepted on these paths: totp, email, sms. Email and
@@ -677,6 +696,7 @@ const (
 	defaultRemember    = 30 * 24 * time.Hour
 	maxRemember        = 400 * 24 * time.Hour
 	defaultReminder    = 7 * 24 * time.Hour
+	minGrace           = time.Hour
 	defaultSessionIdle = 30 * time.Minute
 	defaultSessionLife = 12 * time.Hour
 	maxSessionLife     = 30 * 24 * time.Hour
@@ -729,6 +749,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for i, rule := range h.Protect {
 		if err := rule.provision(ctx, h.app); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if d := rule.policy.Deadline; d != nil {
+			// For the admin pages' deadlines; the engine is made at
+			// Start, after every handler is provisioned.
+			h.app.cfg.Deadlines = append(h.app.cfg.Deadlines, *d)
 		}
 	}
 	if h.Identity == nil {
@@ -785,10 +810,16 @@ func (rule *Rule) provision(ctx caddy.Context, app *App) error {
 		return fmt.Errorf("paths: %w", err)
 	}
 	rule.policy = flow.Policy{Optional: rule.Enrolment == enrolmentOptional, Reminder: time.Duration(rule.Reminder)}
+	var err error
+	if rule.policy.Deadline, err = rule.deadline(); err != nil {
+		return err
+	}
 	if rule.policy.Reminder == 0 {
 		rule.policy.Reminder = defaultReminder
+		if rule.policy.Deadline != nil {
+			rule.policy.Reminder = flow.DefaultDeadlineReminder
+		}
 	}
-	var err error
 	if rule.policy.Remember, err = parseRemember(rule.RememberDevice); err != nil {
 		return err
 	}
@@ -808,6 +839,49 @@ func (rule *Rule) provision(ctx caddy.Context, app *App) error {
 		}
 	}
 	return nil
+}
+
+// deadline reads enrolment_grace and enrolment_from: nil for a rule
+// without a deadline.
+func (rule *Rule) deadline() (*challenge.Deadline, error) {
+	grace := time.Duration(rule.EnrolmentGrace)
+	if grace == 0 && rule.EnrolmentFrom == "" {
+		return nil, nil
+	}
+	switch {
+	case grace != 0 && rule.EnrolmentFrom != "":
+		return nil, errors.New("enrolment_grace, enrolment_from: give one or the other, not both")
+	case rule.Enrolment == enrolmentOptional && grace != 0:
+		return nil, errors.New("enrolment_grace: needs enrolment required (an optional rule has no deadline)")
+	case rule.Enrolment == enrolmentOptional:
+		return nil, errors.New("enrolment_from: needs enrolment required (an optional rule has no deadline)")
+	}
+	d := &challenge.Deadline{Paths: rule.Paths, Grace: grace}
+	if grace != 0 {
+		if grace < minGrace || grace > maxRemember {
+			return nil, fmt.Errorf("enrolment_grace %s: must be between 1h and 400d", grace)
+		}
+		return d, nil
+	}
+	from, err := parseEnrolmentFrom(rule.EnrolmentFrom)
+	if err != nil {
+		return nil, err
+	}
+	d.From = from
+	return d, nil
+}
+
+// parseEnrolmentFrom reads a date (YYYY-MM-DD, 00:00 UTC) or an RFC 3339
+// time with its zone.
+func parseEnrolmentFrom(v string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339, v)
+	}
+	if err != nil || t.Year() < 2000 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("enrolment_from %q: must be a date, like 2027-01-15 (00:00 UTC), or an RFC 3339 time with its zone, like 2027-01-15T09:00:00+09:00", v)
+	}
+	return t.UTC(), nil
 }
 
 // parseRemember reads remember_device: a duration from 1m to 400d, "off"

@@ -137,6 +137,10 @@ type Config struct {
 	// metrics. It must be quick: it runs on the path that sends or
 	// follows notices. Optional.
 	Noticed func(received bool)
+
+	// Deadlines are the enrolment deadlines of the gateway's rules, for
+	// the admin pages' "required from" dates. Optional.
+	Deadlines []Deadline
 }
 
 // SkewZero requests a skew of zero steps (0 means "default").

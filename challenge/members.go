@@ -133,6 +133,12 @@ type MemberSummary struct {
 	// AppUnproven reports an app that the admin pages refuse until an
 	// admin confirms it (ConfirmApp).
 	AppUnproven bool `json:"app_unproven,omitempty"`
+	// Deadlines are, for a member without a second factor, when each
+	// rule with an enrolment deadline requires one (a grace rule only
+	// once it has seen them), earliest first; EnrolmentDeadline is the
+	// earliest.
+	EnrolmentDeadline *time.Time       `json:"enrolment_deadline,omitempty"`
+	Deadlines         []MemberDeadline `json:"deadlines,omitempty"`
 }
 
 // MembersFilter narrows and orders a listing; the zero value lists
@@ -412,6 +418,9 @@ func (e *Engine) summary(st *memberState) MemberSummary {
 	if st.lock.until.After(e.now()) {
 		until := st.lock.until.UTC()
 		m.LockedUntil = &until
+	}
+	if m.Deadlines = e.deadlines(st.u); len(m.Deadlines) > 0 {
+		m.EnrolmentDeadline = &m.Deadlines[0].At
 	}
 	return m
 }

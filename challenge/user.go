@@ -60,6 +60,10 @@ type User struct {
 	// and reports how long it took (recovered_after on the verify event).
 	// The earliest start is kept while it runs.
 	StuckSince time.Time `json:"stuck_since,omitzero"`
+	// Grace holds, by path pattern of a rule with an enrolment deadline,
+	// when the member's grace began there and when they were first held
+	// back after it (see deadline.go). At most MaxGraceMarks entries.
+	Grace map[string]GraceMark `json:"grace,omitempty"`
 }
 
 // PendingNotice is an admin action on the member's factors that the

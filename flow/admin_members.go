@@ -116,6 +116,9 @@ func (f *Flow) showMembers(p *request, status int) error {
 		if m.LastSeen != nil {
 			am.LastSeen = m.LastSeen.UTC().Format(adminDay)
 		}
+		if len(m.Deadlines) > 0 {
+			am.Deadline, am.DeadlinePassed = m.Deadlines[0].At.UTC().Format(adminDay), m.Deadlines[0].Passed
+		}
 		a.Members = append(a.Members, am)
 	}
 	if list.Next != "" {
@@ -183,6 +186,9 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	m := &pages.AdminMemberDetail{ID: d.ID, Enrolled: d.Enrolled, RecoveryLeft: d.RecoveryLeft, FirstSeen: day(d.FirstSeen), LastSeen: day(d.LastSeen)}
 	if d.LockedUntil != nil {
 		m.LockedUntil = d.LockedUntil.UTC().Format(adminStamp)
+	}
+	for _, dl := range d.Deadlines {
+		m.Deadlines = append(m.Deadlines, pages.AdminDeadline{Paths: strings.Join(dl.Paths, " "), At: dl.At.UTC().Format(adminStamp), Passed: dl.Passed})
 	}
 	u, err := p.e.State(ctx, id)
 	if err != nil && !errors.Is(err, challenge.ErrKeyMissing) {

@@ -40,6 +40,7 @@ func (f *Flow) showPicker(p *request, u *challenge.User, status int) error {
 	}
 	p.page.Enrolled = u.Enrolled()
 	p.page.Required = p.required() || u.Enrolled()
+	f.deadlinePassed(p, u)
 	return f.render(p, status, "enrol_start")
 }
 
@@ -87,6 +88,7 @@ func (f *Flow) enrolStart(p *request) error {
 
 func (f *Flow) showEnrolment(p *request, en *challenge.Enrolment, status int) error {
 	p.page.Required = p.required()
+	f.deadlinePassed(p, p.user)
 	p.page.QRCode = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRCode))
 	p.page.OTPAuthURI = template.URL(en.URI)
 	p.page.Secret = en.Secret

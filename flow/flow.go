@@ -30,6 +30,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -56,6 +57,10 @@ type Policy struct {
 	// reminder every Reminder.
 	Optional bool
 	Reminder time.Duration
+	// Deadline, on a rule that is not Optional, lets members without a
+	// second factor through as Optional does until it passes; nil for
+	// none.
+	Deadline *challenge.Deadline
 	// Remember is how long "don't ask again on this device" lasts; 0
 	// refuses remembered devices.
 	Remember time.Duration
@@ -258,7 +263,9 @@ type request struct {
 
 // required reports whether enrolment can be put off for where the member
 // is going; paths no rule covers are treated as required.
-func (p *request) required() bool { return p.policy == nil || !p.policy.Optional }
+func (p *request) required() bool {
+	return p.policy == nil || p.policy.EnrolmentState(p.user, clock.Now()).State == challenge.EnrolmentRequired
+}
 
 // accepts reports whether the page being protected accepts method. Pages
 // no rule covers accept any method the site can send.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/session"
 )
@@ -12,6 +13,10 @@ import (
 
 // defaultReminder is the interval where no rule names one.
 const defaultReminder = 7 * 24 * time.Hour
+
+// DefaultDeadlineReminder is the interval on a rule with an enrolment
+// deadline that names none: a deadline is worth a daily word.
+const DefaultDeadlineReminder = 24 * time.Hour
 
 // ReminderDue reports whether a member without a second factor should see
 // the set-up reminder now.
@@ -32,6 +37,12 @@ func (f *Flow) remindPage(p *request) error {
 	}
 	if !p.required() {
 		f.snoozeReminder(p)
+	}
+	if p.policy != nil {
+		now := clock.Now()
+		if en := p.policy.EnrolmentState(u, now); en.State == challenge.EnrolmentGrace && !en.Deadline.IsZero() {
+			p.page.Deadline, p.page.DeadlineDays = en.Deadline, DaysLeft(en.Deadline, now)
+		}
 	}
 	return f.render(p, http.StatusOK, "remind")
 }

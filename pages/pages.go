@@ -88,6 +88,11 @@ type Page struct {
 	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
 	NoticeArgs       []any          // fmt arguments for Notice
 
+	// enrolment deadline (remind and enrolment pages)
+	Deadline       time.Time // when enrolment becomes (or became) required where the member is going; zero for none
+	DeadlineDays   int       // remind: whole days left until Deadline, rounded up (1: the last day)
+	DeadlinePassed bool      // enrolment pages: Deadline has passed, so enrolment is required now
+
 	// enrolment pages (TOTP)
 	Required   bool         // enrolment is required to continue: no "later" option
 	QRCode     template.URL // data:image/png;base64,... of the QR code
@@ -215,6 +220,19 @@ type AdminMember struct {
 	Methods  []string // "totp", "email", "sms"
 	LastSeen string   // formatted; "" when never seen on a protected path
 	Locked   bool
+	// Deadline is the earliest enrolment deadline of a member without a
+	// second factor, formatted; "" for none. DeadlinePassed: enrolment is
+	// required of them now.
+	Deadline       string
+	DeadlinePassed bool
+}
+
+// AdminDeadline is when a rule with an enrolment deadline requires a
+// second factor of a member who has none.
+type AdminDeadline struct {
+	Paths  string // the rule's path patterns, space-separated
+	At     string // formatted
+	Passed bool   // required now, since At
 }
 
 // AdminMemberDetail is one member's admin page.
@@ -235,6 +253,9 @@ type AdminMemberDetail struct {
 	// before it opens the admin pages; CanConfirmApp: this admin may
 	// confirm it (an approver, not the member).
 	AppUnproven, CanConfirmApp bool
+	// Deadlines are, for a member without a second factor, when each
+	// rule with an enrolment deadline requires one, earliest first.
+	Deadlines []AdminDeadline
 	// PendingReset is the member's reset waiting for approval; nil for none.
 	PendingReset *AdminResetRequest
 	// Trail is the member's latest records in the audit trail, newest

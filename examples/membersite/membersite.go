@@ -79,8 +79,10 @@ func signOutToken(r *http.Request) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
-// Header names the gateway sets, in Go's canonical form.
-var gatewayHeaders = []string{"X-2fa-User", "X-2fa-Method", "X-2fa-Enrolled"}
+// Header names the gateway sets, in Go's canonical form. The last two
+// only for members without a second factor: what the rule asks of them
+// (optional, or grace until the deadline).
+var gatewayHeaders = []string{"X-2fa-User", "X-2fa-Method", "X-2fa-Enrolled", "X-2fa-Enrolment", "X-2fa-Enrolment-Deadline"}
 
 // Member is an account of the member site.
 type Member struct {

@@ -430,6 +430,8 @@ func TestMembersPageShowsGatewayHeaders(t *testing.T) {
 	req.Header.Add("X-2FA-User", "alice")
 	req.Header.Add("X-2FA-User", "<script>evil</script>")
 	req.Header.Set("X-2FA-Method", "totp")
+	req.Header.Set("X-2fa-Enrolment", "grace")
+	req.Header.Set("X-2fa-Enrolment-Deadline", "2027-01-15T00:00:00Z")
 	r := e.do(t, http.DefaultClient, req)
 	wantStatus(t, r, http.StatusOK)
 	for _, want := range []string{
@@ -437,6 +439,8 @@ func TestMembersPageShowsGatewayHeaders(t *testing.T) {
 		"<code>alice</code><br><code>&lt;script&gt;evil&lt;/script&gt;</code>",
 		"<code>totp</code>",
 		"X-2fa-Enrolled</th><td><span class=\"none\">(not set)</span>",
+		"X-2fa-Enrolment</th><td><code>grace</code>",
+		"X-2fa-Enrolment-Deadline</th><td><code>2027-01-15T00:00:00Z</code>",
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("page lacks %q:\n%s", want, r.body)
