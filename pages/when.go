@@ -10,11 +10,16 @@ import (
 // Times on the member's pages. The server does not know the member's time
 // zone, so it writes UTC with its offset, and static/localtime.js, where
 // it runs, rewrites each <time class="when"> into the browser's zone in
-// the same form. The parts are joined with no-break spaces: a date and
-// its time are read as one value and must not wrap between them.
+// the same form. A date and its time are read as one value and must not
+// wrap: browsers break lines after a hyphen, so the date's hyphens are
+// non-breaking hyphens (U+2011), and the parts are joined with no-break
+// spaces. The datetime attribute keeps the plain value for machines.
 
-// nbsp joins the parts of one time.
-const nbsp = "\u00a0"
+// nbsp joins the parts of one time; nbhy separates a date's parts.
+const (
+	nbsp = "\u00a0"
+	nbhy = "\u2011"
+)
 
 // Moment styles: a date and time, a date alone, or a time of day (a
 // lockout's end, hours away at most).
@@ -40,14 +45,15 @@ func moment(t time.Time, style string) template.HTML {
 		return ""
 	}
 	t = t.UTC()
+	date := t.Format("2006" + nbhy + "01" + nbhy + "02")
 	var text string
 	switch style {
 	case styleDate:
-		text = t.Format(time.DateOnly)
+		text = date
 	case styleClock:
 		text = t.Format("15:04") + nbsp + "UTC+00:00"
 	default:
-		text = t.Format(time.DateOnly) + nbsp + t.Format("15:04") + nbsp + "UTC+00:00"
+		text = date + nbsp + t.Format("15:04") + nbsp + "UTC+00:00"
 	}
 	// Every part is digits, dashes, colons and the fixed words: nothing
 	// to escape.

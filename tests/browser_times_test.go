@@ -12,7 +12,7 @@ import (
 // Times on the settings page, in a real browser set to Tokyo time:
 // static/localtime.js shows each <time class="when"> in the browser's
 // zone, with its offset, its parts joined by no-break spaces, under the
-// page's Content-Security-Policy.
+// page's Content-Security-Policy; at a phone's width none wraps.
 func TestBrowserSettingsTimesInTheMembersZone(t *testing.T) {
 	e := start(t, setup{})
 	requireChromium(t)
@@ -47,7 +47,7 @@ func TestBrowserSettingsTimesInTheMembersZone(t *testing.T) {
 			c.fatalf("datetime %q: %v", tm.Datetime, err)
 		}
 		local := at.In(tokyo)
-		want := local.Format(time.DateOnly)
+		want := strings.ReplaceAll(local.Format(time.DateOnly), "-", "\u2011")
 		switch tm.Show {
 		case "datetime":
 			want += "\u00a0" + local.Format("15:04") + "\u00a0UTC+09:00"
@@ -65,6 +65,18 @@ func TestBrowserSettingsTimesInTheMembersZone(t *testing.T) {
 	}
 	if text := c.bodyText(); strings.Contains(text, "UTC+00:00") {
 		c.fatalf("a time left in UTC: %s", text)
+	}
+	// On a phone's width, no time wraps inside itself: each is one line.
+	if err := chromedp.Do(c.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3))); err != nil {
+		t.Fatal(err)
+	}
+	for _, lang := range []string{"en", "ja"} {
+		c.setAcceptLanguage(lang)
+		c.open("/.2fa/methods?return_to=%2Fmembers%2F")
+		if wrapped := evalJS[[]string](c, "wrapped times", `Array.from(document.querySelectorAll("time.when")).
+			filter(t => t.getClientRects().length !== 1).map(t => t.textContent)`); len(wrapped) != 0 {
+			c.fatalf("%s: times wrapped at 390 px: %q", lang, wrapped)
+		}
 	}
 	c.checkNoCSPViolations()
 }

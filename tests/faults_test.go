@@ -42,6 +42,12 @@ func firstApp(b *browser, code func(secret string) string) *response {
 	return b.post("/.2fa/enrol/confirm", url.Values{"csrf": {inputValue(r.body, "csrf")}, "return_to": {"/members/"}, "code": {code(secret)}})
 }
 
+// pageDate is t's UTC date as the pages write it, with non-breaking
+// hyphens.
+func pageDate(t time.Time) string {
+	return strings.ReplaceAll(t.UTC().Format(time.DateOnly), "-", "\u2011")
+}
+
 // settingsPage is the settings page for /members/ in lang.
 func (b *browser) settingsPage(lang string) *response {
 	b.t.Helper()
@@ -517,7 +523,7 @@ func TestSettingsTimesCarryTheirZone(t *testing.T) {
 	e := start(t, setup{})
 	d := rememberedBrowser(e)
 	page := d.settingsPage("en")
-	stamp := regexp.MustCompile(`<time class="when" datetime="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)" data-show="datetime">\d{4}-\d\d-\d\d\x{a0}\d\d:\d\d\x{a0}UTC\+00:00</time>`)
+	stamp := regexp.MustCompile(`<time class="when" datetime="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)" data-show="datetime">\d{4}\x{2011}\d\d\x{2011}\d\d\x{a0}\d\d:\d\d\x{a0}UTC\+00:00</time>`)
 	activity := page.body[strings.Index(page.body, `<table class="activity`):]
 	if !stamp.MatchString(activity) || strings.Contains(activity, " UTC<") {
 		t.Errorf("activity times:\n%s", activity)
@@ -526,7 +532,7 @@ func TestSettingsTimesCarryTheirZone(t *testing.T) {
 	if len(stamp.FindAllString(devices, -1)) != 2 {
 		t.Errorf("device times:\n%s", devices)
 	}
-	if !strings.Contains(page.body, `data-show="date">`+e.clock.Now().UTC().Format(time.DateOnly)+`</time>`) ||
+	if !strings.Contains(page.body, `data-show="date">`+pageDate(e.clock.Now())+`</time>`) ||
 		!strings.Contains(page.body, `<script src="/.2fa/static/localtime.js"`) {
 		t.Errorf("method dates or the script:\n%s", page.body)
 	}

@@ -177,7 +177,7 @@ func TestRecoverySignInDemandsNewSet(t *testing.T) {
 
 	x := c.browser()
 	x.login("alice")
-	used := c.clock.Now().UTC().Format(time.DateOnly)
+	used := pageDate(c.clock.Now())
 	r := x.useRecovery(codes[0], "/members/page?x=1")
 	if r.status != http.StatusSeeOther || r.location() != "/.2fa/recovery?return_to=%2Fmembers%2Fpage%3Fx%3D1" {
 		t.Fatalf("a recovery code: %d %q", r.status, r.location())
