@@ -63,7 +63,9 @@ func (f *Flow) deliver(p *request) challenge.Deliver {
 // code would have been right, so a locked-out guesser learns nothing.
 func (f *Flow) locked(p *request, until time.Time) error {
 	wait := retryAfter(p.w, until)
-	if time.Duration(wait) < time.Minute {
+	if time.Duration(wait) < time.Minute || !wantsPage(p.r) {
+		// A script's refusal carries the reason "locked", which an
+		// operator's handle_errors matches, however long the wait.
 		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{wait}, "")
 	}
 	// How long, and when: the end as a time in the member's zone (UTC

@@ -14,7 +14,9 @@ func TestSecondWayIn(t *testing.T) {
 	alice.login("alice")
 	alice.enrol("/members/")
 	for lang, want := range map[string][]string{
-		"en-US,en;q=0.8": {"Add a second way in", `href="/.2fa/enrol/email?return_to=%2Fmembers%2F"`, `href="/.2fa/enrol/sms?return_to=%2Fmembers%2F"`},
+		// From the settings page, so back there once added.
+		"en-US,en;q=0.8": {"Add a second way in", `href="/.2fa/enrol/email?return_to=%2Fmembers%2F&amp;from=settings"`,
+			`href="/.2fa/enrol/sms?return_to=%2Fmembers%2F&amp;from=settings"`},
 		"ja-JP,ja;q=0.9": {"もう一つの確認方法を追加しましょう", "メール：", "SMS："},
 	} {
 		alice.lang = lang
