@@ -23,6 +23,8 @@
 //	{{.T "key"}} / {{.T "key" arg...}}   catalog text in the page's language
 //	{{tr . .Error .ErrorArgs}}           the same with a key and an argument slice
 //	{{.TH "key" arg...}}                 T, where arguments may be times from [When], [Day] or [Clock]
+//	{{trh . .Message .MessageArgs}}      the same with a key and an argument slice
+//	{{template "localtime" .}}           (in "scripts") the script that shows times in the browser's zone
 //	{{group .Secret}}                    a key split into blocks of four characters
 package pages
 
