@@ -389,6 +389,7 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		}
 //		prefix <path>
 //		login_url <path>
+//		logout_url <path>
 //		top_page <path>
 //		site_name <name>
 //		site_url <url>
@@ -424,6 +425,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseString(d, &h.Prefix)
 		case "login_url":
 			err = parseString(d, &h.LoginURL)
+		case "logout_url":
+			err = parseString(d, &h.LogoutURL)
 		case "top_page":
 			err = parseString(d, &h.TopPage)
 		case "site_name":

@@ -38,6 +38,7 @@ func TestUnmarshalCaddyfileFullBlock(t *testing.T) {
 		}
 		prefix /_mfa/
 		login_url /login?from=gate
+		logout_url /logout
 		top_page /members/
 		site_name "Example Club"
 		session_idle 20m
@@ -88,6 +89,7 @@ func TestUnmarshalCaddyfileFullBlock(t *testing.T) {
 	}{
 		{"Prefix", h.Prefix, "/_mfa/"},
 		{"LoginURL", h.LoginURL, "/login?from=gate"},
+		{"LogoutURL", h.LogoutURL, "/logout"},
 		{"TopPage", h.TopPage, "/members/"},
 		{"SiteName", h.SiteName, "Example Club"},
 		{"SessionIdle", h.SessionIdle, caddy.Duration(20 * time.Minute)},
@@ -163,6 +165,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"top_page twice", "two_factor {\n\ttop_page /\n\ttop_page /x\n}", "top_page given twice"},
 		{"prefix missing value", "two_factor {\n\tprefix\n}", "prefix: expected a value"},
 		{"login_url missing value", "two_factor {\n\tlogin_url\n}", "login_url: expected a value"},
+		{"logout_url missing value", "two_factor {\n\tlogout_url\n}", "logout_url: expected a value"},
 		{"site_name extra args", "two_factor {\n\tsite_name Example Club\n}", "site_name: expected one value"},
 		{"templates extra args", "two_factor {\n\ttemplates /a /b\n}", "templates: expected one value"},
 		{"session_idle missing", "two_factor {\n\tsession_idle\n}", "session_idle: expected a value"},

@@ -375,6 +375,7 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "defaults", edit: func(*Handler) {}},
 		{name: "short prefix", edit: func(h *Handler) { h.Prefix = "/x/" }},
 		{name: "login_url path", edit: func(h *Handler) { h.LoginURL = "/login?from=gate" }},
+		{name: "logout_url path", edit: func(h *Handler) { h.LogoutURL = "/logout?from=gate" }},
 		{name: "top_page path", edit: func(h *Handler) { h.TopPage = "/members/home" }},
 		{name: "idle equals lifetime", edit: func(h *Handler) {
 			h.SessionIdle, h.SessionLifetime = caddy.Duration(time.Hour), caddy.Duration(time.Hour)
@@ -394,6 +395,9 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "login_url absolute URL", edit: func(h *Handler) { h.LoginURL = "https://club.example/login" }, wantErr: "login_url"},
 		{name: "login_url backslash", edit: func(h *Handler) { h.LoginURL = "/\\evil.example/login" }, wantErr: "login_url"},
 		{name: "login_url javascript", edit: func(h *Handler) { h.LoginURL = "javascript:alert(1)" }, wantErr: "login_url"},
+		{name: "logout_url absolute URL", edit: func(h *Handler) { h.LogoutURL = "https://club.example/logout" }, wantErr: "logout_url"},
+		{name: "logout_url protocol-relative", edit: func(h *Handler) { h.LogoutURL = "//evil.example/logout" }, wantErr: "logout_url"},
+		{name: "logout_url backslash", edit: func(h *Handler) { h.LogoutURL = "/\\evil.example/logout" }, wantErr: "logout_url"},
 		{name: "idle under 1m", edit: func(h *Handler) { h.SessionIdle = caddy.Duration(59 * time.Second) }, wantErr: "session_idle"},
 		{name: "idle over lifetime", edit: func(h *Handler) {
 			h.SessionIdle, h.SessionLifetime = caddy.Duration(2*time.Hour), caddy.Duration(time.Hour)

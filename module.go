@@ -581,6 +581,13 @@ type Handler struct {
 	// site asks them to sign in itself.
 	LoginURL string `json:"login_url,omitempty"`
 
+	// The member site's own sign-out: a same-site path such as /logout.
+	// The gateway's sign-out (under the prefix) goes on there after ending
+	// the second-factor session, and the "Cancel and sign out" link of the
+	// code and set-up pages leads through both. Default: none; the
+	// gateway's sign-out ends only its own session and says so.
+	LogoutURL string `json:"logout_url,omitempty"`
+
 	// Where members land after verification when the page they asked for
 	// is unknown or not a safe same-site path: a same-site path.
 	// Default: /.
@@ -777,6 +784,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Prefix:            h.Prefix,
 		TopPage:           h.TopPage,
 		LoginURL:          h.LoginURL,
+		LogoutURL:         h.LogoutURL,
+		TOTPPeriod:        time.Duration(h.app.TOTPPeriod),
 		SiteName:          h.SiteName,
 		SiteURL:           h.SiteURL,
 		SessionIdle:       time.Duration(h.SessionIdle),
@@ -952,6 +961,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.LoginURL != "" && flow.SafeReturnPath(h.LoginURL) == "" {
 		return fmt.Errorf("login_url %q: must be a same-site path starting with /", h.LoginURL)
+	}
+	if h.LogoutURL != "" && flow.SafeReturnPath(h.LogoutURL) == "" {
+		return fmt.Errorf("logout_url %q: must be a same-site path starting with /", h.LogoutURL)
 	}
 	idle, life := time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime)
 	if idle < time.Minute || life < idle || life > maxSessionLife {

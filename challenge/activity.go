@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type Activity struct {
 	Count     int    `json:"count,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+	// Replaced: recovery codes made in place of an earlier set, not the
+	// first; false for lists kept before it was recorded.
+	Replaced bool `json:"replaced,omitempty"`
 }
 
 // activityKept is how many events a member's list keeps, newest first.
@@ -47,6 +51,17 @@ var activityEvents = map[string]bool{
 	"new_browser": true, "default_method": true, "admin_unlock": true,
 	"admin_reset": true, "admin_devices": true, "admin_sessions": true, "admin_app_confirmed": true,
 	"admin_reset_requested": true, "admin_reset_withdrawn": true,
+}
+
+// ActivityEvents are the events a member's activity list may hold, sorted:
+// the settings page names each.
+func ActivityEvents() []string {
+	events := make([]string, 0, len(activityEvents))
+	for ev := range activityEvents {
+		events = append(events, ev)
+	}
+	slices.Sort(events)
+	return events
 }
 
 func activityKey(user string) string { return "activity:" + tag(user) }
@@ -70,6 +85,8 @@ func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field
 			entry.Method = f.String
 		case f.Key == "reason" && f.String == "locked":
 			return // refused unseen while locked: the lockout is on the list
+		case f.Key == "replaced":
+			entry.Replaced = f.Integer == 1
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -204,15 +204,15 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 		}
 	}
 	for _, md := range d.MethodDetails {
-		opt := pages.MethodOption{Name: md.Method, SentTo: md.Destination, Added: md.Added.UTC().Format(adminDay), Usable: true}
+		opt := pages.MethodOption{Name: md.Method, SentTo: md.Destination, Added: pages.Day(md.Added), Usable: true}
 		if md.LastUsed != nil {
-			opt.LastUsed = md.LastUsed.UTC().Format(adminDay)
+			opt.LastUsed = pages.Day(*md.LastUsed)
 		}
 		m.Methods = append(m.Methods, opt)
 	}
 	for _, dv := range d.DeviceList {
 		m.Devices = append(m.Devices, pages.DeviceOption{ID: dv.ID, Summary: audit.Browser(dv.UserAgent), IP: dv.IP,
-			Created: dv.Created.UTC().Format("2006-01-02 15:04"), LastUsed: dv.LastUsed.UTC().Format("2006-01-02 15:04")})
+			Created: pages.When(dv.Created), LastUsed: pages.When(dv.LastUsed)})
 	}
 	m.Activity = activityItems(p.page, d.Activity)
 	if err := f.memberPendingReset(p, m); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
@@ -25,9 +26,18 @@ func (f *Flow) challengePage(p *request) error {
 	return f.showChallenge(p, p.user, p.r.URL.Query().Get("method"), http.StatusOK)
 }
 
+// stepUp reports whether the challenge is a member's fresh-code check
+// before changing their settings: they are signed in with a live session
+// and on their way to one of the gateway's own pages.
+func (f *Flow) stepUp(p *request) bool {
+	rt := p.page.ReturnTo
+	return strings.HasPrefix(rt, f.cfg.Prefix) && !strings.HasPrefix(rt, f.cfg.Prefix+"admin/") && f.liveSession(p)
+}
+
 // showChallenge renders the challenge for one of the member's methods,
 // with their other methods as "try another way".
 func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status int) error {
+	p.page.StepUp = f.stepUp(p)
 	offered := f.offeredMethods(p, u)
 	if len(offered) == 0 {
 		// Every method the member has lost its sender in the config:

@@ -63,7 +63,22 @@ func (f *Flow) deliver(p *request) challenge.Deliver {
 // code would have been right, so a locked-out guesser learns nothing.
 func (f *Flow) locked(p *request, until time.Time) error {
 	wait := retryAfter(p.w, until)
-	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{wait}, "")
+	if time.Duration(wait) < time.Minute || !wantsPage(p.r) {
+		// A script's refusal carries the reason "locked", which an
+		// operator's handle_errors matches, however long the wait.
+		return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked", []any{wait}, "")
+	}
+	// How long, and when: the end as a time in the member's zone (UTC
+	// without the script), rounded up to the minute shown.
+	end := until.Truncate(time.Minute)
+	if end.Before(until) {
+		end = end.Add(time.Minute)
+	}
+	at := pages.Clock(end)
+	if time.Duration(wait) >= 12*time.Hour {
+		at = pages.When(end)
+	}
+	return f.message(p.w, p.r, http.StatusTooManyRequests, "title_locked", "locked_until", []any{wait, at}, "")
 }
 
 // retryAfter sets Retry-After for a wait until the given time and returns

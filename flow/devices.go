@@ -80,11 +80,10 @@ func (f *Flow) listDevices(p *request) error {
 	if p.jar.Device(p.r, p.id.ID, &d) {
 		current = hex.EncodeToString(d.ID[:])
 	}
-	const stamp = "2006-01-02 15:04"
 	for _, d := range devices {
 		p.page.Devices = append(p.page.Devices, pages.DeviceOption{
 			ID: d.ID, Summary: audit.Browser(d.UserAgent), IP: d.IP,
-			Created: d.Created.Format(stamp), LastUsed: d.LastUsed.Format(stamp), Current: d.ID == current,
+			Created: pages.When(d.Created), LastUsed: pages.When(d.LastUsed), Current: d.ID == current,
 		})
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -39,7 +40,11 @@ func (f *Flow) showPicker(p *request, u *challenge.User, status int) error {
 		return seeOther(p, f.pageURL(p, "methods"))
 	}
 	p.page.Enrolled = u.Enrolled()
-	p.page.Required = p.required() || u.Enrolled()
+	// "Required" only where a rule requires a second factor: a path no
+	// rule covers (no return_to) requires nothing to put off, and an
+	// enrolled member adding a method is not being made to enrol.
+	p.page.Required = p.ruleRequires() || u.Enrolled()
+	p.page.TOTPPeriod = f.totpSeconds()
 	f.deadlinePassed(p, u)
 	return f.render(p, status, "enrol_start")
 }
@@ -87,7 +92,7 @@ func (f *Flow) enrolStart(p *request) error {
 }
 
 func (f *Flow) showEnrolment(p *request, en *challenge.Enrolment, status int) error {
-	p.page.Required = p.required()
+	p.page.Required = p.ruleRequires() || p.user.Enrolled()
 	f.deadlinePassed(p, p.user)
 	p.page.QRCode = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRCode))
 	p.page.OTPAuthURI = template.URL(en.URI)
@@ -290,18 +295,23 @@ func (f *Flow) enrolResend(p *request) error {
 	return err
 }
 
-// enrolled starts the session after a new method is confirmed. After the
-// member's first method comes their set of recovery codes, shown once; a
-// member who has used some (changing phones, say) is offered a new set.
+// enrolled starts the session after a new method is confirmed, and says
+// so. After the member's first method comes their set of recovery codes,
+// shown once. A method added from the settings page leads back there, as
+// does one added by a member who has used recovery codes (changing
+// phones, say), who is offered a new set; otherwise a confirmation leads
+// on to where the member was going. Which of these never depends on the
+// page's language.
 func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 	f.verified(p, u, method, clock.Now())
 	f.notice(p, u, notify.NoticeData{Kind: "method_added", Method: method})
 	f.seenBrowser(p, u, false)
 	if u.Recovery != nil {
-		if u.Recovery.Left < challenge.RecoveryCodeCount {
+		if p.page.FromSettings || u.Recovery.Left < challenge.RecoveryCodeCount {
+			p.page.FromSettings = false
 			return seeOther(p, f.pageURL(p, "methods")+"&added="+url.QueryEscape(method))
 		}
-		return seeOther(p, p.page.ReturnTo)
+		return f.message(p.w, p.r, http.StatusOK, "title_method_added", addedNotice(method), nil, p.page.ReturnTo)
 	}
 	codes, err := p.e.GenerateRecoveryCodes(p.r.Context(), f.actor(p.r, p.id.ID))
 	if err != nil {
@@ -310,5 +320,18 @@ func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 		return seeOther(p, p.page.ReturnTo)
 	}
 	f.suggestSecond(p, u)
+	p.page.Notice, p.page.NoticeDone = addedNotice(method), true
 	return f.showRecoveryCodes(p, codes)
+}
+
+// ruleRequires reports whether a rule requires a second factor where the
+// member is going (unlike required, not for paths no rule covers).
+func (p *request) ruleRequires() bool { return p.policy != nil && p.required() }
+
+// totpSeconds is how long an authenticator code lasts, for the pages.
+func (f *Flow) totpSeconds() int {
+	if f.cfg.TOTPPeriod <= 0 {
+		return 30
+	}
+	return int(f.cfg.TOTPPeriod / time.Second)
 }

@@ -19,6 +19,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"html/template"
 	"net"
 	"net/http"
 	"net/netip"
@@ -118,12 +119,16 @@ type Config struct {
 	Prefix   string // where the pages live, such as /.2fa/
 	TopPage  string // where members land when the page they asked for is unknown
 	LoginURL string // where to sign in at the member site; "" when the site asks itself
-	SiteName string // shown on pages and in messages; "" for the request's host
-	SiteURL  string // the site's public address for links in notices; "" for none
+	// LogoutURL is the member site's own sign-out, where the gateway's
+	// sign-out leads on to; "" when unknown.
+	LogoutURL string
+	SiteName  string // shown on pages and in messages; "" for the request's host
+	SiteURL   string // the site's public address for links in notices; "" for none
 
 	SessionIdle     time.Duration
 	SessionLifetime time.Duration
 	StepUp          time.Duration // how recent a code must be to change methods
+	TOTPPeriod      time.Duration // how long an authenticator code lasts; 0 for 30s
 	// ResetApproval is how long an admin's reset request waits for a
 	// second admin's approval (the app's reset_approval); 0: an admin's
 	// reset takes effect at once.
@@ -329,6 +334,11 @@ func (f *Flow) message(w http.ResponseWriter, r *http.Request, status int, title
 	if link != "" {
 		page.LinkLabel = "continue"
 	}
+	for _, a := range args {
+		if _, ok := a.(template.HTML); ok {
+			page.LocalTimes = true // a time from pages.When and the like
+		}
+	}
 	if err := f.cfg.Pages.Render(w, status, "message", page, r.TLS != nil); err != nil {
 		f.logger.Error("rendering page", zap.String("page", "message"), zap.Error(err))
 	}
@@ -342,9 +352,33 @@ func seeOther(p *request, target string) error {
 	return nil
 }
 
-// pageURL is a gateway page carrying the current return_to.
+// pageURL is a gateway page carrying the current return_to, and that the
+// member came from the settings page.
 func (f *Flow) pageURL(p *request, page string) string {
-	return f.cfg.Prefix + page + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
+	u := f.cfg.Prefix + page + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
+	if p.page.FromSettings {
+		u += "&from=settings"
+	}
+	return u
+}
+
+// memberLabel is the account as the identity gives it, for "Signed in
+// as": the ID, with the email address when there is one besides.
+func memberLabel(id Identity) string {
+	if id.Email != "" && !strings.EqualFold(id.Email, id.ID) {
+		return id.ID + " (" + id.Email + ")"
+	}
+	return id.ID
+}
+
+// signOutURL is the way out of the challenge and enrolment pages: the
+// gateway's sign-out, which goes on to the site's own when it is known.
+func (f *Flow) signOutURL() string {
+	u := f.cfg.Prefix + "logout"
+	if f.cfg.LogoutURL != "" {
+		u += "?return_to=" + url.QueryEscape(f.cfg.LogoutURL)
+	}
+	return u
 }
 
 // ErrNotReady is why the gateway is closed before the store has opened and

@@ -11,12 +11,13 @@ import (
 
 // Sign-out, which the member site links to after its own.
 
-// logoutPage asks the member to confirm. The form carries on the
-// return_to the page was opened with, if any; "back" leads to the site's
+// logoutPage asks the member to confirm signing out of the site. The form
+// carries on the return_to the page was opened with or, without one, the
+// site's own sign-out (logout_url) if known; "back" leads to the site's
 // top page, never to return_to, which is often the site's own sign-out.
 func (f *Flow) logoutPage(p *request) error {
 	if p.r.URL.Query().Get("return_to") == "" {
-		p.page.ReturnTo = ""
+		p.page.ReturnTo = f.cfg.LogoutURL
 	}
 	p.page.Link = f.cfg.TopPage
 	return f.render(p, http.StatusOK, "logout")
@@ -52,5 +53,10 @@ func (f *Flow) logout(p *request) error {
 	if p.r.PostForm.Get("return_to") != "" {
 		return seeOther(p, p.page.ReturnTo)
 	}
-	return f.message(p.w, p.r, http.StatusOK, "title_signed_out", "signed_out", nil, p.page.ReturnTo)
+	if f.cfg.LogoutURL != "" {
+		return seeOther(p, f.cfg.LogoutURL)
+	}
+	// The site's sign-out is unknown: this browser's verification has
+	// ended, and the site's own sign-out finishes the job.
+	return f.message(p.w, p.r, http.StatusOK, "title_signed_out", "signed_out", nil, f.cfg.TopPage)
 }

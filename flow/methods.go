@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
@@ -24,6 +23,9 @@ func (f *Flow) methodsPage(p *request) error {
 
 func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 	def := u.DefaultMethod()
+	// The only method where one is required cannot go: say so instead of
+	// offering a form the server refuses.
+	kept := f.cfg.RequiresEnrolment && len(u.Methods()) == 1
 	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 		added, used, ok := u.MethodDates(m)
 		if !ok {
@@ -32,9 +34,9 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 			}
 			continue
 		}
-		opt := pages.MethodOption{Name: m, Default: m == def, Added: added.Format(time.DateOnly), Usable: f.methodConfigured(m)}
+		opt := pages.MethodOption{Name: m, Default: m == def, Added: pages.Day(added), Usable: f.methodConfigured(m), Kept: kept}
 		if !used.IsZero() {
-			opt.LastUsed = used.Format(time.DateOnly)
+			opt.LastUsed = pages.Day(used)
 		}
 		if m != challenge.MethodTOTP {
 			opt.SentTo = p.e.Destination(u, m, identityEmail(p))
@@ -43,6 +45,7 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.Methods = append(p.page.Methods, opt)
 	}
 	p.page.Enrolled = true
+	p.page.FromSettings = true
 	f.suggestSecond(p, u)
 	if err := f.listDevices(p); err != nil {
 		return f.unavailable(p, "devices", err)
@@ -55,16 +58,20 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.RecoveryLeft = u.Recovery.Left
 	}
 	if at, ok := u.RecoveredAt(); ok {
-		p.page.RecoveredOn = at.Format(time.DateOnly)
+		p.page.RecoveredOn = pages.Day(at)
 	}
 	q := p.r.URL.Query()
-	switch {
-	case q.Get("added") != "" && u.Recovery != nil && u.Recovery.Left < challenge.RecoveryCodeCount:
+	switch added := q.Get("added"); {
+	case added != "" && u.Recovery != nil && u.Recovery.Left < challenge.RecoveryCodeCount:
 		p.page.Notice = "new_codes_offered"
+	case added != "" && u.Has(added):
+		p.page.Notice, p.page.NoticeDone = addedNotice(added), true
 	case q.Get("removed") != "":
 		p.page.Notice = "method_removed"
-	case q.Get("forgot") != "":
+	case q.Get("forgot") == "all":
 		p.page.Notice = "devices_forgotten"
+	case q.Get("forgot") != "":
+		p.page.Notice = "devices_forgotten_one"
 	}
 	return f.render(p, status, "methods")
 }
@@ -141,58 +148,96 @@ func activityItems(page *pages.Page, events []challenge.Activity) []pages.Activi
 	var items []pages.ActivityItem
 	for _, ev := range events {
 		item := pages.ActivityItem{
-			When: ev.Time.Format("2006-01-02 15:04 UTC"), IP: ev.IP, Browser: audit.Browser(ev.UserAgent),
-			Failure: ev.Result != "success", Count: ev.Count,
+			When: pages.When(ev.Time), IP: ev.IP, Browser: audit.Browser(ev.UserAgent),
+			Failure: securityFailure(ev.Event, ev.Result), Count: ev.Count,
 		}
 		method := ev.Method
 		if method != "" {
 			method = page.T("method_name_" + method)
 		}
-		item.What, item.WhatArgs = activityText(ev.Event, ev.Result, method)
+		item.What, item.WhatArgs = activityText(ev, method)
 		items = append(items, item)
 	}
 	return items
 }
 
-// activityText names an event for the member.
-func activityText(event, result, method string) (string, []any) {
-	ok := result == "success"
-	switch {
-	case event == "verify" && ok:
-		return "activity_verified", []any{method}
-	case event == "verify" && method != "":
-		return "activity_failed", []any{method}
-	case event == "enrol_confirm" && ok:
-		return "activity_added", []any{method}
-	case event == "method_removed" && ok:
-		return "activity_removed", []any{method}
-	case event == "recovery_codes_generated":
+// addedNotice is the confirmation of a method just added.
+func addedNotice(method string) string { return "method_added_" + method }
+
+// securityFailure reports whether an event of the member's activity is a
+// failure that may be someone else's doing: a wrong code at sign-in, a
+// lockout. The page shows those as failures; the member's own refused
+// changes and mistyped set-up codes are not.
+func securityFailure(event, result string) bool {
+	return (event == "verify" && result == "failure") || event == "lockout"
+}
+
+// activityText names an event of the member's activity (every event
+// challenge.ActivityEvents lists, whatever its result), with method the
+// method's name in the page's language.
+func activityText(ev challenge.Activity, method string) (string, []any) {
+	ok := ev.Result == "success"
+	withMethod := func(key string) (string, []any) {
+		if method == "" {
+			return key + "_any", nil
+		}
+		return key, []any{method}
+	}
+	switch ev.Event {
+	case "verify":
+		switch ev.Result {
+		case "success":
+			return withMethod("activity_verified")
+		case "failure":
+			return withMethod("activity_failed")
+		}
+		return "activity_verify_error", nil
+	case "enrol_confirm":
+		if ok {
+			return withMethod("activity_added")
+		}
+		return withMethod("activity_setup_failed")
+	case "method_removed":
+		if ok {
+			return withMethod("activity_removed")
+		}
+		return withMethod("activity_remove_refused")
+	case "recovery_codes_generated":
+		if ev.Replaced {
+			return "activity_codes_replaced", nil
+		}
 		return "activity_codes", nil
-	case event == "device_remembered":
+	case "device_remembered":
 		return "activity_remembered", nil
-	case event == "device_forgotten":
+	case "device_forgotten":
 		return "activity_forgotten", nil
-	case event == "lockout":
+	case "lockout":
+		if ev.Result == "address_locked" {
+			return "activity_address_locked", nil
+		}
 		return "activity_locked", nil
-	case event == "session_revoked":
-		return "activity_signed_out", nil
-	case event == "new_browser":
+	case "session_revoked":
+		if ok {
+			return "activity_signed_out", nil
+		}
+		return "activity_sign_out_error", nil
+	case "new_browser":
 		return "activity_new_browser", nil
-	case event == "default_method":
-		return "activity_default", []any{method}
-	case event == "admin_unlock" && ok:
+	case "default_method":
+		return withMethod("activity_default")
+	case "admin_unlock":
 		return "activity_unlocked", nil
-	case event == "admin_reset" && ok:
+	case "admin_reset":
 		return "activity_admin_reset", nil
-	case event == "admin_reset_requested" && ok:
+	case "admin_reset_requested":
 		return "activity_admin_reset_requested", nil
-	case event == "admin_reset_withdrawn" && ok:
+	case "admin_reset_withdrawn":
 		return "activity_admin_reset_withdrawn", nil
-	case event == "admin_devices" && ok:
+	case "admin_devices":
 		return "activity_admin_devices", nil
-	case event == "admin_sessions" && ok:
+	case "admin_sessions":
 		return "activity_admin_sessions", nil
-	case event == "admin_app_confirmed" && ok:
+	case "admin_app_confirmed":
 		return "activity_admin_app_confirmed", nil
 	}
 	return "activity_other", nil

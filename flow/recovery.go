@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
@@ -79,6 +81,37 @@ func (f *Flow) showRecoveryCodes(p *request, codes []string) error {
 		b.WriteByte('\n')
 	}
 	p.page.RecoveryCodes = codes
+	p.page.RecoveryFile = recoveryFileName(p.page.SiteName)
 	p.page.RecoveryDownload = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(b.String())))
 	return f.render(p, http.StatusOK, "recovery")
+}
+
+// recoveryFileName names the recovery codes' download after the site, so
+// that a member with codes for several sites can tell the files apart:
+// "example.com-recovery-codes.txt". Only letters, digits, dots, hyphens
+// and underscores are kept, the rest become hyphens, never leading with a
+// dot or hyphen; at most 60 characters of the site's name.
+func recoveryFileName(site string) string {
+	const suffix = "recovery-codes.txt"
+	var b strings.Builder
+	dash := false
+	for _, r := range site {
+		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || r == '.' || r == '_' || r == '-'
+		switch {
+		case ok:
+			b.WriteRune(r)
+			dash = r == '-'
+		case !dash && b.Len() > 0:
+			b.WriteByte('-')
+			dash = true
+		}
+		if utf8.RuneCountInString(b.String()) >= 60 {
+			break
+		}
+	}
+	name := strings.Trim(b.String(), ".-_ ")
+	if name == "" {
+		return suffix
+	}
+	return name + "-" + suffix
 }

@@ -303,9 +303,9 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		}
 	}
 
-	returnTo := r.URL.Query().Get("return_to")
+	returnTo, from := r.URL.Query().Get("return_to"), r.URL.Query().Get("from")
 	if rt.method == http.MethodPost {
-		returnTo = r.PostForm.Get("return_to")
+		returnTo, from = r.PostForm.Get("return_to"), r.PostForm.Get("from")
 	}
 	if returnTo = SafeReturnPath(returnTo); returnTo == "" {
 		returnTo = f.cfg.TopPage
@@ -321,6 +321,10 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		SiteName: f.siteName(r),
 		Prefix:   f.cfg.Prefix,
 		ReturnTo: returnTo,
+		// Who is signing in, and the way out, for the pages that show it.
+		Member:       memberLabel(p.id),
+		SignOut:      f.signOutURL(),
+		FromSettings: from == "settings",
 	}
 	if p.csrf == "" {
 		f.newCSRF(p)

@@ -9,9 +9,10 @@
 // styled by one embedded stylesheet, in Japanese or English. Two small
 // embedded scripts only add conveniences: static/countdown.js counts down
 // the wait on a resend button (without it the page says to reload
-// instead), and static/recovery.js shows "Copy" and "Print" buttons for
+// instead), static/recovery.js shows "Copy" and "Print" buttons for
 // new recovery codes (without it they stay hidden; the codes can still be
-// downloaded, or copied by hand).
+// downloaded, or copied by hand), and static/localtime.js shows times in
+// the browser's zone (without it they stay in UTC, which they say).
 //
 // Operators may replace any template with a file of the same name in a
 // directory of their own (see [New]). A page defines the templates "title"
@@ -21,6 +22,9 @@
 //
 //	{{.T "key"}} / {{.T "key" arg...}}   catalog text in the page's language
 //	{{tr . .Error .ErrorArgs}}           the same with a key and an argument slice
+//	{{.TH "key" arg...}}                 T, where arguments may be times from [When], [Day] or [Clock]
+//	{{trh . .Message .MessageArgs}}      the same with a key and an argument slice
+//	{{template "localtime" .}}           (in "scripts") the script that shows times in the browser's zone
 //	{{group .Secret}}                    a key split into blocks of four characters
 package pages
 
@@ -54,9 +58,27 @@ type Page struct {
 	ErrorArgs []any  // fmt arguments for Error's text, if it has verbs
 	ErrorHint string // catalog key of advice shown with Error, in the same alert; "" for none
 
+	// Who is signed in and the way out, on the challenge and enrolment
+	// pages: Member is the account as the identity gives it ("alice",
+	// "alice (alice@example.com)"); SignOut is where "Cancel and sign
+	// out" leads. "" for none.
+	Member  string
+	SignOut string
+	// FromSettings: the member came from the settings page to add a
+	// method; the enrolment pages carry it on (hidden field and links
+	// "from=settings") and lead back there.
+	FromSettings bool
+	// LocalTimes: the page shows times (When, Day, Clock) and loads
+	// static/localtime.js to show them in the browser's zone. The
+	// settings and admin member pages always do; a message page when set.
+	LocalTimes bool
+
 	// challenge page
 	ShowRemember bool // show the "skip the code on this device" checkbox
-	RememberDays int  // how long, shown in the checkbox label
+	// StepUp: the member is signed in and asked for a fresh code before
+	// changing their settings, not signing in.
+	StepUp       bool
+	RememberDays int // how long, shown in the checkbox label
 
 	// method choice (challenge, enrolment, methods pages)
 	Method   string         // the method this page is about: "totp", "email" or "sms"
@@ -80,12 +102,14 @@ type Page struct {
 	// recovery codes
 	RecoveryCodes    []string       // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
 	RecoveryDownload template.URL   // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
+	RecoveryFile     string         // recovery page: the download's file name, after the site ("example.com-recovery-codes.txt")
 	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
 	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
-	RecoveredOn      string         // methods page: the date the member last signed in with a recovery code, while no method was added or used since; "" for none
+	RecoveredOn      template.HTML  // methods page: the date (Day) the member last signed in with a recovery code, while no method was added or used since; "" for none
 	Devices          []DeviceOption // methods page: the member's remembered devices, newest first
 	Activity         []ActivityItem // methods page: the member's recent security events, newest first
 	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
+	NoticeDone       bool           // the notice confirms a change the member made (a method added), rather than informs
 	NoticeArgs       []any          // fmt arguments for Notice
 
 	// enrolment deadline (remind and enrolment pages)
@@ -95,6 +119,7 @@ type Page struct {
 
 	// enrolment pages (TOTP)
 	Required   bool         // enrolment is required to continue: no "later" option
+	TOTPPeriod int          // seconds an authenticator code lasts (totp_period), for "a new code every N seconds"
 	QRCode     template.URL // data:image/png;base64,... of the QR code
 	OTPAuthURI template.URL // otpauth:// URI for an authenticator app on this device
 	Secret     string       // base32 key for manual entry
@@ -115,22 +140,25 @@ type Page struct {
 
 // MethodOption is one second-factor method in a list.
 type MethodOption struct {
-	Name     string // "totp", "email" or "sms"
-	SentTo   string // masked destination for email and SMS; "" when unknown or none
-	Default  bool   // the member's default method
-	Added    string // date added (methods page), formatted
-	LastUsed string // date last used (methods page), formatted; "" when never
-	Usable   bool   // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
+	Name     string        // "totp", "email" or "sms"
+	SentTo   string        // masked destination for email and SMS; "" when unknown or none
+	Default  bool          // the member's default method
+	Added    template.HTML // date added (methods page), from Day
+	LastUsed template.HTML // date last used (methods page), from Day; "" when never
+	Usable   bool          // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
+	// Kept: the methods page offers no "Disable": it is the member's only
+	// method and the site requires one (the server refuses it too).
+	Kept bool
 }
 
 // ActivityItem is one of the member's recent security events.
 type ActivityItem struct {
-	When     string // formatted date and time
-	What     string // catalog key describing the event
-	WhatArgs []any  // fmt arguments for What
+	When     template.HTML // date and time, from When
+	What     string        // catalog key describing the event
+	WhatArgs []any         // fmt arguments for What
 	IP       string
 	Browser  string // browser and system; "" when unknown
-	Failure  bool   // a refused attempt, shown as such
+	Failure  bool   // a security failure (a wrong code, a lockout), shown as such
 	Count    int    // how many times in a row, when more than once
 }
 
@@ -282,12 +310,12 @@ type AdminReconciled struct {
 
 // DeviceOption is one remembered device in the member's list.
 type DeviceOption struct {
-	ID       string // opaque ID, posted back to forget the device
-	Summary  string // browser and system, "Chrome · Windows"; "" when unknown
-	IP       string // address it was remembered from
-	Created  string // formatted date and time
-	LastUsed string // formatted date and time
-	Current  bool   // the browser showing the page
+	ID       string        // opaque ID, posted back to forget the device
+	Summary  string        // browser and system, "Chrome · Windows"; "" when unknown
+	IP       string        // address it was remembered from
+	Created  template.HTML // date and time, from When
+	LastUsed template.HTML // date and time, from When
+	Current  bool          // the browser showing the page
 }
 
 // T returns the translated catalog text for key in p.Lang, formatted with
@@ -333,9 +361,11 @@ func templateFiles() []string {
 
 var funcs = template.FuncMap{
 	"tr":                 func(p *Page, key string, args []any) string { return p.T(key, args...) },
+	"trh":                func(p *Page, key string, args []any) template.HTML { return p.TH(key, args...) },
 	"group":              groupKey,
 	"countdownIntegrity": func() string { return countdownIntegrity },
 	"recoveryIntegrity":  func() string { return recoveryIntegrity },
+	"localtimeIntegrity": func() string { return localtimeIntegrity },
 	"args":               func(v ...any) []any { return v },
 }
 
@@ -462,8 +492,10 @@ func samplePage() *Page {
 		Method: "email", SentTo: "m***@example.com", CodeSent: true, ResendIn: 30, Suggest: []string{"totp", "email", "sms"},
 		Methods:       []MethodOption{{Name: "totp", Usable: true, Default: true}, {Name: "sms", SentTo: "***1234"}},
 		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
-		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: "2026-11-20", Notice: "recovery_replaced",
-		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true}},
+		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: Day(time.Unix(0, 0)), Notice: "recovery_replaced",
+		Member: "member", SignOut: "/.2fa/logout", FromSettings: true, LocalTimes: true, StepUp: true, TOTPPeriod: 30,
+		RecoveryFile: "example-recovery-codes.txt",
+		Devices:      []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: When(time.Unix(0, 0)), LastUsed: When(time.Unix(0, 0)), Current: true}},
 		Admin: &AdminPage{
 			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/members?after=a",
 			Overview: &AdminOverview{Range: 30, Ranges: []int{7, 30}, Days: []time.Time{time.Unix(0, 0)}, Seen: 1, Enrolled: 1,
@@ -569,7 +601,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 // an external script by hash blocks it, and the pages work without it.
 // (The recovery codes' data: download link is a navigation, which the CSP
 // does not govern.)
-var csp = "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "'; " +
+var csp = "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "'; " +
 	"style-src 'self'; img-src 'self' data:; form-action 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 

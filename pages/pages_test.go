@@ -178,6 +178,7 @@ var variants = []struct {
 var (
 	countdownScript = `<script src="/.2fa/static/countdown.js" integrity="` + attrEscape(countdownIntegrity) + `" defer></script>`
 	recoveryScript  = `<script src="/.2fa/static/recovery.js" integrity="` + attrEscape(recoveryIntegrity) + `" defer></script>`
+	localtimeScript = `<script src="/.2fa/static/localtime.js" integrity="` + attrEscape(localtimeIntegrity) + `" defer></script>`
 )
 
 func attrEscape(s string) string { return strings.ReplaceAll(s, "+", "&#43;") }
@@ -408,9 +409,14 @@ func TestRenderAllPages(t *testing.T) {
 				wantCountdown := (name == "challenge" && p.CodeSent && (p.Method == "email" || p.Method == "sms") ||
 					name == "enrol_code") && p.ResendIn > 0
 				wantRecovery := name == "recovery" && len(p.RecoveryCodes) > 0
+				// The pages that show times, and a message page that does.
+				wantLocal := name == "methods" || name == "admin_member" || name == "message" && p.LocalTimes
 				countdowns, recoveries := strings.Count(body, countdownScript), strings.Count(body, recoveryScript)
-				if scripts != countdowns+recoveries || scripts > 1 || (countdowns == 1) != wantCountdown || (recoveries == 1) != wantRecovery {
-					t.Errorf("%s: %d script tags, want the countdown script %v, the recovery script %v", where, scripts, wantCountdown, wantRecovery)
+				locals := strings.Count(body, localtimeScript)
+				if scripts != countdowns+recoveries+locals || scripts > 1 || (countdowns == 1) != wantCountdown || (recoveries == 1) != wantRecovery ||
+					(locals == 1) != wantLocal {
+					t.Errorf("%s: %d script tags, want the countdown script %v, the recovery script %v, the local-time script %v",
+						where, scripts, wantCountdown, wantRecovery, wantLocal)
 				}
 				for _, bad := range []string{" style=", "<style", "http://", "https://", "%!"} {
 					if strings.Contains(body, bad) {
@@ -564,9 +570,12 @@ func TestEscaping(t *testing.T) {
 	p.Region, p.Regions = "reg "+evil, "regs "+evil
 	for i := range p.Methods {
 		p.Methods[i].SentTo = "to " + evil
-		p.Methods[i].Added = "added " + evil
-		p.Methods[i].LastUsed = "used " + evil
 	}
+	// Times are markup made by When and Day; the device's address goes
+	// through TH's escaping beside them.
+	p.Devices = append([]DeviceOption(nil), p.Devices...)
+	p.Devices[0].IP = "ip " + evil
+	p.Member = "member " + evil
 	p.RecoveryCodes = append([]string{"code " + evil}, p.RecoveryCodes[1:]...)
 	for _, name := range pageNames {
 		for _, v := range variants {
@@ -574,7 +583,7 @@ func TestEscaping(t *testing.T) {
 			q.Methods = append([]MethodOption(nil), p.Methods...)
 			v.change(&q)
 			body := render(t, r, name, &q, false).Body.String()
-			body = strings.ReplaceAll(strings.ReplaceAll(body, countdownScript, ""), recoveryScript, "")
+			body = strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(body, countdownScript, ""), recoveryScript, ""), localtimeScript, "")
 			if strings.Contains(body, "<script") || strings.Contains(body, `"><`+"script") {
 				t.Errorf("%s/%s: unescaped script:\n%s", name, v.name, body)
 			}
@@ -590,13 +599,13 @@ func TestEscaping(t *testing.T) {
 		want   []string
 	}{
 		{"challenge", func(*Page) {}, []string{
-			"sent " + escaped, "Email a code to to " + escaped,
+			"sent " + escaped, "Email a code to to " + escaped, "Signed in as member " + escaped,
 		}},
 		{"enrol_email", func(p *Page) { p.SentTo = "" }, []string{`value="addr ` + escaped + `"`}},
 		{"enrol_email", func(*Page) {}, []string{"sent " + escaped}},
 		{"enrol_sms", func(*Page) {}, []string{`value="addr ` + escaped + `"`, "reg " + escaped, "regs " + escaped}},
 		{"enrol_code", func(*Page) {}, []string{"sent " + escaped}},
-		{"methods", func(*Page) {}, []string{"to " + escaped, "added " + escaped, "used " + escaped}},
+		{"methods", func(*Page) {}, []string{"to " + escaped, "From ip " + escaped}},
 		{"recovery", func(*Page) {}, []string{"<li><code>code " + escaped + "</code></li>"}},
 	} {
 		q := *p
@@ -647,7 +656,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
 		"Referrer-Policy":        "same-origin",
-		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "'; " +
+		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "'; " +
 			"style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",
 	}
@@ -673,9 +682,10 @@ func TestSecurityHeaders(t *testing.T) {
 				scriptSrc = strings.Join(f[1:], " ")
 			}
 		}
-		if scriptSrc != "'"+countdownIntegrity+"' '"+recoveryIntegrity+"'" || countdownIntegrity == recoveryIntegrity ||
+		if scriptSrc != "'"+countdownIntegrity+"' '"+recoveryIntegrity+"' '"+localtimeIntegrity+"'" || countdownIntegrity == recoveryIntegrity ||
+			localtimeIntegrity == countdownIntegrity || localtimeIntegrity == recoveryIntegrity ||
 			strings.Contains(csp, "unsafe-") || strings.Contains(scriptSrc, "'self'") {
-			t.Errorf("CSP %q: want the hashes of countdown.js and recovery.js only in script-src", csp)
+			t.Errorf("CSP %q: want the hashes of countdown.js, recovery.js and localtime.js only in script-src", csp)
 		}
 		hsts := rec.Header().Get("Strict-Transport-Security")
 		if secure && hsts != "max-age=31536000" {
@@ -731,8 +741,8 @@ func TestOverrideDir(t *testing.T) {
 		t.Errorf("override not inside the embedded layout:\n%s", body)
 	}
 	// Other pages stay embedded.
-	body = render(t, r, "logout", &Page{Lang: "en", Prefix: "/.2fa/"}, false).Body.String()
-	if !strings.Contains(body, "Sign out of 2-step verification") {
+	body = render(t, r, "logout", &Page{Lang: "en", Prefix: "/.2fa/", SiteName: "Example"}, false).Body.String()
+	if !strings.Contains(body, "<h1>Sign out of Example</h1>") {
 		t.Errorf("logout page not the embedded one:\n%s", body)
 	}
 
@@ -905,7 +915,8 @@ func TestServeStatic(t *testing.T) {
 func TestNoInlineStylesOrScripts(t *testing.T) {
 	tags := strings.NewReplacer(
 		`<script src="{{.Prefix}}static/countdown.js" integrity="{{countdownIntegrity}}" defer></script>`, "",
-		`<script src="{{.Prefix}}static/recovery.js" integrity="{{recoveryIntegrity}}" defer></script>`, "")
+		`<script src="{{.Prefix}}static/recovery.js" integrity="{{recoveryIntegrity}}" defer></script>`, "",
+		`<script src="{{.Prefix}}static/localtime.js" integrity="{{localtimeIntegrity}}" defer></script>`, "")
 	for _, name := range templateNames() {
 		b, _ := embeddedTemplates.ReadFile("templates/" + name)
 		s := strings.ToLower(tags.Replace(string(b)))
@@ -1406,7 +1417,7 @@ func TestRecoveryPage(t *testing.T) {
 			"ダウンロード", "コピー", "印刷", "コピーしました", "コードを保存したので続ける"},
 	} {
 		p := &Page{Lang: c.lang, SiteName: "Members", Prefix: "/.2fa/", CSRF: "t", ReturnTo: "/members/?a=1",
-			RecoveryCodes: codes, RecoveryDownload: recoveryDownload(codes), Notice: "recovery_replaced"}
+			RecoveryCodes: codes, RecoveryDownload: recoveryDownload(codes), Notice: "recovery_replaced", RecoveryFile: "example-recovery-codes.txt"}
 		rec := render(t, r, "recovery", p, true)
 		body := rec.Body.String()
 		if rec.Header().Get("Cache-Control") != "no-store" {
@@ -1435,7 +1446,7 @@ func TestRecoveryPage(t *testing.T) {
 		}
 
 		// Download: the codes as a text file, from a data: URL.
-		dl := regexp.MustCompile(`<a class="button secondary" href="([^"]*)" download="recovery-codes.txt">` +
+		dl := regexp.MustCompile(`<a class="button secondary" href="([^"]*)" download="example-recovery-codes.txt">` +
 			regexp.QuoteMeta(c.download) + `</a>`).FindStringSubmatch(body)
 		if dl == nil {
 			t.Fatalf("%s: no download link:\n%s", c.lang, body)
@@ -1636,11 +1647,17 @@ func TestMethodsRecovery(t *testing.T) {
 		if !strings.Contains(f, `<input type="hidden" name="csrf" value="t">`) || !strings.Contains(f, `<input type="hidden" name="return_to" value="/back">`) {
 			t.Errorf("%s: generate form:\n%s", where, section)
 		}
-		button := regexp.MustCompile(`<button [^>]*>Generate new codes</button>`).FindString(f)
+		// The first set is made; a set the member has is replaced, with
+		// the warning beside the button.
+		label := "Replace my recovery codes"
+		if !c.has {
+			label = "Make recovery codes"
+		}
+		button := regexp.MustCompile(`<button [^>]*>` + label + `</button>`).FindString(f)
 		if button == "" || strings.Contains(button, `class="secondary"`) == c.primary {
 			t.Errorf("%s: generate button %q, want primary %v", where, button, c.primary)
 		}
-		if note := strings.Contains(f, `<p class="hint" id="generate-note">Your current codes stop working.</p>`); note != c.withNote ||
+		if note := strings.Contains(f, `<p class="notice warning" id="generate-note">Replacing them stops your current recovery codes from working,`); note != c.withNote ||
 			strings.Contains(button, `aria-describedby="generate-note"`) != c.withNote {
 			t.Errorf("%s: note shown %v, want %v:\n%s", where, note, c.withNote, f)
 		}
@@ -1654,7 +1671,7 @@ func TestMethodsRecovery(t *testing.T) {
 	p := &Page{Lang: "en", Prefix: "/.2fa/", HasRecovery: true, RecoveryLeft: 4, RecoveredOn: "2026-11-20", Notice: "devices_forgotten"}
 	body := render(t, r, "methods", p, false).Body.String()
 	notice := `<p class="notice warning" id="recovered">You signed in with a recovery code on 2026-11-20. ` +
-		`If you lost your phone or the app, disable it here and add a new method.</p>`
+		`If you can no longer get codes one way, add another method first; then you can disable the old one.</p>`
 	if ni, ii := strings.Index(body, notice), strings.Index(body, "When you verify"); ni < 0 || ni > ii || !strings.Contains(body, "Forgotten:") {
 		t.Errorf("notice missing or not at the top:\n%s", body)
 	}
@@ -1669,8 +1686,8 @@ func TestMethodsRecovery(t *testing.T) {
 	}{
 		{&Page{HasRecovery: true, RecoveryLeft: 1, RecoveredOn: "2026-11-20"},
 			[]string{"<h2 id=\"recovery-heading\">リカバリーコード</h2>", "残り1個です", "リカバリーコードが残り少なくなっています。",
-				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "2026-11-20 にリカバリーコードで認証しました。"}},
-		{&Page{}, []string{"リカバリーコードはありません。", ">新しいコードを発行する</button>"}},
+				"今のリカバリーコードはすべて使えなくなります。", ">リカバリーコードを作り直す</button>", "2026-11-20 にリカバリーコードで認証しました。"}},
+		{&Page{}, []string{"リカバリーコードはありません。", ">リカバリーコードを作成する</button>"}},
 	} {
 		c.p.Lang, c.p.Prefix = "ja", "/.2fa/"
 		body := render(t, r, "methods", c.p, false).Body.String()

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-//go:embed static/style.css static/countdown.js static/recovery.js
+//go:embed static/style.css static/countdown.js static/recovery.js static/localtime.js
 var embeddedStatic embed.FS
 
 type staticFile struct {
@@ -24,9 +24,10 @@ var staticFiles = mustLoadStatic(map[string]string{
 	"style.css":    "text/css; charset=utf-8",
 	"countdown.js": "text/javascript; charset=utf-8",
 	"recovery.js":  "text/javascript; charset=utf-8",
+	"localtime.js": "text/javascript; charset=utf-8",
 })
 
-// countdownIntegrity and recoveryIntegrity are the Subresource Integrity
+// countdownIntegrity, recoveryIntegrity and localtimeIntegrity are the Subresource Integrity
 // values of the embedded scripts. The CSP allows scripts by these hashes
 // only, not every script of the origin: the gateway shares its origin with
 // the member site, whose own scripts have no business running on the
@@ -34,6 +35,7 @@ var staticFiles = mustLoadStatic(map[string]string{
 var (
 	countdownIntegrity = integrity("countdown.js")
 	recoveryIntegrity  = integrity("recovery.js")
+	localtimeIntegrity = integrity("localtime.js")
 )
 
 func integrity(name string) string {

@@ -117,6 +117,7 @@ func TestBadConfigRefused(t *testing.T) {
 		{"no protected paths", setup{policy: "identity header {http.auth.user.id}"}, "no protected paths"},
 		{"bad enrolment", setup{policy: "identity header {http.auth.user.id}\n\tprotect /x {\n\t\tenrolment sometimes\n\t}"}, `enrolment "sometimes"`},
 		{"open redirect login_url", setup{policy: defaultPolicy + "\n\tlogin_url https://evil.example/\n"}, "login_url"},
+		{"open redirect logout_url", setup{policy: defaultPolicy + "\n\tlogout_url https://evil.example/\n"}, "logout_url"},
 		{"bad totp digits", setup{global: "totp_digits 7"}, "digits 7"},
 		{"bad skew", setup{global: "totp_skew 5"}, "skew 5"},
 		{"drift window too long", setup{global: "totp_drift_window 2h"}, "totp_drift_window 2h0m0s: must be between 0 (off) and 1h"},

@@ -72,7 +72,7 @@ func TestLockoutPageSaysOneMinute(t *testing.T) {
 	b := e.browser()
 	b.login("alice")
 	r := b.verify(wrongCode(e.code(secret, 0)), "/members/", false)
-	if r.status != http.StatusTooManyRequests || !strings.Contains(r.body, "Try again in 1 minute.") {
+	if r.status != http.StatusTooManyRequests || !strings.Contains(r.body, "Try again in 1 minute, at <time") {
 		t.Fatalf("lockout page: %d\n%s", r.status, r.body)
 	}
 	if r.header.Get("Retry-After") != "60" {

@@ -177,7 +177,7 @@ func TestRecoverySignInDemandsNewSet(t *testing.T) {
 
 	x := c.browser()
 	x.login("alice")
-	used := c.clock.Now().UTC().Format(time.DateOnly)
+	used := pageDate(c.clock.Now())
 	r := x.useRecovery(codes[0], "/members/page?x=1")
 	if r.status != http.StatusSeeOther || r.location() != "/.2fa/recovery?return_to=%2Fmembers%2Fpage%3Fx%3D1" {
 		t.Fatalf("a recovery code: %d %q", r.status, r.location())
@@ -243,13 +243,14 @@ func TestRecoverySignInDemandsNewSet(t *testing.T) {
 	}
 
 	// The settings page asks for the lost method to be replaced, in
-	// either language, until one is added.
+	// either language, until one is added: the app by a new phone.
 	settings := "/.2fa/methods?return_to=%2Fmembers%2F"
-	if p := x.get(settings); !strings.Contains(p.body, "You signed in with a recovery code on "+used+". If you lost your phone or the app, disable it here and add a new method.") {
+	if p := x.get(settings); !strings.Contains(p.body, "You signed in with a recovery code on <time class=\"when\"") ||
+		!strings.Contains(p.body, `data-show="date">`+used+"</time>. If you lost your phone or the app, set the app up on your new phone") {
 		t.Fatalf("no notice on the settings page: %s", p.body)
 	}
 	x.lang = "ja"
-	if p := x.get(settings); !strings.Contains(p.body, used+" にリカバリーコードで認証しました。") {
+	if p := x.get(settings); !strings.Contains(p.body, used+"</time> にリカバリーコードで認証しました。") {
 		t.Fatalf("no Japanese notice on the settings page: %s", p.body)
 	}
 	x.lang = "en"

@@ -14,7 +14,9 @@ func TestSecondWayIn(t *testing.T) {
 	alice.login("alice")
 	alice.enrol("/members/")
 	for lang, want := range map[string][]string{
-		"en-US,en;q=0.8": {"Add a second way in", `href="/.2fa/enrol/email?return_to=%2Fmembers%2F"`, `href="/.2fa/enrol/sms?return_to=%2Fmembers%2F"`},
+		// From the settings page, so back there once added.
+		"en-US,en;q=0.8": {"Add a second way in", `href="/.2fa/enrol/email?return_to=%2Fmembers%2F&amp;from=settings"`,
+			`href="/.2fa/enrol/sms?return_to=%2Fmembers%2F&amp;from=settings"`},
 		"ja-JP,ja;q=0.9": {"もう一つの確認方法を追加しましょう", "メール：", "SMS："},
 	} {
 		alice.lang = lang
@@ -45,11 +47,11 @@ func TestSecondWayInFollowsThePathsMethods(t *testing.T) {
 	alice.login("alice")
 	alice.enrol("/members/")
 	page := alice.get("/.2fa/methods?return_to=%2Fmembers%2F").body
-	if !strings.Contains(page, `href="/.2fa/enrol/email?return_to=%2Fmembers%2F"`) || strings.Contains(page, `/.2fa/enrol/sms?`) {
+	if !strings.Contains(page, `href="/.2fa/enrol/email?return_to=%2Fmembers%2F`) || strings.Contains(page, `/.2fa/enrol/sms?`) {
 		t.Errorf("from /members/ (totp and email only): want email and not SMS offered:\n%s", page)
 	}
 	page = alice.get("/.2fa/methods?return_to=%2Foptional%2F").body
-	if !strings.Contains(page, `href="/.2fa/enrol/sms?return_to=%2Foptional%2F"`) || !strings.Contains(page, "The weakest way in") {
+	if !strings.Contains(page, `href="/.2fa/enrol/sms?return_to=%2Foptional%2F`) || !strings.Contains(page, "The weakest way in") {
 		t.Errorf("from /optional/ (every method): want SMS offered with its weakness:\n%s", page)
 	}
 }

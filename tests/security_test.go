@@ -398,7 +398,7 @@ func TestLogoutEndsSessionServerSide(t *testing.T) {
 	}
 	tok := b.csrf("/.2fa/logout")
 	r := b.post("/.2fa/logout", url.Values{"csrf": {tok}})
-	if r.status != http.StatusOK || !strings.Contains(r.body, "signed out") {
+	if r.status != http.StatusOK || !strings.Contains(r.body, "Signed out on this browser") {
 		t.Fatalf("logout: %d %s", r.status, r.body)
 	}
 	if b.cookie("2fa_session") != nil {
