@@ -761,6 +761,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			// For the admin pages' deadlines; the engine is made at
 			// Start, after every handler is provisioned.
 			h.app.cfg.Deadlines = append(h.app.cfg.Deadlines, *d)
+			if n := deadlinePatterns(h.app.cfg.Deadlines); n > challenge.MaxGraceMarks {
+				return fmt.Errorf("protect[%d]: paths: the rules with enrolment deadlines have %d path patterns between them, at most %d",
+					i, n, challenge.MaxGraceMarks)
+			}
 		}
 	}
 	if h.Identity == nil {
@@ -1052,3 +1056,16 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// deadlinePatterns counts the distinct path patterns of the rules with a
+// deadline: a member's record keeps a mark for each, within
+// challenge.MaxGraceMarks.
+func deadlinePatterns(ds []challenge.Deadline) int {
+	seen := map[string]bool{}
+	for _, d := range ds {
+		for _, p := range d.Paths {
+			seen[p] = true
+		}
+	}
+	return len(seen)
+}

@@ -43,9 +43,10 @@ type GraceMark struct {
 }
 
 // MaxGraceMarks bounds the path patterns a member's record keeps marks
-// for. A rule writes marks for its first MaxGraceMarks patterns; when a
-// write would pass the bound, the marks of patterns the writing rule does
-// not have go first, oldest first: those of rules edited away.
+// for, and so the distinct patterns the rules with deadlines may have
+// between them (the Caddy layer refuses more). When a write would pass
+// the bound, only marks of patterns no rule has any more go, oldest
+// first: dropping a live rule's mark would give its member a new grace.
 const MaxGraceMarks = 32
 
 // Enrolment states, as the upstream is told them.
@@ -134,8 +135,16 @@ func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Tim
 			deadline, started, fresh = at, false, u
 			return errUnchanged
 		}
-		d.mark(u, func(m *GraceMark) { m.Start = now })
-		deadline, started = time.Unix(now, 0).UTC().Add(d.Grace), true
+		start := now
+		if u.Epoch > 0 {
+			// Their factors were reset or replaced: they had a second
+			// factor, so a grace counted from now would be a new one
+			// (up to 400 days on the password alone after a reset).
+			// Enrolment is required from now, as on a required rule.
+			start = now - int64(d.Grace/time.Second)
+		}
+		e.mark(u, d, func(m *GraceMark) { m.Start = start })
+		deadline, started = time.Unix(start, 0).UTC().Add(d.Grace), start == now
 		return nil
 	})
 	if err != nil && !errors.Is(err, errUnchanged) {
@@ -163,7 +172,7 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 			first, fresh = false, u
 			return errUnchanged
 		}
-		d.mark(u, func(m *GraceMark) { m.Held = now })
+		e.mark(u, d, func(m *GraceMark) { m.Held = now })
 		first = true
 		return nil
 	})
@@ -191,9 +200,9 @@ func (e *Engine) keep(u *User) {
 	}
 }
 
-// mark sets a field of the member's mark on each of the rule's patterns,
+// mark sets a field of the member's mark on each of rule d's patterns,
 // keeping the marks within their bound.
-func (d *Deadline) mark(u *User, set func(*GraceMark)) {
+func (e *Engine) mark(u *User, d *Deadline, set func(*GraceMark)) {
 	if u.Grace == nil {
 		u.Grace = map[string]GraceMark{}
 	}
@@ -202,18 +211,23 @@ func (d *Deadline) mark(u *User, set func(*GraceMark)) {
 		set(&m)
 		u.Grace[p] = m
 	}
-	trimMarks(u.Grace, d.keys())
+	trimMarks(u.Grace, d.keys(), e.cfg.Deadlines)
 }
 
-// trimMarks keeps at most MaxGraceMarks marks, dropping first those of
-// patterns not in keep, the oldest first.
-func trimMarks(marks map[string]GraceMark, keep []string) {
+// trimMarks keeps at most MaxGraceMarks marks, dropping only those of
+// patterns that neither keep nor any rule in live has, the oldest first.
+func trimMarks(marks map[string]GraceMark, keep []string, live []Deadline) {
 	if len(marks) <= MaxGraceMarks {
 		return
 	}
 	kept := make(map[string]bool, len(keep))
 	for _, p := range keep {
 		kept[p] = true
+	}
+	for i := range live {
+		for _, p := range live[i].keys() {
+			kept[p] = true
+		}
 	}
 	var others []string
 	for p := range marks {

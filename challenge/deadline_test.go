@@ -219,3 +219,64 @@ func TestStartGraceTwoInstancesOnRedis(t *testing.T) {
 		t.Fatalf("B's copy after: %s %v", at, ok)
 	}
 }
+
+// A live rule's mark is never dropped to make room, however many marks
+// of rules edited away the record holds: dropping it would give the
+// member a new grace on a rule they were already held back on.
+func TestGraceMarksOfLiveRulesStay(t *testing.T) {
+	live := Deadline{Paths: []string{"/live/*"}, Grace: 24 * time.Hour}
+	f := newFixture(t, Config{Deadlines: []Deadline{live}})
+	gus := Actor{User: "gus"}
+	first, err := f.e.StartGrace(ctx, gus, &live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Minute)
+	// Rules the config no longer has (their marks stay in the record),
+	// each newer than the live rule's mark.
+	for i := range MaxGraceMarks + 5 {
+		if _, err := f.e.StartGrace(ctx, gus, &Deadline{Paths: []string{fmt.Sprintf("/gone%02d/*", i)}, Grace: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(time.Minute)
+	}
+	u := f.record("gus")
+	if len(u.Grace) != MaxGraceMarks {
+		t.Fatalf("%d marks kept, want %d", len(u.Grace), MaxGraceMarks)
+	}
+	if _, ok := u.Grace["/live/*"]; !ok {
+		t.Fatal("the live rule's mark, the oldest, was dropped")
+	}
+	if again, err := f.e.StartGrace(ctx, gus, &live); err != nil || !again.Equal(first) {
+		t.Fatalf("live rule after the others: deadline %s, %v; want the first, %s", again, err, first)
+	}
+	if n := f.count("enrolment_grace_started", "paths", "/live/*"); n > 1 {
+		t.Fatalf("the live rule's grace started %d times", n)
+	}
+}
+
+// A member whose factors were reset had a second factor: they get no new
+// grace, enrolment is required of them at once.
+func TestNoNewGraceAfterAReset(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.enrol("hana")
+	if _, err := f.e.Reset(ctx, "admin endpoint", "hana", "lost phone"); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Hour)
+	d := &Deadline{Paths: []string{"/members/*"}, Grace: 14 * 24 * time.Hour}
+	at, err := f.e.StartGrace(ctx, Actor{User: "hana"}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := f.clk.Now(); at.After(now) {
+		t.Fatalf("after a reset: deadline %s, after now (%s)", at, now)
+	}
+	if n := f.count("enrolment_grace_started", "user", "hana"); n != 0 {
+		t.Fatalf("a grace was audited as started %d times", n)
+	}
+	// A member never enrolled still gets theirs.
+	if at, _ := f.e.StartGrace(ctx, Actor{User: "ivan"}, d); !at.After(f.clk.Now()) {
+		t.Fatalf("a new member's deadline %s is not ahead", at)
+	}
+}

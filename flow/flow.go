@@ -362,23 +362,15 @@ func (f *Flow) pageURL(p *request, page string) string {
 	return u
 }
 
-// memberLabel is the account as the identity gives it, for "Signed in
-// as": the ID, with the email address when there is one besides.
-func memberLabel(id Identity) string {
-	if id.Email != "" && !strings.EqualFold(id.Email, id.ID) {
-		return id.ID + " (" + id.Email + ")"
-	}
-	return id.ID
-}
-
 // signOutURL is the way out of the challenge and enrolment pages: the
-// gateway's sign-out, which goes on to the site's own when it is known.
+// gateway's sign-out, which goes on to the site's own, when that is
+// known; else the site's top page, since the gateway cannot sign the
+// member out of the site.
 func (f *Flow) signOutURL() string {
-	u := f.cfg.Prefix + "logout"
-	if f.cfg.LogoutURL != "" {
-		u += "?return_to=" + url.QueryEscape(f.cfg.LogoutURL)
+	if f.cfg.LogoutURL == "" {
+		return f.cfg.TopPage
 	}
-	return u
+	return f.cfg.Prefix + "logout?return_to=" + url.QueryEscape(f.cfg.LogoutURL)
 }
 
 // ErrNotReady is why the gateway is closed before the store has opened and

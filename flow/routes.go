@@ -322,8 +322,9 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		Prefix:   f.cfg.Prefix,
 		ReturnTo: returnTo,
 		// Who is signing in, and the way out, for the pages that show it.
-		Member:       memberLabel(p.id),
+		Member:       p.id.ID,
 		SignOut:      f.signOutURL(),
+		SiteSignOut:  f.cfg.LogoutURL != "",
 		FromSettings: from == "settings",
 	}
 	if p.csrf == "" {

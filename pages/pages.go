@@ -59,11 +59,14 @@ type Page struct {
 	ErrorHint string // catalog key of advice shown with Error, in the same alert; "" for none
 
 	// Who is signed in and the way out, on the challenge and enrolment
-	// pages: Member is the account as the identity gives it ("alice",
-	// "alice (alice@example.com)"); SignOut is where "Cancel and sign
-	// out" leads. "" for none.
-	Member  string
-	SignOut string
+	// pages: Member is the account's ID as the identity gives it (never
+	// its address, which these pages, seen with the password alone, keep
+	// masked); SignOut is where the way out leads, "" for none, and
+	// SiteSignOut says it goes on to the site's own sign-out ("Cancel
+	// and sign out") rather than to its top page ("Cancel").
+	Member      string
+	SignOut     string
+	SiteSignOut bool
 	// FromSettings: the member came from the settings page to add a
 	// method; the enrolment pages carry it on (hidden field and links
 	// "from=settings") and lead back there.

@@ -434,6 +434,9 @@ func TestEnrolmentDeadlineConfigRefused(t *testing.T) {
 		{"from not a date", rule("enrolment required from 15.01.2027"), `enrolment_from "15.01.2027": must be a date, like 2027-01-15 (00:00 UTC), or an RFC 3339 time with its zone`},
 		{"from without a zone", rule("enrolment required from 2027-01-15T09:00:00"), `enrolment_from "2027-01-15T09:00:00"`},
 		{"unknown deadline", rule("enrolment required after 14d"), "enrolment required after: expected grace <duration> or from <date>"},
+		{"too many deadline patterns", setup{policy: "identity header {http.auth.user.id}\n\tprotect /x/* {\n\t\tenrolment required grace 14d\n\t}\n\tprotect " +
+			manyPatterns(32) + " {\n\t\tenrolment required from 2027-01-15\n\t}"},
+			"protect[1]: paths: the rules with enrolment deadlines have 33 path patterns between them, at most 32"},
 	} {
 		err := load(e.caddyfile(tc.setup))
 		if err == nil || !strings.Contains(err.Error(), tc.expect) {
@@ -460,4 +463,13 @@ func TestEnrolmentDeadlineConfigRefused(t *testing.T) {
 		}
 	}
 	_ = caddy.Stop()
+}
+
+// manyPatterns is n distinct path patterns, space-separated.
+func manyPatterns(n int) string {
+	var ps []string
+	for i := range n {
+		ps = append(ps, fmt.Sprintf("/area%02d/*", i))
+	}
+	return strings.Join(ps, " ")
 }

@@ -339,10 +339,12 @@ func TestEnrolAndChallengeSayWhoAndWayOut(t *testing.T) {
 	b := e.browser()
 	b.login("alice")
 	wayOut := `<a href="/.2fa/logout?return_to=%2Flogout">`
-	for lang, want := range map[string]string{"en": "Signed in as alice (alice@example.com) · " + wayOut + "Cancel and sign out</a>",
-		"ja": "alice (alice@example.com) としてログイン中 · " + wayOut + "中止してログアウト</a>"} {
+	for lang, want := range map[string]string{"en": "Signed in as alice · " + wayOut + "Cancel and sign out</a>",
+		"ja": "alice としてログイン中 · " + wayOut + "中止してログアウト</a>"} {
 		b.lang = lang
-		if page := b.get("/.2fa/enrol?return_to=%2Fmembers%2F"); !strings.Contains(page.body, want) {
+		// The ID only: the address stays masked on pages seen with the
+		// password alone.
+		if page := b.get("/.2fa/enrol?return_to=%2Fmembers%2F"); !strings.Contains(page.body, want) || strings.Contains(page.body, "alice@example.com") {
 			t.Errorf("%s: enrolment page lacks %q:\n%s", lang, want, page.body)
 		}
 	}
@@ -351,7 +353,7 @@ func TestEnrolAndChallengeSayWhoAndWayOut(t *testing.T) {
 	other := e.browser()
 	other.login("alice")
 	page := other.get("/.2fa/challenge?return_to=%2Fmembers%2F")
-	if !strings.Contains(page.body, "Signed in as alice (alice@example.com) · "+wayOut) {
+	if !strings.Contains(page.body, "Signed in as alice · "+wayOut) {
 		t.Fatalf("challenge page:\n%s", page.body)
 	}
 	// The way out: the gateway's page, whose button goes on to the site's
@@ -362,11 +364,12 @@ func TestEnrolAndChallengeSayWhoAndWayOut(t *testing.T) {
 		t.Fatalf("cancel and sign out: %d %q", r.status, r.location())
 	}
 
-	// Without logout_url, the gateway's own sign-out page.
+	// Without logout_url the gateway cannot sign the member out of the
+	// site: the way out is "Cancel", to the site's top page.
 	f := start(t, setup{})
 	m := f.browser()
 	m.login("bob")
-	if page := m.get("/.2fa/enrol?return_to=%2Fmembers%2F"); !strings.Contains(page.body, `Signed in as bob (bob@example.com) · <a href="/.2fa/logout">`) {
+	if page := m.get("/.2fa/enrol?return_to=%2Fmembers%2F"); !strings.Contains(page.body, `Signed in as bob · <a href="/">Cancel</a>`) {
 		t.Errorf("without logout_url:\n%s", page.body)
 	}
 }
@@ -378,12 +381,14 @@ func TestLogoutIsSigningOutOfTheSite(t *testing.T) {
 	e := start(t, setup{})
 	b, _ := enrolled(e, "alice")
 	for lang, want := range map[string][]string{
-		"en": {"<h1>Sign out of Test Members</h1>", "Signing out ends your session on this browser."},
-		"ja": {"<h1>Test Members からのログアウト</h1>", "このブラウザでのセッションが終わります"},
+		// Nothing follows (no return_to, no logout_url): the page says
+		// what it ends and that the site's own sign-out may be needed.
+		"en": {"<h1>Sign out of Test Members</h1>", "This ends your verified session on this browser", "If Test Members still shows you as signed in afterwards"},
+		"ja": {"<h1>Test Members からのログアウト</h1>", "このブラウザでの認証済みのセッションが終わり", "Test Members にログインしたままと表示される場合"},
 	} {
 		b.lang = lang
 		page := b.get("/.2fa/logout")
-		if !strings.Contains(page.body, want[0]) || !strings.Contains(page.body, want[1]) || strings.Contains(page.body, "2-step verification") ||
+		if !strings.Contains(page.body, want[0]) || !strings.Contains(page.body, want[1]) || !strings.Contains(page.body, want[2]) || strings.Contains(page.body, "2-step verification") ||
 			strings.Contains(page.body, "2段階認証から") {
 			t.Errorf("%s: sign-out page:\n%s", lang, page.body)
 		}
