@@ -1058,7 +1058,7 @@ func TestChallengeMethods(t *testing.T) {
 		resend := form(body, "/.2fa/challenge/send")
 		button := regexp.MustCompile(`<button [^>]*>[^<]*</button>`).FindString(resend)
 		for _, want := range []string{` disabled`, `data-wait="42"`, `data-ready="Resend code"`,
-			`data-template="Resend code (available in %d s)"`, `>Resend code (available in 42 s)</button>`} {
+			"data-template=\"Resend code (available\u00a0in\u00a0%d\u00a0s)\"", ">Resend code (available\u00a0in\u00a042\u00a0s)</button>"} {
 			if !strings.Contains(button, want) {
 				t.Errorf("%s: resend button %q lacks %s", c.method, button, want)
 			}
@@ -1314,7 +1314,7 @@ func TestEnrolCodePage(t *testing.T) {
 			t.Errorf("%s: error not above the form", c.method)
 		}
 		resend := form(body, "/.2fa/enrol/resend")
-		if !strings.Contains(resend, `disabled data-wait="9"`) || !strings.Contains(resend, "(available in 9 s)") ||
+		if !strings.Contains(resend, `disabled data-wait="9"`) || !strings.Contains(resend, "(available\u00a0in\u00a09\u00a0s)") ||
 			!strings.Contains(body, countdownScript) {
 			t.Errorf("%s: resend:\n%s", c.method, body)
 		}
@@ -1344,8 +1344,8 @@ func TestMethodsPage(t *testing.T) {
 		t.Fatalf("%d methods listed, want 3:\n%s", len(items), body)
 	}
 	for i, want := range [][]string{
-		{"Email", `<span class="badge">Default</span>`, "m***@example.com", "Added 2024-04-01", "Last used 2024-05-02"},
-		{"Authenticator app", "Added 2024-04-03", "Not used yet", `action="/.2fa/methods/default"`,
+		{"Email", `<span class="badge">Default</span>`, "m***@example.com", "Added 2024\u201104\u201101", "Last used 2024\u201105\u201102"},
+		{"Authenticator app", "Added 2024\u201104\u201103", "Not used yet", `action="/.2fa/methods/default"`,
 			`<input type="hidden" name="method" value="totp">`, ">Make default</button>"},
 		{"Text message (SMS)", "&#43;81 *** 5678", "Not available"},
 	} {
@@ -1653,7 +1653,8 @@ func TestMethodsRecovery(t *testing.T) {
 	// method, at the top, beside any one-off notice.
 	p := &Page{Lang: "en", Prefix: "/.2fa/", HasRecovery: true, RecoveryLeft: 4, RecoveredOn: "2026-11-20", Notice: "devices_forgotten"}
 	body := render(t, r, "methods", p, false).Body.String()
-	notice := `<p class="notice warning" id="recovered">You signed in with a recovery code on 2026-11-20. ` +
+	// The date keeps together: non-breaking hyphens.
+	notice := "<p class=\"notice warning\" id=\"recovered\">You signed in with a recovery code on 2026\u201111\u201120. " +
 		`If you lost your phone or the app, disable it here and add a new method.</p>`
 	if ni, ii := strings.Index(body, notice), strings.Index(body, "When you verify"); ni < 0 || ni > ii || !strings.Contains(body, "Forgotten:") {
 		t.Errorf("notice missing or not at the top:\n%s", body)
@@ -1669,7 +1670,7 @@ func TestMethodsRecovery(t *testing.T) {
 	}{
 		{&Page{HasRecovery: true, RecoveryLeft: 1, RecoveredOn: "2026-11-20"},
 			[]string{"<h2 id=\"recovery-heading\">リカバリーコード</h2>", "残り1個です", "リカバリーコードが残り少なくなっています。",
-				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "2026-11-20 にリカバリーコードで認証しました。"}},
+				"現在のコードは使えなくなります。", ">新しいコードを発行する</button>", "2026\u201111\u201120 にリカバリーコードで認証しました。"}},
 		{&Page{}, []string{"リカバリーコードはありません。", ">新しいコードを発行する</button>"}},
 	} {
 		c.p.Lang, c.p.Prefix = "ja", "/.2fa/"
@@ -1890,3 +1891,21 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
   console.log("ok");
 })().catch(function (e) { console.error(e); process.exit(1); });
 `
+
+// The layout names the page in the card's class, so the stylesheet can lay
+// out one page differently (the settings page on a desktop) without a
+// class in each template.
+func TestLayoutNamesThePage(t *testing.T) {
+	r := newRenderer(t, "")
+	for _, name := range []string{"methods", "challenge"} {
+		body := render(t, r, name, &Page{Lang: "en", Prefix: "/.2fa/"}, false).Body.String()
+		if want := `<main class="card page-` + name + `">`; !strings.Contains(body, want) {
+			t.Errorf("%s: no %s in:\n%s", name, want, body)
+		}
+	}
+	p := &Page{Lang: "en", Prefix: "/.2fa/"}
+	render(t, r, "methods", p, false)
+	if p.PageName != "" {
+		t.Errorf("Render changed the caller's page: PageName %q", p.PageName)
+	}
+}

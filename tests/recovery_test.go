@@ -245,6 +245,7 @@ func TestRecoverySignInDemandsNewSet(t *testing.T) {
 	// The settings page asks for the lost method to be replaced, in
 	// either language, until one is added.
 	settings := "/.2fa/methods?return_to=%2Fmembers%2F"
+	used = strings.ReplaceAll(used, "-", "\u2011") // the page keeps the date together
 	if p := x.get(settings); !strings.Contains(p.body, "You signed in with a recovery code on "+used+". If you lost your phone or the app, disable it here and add a new method.") {
 		t.Fatalf("no notice on the settings page: %s", p.body)
 	}
