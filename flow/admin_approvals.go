@@ -28,7 +28,8 @@ func resetRequestView(p *request, q challenge.ResetRequest) pages.AdminResetRequ
 	approver := roleRank(p.id.Role) >= roleRank(RoleApprover)
 	return pages.AdminResetRequest{
 		ID: q.ID, Member: q.Member, Requester: q.Requester, Reason: q.Reason,
-		Requested: q.Requested.UTC().Format(adminStamp), Expires: q.Expires.UTC().Format(adminStamp),
+		Requested:   pages.KeepTogether(q.Requested.UTC().Format(adminStamp)),
+		Expires:     pages.KeepTogether(q.Expires.UTC().Format(adminStamp)),
 		CanApprove:  approver && p.id.ID != q.Requester && p.id.ID != q.Member,
 		CanWithdraw: (approver || p.id.ID == q.Requester) && p.id.ID != q.Member,
 	}

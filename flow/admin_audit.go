@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -372,7 +373,7 @@ func (f *Flow) auditRecords(pg *pages.Page, entries []audit.Entry) []pages.Audit
 		row := pages.AuditRecord{
 			Time: r.Time.UTC().Format("2006-01-02 15:04:05"), Event: label(pg, "audit_event_"+r.Event, r.Event), EventName: r.Event,
 			Result: label(pg, "audit_result_"+r.Result, r.Result), Failure: slices.Contains(failedResults, r.Result),
-			Member: r.Member, Actor: r.Actor, IP: r.IP, Browser: r.Browser, Details: audit.DetailsText(r.Details, ", "),
+			Member: r.Member, Actor: r.Actor, IP: r.IP, Browser: r.Browser, Details: detailPairs(r.Details),
 		}
 		if r.Method != "" {
 			row.Method = label(pg, "method_name_"+r.Method, r.Method)
@@ -428,4 +429,15 @@ func (f *Flow) latestRecords(p *request, filter audit.Filter, n int, keep func(a
 		}
 	}
 	return kept, nil
+}
+
+// detailPairs are a record's details sorted by key, as audit.DetailsText
+// writes them, for the page to lay out: a pair's value may start a line,
+// and a time in it stays whole.
+func detailPairs(d map[string]string) []pages.DetailPair {
+	out := make([]pages.DetailPair, 0, len(d))
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		out = append(out, pages.DetailPair{Key: k, Value: pages.KeepTogether(d[k])})
+	}
+	return out
 }

@@ -52,8 +52,10 @@ func TestDeadlineTexts(t *testing.T) {
 func TestAdminDeadlines(t *testing.T) {
 	r := newRenderer(t, "")
 	for lang, want := range map[string][]string{
-		"en": {"required from 2027-01-15", "required now, since 2026-11-01", "required from 2027-01-15 00:00 UTC</span> <code>/members/* /echo/*</code>"},
-		"ja": {"2027-01-15から必須", "2026-11-01から必須（期限切れ）"},
+		// Dates keep together on the page: non-breaking hyphens and spaces.
+		"en": {"required from " + KeepTogether("2027-01-15"), "required now, since " + KeepTogether("2026-11-01"),
+			"required from " + KeepTogether("2027-01-15 00:00 UTC") + "</span> <code>/members/* /echo/*</code>"},
+		"ja": {KeepTogether("2027-01-15") + "から必須", KeepTogether("2026-11-01") + "から必須（期限切れ）"},
 	} {
 		a := adminPage()
 		a.Members = []AdminMember{{ID: "bob", Deadline: "2027-01-15"}, {ID: "carol", Deadline: "2026-11-01", DeadlinePassed: true}}

@@ -57,6 +57,7 @@ type Page struct {
 	Error     string // catalog key of an error shown above the code input (or the page body); "" for none
 	ErrorArgs []any  // fmt arguments for Error's text, if it has verbs
 	ErrorHint string // catalog key of advice shown with Error, in the same alert; "" for none
+	PageName  string // the page being rendered (templates/<name>.html), set by Render for the layout
 
 	// Who is signed in and the way out, on the challenge and enrolment
 	// pages: Member is the account's ID as the identity gives it (never
@@ -235,9 +236,14 @@ type AuditRecord struct {
 	ActorURL  string // the audit page filtered by that admin
 	IP        string
 	Browser   string
-	Method    string // a label, or the method as stored
-	Details   string // the other fields, "key=value" joined by ", "
+	Method    string       // a label, or the method as stored
+	Details   []DetailPair // the other fields, sorted by key
 }
+
+// DetailPair is one of an audit record's other fields, shown "key=value"
+// with a line break allowed after "=", so that a long value such as a
+// time takes a line of its own rather than breaking in the middle.
+type DetailPair struct{ Key, Value string }
 
 // AdminCounts are the member list's counts.
 type AdminCounts struct {
@@ -520,7 +526,7 @@ func samplePage() *Page {
 
 var sampleAudit = []AuditRecord{{Time: "2026-11-20 10:00:00 UTC", Event: "Code check", EventName: "verify", Result: "failure",
 	Failure: true, Member: "member", MemberURL: "/.2fa/admin/member?id=member", Actor: "sam (support)", ActorURL: "/.2fa/admin/audit?actor=sam",
-	IP: "192.0.2.1", Browser: "Chrome · Windows", Method: "totp", Details: "reason=wrong"}}
+	IP: "192.0.2.1", Browser: "Chrome · Windows", Method: "totp", Details: []DetailPair{{Key: "reason", Value: "wrong"}}}}
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
 // "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
@@ -545,6 +551,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 		err = fmt.Errorf("pages: rendering %s: nil page", name)
 	default:
 		page := *p // normalise a copy, never the caller's page
+		page.PageName = name
 		if page.Lang != "ja" {
 			page.Lang = "en"
 		}

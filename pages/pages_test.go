@@ -1069,7 +1069,7 @@ func TestChallengeMethods(t *testing.T) {
 		resend := form(body, "/.2fa/challenge/send")
 		button := regexp.MustCompile(`<button [^>]*>[^<]*</button>`).FindString(resend)
 		for _, want := range []string{` disabled`, `data-wait="42"`, `data-ready="Resend code"`,
-			`data-template="Resend code (available in %d s)"`, `>Resend code (available in 42 s)</button>`} {
+			"data-template=\"Resend code (available\u00a0in\u00a0%d\u00a0s)\"", ">Resend code (available\u00a0in\u00a042\u00a0s)</button>"} {
 			if !strings.Contains(button, want) {
 				t.Errorf("%s: resend button %q lacks %s", c.method, button, want)
 			}
@@ -1325,7 +1325,7 @@ func TestEnrolCodePage(t *testing.T) {
 			t.Errorf("%s: error not above the form", c.method)
 		}
 		resend := form(body, "/.2fa/enrol/resend")
-		if !strings.Contains(resend, `disabled data-wait="9"`) || !strings.Contains(resend, "(available in 9 s)") ||
+		if !strings.Contains(resend, `disabled data-wait="9"`) || !strings.Contains(resend, "(available\u00a0in\u00a09\u00a0s)") ||
 			!strings.Contains(body, countdownScript) {
 			t.Errorf("%s: resend:\n%s", c.method, body)
 		}
@@ -1907,3 +1907,21 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
   console.log("ok");
 })().catch(function (e) { console.error(e); process.exit(1); });
 `
+
+// The layout names the page in the card's class, so the stylesheet can lay
+// out one page differently (the settings page on a desktop) without a
+// class in each template.
+func TestLayoutNamesThePage(t *testing.T) {
+	r := newRenderer(t, "")
+	for _, name := range []string{"methods", "challenge"} {
+		body := render(t, r, name, &Page{Lang: "en", Prefix: "/.2fa/"}, false).Body.String()
+		if want := `<main class="card page-` + name + `">`; !strings.Contains(body, want) {
+			t.Errorf("%s: no %s in:\n%s", name, want, body)
+		}
+	}
+	p := &Page{Lang: "en", Prefix: "/.2fa/"}
+	render(t, r, "methods", p, false)
+	if p.PageName != "" {
+		t.Errorf("Render changed the caller's page: PageName %q", p.PageName)
+	}
+}

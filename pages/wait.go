@@ -1,6 +1,7 @@
 package pages
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -57,19 +58,50 @@ func (w Wait) format(lang string) string {
 	return b.String()
 }
 
-// localize replaces Wait arguments by their text in lang.
+// localize replaces Wait arguments by their text in lang, and keeps the
+// values a reader takes in at a glance on one line (see keepTogether).
 func localize(lang string, args []any) []any {
 	var out []any
 	for i, a := range args {
-		if w, ok := a.(Wait); ok {
-			if out == nil {
-				out = append([]any(nil), args...)
+		var v string
+		switch a := a.(type) {
+		case Wait:
+			v = a.format(lang)
+		case string:
+			if v = keepTogether(a); v == a {
+				continue
 			}
-			out[i] = w.format(lang)
+		default:
+			continue
 		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		out[i] = v
 	}
 	if out == nil {
 		return args
 	}
 	return out
 }
+
+// unbreakable are the values that read wrong when a line breaks inside
+// them: a date with its time and zone ("2026-12-05 07:46 UTC",
+// "2026-12-05T07:46:09Z").
+var unbreakable = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?: UTC|Z)?$`)
+
+// keepTogether joins such a value with no-break spaces and non-breaking
+// hyphens, so that a narrow screen moves it to the next line whole
+// instead of leaving "2026-12-" at a line's end.
+func keepTogether(s string) string {
+	if !unbreakable.MatchString(s) {
+		return s
+	}
+	return stampJoiner.Replace(s)
+}
+
+var stampJoiner = strings.NewReplacer(" ", "\u00a0", "-", "\u2011")
+
+// KeepTogether is keepTogether for a time stamp a page shows outside a
+// message, such as in a list of details.
+func KeepTogether(stamp string) string { return keepTogether(stamp) }

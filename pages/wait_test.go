@@ -1,6 +1,7 @@
 package pages
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,5 +60,35 @@ func TestWaitInMessages(t *testing.T) {
 		if got := (&Page{Lang: c.lang}).T(c.key, w); got != c.want {
 			t.Errorf("%s %s = %q, want %q", c.lang, c.key, got, c.want)
 		}
+	}
+}
+
+// A time stamp given to a message keeps together on a narrow screen: its
+// spaces become no-break spaces, its hyphens non-breaking ones. Other values, and stamps inside a longer
+// value, are left as they are.
+func TestStampsKeepTogether(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"2026-12-05 07:46 UTC", "2026\u201112\u201105\u00a007:46\u00a0UTC"},
+		{"2026-12-05 07:46", "2026\u201112\u201105\u00a007:46"},
+		{"2026-12-05 07:46:09", "2026\u201112\u201105\u00a007:46:09"},
+		{"2026-12-05", "2026\u201112\u201105"},
+		{"2026-12-05T07:46:09Z", "2026\u201112\u201105T07:46:09Z"},
+		{"2026-12-05T07:46:09.123Z", "2026\u201112\u201105T07:46:09.123Z"},
+		{"a-b", "a-b"},
+		{"192.0.2.1", "192.0.2.1"},
+		{"+81 •• •••• 5678", "+81 •• •••• 5678"},
+		{"on 2026-12-05 07:46 UTC", "on 2026-12-05 07:46 UTC"},
+		{"2026-12-05 07:46 UTC ", "2026-12-05 07:46 UTC "},
+	} {
+		if got := keepTogether(c.in); got != c.want {
+			t.Errorf("keepTogether(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	p := &Page{Lang: "en"}
+	if got, want := p.T("admin_pending_detail", "2026-12-05 07:46 UTC"), "the request lapses at 2026\u201112\u201105\u00a007:46\u00a0UTC."; !strings.HasSuffix(got, want) {
+		t.Errorf("the message reads %q, want it to end %q", got, want)
+	}
+	if got := p.T("resend_in", 59); got != "Resend code (available\u00a0in\u00a059\u00a0s)" {
+		t.Errorf("the countdown reads %q", got)
 	}
 }

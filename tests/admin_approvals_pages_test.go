@@ -107,7 +107,8 @@ func TestApprovalPagesFourEyes(t *testing.T) {
 	// it lapses; carol keeps her factors.
 	id := requestReset(t, sam, "carol", "caller says lost phone, ID checked")
 	page := sam.get("/.2fa/admin/member?id=carol&done=requested")
-	lapses := e.clock.Now().Add(time.Hour).UTC().Format("2006-01-02 15:04 UTC")
+	// A time in a message keeps together: no-break spaces and hyphens.
+	lapses := e.clock.Now().Add(time.Hour).UTC().Format("2006\u201101\u201102\u00a015:04\u00a0UTC")
 	for _, want := range []string{"The reset is requested and waits for an approver", "Reset waiting for approval",
 		"the request lapses at " + lapses, "caller says lost phone, ID checked", `action="/.2fa/admin/approvals/withdraw"`} {
 		if !strings.Contains(page.body, want) {

@@ -210,7 +210,8 @@ type resendState struct {
 	Seconds  int    `json:"-"`
 }
 
-var resendText = regexp.MustCompile(`^Resend code \(available in (\d+) s\)$`)
+// The words in parentheses are joined by no-break spaces.
+var resendText = regexp.MustCompile(`^Resend code \(available\x{00a0}in\x{00a0}(\d+)\x{00a0}s\)$`)
 
 // resendButton reads the resend button of the challenge, and the seconds
 // its text shows while it waits.

@@ -139,8 +139,14 @@ type chrome struct {
 // chromium starts a browser for the test and closes it when the test ends.
 func (e *env) chromium(t *testing.T) *chrome {
 	t.Helper()
+	return e.chromiumFor(t, browserTimeout)
+}
+
+// chromiumFor is chromium for a test whose browser may take limit in all.
+func (e *env) chromiumFor(t *testing.T, limit time.Duration) *chrome {
+	t.Helper()
 	profile := t.TempDir() // before the cleanup below, so removed after the browser exits
-	timeout, cancelTimeout := context.WithTimeout(context.Background(), browserTimeout)
+	timeout, cancelTimeout := context.WithTimeout(context.Background(), limit)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(timeout,
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,

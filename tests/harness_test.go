@@ -103,6 +103,8 @@ type setup struct {
 	admin bool
 	// More global options after the default log, such as named logs.
 	options string
+	// The member site's members. Default: membersite.DemoMembers().
+	members []membersite.Member
 }
 
 const defaultPolicy = `
@@ -214,7 +216,11 @@ func start(t testing.TB, s setup) *env {
 	}
 	t.Cleanup(clock.Set(e.clock.Now))
 
-	e.site = membersite.New(membersite.DemoMembers())
+	members := s.members
+	if members == nil {
+		members = membersite.DemoMembers()
+	}
+	e.site = membersite.New(members)
 	siteSrv := httptest.NewServer(e.site)
 	t.Cleanup(siteSrv.Close)
 	e.siteURL = siteSrv.URL
