@@ -53,7 +53,10 @@ func moment(t time.Time, style string) template.HTML {
 	case styleClock:
 		text = t.Format("15:04") + nbsp + "UTC+00:00"
 	default:
-		text = date + nbsp + t.Format("15:04") + nbsp + "UTC+00:00"
+		// A plain space between the date and the time: a narrow
+		// column may put the time on a line of its own, but neither
+		// breaks inside.
+		text = date + " " + t.Format("15:04") + nbsp + "UTC+00:00"
 	}
 	// Every part is digits, dashes, colons and the fixed words: nothing
 	// to escape.

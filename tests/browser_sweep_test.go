@@ -117,16 +117,25 @@ func sweepMembers() []membersite.Member {
 }
 
 // sweepPolicy is codePolicy (every method on /members/, the app on
-// /admin/) with an optional path.
-const sweepPolicy = codePolicy + `
+// /admin/) with an optional path, and paths whose enrolment deadline is
+// five days ahead and long past.
+func sweepPolicy() string {
+	return codePolicy + `
 	protect /optional/* {
 		enrolment optional
 	}
+	protect /soon/* {
+		enrolment required from ` + time.Now().UTC().AddDate(0, 0, 5).Format(time.DateOnly) + `
+	}
+	protect /past/* {
+		enrolment required from 2026-01-15
+	}
 `
+}
 
 func TestBrowserSweep(t *testing.T) {
 	began := time.Now()
-	c := startCodesSetup(t, setup{policy: sweepPolicy, members: sweepMembers(), admin: true}, `resend_cooldown 10s
+	c := startCodesSetup(t, setup{policy: sweepPolicy(), members: sweepMembers(), admin: true}, `resend_cooldown 10s
 		hourly_sends_per_user 100
 		hourly_sends_per_address off
 		max_address_failures off
@@ -386,10 +395,12 @@ const layoutFaults = `(() => {
 			faults.push('text overflow: ' + label(el) + ' needs ' + el.scrollWidth + 'px in ' + el.clientWidth + 'px');
 		}
 	}
-	// Values that must stay whole: dates and times, countdowns.
+	// Values that must stay whole: dates, times of day with their zone,
+	// countdowns. A <time>'s date and time of day may go on lines of
+	// their own in a narrow column; a stamp in running text may not.
 	const values = [
-		/\d{4}[-\u2011]\u2060?\d{2}[-\u2011]\u2060?\d{2}(?:\s\d{2}:\d{2}(?::\d{2})?)?(?:\sUTC)?/g,
-		/\d{1,2}:\d{2}\sUTC/g,
+		/\d{4}[-\u2011]\u2060?\d{2}[-\u2011]\u2060?\d{2}(?:[^\S ]\d{2}:\d{2}(?::\d{2})?)?(?:\sUTC)?/g,
+		/\d{1,2}:\d{2}\sUTC(?:[+\u2011-]\d{2}:\d{2})?/g,
 		/\(available in \d+\ss\)/g,
 		/（あと\u2060?\d+\u2060?秒）/g,
 	];
@@ -507,14 +518,39 @@ func (s *sweep) settings() {
 	s.t.Helper()
 	s.expect(s.b.open("/.2fa/methods?return_to=%2Fmembers%2F"), "/.2fa/methods", 200, "settings")
 	s.check("settings", "one-method")
-	s.b.click(`form[action="/.2fa/methods/remove"] input[name="confirm"]`)
+	// The page offers no way to disable the only method, and says why; a
+	// form posted anyway (from a page open since before) is refused, and
+	// the refusal shows on the page and in the activity.
+	if n := evalJS[int](s.b, "disable forms", `document.querySelectorAll('form[action="/.2fa/methods/remove"]').length`); n != 0 {
+		s.b.fatalf("%d disable forms for the only method", n)
+	}
+	evalJS[bool](s.b, "a disable form posted anyway", `(() => {
+		const f = document.createElement('form');
+		f.method = 'post';
+		f.action = '/.2fa/methods/remove';
+		const fields = [['csrf', document.querySelector('input[name=csrf]').value], ['return_to', '/members/'], ['method', 'totp'], ['confirm', 'yes']];
+		for (const [k, v] of fields) {
+			const i = document.createElement('input');
+			i.type = 'hidden';
+			i.name = k;
+			i.value = v;
+			f.appendChild(i);
+		}
+		const b = document.createElement('button');
+		b.type = 'submit';
+		b.textContent = 'Disable';
+		f.appendChild(b);
+		document.body.appendChild(f);
+		return true;
+	})()`)
 	r := s.submitTo("methods/remove")
 	if r.path != "/.2fa/methods" && r.path != "/.2fa/methods/remove" {
 		s.b.fatalf("disabling the only method: at %s (%d)", r.url, r.status)
 	}
 	s.check("settings", "refused-disable")
 
-	back := url.QueryEscape("/.2fa/methods")
+	// As from the settings page's links: back there, with a confirmation.
+	back := url.QueryEscape("/members/") + "&from=settings"
 	s.expect(s.b.open("/.2fa/enrol/email?return_to="+back), "/.2fa/enrol/email", 200, "adding email")
 	s.check("enrol-email", "add")
 	sent := len(s.c.codeMails())
@@ -621,7 +657,8 @@ func (s *sweep) signOut() {
 	}
 }
 
-// optionalAndErrors: the reminder on an optional path, and the error
+// optionalAndErrors: the reminder on an optional path and before a
+// deadline, enrolment after a deadline, and the error
 // pages: not found, a return_to to another site, an enrolment that
 // expired, a page that needs a sign-in.
 func (s *sweep) optionalAndErrors() {
@@ -630,6 +667,13 @@ func (s *sweep) optionalAndErrors() {
 	s.signIn(s.member("opt"), "/")
 	s.expect(s.b.open("/optional/page"), "/.2fa/remind", 200, "an optional path")
 	s.check("remind", "optional")
+	// The reminder was just put off for this browser: a new one.
+	s.fresh()
+	s.signIn(s.member("opt"), "/")
+	s.expect(s.b.open("/soon/page"), "/.2fa/remind", 200, "a deadline five days ahead")
+	s.check("remind", "deadline")
+	s.expect(s.b.open("/past/page"), "/.2fa/enrol", 200, "a deadline passed")
+	s.check("enrol", "deadline-passed")
 	s.expect(s.b.open("/.2fa/no-such-page"), "/.2fa/no-such-page", 404, "a page that does not exist")
 	s.check("error", "not-found")
 	s.expect(s.b.open("/.2fa/enrol?return_to="+url.QueryEscape("https://evil.example/")), "/.2fa/enrol", 200, "a return_to elsewhere")

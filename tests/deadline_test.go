@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
 	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/pages"
 )
 
 // Enrolment deadlines through a real Caddy: a grace period from the
@@ -362,12 +363,13 @@ func TestAdminShowsEnrolmentDeadline(t *testing.T) {
 	}
 
 	r := admin.get("/.2fa/admin/members")
-	if want := "required from " + earliest.Format("2006-01-02"); r.status != http.StatusOK || !strings.Contains(r.body, want) {
+	if want := "required from " + pages.KeepTogether(earliest.Format("2006-01-02")); r.status != http.StatusOK || !strings.Contains(r.body, want) {
 		t.Fatalf("the member list lacks %q: %d\n%s", want, r.status, r.body)
 	}
 	r = admin.get("/.2fa/admin/member?id=bob")
-	for _, want := range []string{"required from " + deadline.Format("2006-01-02 15:04 UTC") + "</span> <code>/echo/*</code>",
-		"required from 2027-01-15 00:00 UTC</span> <code>/public/*</code>"} {
+	// Dates keep together on the page: non-breaking hyphens and spaces.
+	for _, want := range []string{"required from " + pages.KeepTogether(deadline.Format("2006-01-02 15:04 UTC")) + "</span> <code>/echo/*</code>",
+		"required from " + pages.KeepTogether("2027-01-15 00:00 UTC") + "</span> <code>/public/*</code>"} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the member page lacks %q", want)
 		}
@@ -401,7 +403,7 @@ func TestAdminShowsEnrolmentDeadline(t *testing.T) {
 	if r := admin.verify(e.code(adminSecret, 0), "/members/", false); r.status != http.StatusSeeOther {
 		t.Fatalf("the admin's code after two weeks: %d", r.status)
 	}
-	if r := admin.get("/.2fa/admin/member?id=bob"); !strings.Contains(r.body, "required now, since "+deadline.Format("2006-01-02 15:04 UTC")) {
+	if r := admin.get("/.2fa/admin/member?id=bob"); !strings.Contains(r.body, "required now, since "+pages.KeepTogether(deadline.Format("2006-01-02 15:04 UTC"))) {
 		t.Errorf("the member page past the deadline:\n%s", r.body)
 	}
 	out, code := twoFactorCLI(t, "members", "show", "--address", e.admin, "bob")

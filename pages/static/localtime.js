@@ -2,9 +2,10 @@
    each as <time class="when" datetime="2026-12-05T07:46:00Z"
    data-show="datetime|date|time"> with the text in UTC and its offset
    ("2026-12-05 07:46 UTC+00:00"); this script rewrites the text in the
-   same form for the browser's zone ("2026-12-05 16:46 UTC+09:00"), parts
-   joined by no-break spaces and the date's hyphens non-breaking (U+2011),
-   as the page writes them: browsers would break a line after a hyphen.
+   same form for the browser's zone ("2026-12-05 16:46 UTC+09:00"), the
+   time and its zone joined by a no-break space and the date's hyphens
+   non-breaking (U+2011), as the page writes them: browsers would break a
+   line after a hyphen.
    Without it the UTC text stays, which says its zone, so nothing depends
    on it. */
 (function () {
@@ -38,7 +39,9 @@
     } else if (style === "time") {
       text = clock + NBSP + offset(d);
     } else {
-      text = date + NBSP + clock + NBSP + offset(d);
+      // The date and the time may go on lines of their own in a narrow
+      // column; neither breaks inside.
+      text = date + " " + clock + NBSP + offset(d);
     }
     el.textContent = text;
     el.setAttribute("title", el.getAttribute("datetime"));
