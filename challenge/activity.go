@@ -51,6 +51,7 @@ var activityEvents = map[string]bool{
 	"new_browser": true, "default_method": true, "admin_unlock": true,
 	"admin_reset": true, "admin_devices": true, "admin_sessions": true, "admin_app_confirmed": true,
 	"admin_reset_requested": true, "admin_reset_withdrawn": true,
+	"webauthn_registered": true, "webauthn_removed": true, "webauthn_renamed": true, "webauthn_counter_regressed": true,
 }
 
 // ActivityEvents are the events a member's activity list may hold, sorted:

@@ -299,7 +299,7 @@ func (e *Engine) Reset(ctx context.Context, actor, member, why string) (MemberRe
 func (e *Engine) reset(ctx context.Context, actor, member, why string, extra ...zap.Field) (MemberResult, error) {
 	return e.memberAction(ctx, "admin_reset", actor, member, why, extra, func(u *User, res *MemberResult) {
 		res.Methods = u.Methods()
-		u.TOTP, u.Email, u.SMS, u.Default, u.Recovery = nil, nil, nil, "", nil
+		u.TOTP, u.Email, u.SMS, u.WebAuthn, u.Default, u.Recovery = nil, nil, nil, nil, "", nil
 		u.Epoch++
 		u.forgetDevices(res)
 	})

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/keyring"
@@ -57,6 +59,9 @@ const (
 	LimitDestination = "destination" // codes sent to this address or number
 	LimitAddress     = "address"     // codes requested from this client address
 	LimitSMSSite     = "sms_site"    // site-wide SMS budget this hour
+	// LimitWebAuthnStarts: passkey sign-ins begun by this user within
+	// the challenge TTL.
+	LimitWebAuthnStarts = "webauthn_starts"
 )
 
 func (e *LimitedError) Error() string {
@@ -138,6 +143,10 @@ type Config struct {
 	// follows notices. Optional.
 	Noticed func(received bool)
 
+	// WebAuthn sets up passkeys and security keys; off while its RPID
+	// is empty.
+	WebAuthn WebAuthnConfig
+
 	// Deadlines are the enrolment deadlines of the gateway's rules, for
 	// the admin pages' "required from" dates. Optional.
 	Deadlines []Deadline
@@ -211,6 +220,7 @@ func (c *Config) setDefaults() {
 	if c.SMSPerHour == 0 {
 		c.SMSPerHour = 100
 	}
+	c.WebAuthn.setDefaults()
 }
 
 // Validate reports the first invalid setting, naming it.
@@ -257,7 +267,7 @@ func (c Config) Validate() error {
 	case c.SMSPerHour < 1 || c.SMSPerHour > 1_000_000:
 		return fmt.Errorf("hourly_sms_site %d: must be between 1 and 1000000", c.SMSPerHour)
 	}
-	return nil
+	return c.WebAuthn.validate()
 }
 
 // Actor is who is acting and from where, for limits and the audit trail.
@@ -293,6 +303,10 @@ type Engine struct {
 	// later means the store lost its data.
 	storeID atomic.Pointer[string]
 	stale   staleSet // records sealed under an older key
+	// wa is the WebAuthn relying party, nil while WebAuthn is off;
+	// aaguids the authenticator models allowed, nil for any.
+	wa      *webauthn.WebAuthn
+	aaguids map[uuid.UUID]bool
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -302,6 +316,10 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		return nil, err
 	}
 	cfg.setDefaults()
+	wa, aaguids, err := newWebAuthn(cfg.WebAuthn)
+	if err != nil {
+		return nil, err
+	}
 	if now == nil {
 		now = time.Now
 	}
@@ -321,6 +339,8 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		emailID: kr.MACKey("member list addresses"),
 		keys:    kr.Fingerprint(),
 		stale:   staleSet{ids: map[string]bool{}},
+		wa:      wa,
+		aaguids: aaguids,
 	}, nil
 }
 

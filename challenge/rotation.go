@@ -47,6 +47,10 @@ func (e *Engine) sealedFields(u *User) []sealedField {
 			out = append(out, sealedField{m.name + " destination", e.dests, &m.c.Destination, destAAD(m.name, u.ID)})
 		}
 	}
+	for i := range u.WebAuthnCredentials() {
+		c := &u.WebAuthn.Credentials[i]
+		out = append(out, sealedField{"webauthn credential", e.secret, &c.Sealed, credentialAAD(u.ID, c.ID)})
+	}
 	if u.Recovery != nil {
 		out = append(out, sealedField{"recovery codes", e.secret, &u.Recovery.Sealed, recoveryAAD(u.ID)})
 	}

@@ -31,6 +31,8 @@ type User struct {
 	TOTP    *TOTPMethod `json:"totp,omitempty"`
 	Email   *CodeMethod `json:"email,omitempty"`
 	SMS     *CodeMethod `json:"sms,omitempty"`
+	// WebAuthn holds the member's passkeys and security keys.
+	WebAuthn *WebAuthnMethod `json:"webauthn,omitempty"`
 	// Default is the method the challenge page offers first.
 	Default string `json:"default,omitempty"`
 	// Recovery is the user's set of single-use recovery codes.
@@ -127,7 +129,7 @@ const (
 
 // Enrolled reports whether the user has a second factor.
 func (u *User) Enrolled() bool {
-	return u != nil && (u.TOTP != nil || u.Email != nil || u.SMS != nil)
+	return u != nil && (u.TOTP != nil || u.Email != nil || u.SMS != nil || u.hasWebAuthn())
 }
 
 // Has reports whether the user has enrolled the method.
@@ -142,18 +144,21 @@ func (u *User) Has(method string) bool {
 		return u.Email != nil
 	case MethodSMS:
 		return u.SMS != nil
+	case MethodWebAuthn:
+		return u.hasWebAuthn()
 	}
 	return false
 }
 
-// Methods lists the enrolled methods, the default first, then the
-// authenticator app before codes sent by email and SMS.
+// Methods lists the enrolled methods, the default first, then passkeys
+// and security keys (which cannot be phished), the authenticator app,
+// and codes sent by email and SMS.
 func (u *User) Methods() []string {
 	var out []string
 	if d := u.DefaultMethod(); d != "" {
 		out = append(out, d)
 	}
-	for _, m := range [...]string{MethodTOTP, MethodEmail, MethodSMS} {
+	for _, m := range methodOrder {
 		if u.Has(m) && (len(out) == 0 || out[0] != m) {
 			out = append(out, m)
 		}
@@ -161,13 +166,16 @@ func (u *User) Methods() []string {
 	return out
 }
 
+// methodOrder ranks the methods, strongest first.
+var methodOrder = [...]string{MethodWebAuthn, MethodTOTP, MethodEmail, MethodSMS}
+
 // DefaultMethod is the user's chosen default, or the strongest enrolled
 // method when the choice is unset or no longer enrolled.
 func (u *User) DefaultMethod() string {
 	if u.Has(u.Default) {
 		return u.Default
 	}
-	for _, m := range [...]string{MethodTOTP, MethodEmail, MethodSMS} {
+	for _, m := range methodOrder {
 		if u.Has(m) {
 			return m
 		}
@@ -180,7 +188,13 @@ func (u *User) DefaultMethod() string {
 // before the member enrolled (or was reset) cannot add a factor later
 // without the step-up that adding one now requires.
 func (u *User) factors() string {
-	return fmt.Sprintf("%d:%t:%t:%t", u.Epoch, u.TOTP != nil, u.Email != nil, u.SMS != nil)
+	f := fmt.Sprintf("%d:%t:%t:%t", u.Epoch, u.TOTP != nil, u.Email != nil, u.SMS != nil)
+	if u.hasWebAuthn() {
+		// Only when present, so enrolments begun before WebAuthn existed
+		// still finish.
+		f += ":webauthn"
+	}
+	return f
 }
 
 func (u *User) codeMethod(method string) *CodeMethod {
@@ -201,6 +215,18 @@ func (u *User) MethodDates(method string) (added, used time.Time, ok bool) {
 	}
 	if m := u.codeMethod(method); m != nil {
 		return m.Added, m.LastUsed, true
+	}
+	if method == MethodWebAuthn && u.hasWebAuthn() {
+		// The first added, and the latest use of any of them.
+		for i, c := range u.WebAuthn.Credentials {
+			if i == 0 || c.Added.Before(added) {
+				added = c.Added
+			}
+			if c.LastUsed.After(used) {
+				used = c.LastUsed
+			}
+		}
+		return added, used, true
 	}
 	return time.Time{}, time.Time{}, false
 }
@@ -542,15 +568,10 @@ func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allow
 			u.Email = nil
 		case MethodSMS:
 			u.SMS = nil
+		case MethodWebAuthn:
+			u.WebAuthn = nil
 		}
-		if u.Default == method {
-			u.Default = ""
-		}
-		if !u.Enrolled() {
-			u.Recovery = nil
-		}
-		u.Epoch++
-		u.Devices = nil
+		dropMethods(u)
 		return nil
 	})
 	if err != nil {

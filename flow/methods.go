@@ -166,10 +166,10 @@ func addedNotice(method string) string { return "method_added_" + method }
 
 // securityFailure reports whether an event of the member's activity is a
 // failure that may be someone else's doing: a wrong code at sign-in, a
-// lockout. The page shows those as failures; the member's own refused
+// lockout, a passkey or security key that may have been copied. The page shows those as failures; the member's own refused
 // changes and mistyped set-up codes are not.
 func securityFailure(event, result string) bool {
-	return (event == "verify" && result == "failure") || event == "lockout"
+	return (event == "verify" && result == "failure") || event == "lockout" || event == "webauthn_counter_regressed"
 }
 
 // activityText names an event of the member's activity (every event
@@ -239,6 +239,23 @@ func activityText(ev challenge.Activity, method string) (string, []any) {
 		return "activity_admin_sessions", nil
 	case "admin_app_confirmed":
 		return "activity_admin_app_confirmed", nil
+	case "webauthn_registered":
+		if ok {
+			return "activity_webauthn_added", nil
+		}
+		return "activity_webauthn_add_failed", nil
+	case "webauthn_removed":
+		if ok {
+			return "activity_webauthn_removed", nil
+		}
+		return "activity_webauthn_remove_refused", nil
+	case "webauthn_renamed":
+		if ok {
+			return "activity_webauthn_renamed", nil
+		}
+		return "activity_webauthn_rename_refused", nil
+	case "webauthn_counter_regressed":
+		return "activity_webauthn_cloned", nil
 	}
 	return "activity_other", nil
 }

@@ -21,7 +21,7 @@ func TestActivityNamesEveryEvent(t *testing.T) {
 	}
 	for _, ev := range events {
 		for _, result := range activityResults {
-			for _, method := range []string{"", "totp", "email", "sms", "recovery"} {
+			for _, method := range []string{"", "totp", "email", "sms", "recovery", "webauthn"} {
 				for _, replaced := range []bool{false, true} {
 					for _, lang := range []string{"en", "ja"} {
 						page := &pages.Page{Lang: lang}
