@@ -684,3 +684,62 @@ func TestWebAuthnConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// An admin reset takes the credentials with everything else, and a
+// registration begun before it cannot finish after it.
+func TestWebAuthnAdminReset(t *testing.T) {
+	onBothStores(t, waConfig(), func(t *testing.T, r *waRig) {
+		key := testwebauthn.New(waOrigin)
+		r.register(alice, key, "Key")
+		opts, err := r.a.BeginRegistration(ctx, alice, "before", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := testwebauthn.New(waOrigin).Create(opts)
+		if _, err := r.b.Reset(ctx, "admin endpoint", alice.User, "lost keys, ID checked"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.a.FinishRegistration(ctx, alice, "before", "Sneaky", body); !errors.Is(err, ErrExpired) {
+			t.Fatalf("registration begun before the reset: %v, want ErrExpired", err)
+		}
+		if _, err := r.a.BeginLogin(ctx, alice, "after"); !errors.Is(err, ErrNotEnrolled) {
+			t.Fatalf("sign-in after the reset: %v, want ErrNotEnrolled", err)
+		}
+		// Enrolling afresh works, with a new user handle.
+		old := key.UserHandle
+		fresh := testwebauthn.New(waOrigin)
+		r.register(alice, fresh, "New key")
+		if bytes.Equal(old, fresh.UserHandle) {
+			t.Fatal("the user handle outlived the reset")
+		}
+		if _, err := r.login(alice, fresh); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Credentials sealed under an older key still work, and move to the
+// current key with the next write.
+func TestWebAuthnKeyRotation(t *testing.T) {
+	f := newFixture(t, waConfig())
+	r := &waRig{t: t, a: f.e, b: f.e, clk: f.clk, audit: f.audit}
+	key := testwebauthn.New(waOrigin)
+	r.register(alice, key, "Key")
+	f.e = f.engine(waConfig(), otherKey, testKey)
+	r.a, r.b = f.e, f.e
+	if _, err := r.login(alice, key); err != nil {
+		t.Fatalf("login after rotation: %v", err)
+	}
+	u, err := f.e.State(ctx, alice.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if older, missing := f.e.keysOf(u); older || missing {
+		t.Fatalf("after a sign-in: sealed under an older key %t, a missing one %t", older, missing)
+	}
+	f.e = f.engine(waConfig(), otherKey)
+	r.a, r.b = f.e, f.e
+	if _, err := r.login(alice, key); err != nil {
+		t.Fatalf("login with the old key gone: %v", err)
+	}
+}
