@@ -241,6 +241,15 @@ const (
 	ceremonyLogin    = "login"
 )
 
+// minFlowToken is the shortest flow token a ceremony is bound to: an
+// empty or guessable one would bind it to the member alone, and any of
+// their browsers could answer it.
+const minFlowToken = 16
+
+// errNoFlow refuses a ceremony without a browser's flow token: a
+// caller's bug, never a member's doing.
+var errNoFlow = errors.New("challenge: a passkey ceremony needs the browser's flow token")
+
 // ceremonyKey binds the state to the member, the kind of ceremony and the
 // browser's flow token (hashed: the store never holds the token).
 func ceremonyKey(user, kind, flow string) string {
@@ -248,6 +257,9 @@ func ceremonyKey(user, kind, flow string) string {
 }
 
 func (e *Engine) putCeremony(ctx context.Context, a Actor, flow string, c ceremony) error {
+	if len(flow) < minFlowToken {
+		return errNoFlow
+	}
 	ttl := e.cfg.WebAuthn.ChallengeTTL
 	c.Expires = e.now().Add(ttl).UnixMilli()
 	raw, err := json.Marshal(c)
@@ -261,6 +273,9 @@ func (e *Engine) putCeremony(ctx context.Context, a Actor, flow string, c ceremo
 // began. Of two finishes at once, one gets it; a replay, another browser,
 // another member or a late answer gets ErrExpired.
 func (e *Engine) takeCeremony(ctx context.Context, a Actor, kind, flow string) (*ceremony, error) {
+	if len(flow) < minFlowToken {
+		return nil, ErrExpired
+	}
 	key := ceremonyKey(a.User, kind, flow)
 	raw, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -408,6 +423,10 @@ func (e *Engine) FinishRegistration(ctx context.Context, a Actor, flow, name str
 	if e.aaguids != nil && !e.aaguids[aaguid] {
 		return fail(ErrAuthenticatorNotAllowed, zap.String("aaguid", aaguid.String()))
 	}
+	if len(lc.ID) > maxCredentialID {
+		return fail(fmt.Errorf("%w: credential ID of %d bytes", ErrCredentialRefused, len(lc.ID)))
+	}
+	keep(lc)
 	sealedPlain, err := json.Marshal(lc)
 	if err != nil {
 		return nil, nil, err
@@ -474,6 +493,7 @@ func (e *Engine) BeginLogin(ctx context.Context, a Actor, flow string) ([]byte, 
 		return nil, err
 	}
 	if n > maxWebAuthnStarts {
+		e.Audit(a, "webauthn_start", "refused", zap.String("method", MethodWebAuthn), zap.String("reason", "too_often"))
 		return nil, &LimitedError{Until: e.now().Add(e.cfg.WebAuthn.ChallengeTTL), Limit: LimitWebAuthnStarts}
 	}
 	u, _, err := e.loadUser(ctx, a.User)
@@ -559,6 +579,13 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 		return fail(ErrCredentialRefused)
 	}
 	id := u.WebAuthn.Credentials[i].ID
+	if e.aaguids != nil {
+		// A credential registered before the list was set, or with a
+		// model since taken off it, no longer signs in.
+		if aaguid, err := uuid.Parse(u.WebAuthn.Credentials[i].AAGUID); err != nil || !e.aaguids[aaguid] {
+			return fail(ErrAuthenticatorNotAllowed, zap.String("credential", shortID(id)))
+		}
+	}
 	count := parsed.Response.AuthenticatorData.Counter
 	backedUp := parsed.Response.AuthenticatorData.Flags.HasBackupState()
 	var used WebAuthnCredential
@@ -602,6 +629,34 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 // Authenticators without a counter send 0 every time.
 func counterRegressed(stored, presented uint32) bool {
 	return (stored != 0 || presented != 0) && presented <= stored
+}
+
+// maxCredentialID is the longest credential ID WebAuthn allows (§5.1).
+const maxCredentialID = 1023
+
+// knownTransports are the transports a credential may be listed with;
+// at most one of each is kept.
+var knownTransports = []protocol.AuthenticatorTransport{
+	protocol.USB, protocol.NFC, protocol.BLE, protocol.SmartCard, protocol.Hybrid, protocol.Internal,
+}
+
+// keep trims a new credential to what its sign-ins need: the attestation
+// as received (client data, attestation object, authenticator data) is
+// checked once and not kept, since with "none" nothing signs it and a
+// client could pad it to fill the member's record; transports are kept
+// only when known, each once.
+func keep(lc *webauthn.Credential) {
+	lc.Attestation.ClientDataJSON = nil
+	lc.Attestation.ClientDataHash = nil
+	lc.Attestation.AuthenticatorData = nil
+	lc.Attestation.Object = nil
+	var ts []protocol.AuthenticatorTransport
+	for _, t := range lc.Transport {
+		if slices.Contains(knownTransports, t) && !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	lc.Transport = ts
 }
 
 // RenameCredential renames one of the member's credentials.
@@ -672,14 +727,23 @@ func dropMethods(u *User) {
 
 func shortID(id string) string { return id[:min(len(id), 8)] }
 
+// maxRefusalDetail bounds the library's words kept with a refusal: they
+// may quote what the client sent (an extension's name, say).
+const maxRefusalDetail = 128
+
 // refused wraps the library's reason for refusing a response, kept for
-// the audit trail (errors.Is(err, ErrCredentialRefused) holds).
+// the audit trail (errors.Is(err, ErrCredentialRefused) holds), cut to
+// maxRefusalDetail bytes.
 func refused(err error) error {
+	detail := err.Error()
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%w: %s: %s", ErrCredentialRefused, pe.Type, pe.Details)
+		detail = pe.Type + ": " + pe.Details
 	}
-	return fmt.Errorf("%w: %v", ErrCredentialRefused, err)
+	if len(detail) > maxRefusalDetail {
+		detail = strings.ToValidUTF8(detail[:maxRefusalDetail], "") + "…"
+	}
+	return fmt.Errorf("%w: %s", ErrCredentialRefused, detail)
 }
 
 // refusal is the audit fields of a refusal: the reason, and for a

@@ -35,8 +35,11 @@ type WebAuthnConfig struct {
 	// authenticator reports is its own claim either way.
 	Attestation string
 	// AAGUIDs, when set, are the only authenticator models (AAGUIDs, as
-	// UUIDs) that may be registered; an authenticator that reports none
-	// (all zeros) is refused too. Default: any.
+	// UUIDs) that may be registered and sign in; an authenticator that
+	// reports none (all zeros) is refused too. Advisory: without a
+	// metadata service the AAGUID is the authenticator's own claim, which
+	// keeps honest members to the models the operator supports but does
+	// not stop a forged one. Default: any.
 	AAGUIDs []string
 	// ChallengeTTL is how long a ceremony's challenge lives between its
 	// options and the browser's response. Default 2m; 30s to 10m.

@@ -66,7 +66,7 @@ func onBothStores(t *testing.T, cfg Config, test func(t *testing.T, r *waRig)) {
 // finishing on B.
 func (r *waRig) register(a Actor, auth *testwebauthn.Authenticator, name string) *WebAuthnCredential {
 	r.t.Helper()
-	opts, err := r.a.BeginRegistration(ctx, a, "flow-"+name, a.User+"@example.com")
+	opts, err := r.a.BeginRegistration(ctx, a, flowToken("flow-"+name), a.User+"@example.com")
 	if err != nil {
 		r.t.Fatalf("begin registration: %v", err)
 	}
@@ -74,7 +74,7 @@ func (r *waRig) register(a Actor, auth *testwebauthn.Authenticator, name string)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	_, c, err := r.b.FinishRegistration(ctx, a, "flow-"+name, name, body)
+	_, c, err := r.b.FinishRegistration(ctx, a, flowToken("flow-"+name), name, body)
 	if err != nil {
 		r.t.Fatalf("finish registration: %v", err)
 	}
@@ -85,7 +85,7 @@ func (r *waRig) register(a Actor, auth *testwebauthn.Authenticator, name string)
 // on B.
 func (r *waRig) login(a Actor, auth *testwebauthn.Authenticator) (*WebAuthnCredential, error) {
 	r.t.Helper()
-	opts, err := r.a.BeginLogin(ctx, a, "login-flow")
+	opts, err := r.a.BeginLogin(ctx, a, flowToken("login-flow"))
 	if err != nil {
 		r.t.Fatalf("begin login: %v", err)
 	}
@@ -93,7 +93,7 @@ func (r *waRig) login(a Actor, auth *testwebauthn.Authenticator) (*WebAuthnCrede
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	_, c, err := r.b.FinishLogin(ctx, a, "login-flow", body)
+	_, c, err := r.b.FinishLogin(ctx, a, flowToken("login-flow"), body)
 	return c, err
 }
 
@@ -122,7 +122,7 @@ func TestWebAuthnTwoCredentials(t *testing.T) {
 			t.Fatalf("name %q, want it trimmed", c1.Name)
 		}
 		// The second registration excludes the first credential.
-		opts, err := r.a.BeginRegistration(ctx, alice, "flow-phone", "alice@example.com")
+		opts, err := r.a.BeginRegistration(ctx, alice, flowToken("flow-phone"), "alice@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestWebAuthnTwoCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, c2, err := r.b.FinishRegistration(ctx, alice, "flow-phone", "Phone", body)
+		u, c2, err := r.b.FinishRegistration(ctx, alice, flowToken("flow-phone"), "Phone", body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,33 +209,33 @@ func TestWebAuthnCeremonyState(t *testing.T) {
 
 		t.Run("expired", func(t *testing.T) {
 			member("expired")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f1")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f1"))
 			body, _ := key.Get(opts)
 			r.clk.Advance(2*time.Minute + time.Second)
-			if _, _, err := r.b.FinishLogin(ctx, alice, "f1", body); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.b.FinishLogin(ctx, alice, flowToken("f1"), body); !errors.Is(err, ErrExpired) {
 				t.Fatalf("late answer: %v, want ErrExpired", err)
 			}
-			optsR, _ := r.a.BeginRegistration(ctx, alice, "f1r", "")
+			optsR, _ := r.a.BeginRegistration(ctx, alice, flowToken("f1r"), "")
 			bodyR, _ := testwebauthn.New(waOrigin).Create(optsR)
 			r.clk.Advance(2*time.Minute + time.Second)
-			if _, _, err := r.b.FinishRegistration(ctx, alice, "f1r", "Late", bodyR); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.b.FinishRegistration(ctx, alice, flowToken("f1r"), "Late", bodyR); !errors.Is(err, ErrExpired) {
 				t.Fatalf("late registration: %v, want ErrExpired", err)
 			}
 		})
 		t.Run("replayed", func(t *testing.T) {
 			member("replayed")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f2")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f2"))
 			body, _ := key.Get(opts)
-			if _, _, err := r.b.FinishLogin(ctx, alice, "f2", body); err != nil {
+			if _, _, err := r.b.FinishLogin(ctx, alice, flowToken("f2"), body); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := r.a.FinishLogin(ctx, alice, "f2", body); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.a.FinishLogin(ctx, alice, flowToken("f2"), body); !errors.Is(err, ErrExpired) {
 				t.Fatalf("replay: %v, want ErrExpired", err)
 			}
 		})
 		t.Run("concurrent", func(t *testing.T) {
 			member("concurrent")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f3")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f3"))
 			body, _ := key.Get(opts)
 			var wg sync.WaitGroup
 			errs := make([]error, 4) // losers count as failures: stay below max_failures
@@ -244,7 +244,7 @@ func TestWebAuthnCeremonyState(t *testing.T) {
 				if i%2 == 1 {
 					e = r.b
 				}
-				wg.Go(func() { _, _, errs[i] = e.FinishLogin(ctx, alice, "f3", body) })
+				wg.Go(func() { _, _, errs[i] = e.FinishLogin(ctx, alice, flowToken("f3"), body) })
 			}
 			wg.Wait()
 			ok := 0
@@ -262,30 +262,30 @@ func TestWebAuthnCeremonyState(t *testing.T) {
 		})
 		t.Run("another browser", func(t *testing.T) {
 			member("another-browser")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f4")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f4"))
 			body, _ := key.Get(opts)
-			if _, _, err := r.b.FinishLogin(ctx, alice, "f4-other", body); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.b.FinishLogin(ctx, alice, flowToken("f4-other"), body); !errors.Is(err, ErrExpired) {
 				t.Fatalf("other flow: %v, want ErrExpired", err)
 			}
 			// The browser that asked still can.
-			if _, _, err := r.b.FinishLogin(ctx, alice, "f4", body); err != nil {
+			if _, _, err := r.b.FinishLogin(ctx, alice, flowToken("f4"), body); err != nil {
 				t.Fatalf("own flow after the other's try: %v", err)
 			}
 		})
 		t.Run("another member's ceremony", func(t *testing.T) {
 			member("another-members-ceremony")
 			r.register(bob, testwebauthn.New(waOrigin), "Bob's")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f5")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f5"))
 			body, _ := key.Get(opts)
-			if _, _, err := r.b.FinishLogin(ctx, bob, "f5", body); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.b.FinishLogin(ctx, bob, flowToken("f5"), body); !errors.Is(err, ErrExpired) {
 				t.Fatalf("alice's answer as bob: %v, want ErrExpired", err)
 			}
 		})
 		t.Run("kinds apart", func(t *testing.T) {
 			member("kinds-apart")
-			opts, _ := r.a.BeginLogin(ctx, alice, "f6")
+			opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f6"))
 			body, _ := testwebauthn.New(waOrigin).Create(opts)
-			if _, _, err := r.b.FinishRegistration(ctx, alice, "f6", "X", body); !errors.Is(err, ErrExpired) {
+			if _, _, err := r.b.FinishRegistration(ctx, alice, flowToken("f6"), "X", body); !errors.Is(err, ErrExpired) {
 				t.Fatalf("sign-in challenge used to register: %v, want ErrExpired", err)
 			}
 		})
@@ -324,9 +324,9 @@ func TestWebAuthnRefusals(t *testing.T) {
 				if c.spoil != nil {
 					fresh := testwebauthn.New(waOrigin)
 					fresh.Key, fresh.Origin, fresh.RPID, fresh.Flags = auth.Key, auth.Origin, auth.RPID, auth.Flags
-					opts, _ := r.a.BeginRegistration(ctx, alice, "reg", "")
+					opts, _ := r.a.BeginRegistration(ctx, alice, flowToken("reg"), "")
 					body, _ := fresh.Create(opts)
-					if _, _, err := r.b.FinishRegistration(ctx, alice, "reg", "Spoilt", body); !errors.Is(err, ErrCredentialRefused) && c.name != "bad signature" {
+					if _, _, err := r.b.FinishRegistration(ctx, alice, flowToken("reg"), "Spoilt", body); !errors.Is(err, ErrCredentialRefused) && c.name != "bad signature" {
 						t.Fatalf("registration: %v, want ErrCredentialRefused", err)
 					}
 				}
@@ -337,7 +337,7 @@ func TestWebAuthnRefusals(t *testing.T) {
 		if _, err := r.login(alice, bobKey); !isLocked(err) {
 			t.Fatalf("sixth refusal: %v, want a lockout", err)
 		}
-		if _, err := r.a.BeginLogin(ctx, alice, "x"); !isLocked(err) {
+		if _, err := r.a.BeginLogin(ctx, alice, flowToken("x")); !isLocked(err) {
 			t.Fatalf("begin while locked: %v, want a lockout", err)
 		}
 		if _, err := r.login(bob, bobKey); err != nil {
@@ -360,9 +360,9 @@ func TestWebAuthnUserVerificationRequired(t *testing.T) {
 	onBothStores(t, cfg, func(t *testing.T, r *waRig) {
 		noPIN := testwebauthn.New(waOrigin)
 		noPIN.Flags = testwebauthn.FlagUP
-		opts, _ := r.a.BeginRegistration(ctx, alice, "f", "")
+		opts, _ := r.a.BeginRegistration(ctx, alice, flowToken("f"), "")
 		body, _ := noPIN.Create(opts)
-		if _, _, err := r.b.FinishRegistration(ctx, alice, "f", "No PIN", body); !errors.Is(err, ErrCredentialRefused) {
+		if _, _, err := r.b.FinishRegistration(ctx, alice, flowToken("f"), "No PIN", body); !errors.Is(err, ErrCredentialRefused) {
 			t.Fatalf("registration without UV: %v, want ErrCredentialRefused", err)
 		}
 		key := testwebauthn.New(waOrigin)
@@ -388,9 +388,9 @@ func TestWebAuthnAAGUIDAllowList(t *testing.T) {
 		}{{"another model", [16]byte{1, 2, 3}}, {"no model", [16]byte{}}} {
 			auth := testwebauthn.New(waOrigin)
 			auth.AAGUID = c.aaguid
-			opts, _ := r.a.BeginRegistration(ctx, alice, "f", "")
+			opts, _ := r.a.BeginRegistration(ctx, alice, flowToken("f"), "")
 			body, _ := auth.Create(opts)
-			if _, _, err := r.b.FinishRegistration(ctx, alice, "f", "K", body); !errors.Is(err, ErrAuthenticatorNotAllowed) {
+			if _, _, err := r.b.FinishRegistration(ctx, alice, flowToken("f"), "K", body); !errors.Is(err, ErrAuthenticatorNotAllowed) {
 				t.Fatalf("%s: %v, want ErrAuthenticatorNotAllowed", c.name, err)
 			}
 		}
@@ -466,12 +466,12 @@ func TestWebAuthnRemoveAndRename(t *testing.T) {
 
 		// Removal between a sign-in's options and its answer ends the
 		// credential's use at once, on the other instance too.
-		opts, _ := r.a.BeginLogin(ctx, alice, "f")
+		opts, _ := r.a.BeginLogin(ctx, alice, flowToken("f"))
 		body, _ := key.Get(opts)
 		if _, err := r.a.RemoveCredential(ctx, alice, c1.ID, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := r.b.FinishLogin(ctx, alice, "f", body); !errors.Is(err, ErrCredentialRefused) {
+		if _, _, err := r.b.FinishLogin(ctx, alice, flowToken("f"), body); !errors.Is(err, ErrCredentialRefused) {
 			t.Fatalf("removed credential: %v, want ErrCredentialRefused", err)
 		}
 		if _, err := r.login(alice, key); !errors.Is(err, ErrCredentialRefused) {
@@ -507,7 +507,7 @@ func TestWebAuthnRemoveAndRename(t *testing.T) {
 		if err != nil || u.Enrolled() || u.WebAuthn != nil {
 			t.Fatalf("removing the last with allowLast: %v, enrolled %t", err, u.Enrolled())
 		}
-		if _, err := r.a.BeginLogin(ctx, alice, "g"); !errors.Is(err, ErrNotEnrolled) {
+		if _, err := r.a.BeginLogin(ctx, alice, flowToken("g")); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("begin without credentials: %v", err)
 		}
 		if n := len(r.audited("webauthn_removed", "success")); n != 2 {
@@ -560,12 +560,12 @@ func TestCredentialNames(t *testing.T) {
 	// A bad name is refused before the ceremony is used up.
 	f := newFixture(t, waConfig())
 	auth := testwebauthn.New(waOrigin)
-	opts, _ := f.e.BeginRegistration(ctx, alice, "f", "")
+	opts, _ := f.e.BeginRegistration(ctx, alice, flowToken("f"), "")
 	body, _ := auth.Create(opts)
-	if _, _, err := f.e.FinishRegistration(ctx, alice, "f", strings.Repeat("x", 65), body); !isField(err, "name") {
+	if _, _, err := f.e.FinishRegistration(ctx, alice, flowToken("f"), strings.Repeat("x", 65), body); !isField(err, "name") {
 		t.Fatalf("long name: %v", err)
 	}
-	if _, _, err := f.e.FinishRegistration(ctx, alice, "f", "Fine", body); err != nil {
+	if _, _, err := f.e.FinishRegistration(ctx, alice, flowToken("f"), "Fine", body); err != nil {
 		t.Fatalf("the same ceremony with a good name: %v", err)
 	}
 }
@@ -577,7 +577,7 @@ func TestWebAuthnCredentialBound(t *testing.T) {
 		r.register(alice, testwebauthn.New(waOrigin), fmt.Sprint("Key ", i))
 		f.clk.Advance(time.Minute) // beyond the enrolment start limit
 	}
-	if _, err := f.e.BeginRegistration(ctx, alice, "f", ""); !errors.Is(err, ErrTooManyCredentials) {
+	if _, err := f.e.BeginRegistration(ctx, alice, flowToken("f"), ""); !errors.Is(err, ErrTooManyCredentials) {
 		t.Fatalf("eleventh: %v, want ErrTooManyCredentials", err)
 	}
 }
@@ -587,12 +587,12 @@ func TestWebAuthnBeginLimited(t *testing.T) {
 	r := &waRig{t: t, a: f.e, b: f.e, clk: f.clk, audit: f.audit}
 	r.register(alice, testwebauthn.New(waOrigin), "Key")
 	for i := range maxWebAuthnStarts {
-		if _, err := f.e.BeginLogin(ctx, alice, fmt.Sprint("f", i)); err != nil {
+		if _, err := f.e.BeginLogin(ctx, alice, flowToken(fmt.Sprint("f", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var lim *LimitedError
-	if _, err := f.e.BeginLogin(ctx, alice, "one more"); !errors.As(err, &lim) || lim.Limit != LimitWebAuthnStarts {
+	if _, err := f.e.BeginLogin(ctx, alice, flowToken("one more")); !errors.As(err, &lim) || lim.Limit != LimitWebAuthnStarts {
 		t.Fatalf("beyond the limit: %v", err)
 	}
 }
@@ -637,10 +637,10 @@ func TestWebAuthnOff(t *testing.T) {
 	if f.e.WebAuthnEnabled() {
 		t.Fatal("enabled without an RP ID")
 	}
-	if _, err := f.e.BeginRegistration(ctx, alice, "f", ""); !errors.Is(err, ErrWebAuthnOff) {
+	if _, err := f.e.BeginRegistration(ctx, alice, flowToken("f"), ""); !errors.Is(err, ErrWebAuthnOff) {
 		t.Fatalf("begin: %v", err)
 	}
-	if _, _, err := f.e.FinishLogin(ctx, alice, "f", []byte("{}")); !errors.Is(err, ErrWebAuthnOff) {
+	if _, _, err := f.e.FinishLogin(ctx, alice, flowToken("f"), []byte("{}")); !errors.Is(err, ErrWebAuthnOff) {
 		t.Fatalf("finish: %v", err)
 	}
 }
@@ -691,7 +691,7 @@ func TestWebAuthnAdminReset(t *testing.T) {
 	onBothStores(t, waConfig(), func(t *testing.T, r *waRig) {
 		key := testwebauthn.New(waOrigin)
 		r.register(alice, key, "Key")
-		opts, err := r.a.BeginRegistration(ctx, alice, "before", "")
+		opts, err := r.a.BeginRegistration(ctx, alice, flowToken("before"), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -699,10 +699,10 @@ func TestWebAuthnAdminReset(t *testing.T) {
 		if _, err := r.b.Reset(ctx, "admin endpoint", alice.User, "lost keys, ID checked"); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := r.a.FinishRegistration(ctx, alice, "before", "Sneaky", body); !errors.Is(err, ErrExpired) {
+		if _, _, err := r.a.FinishRegistration(ctx, alice, flowToken("before"), "Sneaky", body); !errors.Is(err, ErrExpired) {
 			t.Fatalf("registration begun before the reset: %v, want ErrExpired", err)
 		}
-		if _, err := r.a.BeginLogin(ctx, alice, "after"); !errors.Is(err, ErrNotEnrolled) {
+		if _, err := r.a.BeginLogin(ctx, alice, flowToken("after")); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("sign-in after the reset: %v, want ErrNotEnrolled", err)
 		}
 		// Enrolling afresh works, with a new user handle.
@@ -741,5 +741,74 @@ func TestWebAuthnKeyRotation(t *testing.T) {
 	r.a, r.b = f.e, f.e
 	if _, err := r.login(alice, key); err != nil {
 		t.Fatalf("login with the old key gone: %v", err)
+	}
+}
+
+// flowToken is a browser's flow token for a test: name, made as long as
+// the engine asks.
+func flowToken(name string) string { return "browser-flow-token-" + name }
+
+// A ceremony needs the browser's flow token: an empty or short one, which
+// would bind it to the member alone, is refused at the start and at the
+// finish.
+func TestWebAuthnNeedsFlowToken(t *testing.T) {
+	f := newFixture(t, waConfig())
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	for _, flow := range []string{"", "short"} {
+		if _, err := f.e.BeginRegistration(ctx, alice, flow, ""); !errors.Is(err, errNoFlow) {
+			t.Errorf("registration with flow %q: %v", flow, err)
+		}
+		if _, _, err := f.e.FinishRegistration(ctx, alice, flow, "Key", []byte("{}")); !errors.Is(err, ErrExpired) {
+			t.Errorf("finish with flow %q: %v", flow, err)
+		}
+	}
+}
+
+// A registration keeps what sign-ins need and no more: junk or repeated
+// transports are dropped, and the attestation as received is not kept,
+// so a client cannot fill the member's record through it.
+func TestWebAuthnKeepsOnlyWhatSignInNeeds(t *testing.T) {
+	f := newFixture(t, waConfig())
+	r := &waRig{t: t, a: f.e, b: f.e, clk: f.clk, audit: f.audit}
+	auth := testwebauthn.New(waOrigin)
+	auth.Transports = []string{"usb", "usb", "<img src=x onerror=alert(1)>", "nfc"}
+	for i := range 500 {
+		auth.Transports = append(auth.Transports, fmt.Sprintf("junk-%d", i))
+	}
+	c := r.register(alice, auth, "Key")
+	if strings.Join(c.Transports, ",") != "usb,nfc" {
+		t.Fatalf("transports kept: %v", c.Transports)
+	}
+	if len(c.Sealed) > 1024 {
+		t.Fatalf("the sealed credential is %d bytes: more than sign-ins need", len(c.Sealed))
+	}
+	if _, err := r.login(alice, auth); err != nil {
+		t.Fatalf("signing in with the trimmed credential: %v", err)
+	}
+}
+
+// An allow-list set after a credential was registered applies to its
+// sign-ins too: a model not on it no longer signs in.
+func TestWebAuthnAAGUIDAllowListAtSignIn(t *testing.T) {
+	f := newFixture(t, waConfig())
+	r := &waRig{t: t, a: f.e, b: f.e, clk: f.clk, audit: f.audit}
+	auth := testwebauthn.New(waOrigin)
+	auth.AAGUID = [16]byte{1, 2, 3}
+	r.register(alice, auth, "Old model")
+	cfg := waConfig()
+	cfg.WebAuthn.AAGUIDs = []string{"cb69481e-8ff7-4039-93ec-0a2729a154a8"}
+	listed := f.engine(cfg, testKey)
+	r.a, r.b = listed, listed
+	if _, err := r.login(alice, auth); !errors.Is(err, ErrAuthenticatorNotAllowed) {
+		t.Fatalf("a model off the list signing in: %v", err)
+	}
+}
+
+// The library's words kept with a refusal are bounded: they may quote
+// what the client sent.
+func TestWebAuthnRefusalDetailBounded(t *testing.T) {
+	err := refused(errors.New(strings.Repeat("x", 60_000)))
+	if !errors.Is(err, ErrCredentialRefused) || len(err.Error()) > len(ErrCredentialRefused.Error())+2+maxRefusalDetail+len("…") {
+		t.Fatalf("refusal of %d bytes", len(err.Error()))
 	}
 }
