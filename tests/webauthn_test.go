@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/caddy-twofactor/twofactor/examples/membersite"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testwebauthn"
 )
 
@@ -289,5 +292,54 @@ func TestPasskeyRegisterNeedsStepUp(t *testing.T) {
 	got := b.postJSON("/.2fa/webauthn/register/begin?from=settings", tok, nil).answer(t, http.StatusForbidden)
 	if got["error"] != "step_up_required" || !strings.HasPrefix(got["redirect"], "/.2fa/challenge?") {
 		t.Fatalf("register without a recent code: %v", got)
+	}
+}
+
+// Two gateway processes on one Redis, as behind a load balancer: each
+// ceremony begins on one and finishes on the other.
+func TestPasskeyAcrossInstancesOnRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n", testKey, srv.Addr)
+	// One relying party for both: the site's public address, whichever
+	// instance serves the request.
+	const site = "http://localhost:18443"
+	ins := startInstances(t, 2, global, defaultPolicy+"\n\tsite_url "+site+"\n\twebauthn\n", membersite.DemoMembers())
+	a, b := ins[0], ins[1]
+	key := testwebauthn.New(site)
+
+	onA := a.browser()
+	onA.login("alice")
+	tok := onA.csrf("/.2fa/enrol?return_to=%2Fecho%2Fx")
+	r := onA.postJSON("/.2fa/webauthn/register/begin?return_to=%2Fecho%2Fx", tok, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("register/begin on A: %d %s", r.status, r.body)
+	}
+	cred, err := key.Create([]byte(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onB := onA.on(b.env)
+	got := onB.postJSON("/.2fa/webauthn/register/finish?return_to=%2Fecho%2Fx&name=key", tok, cred).answer(t, http.StatusOK)
+	if got["credential"] == "" {
+		t.Fatalf("register/finish on B: %v", got)
+	}
+
+	other := b.browser()
+	other.login("alice")
+	options, tok := other.passkeyBegin("/echo/x")
+	got = other.on(a.env).passkeyFinish(key, options, tok, "?return_to=%2Fecho%2Fx").answer(t, http.StatusOK)
+	if got["redirect"] != "/echo/x" {
+		t.Fatalf("sign-in finished on A: %v", got)
+	}
+	if s, h := other.on(a.env).upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "webauthn" {
+		t.Fatalf("through A: %d %q", s, h.Get("X-2fa-Method"))
+	}
+	if s, h := other.upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "webauthn" {
+		t.Fatalf("through B: %d %q", s, h.Get("X-2fa-Method"))
+	}
+	// The ceremony is used up on both.
+	assertion, _ := key.Get(options)
+	if r := other.postJSON("/.2fa/webauthn/login/finish", other.csrfToken(t), assertion); r.status != http.StatusGone {
+		t.Fatalf("the same answer again on B: %d %s", r.status, r.body)
 	}
 }
