@@ -69,7 +69,7 @@ func (r *response) answer(t testing.TB, status int) map[string]string {
 func (b *browser) registerPasskey(a *testwebauthn.Authenticator, returnTo, name string) map[string]string {
 	b.t.Helper()
 	q := "?return_to=" + url.QueryEscape(returnTo)
-	tok := b.csrf("/.2fa/enrol" + q)
+	tok := b.csrfToken(b.t)
 	r := b.postJSON("/.2fa/webauthn/register/begin"+q, tok, nil)
 	if r.status != http.StatusOK || !strings.Contains(r.body, `"publicKey"`) {
 		b.t.Fatalf("register/begin: %d %s", r.status, r.body)
@@ -186,6 +186,16 @@ func TestPasskeyRegisterAndSignIn(t *testing.T) {
 	r = bob.passkeyFinish(key, options, bob.csrfToken(t), "")
 	if r.status != http.StatusConflict || strings.Contains(r.body, "alice") {
 		t.Fatalf("bob posting alice's answer: %d %s", r.status, r.body)
+	}
+	// With a passkey of his own, his ceremony still takes only his: an
+	// answer by alice's key is refused and counted.
+	bob.registerPasskey(testwebauthn.New(e.origin()), "/echo/x", "bob's key")
+	options, tok = bob.passkeyBegin("/echo/x")
+	if got := bob.passkeyFinish(key, options, tok, "").answer(t, http.StatusUnauthorized); got["error"] != "passkey_refused" {
+		t.Fatalf("bob answering with alice's key: %v", got)
+	}
+	if n := auditOf(e, "verify", "bob", map[string]any{"result": "failure", "method": "webauthn"}); n != 1 {
+		t.Fatalf("%d failed passkey verifications of bob audited, want 1", n)
 	}
 
 	// Rename, on the settings page's form (c verified just now).
