@@ -406,6 +406,11 @@ func (f *Flow) toChallenge(p *request, rt *route) error {
 	back := rt.path
 	if rt.method == http.MethodPost {
 		back, _, _ = strings.Cut(rt.path, "/")
+		if back == "webauthn" {
+			// Passkeys are added, renamed and removed from the
+			// settings page.
+			back = "methods"
+		}
 	}
 	back = f.cfg.Prefix + back + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
 	return goTo(p, rt, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(back), "step_up_required")

@@ -300,8 +300,14 @@ func TestPasskeyRegisterNeedsStepUp(t *testing.T) {
 	e.clock.Advance(11 * 60e9) // past step_up (10m)
 	tok := b.csrfToken(t)
 	got := b.postJSON("/.2fa/webauthn/register/begin?from=settings", tok, nil).answer(t, http.StatusForbidden)
-	if got["error"] != "step_up_required" || !strings.HasPrefix(got["redirect"], "/.2fa/challenge?") {
-		t.Fatalf("register without a recent code: %v", got)
+	if got["error"] != "step_up_required" || got["redirect"] != "/.2fa/challenge?return_to="+url.QueryEscape("/.2fa/methods?return_to=%2F") {
+		t.Fatalf("register without a recent code: %v, want the challenge, then the settings page", got)
+	}
+	// The settings page's forms likewise lead through the challenge and
+	// back to it.
+	r := b.post("/.2fa/webauthn/remove", url.Values{"csrf": {tok}, "credential": {"00"}, "confirm": {"yes"}})
+	if r.status != http.StatusSeeOther || r.location() != "/.2fa/challenge?return_to="+url.QueryEscape("/.2fa/methods?return_to=%2F") {
+		t.Fatalf("remove without a recent code: %d %q", r.status, r.location())
 	}
 }
 
