@@ -398,6 +398,12 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		session_idle <duration>
 //		session_lifetime <duration>
 //		step_up <duration>
+//		webauthn [{
+//			user_verification preferred|required
+//			attestation none|indirect|direct
+//			aaguids <uuid...>
+//			challenge_timeout <duration>
+//		}]
 //		templates <directory>
 //	}
 //
@@ -447,6 +453,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseDuration(d, &h.StepUp)
 		case "session_lifetime":
 			err = parseDuration(d, &h.SessionLifetime)
+		case "webauthn":
+			err = h.unmarshalWebAuthn(d)
 		case "templates":
 			err = parseString(d, &h.Templates)
 		default:

@@ -207,7 +207,7 @@ func TestRuleProvision(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rule := tt.rule
 			app := &App{}
-			err := rule.provision(testCaddyContext(t), app)
+			err := rule.provision(testCaddyContext(t), app, false)
 			if err == nil {
 				err = rule.validate(app)
 			}
@@ -238,7 +238,7 @@ func TestRuleProvision(t *testing.T) {
 
 func TestRuleProvisionKeepsConfig(t *testing.T) {
 	rule := Rule{Paths: []string{"/Members/*"}, Except: []string{"/Members/Public/*"}}
-	if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
+	if err := rule.provision(testCaddyContext(t), &App{}, false); err != nil {
 		t.Fatal(err)
 	}
 	// Protection is case-insensitive and covers the directory itself, but
@@ -260,7 +260,7 @@ func TestRuleFor(t *testing.T) {
 	}}
 	ctx := testCaddyContext(t)
 	for i, rule := range h.Protect {
-		if err := rule.provision(ctx, &App{}); err != nil {
+		if err := rule.provision(ctx, &App{}, false); err != nil {
 			t.Fatalf("rule %d: %v", i, err)
 		}
 	}

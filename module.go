@@ -627,6 +627,11 @@ type Handler struct {
 	// Default: 10m.
 	StepUp caddy.Duration `json:"step_up,omitempty"`
 
+	// Passkeys and security keys (WebAuthn) as a second factor, with the
+	// relying party taken from site_url, which it requires (see
+	// WebAuthn). Default: off.
+	WebAuthn *WebAuthn `json:"webauthn,omitempty"`
+
 	// Directory of templates that replace the built-in ones, file by file
 	// (challenge.html, enrol.html, layout.html, ...). Default: none.
 	Templates string `json:"templates,omitempty"`
@@ -753,8 +758,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.trusted = append(h.trusted, p.Masked())
 	}
+	if err := h.provisionWebAuthn(); err != nil {
+		return err
+	}
 	for i, rule := range h.Protect {
-		if err := rule.provision(ctx, h.app); err != nil {
+		if err := rule.provision(ctx, h.app, h.WebAuthn != nil); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
 		}
 		if d := rule.policy.Deadline; d != nil {
@@ -805,6 +813,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Logger:            h.logger,
 		Email:             h.app.email,
 		SMS:               h.app.sms,
+		WebAuthn:          h.WebAuthn != nil,
 		Backend:           h.app.backend,
 		Identify:          h.identify,
 		PolicyFor:         h.policyFor,
@@ -817,7 +826,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (rule *Rule) provision(ctx caddy.Context, app *App) error {
+// provision readies the rule; webAuthn says that its handler offers
+// passkeys, which a rule without its own methods then accepts.
+func (rule *Rule) provision(ctx caddy.Context, app *App, webAuthn bool) error {
 	rule.paths = caddyhttp.MatchPath(withDirectories(rule.Paths))
 	if err := rule.paths.Provision(ctx); err != nil {
 		return fmt.Errorf("paths: %w", err)
@@ -837,6 +848,9 @@ func (rule *Rule) provision(ctx caddy.Context, app *App) error {
 		return err
 	}
 	if len(rule.Methods) == 0 {
+		if webAuthn {
+			rule.policy.Methods = append(rule.policy.Methods, challenge.MethodWebAuthn)
+		}
 		for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 			if app.methodConfigured(m) {
 				rule.policy.Methods = append(rule.policy.Methods, m)

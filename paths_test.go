@@ -361,7 +361,7 @@ func FuzzProtectedPath(f *testing.F) {
 	members := &Handler{Protect: []*Rule{{Paths: []string{"/members/*"}}}}
 	denyByDefault := &Handler{Protect: []*Rule{{Paths: []string{"/*"}, Except: []string{"/public/*"}}}}
 	for _, h := range []*Handler{members, denyByDefault} {
-		if err := h.Protect[0].provision(ctx, &App{}); err != nil {
+		if err := h.Protect[0].provision(ctx, &App{}, false); err != nil {
 			f.Fatal(err)
 		}
 	}
@@ -404,7 +404,7 @@ func TestRuleForDenyByDefault(t *testing.T) {
 		{Paths: []string{"/*"}, Except: []string{"/", "/login", "/public/*"}},
 	}}
 	for _, rule := range h.Protect {
-		if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
+		if err := rule.provision(testCaddyContext(t), &App{}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -455,7 +455,7 @@ func TestRuleForMisreadPaths(t *testing.T) {
 	members := &Handler{Protect: []*Rule{{Paths: []string{"/members/*", "/admin/*", "/会員/*"}, Except: []string{"*.css"}}}}
 	denyByDefault := &Handler{Protect: []*Rule{{Paths: []string{"/*"}, Except: []string{"/public/*", "/お知らせ/*"}}}}
 	for _, h := range []*Handler{members, denyByDefault} {
-		if err := h.Protect[0].provision(testCaddyContext(t), &App{}); err != nil {
+		if err := h.Protect[0].provision(testCaddyContext(t), &App{}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -532,7 +532,7 @@ func TestRuleForNoAllocationOnOrdinaryPaths(t *testing.T) {
 		{Paths: []string{"/*"}, Except: []string{"/", "/login", "/public/*", "*.css"}},
 	}}
 	for _, rule := range h.Protect {
-		if err := rule.provision(testCaddyContext(t), &App{}); err != nil {
+		if err := rule.provision(testCaddyContext(t), &App{}, false); err != nil {
 			t.Fatal(err)
 		}
 	}

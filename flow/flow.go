@@ -148,6 +148,9 @@ type Config struct {
 	Logger *zap.Logger
 	Email  notify.Sender // nil: no codes by email
 	SMS    notify.Sender // nil: no codes by SMS
+	// WebAuthn offers passkeys and security keys (the engine has a
+	// relying party for this site).
+	WebAuthn bool
 
 	// Backend returns the engine and the jar, or nil while the store is
 	// not open or cannot be trusted (then everything answers 503).
@@ -243,6 +246,9 @@ func MethodOffered(method string, email, sms notify.Sender) bool {
 
 // methodConfigured reports whether this site can offer method.
 func (f *Flow) methodConfigured(method string) bool {
+	if method == challenge.MethodWebAuthn {
+		return f.cfg.WebAuthn
+	}
 	return MethodOffered(method, f.cfg.Email, f.cfg.SMS)
 }
 
@@ -407,11 +413,7 @@ func (f *Flow) engineError(p *request, err error) (bool, error) {
 	var limited *challenge.LimitedError
 	switch {
 	case errors.As(err, &locked):
-		if locked.Started {
-			if u, serr := p.e.State(p.r.Context(), p.id.ID); serr == nil {
-				f.notice(p, u, notify.NoticeData{Kind: "lockout"})
-			}
-		}
+		f.lockoutNotice(p, locked)
 		return true, f.locked(p, locked.Until)
 	case errors.As(err, &limited):
 		return true, f.limited(p, limited)
@@ -424,6 +426,17 @@ func (f *Flow) engineError(p *request, err error) (bool, error) {
 		return false, nil
 	}
 	return true, f.unavailable(p, "engine", err)
+}
+
+// lockoutNotice tells the member by email when this refusal started a
+// lockout.
+func (f *Flow) lockoutNotice(p *request, locked *challenge.LockedError) {
+	if !locked.Started {
+		return
+	}
+	if u, err := p.e.State(p.r.Context(), p.id.ID); err == nil {
+		f.notice(p, u, notify.NoticeData{Kind: "lockout"})
+	}
 }
 
 // memberID is an ID an admin typed, compared as the identity compares

@@ -120,12 +120,18 @@ func (f *Flow) removeMethod(p *request) error {
 	// Told at the address known before the change, which may be the one
 	// just removed.
 	f.notice(p, u, notify.NoticeData{Kind: "method_removed", Method: method})
+	return f.removed(p, next, method)
+}
+
+// removed goes on after a method or passkey was removed: without a
+// second factor left, the session ends; otherwise the same session under
+// the new epoch (a change is not a new code, so the step-up window and
+// the session's lifetime run on unchanged), back to the settings page.
+func (f *Flow) removed(p *request, next *challenge.User, method string) error {
 	if !next.Enrolled() {
 		p.jar.EndSession(p.w, p.r)
 		return seeOther(p, p.page.ReturnTo)
 	}
-	// The same session under the new epoch: a change is not a new code,
-	// so the step-up window and the session's lifetime run on unchanged.
 	s := *p.session
 	s.ID = session.NewID()
 	s.Epoch = next.Epoch

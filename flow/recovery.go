@@ -45,10 +45,12 @@ func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	return seeOther(p, f.pageURL(p, "recovery"))
 }
 
-// renewRecoveryPage asks a member who used a recovery code for a new set;
-// with none due it goes on to where the member was going.
+// renewRecoveryPage asks a member who used a recovery code for a new set,
+// or one enrolled without a set yet (a first passkey, registered by a
+// script that cannot show codes) for their first; otherwise it goes on to
+// where the member was going.
 func (f *Flow) renewRecoveryPage(p *request) error {
-	if !p.user.MustRenewRecovery() {
+	if !p.user.MustRenewRecovery() && p.user.Recovery != nil {
 		return seeOther(p, p.page.ReturnTo)
 	}
 	return f.render(p, http.StatusOK, "recovery_renew")

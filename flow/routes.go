@@ -118,6 +118,13 @@ var routes = []route{
 	{"POST", "methods/recovery", signedIn | csrfToken | enrolled | stepUp, (*Flow).newRecoveryCodes},
 	{"POST", "methods/devices", signedIn | csrfToken | enrolled | stepUp, (*Flow).forgetDevices},
 
+	{"POST", "webauthn/login/begin", signedIn | csrfToken | enrolled, (*Flow).webAuthnLoginBegin},
+	{"POST", "webauthn/login/finish", signedIn | csrfToken | enrolled, (*Flow).webAuthnLoginFinish},
+	{"POST", "webauthn/register/begin", signedIn | csrfToken | mayEnrol, (*Flow).webAuthnRegisterBegin},
+	{"POST", "webauthn/register/finish", signedIn | csrfToken | mayEnrol, (*Flow).webAuthnRegisterFinish},
+	{"POST", "webauthn/rename", signedIn | csrfToken | enrolled | stepUp, (*Flow).webAuthnRename},
+	{"POST", "webauthn/remove", signedIn | csrfToken | enrolled | stepUp, (*Flow).webAuthnRemove},
+
 	{"GET", "recovery", signedIn | enrolled | stepUpOrRenewal, (*Flow).renewRecoveryPage},
 	{"POST", "recovery", signedIn | csrfToken | enrolled | stepUpOrRenewal, (*Flow).newRecoveryCodes},
 
@@ -195,7 +202,12 @@ const maxFormBytes = 16 << 10
 func (f *Flow) parseForm(p *request, rt *route) (bool, error) {
 	r := p.r
 	limit, large := largeForms[rt.path]
-	if !large {
+	switch {
+	case jsonRoutes[rt.path]:
+		// The body is the script's JSON, read by the route itself.
+		r.Body = http.MaxBytesReader(p.w, r.Body, maxWebAuthnBody)
+		return false, nil
+	case !large:
 		limit = maxFormBytes
 	}
 	r.Body = http.MaxBytesReader(p.w, r.Body, limit)
@@ -297,14 +309,18 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	}
 	p.csrf = p.jar.CSRFSecret(r)
 	if rt.guards&csrfToken != 0 {
-		if !sameOrigin(r) || p.csrf == "" || !p.jar.CSRFValid(p.csrf, p.id.ID, r.PostForm.Get("csrf")) {
+		token := r.PostForm.Get("csrf")
+		if jsonRoutes[rt.path] {
+			token = r.Header.Get(csrfHeader)
+		}
+		if !sameOrigin(r) || p.csrf == "" || !p.jar.CSRFValid(p.csrf, p.id.ID, token) {
 			p.e.Audit(f.actor(r, p.id.ID), "csrf_refused", "refused", zap.String("page", rt.path))
 			return true, f.message(p.w, r, http.StatusForbidden, "error_title", "csrf_failed", nil, "")
 		}
 	}
 
 	returnTo, from := r.URL.Query().Get("return_to"), r.URL.Query().Get("from")
-	if rt.method == http.MethodPost {
+	if rt.method == http.MethodPost && !jsonRoutes[rt.path] {
 		returnTo, from = r.PostForm.Get("return_to"), r.PostForm.Get("from")
 	}
 	if returnTo = SafeReturnPath(returnTo); returnTo == "" {
@@ -346,7 +362,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		return f.adminStepUp(p, rt)
 	}
 	if rt.guards&enrolled != 0 && !p.user.Enrolled() {
-		return true, seeOther(p, f.pageURL(p, "enrol"))
+		return true, goTo(p, rt, f.pageURL(p, "enrol"), "not_enrolled")
 	}
 	guarded := f.adminGuarded(p)
 	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) {
@@ -390,9 +406,14 @@ func (f *Flow) toChallenge(p *request, rt *route) error {
 	back := rt.path
 	if rt.method == http.MethodPost {
 		back, _, _ = strings.Cut(rt.path, "/")
+		if back == "webauthn" {
+			// Passkeys are added, renamed and removed from the
+			// settings page.
+			back = "methods"
+		}
 	}
 	back = f.cfg.Prefix + back + "?return_to=" + url.QueryEscape(p.page.ReturnTo)
-	return seeOther(p, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(back))
+	return goTo(p, rt, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(back), "step_up_required")
 }
 
 // newCSRF gives the browser a fresh CSRF secret. It is also rotated after

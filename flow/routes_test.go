@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -159,7 +160,15 @@ func (fx *fixture) do(rt *route, br browser, token string) *httptest.ResponseRec
 		body = strings.NewReader("")
 	}
 	r := httptest.NewRequest(rt.method, target, body)
-	if rt.method == http.MethodPost {
+	switch {
+	case jsonRoutes[rt.path]:
+		// A script's post: the token in its header, the body JSON.
+		r = httptest.NewRequest(rt.method, target, strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			r.Header.Set(csrfHeader, token)
+		}
+	case rt.method == http.MethodPost:
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	if br.user != "" {
@@ -199,7 +208,20 @@ func (fx *fixture) token(br browser) string { return fx.b.Jar.CSRFToken(br.csrf,
 func routeName(rt *route) string { return rt.method + " " + rt.path }
 
 func toChallenge(w *httptest.ResponseRecorder) bool {
-	return w.Code == http.StatusSeeOther && strings.HasPrefix(w.Header().Get("Location"), "/.2fa/challenge?")
+	return strings.HasPrefix(sentTo(w), "/.2fa/challenge?")
+}
+
+// sentTo is where a page's redirect, or a JSON route's refusal, sends the
+// member on to.
+func sentTo(w *httptest.ResponseRecorder) string {
+	if w.Code == http.StatusSeeOther {
+		return w.Header().Get("Location")
+	}
+	var answer struct{ Redirect string }
+	if w.Code == http.StatusForbidden && json.Unmarshal(w.Body.Bytes(), &answer) == nil {
+		return answer.Redirect
+	}
+	return ""
 }
 
 func TestEveryRouteNeedsASignedInMember(t *testing.T) {
@@ -309,7 +331,7 @@ func TestMembersWithoutASecondFactor(t *testing.T) {
 		w := fx.do(rt, br, fx.token(br))
 		switch {
 		case rt.guards&enrolled != 0:
-			if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "/.2fa/enrol?") {
+			if !strings.HasPrefix(sentTo(w), "/.2fa/enrol?") {
 				t.Errorf("%s for a member without a factor: %d %q, want enrolment", routeName(rt), w.Code, w.Header().Get("Location"))
 			}
 		case rt.guards&mayEnrol != 0:

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +143,7 @@ func (e *env) caddyfile(s setup) string {
 		policy = defaultPolicy
 	}
 	policy = strings.ReplaceAll(policy, "{SITE}", e.siteURL)
+	policy = strings.ReplaceAll(policy, "{PORT}", strconv.Itoa(e.port)) // the gateway's, for site_url
 	extra := strings.ReplaceAll(s.extra, "{ECHO}", strings.TrimPrefix(e.echoURL, "http://"))
 	scheme, tlsLine := "http", ""
 	if e.https {
