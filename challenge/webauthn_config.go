@@ -123,9 +123,11 @@ func checkRPID(id string) error {
 	if id != strings.ToLower(id) || strings.ContainsAny(id, ":/ ") || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") {
 		return fmt.Errorf("webauthn_rp_id %q: must be a lowercase host name, without scheme, port or path", id)
 	}
-	if localHost(id) {
+	if id == "localhost" {
 		return nil
 	}
+	// Browsers and the library refuse an IP address as the ID, 127.0.0.1
+	// too (it may still be an origin's host under localhost's rules).
 	if net.ParseIP(id) != nil {
 		return fmt.Errorf("webauthn_rp_id %q: must be a domain name, not an IP address", id)
 	}

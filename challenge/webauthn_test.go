@@ -660,6 +660,7 @@ func TestWebAuthnConfigValidation(t *testing.T) {
 		{func(c *WebAuthnConfig) { c.RPID = "example.com:443" }, "webauthn_rp_id"},
 		{func(c *WebAuthnConfig) { c.RPID = "co.uk"; c.Origins = []string{"https://x.co.uk"} }, "webauthn_rp_id"},
 		{func(c *WebAuthnConfig) { c.RPID = "192.0.2.1"; c.Origins = []string{"https://192.0.2.1"} }, "webauthn_rp_id"},
+		{func(c *WebAuthnConfig) { c.RPID = "127.0.0.1"; c.Origins = []string{"http://127.0.0.1:8080"} }, "webauthn_rp_id"},
 		{func(c *WebAuthnConfig) { c.Origins = nil }, "webauthn_origins"},
 		{func(c *WebAuthnConfig) { c.Origins = []string{"http://login.example.com"} }, "webauthn_origins"},
 		{func(c *WebAuthnConfig) { c.Origins = []string{"https://example.net"} }, "webauthn_origins"},
