@@ -100,7 +100,7 @@ func keepTogether(s string) string {
 	return stampJoiner.Replace(s)
 }
 
-var stampJoiner = strings.NewReplacer(" ", "\u00a0", "-", "\u2011")
+var stampJoiner = strings.NewReplacer(" ", nbsp, "-", nbhy)
 
 // KeepTogether is keepTogether for a time stamp a page shows outside a
 // message, such as in a list of details.

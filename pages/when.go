@@ -10,12 +10,15 @@ import (
 // Times on the member's pages. The server does not know the member's time
 // zone, so it writes UTC with its offset, and static/localtime.js, where
 // it runs, rewrites each <time class="when"> into the browser's zone in
-// the same form. A date and its time are read as one value and must not
-// wrap: browsers break lines after a hyphen, so the date's hyphens are
-// non-breaking hyphens (U+2011), and the parts are joined with no-break
-// spaces. The datetime attribute keeps the plain value for machines.
+// the same form. A date, and a time of day with its zone, each read as one
+// value and must not wrap inside: browsers break lines after a hyphen, so
+// the date's hyphens are non-breaking hyphens (U+2011), and a time is
+// joined to its zone with a no-break space; between the date and the time
+// a narrow column may break. The datetime attribute keeps the plain value
+// for machines.
 
-// nbsp joins the parts of one time; nbhy separates a date's parts.
+// nbsp joins the parts of one value; nbhy separates a date's parts. The
+// stamps given to messages keep together with the same (wait.go).
 const (
 	nbsp = "\u00a0"
 	nbhy = "\u2011"
