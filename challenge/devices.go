@@ -98,8 +98,16 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 // is live, from the user's current factor epoch, and no older than maxAge
 // (the path's own remember-device limit, which may be shorter than the one
 // the device was remembered under). It returns the method the device
-// stands in for, which the caller checks against what the path accepts.
+// stands in for.
 func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration) (*User, string, error) {
+	return e.UseDeviceFor(ctx, a, id, maxAge, nil)
+}
+
+// UseDeviceFor is UseDevice on a path that accepts only the methods
+// accepts reports true for (nil: any): a device remembered after another
+// method is refused there (ErrDeviceUnknown), audited as such and not
+// marked used, and stays good where its method is accepted.
+func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration, accepts func(method string) bool) (*User, string, error) {
 	key := deviceKey(a.User, id)
 	raw, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -129,12 +137,6 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 		e.Audit(a, "device_used", "refused", zap.String("reason", "stale"))
 		return nil, "", ErrDeviceUnknown
 	}
-	d.LastUsed = now.UTC()
-	if next, err := json.Marshal(d); err == nil {
-		// Last-used is informational; losing a race to a revocation must
-		// not bring the record back, hence the compare-and-swap.
-		_, _ = e.store.CompareAndSwap(ctx, key, raw, next, d.Expires.Sub(now))
-	}
 	method := d.Method
 	if method == "" {
 		method = MethodTOTP
@@ -142,6 +144,17 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 	if !u.Has(method) {
 		e.Audit(a, "device_used", "refused", zap.String("reason", "method_removed"))
 		return nil, "", ErrDeviceUnknown
+	}
+	if accepts != nil && !accepts(method) {
+		e.Audit(a, "device_used", "refused", zap.String("device", d.ID[:8]), zap.String("method", method),
+			zap.String("reason", "method_not_accepted"))
+		return nil, "", ErrDeviceUnknown
+	}
+	d.LastUsed = now.UTC()
+	if next, err := json.Marshal(d); err == nil {
+		// Last-used is informational; losing a race to a revocation must
+		// not bring the record back, hence the compare-and-swap.
+		_, _ = e.store.CompareAndSwap(ctx, key, raw, next, d.Expires.Sub(now))
 	}
 	e.Audit(a, "device_used", "success", zap.String("device", d.ID[:8]), zap.String("method", method))
 	return u, method, nil

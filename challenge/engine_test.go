@@ -724,3 +724,32 @@ func TestKeysShareHashTag(t *testing.T) {
 		}
 	}
 }
+
+// A device remembered after the app is refused where only passkeys are
+// accepted, audited with the reason, not marked used, and still good
+// where the app is accepted.
+func TestRememberedDeviceForTheMethodsAccepted(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.enrol("alice")
+	a := Actor{User: "alice", IP: "192.0.2.1"}
+	id := [16]byte{7}
+	if _, err := f.e.RememberDevice(ctx, a, id, 30*24*time.Hour, MethodTOTP); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Hour)
+	passkeysOnly := func(m string) bool { return m == MethodWebAuthn }
+	if _, _, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, passkeysOnly); !errors.Is(err, ErrDeviceUnknown) {
+		t.Fatalf("a device remembered after the app, where only passkeys are accepted: %v", err)
+	}
+	if n := f.count("device_used", "reason", "method_not_accepted"); n != 1 {
+		t.Fatalf("%d refusals audited with method_not_accepted, want 1", n)
+	}
+	devices, err := f.e.Devices(ctx, "alice")
+	if err != nil || len(devices) != 1 || !devices[0].LastUsed.IsZero() && !devices[0].LastUsed.Before(f.clk.Now()) {
+		t.Fatalf("the refused device was marked used, or forgotten: %v %+v", err, devices)
+	}
+	_, method, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, func(m string) bool { return m == MethodTOTP })
+	if err != nil || method != MethodTOTP {
+		t.Fatalf("the same device where the app is accepted: %q %v", method, err)
+	}
+}

@@ -47,16 +47,15 @@ func (f *Flow) UseRememberedDevice(w http.ResponseWriter, r *http.Request, b *Ba
 	}
 	ctx, cancel := withTimeout(r)
 	defer cancel()
-	u, method, err := b.Engine.UseDevice(ctx, f.actor(r, id.ID), d.ID, pol.Remember)
+	// A device remembered after a method these paths do not accept (the
+	// app, where only passkeys are) is refused here and still good where
+	// that method is.
+	u, method, err := b.Engine.UseDeviceFor(ctx, f.actor(r, id.ID), d.ID, pol.Remember, pol.Allows)
 	if errors.Is(err, challenge.ErrDeviceUnknown) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
-	}
-	if !pol.Allows(method) {
-		// Remembered after a method these paths do not accept.
-		return false, nil
 	}
 	// The session carries the device's ID, so forgetting the device ends
 	// the session too.
