@@ -306,25 +306,28 @@ func (e *Engine) reset(ctx context.Context, actor, member, why string, extra ...
 }
 
 // errNoUnprovenApp refuses to confirm an app that needs no confirming.
-var errNoUnprovenApp = &InputError{"member", "has no authenticator app waiting for an admin's confirmation"}
+var errNoUnprovenApp = &InputError{"member", "has no authenticator app waiting for an admin's confirmation, and no passkey"}
 
-// ConfirmApp confirms the member's unproven app (TOTPMethod.Unproven) for
-// the admin pages, once the confirming admin has checked with the member,
-// as for a reset, that the app is theirs. The caller refuses a member
-// confirming their own.
+// ConfirmApp confirms the member's unproven app (TOTPMethod.Unproven) and
+// passkeys (WebAuthnCredential.Unproven) for the admin pages, once the
+// confirming admin has checked with the member, as for a reset, that they
+// are theirs. The caller refuses a member confirming their own.
 func (e *Engine) ConfirmApp(ctx context.Context, actor, member, why string) (MemberResult, error) {
 	if member != "" && checkReason(why) == nil {
 		// An app that needs no confirming is refused, not confirmed
 		// again: a misspelt ID would pass silently.
 		if u, err := e.record(ctx, member); err != nil {
 			return MemberResult{}, err
-		} else if u == nil || u.TOTP == nil || !u.TOTP.Unproven {
+		} else if u == nil || !u.FactorUnproven() {
 			return MemberResult{}, errNoUnprovenApp
 		}
 	}
 	return e.memberAction(ctx, "admin_app_confirmed", actor, member, why, nil, func(u *User, _ *MemberResult) {
 		if u.TOTP != nil {
 			u.TOTP.Unproven = false
+		}
+		for i := range u.WebAuthnCredentials() {
+			u.WebAuthn.Credentials[i].Unproven = false
 		}
 	})
 }

@@ -70,3 +70,30 @@ func TestUnprovenApp(t *testing.T) {
 		t.Fatalf("confirming a member with no record: %v", err)
 	}
 }
+
+// A code from an unproven app proves nothing more: an app replaced after
+// it stays unproven, as does one replaced after an email code first.
+func TestAppReplacedAfterAnUnprovenAppStaysUnproven(t *testing.T) {
+	f := newCodeFixture(t, Config{})
+	bob := Actor{User: "bob", IP: "192.0.2.2"}
+	f.enrolCode(bob, MethodEmail, "bob@example.com", false)
+	for i, stepUp := range []string{MethodEmail, MethodTOTP} {
+		start := f.e.StartTOTP
+		if i > 0 {
+			start = f.e.StartTOTPReplacement
+		}
+		a := Actor{User: "bob", IP: "192.0.2.2", StepUp: stepUp}
+		en, err := start(ctx, a, "Example", "bob", "flow-bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := f.e.ConfirmTOTP(ctx, a, "flow-bob", f.code(en.Secret, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(30 * time.Second)
+		if !u.TOTP.Unproven || u.Proven(MethodTOTP) {
+			t.Fatalf("an app added after step-up %q, bob having only email then an unproven app: proven", stepUp)
+		}
+	}
+}

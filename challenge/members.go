@@ -130,8 +130,8 @@ type MemberSummary struct {
 	LockedUntil  *time.Time `json:"locked_until,omitempty"`
 	FirstSeen    *time.Time `json:"first_seen,omitempty"`
 	LastSeen     *time.Time `json:"last_seen,omitempty"`
-	// AppUnproven reports an app that the admin pages refuse until an
-	// admin confirms it (ConfirmApp).
+	// AppUnproven reports an app or a passkey that the admin pages refuse
+	// until an admin confirms it (ConfirmApp).
 	AppUnproven bool `json:"app_unproven,omitempty"`
 	// Deadlines are, for a member without a second factor, when each
 	// rule with an enrolment deadline requires one (a grace rule only
@@ -402,7 +402,7 @@ func (e *Engine) summary(st *memberState) MemberSummary {
 	if u := st.u; u != nil {
 		m.Enrolled = u.Enrolled()
 		m.Methods = append(m.Methods, u.Methods()...)
-		m.AppUnproven = u.TOTP != nil && u.TOTP.Unproven
+		m.AppUnproven = u.FactorUnproven()
 		if u.Recovery != nil {
 			m.RecoveryLeft = u.Recovery.Left
 		}

@@ -263,7 +263,8 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 		now := e.now().UTC()
 		// Epoch moves on with every first factor, reset and removal of
 		// the last method: above 0, the member had factors before.
-		unproven := u.Epoch > 0 && a.StepUp != MethodTOTP
+		// A code from an unproven app proves no more than the app did.
+		unproven := u.Epoch > 0 && !u.Proven(a.StepUp)
 		firstFactor(u)
 		if p.Replace {
 			// The old phone's sessions and remembered devices end.

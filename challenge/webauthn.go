@@ -109,6 +109,12 @@ type WebAuthnCredential struct {
 	// SignCount is the authenticator's signature counter at the last
 	// use; 0 for authenticators without one (most synced passkeys).
 	SignCount uint32 `json:"sign_count,omitempty"`
+	// Unproven marks a credential added as TOTPMethod.Unproven marks an
+	// app: by a member who had had factors before, without a session
+	// verified with a proven app or passkey (see User.Proven). Where the
+	// admin pages accept passkeys, it opens them only once another admin
+	// confirms it (ConfirmApp).
+	Unproven bool `json:"unproven,omitempty"`
 	// Sealed is the library's credential record (credential ID, public
 	// key, flags, attestation), as JSON, sealed.
 	Sealed []byte `json:"sealed"`
@@ -126,6 +132,28 @@ func (u *User) WebAuthnCredentials() []WebAuthnCredential {
 }
 
 func (u *User) hasWebAuthn() bool { return u.WebAuthn != nil && len(u.WebAuthn.Credentials) > 0 }
+
+// Proven reports whether a session verified with method shows more than
+// a stolen password with a mailbox or phone would: an app that is not
+// Unproven, or passkeys none of which is (a session does not say which
+// of them was used). Codes sent by email or SMS and recovery codes never
+// do.
+func (u *User) Proven(method string) bool {
+	switch method {
+	case MethodTOTP:
+		return u.TOTP != nil && !u.TOTP.Unproven
+	case MethodWebAuthn:
+		return u.hasWebAuthn() && !slices.ContainsFunc(u.WebAuthn.Credentials, func(c WebAuthnCredential) bool { return c.Unproven })
+	}
+	return false
+}
+
+// FactorUnproven reports whether the member has a factor waiting for an
+// admin's confirmation (ConfirmApp): an app or a passkey.
+func (u *User) FactorUnproven() bool {
+	return u.TOTP != nil && u.TOTP.Unproven ||
+		slices.ContainsFunc(u.WebAuthnCredentials(), func(c WebAuthnCredential) bool { return c.Unproven })
+}
 
 func (u *User) credential(id string) (int, bool) {
 	for i, c := range u.WebAuthnCredentials() {
@@ -452,6 +480,9 @@ func (e *Engine) FinishRegistration(ctx context.Context, a Actor, flow, name str
 		if len(u.WebAuthnCredentials()) >= MaxWebAuthnCredentials {
 			return ErrTooManyCredentials
 		}
+		// Epoch moves on with every first factor, reset and removal of
+		// the last method: above 0, the member had factors before.
+		cred.Unproven = u.Epoch > 0 && !u.Proven(a.StepUp)
 		for _, have := range u.WebAuthnCredentials() {
 			old, err := e.openCredential(u.ID, &have)
 			if err != nil {
@@ -472,7 +503,8 @@ func (e *Engine) FinishRegistration(ctx context.Context, a Actor, flow, name str
 		return fail(err)
 	}
 	e.Audit(a, "webauthn_registered", "success", zap.String("method", MethodWebAuthn), zap.String("credential", cred.ID[:8]),
-		zap.String("aaguid", cred.AAGUID), zap.Bool("backup_eligible", cred.BackupEligible), zap.Int("credentials", len(u.WebAuthn.Credentials)))
+		zap.String("aaguid", cred.AAGUID), zap.Bool("backup_eligible", cred.BackupEligible), zap.Int("credentials", len(u.WebAuthn.Credentials)),
+		zap.Bool("unproven", cred.Unproven))
 	return u, &cred, nil
 }
 

@@ -813,3 +813,54 @@ func TestWebAuthnRefusalDetailBounded(t *testing.T) {
 		t.Fatalf("refusal of %d bytes", len(err.Error()))
 	}
 }
+
+// A passkey added by a member who had factors before, without a session
+// verified with a proven app or passkey, is unproven, as an app added so
+// is: where the admin pages accept passkeys, a stolen password with the
+// member's mailbox must not open them. An admin's confirmation proves it.
+func TestWebAuthnUnprovenPasskey(t *testing.T) {
+	onBothStores(t, waConfig(), func(t *testing.T, r *waRig) {
+		if c := r.register(alice, testwebauthn.New(waOrigin), "First"); c.Unproven {
+			t.Fatal("a first method is unproven")
+		}
+		u, _ := r.a.State(ctx, alice.User)
+		if !u.Proven(MethodWebAuthn) || u.Proven(MethodEmail) || u.Proven(MethodRecovery) {
+			t.Fatal("Proven: a first passkey is proven, codes never are")
+		}
+		withPasskey := Actor{User: alice.User, IP: alice.IP, StepUp: MethodWebAuthn}
+		if c := r.register(withPasskey, testwebauthn.New(waOrigin), "Second"); c.Unproven {
+			t.Fatal("a passkey added after a proven passkey is unproven")
+		}
+		for _, stepUp := range []string{MethodEmail, MethodSMS, MethodRecovery, ""} {
+			a := Actor{User: alice.User, IP: alice.IP, StepUp: stepUp}
+			if c := r.register(a, testwebauthn.New(waOrigin), "After "+stepUp); !c.Unproven {
+				t.Fatalf("a passkey added after step-up %q is proven", stepUp)
+			}
+		}
+		if n := len(r.audited("webauthn_registered", "success")); n != 6 {
+			t.Fatalf("%d registrations audited", n)
+		}
+		// One unproven passkey among them: a passkey session proves
+		// nothing, and what it adds is unproven too.
+		u, _ = r.b.State(ctx, alice.User)
+		if u.Proven(MethodWebAuthn) || !u.FactorUnproven() {
+			t.Fatal("passkeys with an unproven one among them count as proven")
+		}
+		if c := r.register(withPasskey, testwebauthn.New(waOrigin), "Laundered"); !c.Unproven {
+			t.Fatal("a passkey added after a passkey session, with an unproven passkey, is proven")
+		}
+		if _, err := r.a.ConfirmApp(ctx, "boss (approver)", alice.User, "called her back"); err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := r.a.State(ctx, alice.User); !u.Proven(MethodWebAuthn) || u.FactorUnproven() {
+			t.Fatal("after the confirmation, passkeys are still unproven")
+		}
+		// After a reset, a first passkey with the password alone: unproven.
+		if _, err := r.a.Reset(ctx, "admin endpoint", alice.User, "lost keys"); err != nil {
+			t.Fatal(err)
+		}
+		if c := r.register(alice, testwebauthn.New(waOrigin), "After reset"); !c.Unproven {
+			t.Fatal("a passkey after a reset is proven")
+		}
+	})
+}

@@ -196,7 +196,7 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	}
 	if u != nil {
 		m.HasRecord = u.Rev > 0
-		m.AppUnproven = u.TOTP != nil && u.TOTP.Unproven
+		m.AppUnproven = u.FactorUnproven()
 		m.CanConfirmApp = m.AppUnproven && id != p.id.ID && roleRank(p.id.Role) >= roleRank(RoleApprover)
 		m.HasRecovery = u.Recovery != nil
 		if u.SessionsAfter > 0 {
