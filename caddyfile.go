@@ -54,6 +54,7 @@ func init() {
 //				<id> viewer|support|approver
 //				from_identity
 //			}
+//			admin_methods totp|webauthn...
 //			instance_name <name>
 //			audit_retention <duration>
 //			weekly_report {
@@ -159,6 +160,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseDuration(d, &app.AuditRetention)
 		case "admins":
 			err = parseAdmins(d, app)
+		case "admin_methods":
+			err = parseAdminMethods(d, app)
 		case "weekly_report":
 			err = parseWeeklyReport(d, app)
 		default:
@@ -190,6 +193,21 @@ func parseAdmins(d *caddyfile.Dispenser, app *App) error {
 		app.Admins = append(app.Admins, AdminEntry{ID: id, Role: args[0]})
 		return nil
 	})
+}
+
+// parseAdminMethods reads "admin_methods totp|webauthn...", refusing
+// codes by email or SMS when the Caddyfile is adapted, not only at load.
+func parseAdminMethods(d *caddyfile.Dispenser, app *App) error {
+	app.AdminMethods = d.RemainingArgs()
+	if len(app.AdminMethods) == 0 {
+		return d.Errf("admin_methods: expected totp, webauthn or both")
+	}
+	for _, m := range app.AdminMethods {
+		if err := checkAdminMethod(m); err != nil {
+			return d.Errf("%v", err)
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the embedded store:
@@ -384,7 +402,7 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			enrolment required grace <duration>
 //			enrolment required from <YYYY-MM-DD or RFC 3339 time>
 //			remember_device <duration>|off
-//			methods totp|email|sms...
+//			methods totp|webauthn|email|sms...
 //			reminder <duration>
 //		}
 //		prefix <path>
@@ -538,7 +556,7 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 		case "methods":
 			rule.Methods = d.RemainingArgs()
 			if len(rule.Methods) == 0 {
-				return d.Errf("protect: methods needs at least one of totp, email, sms")
+				return d.Errf("protect: methods needs at least one of totp, webauthn, email, sms")
 			}
 		default:
 			return d.Errf("protect: unknown option %q", name)

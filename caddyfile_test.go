@@ -251,6 +251,7 @@ func TestParseGlobalOption(t *testing.T) {
 		lockout 1h
 		enrolment_timeout 5m
 		reset_approval 2d
+		admin_methods webauthn totp
 	}`)
 	if err != nil {
 		t.Fatalf("parseGlobalOption: %v", err)
@@ -262,6 +263,9 @@ func TestParseGlobalOption(t *testing.T) {
 	wantStore := map[string]any{"type": "embedded", "path": "/var/lib/caddy/2fa.db"}
 	if !reflect.DeepEqual(store, wantStore) {
 		t.Errorf("store = %v, want %v", store, wantStore)
+	}
+	if !reflect.DeepEqual(app.AdminMethods, []string{"webauthn", "totp"}) {
+		t.Errorf("AdminMethods = %q", app.AdminMethods)
 	}
 	if off, _, err := parseGlobal(t, "two_factor {\n\tmax_address_failures off\n}"); err != nil || off.MaxAddressFailures != -1 {
 		t.Errorf("max_address_failures off: %v, %d", err, off.MaxAddressFailures)
@@ -361,6 +365,9 @@ func TestParseGlobalOptionErrors(t *testing.T) {
 		{"bad enrolment timeout", "two_factor {\n\tenrolment_timeout soon\n}", `enrolment_timeout: bad duration "soon"`},
 		{"bad reset approval", "two_factor {\n\treset_approval never\n}", `reset_approval: bad duration "never"`},
 		{"reset approval without a value", "two_factor {\n\treset_approval\n}", "reset_approval"},
+		{"admin methods sms", "two_factor {\n\tadmin_methods totp sms\n}", "admin_methods sms: not for the admin pages"},
+		{"admin methods unknown", "two_factor {\n\tadmin_methods key\n}", `admin_methods "key": must be totp or webauthn`},
+		{"admin methods empty", "two_factor {\n\tadmin_methods\n}", "admin_methods: expected totp, webauthn or both"},
 		{"store without type", "two_factor {\n\tstore\n}", "wrong argument count"},
 		{"store unknown type", "two_factor {\n\tstore memcached\n}", "two_factor.stores.memcached"},
 		{"store extra args", "two_factor {\n\tstore embedded /a /b\n}", "wrong argument count"},

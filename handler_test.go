@@ -209,7 +209,7 @@ func TestRuleProvision(t *testing.T) {
 			app := &App{}
 			err := rule.provision(testCaddyContext(t), app, false)
 			if err == nil {
-				err = rule.validate(app)
+				err = rule.validate(app, false)
 			}
 			if tt.wantErr != "" {
 				if err == nil {
@@ -233,6 +233,91 @@ func TestRuleProvision(t *testing.T) {
 				t.Errorf("optional = %v, want %v", rule.policy.Optional, tt.wantOptional)
 			}
 		})
+	}
+}
+
+// A rule's methods are the policy's, in their order and once each; with
+// none listed, passkeys join where the handler offers them. A session
+// verified another way does not pass a rule that accepts only passkeys,
+// except by a recovery code, the way back in to repair one's methods.
+func TestRuleMethods(t *testing.T) {
+	tests := []struct {
+		name     string
+		methods  []string
+		webAuthn bool
+		want     []string
+	}{
+		{"default", nil, false, []string{"totp"}},
+		{"default with passkeys", nil, true, []string{"webauthn", "totp"}},
+		{"passkeys only", []string{"webauthn"}, true, []string{"webauthn"}},
+		{"repeated", []string{"webauthn", "totp", "webauthn"}, true, []string{"webauthn", "totp"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule := Rule{Paths: []string{"/strong/*"}, Methods: tt.methods}
+			app := &App{}
+			if err := rule.provision(testCaddyContext(t), app, tt.webAuthn); err != nil {
+				t.Fatal(err)
+			}
+			if err := rule.validate(app, tt.webAuthn); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(rule.policy.Methods, tt.want) {
+				t.Errorf("methods %q, want %q", rule.policy.Methods, tt.want)
+			}
+		})
+	}
+	rule := Rule{Paths: []string{"/strong/*"}, Methods: []string{"webauthn"}}
+	if err := rule.provision(testCaddyContext(t), &App{}, true); err != nil {
+		t.Fatal(err)
+	}
+	for method, want := range map[string]bool{"webauthn": true, "recovery": true, "totp": false, "email": false, "sms": false, "device": false, "": false} {
+		if got := rule.policy.Allows(method); got != want {
+			t.Errorf("a webauthn-only rule allows a session verified by %q: %v, want %v", method, got, want)
+		}
+	}
+}
+
+// admin_methods: the app or the passkey, never codes that a mailbox or a
+// SIM receives; by default the app, and each handler offers only those it
+// can (passkeys where it enables webauthn).
+func TestAdminMethods(t *testing.T) {
+	for _, tt := range []struct {
+		methods []string
+		err     string
+	}{
+		{nil, ""},
+		{[]string{"totp", "webauthn"}, ""},
+		{[]string{"webauthn"}, ""},
+		{[]string{"webauthn", "webauthn"}, ""},
+		{[]string{"sms"}, "admin_methods sms: not for the admin pages"},
+		{[]string{"totp", "email"}, "admin_methods email: not for the admin pages"},
+		{[]string{"passkey"}, `admin_methods "passkey": must be totp or webauthn`},
+	} {
+		app := &App{AdminMethods: tt.methods, AuditRetention: caddy.Duration(defaultAuditRetention), PhoneRegion: "JP"}
+		err := app.Validate()
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("admin_methods %q: %v, want %q", tt.methods, err, tt.err)
+		}
+	}
+	for _, tt := range []struct {
+		app      []string
+		webAuthn bool
+		want     []string
+	}{
+		{nil, false, []string{"totp"}},
+		{nil, true, []string{"totp"}},
+		{[]string{"webauthn", "totp"}, false, []string{"totp"}},
+		{[]string{"webauthn", "totp"}, true, []string{"webauthn", "totp"}},
+		{[]string{"webauthn"}, false, nil},
+	} {
+		h := &Handler{app: &App{AdminMethods: tt.app}}
+		if tt.webAuthn {
+			h.WebAuthn = &WebAuthn{}
+		}
+		if got := h.adminMethods(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("admin_methods %q, webauthn %v: the handler offers %q, want %q", tt.app, tt.webAuthn, got, tt.want)
+		}
 	}
 }
 
@@ -407,6 +492,25 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "step_up under 1m", edit: func(h *Handler) { h.StepUp = caddy.Duration(59 * time.Second) }, wantErr: "step_up"},
 		{name: "step_up over 1h", edit: func(h *Handler) { h.StepUp = caddy.Duration(time.Hour + time.Second) }, wantErr: "step_up"},
 		{name: "step_up 1h", edit: func(h *Handler) { h.StepUp = caddy.Duration(time.Hour) }},
+		{name: "admin methods totp and webauthn, webauthn off", edit: func(h *Handler) {
+			h.app.AdminMethods = []string{"totp", "webauthn"}
+		}},
+		{name: "admin methods webauthn, webauthn on", edit: func(h *Handler) {
+			h.app.AdminMethods, h.WebAuthn = []string{"webauthn"}, &WebAuthn{}
+		}},
+		{name: "admin methods webauthn, webauthn off", edit: func(h *Handler) {
+			h.app.AdminMethods = []string{"webauthn"}
+		}, wantErr: "admin_methods webauthn (in the global two_factor option): needs webauthn on this handler"},
+		{name: "methods webauthn, webauthn off", edit: func(h *Handler) {
+			h.Protect = append(h.Protect, &Rule{Paths: []string{"/strong/*"}, Methods: []string{"webauthn"}, policy: flow.Policy{Reminder: defaultReminder}})
+		}, wantErr: "protect[1]: methods webauthn: needs webauthn on this handler"},
+		{name: "methods webauthn, webauthn on", edit: func(h *Handler) {
+			h.WebAuthn = &WebAuthn{}
+			h.Protect = append(h.Protect, &Rule{Paths: []string{"/strong/*"}, Methods: []string{"webauthn"}, policy: flow.Policy{Reminder: defaultReminder}})
+		}},
+		{name: "methods passkey", edit: func(h *Handler) {
+			h.Protect[0].Methods = []string{"passkey"}
+		}, wantErr: `protect[0]: methods "passkey": must be totp, webauthn, email or sms`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -171,7 +172,7 @@ type App struct {
 	// devices, ends sessions, resets) or approver (also approves another
 	// admin's reset). IDs are compared as the identity gives them, after
 	// its id_case. Admins pass the second factor like every member, with
-	// an authenticator app. Default: none.
+	// one of admin_methods. Default: none.
 	Admins []AdminEntry `json:"admins,omitempty"`
 
 	// Take the admin role of members not listed in admins from the
@@ -182,6 +183,17 @@ type App struct {
 	// Only exactly viewer, support or approver grant a role.
 	// Default: false.
 	AdminRolesFromIdentity bool `json:"admin_roles_from_identity,omitempty"`
+
+	// The second factors that open the admin pages: totp (an
+	// authenticator app), webauthn (a passkey or security key) or both.
+	// webauthn needs webauthn on every handler (its admin pages are under
+	// its prefix); listed alone, it makes the admin pages refuse anything
+	// but a passkey or security key, which a phishing page cannot replay.
+	// Email and SMS codes are refused here: whoever holds an admin's
+	// password and mailbox, or swaps their SIM, would pass them. Recovery
+	// codes and remembered devices never open the admin pages.
+	// Default: totp.
+	AdminMethods []string `json:"admin_methods,omitempty"`
 
 	// This instance's name in the audit trail: unique among the
 	// instances that share the store (each keeps its own hash chain, and
@@ -303,6 +315,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.cfg.DriftWindow = challenge.DriftOff
 		}
 	}
+	if len(a.AdminMethods) == 0 {
+		a.AdminMethods = []string{challenge.MethodTOTP}
+	}
+	a.AdminMethods = distinct(a.AdminMethods)
 	if a.PhoneRegion == "" {
 		a.PhoneRegion = "JP"
 	}
@@ -413,6 +429,11 @@ func (a *App) Validate() error {
 		}
 		seenAdmin[ad.ID] = true
 	}
+	for _, m := range a.AdminMethods {
+		if err := checkAdminMethod(m); err != nil {
+			return err
+		}
+	}
 	if r := time.Duration(a.AuditRetention); r < minAuditRetention || r > maxAuditRetention {
 		return fmt.Errorf("audit_retention %s: must be between 1d and 3650d", r)
 	}
@@ -430,6 +451,17 @@ func (a *App) Validate() error {
 		}
 	}
 	return nil
+}
+
+// checkAdminMethod refuses a method that may not open the admin pages.
+func checkAdminMethod(m string) error {
+	switch m {
+	case challenge.MethodTOTP, challenge.MethodWebAuthn:
+		return nil
+	case challenge.MethodEmail, challenge.MethodSMS:
+		return fmt.Errorf("admin_methods %s: not for the admin pages, where a stolen password with the admin's mailbox or a swapped SIM would pass; use totp or webauthn", m)
+	}
+	return fmt.Errorf("admin_methods %q: must be totp or webauthn", m)
 }
 
 // Start loads or creates the key, opens the store, checks that the keys
@@ -693,10 +725,16 @@ type Rule struct {
 	// on a rule with a deadline.
 	Reminder caddy.Duration `json:"reminder,omitempty"`
 
-	// Second factors accepted on these paths: totp, email, sms. Email and
-	// SMS need a sender in the two_factor app. A member whose session was
-	// verified another way is asked again, with one of these. Default:
-	// every method the site can send (totp always).
+	// Second factors accepted on these paths: totp, webauthn, email, sms.
+	// webauthn (passkeys and security keys) needs webauthn on this
+	// handler; email and SMS need a sender in the two_factor app. A
+	// member whose session was verified another way is asked again, with
+	// one of these (a member without one verifies with theirs, then adds
+	// one); a remembered device passes only if it was remembered after one
+	// of these; a recovery code still lets a member in, and on to their
+	// settings. "methods webauthn" accepts only factors a phishing page
+	// cannot replay. Default: every method the site offers (totp always,
+	// webauthn where this handler enables it).
 	Methods []string `json:"methods,omitempty"`
 
 	policy flow.Policy
@@ -814,6 +852,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Email:             h.app.email,
 		SMS:               h.app.sms,
 		WebAuthn:          h.WebAuthn != nil,
+		AdminMethods:      h.adminMethods(),
 		Backend:           h.app.backend,
 		Identify:          h.identify,
 		PolicyFor:         h.policyFor,
@@ -858,14 +897,19 @@ func (rule *Rule) provision(ctx caddy.Context, app *App, webAuthn bool) error {
 		}
 		return nil
 	}
-	seen := map[string]bool{}
-	for _, m := range rule.Methods {
-		if !seen[m] {
-			seen[m] = true
-			rule.policy.Methods = append(rule.policy.Methods, m)
+	rule.policy.Methods = distinct(rule.Methods)
+	return nil
+}
+
+// distinct is list without repeats, in its order.
+func distinct(list []string) []string {
+	var out []string
+	for _, v := range list {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
 		}
 	}
-	return nil
+	return out
 }
 
 // deadline reads enrolment_grace and enrolment_from: nil for a rule
@@ -930,7 +974,9 @@ func parseRemember(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func (rule *Rule) validate(app *App) error {
+// validate checks the rule; webAuthn says that its handler offers
+// passkeys.
+func (rule *Rule) validate(app *App, webAuthn bool) error {
 	if len(rule.Paths) == 0 {
 		return errors.New("paths: at least one path pattern is required")
 	}
@@ -958,9 +1004,14 @@ func (rule *Rule) validate(app *App) error {
 	}
 	for _, m := range rule.Methods {
 		switch m {
+		case challenge.MethodWebAuthn:
+			if !webAuthn {
+				return errors.New("methods webauthn: needs webauthn on this handler (with site_url), which turns passkeys and security keys on")
+			}
+			continue
 		case challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
 		default:
-			return fmt.Errorf("methods %q: must be totp, email or sms", m)
+			return fmt.Errorf("methods %q: must be totp, webauthn, email or sms", m)
 		}
 		if !app.methodConfigured(m) {
 			return fmt.Errorf("methods %s: the two_factor app has no %s sender configured", m, m)
@@ -1006,13 +1057,16 @@ func (h *Handler) Validate() error {
 		return errors.New("protect: no protected paths configured")
 	}
 	for i, rule := range h.Protect {
-		if err := rule.validate(h.app); err != nil {
+		if err := rule.validate(h.app, h.WebAuthn != nil); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
 		}
 		if len(rule.policy.Methods) == 1 && rule.policy.Methods[0] == challenge.MethodSMS {
 			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
 				zap.Strings("paths", rule.Paths))
 		}
+	}
+	if len(h.adminMethods()) == 0 {
+		return errors.New("admin_methods webauthn (in the global two_factor option): needs webauthn on this handler, whose admin pages would otherwise accept no method; turn webauthn on here, or add totp to admin_methods")
 	}
 	if h.Identity.IDCase == "fold" {
 		// Listed apart, two spellings would be one member here, with
@@ -1046,6 +1100,22 @@ func adminRoles(app *App, identity *Identity) map[string]string {
 			id = foldID(id)
 		}
 		out[id] = ad.Role
+	}
+	return out
+}
+
+// adminMethods are the app's admin_methods that this handler offers:
+// passkeys only where it enables webauthn.
+func (h *Handler) adminMethods() []string {
+	methods := h.app.AdminMethods
+	if len(methods) == 0 {
+		methods = flow.DefaultAdminMethods // the app is provisioned later in unit tests
+	}
+	var out []string
+	for _, m := range methods {
+		if m != challenge.MethodWebAuthn || h.WebAuthn != nil {
+			out = append(out, m)
+		}
 	}
 	return out
 }

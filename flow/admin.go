@@ -41,18 +41,23 @@ func roleRank(role string) int {
 // ValidRole reports whether role is one of Roles, exactly.
 func ValidRole(role string) bool { return roleRank(role) > 0 }
 
-// AdminMethods are the second factors an admin page accepts: those that a
-// stolen password and mailbox or phone number cannot pass. Passkeys join
-// here when the engine has them.
-var AdminMethods = []string{challenge.MethodTOTP}
+// DefaultAdminMethods are the second factors the admin pages accept
+// unless configured otherwise (Config.AdminMethods): the authenticator
+// app, which a stolen password with a mailbox or phone number cannot pass.
+var DefaultAdminMethods = []string{challenge.MethodTOTP}
 
-// adminPolicy is what the challenge applies on the way to an admin page:
-// only AdminMethods, no recovery code, nothing remembered.
-var adminPolicy = Policy{Methods: AdminMethods, NoRecovery: true}
+// adminMethods are the second factors this site's admin pages accept.
+func (f *Flow) adminMethods() []string { return f.adminPolicy.Methods }
 
 // adminMethod reports whether a session verified by method may open the
 // admin pages.
-func adminMethod(method string) bool { return slices.Contains(AdminMethods, method) }
+func (f *Flow) adminMethod(method string) bool { return slices.Contains(f.adminMethods(), method) }
+
+// hasAdminMethod reports whether the member has a factor that opens the
+// admin pages.
+func (f *Flow) hasAdminMethod(u *challenge.User) bool {
+	return slices.ContainsFunc(f.adminMethods(), u.Has)
+}
 
 // minRole is the role an admin route asks for.
 func (rt *route) minRole() string {
@@ -126,25 +131,40 @@ func (f *Flow) adminAllowed(p *request, rt *route) bool {
 // is loaded: an admin without an admin method is told to add one; one
 // without a fresh session verified with it goes to the challenge.
 func (f *Flow) adminStepUp(p *request, rt *route) (bool, error) {
-	if !slices.ContainsFunc(AdminMethods, p.user.Has) {
-		p.page.Title, p.page.Message = "title_forbidden", "admin_needs_app"
+	if !f.hasAdminMethod(p.user) {
+		p.page.Title, p.page.Message = "title_forbidden", f.adminNeeds()
 		p.page.Link, p.page.LinkLabel = f.cfg.Prefix+"methods?return_to="+url.QueryEscape(f.cfg.Prefix+"admin/"), "admin_add_app"
 		return true, f.render(p, http.StatusForbidden, "message")
 	}
-	if p.user.TOTP != nil && p.user.TOTP.Unproven {
+	if !slices.ContainsFunc(f.adminMethods(), p.user.Proven) {
 		// Added after an email or recovery code, or after a reset: what a
 		// stolen password with a mailbox does. Another admin confirms it.
 		p.e.Audit(f.actor(p.r, p.id.ID), "admin_refused", "refused", zap.String("page", rt.path),
 			zap.String("role", p.id.Role), zap.String("reason", "app_unproven"))
 		p.page.Title, p.page.Message = "title_forbidden", "admin_app_unproven"
+		if !f.adminMethod(challenge.MethodTOTP) || !p.user.Has(challenge.MethodTOTP) {
+			p.page.Message = "admin_passkey_unproven"
+		}
 		return true, f.render(p, http.StatusForbidden, "message")
 	}
 	s, ok := f.stepUpSession(p, false)
-	if !ok || !adminMethod(s.Method) {
+	if !ok || !f.adminMethod(s.Method) || !p.user.Proven(s.Method) {
 		return true, seeOther(p, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(f.adminBack(p, rt)))
 	}
 	p.session = s
 	return false, nil
+}
+
+// adminNeeds is the message to an admin who has none of the admin
+// methods: which one to add.
+func (f *Flow) adminNeeds() string {
+	switch m := f.adminMethods(); {
+	case len(m) > 1:
+		return "admin_needs_app_or_passkey"
+	case m[0] == challenge.MethodWebAuthn:
+		return "admin_needs_passkey"
+	}
+	return "admin_needs_app"
 }
 
 // adminBack is the admin page to come back to after the challenge: the

@@ -116,10 +116,10 @@ func TestChallengeForAdminPagesOffersOnlyTheApp(t *testing.T) {
 	if body := w.Body.String(); strings.Contains(body, `name="remember"`) {
 		t.Error("the challenge for an admin page offers to remember the device")
 	}
-	if got := adminPolicy.Methods; len(got) != 1 || got[0] != challenge.MethodTOTP {
+	if got := fx.f.adminPolicy.Methods; len(got) != 1 || got[0] != challenge.MethodTOTP {
 		t.Errorf("admin methods %v", got)
 	}
-	if adminPolicy.Allows(challenge.MethodEmail) || adminPolicy.Allows(challenge.MethodSMS) {
+	if fx.f.adminPolicy.Allows(challenge.MethodEmail) || fx.f.adminPolicy.Allows(challenge.MethodSMS) {
 		t.Error("the admin policy accepts email or SMS codes")
 	}
 }
@@ -215,5 +215,41 @@ func TestResetRequestView(t *testing.T) {
 		if v := resetRequestView(p, q); v.CanApprove != tt.approve || v.CanWithdraw != tt.withdraw {
 			t.Errorf("%s (%s): approve %v, withdraw %v; want %v, %v", tt.id, tt.role, v.CanApprove, v.CanWithdraw, tt.approve, tt.withdraw)
 		}
+	}
+}
+
+// Config.AdminMethods replaces the default: with passkeys only, an admin
+// who has only the app is told to add a passkey, and a session verified
+// with the app, however fresh, opens nothing; the challenge on the way
+// offers the passkey alone. With both, the app still opens them.
+func TestAdminMethodsFromConfig(t *testing.T) {
+	fx := newFixture(t)
+	cfg := fx.f.cfg
+	cfg.WebAuthn = true
+	cfg.AdminMethods = []string{challenge.MethodWebAuthn}
+	fx.f = New(cfg)
+	if fx.f.adminPolicy.Allows(challenge.MethodTOTP) || !fx.f.adminPolicy.Allows(challenge.MethodWebAuthn) || !fx.f.adminPolicy.NoRecovery {
+		t.Fatalf("admin policy %+v", fx.f.adminPolicy)
+	}
+	for _, rt := range adminRoutes(t) {
+		br := browser{user: "alice", csrf: session.NewSecret(), session: fx.sessionFor("alice", 0, false)}
+		w := fx.do(rt, br, fx.token(br))
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "need a passkey or security key") ||
+			!strings.Contains(w.Body.String(), "/.2fa/methods?return_to=%2F.2fa%2Fadmin%2F") {
+			t.Errorf("%s for an admin with only the app, admin methods webauthn: %d\n%s", routeName(rt), w.Code, w.Body.String())
+		}
+	}
+
+	cfg.AdminMethods = []string{challenge.MethodTOTP, challenge.MethodWebAuthn}
+	fx.f = New(cfg)
+	rt := fx.f.router["admin/"]["GET"]
+	br := browser{user: "alice", csrf: session.NewSecret(), session: fx.sessionFor("alice", 0, false)}
+	if w := fx.do(rt, br, ""); w.Code != http.StatusOK {
+		t.Errorf("admin methods totp webauthn, a fresh app session: %d %q", w.Code, w.Header().Get("Location"))
+	}
+	fx.roles["bob"] = RoleViewer
+	w := fx.do(rt, browser{user: "bob", csrf: session.NewSecret()}, "")
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "an authenticator app, or a passkey or security key") {
+		t.Errorf("an admin with neither: %d\n%s", w.Code, w.Body.String())
 	}
 }

@@ -103,10 +103,22 @@ func (f *Flow) offeredMethods(p *request, u *challenge.User) []string {
 		}
 	}
 	if len(accepted) == 0 && len(usable) > 0 {
-		p.page.NotAllowedHere = true
+		if p.passkeysOnly() {
+			// The member is asked to add a passkey next: say so.
+			p.page.Notice = "not_allowed_here_passkey"
+		} else {
+			p.page.NotAllowedHere = true
+		}
 		return usable
 	}
 	return accepted
+}
+
+// passkeysOnly reports whether the page being protected accepts nothing
+// but passkeys and security keys (methods webauthn, or admin_methods
+// webauthn on the way to the admin pages).
+func (p *request) passkeysOnly() bool {
+	return p.policy != nil && slices.Equal(p.policy.Methods, []string{challenge.MethodWebAuthn})
 }
 
 func secondsUntil(t time.Time) int {

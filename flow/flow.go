@@ -151,6 +151,10 @@ type Config struct {
 	// WebAuthn offers passkeys and security keys (the engine has a
 	// relying party for this site).
 	WebAuthn bool
+	// AdminMethods are the second factors that open the admin pages
+	// (never email or SMS codes, which a stolen password with a mailbox
+	// or phone number passes); nil for DefaultAdminMethods.
+	AdminMethods []string
 
 	// Backend returns the engine and the jar, or nil while the store is
 	// not open or cannot be trusted (then everything answers 503).
@@ -184,6 +188,10 @@ type Flow struct {
 	cfg    Config
 	logger *zap.Logger
 	router router
+	// adminPolicy is what the challenge applies on the way to an admin
+	// page: only the admin methods, no recovery code, nothing
+	// remembered.
+	adminPolicy Policy
 	// keyMissingLimit spaces out the log line about a member whose data
 	// is under a key no longer configured.
 	keyMissingLimit logLimit
@@ -203,7 +211,10 @@ func New(cfg Config) *Flow {
 	if cfg.Go == nil {
 		cfg.Go = func(fn func(context.Context)) { go fn(context.Background()) }
 	}
-	f := &Flow{cfg: cfg, logger: cfg.Logger}
+	if len(cfg.AdminMethods) == 0 {
+		cfg.AdminMethods = DefaultAdminMethods
+	}
+	f := &Flow{cfg: cfg, logger: cfg.Logger, adminPolicy: Policy{Methods: cfg.AdminMethods, NoRecovery: true}}
 	f.router = newRouter(routes)
 	return f
 }

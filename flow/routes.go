@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -54,7 +53,8 @@ const (
 	adminView
 	adminSupport
 	adminApprove
-	// adminStepUp: a session verified with one of AdminMethods, not from
+	// adminStepUp: a session verified with one of the admin methods
+	// (Config.AdminMethods), not from
 	// a remembered device, within step_up. Otherwise on to a challenge
 	// offering only those methods, and back. Every admin route declares
 	// it, so every action asks again once step_up has passed.
@@ -330,7 +330,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if strings.HasPrefix(returnTo, f.cfg.Prefix+"admin/") {
 		// On the way to an admin page: the challenge offers only the
 		// methods admin pages accept, and no remembering.
-		p.policy = &adminPolicy
+		p.policy = &f.adminPolicy
 	}
 	p.page = &pages.Page{
 		Lang:     pages.Language(r.Header.Get("Accept-Language")),
@@ -368,7 +368,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) {
 		// An admin on the way to their own settings: the challenge offers
 		// only the admin methods, as step-up there asks for one.
-		p.policy = &adminPolicy
+		p.policy = &f.adminPolicy
 	}
 	needStepUp := rt.guards&(stepUp|stepUpOrRenewal) != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
 	if needStepUp {
@@ -378,7 +378,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		// than the renewal it was due.
 		renewal := rt.guards&stepUpOrRenewal != 0 && RenewalDue(p.user)
 		s, ok := f.stepUpSession(p, renewal)
-		if !ok || (guarded && !renewal && !adminMethod(s.Method)) {
+		if !ok || (guarded && !renewal && !f.adminMethod(s.Method)) {
 			return true, f.toChallenge(p, rt)
 		}
 		p.session = s
@@ -396,7 +396,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 // give no way into the admin pages, and an admin who lost the app must be
 // able to renew before another admin resets them.
 func (f *Flow) adminGuarded(p *request) bool {
-	return p.id.Role != "" && slices.ContainsFunc(AdminMethods, p.user.Has)
+	return p.id.Role != "" && f.hasAdminMethod(p.user)
 }
 
 // toChallenge sends a member who needs a recent code to the challenge,
