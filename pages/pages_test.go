@@ -181,7 +181,11 @@ var variants = []struct {
 	{"no passkey", func(p *Page) {
 		p.Passkey, p.PasskeyRemember, p.Passkeys, p.PasskeyAdd, p.FirstCodes = false, false, nil, false, false
 	}},
-	{"first codes", func(p *Page) { p.FirstCodes = true; p.Method = "webauthn"; p.Notice, p.NoticeArgs = "method_added_webauthn", nil }},
+	{"first codes", func(p *Page) {
+		p.FirstCodes = true
+		p.Method = "webauthn"
+		p.Notice, p.NoticeArgs = "method_added_webauthn", nil
+	}},
 	{"no destinations", func(p *Page) {
 		for i := range p.Methods {
 			p.Methods[i].SentTo = ""
