@@ -283,7 +283,7 @@ func TestPasskeySettingsPage(t *testing.T) {
 
 	// Rename: a bad name names the problem; a good one shows.
 	r = b.post("/.2fa/webauthn/rename", url.Values{"csrf": {tok}, "credential": {id}, "name": {strings.Repeat("x", 65)}})
-	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "at most 64 characters") {
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Give it a name of 1 to 64 characters.") {
 		t.Fatalf("a name too long: %d\n%s", r.status, r.body)
 	}
 	r = b.post("/.2fa/webauthn/rename", url.Values{"csrf": {tok}, "credential": {id}, "name": {"Blue <key>"}})
