@@ -101,3 +101,31 @@ func TestRecoveryFileName(t *testing.T) {
 		}
 	}
 }
+
+// A passkey's kind on the settings page comes from what its authenticator
+// reported, a synced passkey first, and names a catalog text in both
+// languages; an authenticator that said nothing gets none.
+func TestPasskeyKind(t *testing.T) {
+	for _, c := range []struct {
+		cred challenge.WebAuthnCredential
+		want string
+	}{
+		{challenge.WebAuthnCredential{BackupEligible: true, Transports: []string{"internal", "hybrid"}}, "passkey_kind_synced"},
+		{challenge.WebAuthnCredential{Transports: []string{"internal"}}, "passkey_kind_device"},
+		{challenge.WebAuthnCredential{Transports: []string{"hybrid"}}, "passkey_kind_phone"},
+		{challenge.WebAuthnCredential{Transports: []string{"nfc", "usb"}}, "passkey_kind_key"},
+		{challenge.WebAuthnCredential{Transports: []string{"ble"}}, "passkey_kind_key"},
+		{challenge.WebAuthnCredential{Transports: []string{"smart-card"}}, ""},
+		{challenge.WebAuthnCredential{}, ""},
+	} {
+		got := passkeyKind(c.cred)
+		if got != c.want {
+			t.Errorf("passkeyKind(%+v) = %q, want %q", c.cred, got, c.want)
+		}
+		for _, lang := range []string{"en", "ja"} {
+			if got != "" && (&pages.Page{Lang: lang}).T(got) == got {
+				t.Errorf("%s: %q has no text", lang, got)
+			}
+		}
+	}
+}

@@ -3,8 +3,9 @@ package tests
 // Every page of the gateway in headless Chromium (see browser_test.go), at
 // a phone's size and a desktop's, in Japanese and English, in the states a
 // member or an admin meets them: each method's challenge and enrolment,
-// recovery codes, settings before and after changes, lockout, errors and
-// the admin pages. On each, the sweep fails on:
+// recovery codes, settings before and after changes, passkeys (the
+// challenge with one, their enrolment page, the settings with them),
+// lockout, errors and the admin pages. On each, the sweep fails on:
 //
 //   - a page wider than the window (the member scrolls sideways);
 //   - text that overflows its box: buttons, links drawn as buttons, table
@@ -41,6 +42,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
+	"github.com/caddy-twofactor/twofactor/internal/testwebauthn"
 )
 
 // sweepTimeout bounds the whole sweep's browser.
@@ -111,16 +113,20 @@ func sweepMembers() []membersite.Member {
 			membersite.Member{ID: "new-" + l.lang, Password: "new-" + l.lang + "-password", Email: "new-" + l.lang + "@example.com",
 				Phone: fmt.Sprintf("+8190111100%02d", i+1), Name: "New Member " + l.lang},
 			membersite.Member{ID: "opt-" + l.lang, Password: "opt-" + l.lang + "-password", Email: "opt-" + l.lang + "@example.com",
-				Name: "Optional Member " + l.lang})
+				Name: "Optional Member " + l.lang},
+			membersite.Member{ID: "key-" + l.lang, Password: "key-" + l.lang + "-password", Email: "key-" + l.lang + "@example.com",
+				Name: "Passkey Member " + l.lang})
 	}
 	return members
 }
 
 // sweepPolicy is codePolicy (every method on /members/, the app on
-// /admin/) with an optional path, and paths whose enrolment deadline is
-// five days ahead and long past.
+// /admin/) with passkeys on, an optional path, and paths whose enrolment
+// deadline is five days ahead and long past.
 func sweepPolicy() string {
 	return codePolicy + `
+	site_url http://localhost:{PORT}
+	webauthn
 	protect /optional/* {
 		enrolment optional
 	}
@@ -165,6 +171,7 @@ func TestBrowserSweep(t *testing.T) {
 		s.challenges()
 		s.stepUpAndDevices()
 		s.signOut()
+		s.passkeys()
 		s.optionalAndErrors()
 		s.lockout()
 		s.admin(adminSecret)
@@ -645,6 +652,87 @@ func (s *sweep) stepUpAndDevices() {
 	s.expect(s.submitTo("challenge"), "/.2fa/methods", 200, "the fresh code")
 	s.check("settings", "devices")
 	s.c.nextStep()
+}
+
+// passkeys: a member whose first method is a passkey: its enrolment page
+// (and an error on it), the first recovery codes, the settings with the
+// passkey as the only method, the challenge with only a passkey, then
+// with the app added too. The ceremonies go through the JSON routes from
+// the page, answered by the software authenticator (the script's own
+// calls to navigator.credentials are browser_passkey_test.go's).
+func (s *sweep) passkeys() {
+	s.t.Helper()
+	key := testwebauthn.New(s.c.origin())
+	s.fresh()
+	s.expect(s.signIn(s.member("key"), "/members/"), "/.2fa/enrol", 200, "a member to set up a passkey")
+	s.expect(s.b.open("/.2fa/enrol/webauthn?return_to=%2Fmembers%2F"), "/.2fa/enrol/webauthn", 200, "the passkey page")
+	if !evalJS[bool](s.b, "the passkey form shown", `!document.getElementById('passkey-register').hidden`) {
+		s.b.fatalf("the passkey form stays hidden in Chromium")
+	}
+	s.check("enrol-passkey", "first")
+	// The message the script shows when the member cancels.
+	evalJS[bool](s.b, "a cancelled ceremony's message", `(() => {
+		const box = document.getElementById('passkey-error');
+		box.textContent = document.querySelector('#passkey-messages li[data-key="passkey_cancelled"]').textContent;
+		box.hidden = false;
+		return true;
+	})()`)
+	s.check("enrol-passkey", "cancelled")
+	next := s.ceremony("#passkey-register", "?return_to=%2Fmembers%2F&name="+url.QueryEscape("YubiKey 5 NFC"), key.Create)
+	s.expect(s.b.open(next), "/.2fa/recovery", 200, "the recovery step after a first passkey")
+	s.check("recovery-renew", "first-passkey")
+	s.expect(s.submitTo("recovery"), "/.2fa/recovery", 200, "the first codes after a passkey")
+	s.check("recovery", "first-passkey")
+	s.expect(s.b.open("/.2fa/methods?return_to=%2Fmembers%2F"), "/.2fa/methods", 200, "settings with a passkey")
+	s.check("settings", "passkey-only")
+
+	s.signInAgain(s.member("key"), "signing in with only a passkey")
+	if evalJS[bool](s.b, "the passkey section", `document.getElementById('passkey').hidden`) {
+		s.b.fatalf("the passkey section stays hidden in Chromium")
+	}
+	s.check("challenge", "passkey-only")
+	s.expect(s.b.open(s.ceremony("#passkey", "?return_to=%2Fmembers%2F", key.Get)), "/members/", 200, "signed in with the passkey")
+
+	// The app too, from the settings page: both on the challenge.
+	s.expect(s.b.open("/.2fa/enrol?return_to=%2Fmembers%2F&from=settings"), "/.2fa/enrol", 200, "adding the app")
+	s.check("enrol", "with-passkey")
+	s.expect(s.submitTo("enrol"), "/.2fa/enrol", 200, "Set up the app")
+	secret := s.b.enrolmentSecret()
+	s.b.typeInto("#code", s.c.code(secret, 0))
+	s.expect(s.submitTo("enrol/confirm"), "/.2fa/methods", 200, "the app's code")
+	s.check("settings", "passkey-and-app")
+	s.signInAgain(s.member("key"), "signing in with a passkey and the app")
+	s.check("challenge", "passkey")
+}
+
+// ceremony runs a passkey ceremony from the page the browser shows:
+// begin and finish posted by the page (its cookies, its CSRF token from
+// holder's fields) to holder's data-begin and data-finish with query,
+// answered by answer. It returns where the answer leads.
+func (s *sweep) ceremony(holder, query string, answer func([]byte) ([]byte, error)) string {
+	s.t.Helper()
+	post := func(to, body string) string {
+		answer, err := chromedp.Run(s.b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => {
+			const h = document.querySelector(%q);
+			return fetch(h.getAttribute(%q) + %q, {method: 'POST', headers: {'X-CSRF-Token': h.querySelector('input[name=csrf]').value,
+				'Content-Type': 'application/json'}, body: %s}).then(r => r.text());
+		})()`, holder, to, query, body), chromedp.EvalAwaitPromise))
+		if err != nil {
+			s.b.fatalf("posting to %s's %s: %v", holder, to, err)
+		}
+		return answer
+	}
+	options := post("data-begin", "null")
+	cred, err := answer([]byte(options))
+	if err != nil {
+		s.b.fatalf("the authenticator: %v (options %s)", err, options)
+	}
+	body, _ := json.Marshal(string(cred))
+	var got struct{ Redirect, Error string }
+	if a := post("data-finish", string(body)); json.Unmarshal([]byte(a), &got) != nil || got.Redirect == "" {
+		s.b.fatalf("the passkey ceremony's finish: %s", a)
+	}
+	return got.Redirect
 }
 
 // signOut: the sign-out page, and where it leads.
