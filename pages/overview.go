@@ -65,14 +65,14 @@ type AdminOverview struct {
 
 // The series the overview draws, in order.
 var (
-	OverviewMethods  = []string{"totp", "email", "sms", "recovery"}
+	OverviewMethods  = []string{"webauthn", "totp", "email", "sms", "recovery"}
 	OverviewChannels = []string{"email", "sms"}
 	OverviewScopes   = []string{"account", "address"}
 )
 
 // overviewResults are the verification results, in the order the table
 // shows them (the labels of caddy_two_factor_verifications_total).
-var overviewResults = []string{"ok", "wrong", "replay", "locked", "expired", "error"}
+var overviewResults = []string{"ok", "wrong", "replay", "locked", "expired", "counter_regressed", "error"}
 
 // OverviewChart draws one of the overview's charts in the page's
 // language: "coverage", "verified", "failed", "nondelivery", "lockouts"
