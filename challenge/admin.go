@@ -173,7 +173,7 @@ func (e *Engine) unlockContact(ctx context.Context, member string) string {
 		if to = e.ContactEmail(u, ""); to != "" {
 			return errNothingPending // nothing to write
 		}
-		u.addPending("admin_unlock", e.now())
+		u.addPending("admin_unlock", "", e.now())
 		return nil
 	})
 	return to
@@ -394,7 +394,7 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 			return err
 		}
 		if res.Contact == "" {
-			u.addPending(event, e.now())
+			u.addPending(event, res.Passkey, e.now())
 		}
 		return nil
 	})
@@ -440,9 +440,10 @@ func (e *Engine) TakePending(ctx context.Context, member string) ([]PendingNotic
 }
 
 // addPending keeps a notice of an admin action for the member's next
-// visit, dropping the oldest beyond maxPending.
-func (u *User) addPending(kind string, at time.Time) {
-	u.Pending = append(u.Pending, PendingNotice{Kind: kind, At: at.UTC()})
+// visit (name: the passkey it removed, if any), dropping the oldest
+// beyond maxPending.
+func (u *User) addPending(kind, name string, at time.Time) {
+	u.Pending = append(u.Pending, PendingNotice{Kind: kind, Name: name, At: at.UTC()})
 	u.Pending = u.Pending[max(0, len(u.Pending)-maxPending):]
 }
 
