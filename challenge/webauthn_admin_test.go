@@ -75,6 +75,9 @@ func TestAdminRemovesPasskey(t *testing.T) {
 		if _, err := r.login(alice, blue); err != nil {
 			t.Fatalf("a refused removal removed it: %v", err)
 		}
+		if ev := r.audited("admin_passkey_removed", "error"); len(ev) != 2 || ev[0]["reason"] != "invalid_credential" || ev[1]["reason"] != "invalid_member" {
+			t.Fatalf("refused removals audited: %v", ev)
+		}
 
 		res, err := r.b.RemoveCredentialFor(ctx, "root", alice.User, c1.ID, "reported stolen, caller verified")
 		if err != nil {
