@@ -56,6 +56,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/two-factor/members/forget-devices", Handler: a.route(http.MethodPost, a.memberAction("admin_devices", (*challenge.Engine).ForgetDevices))},
 		{Pattern: "/two-factor/members/confirm-app", Handler: a.route(http.MethodPost, a.memberAction("admin_app_confirmed", (*challenge.Engine).ConfirmApp))},
 		{Pattern: "/two-factor/members/end-sessions", Handler: a.route(http.MethodPost, a.memberAction("admin_sessions", (*challenge.Engine).EndSessions))},
+		{Pattern: "/two-factor/members/remove-passkey", Handler: a.route(http.MethodPost, a.handleRemovePasskey)},
 		{Pattern: "/two-factor/members", Handler: a.route(http.MethodGet, a.handleMembers)},
 		{Pattern: "/two-factor/members/reconcile", Handler: a.route(http.MethodPost, a.handleReconcile)},
 		{Pattern: "/two-factor/approvals", Handler: a.route(http.MethodGet, a.handleApprovals)},
@@ -167,7 +168,7 @@ func (a *AdminAPI) handleUnlock(w http.ResponseWriter, r *http.Request, app *App
 	if err != nil {
 		return apiError(err)
 	}
-	app.adminNotice("admin_unlock", res.Contact)
+	app.adminNotice(res.Contact, notify.NoticeData{Kind: "admin_unlock"})
 	return writeJSON(w, res)
 }
 
@@ -189,9 +190,33 @@ func (a *AdminAPI) memberAction(kind string, act func(*challenge.Engine, context
 		if err != nil {
 			return apiError(err)
 		}
-		app.adminNotice(kind, res.Contact)
+		app.adminNotice(res.Contact, notify.NoticeData{Kind: kind})
 		return writeJSON(w, res)
 	}
+}
+
+// PasskeyRequest is the body of POST /two-factor/members/remove-passkey:
+// the member, which of their passkeys or security keys (its id in the
+// member's credentials), and why.
+type PasskeyRequest struct {
+	Member     string `json:"member"`
+	Credential string `json:"credential"`
+	Reason     string `json:"reason"`
+}
+
+// handleRemovePasskey removes one of a member's passkeys or security
+// keys, and tells the member, naming it.
+func (a *AdminAPI) handleRemovePasskey(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
+	var req PasskeyRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	res, err := engine.RemoveCredentialFor(r.Context(), adminActor, app.memberID(req.Member), req.Credential, req.Reason)
+	if err != nil {
+		return apiError(err)
+	}
+	app.adminNotice(res.Contact, notify.NoticeData{Kind: "admin_passkey_removed", Name: res.Passkey})
+	return writeJSON(w, res)
 }
 
 // memberID is a member ID given to the admin endpoint as the handlers
@@ -216,15 +241,16 @@ func (a *App) idFolder() func(string) string {
 type noticeSite struct{ name, url, prefix string }
 
 // adminNotice tells the member by email, in the background, that an admin
-// changed their factors, where an address is known (the enrolled one, read
-// before the change) and email is configured.
-func (a *App) adminNotice(kind, to string) {
+// changed their factors (d.Kind, and d.Name for a passkey), where an
+// address is known (the enrolled one, read before the change) and email
+// is configured.
+func (a *App) adminNotice(to string, d notify.NoticeData) {
 	site := a.site.Load()
 	if a.email == nil || to == "" || site == nil {
 		return
 	}
-	d := notify.NoticeData{Kind: kind, Site: site.name, When: clock.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		SettingsPath: site.prefix + "methods"}
+	kind := d.Kind
+	d.Site, d.When, d.SettingsPath = site.name, clock.Now().UTC().Format("2006-01-02 15:04 UTC"), site.prefix+"methods"
 	if site.url != "" {
 		d.SettingsURL = site.url + site.prefix + "methods"
 	}

@@ -25,16 +25,16 @@ func (c chanSender) Send(_ context.Context, m notify.Message) error {
 func TestAdminNotice(t *testing.T) {
 	sent := make(chanSender, 1)
 	app := &App{email: sent, logger: zap.NewNop(), running: &running{}}
-	app.adminNotice("admin_reset", "alice@example.com") // no site yet: no handler
+	app.adminNotice("alice@example.com", notify.NoticeData{Kind: "admin_reset"}) // no site yet: no handler
 	app.site.Store(&noticeSite{name: "Test Members", url: "https://members.example", prefix: "/.2fa/"})
-	app.adminNotice("admin_sessions", "")
+	app.adminNotice("", notify.NoticeData{Kind: "admin_sessions"})
 	for kind, subject := range map[string]string{
 		"admin_reset":           "reset by an administrator",
 		"admin_reset_requested": "asked to reset",
 		"admin_devices":         "remembered devices were forgotten",
 		"admin_sessions":        "sessions were ended",
 	} {
-		app.adminNotice(kind, "alice@example.com")
+		app.adminNotice("alice@example.com", notify.NoticeData{Kind: kind})
 		m := <-sent
 		if m.To != "alice@example.com" || !strings.Contains(m.Subject, "[Test Members]") || !strings.Contains(m.Subject, subject) ||
 			!strings.Contains(m.Text, "https://members.example/.2fa/methods") {

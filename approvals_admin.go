@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/notify"
 )
 
 // Four-eyes resets on the admin API and the CLI: with reset_approval on, a
@@ -53,7 +54,7 @@ func (a *AdminAPI) handleReset(w http.ResponseWriter, r *http.Request, app *App,
 	if err != nil {
 		return approvalError(err)
 	}
-	app.adminNotice("admin_reset_requested", pending.Contact)
+	app.adminNotice(pending.Contact, notify.NoticeData{Kind: "admin_reset_requested"})
 	return writeJSONStatus(w, http.StatusAccepted, PendingReset{Pending: true, ResetRequest: pending})
 }
 
@@ -104,7 +105,7 @@ func (a *AdminAPI) handleApprove(w http.ResponseWriter, r *http.Request, app *Ap
 	if err != nil {
 		return approvalError(err)
 	}
-	app.adminNotice("admin_reset", res.Contact)
+	app.adminNotice(res.Contact, notify.NoticeData{Kind: "admin_reset"})
 	return writeJSON(w, ApprovalResponse{Request: req, Result: &res})
 }
 

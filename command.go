@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -192,6 +193,24 @@ func addMemberCommands(cmd *cobra.Command, hidden bool) {
 		c.Flags().String("reason", "", "Why, for the audit trail (required)")
 		cmd.AddCommand(c)
 	}
+	remove := adminCommand(&cobra.Command{
+		Use:   "remove-passkey <member> <credential> --reason <text>",
+		Short: "Removes one of a member's passkeys or security keys",
+		Long: `
+Removes one of the member's passkeys or security keys (a lost or stolen one;
+<credential> is its ID as "members show" lists it), on every instance at
+once: it no longer verifies, and every session and remembered device of the
+member ends. If it was the member's only way to verify, they set up 2-step
+verification again at their next visit. The member is told by email, where
+an address is known. --reason is required and goes to the audit trail.
+`,
+		// A missing member or credential is refused by the API, naming
+		// the field.
+		Args:   cobra.MaximumNArgs(2),
+		Hidden: hidden,
+	}, cmdRemovePasskey)
+	remove.Flags().String("reason", "", "Why, for the audit trail (required)")
+	cmd.AddCommand(remove)
 	unlock := adminCommand(&cobra.Command{
 		Use:   "unlock <member> --reason <text> | unlock --ip <address> --reason <text>",
 		Short: "Lifts a member's or a client address's lockout at once",
@@ -226,6 +245,19 @@ func cmdMember(fl caddycmd.Flags, name, done string) (int, error) {
 		done = fmt.Sprintf(done, res.Devices)
 	}
 	fmt.Printf("%s: %s\n", req.Member, done)
+	return exitOK, nil
+}
+
+func cmdRemovePasskey(fl caddycmd.Flags) (int, error) {
+	req := PasskeyRequest{Member: fl.Arg(0), Credential: fl.Arg(1), Reason: fl.String("reason")}
+	var res challenge.MemberResult
+	if code, err := callAdmin(fl, http.MethodPost, "/two-factor/members/remove-passkey", req, &res); err != nil || fl.Bool("json") {
+		return code, err
+	}
+	fmt.Printf("%s: %q removed; every session and remembered device ended.\n", req.Member, res.Passkey)
+	if slices.Contains(res.Methods, challenge.MethodWebAuthn) && len(res.Methods) == 1 {
+		fmt.Printf("%s: that was their last passkey or security key.\n", req.Member)
+	}
 	return exitOK, nil
 }
 

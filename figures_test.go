@@ -55,7 +55,8 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 	event("verify", "failure", method("totp"), reason("replay"))
 	event("verify", "failure", method("sms"), reason("locked"))
 	event("verify", "failure", method("sms"), reason("void"))
-	event("verify", "error", method("webauthn"), reason("secret_unreadable"))
+	event("verify", "error", method("push"), reason("secret_unreadable"))
+	event("verify", "success", method("webauthn"))
 	event("code_send", "success", method("email"))
 	event("code_send", "refused", method("sms"))
 	event("code_send", "failure", method("sms"), zap.String("error_class", "throttled"))
@@ -129,6 +130,7 @@ func TestFiguresCountAsMetrics(t *testing.T) {
 	for series, want := range map[string]float64{
 		"verifications_total{method=totp,result=ok}":     2,
 		"verifications_total{method=other,result=error}": 1,
+		"verifications_total{method=webauthn,result=ok}": 1,
 		"verifications_total{method=sms,result=expired}": 1,
 		"codes_sent_total{channel=sms,result=limited}":   1,
 		"codes_sent_total{channel=email,result=other}":   1,

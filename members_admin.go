@@ -116,10 +116,10 @@ func membersQuery(q url.Values) (int, challenge.MembersFilter, error) {
 		return 0, filter, badField("locked", "true, or leave it out")
 	}
 	switch m := q.Get("method"); m {
-	case "", challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
+	case "", challenge.MethodWebAuthn, challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
 		filter.Method = m
 	default:
-		return 0, filter, badField("method", "totp, email or sms")
+		return 0, filter, badField("method", "webauthn, totp, email or sms")
 	}
 	switch o := q.Get("order"); o {
 	case "", challenge.OrderID, challenge.OrderLastSeen:
@@ -185,7 +185,7 @@ page: --after <the value given after "More:">.
 	list.Flags().Bool("enrolled", false, "Only members with a second factor")
 	list.Flags().Bool("not-enrolled", false, "Only members without one")
 	list.Flags().Bool("locked", false, "Only members locked out now")
-	list.Flags().String("method", "", "Only members with this method: totp, email or sms")
+	list.Flags().String("method", "", "Only members with this method: webauthn, totp, email or sms")
 	list.Flags().String("search", "", "An ID prefix, or an email address")
 	list.Flags().String("order", "", "id (the default) or last_seen (most recent first)")
 	list.Flags().Int("limit", defaultMembersLimit, "Members per page (at most 1000)")
@@ -268,6 +268,13 @@ func cmdMembersShow(fl caddycmd.Flags) (int, error) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Method, dash(m.Destination), day(&m.Added), day(m.LastUsed))
 		}
 	}
+	if len(d.Credentials) > 0 {
+		// The full ID: remove-passkey takes it.
+		fmt.Fprintln(tw, "\nPASSKEY\tNAME\tADDED\tLAST USED\tAAGUID\tSYNCED")
+		for _, c := range d.Credentials {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, day(&c.Added), day(c.LastUsed), dash(c.AAGUID), synced(c))
+		}
+	}
 	if len(d.DeviceList) > 0 {
 		fmt.Fprintln(tw, "\nDEVICE\tREMEMBERED\tUNTIL\tADDRESS")
 		for _, dv := range d.DeviceList {
@@ -323,6 +330,17 @@ func cmdMembersReconcile(fl caddycmd.Flags) (int, error) {
 	return exitOK, nil
 }
 
+// synced says whether a passkey is synced between devices.
+func synced(c challenge.CredentialDetail) string {
+	switch {
+	case c.BackedUp:
+		return "yes"
+	case c.BackupEligible:
+		return "can be"
+	}
+	return "no (this device only)"
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -366,7 +384,7 @@ func when(t *time.Time) string {
 
 func byMethod(m map[string]int) string {
 	var parts []string
-	for _, method := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+	for _, method := range []string{challenge.MethodWebAuthn, challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 		if n := m[method]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", method, n))
 		}

@@ -72,7 +72,8 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 	}
 	m := &metrics{
 		verifications: counter("verifications_total",
-			"Second-factor verifications by method (totp, email, sms, recovery) and result (ok, wrong, replay, locked, expired, error).",
+			"Second-factor verifications by method (webauthn, totp, email, sms, recovery) and result (ok, wrong, replay, locked, expired, "+
+				"counter_regressed: a passkey's or security key's signature counter went backwards, possibly a cloned authenticator; error).",
 			"method", "result"),
 		codesSent: counter("codes_sent_total",
 			"One-time codes sent by channel (email, sms) and result: sent, limited (a sending limit refused it), or the failure class "+
@@ -80,9 +81,11 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 			"channel", "result"),
 		notArrived: counter("codes_not_arrived_total",
 			"Members' reports that a code sent to them never arrived, by channel (email, sms).", "channel"),
-		lockouts:   counter("lockouts_total", "Lockouts begun, by scope (account, address).", "scope"),
-		enrolments: counter("enrolments_total", "Methods enrolled, by method (totp, email, sms).", "method"),
-		removals:   counter("removals_total", "Methods removed by their member, by method (totp, email, sms).", "method"),
+		lockouts: counter("lockouts_total", "Lockouts begun, by scope (account, address).", "scope"),
+		enrolments: counter("enrolments_total",
+			"Methods enrolled, by method (webauthn: each passkey or security key registered, totp, email, sms).", "method"),
+		removals: counter("removals_total",
+			"Methods removed by their member, by method (webauthn: each passkey or security key removed, totp, email, sms).", "method"),
 		recoveryUsed: prometheus.NewCounter(prometheus.CounterOpts(opts("recovery_codes_used_total",
 			"Sign-ins with a recovery code."))),
 		clockDrift: counter("clock_drift_total",
@@ -94,7 +97,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 				"the audit logger still has them."))),
 		adminActions: counter("admin_actions_total",
 			"Admins' actions that succeeded, by action (reset, reset_requested, reset_approved, reset_withdrawn, unlock, unlock_address, "+
-				"devices, sessions, app_confirmed, rekey, export, import, audit_export).",
+				"devices, sessions, app_confirmed, passkey_removed, rekey, export, import, audit_export).",
 			"action"),
 		recovered: histogram("time_to_recover_seconds",
 			"Time from an account lockout or a recovery-code sign-in to the member's next verification with an enrolled method (app, email or SMS).",
@@ -197,13 +200,20 @@ func (m *metrics) observe(ev auditEvent) {
 func classify(event, result string, fields map[string]string) (audit.Kind, []string) {
 	switch event {
 	case "verify":
-		method := oneOf(fields["method"], "totp", "email", "sms", "recovery")
+		method := oneOf(fields["method"], "webauthn", "totp", "email", "sms", "recovery")
 		outcome := "error"
-		switch {
+		switch reason := fields["reason"]; {
 		case result == "success":
 			outcome = "ok"
-		case fields["reason"] == "incorrect" || fields["reason"] == "malformed" || fields["reason"] == "clock_drift":
+		case reason == "incorrect" || reason == "malformed" || reason == "clock_drift",
+			// A passkey's answer that does not verify (another origin, a
+			// bad signature, a key not the member's or not allowed): the
+			// wrong code of a passkey.
+			reason == "refused" || reason == "unknown_credential" || reason == "authenticator_not_allowed":
 			outcome = "wrong"
+		case reason == "counter_regressed":
+			// Its own value: a cloned authenticator is worth an alert.
+			outcome = "counter_regressed"
 		case fields["reason"] == "replay":
 			outcome = "replay"
 		case fields["reason"] == "locked":
@@ -231,9 +241,18 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 		if result == "success" {
 			return audit.CountEnrolment, []string{oneOf(fields["method"], "totp", "email", "sms")}
 		}
+	case "webauthn_registered":
+		if result == "success" {
+			return audit.CountEnrolment, []string{"webauthn"}
+		}
 	case "method_removed":
 		if result == "success" {
 			return audit.CountRemoval, []string{oneOf(fields["method"], "totp", "email", "sms")}
+		}
+	case "webauthn_removed":
+		// The member's own removal; an admin's is admin_passkey_removed.
+		if result == "success" {
+			return audit.CountRemoval, []string{"webauthn"}
 		}
 	default:
 		// Actions only: reads (admin_member_viewed, ...) and refusals are
@@ -249,7 +268,7 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 // without "admin_".
 var adminActions = map[string]bool{
 	"reset": true, "reset_requested": true, "reset_approved": true, "reset_withdrawn": true, "unlock": true,
-	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "rekey": true, "export": true, "import": true, "audit_export": true,
+	"unlock_address": true, "devices": true, "sessions": true, "app_confirmed": true, "passkey_removed": true, "rekey": true, "export": true, "import": true, "audit_export": true,
 }
 
 // oneOf is v when it is one of allowed, else "other".

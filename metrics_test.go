@@ -151,6 +151,46 @@ func TestClockDriftCounted(t *testing.T) {
 	}
 }
 
+// Passkeys count under the method webauthn: a refused answer is a wrong
+// code, a counter that went backwards (a cloned authenticator) its own
+// result; each key registered or removed by its member an enrolment or a
+// removal, and an admin's removal an admin action, not the member's.
+func TestPasskeyEventsCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "192.0.2.1"}
+	method := zap.String("method", "webauthn")
+	e.Audit(a, "verify", "success", method, zap.String("credential", "0123abcd"))
+	e.Audit(a, "verify", "failure", method, zap.String("reason", "refused"), zap.String("detail", "Error validating origin"))
+	e.Audit(a, "verify", "failure", method, zap.String("reason", "authenticator_not_allowed"))
+	e.Audit(a, "verify", "failure", method, zap.String("reason", "counter_regressed"))
+	e.Audit(a, "webauthn_counter_regressed", "refused", method) // the same refusal's own event: not counted twice
+	e.Audit(a, "verify", "failure", method, zap.String("reason", "expired"))
+	e.Audit(a, "webauthn_registered", "success", method)
+	e.Audit(a, "webauthn_registered", "success", method)
+	e.Audit(a, "webauthn_registered", "failure", method, zap.String("reason", "refused"))
+	e.Audit(a, "webauthn_removed", "success")
+	e.Audit(a, "webauthn_removed", "refused", zap.String("reason", "last_method"))
+	e.Audit(a, "admin_passkey_removed", "success", method, zap.String("actor", "root"))
+	for labels, want := range map[[2]string]float64{
+		{"webauthn", "ok"}: 1, {"webauthn", "wrong"}: 2, {"webauthn", "counter_regressed"}: 1, {"webauthn", "expired"}: 1,
+	} {
+		got := counterValue(t, reg, "caddy_two_factor_verifications_total", map[string]string{"method": labels[0], "result": labels[1]})
+		if got != want {
+			t.Errorf("verifications_total%v = %v, want %v", labels, got, want)
+		}
+	}
+	if v := counterValue(t, reg, "caddy_two_factor_enrolments_total", map[string]string{"method": "webauthn"}); v != 2 {
+		t.Errorf("enrolments_total{webauthn} = %v, want 2", v)
+	}
+	if v := counterValue(t, reg, "caddy_two_factor_removals_total", map[string]string{"method": "webauthn"}); v != 1 {
+		t.Errorf("removals_total{webauthn} = %v, want 1: the member's own removal only", v)
+	}
+	if v := counterValue(t, reg, "caddy_two_factor_admin_actions_total", map[string]string{"action": "passkey_removed"}); v != 1 {
+		t.Errorf("admin_actions_total{passkey_removed} = %v, want 1", v)
+	}
+}
+
 // The verify event's recovered_after (int64 seconds) lands in the
 // time-to-recover histogram's bucket; events without it add nothing.
 func TestTimeToRecoverFromAuditField(t *testing.T) {

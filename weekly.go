@@ -323,7 +323,7 @@ func (r *reporter) send(ctx context.Context, slot time.Time, sent map[string]boo
 // reportMethods and reportChannels are listed in this order, those with
 // no count left out.
 var (
-	reportMethods  = []string{"totp", "email", "sms", "recovery", "other"}
+	reportMethods  = []string{"webauthn", "totp", "email", "sms", "recovery", "other"}
 	reportChannels = []string{"email", "sms", "other"}
 )
 

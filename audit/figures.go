@@ -17,8 +17,9 @@ type Day struct {
 	// -1 when none was taken that day.
 	Seen     int64 `json:"seen"`
 	Enrolled int64 `json:"enrolled"`
-	// Verifications counts verifications by method (totp, email, sms,
-	// recovery) and result (ok, wrong, replay, locked, expired, error):
+	// Verifications counts verifications by method (webauthn, totp,
+	// email, sms, recovery) and result (ok, wrong, replay, locked,
+	// expired, counter_regressed, error):
 	// the label values of caddy_two_factor_verifications_total.
 	Verifications map[string]map[string]int64 `json:"verifications,omitempty"`
 	// Sent counts codes sent by channel (email, sms) and result (sent,

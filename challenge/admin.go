@@ -173,7 +173,7 @@ func (e *Engine) unlockContact(ctx context.Context, member string) string {
 		if to = e.ContactEmail(u, ""); to != "" {
 			return errNothingPending // nothing to write
 		}
-		u.addPending("admin_unlock", e.now())
+		u.addPending("admin_unlock", "", e.now())
 		return nil
 	})
 	return to
@@ -277,8 +277,12 @@ func (e *Engine) auditAdmin(ctx context.Context, a Actor, event, actor, why stri
 
 // MemberResult says what an admin action on a member's factors changed.
 type MemberResult struct {
-	// Methods lists the methods a reset removed.
+	// Methods lists the methods a reset removed, or webauthn when an
+	// admin removed the member's last passkey.
 	Methods []string `json:"methods,omitempty"`
+	// Passkey is the name of the passkey or security key an admin
+	// removed.
+	Passkey string `json:"passkey,omitempty"`
 	// Devices is how many remembered devices were forgotten.
 	Devices int `json:"devices"`
 	// Contact is where to send the member a security notice, read before
@@ -297,11 +301,12 @@ func (e *Engine) Reset(ctx context.Context, actor, member, why string) (MemberRe
 // reset is Reset with more fields for its audit entry: an approved
 // request's requester.
 func (e *Engine) reset(ctx context.Context, actor, member, why string, extra ...zap.Field) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_reset", actor, member, why, extra, func(u *User, res *MemberResult) {
+	return e.memberAction(ctx, "admin_reset", actor, member, why, extra, func(u *User, res *MemberResult) error {
 		res.Methods = u.Methods()
 		u.TOTP, u.Email, u.SMS, u.WebAuthn, u.Default, u.Recovery = nil, nil, nil, nil, "", nil
 		u.Epoch++
 		u.forgetDevices(res)
+		return nil
 	})
 }
 
@@ -322,21 +327,23 @@ func (e *Engine) ConfirmApp(ctx context.Context, actor, member, why string) (Mem
 			return MemberResult{}, errNoUnprovenApp
 		}
 	}
-	return e.memberAction(ctx, "admin_app_confirmed", actor, member, why, nil, func(u *User, _ *MemberResult) {
+	return e.memberAction(ctx, "admin_app_confirmed", actor, member, why, nil, func(u *User, _ *MemberResult) error {
 		if u.TOTP != nil {
 			u.TOTP.Unproven = false
 		}
 		for i := range u.WebAuthnCredentials() {
 			u.WebAuthn.Credentials[i].Unproven = false
 		}
+		return nil
 	})
 }
 
 // ForgetDevices revokes every remembered device of the member, with the
 // sessions they started; the member's other sessions go on.
 func (e *Engine) ForgetDevices(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_devices", actor, member, why, nil, func(u *User, res *MemberResult) {
+	return e.memberAction(ctx, "admin_devices", actor, member, why, nil, func(u *User, res *MemberResult) error {
 		u.forgetDevices(res)
+		return nil
 	})
 }
 
@@ -344,10 +351,11 @@ func (e *Engine) ForgetDevices(ctx context.Context, actor, member, why string) (
 // browser; methods and remembered devices stay, so a remembered device
 // starts a new session without a code.
 func (e *Engine) EndSessions(ctx context.Context, actor, member, why string) (MemberResult, error) {
-	return e.memberAction(ctx, "admin_sessions", actor, member, why, nil, func(u *User, _ *MemberResult) {
+	return e.memberAction(ctx, "admin_sessions", actor, member, why, nil, func(u *User, _ *MemberResult) error {
 		// Sessions carry their issue time in whole seconds, so one issued
 		// in this second ends too; verifying again a second later passes.
 		u.SessionsAfter = max(u.SessionsAfter, e.now().Unix())
+		return nil
 	})
 }
 
@@ -365,8 +373,9 @@ var errNoMember = &InputError{"member", "no second-factor record for this member
 // memberAction applies change to the member's record through updateUser,
 // so every instance drops its copy at once (change notices), deletes the
 // device records no longer listed, and audits the action with the admin,
-// the reason and any extra fields.
-func (e *Engine) memberAction(ctx context.Context, event, actor, member, why string, extra []zap.Field, change func(u *User, res *MemberResult)) (MemberResult, error) {
+// the reason and any extra fields. An error from change leaves the record
+// as it was.
+func (e *Engine) memberAction(ctx context.Context, event, actor, member, why string, extra []zap.Field, change func(u *User, res *MemberResult) error) (MemberResult, error) {
 	if member == "" {
 		return MemberResult{}, &InputError{"member", "required: the member's ID"}
 	}
@@ -384,9 +393,11 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 		for id := range u.Devices {
 			devices = append(devices, id)
 		}
-		change(u, &res)
+		if err := change(u, &res); err != nil {
+			return err
+		}
 		if res.Contact == "" {
-			u.addPending(event, e.now())
+			u.addPending(event, res.Passkey, e.now())
 		}
 		return nil
 	})
@@ -432,9 +443,10 @@ func (e *Engine) TakePending(ctx context.Context, member string) ([]PendingNotic
 }
 
 // addPending keeps a notice of an admin action for the member's next
-// visit, dropping the oldest beyond maxPending.
-func (u *User) addPending(kind string, at time.Time) {
-	u.Pending = append(u.Pending, PendingNotice{Kind: kind, At: at.UTC()})
+// visit (name: the passkey it removed, if any), dropping the oldest
+// beyond maxPending.
+func (u *User) addPending(kind, name string, at time.Time) {
+	u.Pending = append(u.Pending, PendingNotice{Kind: kind, Name: name, At: at.UTC()})
 	u.Pending = u.Pending[max(0, len(u.Pending)-maxPending):]
 }
 

@@ -195,7 +195,7 @@ func (e *Engine) requestReset(ctx context.Context, requester, member, why string
 				if u.Rev == 0 {
 					return errNoRecord
 				}
-				u.addPending("admin_reset_requested", now)
+				u.addPending("admin_reset_requested", "", now)
 				return nil
 			})
 		}

@@ -67,7 +67,7 @@ const (
 
 // listedMethods are the methods the list filters by, in the order of
 // MemberCounts.ByMethod.
-var listedMethods = [...]string{MethodTOTP, MethodEmail, MethodSMS}
+var listedMethods = [...]string{MethodWebAuthn, MethodTOTP, MethodEmail, MethodSMS}
 
 func methodIndex(m string) string { return methodIndexPrefix + m }
 
@@ -345,7 +345,7 @@ const metaIndex = "meta"
 
 // listingVersion changes when the indexes' layout does, so the next start
 // builds them again.
-const listingVersion = "1"
+const listingVersion = "2" // 2: the webauthn method index
 
 // listingMark is the mark of indexes built for this engine's layout and
 // address key: after a key rotation the addresses are indexed again under

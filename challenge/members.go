@@ -176,9 +176,9 @@ func (f *MembersFilter) check() error {
 		return &InputError{"order", "id or last_seen"}
 	}
 	switch f.Method {
-	case "", MethodTOTP, MethodEmail, MethodSMS:
+	case "", MethodWebAuthn, MethodTOTP, MethodEmail, MethodSMS:
 	default:
-		return &InputError{"method", "totp, email or sms"}
+		return &InputError{"method", "webauthn, totp, email or sms"}
 	}
 	if len(f.Search) > MaxSearch {
 		return &InputError{"search", fmt.Sprintf("at most %d bytes", MaxSearch)}
@@ -486,8 +486,11 @@ type MethodDetail struct {
 type MemberDetail struct {
 	MemberSummary
 	MethodDetails []MethodDetail `json:"method_details"`
-	DeviceList    []Device       `json:"device_list"`
-	Activity      []Activity     `json:"activity"`
+	// Credentials are the member's passkeys and security keys, without
+	// the credentials themselves.
+	Credentials []CredentialDetail `json:"credentials"`
+	DeviceList  []Device           `json:"device_list"`
+	Activity    []Activity         `json:"activity"`
 }
 
 // ErrNoMember reports a member the gateway has neither seen nor recorded.
@@ -505,8 +508,10 @@ func (e *Engine) Member(ctx context.Context, id string) (*MemberDetail, error) {
 	if !st.exists() {
 		return nil, ErrNoMember
 	}
-	d := &MemberDetail{MemberSummary: e.summary(st), MethodDetails: []MethodDetail{}, DeviceList: []Device{}, Activity: []Activity{}}
+	d := &MemberDetail{MemberSummary: e.summary(st), MethodDetails: []MethodDetail{}, Credentials: []CredentialDetail{},
+		DeviceList: []Device{}, Activity: []Activity{}}
 	if u := st.u; u != nil {
+		d.Credentials = credentialDetails(u)
 		for _, method := range u.Methods() {
 			added, used, _ := u.MethodDates(method)
 			md := MethodDetail{Method: method, Added: added, Destination: e.Destination(u, method, "")}

@@ -540,5 +540,10 @@ func reason(err error) string {
 	case errors.Is(err, store.ErrUnavailable):
 		return "store_unavailable"
 	}
+	var in *InputError
+	if errors.As(err, &in) {
+		// An admin action refused: the field, not the value given.
+		return "invalid_" + in.Field
+	}
 	return fmt.Sprintf("error: %T", err)
 }

@@ -71,7 +71,9 @@ type User struct {
 // PendingNotice is an admin action on the member's factors that the
 // member has not been told of yet.
 type PendingNotice struct {
-	Kind string    `json:"kind"` // admin_reset, admin_devices, admin_sessions, admin_reset_requested, admin_unlock
+	Kind string `json:"kind"` // admin_reset, admin_devices, admin_sessions, admin_reset_requested, admin_unlock, admin_passkey_removed
+	// Name is the passkey's name for admin_passkey_removed.
+	Name string    `json:"name,omitempty"`
 	At   time.Time `json:"at"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
 
@@ -131,7 +132,7 @@ func (f *Flow) adminApprove(p *request) error {
 		return f.approvalError(p, in, "approve reset", err)
 	}
 	if f.cfg.AdminNotice != nil {
-		f.cfg.AdminNotice("admin_reset", res.Contact)
+		f.cfg.AdminNotice(res.Contact, notify.NoticeData{Kind: "admin_reset"})
 	}
 	return seeOther(p, f.approvalDoneURL(in, req.Member, "approved"))
 }
@@ -177,7 +178,7 @@ func (f *Flow) adminRequestReset(p *request) error {
 		return f.approvalError(p, approvalInput{member: member, reason: reason}, "request reset", err)
 	}
 	if f.cfg.AdminNotice != nil {
-		f.cfg.AdminNotice("admin_reset_requested", req.Contact)
+		f.cfg.AdminNotice(req.Contact, notify.NoticeData{Kind: "admin_reset_requested"})
 	}
 	return seeOther(p, f.memberURL(member)+"&done=requested")
 }

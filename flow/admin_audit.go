@@ -57,7 +57,7 @@ var auditEvents = []string{
 	"device_remembered", "device_used", "device_forgotten", "new_browser", "session_revoked", "csrf_refused", "sms_site_limit",
 	"admin_refused", "admin_overview_viewed", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched",
 	"admin_audit_export", "admin_audit_verify",
-	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed",
+	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed", "admin_passkey_removed",
 	"admin_reset_requested", "admin_reset_approved", "admin_reset_withdrawn",
 	"admin_export", "admin_import", "admin_rekey", "audit_suppressed",
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
+	"github.com/caddy-twofactor/twofactor/notify"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
 
@@ -50,7 +51,7 @@ func membersFilter(q url.Values) (challenge.MembersFilter, string) {
 		mf.Enrolled = &b
 	case "locked":
 		mf.Locked = true
-	case challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
+	case challenge.MethodWebAuthn, challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
 		mf.Method = v
 	default:
 		return mf, "filter"
@@ -136,7 +137,9 @@ func (f *Flow) showMembers(p *request, status int) error {
 			return f.adminEngineError(p, "counts", err)
 		}
 		a.Counts = &pages.AdminCounts{Members: c.Members, Seen: c.Seen, Enrolled: c.Enrolled, Locked: c.Locked,
-			TOTP: c.ByMethod[challenge.MethodTOTP], Email: c.ByMethod[challenge.MethodEmail], SMS: c.ByMethod[challenge.MethodSMS]}
+			WebAuthn: c.ByMethod[challenge.MethodWebAuthn], TOTP: c.ByMethod[challenge.MethodTOTP],
+			Email: c.ByMethod[challenge.MethodEmail], SMS: c.ByMethod[challenge.MethodSMS]}
+		a.Counts.ShowWebAuthn = a.Counts.WebAuthn > 0 || f.methodConfigured(challenge.MethodWebAuthn)
 		if a.Approval = f.cfg.ResetApproval > 0; a.Approval {
 			pending, err := p.e.ResetRequests(ctx)
 			if err != nil {
@@ -210,6 +213,14 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 		}
 		m.Methods = append(m.Methods, opt)
 	}
+	for _, c := range d.Credentials {
+		pk := pages.AdminPasskey{ID: c.ID, Name: c.Name, Added: pages.Day(c.Added), AAGUID: c.AAGUID,
+			Synced: c.BackedUp, Syncable: c.BackupEligible}
+		if c.LastUsed != nil {
+			pk.LastUsed = pages.Day(*c.LastUsed)
+		}
+		m.Passkeys = append(m.Passkeys, pk)
+	}
 	for _, dv := range d.DeviceList {
 		m.Devices = append(m.Devices, pages.DeviceOption{ID: dv.ID, Summary: audit.Browser(dv.UserAgent), IP: dv.IP,
 			Created: pages.When(dv.Created), LastUsed: pages.When(dv.LastUsed)})
@@ -244,7 +255,7 @@ func day(t *time.Time) string {
 // adminNotices are the notices after each action, by the done parameter.
 var adminNotices = map[string]string{
 	"unlock": "unlock", "forget-devices": "devices", "end-sessions": "sessions", "reset": "reset", "confirm-app": "app_confirmed",
-	"requested": "requested", "approved": "approved", "withdrawn": "withdrawn",
+	"requested": "requested", "approved": "approved", "withdrawn": "withdrawn", "remove-passkey": "passkey_removed",
 }
 
 // memberActionInput reads and checks an action form's member and reason;
@@ -289,7 +300,7 @@ func (f *Flow) adminUnlock(p *request) error {
 		return f.adminActionError(p, member, "unlock", err)
 	}
 	if f.cfg.AdminNotice != nil {
-		f.cfg.AdminNotice("admin_unlock", res.Contact)
+		f.cfg.AdminNotice(res.Contact, notify.NoticeData{Kind: "admin_unlock"})
 	}
 	return seeOther(p, f.memberURL(member)+"&done=unlock")
 }
@@ -312,7 +323,7 @@ func (f *Flow) adminConfirmApp(p *request) error {
 		return f.adminActionError(p, member, "confirm-app", err)
 	}
 	if f.cfg.AdminNotice != nil {
-		f.cfg.AdminNotice("admin_app_confirmed", res.Contact)
+		f.cfg.AdminNotice(res.Contact, notify.NoticeData{Kind: "admin_app_confirmed"})
 	}
 	return seeOther(p, f.memberURL(member)+"&done=confirm-app")
 }
@@ -331,7 +342,7 @@ func (f *Flow) adminMemberAction(p *request, name, kind string, act memberAction
 		return f.adminActionError(p, member, name, err)
 	}
 	if f.cfg.AdminNotice != nil {
-		f.cfg.AdminNotice(kind, res.Contact)
+		f.cfg.AdminNotice(res.Contact, notify.NoticeData{Kind: kind})
 	}
 	return seeOther(p, f.memberURL(member)+"&done="+name)
 }
@@ -371,6 +382,27 @@ func (f *Flow) adminReset(p *request) error {
 		defer cancel()
 		return e.Reset(ctx, p.adminActor(), member, reason)
 	})
+}
+
+// adminRemovePasskey removes one of the member's passkeys or security
+// keys (a lost or stolen one): it stops working at once on every
+// instance, with every session and remembered device of the member. The
+// member is told, naming it.
+func (f *Flow) adminRemovePasskey(p *request) error {
+	member, reason, done, err := f.memberActionInput(p)
+	if done {
+		return err
+	}
+	ctx, cancel := withTimeout(p.r)
+	defer cancel()
+	res, err := p.e.RemoveCredentialFor(ctx, p.adminActor(), member, p.r.PostForm.Get("credential"), reason)
+	if err != nil {
+		return f.adminActionError(p, member, "remove-passkey", err)
+	}
+	if f.cfg.AdminNotice != nil {
+		f.cfg.AdminNotice(res.Contact, notify.NoticeData{Kind: "admin_passkey_removed", Name: res.Passkey})
+	}
+	return seeOther(p, f.memberURL(member)+"&done=remove-passkey")
 }
 
 // adminActionError shows an action's refusal on the member's page.

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/audit"
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/pages"
 )
@@ -74,6 +75,7 @@ func (f *Flow) adminOverviewPage(p *request) error {
 			fillOverview(o, list)
 		}
 	}
+	o.Methods = overviewMethods(o, f.methodConfigured(challenge.MethodWebAuthn))
 	latest, err := f.latestRecords(p, audit.Filter{}, overviewLatest, securityEvent)
 	if err != nil {
 		// As with the figures: the rest of the page still helps.
@@ -186,6 +188,21 @@ func fillOverview(o *pages.AdminOverview, list []audit.Day) {
 		o.Recovered.Add(d.Recovered)
 	}
 	o.Median, o.P90 = o.Recovered.Quantile(0.5), o.Recovered.Quantile(0.9)
+}
+
+// overviewMethods are the methods the overview shows: all of them, but
+// passkeys only where they are configured or counted in the range, so a
+// site without them is not shown a column of zeros.
+func overviewMethods(o *pages.AdminOverview, passkeys bool) []string {
+	if passkeys || counted(o.Verified[challenge.MethodWebAuthn]) || counted(o.Failed[challenge.MethodWebAuthn]) {
+		return pages.OverviewMethods
+	}
+	return slices.DeleteFunc(slices.Clone(pages.OverviewMethods), func(m string) bool { return m == challenge.MethodWebAuthn })
+}
+
+// counted reports whether any day of a series counts something.
+func counted(series []float64) bool {
+	return slices.ContainsFunc(series, func(v float64) bool { return v > 0 })
 }
 
 // coverage is a day's enrolled members among those seen, in percent; NaN

@@ -70,6 +70,32 @@ func TestFillOverview(t *testing.T) {
 	}
 }
 
+// Passkeys show on the overview where they are configured, or where the
+// range counts them (configured before, or on another instance).
+func TestOverviewMethods(t *testing.T) {
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	none := &pages.AdminOverview{Days: []time.Time{day}}
+	fillOverview(none, []audit.Day{{Date: day, Verifications: map[string]map[string]int64{"totp": {"ok": 5}}}})
+	some := &pages.AdminOverview{Days: []time.Time{day}}
+	fillOverview(some, []audit.Day{{Date: day, Verifications: map[string]map[string]int64{"webauthn": {"counter_regressed": 1}}}})
+	for _, tc := range []struct {
+		o        *pages.AdminOverview
+		passkeys bool
+		want     string
+	}{
+		{none, false, "totp email sms recovery"},
+		{none, true, "webauthn totp email sms recovery"},
+		{some, false, "webauthn totp email sms recovery"},
+	} {
+		if got := strings.Join(overviewMethods(tc.o, tc.passkeys), " "); got != tc.want {
+			t.Errorf("passkeys configured %v: %q, want %q", tc.passkeys, got, tc.want)
+		}
+	}
+	if strings.Join(pages.OverviewMethods, " ") != "webauthn totp email sms recovery" {
+		t.Errorf("the overview's methods changed: %v", pages.OverviewMethods)
+	}
+}
+
 // Opening the overview shows the latest security events, members' IDs
 // and addresses among them: it is audited as a read, and that read is
 // not itself one of the latest events.

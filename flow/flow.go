@@ -174,10 +174,11 @@ type Config struct {
 	// typed.
 	FoldID func(string) string
 	// AdminNotice tells a member by email, in the background, that an
-	// admin changed their factors or asked to (kind: admin_reset, admin_unlock,
-	// admin_reset_requested, admin_devices, admin_sessions), at the
-	// address to (none when ""); nil for none.
-	AdminNotice func(kind, to string)
+	// admin changed their factors or asked to (d.Kind: admin_reset,
+	// admin_unlock, admin_reset_requested, admin_devices, admin_sessions,
+	// admin_passkey_removed with d.Name), at the address to (none when
+	// ""); nil for none.
+	AdminNotice func(to string, d notify.NoticeData)
 	// Go runs work that outlives the request, such as a notice by email,
 	// until it ends or the app stops.
 	Go func(func(context.Context))

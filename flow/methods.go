@@ -286,6 +286,8 @@ func activityText(ev challenge.Activity, method string) (string, []any) {
 		return "activity_admin_sessions", nil
 	case "admin_app_confirmed":
 		return "activity_admin_app_confirmed", nil
+	case "admin_passkey_removed":
+		return "activity_admin_passkey_removed", nil
 	case "webauthn_registered":
 		if ok {
 			return "activity_webauthn_added", nil

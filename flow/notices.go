@@ -79,7 +79,7 @@ func (f *Flow) sendPending(p *request) {
 		return
 	}
 	for _, n := range taken {
-		f.notice(p, p.user, notify.NoticeData{Kind: n.Kind, When: n.At.UTC().Format(noticeTime)})
+		f.notice(p, p.user, notify.NoticeData{Kind: n.Kind, Name: n.Name, When: n.At.UTC().Format(noticeTime)})
 	}
 }
 

@@ -143,6 +143,7 @@ var routes = []route{
 	{"POST", "admin/member/forget-devices", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminForgetDevices},
 	{"POST", "admin/member/end-sessions", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminEndSessions},
 	{"POST", "admin/member/reset", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminReset},
+	{"POST", "admin/member/remove-passkey", signedIn | csrfToken | adminSupport | adminStepUp, (*Flow).adminRemovePasskey},
 	{"POST", "admin/member/confirm-app", signedIn | csrfToken | adminApprove | adminStepUp, (*Flow).adminConfirmApp},
 	{"GET", "admin/reconcile", signedIn | adminView | adminStepUp, (*Flow).adminReconcilePage},
 	// Reconciling reads and changes nothing: a viewer may.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/notify"
 )
 
 // Passkeys and security keys: the JSON routes the pages' script calls
@@ -207,6 +208,7 @@ func (f *Flow) webAuthnRegisterFinish(p *request) error {
 		}
 		method := challenge.MethodWebAuthn
 		f.verified(p, u, method, clock.Now())
+		f.notice(p, u, notify.NoticeData{Kind: "passkey_added", Name: cred.Name})
 		f.seenBrowser(p, u, false)
 		next := p.page.ReturnTo
 		switch {
@@ -245,7 +247,9 @@ func (f *Flow) webAuthnRename(p *request) error {
 // confirmation box ticked and, as for other methods, never the last
 // method where a second factor is required. Other browsers' sessions and
 // remembered devices end; this browser keeps its session under the new
-// epoch.
+// epoch. The member is told by email, naming the passkey: a removal they
+// did not make (a thief with the password and an open session) stands
+// out. A rename changes nothing that verifies, so it is audited only.
 func (f *Flow) webAuthnRemove(p *request) error {
 	if p.r.PostForm.Get("confirm") != "yes" {
 		p.page.Error = "confirm_remove"
@@ -253,7 +257,8 @@ func (f *Flow) webAuthnRemove(p *request) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	next, err := p.e.RemoveCredential(ctx, f.actor(p.r, p.id.ID), p.r.PostForm.Get("credential"), !f.cfg.RequiresEnrolment)
+	id := p.r.PostForm.Get("credential")
+	next, err := p.e.RemoveCredential(ctx, f.actor(p.r, p.id.ID), id, !f.cfg.RequiresEnrolment)
 	switch {
 	case errors.Is(err, challenge.ErrLastMethod):
 		p.page.Error = "last_method"
@@ -264,5 +269,18 @@ func (f *Flow) webAuthnRemove(p *request) error {
 	case err != nil:
 		return f.unavailable(p, "remove", err)
 	}
+	// Told at the address known before the change, named as it was.
+	f.notice(p, p.user, notify.NoticeData{Kind: "passkey_removed", Name: credentialName(p.user, id)})
 	return f.removed(p, next, challenge.MethodWebAuthn)
+}
+
+// credentialName is the name of the member's credential with this ID, ""
+// when none.
+func credentialName(u *challenge.User, id string) string {
+	for _, c := range u.WebAuthnCredentials() {
+		if c.ID == id {
+			return c.Name
+		}
+	}
+	return ""
 }

@@ -32,6 +32,20 @@ func TestNotices(t *testing.T) {
 	if !strings.Contains(m.Text, "Recovery codes left: 2") || !strings.Contains(m.Text, "https://example.com/.2fa/methods") {
 		t.Errorf("recovery notice:\n%s", m.Text)
 	}
+	// A passkey notice says which one, where a member may have several;
+	// an admin's removal told later (its name not kept) still reads whole.
+	for _, lang := range []string{"en", "ja"} {
+		for _, kind := range []string{"passkey_added", "passkey_removed", "admin_passkey_removed"} {
+			m, err := Notice(lang, NoticeData{Site: "S", Kind: kind, Name: "Blue YubiKey", SettingsPath: "/.2fa/methods"})
+			if err != nil || !strings.Contains(m.Text, "Blue YubiKey") {
+				t.Errorf("%s/%s: the passkey's name is missing (%v):\n%s", lang, kind, err, m.Text)
+			}
+		}
+		m, _ := Notice(lang, NoticeData{Site: "S", Kind: "admin_passkey_removed", SettingsPath: "/.2fa/methods"})
+		if strings.Contains(m.Text, `""`) || strings.Contains(m.Text, "「」") {
+			t.Errorf("%s: an admin's removal without the name shows an empty one:\n%s", lang, m.Text)
+		}
+	}
 	if _, err := Notice("en", NoticeData{Kind: "party"}); err == nil {
 		t.Error("unknown kind accepted")
 	}

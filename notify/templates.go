@@ -144,17 +144,22 @@ func CodeSMS(lang string, d CodeData) (Message, error) {
 // out.
 type NoticeData struct {
 	Site string
-	// Kind is one of method_added, method_removed, recovery_used,
-	// recovery_generated, device_remembered, lockout, new_device, or an
-	// admin's admin_reset, admin_reset_requested, admin_devices,
-	// admin_sessions (with no IP or Browser: no member's request made
-	// them).
+	// Kind is one of method_added, method_removed, passkey_added,
+	// passkey_removed, recovery_used, recovery_generated,
+	// device_remembered, lockout, new_device, or an admin's admin_reset,
+	// admin_reset_requested, admin_devices, admin_sessions,
+	// admin_passkey_removed (with no IP or Browser: no member's request
+	// made them).
 	Kind    string
 	When    string // formatted time
 	IP      string
 	Browser string // browser and system, "" when unknown
 	Method  string // method_added, method_removed: the method's name
-	Left    int    // recovery_used: codes left
+	// Name is the passkey's or security key's name as its member gave it
+	// (passkey_added, passkey_removed, admin_passkey_removed): it tells
+	// which one, where a member may have several.
+	Name string
+	Left int // recovery_used: codes left
 	// SettingsURL is the absolute URL of the settings page, only from
 	// configuration (never from a request's Host header); without it the
 	// message names SettingsPath.
@@ -166,6 +171,7 @@ var noticeKinds = map[string]bool{
 	"method_added": true, "method_removed": true, "recovery_used": true, "recovery_generated": true,
 	"device_remembered": true, "lockout": true, "new_device": true,
 	"admin_reset": true, "admin_reset_requested": true, "admin_devices": true, "admin_sessions": true, "admin_unlock": true, "admin_app_confirmed": true,
+	"passkey_added": true, "passkey_removed": true, "admin_passkey_removed": true,
 }
 
 // Notice renders a security notice in lang ("ja" or "en"). To is left

@@ -29,6 +29,9 @@ type AdminOverview struct {
 	// Seen and Enrolled are the latest day's counts; -1 when none.
 	Seen, Enrolled int64
 
+	// Methods are the methods shown, in order: OverviewMethods, less
+	// passkeys on a site that has none; nil for all.
+	Methods []string
 	// Verified and Failed are the verifications that passed and those
 	// that failed, by method (OverviewMethods).
 	Verified, Failed map[string][]float64
@@ -65,14 +68,14 @@ type AdminOverview struct {
 
 // The series the overview draws, in order.
 var (
-	OverviewMethods  = []string{"totp", "email", "sms", "recovery"}
+	OverviewMethods  = []string{"webauthn", "totp", "email", "sms", "recovery"}
 	OverviewChannels = []string{"email", "sms"}
 	OverviewScopes   = []string{"account", "address"}
 )
 
 // overviewResults are the verification results, in the order the table
 // shows them (the labels of caddy_two_factor_verifications_total).
-var overviewResults = []string{"ok", "wrong", "replay", "locked", "expired", "error"}
+var overviewResults = []string{"ok", "wrong", "replay", "locked", "expired", "counter_regressed", "error"}
 
 // OverviewChart draws one of the overview's charts in the page's
 // language: "coverage", "verified", "failed", "nondelivery", "lockouts"
@@ -103,7 +106,7 @@ func (p *Page) OverviewChart(name string) template.HTML {
 		if name == "failed" {
 			by = o.Failed
 		}
-		c.Series, c.Totals = p.seriesBy(by, OverviewMethods, "method_name_")
+		c.Series, c.Totals = p.seriesBy(by, p.OverviewMethods(), "method_name_")
 		c.TotalLabel = p.T("overview_total")
 		return chart.StackedBars(c)
 	case "nondelivery":
@@ -200,7 +203,12 @@ func (p *Page) NonDeliveryRate(channel string) string {
 
 // OverviewMethods and OverviewChannels list the methods and channels, in
 // the order the overview shows them.
-func (p *Page) OverviewMethods() []string  { return OverviewMethods }
+func (p *Page) OverviewMethods() []string {
+	if m := p.overview().Methods; m != nil {
+		return m
+	}
+	return OverviewMethods
+}
 func (p *Page) OverviewChannels() []string { return OverviewChannels }
 
 // OverviewPeriod says which days are shown: "6 Nov 2026 to 5 Dec 2026".

@@ -290,7 +290,9 @@ type DetailPair struct{ Key, Value string }
 // AdminCounts are the member list's counts.
 type AdminCounts struct {
 	Members, Seen, Enrolled, Locked int
-	TOTP, Email, SMS                int // enrolled with each method
+	WebAuthn, TOTP, Email, SMS      int // enrolled with each method
+	// ShowWebAuthn: passkeys are configured, or a member has one.
+	ShowWebAuthn bool
 }
 
 // AdminMember is one line of the member list.
@@ -304,6 +306,19 @@ type AdminMember struct {
 	// required of them now.
 	Deadline       string
 	DeadlinePassed bool
+}
+
+// AdminPasskey is one of a member's passkeys or security keys on their
+// admin page.
+type AdminPasskey struct {
+	ID, Name        string
+	Added, LastUsed template.HTML // formatted (Day); LastUsed "" when never used
+	// AAGUID is the authenticator's model as it reported it, "" when it
+	// did not say.
+	AAGUID string
+	// Syncable: the passkey can be synced between devices; Synced: it
+	// was backed up at its last use.
+	Syncable, Synced bool
 }
 
 // AdminDeadline is when a rule with an enrolment deadline requires a
@@ -322,6 +337,7 @@ type AdminMemberDetail struct {
 	HasRecovery  bool
 	RecoveryLeft int
 	Devices      []DeviceOption
+	Passkeys     []AdminPasskey
 	Activity     []ActivityItem
 	FirstSeen    string // formatted; "" when never seen
 	LastSeen     string

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/caddy-twofactor/twofactor/examples/membersite"
-	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/internal/testwebauthn"
 )
 
@@ -314,14 +311,7 @@ func TestPasskeyRegisterNeedsStepUp(t *testing.T) {
 // Two gateway processes on one Redis, as behind a load balancer: each
 // ceremony begins on one and finishes on the other.
 func TestPasskeyAcrossInstancesOnRedis(t *testing.T) {
-	srv := testredis.Start(t)
-	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n", testKey, srv.Addr)
-	// One relying party for both: the site's public address, whichever
-	// instance serves the request.
-	const site = "http://localhost:18443"
-	ins := startInstances(t, 2, global, defaultPolicy+"\n\tsite_url "+site+"\n\twebauthn\n", membersite.DemoMembers())
-	a, b := ins[0], ins[1]
-	key := testwebauthn.New(site)
+	a, b, key := passkeyInstances(t)
 
 	onA := a.browser()
 	onA.login("alice")
