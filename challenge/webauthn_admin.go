@@ -32,6 +32,9 @@ type CredentialDetail struct {
 	// SignCount is the authenticator's signature counter at the last
 	// use; 0 for authenticators without one.
 	SignCount uint32 `json:"sign_count"`
+	// Unproven: added after a weaker factor; it opens the admin pages
+	// only once an approver confirms it (ConfirmApp).
+	Unproven bool `json:"unproven,omitempty"`
 }
 
 // zeroAAGUID is what an authenticator that names no model reports.
@@ -43,7 +46,7 @@ func credentialDetails(u *User) []CredentialDetail {
 	out := []CredentialDetail{}
 	for _, c := range u.WebAuthnCredentials() {
 		d := CredentialDetail{ID: c.ID, Name: c.Name, Added: c.Added, Transports: slices.Clone(c.Transports),
-			BackupEligible: c.BackupEligible, BackedUp: c.BackedUp, SignCount: c.SignCount}
+			BackupEligible: c.BackupEligible, BackedUp: c.BackedUp, SignCount: c.SignCount, Unproven: c.Unproven}
 		if c.AAGUID != zeroAAGUID {
 			d.AAGUID = c.AAGUID
 		}

@@ -215,7 +215,7 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 	}
 	for _, c := range d.Credentials {
 		pk := pages.AdminPasskey{ID: c.ID, Name: c.Name, Added: pages.Day(c.Added), AAGUID: c.AAGUID,
-			Synced: c.BackedUp, Syncable: c.BackupEligible}
+			Synced: c.BackedUp, Syncable: c.BackupEligible, Unproven: c.Unproven}
 		if c.LastUsed != nil {
 			pk.LastUsed = pages.Day(*c.LastUsed)
 		}

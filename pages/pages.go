@@ -319,6 +319,9 @@ type AdminPasskey struct {
 	// Syncable: the passkey can be synced between devices; Synced: it
 	// was backed up at its last use.
 	Syncable, Synced bool
+	// Unproven: it waits for an approver's confirmation before it opens
+	// the admin pages.
+	Unproven bool
 }
 
 // AdminDeadline is when a rule with an enrolment deadline requires a

@@ -294,11 +294,19 @@ func TestAdminPagesWithPasskeysOnly(t *testing.T) {
 	if n := auditOf(e, "admin_refused", "alice", map[string]any{"reason": "app_unproven"}); n != 1 {
 		t.Fatalf("%d refusals of the unproven passkey audited, want 1", n)
 	}
+	page := other.get("/.2fa/admin/member?id=alice").body
+	if !strings.Contains(page, "alice key <span class=\"badge locked\">Not yet confirmed for the admin pages</span>") ||
+		!strings.Contains(page, "Confirm the authenticator app and passkeys") {
+		t.Fatalf("the admin member page does not mark alice's unproven passkey:\n%s", page)
+	}
 	if r := adminAct(other, "confirm-app", "alice", "called her back"); r.status != http.StatusSeeOther {
 		t.Fatalf("confirming alice's passkey: %d %s", r.status, r.body)
 	}
 	if r := x.get("/.2fa/admin/"); r.status != http.StatusOK {
 		t.Fatalf("alice's confirmed passkey, fresh from its registration: %d %q", r.status, r.location())
+	}
+	if page := other.get("/.2fa/admin/member?id=alice").body; strings.Contains(page, "Not yet confirmed") {
+		t.Fatalf("alice's passkey still marked unproven once confirmed:\n%s", page)
 	}
 
 	// The admin endpoint is Caddy's, guarded by its own access: no second
