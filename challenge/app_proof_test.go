@@ -40,6 +40,11 @@ func TestUnprovenApp(t *testing.T) {
 			t.Fatalf("an app replaced after step-up %q is proven", stepUp)
 		}
 	}
+	// A session verified by a passkey or app that was unproven then
+	// proves nothing, whatever the member's factors are now.
+	if u := app(Actor{User: "alice", IP: "192.0.2.1", StepUp: MethodTOTP, StepUpUnproven: true}, true); !u.TOTP.Unproven {
+		t.Fatal("an app replaced in a session from an unproven factor is proven")
+	}
 	if _, err := f.e.ConfirmApp(ctx, "admin endpoint", "alice", ""); !isInput(err, "reason") {
 		t.Fatalf("confirm without a reason: %v", err)
 	}

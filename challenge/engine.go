@@ -280,7 +280,15 @@ type Actor struct {
 	// requests that stepped up ("" for none): it tells an app added after
 	// an app code from one added after an email or recovery code.
 	StepUp string
+	// StepUpUnproven: that session was verified by an app or passkey
+	// that was itself unproven then (session.Session.Unproven), so what
+	// it adds is unproven too, whatever the member's factors are now.
+	StepUpUnproven bool
 }
+
+// stepUpProven reports whether the actor's session shows more than a
+// stolen password with a mailbox or phone would.
+func (a Actor) stepUpProven(u *User) bool { return !a.StepUpUnproven && u.Proven(a.StepUp) }
 
 // Engine runs the second-factor flows against a store.
 type Engine struct {

@@ -264,7 +264,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 		// Epoch moves on with every first factor, reset and removal of
 		// the last method: above 0, the member had factors before.
 		// A code from an unproven app proves no more than the app did.
-		unproven := u.Epoch > 0 && !u.Proven(a.StepUp)
+		unproven := u.Epoch > 0 && !a.stepUpProven(u)
 		firstFactor(u)
 		if p.Replace {
 			// The old phone's sessions and remembered devices end.

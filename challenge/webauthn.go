@@ -133,17 +133,18 @@ func (u *User) WebAuthnCredentials() []WebAuthnCredential {
 
 func (u *User) hasWebAuthn() bool { return u.WebAuthn != nil && len(u.WebAuthn.Credentials) > 0 }
 
-// Proven reports whether a session verified with method shows more than
-// a stolen password with a mailbox or phone would: an app that is not
-// Unproven, or passkeys none of which is (a session does not say which
-// of them was used). Codes sent by email or SMS and recovery codes never
-// do.
+// Proven reports whether the member has a factor of method that shows
+// more than a stolen password with a mailbox or phone would: an app that
+// is not Unproven, or a passkey that is not. Codes sent by email or SMS
+// and recovery codes never do. A session verified with method proves as
+// much only when it was not verified by an unproven one
+// (session.Session.Unproven, Actor.StepUpUnproven).
 func (u *User) Proven(method string) bool {
 	switch method {
 	case MethodTOTP:
 		return u.TOTP != nil && !u.TOTP.Unproven
 	case MethodWebAuthn:
-		return u.hasWebAuthn() && !slices.ContainsFunc(u.WebAuthn.Credentials, func(c WebAuthnCredential) bool { return c.Unproven })
+		return slices.ContainsFunc(u.WebAuthnCredentials(), func(c WebAuthnCredential) bool { return !c.Unproven })
 	}
 	return false
 }
@@ -482,7 +483,7 @@ func (e *Engine) FinishRegistration(ctx context.Context, a Actor, flow, name str
 		}
 		// Epoch moves on with every first factor, reset and removal of
 		// the last method: above 0, the member had factors before.
-		cred.Unproven = u.Epoch > 0 && !u.Proven(a.StepUp)
+		cred.Unproven = u.Epoch > 0 && !a.stepUpProven(u)
 		for _, have := range u.WebAuthnCredentials() {
 			old, err := e.openCredential(u.ID, &have)
 			if err != nil {

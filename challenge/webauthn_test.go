@@ -840,14 +840,18 @@ func TestWebAuthnUnprovenPasskey(t *testing.T) {
 		if n := len(r.audited("webauthn_registered", "success")); n != 6 {
 			t.Fatalf("%d registrations audited", n)
 		}
-		// One unproven passkey among them: a passkey session proves
-		// nothing, and what it adds is unproven too.
+		// Unproven passkeys among proven ones: a session from a proven
+		// one still proves, one from an unproven one (the session says
+		// which, Actor.StepUpUnproven) does not, and what it adds is
+		// unproven too.
 		u, _ = r.b.State(ctx, alice.User)
-		if u.Proven(MethodWebAuthn) || !u.FactorUnproven() {
-			t.Fatal("passkeys with an unproven one among them count as proven")
+		if !u.Proven(MethodWebAuthn) || !u.FactorUnproven() {
+			t.Fatal("Proven, FactorUnproven: proven and unproven passkeys together")
 		}
-		if c := r.register(withPasskey, testwebauthn.New(waOrigin), "Laundered"); !c.Unproven {
-			t.Fatal("a passkey added after a passkey session, with an unproven passkey, is proven")
+		viaUnproven := withPasskey
+		viaUnproven.StepUpUnproven = true
+		if c := r.register(viaUnproven, testwebauthn.New(waOrigin), "Laundered"); !c.Unproven {
+			t.Fatal("a passkey added in a session from an unproven passkey is proven")
 		}
 		if _, err := r.a.ConfirmApp(ctx, "boss (approver)", alice.User, "called her back"); err != nil {
 			t.Fatal(err)

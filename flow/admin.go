@@ -148,7 +148,7 @@ func (f *Flow) adminStepUp(p *request, rt *route) (bool, error) {
 		return true, f.render(p, http.StatusForbidden, "message")
 	}
 	s, ok := f.stepUpSession(p, false)
-	if !ok || !f.adminMethod(s.Method) || !p.user.Proven(s.Method) {
+	if !ok || !f.adminMethod(s.Method) || !sessionProven(p.user, s) {
 		return true, seeOther(p, f.cfg.Prefix+"challenge?return_to="+url.QueryEscape(f.adminBack(p, rt)))
 	}
 	p.session = s

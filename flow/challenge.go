@@ -261,9 +261,18 @@ func clockDriftError(offset time.Duration) (string, []any) {
 // an earlier one, so a value planted in the browser never becomes valid,
 // and rotates the CSRF secret. method is the factor verified.
 func (f *Flow) verified(p *request, u *challenge.User, method string, now time.Time) {
+	f.verifiedBy(p, u, method, false, now)
+}
+
+// verifiedBy is verified after a passkey, saying whether the one used or
+// added was unproven: a member may have several, and the session must
+// not borrow the standing of another. (A member has one app, and
+// replacing it ends its sessions, so the app's own flag is enough.)
+func (f *Flow) verifiedBy(p *request, u *challenge.User, method string, unproven bool, now time.Time) {
 	s := session.Session{
 		User: p.id.ID, ID: session.NewID(), Binding: p.id.Binding, Method: method, Epoch: u.Epoch,
 		Issued: now.Unix(), LastSeen: now.Unix(), Expires: now.Add(f.cfg.SessionLifetime).Unix(),
+		Unproven: unproven,
 	}
 	p.jar.SetSession(p.w, p.r, &s, now)
 	f.newCSRF(p)

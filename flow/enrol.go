@@ -125,14 +125,20 @@ func (f *Flow) showEnrolment(p *request, en *challenge.Enrolment, status int) er
 	return f.render(p, status, "enrol")
 }
 
+// stepUpActor tells the engine how the request's session was verified,
+// so that a factor added on it is no more proven than that session.
+func stepUpActor(p *request, a *challenge.Actor) {
+	if p.session != nil {
+		a.StepUp, a.StepUpUnproven = p.session.Method, p.session.Unproven
+	}
+}
+
 // enrolConfirm completes enrolment with the first code from the app.
 func (f *Flow) enrolConfirm(p *request) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	a := f.actor(p.r, p.id.ID)
-	if p.session != nil {
-		a.StepUp = p.session.Method
-	}
+	stepUpActor(p, &a)
 	u, err := p.e.ConfirmTOTP(ctx, a, p.csrf, p.r.PostForm.Get("code"))
 	switch {
 	case err == nil:

@@ -193,6 +193,10 @@ type Flow struct {
 	// page: only the admin methods, no recovery code, nothing
 	// remembered.
 	adminPolicy Policy
+	// guardPolicy is what the challenge applies when an admin with a
+	// proven app or passkey steps up for their own settings: those
+	// factors only (provenMethods), no recovery code.
+	guardPolicy Policy
 	// keyMissingLimit spaces out the log line about a member whose data
 	// is under a key no longer configured.
 	keyMissingLimit logLimit
@@ -216,6 +220,10 @@ func New(cfg Config) *Flow {
 		cfg.AdminMethods = DefaultAdminMethods
 	}
 	f := &Flow{cfg: cfg, logger: cfg.Logger, adminPolicy: Policy{Methods: cfg.AdminMethods, NoRecovery: true}}
+	f.guardPolicy = Policy{Methods: []string{challenge.MethodTOTP}, NoRecovery: true}
+	if cfg.WebAuthn {
+		f.guardPolicy.Methods = append(f.guardPolicy.Methods, challenge.MethodWebAuthn)
+	}
 	f.router = newRouter(routes)
 	return f
 }

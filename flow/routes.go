@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -367,10 +368,10 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		return true, goTo(p, rt, f.pageURL(p, "enrol"), "not_enrolled")
 	}
 	guarded := f.adminGuarded(p)
-	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) {
+	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) && !strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix+"admin/") {
 		// An admin on the way to their own settings: the challenge offers
-		// only the admin methods, as step-up there asks for one.
-		p.policy = &f.adminPolicy
+		// only the proven factors, as step-up there asks for one.
+		p.policy = &f.guardPolicy
 	}
 	needStepUp := rt.guards&(stepUp|stepUpOrRenewal) != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
 	if needStepUp {
@@ -380,7 +381,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		// than the renewal it was due.
 		renewal := rt.guards&stepUpOrRenewal != 0 && RenewalDue(p.user)
 		s, ok := f.stepUpSession(p, renewal)
-		if !ok || (guarded && !renewal && !f.adminMethod(s.Method)) {
+		if !ok || (guarded && !renewal && !sessionProven(p.user, s)) || !f.passkeyStepUp(p, rt, s, renewal) {
 			return true, f.toChallenge(p, rt)
 		}
 		p.session = s
@@ -389,16 +390,37 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 }
 
 // adminGuarded reports whether the member's own factors are guarded as
-// the admin pages are: an admin who has an admin method changes methods,
-// recovery codes and devices only with a session verified with one.
-// Otherwise an email or SMS code or a recovery code, which a stolen
-// password with a mailbox or phone passes, could replace or remove the app
-// and then open the admin pages with the attacker's own. The renewal of
+// the admin pages are: an admin who has a proven app or passkey changes
+// methods, recovery codes and devices only with a session verified by
+// one (sessionProven), whichever admin_methods names. Otherwise an email
+// or SMS code or a recovery code, which a stolen password with a mailbox
+// or phone passes, could replace or remove the app, or plant a passkey
+// that then guards the settings against their owner. The renewal of
 // recovery codes after one was used stays open to that session: new codes
 // give no way into the admin pages, and an admin who lost the app must be
 // able to renew before another admin resets them.
 func (f *Flow) adminGuarded(p *request) bool {
-	return p.id.Role != "" && f.hasAdminMethod(p.user)
+	return p.id.Role != "" && slices.ContainsFunc(f.guardPolicy.Methods, p.user.Proven)
+}
+
+// sessionProven reports whether s was verified by an app or passkey of
+// the member's that shows more than a stolen password with a mailbox or
+// phone would (challenge.User.Proven), and not by one unproven then.
+func sessionProven(u *challenge.User, s *session.Session) bool {
+	return !s.Unproven && u.Proven(s.Method)
+}
+
+// passkeyStepUp reports whether s may add, rename or remove passkeys of
+// a member who has one: only a session verified by a passkey, or by a
+// recovery code for a member who lost theirs. Otherwise one code phished
+// from the member (the app's, or one sent by email or SMS) would add the
+// attacker's passkey and open the paths that accept only passkeys.
+func (f *Flow) passkeyStepUp(p *request, rt *route, s *session.Session, renewal bool) bool {
+	if renewal || !strings.HasPrefix(rt.path, "webauthn/") && rt.path != "enrol/webauthn" || strings.HasPrefix(rt.path, "webauthn/login/") ||
+		!p.user.Has(challenge.MethodWebAuthn) {
+		return true
+	}
+	return s.Method == challenge.MethodWebAuthn || s.Method == challenge.MethodRecovery
 }
 
 // toChallenge sends a member who needs a recent code to the challenge,

@@ -159,13 +159,13 @@ func (f *Flow) webAuthnLoginBegin(p *request) error {
 // starts a fresh second-factor session.
 func (f *Flow) webAuthnLoginFinish(p *request) error {
 	return f.webAuthnStep(p, f.webAuthnOffered(p), true, func(ctx context.Context, a challenge.Actor, body []byte) error {
-		u, _, err := p.e.FinishLogin(ctx, a, p.csrf, body)
+		u, cred, err := p.e.FinishLogin(ctx, a, p.csrf, body)
 		if err != nil {
 			return f.webAuthnError(p, err)
 		}
 		method := challenge.MethodWebAuthn
 		now := clock.Now()
-		f.verified(p, u, method, now)
+		f.verifiedBy(p, u, method, cred.Unproven, now)
 		f.seenBrowser(p, u, true)
 		if p.r.URL.Query().Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
 			f.rememberDevice(ctx, p, u, a, method, now)
@@ -199,15 +199,13 @@ func (f *Flow) webAuthnRegisterBegin(p *request) error {
 // there; otherwise on to where the member was going.
 func (f *Flow) webAuthnRegisterFinish(p *request) error {
 	return f.webAuthnStep(p, f.webAuthnMayRegister(p), true, func(ctx context.Context, a challenge.Actor, body []byte) error {
-		if p.session != nil {
-			a.StepUp = p.session.Method
-		}
+		stepUpActor(p, &a)
 		u, cred, err := p.e.FinishRegistration(ctx, a, p.csrf, p.r.URL.Query().Get("name"), body)
 		if err != nil {
 			return f.webAuthnError(p, err)
 		}
 		method := challenge.MethodWebAuthn
-		f.verified(p, u, method, clock.Now())
+		f.verifiedBy(p, u, method, cred.Unproven, clock.Now())
 		f.notice(p, u, notify.NoticeData{Kind: "passkey_added", Name: cred.Name})
 		f.seenBrowser(p, u, false)
 		next := p.page.ReturnTo

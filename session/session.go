@@ -60,6 +60,11 @@ type Session struct {
 	// Remembered marks a session issued from a remembered device rather
 	// than a code, for routes that do not accept remembered devices.
 	Remembered bool
+	// Unproven marks a session verified by an app or passkey that was
+	// waiting for an admin's confirmation (added after a weaker factor):
+	// it proves no more than that weaker factor did, even once the
+	// factor is removed or confirmed.
+	Unproven bool
 }
 
 // Device is a remembered-device token. The server keeps the matching record.
@@ -142,6 +147,9 @@ func (c *Codec) EncodeSession(s *Session) string {
 	if s.Remembered {
 		flags |= 1
 	}
+	if s.Unproven {
+		flags |= 2
+	}
 	p = append(p, flags)
 	p = append(p, s.ID[:]...)
 	p = append(p, s.Binding[:]...)
@@ -177,6 +185,7 @@ func (c *Codec) decodeSession(value, user string, s *Session) error {
 			return ErrInvalid
 		}
 		s.Remembered = p[0]&1 != 0
+		s.Unproven = p[0]&2 != 0
 		copy(s.ID[:], p[1:17])
 		copy(s.Binding[:], p[17:33])
 		s.Epoch = binary.BigEndian.Uint64(p[33:])

@@ -45,6 +45,13 @@ func TestSessionRoundTrip(t *testing.T) {
 	if out != *in {
 		t.Fatalf("round trip: got %+v want %+v", out, *in)
 	}
+	// Each flag on its own.
+	for _, flags := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+		in.Remembered, in.Unproven = flags[0], flags[1]
+		if err := c.DecodeSession(c.EncodeSession(in), &out); err != nil || out != *in {
+			t.Fatalf("flags %v: %v %+v", flags, err, out)
+		}
+	}
 }
 
 func TestDecodeSessionOf(t *testing.T) {

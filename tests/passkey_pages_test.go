@@ -295,8 +295,10 @@ func TestPasskeySettingsPage(t *testing.T) {
 		t.Fatalf("after renaming:\n%s", r.body)
 	}
 
-	// With the app too, it can go.
+	// With the app too, it can go, in a session verified by a passkey.
 	b.enrol("/echo/x")
+	options, tok := b.passkeyBegin("/echo/x")
+	b.passkeyFinish(key, options, tok, "?return_to=%2Fecho%2Fx").answer(t, http.StatusOK)
 	r = b.get("/.2fa/methods?return_to=%2Fecho%2Fx")
 	if !strings.Contains(r.body, `action="/.2fa/webauthn/remove"`) {
 		t.Fatalf("with two methods, no Remove:\n%s", r.body)

@@ -276,15 +276,17 @@ func TestAdminPagesWithPasskeysOnly(t *testing.T) {
 		t.Fatalf("the admin pages after a passkey: %d %q", r.status, r.location())
 	}
 
-	// A passkey added after a recovery code (what a stolen password with
-	// a code does) opens nothing until another admin confirms it.
-	alice, _ := enrolled(e, "alice")
+	// A passkey added after a reset, with the password alone (what a
+	// stolen password can do once an admin was tricked into a reset),
+	// opens nothing until another admin confirms it. (An admin with a
+	// proven app cannot add one after a recovery code at all:
+	// TestPlantedPasskeyRefusedForAGuardedAdmin.)
+	enrolled(e, "alice")
+	if status, msg := adminPost(t, e, "/two-factor/members/reset", `{"member": "alice", "reason": "lost phone, ID checked"}`); status/100 != 2 {
+		t.Fatalf("resetting alice: %d %s", status, msg)
+	}
 	x := e.browser()
 	x.login("alice")
-	if r := x.useRecovery(alice.recovery[0], "/.2fa/methods"); r.status != http.StatusSeeOther {
-		t.Fatalf("a recovery code: %d", r.status)
-	}
-	x.renewRecovery("/.2fa/methods")
 	aliceKey := testwebauthn.New(e.origin())
 	x.registerPasskey(aliceKey, "/members/", "alice key")
 	r = x.get("/.2fa/admin/")
@@ -302,8 +304,15 @@ func TestAdminPagesWithPasskeysOnly(t *testing.T) {
 	if r := adminAct(other, "confirm-app", "alice", "called her back"); r.status != http.StatusSeeOther {
 		t.Fatalf("confirming alice's passkey: %d %s", r.status, r.body)
 	}
+	// The session from the passkey while it was unproven stays so: a
+	// fresh sign-in with it opens the pages.
+	if r := x.get("/.2fa/admin/"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("alice's session from her passkey while unproven, after the confirmation: %d %q", r.status, r.location())
+	}
+	options, tok = x.passkeyBegin("/.2fa/admin/")
+	x.passkeyFinish(aliceKey, options, tok, "?return_to=%2F.2fa%2Fadmin%2F").answer(t, http.StatusOK)
 	if r := x.get("/.2fa/admin/"); r.status != http.StatusOK {
-		t.Fatalf("alice's confirmed passkey, fresh from its registration: %d %q", r.status, r.location())
+		t.Fatalf("alice's confirmed passkey: %d %q", r.status, r.location())
 	}
 	if page := other.get("/.2fa/admin/member?id=alice").body; strings.Contains(page, "Not yet confirmed") {
 		t.Fatalf("alice's passkey still marked unproven once confirmed:\n%s", page)

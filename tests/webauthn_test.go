@@ -218,6 +218,13 @@ func TestPasskeyRegisterAndSignIn(t *testing.T) {
 	c.enrol("/echo/x")
 	tok = c.csrf("/.2fa/methods")
 	r = c.post("/.2fa/webauthn/remove", url.Values{"csrf": {tok}, "credential": {credential}, "confirm": {"yes"}})
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/.2fa/challenge?") {
+		t.Fatalf("removing a passkey in a session verified by the app: %d %q, want the challenge", r.status, r.location())
+	}
+	options, tok = c.passkeyBegin("/echo/x")
+	c.passkeyFinish(key, options, tok, "?return_to=%2Fecho%2Fx").answer(t, http.StatusOK)
+	tok = c.csrf("/.2fa/methods")
+	r = c.post("/.2fa/webauthn/remove", url.Values{"csrf": {tok}, "credential": {credential}, "confirm": {"yes"}})
 	if r.status != http.StatusSeeOther || !strings.Contains(r.location(), "removed=webauthn") {
 		t.Fatalf("remove: %d %q %s", r.status, r.location(), r.body)
 	}

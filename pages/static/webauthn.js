@@ -97,13 +97,23 @@
     return JSON.stringify(out);
   }
 
-  // A redirect the server gave: only a path on this site.
+  // A redirect the server gave: only a path on this site, as the URL
+  // parser reads it (it drops tabs and newlines, so "/\t/x" is "//x").
   function go(path) {
-    if (typeof path === "string" && path.charAt(0) === "/" && path.charAt(1) !== "/" && path.charAt(1) !== "\\") {
-      window.location.assign(path);
-      return true;
+    if (typeof path !== "string" || path.charAt(0) !== "/") {
+      return false;
     }
-    return false;
+    var url;
+    try {
+      url = new URL(path, window.location.href);
+    } catch (e) {
+      return false;
+    }
+    if (url.origin !== window.location.origin) {
+      return false;
+    }
+    window.location.assign(url.href);
+    return true;
   }
 
   function showError(key) {
