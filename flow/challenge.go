@@ -35,7 +35,11 @@ func (f *Flow) stepUp(p *request) bool {
 }
 
 // showChallenge renders the challenge for one of the member's methods,
-// with their other methods as "try another way".
+// with their other methods as "try another way". A passkey is offered
+// first, in a section of its own that the page's script shows, above the
+// code form of the member's other methods: without the script they see
+// those as if they had no passkey. When a passkey is all they have here,
+// the page has no code form, and says the passkey needs the script.
 func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status int) error {
 	p.page.StepUp = f.stepUp(p)
 	offered := f.offeredMethods(p, u)
@@ -49,8 +53,16 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 		}
 		return f.message(p.w, p.r, http.StatusServiceUnavailable, "title_unavailable", "method_unavailable", nil, "")
 	}
-	method := offered[0]
-	if slices.Contains(offered, want) {
+	codes := offered
+	if slices.Contains(offered, challenge.MethodWebAuthn) {
+		p.page.Passkey = true
+		codes = slices.DeleteFunc(slices.Clone(offered), func(m string) bool { return m == challenge.MethodWebAuthn })
+	}
+	method := challenge.MethodWebAuthn
+	if len(codes) > 0 {
+		method = codes[0]
+	}
+	if slices.Contains(codes, want) {
 		method = want
 	}
 	if u.Recovery != nil && p.recovery() {
@@ -60,7 +72,8 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 		}
 	}
 	p.page.Method = method
-	for _, m := range offered {
+	p.page.PasskeyOnly = method == challenge.MethodWebAuthn
+	for _, m := range codes {
 		if m == method {
 			continue
 		}
@@ -117,9 +130,16 @@ func secondsUntil(t time.Time) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
+// offerRemember offers "skip the code on this device" with the code form
+// and with the passkey, each where the rule allows it after that method.
 func (f *Flow) offerRemember(p *request) {
-	if p.policy != nil && p.policy.Remember > 0 && p.page.Method != challenge.MethodRecovery && p.accepts(p.page.Method) {
-		p.page.ShowRemember = true
+	if p.policy == nil || p.policy.Remember <= 0 {
+		return
+	}
+	m := p.page.Method
+	p.page.ShowRemember = m != challenge.MethodRecovery && m != challenge.MethodWebAuthn && p.accepts(m)
+	p.page.PasskeyRemember = p.page.Passkey && p.accepts(challenge.MethodWebAuthn)
+	if p.page.ShowRemember || p.page.PasskeyRemember {
 		p.page.RememberDays = int((p.policy.Remember + 24*time.Hour - 1) / (24 * time.Hour))
 	}
 }

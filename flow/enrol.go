@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/notify"
@@ -29,9 +30,10 @@ func (f *Flow) enrolStartPage(p *request) error {
 }
 
 // showPicker lists the methods the member can add that the page being
-// protected accepts, the authenticator app first.
+// protected accepts: a passkey or security key first (it cannot be
+// phished), then the authenticator app.
 func (f *Flow) showPicker(p *request, u *challenge.User, status int) error {
-	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+	for _, m := range []string{challenge.MethodWebAuthn, challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 		if f.canEnrol(p, u, m) {
 			p.page.Methods = append(p.page.Methods, pages.MethodOption{Name: m, Usable: true})
 		}
@@ -60,9 +62,30 @@ func (f *Flow) pickerError(p *request, status int, msg string) error {
 }
 
 // canEnrol reports whether the member may add method for the page they
-// are going to.
+// are going to. Passkeys are added one by one, up to the most allowed.
 func (f *Flow) canEnrol(p *request, u *challenge.User, method string) bool {
+	if method == challenge.MethodWebAuthn {
+		return f.methodConfigured(method) && p.accepts(method) && len(u.WebAuthnCredentials()) < challenge.MaxWebAuthnCredentials
+	}
 	return !u.Has(method) && f.methodConfigured(method) && p.accepts(method)
+}
+
+// enrolWebAuthnPage is the form that names a new passkey or security key;
+// the page's script registers it through the webauthn/register routes.
+func (f *Flow) enrolWebAuthnPage(p *request) error {
+	if !f.canEnrol(p, p.user, challenge.MethodWebAuthn) {
+		return seeOther(p, f.pageURL(p, "enrol"))
+	}
+	p.page.Method = challenge.MethodWebAuthn
+	p.page.Enrolled = p.user.Enrolled()
+	p.page.MaxPasskeyName = challenge.MaxCredentialName
+	p.page.PasskeyName = p.page.T("passkey_default_name")
+	// "Passkey on Windows": the system the member registers from, when
+	// the browser says, so that a second one reads differently.
+	if _, system, ok := strings.Cut(audit.Browser(p.r.UserAgent()), " · "); ok {
+		p.page.PasskeyName = p.page.T("passkey_default_name_on", system)
+	}
+	return f.render(p, http.StatusOK, "enrol_webauthn")
 }
 
 // enrolStart creates a pending authenticator secret and shows its QR code.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/caddy-twofactor/twofactor/audit"
 	"github.com/caddy-twofactor/twofactor/challenge"
@@ -44,6 +45,7 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		}
 		p.page.Methods = append(p.page.Methods, opt)
 	}
+	f.listPasskeys(p, u)
 	p.page.Enrolled = true
 	p.page.FromSettings = true
 	f.suggestSecond(p, u)
@@ -66,14 +68,53 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 		p.page.Notice = "new_codes_offered"
 	case added != "" && u.Has(added):
 		p.page.Notice, p.page.NoticeDone = addedNotice(added), true
+	case q.Get("removed") == challenge.MethodWebAuthn:
+		p.page.Notice = "passkey_removed"
 	case q.Get("removed") != "":
 		p.page.Notice = "method_removed"
+	case q.Get("renamed") == challenge.MethodWebAuthn:
+		p.page.Notice, p.page.NoticeDone = "passkey_renamed", true
 	case q.Get("forgot") == "all":
 		p.page.Notice = "devices_forgotten"
 	case q.Get("forgot") != "":
 		p.page.Notice = "devices_forgotten_one"
 	}
 	return f.render(p, status, "methods")
+}
+
+// listPasskeys puts the member's passkeys and security keys on the
+// settings page, with the last one kept (no "Remove") by the rule
+// RemoveCredential applies.
+func (f *Flow) listPasskeys(p *request, u *challenge.User) {
+	creds := u.WebAuthnCredentials()
+	kept := f.cfg.RequiresEnrolment && len(u.Methods()) == 1 && len(creds) == 1
+	for _, c := range creds {
+		opt := pages.PasskeyOption{ID: c.ID, Name: c.Name, Added: pages.Day(c.Added), Kind: passkeyKind(c), Kept: kept}
+		if !c.LastUsed.IsZero() {
+			opt.LastUsed = pages.Day(c.LastUsed)
+		}
+		p.page.Passkeys = append(p.page.Passkeys, opt)
+	}
+	p.page.MaxPasskeyName = challenge.MaxCredentialName
+	p.page.PasskeyAdd = f.canEnrol(p, u, challenge.MethodWebAuthn)
+}
+
+// passkeyKind is the catalog key saying what a credential is, from what
+// the authenticator reported: a passkey synced between devices, one kept
+// on a device, one on a phone used nearby, or a security key; "" when it
+// said nothing.
+func passkeyKind(c challenge.WebAuthnCredential) string {
+	switch {
+	case c.BackupEligible:
+		return "passkey_kind_synced"
+	case slices.Contains(c.Transports, "internal"):
+		return "passkey_kind_device"
+	case slices.Contains(c.Transports, "hybrid"):
+		return "passkey_kind_phone"
+	case slices.ContainsFunc(c.Transports, func(t string) bool { return t == "usb" || t == "nfc" || t == "ble" }):
+		return "passkey_kind_key"
+	}
+	return ""
 }
 
 // setDefault makes one of the member's methods the first one offered.
@@ -277,7 +318,7 @@ func (f *Flow) suggestSecond(p *request, u *challenge.User) {
 	if len(u.Methods()) != 1 {
 		return
 	}
-	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+	for _, m := range []string{challenge.MethodWebAuthn, challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
 		if !u.Has(m) && f.methodConfigured(m) && p.accepts(m) {
 			p.page.Suggest = append(p.page.Suggest, m)
 		}

@@ -53,7 +53,21 @@ func (f *Flow) renewRecoveryPage(p *request) error {
 	if !p.user.MustRenewRecovery() && p.user.Recovery != nil {
 		return seeOther(p, p.page.ReturnTo)
 	}
+	if p.user.Recovery == nil {
+		p.page.FirstCodes = true
+		if passkeyFirst(p.user) {
+			p.page.Notice, p.page.NoticeDone = addedNotice(challenge.MethodWebAuthn), true
+		}
+	}
 	return f.render(p, http.StatusOK, "recovery_renew")
+}
+
+// passkeyFirst reports whether a passkey or security key is the member's
+// only method and they have no recovery codes yet: the codes about to be
+// made are the first, after it.
+func passkeyFirst(u *challenge.User) bool {
+	m := u.Methods()
+	return u.Recovery == nil && len(m) == 1 && m[0] == challenge.MethodWebAuthn
 }
 
 // newRecoveryCodes replaces the member's recovery codes, from the methods
@@ -67,6 +81,13 @@ func (f *Flow) newRecoveryCodes(p *request) error {
 	}
 	if p.user.Recovery != nil {
 		p.page.Notice = "recovery_replaced"
+	}
+	if passkeyFirst(p.user) {
+		// The codes stand in for the passkey: say so, and offer a second
+		// way in as after any first method.
+		p.page.Method = challenge.MethodWebAuthn
+		p.page.Notice, p.page.NoticeDone = addedNotice(challenge.MethodWebAuthn), true
+		f.suggestSecond(p, p.user)
 	}
 	f.notice(p, p.user, notify.NoticeData{Kind: "recovery_generated"})
 	return f.showRecoveryCodes(p, codes)

@@ -111,6 +111,7 @@ var routes = []route{
 	{"GET", "enrol/code", signedIn | mayEnrol, (*Flow).enrolCodePage},
 	{"POST", "enrol/code", signedIn | csrfToken | mayEnrol, (*Flow).enrolCodeConfirm},
 	{"POST", "enrol/resend", signedIn | csrfToken | mayEnrol, (*Flow).enrolResend},
+	{"GET", "enrol/webauthn", signedIn | mayEnrol, (*Flow).enrolWebAuthnPage},
 
 	{"GET", "methods", signedIn | enrolled | stepUp, (*Flow).methodsPage},
 	{"POST", "methods/default", signedIn | csrfToken | enrolled | stepUp, (*Flow).setDefault},

@@ -180,7 +180,9 @@ func (f *Flow) webAuthnLoginFinish(p *request) error {
 // navigator.credentials.create.
 func (f *Flow) webAuthnRegisterBegin(p *request) error {
 	return f.webAuthnStep(p, f.webAuthnMayRegister(p), false, func(ctx context.Context, a challenge.Actor, _ []byte) error {
-		account := p.id.Email
+		// The name the authenticator shows for the account (and its
+		// display name): the identity's email address, else the ID.
+		account := identityEmail(p)
 		if account == "" {
 			account = p.id.ID
 		}

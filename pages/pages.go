@@ -13,6 +13,10 @@
 // new recovery codes (without it they stay hidden; the codes can still be
 // downloaded, or copied by hand), and static/localtime.js shows times in
 // the browser's zone (without it they stay in UTC, which they say).
+// static/webauthn.js calls navigator.credentials for passkeys and security
+// keys on the challenge and passkey enrolment pages; those parts are
+// rendered hidden and shown by it, so without it (or without WebAuthn in
+// the browser) the member sees their other methods.
 //
 // Operators may replace any template with a file of the same name in a
 // directory of their own (see [New]). A page defines the templates "title"
@@ -25,6 +29,7 @@
 //	{{.TH "key" arg...}}                 T, where arguments may be times from [When], [Day] or [Clock]
 //	{{trh . .Message .MessageArgs}}      the same with a key and an argument slice
 //	{{template "localtime" .}}           (in "scripts") the script that shows times in the browser's zone
+//	{{template "webauthn" .}}            (in "scripts") the script behind the passkey parts
 //	{{group .Secret}}                    a key split into blocks of four characters
 package pages
 
@@ -83,6 +88,27 @@ type Page struct {
 	// changing their settings, not signing in.
 	StepUp       bool
 	RememberDays int // how long, shown in the checkbox label
+
+	// Passkeys and security keys. Challenge: Passkey shows the section
+	// id="passkey" (first, hidden until static/webauthn.js shows it);
+	// PasskeyOnly: it is the member's only method here, so without the
+	// script the page says it needs JavaScript; PasskeyRemember offers
+	// "skip the code on this device" with it. Enrolment (enrol_webauthn):
+	// PasskeyName prefills the name, at most MaxPasskeyName characters.
+	// Settings (methods): Passkeys lists the member's credentials.
+	Passkey         bool
+	PasskeyOnly     bool
+	PasskeyRemember bool
+	PasskeyName     string
+	MaxPasskeyName  int
+	Passkeys        []PasskeyOption
+	// PasskeyAdd: the settings page offers to add a passkey (they are
+	// on, and the member has fewer than the most allowed).
+	PasskeyAdd bool
+	// FirstCodes: recovery_renew makes the member's first set of
+	// recovery codes (after a first passkey), not a replacement after one
+	// was used.
+	FirstCodes bool
 
 	// method choice (challenge, enrolment, methods pages)
 	Method   string         // the method this page is about: "totp", "email" or "sms"
@@ -152,6 +178,22 @@ type MethodOption struct {
 	Usable   bool          // methods page/challenge: can be used now (email needs an address); if not, shown greyed, without a link or "make default"
 	// Kept: the methods page offers no "Disable": it is the member's only
 	// method and the site requires one (the server refuses it too).
+	Kept bool
+}
+
+// PasskeyOption is one of the member's passkeys and security keys on the
+// settings page.
+type PasskeyOption struct {
+	ID       string        // the gateway's ID of the credential, posted back to rename or remove it
+	Name     string        // the member's name for it
+	Added    template.HTML // date added, from Day
+	LastUsed template.HTML // date last used, from Day; "" when never
+	// Kind is a catalog key describing it, from its transports and
+	// flags ("passkey_kind_synced", "passkey_kind_usb", ...); "" when
+	// unknown.
+	Kind string
+	// Kept: the member's last method where one is required: no
+	// "Remove", the reason instead (the server refuses it too).
 	Kept bool
 }
 
@@ -347,7 +389,7 @@ func (p *Page) T(key string, args ...any) string {
 
 // pageNames are the pages Render knows, each from templates/<name>.html.
 var pageNames = []string{
-	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code",
+	"challenge", "enrol", "enrol_start", "enrol_email", "enrol_sms", "enrol_code", "enrol_webauthn",
 	"methods", "recovery", "recovery_renew", "remind", "logout", "message",
 	"admin_overview", "admin_members", "admin_member", "admin_reconcile", "admin_approvals",
 	"admin_audit",
@@ -375,6 +417,7 @@ var funcs = template.FuncMap{
 	"countdownIntegrity": func() string { return countdownIntegrity },
 	"recoveryIntegrity":  func() string { return recoveryIntegrity },
 	"localtimeIntegrity": func() string { return localtimeIntegrity },
+	"webauthnIntegrity":  func() string { return webauthnIntegrity },
 	"args":               func(v ...any) []any { return v },
 }
 
@@ -503,8 +546,10 @@ func samplePage() *Page {
 		RecoveryCodes: []string{"7K3M-Q9TX-4HPA-2WRE"}, RecoveryDownload: "data:text/plain;charset=utf-8;base64,",
 		RecoveryLeft: 1, HasRecovery: true, RecoveredOn: Day(time.Unix(0, 0)), Notice: "recovery_replaced",
 		Member: "member", SignOut: "/.2fa/logout", FromSettings: true, LocalTimes: true, StepUp: true, TOTPPeriod: 30,
-		RecoveryFile: "example-recovery-codes.txt",
-		Devices:      []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: When(time.Unix(0, 0)), LastUsed: When(time.Unix(0, 0)), Current: true}},
+		RecoveryFile: "example-recovery-codes.txt", Passkey: true, PasskeyOnly: true, PasskeyRemember: true, PasskeyName: "Passkey",
+		MaxPasskeyName: 64, FirstCodes: true,
+		Passkeys: []PasskeyOption{{ID: "0123", Name: "YubiKey", Added: Day(time.Unix(0, 0)), LastUsed: Day(time.Unix(0, 0)), Kind: "passkey_kind_key", Kept: true}}, PasskeyAdd: true,
+		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: When(time.Unix(0, 0)), LastUsed: When(time.Unix(0, 0)), Current: true}},
 		Admin: &AdminPage{
 			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/members?after=a",
 			Overview: &AdminOverview{Range: 30, Ranges: []int{7, 30}, Days: []time.Time{time.Unix(0, 0)}, Seen: 1, Enrolled: 1,
@@ -529,7 +574,7 @@ var sampleAudit = []AuditRecord{{Time: "2026-11-20 10:00:00 UTC", Event: "Code c
 	IP: "192.0.2.1", Browser: "Chrome · Windows", Method: "totp", Details: []DetailPair{{Key: "reason", Value: "wrong"}}}}
 
 // Render writes the named page ("challenge", "enrol", "enrol_start",
-// "enrol_email", "enrol_sms", "enrol_code", "methods", "recovery",
+// "enrol_email", "enrol_sms", "enrol_code", "enrol_webauthn", "methods", "recovery",
 // "recovery_renew", "remind", "logout", "message", "admin_members",
 // "admin_member", "admin_reconcile", "admin_approvals", "admin_overview", "admin_audit") with the security
 // headers and Content-Type text/html; charset=utf-8, then the status. The page is rendered into a buffer
@@ -606,13 +651,14 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p *Pag
 }
 
 // csp allows the embedded stylesheet, the embedded scripts by their
-// hashes, the QR code's data: URL and forms posting back to the gateway,
-// and nothing else: no inline script or style. A browser that cannot match
+// hashes, the QR code's data: URL, forms posting back to the gateway and
+// the passkey script's fetch to the gateway (connect-src 'self'), and
+// nothing else: no inline script or style. A browser that cannot match
 // an external script by hash blocks it, and the pages work without it.
 // (The recovery codes' data: download link is a navigation, which the CSP
 // does not govern.)
-var csp = "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "'; " +
-	"style-src 'self'; img-src 'self' data:; form-action 'self'; " +
+var csp = "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "' '" + webauthnIntegrity + "'; " +
+	"style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 // SetSecurityHeaders sets the headers every gateway page carries: no

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -51,6 +52,9 @@ var dynamicKeys = []string{
 	"admin_bad_field", "admin_no_member", "admin_no_record", "admin_reason_required", "admin_reason_too_long",
 	"admin_confirm_reset", "admin_address_invalid", "admin_address_unlocked", "admin_done_unlock", "admin_done_devices",
 	"admin_done_sessions", "admin_done_reset", "admin_reconcile_empty", "admin_reconcile_too_many", "admin_reconcile_unreadable",
+	// passkeys and security keys
+	"passkey_name_invalid", "passkey_removed", "passkey_renamed", "method_added_webauthn", "passkey_default_name",
+	"passkey_default_name_on", "passkey_kind_synced", "passkey_kind_device", "passkey_kind_phone", "passkey_kind_key",
 }
 
 func newRenderer(t *testing.T, dir string) *Renderer {
@@ -92,6 +96,11 @@ func fullPage(lang string) *Page {
 		Activity: []ActivityItem{
 			{When: "2026-11-20 09:00", What: "activity_verified", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Browser: "Chrome · Windows"},
 			{When: "2026-11-20 08:59", What: "activity_failed", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Failure: true},
+		},
+		Passkey: true, PasskeyRemember: true, PasskeyName: "Passkey on Windows", MaxPasskeyName: 64, PasskeyAdd: true,
+		Passkeys: []PasskeyOption{
+			{ID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0", Name: "YubiKey 5", Added: "2026-11-01", LastUsed: "2026-11-20", Kind: "passkey_kind_key"},
+			{ID: "00112233445566778899aabbccddeeff", Name: "Pixel", Added: "2026-11-02", Kind: "passkey_kind_synced"},
 		},
 		Admin: adminPage(),
 	}
@@ -164,6 +173,19 @@ var variants = []struct {
 	}},
 	{"no error", func(p *Page) { p.Error, p.ErrorArgs = "", nil; p.Region, p.Regions = "", "" }},
 	{"figures unavailable", func(p *Page) { p.Admin.Overview.Unavailable = true; p.Admin.Overview.Latest = nil }},
+	{"passkey only", func(p *Page) {
+		p.Method, p.Methods, p.PasskeyOnly, p.CodeSent, p.ShowRemember = "webauthn", nil, true, false, false
+		p.Passkeys = []PasskeyOption{p.Passkeys[0]}
+		p.Passkeys[0].Kept = true
+	}},
+	{"no passkey", func(p *Page) {
+		p.Passkey, p.PasskeyRemember, p.Passkeys, p.PasskeyAdd, p.FirstCodes = false, false, nil, false, false
+	}},
+	{"first codes", func(p *Page) {
+		p.FirstCodes = true
+		p.Method = "webauthn"
+		p.Notice, p.NoticeArgs = "method_added_webauthn", nil
+	}},
 	{"no destinations", func(p *Page) {
 		for i := range p.Methods {
 			p.Methods[i].SentTo = ""
@@ -179,6 +201,7 @@ var (
 	countdownScript = `<script src="/.2fa/static/countdown.js" integrity="` + attrEscape(countdownIntegrity) + `" defer></script>`
 	recoveryScript  = `<script src="/.2fa/static/recovery.js" integrity="` + attrEscape(recoveryIntegrity) + `" defer></script>`
 	localtimeScript = `<script src="/.2fa/static/localtime.js" integrity="` + attrEscape(localtimeIntegrity) + `" defer></script>`
+	webauthnScript  = `<script src="/.2fa/static/webauthn.js" integrity="` + attrEscape(webauthnIntegrity) + `" defer></script>`
 )
 
 func attrEscape(s string) string { return strings.ReplaceAll(s, "+", "&#43;") }
@@ -377,6 +400,8 @@ func TestRenderAllPages(t *testing.T) {
 	r := newRenderer(t, "")
 	keyLike := regexp.MustCompile(`>\s*([a-z]+_[a-z_]+)\s*<`)
 	dataTemplate := regexp.MustCompile(` data-template="[^"]*"`)
+	// The passkey script's messages are keyed by the routes' error keys.
+	dataKey := regexp.MustCompile(` data-key="[a-z_]+"`)
 	for _, lang := range languages {
 		for _, name := range pageNames {
 			for _, v := range variants {
@@ -384,6 +409,10 @@ func TestRenderAllPages(t *testing.T) {
 				v.change(p)
 				where := lang + "/" + name + "/" + v.name
 				body := render(t, r, name, p, true).Body.String()
+				if name == "enrol_webauthn" || name == "challenge" && p.Passkey {
+					checkPasskeyMessages(t, where, body)
+				}
+				body = dataKey.ReplaceAllString(body, "")
 				if !strings.HasPrefix(body, "<!doctype html>") || !strings.Contains(body, "</html>") {
 					t.Errorf("%s: not a whole document", where)
 				}
@@ -413,10 +442,13 @@ func TestRenderAllPages(t *testing.T) {
 				wantLocal := name == "methods" || name == "admin_member" || name == "message" && p.LocalTimes
 				countdowns, recoveries := strings.Count(body, countdownScript), strings.Count(body, recoveryScript)
 				locals := strings.Count(body, localtimeScript)
-				if scripts != countdowns+recoveries+locals || scripts > 1 || (countdowns == 1) != wantCountdown || (recoveries == 1) != wantRecovery ||
-					(locals == 1) != wantLocal {
-					t.Errorf("%s: %d script tags, want the countdown script %v, the recovery script %v, the local-time script %v",
-						where, scripts, wantCountdown, wantRecovery, wantLocal)
+				// The passkey script where a page has a passkey part.
+				wantWebAuthn := name == "enrol_webauthn" || name == "challenge" && p.Passkey
+				passkeys := strings.Count(body, webauthnScript)
+				if scripts != countdowns+recoveries+locals+passkeys || countdowns > 1 || recoveries > 1 || locals > 1 || passkeys > 1 ||
+					(countdowns == 1) != wantCountdown || (recoveries == 1) != wantRecovery || (locals == 1) != wantLocal || (passkeys == 1) != wantWebAuthn {
+					t.Errorf("%s: %d script tags, want the countdown script %v, the recovery script %v, the local-time script %v, the passkey script %v",
+						where, scripts, wantCountdown, wantRecovery, wantLocal, wantWebAuthn)
 				}
 				for _, bad := range []string{" style=", "<style", "http://", "https://", "%!"} {
 					if strings.Contains(body, bad) {
@@ -576,6 +608,9 @@ func TestEscaping(t *testing.T) {
 	p.Devices = append([]DeviceOption(nil), p.Devices...)
 	p.Devices[0].IP = "ip " + evil
 	p.Member = "member " + evil
+	// A passkey's name is the member's own text.
+	p.Passkeys = []PasskeyOption{{ID: "ab" + evil, Name: "key " + evil, Added: "2026-11-01"}}
+	p.PasskeyName = "name " + evil
 	p.RecoveryCodes = append([]string{"code " + evil}, p.RecoveryCodes[1:]...)
 	for _, name := range pageNames {
 		for _, v := range variants {
@@ -583,7 +618,7 @@ func TestEscaping(t *testing.T) {
 			q.Methods = append([]MethodOption(nil), p.Methods...)
 			v.change(&q)
 			body := render(t, r, name, &q, false).Body.String()
-			body = strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(body, countdownScript, ""), recoveryScript, ""), localtimeScript, "")
+			body = strings.NewReplacer(countdownScript, "", recoveryScript, "", localtimeScript, "", webauthnScript, "").Replace(body)
 			if strings.Contains(body, "<script") || strings.Contains(body, `"><`+"script") {
 				t.Errorf("%s/%s: unescaped script:\n%s", name, v.name, body)
 			}
@@ -656,8 +691,8 @@ func TestSecurityHeaders(t *testing.T) {
 		"X-Frame-Options":        "DENY",
 		"X-Content-Type-Options": "nosniff",
 		"Referrer-Policy":        "same-origin",
-		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "'; " +
-			"style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+		"Content-Security-Policy": "default-src 'none'; script-src '" + countdownIntegrity + "' '" + recoveryIntegrity + "' '" + localtimeIntegrity + "' '" + webauthnIntegrity + "'; " +
+			"style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
 		"Content-Type": "text/html; charset=utf-8",
 	}
 	for _, secure := range []bool{false, true} {
@@ -682,10 +717,22 @@ func TestSecurityHeaders(t *testing.T) {
 				scriptSrc = strings.Join(f[1:], " ")
 			}
 		}
-		if scriptSrc != "'"+countdownIntegrity+"' '"+recoveryIntegrity+"' '"+localtimeIntegrity+"'" || countdownIntegrity == recoveryIntegrity ||
-			localtimeIntegrity == countdownIntegrity || localtimeIntegrity == recoveryIntegrity ||
+		hashes := []string{countdownIntegrity, recoveryIntegrity, localtimeIntegrity, webauthnIntegrity}
+		distinct := slices.Compact(slices.Sorted(slices.Values(hashes)))
+		if scriptSrc != "'"+strings.Join(hashes, "' '")+"'" || len(distinct) != len(hashes) ||
 			strings.Contains(csp, "unsafe-") || strings.Contains(scriptSrc, "'self'") {
-			t.Errorf("CSP %q: want the hashes of countdown.js, recovery.js and localtime.js only in script-src", csp)
+			t.Errorf("CSP %q: want the hashes of countdown.js, recovery.js, localtime.js and webauthn.js only in script-src", csp)
+		}
+		// The passkey script's fetch goes to the gateway only: connect-src
+		// is 'self' and nothing more.
+		var connect []string
+		for _, d := range strings.Split(csp, ";") {
+			if f := strings.Fields(d); len(f) > 0 && f[0] == "connect-src" {
+				connect = f[1:]
+			}
+		}
+		if !slices.Equal(connect, []string{"'self'"}) {
+			t.Errorf("CSP %q: connect-src %v, want 'self' only", csp, connect)
 		}
 		hsts := rec.Header().Get("Strict-Transport-Security")
 		if secure && hsts != "max-age=31536000" {
@@ -916,7 +963,8 @@ func TestNoInlineStylesOrScripts(t *testing.T) {
 	tags := strings.NewReplacer(
 		`<script src="{{.Prefix}}static/countdown.js" integrity="{{countdownIntegrity}}" defer></script>`, "",
 		`<script src="{{.Prefix}}static/recovery.js" integrity="{{recoveryIntegrity}}" defer></script>`, "",
-		`<script src="{{.Prefix}}static/localtime.js" integrity="{{localtimeIntegrity}}" defer></script>`, "")
+		`<script src="{{.Prefix}}static/localtime.js" integrity="{{localtimeIntegrity}}" defer></script>`, "",
+		`<script src="{{.Prefix}}static/webauthn.js" integrity="{{webauthnIntegrity}}" defer></script>`, "")
 	for _, name := range templateNames() {
 		b, _ := embeddedTemplates.ReadFile("templates/" + name)
 		s := strings.ToLower(tags.Replace(string(b)))

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-//go:embed static/style.css static/countdown.js static/recovery.js static/localtime.js
+//go:embed static/style.css static/countdown.js static/recovery.js static/localtime.js static/webauthn.js
 var embeddedStatic embed.FS
 
 type staticFile struct {
@@ -25,9 +25,11 @@ var staticFiles = mustLoadStatic(map[string]string{
 	"countdown.js": "text/javascript; charset=utf-8",
 	"recovery.js":  "text/javascript; charset=utf-8",
 	"localtime.js": "text/javascript; charset=utf-8",
+	"webauthn.js":  "text/javascript; charset=utf-8",
 })
 
-// countdownIntegrity, recoveryIntegrity and localtimeIntegrity are the Subresource Integrity
+// countdownIntegrity, recoveryIntegrity, localtimeIntegrity and
+// webauthnIntegrity are the Subresource Integrity
 // values of the embedded scripts. The CSP allows scripts by these hashes
 // only, not every script of the origin: the gateway shares its origin with
 // the member site, whose own scripts have no business running on the
@@ -36,6 +38,7 @@ var (
 	countdownIntegrity = integrity("countdown.js")
 	recoveryIntegrity  = integrity("recovery.js")
 	localtimeIntegrity = integrity("localtime.js")
+	webauthnIntegrity  = integrity("webauthn.js")
 )
 
 func integrity(name string) string {
