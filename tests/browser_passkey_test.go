@@ -9,8 +9,14 @@ package tests
 // WebAuthn binds credentials to a domain name, so the browser talks to
 // the gateway as http://localhost:<port> (a secure context, and the
 // relying party ID "localhost"), which is also the handler's site_url.
+// Members use the pages: the method picker, the passkey enrolment page,
+// the challenge's "Sign in with a passkey" and the settings page's list,
+// with static/webauthn.js under the pages' CSP. The JSON routes' own tests
+// (with a software authenticator) are in webauthn_test.go, the pages'
+// markup in passkey_pages_test.go.
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -214,6 +220,11 @@ func (a *authenticator) badUV(on bool) {
 	}
 }
 
+// Ceremonies in steps, for what the pages' script never does: finishing
+// a sign-in begun before something changed, or posting an answer made on
+// another site. The test's script does what the pages' script does
+// (static/webauthn.js), one step at a time.
+
 // ceremonyResult is what a ceremony driven in the page came to: the
 // stage it stopped at (begin, browser or finish), the gateway's status
 // and JSON answer there, or the browser's error (NotAllowedError: ...).
@@ -330,19 +341,6 @@ func (c *chrome) begin(from, kind, query string) string {
 	return res.Answer["publicKey"]
 }
 
-// ceremony runs a registration ("create") or a sign-in ("get") begun on
-// the gateway's page from, with query added to both routes.
-func (c *chrome) ceremony(from, kind, query string) ceremonyResult {
-	c.t.Helper()
-	begin, _ := ceremonyRoutes(kind, query)
-	res := c.postRoute(from, begin, "")
-	if res.Status != http.StatusOK {
-		res.Stage = "begin"
-		return res
-	}
-	return c.finishCeremony(from, kind, query, res.Answer["publicKey"])
-}
-
 // finishCeremony answers options begun earlier with the browser's
 // authenticators and posts the answer.
 func (c *chrome) finishCeremony(from, kind, query, options string) ceremonyResult {
@@ -358,14 +356,126 @@ func (c *chrome) finishCeremony(from, kind, query, options string) ceremonyResul
 	return res
 }
 
-// registered checks that a registration went through and returns the
-// gateway's ID of the new credential.
-func (c *chrome) registered(r ceremonyResult, name string) string {
+// The member pages' own script, static/webauthn.js: its buttons start
+// a ceremony and the script then either goes on to the next page or
+// shows a message in #passkey-error.
+
+// passkeyOutcome is where pressing a passkey button led: the page the
+// script went on to, or the message it showed (and then page is nil).
+type passkeyOutcome struct {
+	page  *page
+	error string
+}
+
+// press clicks a passkey button of the pages (the script's, so it must
+// be showing) and waits until the script has gone on to another page or
+// shown an error.
+func (c *chrome) press(button string) passkeyOutcome {
 	c.t.Helper()
-	if r.Stage != "finish" || r.Status != http.StatusOK || r.Answer["name"] != name || len(r.Answer["credential"]) != 32 {
-		c.fatalf("registering %q: %s", name, r)
+	before := evalJS[string](c, "the location", `location.href`)
+	shown := evalJS[bool](c, "the button", fmt.Sprintf(`(() => { const b = document.querySelector(%q); return !!b && b.offsetParent !== null; })()`, button))
+	if !shown {
+		c.fatalf("%s is not showing: the page's script did not reveal it", button)
 	}
-	return r.Answer["credential"]
+	c.click(button)
+	type state struct {
+		Href   string `json:"href"`
+		Ready  bool   `json:"ready"`
+		Status int    `json:"status"`
+		Error  string `json:"error"`
+	}
+	// The script's fetches and navigator.credentials take a moment; the
+	// browser is asked until it has gone on or said why not.
+	poll := fmt.Sprintf(`(() => {
+		const e = document.getElementById('passkey-error');
+		const nav = performance.getEntriesByType('navigation')[0];
+		return {
+			href: location.href,
+			ready: location.href !== %q && document.readyState === 'complete',
+			status: nav ? nav.responseStatus : 0,
+			error: e && !e.hidden ? e.textContent.trim() : '',
+		};
+	})()`, before)
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 100*time.Millisecond)
+		st, err := chromedp.Run(ctx, chromedp.Evaluate[state](poll))
+		cancel()
+		switch {
+		case err == nil && st.Ready:
+			u, _ := url.Parse(st.Href)
+			return passkeyOutcome{page: &page{url: st.Href, path: u.Path, query: u.Query(), status: st.Status}}
+		case err == nil && st.Error != "":
+			return passkeyOutcome{error: st.Error}
+		case c.ctx.Err() != nil:
+			c.fatalf("pressing %s: nothing happened: %v", button, c.ctx.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wentTo checks that pressing a button led to path.
+func (c *chrome) wentTo(o passkeyOutcome, path string) *page {
+	c.t.Helper()
+	if o.page == nil || o.page.path != path {
+		c.fatalf("the passkey button: %+v (message %q), want the page %s", o.page, o.error, path)
+	}
+	return o.page
+}
+
+// refusedWith checks that pressing a button showed msg.
+func (c *chrome) refusedWith(o passkeyOutcome, msg string) {
+	c.t.Helper()
+	if o.page != nil || o.error != msg {
+		c.fatalf("the passkey button: went to %+v, message %q; want the message %q", o.page, o.error, msg)
+	}
+}
+
+// Messages of the pages (pages/messages/en.json) that the script shows.
+const (
+	msgPasskeyRefused   = "That passkey or security key was not accepted. Try again, or use another method."
+	msgPasskeyCancelled = "Cancelled, or it took too long. Try again when you're ready."
+)
+
+// createPasskey names a passkey on the enrolment page the browser is on
+// and creates it.
+func (c *chrome) createPasskey(name string) passkeyOutcome {
+	c.t.Helper()
+	c.typeInto("#passkey-name", name)
+	return c.press("#passkey-create")
+}
+
+// addPasskeyPage opens the passkey enrolment page from the settings
+// page's "Add a passkey or security key".
+func (c *chrome) addPasskeyPage() {
+	c.t.Helper()
+	if r := c.open("/.2fa/methods"); r.path != "/.2fa/methods" || r.status != http.StatusOK {
+		c.fatalf("the settings page: %s (%d)", r.url, r.status)
+	}
+	if r := c.submit(`section.passkeys a[href^="/.2fa/enrol/webauthn"]`); r.path != "/.2fa/enrol/webauthn" || r.status != http.StatusOK {
+		c.fatalf("Add a passkey: %s (%d)", r.url, r.status)
+	}
+}
+
+// addPasskey adds a passkey from the settings page and returns its ID.
+func (c *chrome) addPasskey(name string) string {
+	c.t.Helper()
+	c.addPasskeyPage()
+	c.wentTo(c.createPasskey(name), "/.2fa/methods")
+	return c.passkeyID(name)
+}
+
+// passkeyID is the ID of the member's passkey called name, from the
+// settings page's list.
+func (c *chrome) passkeyID(name string) string {
+	c.t.Helper()
+	if r := c.open("/.2fa/methods"); r.path != "/.2fa/methods" {
+		c.fatalf("the settings page: %s (%d)", r.url, r.status)
+	}
+	id := evalJS[string](c, "the passkey list", fmt.Sprintf(`[...document.querySelectorAll('li.passkey')].find(li => li.querySelector('h3').textContent.trim() === %q)?.dataset.credential ?? ''`, name))
+	if len(id) != 32 {
+		c.fatalf("the settings page lists no passkey %q", name)
+	}
+	return id
 }
 
 // upstreamHeaders opens a path of the echo upstream in the browser and
@@ -406,41 +516,43 @@ func (c *chrome) checkNotThrough(path string) {
 }
 
 // firstPasskey registers the first passkey of the member signed in in c,
-// who has no other method, and makes the recovery codes every first
-// enrolment gets, ending at returnTo.
+// who has no other method, from the method picker, and makes the
+// recovery codes every first enrolment gets, ending at returnTo.
 func (c *chrome) firstPasskey(returnTo, name string) string {
 	c.t.Helper()
-	q := "?return_to=" + url.QueryEscape(returnTo)
-	res := c.ceremony("/.2fa/enrol"+q, "create", q+"&name="+url.QueryEscape(name))
-	id := c.registered(res, name)
-	if want := "/.2fa/recovery" + q; res.Answer["redirect"] != want {
-		c.fatalf("the first passkey leads to %q, want the recovery codes at %q", res.Answer["redirect"], want)
+	if r := c.open("/.2fa/enrol?return_to=" + url.QueryEscape(returnTo)); r.path != "/.2fa/enrol" || r.status != http.StatusOK {
+		c.fatalf("the method picker: %s (%d)", r.url, r.status)
 	}
-	c.open(res.Answer["redirect"])
-	r := c.submit(`form[action="/.2fa/recovery"] button[type=submit]`)
+	if r := c.submit(`a[href^="/.2fa/enrol/webauthn"]`); r.path != "/.2fa/enrol/webauthn" || r.status != http.StatusOK {
+		c.fatalf("Set up a passkey: %s (%d)", r.url, r.status)
+	}
+	r := c.wentTo(c.createPasskey(name), "/.2fa/recovery")
+	if r.query.Get("return_to") != returnTo {
+		c.fatalf("the first passkey leads to %s, want the recovery codes, then %s", r.url, returnTo)
+	}
+	r = c.submit(`form[action="/.2fa/recovery"] button[type=submit]`)
 	r = c.saveRecoveryCodes(r, "/.2fa/recovery")
 	if r.path != returnTo {
 		c.fatalf("after the recovery codes: %s (%d), want %s", r.url, r.status, returnTo)
 	}
-	return id
+	return c.passkeyID(name)
 }
 
-// signInWithPasskey signs in from the challenge for returnTo and
-// returns the ceremony's result.
-func (c *chrome) signInWithPasskey(returnTo string) ceremonyResult {
+// passkeyOnChallenge opens the challenge for returnTo and presses "Sign
+// in with a passkey".
+func (c *chrome) passkeyOnChallenge(returnTo string) passkeyOutcome {
 	c.t.Helper()
-	q := "?return_to=" + url.QueryEscape(returnTo)
-	return c.ceremony("/.2fa/challenge"+q, "get", q)
+	if r := c.open("/.2fa/challenge?return_to=" + url.QueryEscape(returnTo)); r.path != "/.2fa/challenge" || r.status != http.StatusOK {
+		c.fatalf("the challenge page: %s (%d)", r.url, r.status)
+	}
+	return c.press("#passkey-signin")
 }
 
-// signedInWithPasskey signs in from the challenge and follows the
-// answer's redirect to returnTo, through to the upstream.
+// signedInWithPasskey signs in on the challenge page with a passkey and
+// checks that it leads on to returnTo, through to the upstream.
 func (c *chrome) signedInWithPasskey(returnTo, id string) {
 	c.t.Helper()
-	res := c.signInWithPasskey(returnTo)
-	if res.Stage != "finish" || res.Status != http.StatusOK || res.Answer["redirect"] != returnTo {
-		c.fatalf("signing in with a passkey: %s, want the redirect to %s", res, returnTo)
-	}
+	c.wentTo(c.passkeyOnChallenge(returnTo), returnTo)
 	c.checkThrough(returnTo, id, "webauthn")
 }
 
@@ -476,7 +588,7 @@ func twoPasskeys(e *env) (*chrome, memberKey, memberKey) {
 	// it too and it would refuse, holding an excluded credential.
 	laptop.unplug()
 	usb := a.addAuthenticator(u2fKey)
-	keyID := a.registered(a.ceremony("/.2fa/methods", "create", "?from=settings&name=USB+key"), "USB key")
+	keyID := a.addPasskey("USB key")
 	key := usb.only()
 	if key.IsResidentCredential {
 		a.fatalf("the U2F key's credential is resident")
@@ -509,51 +621,47 @@ func verifiedWith(e *env, id string) int {
 // method webauthn, and the audit trail the credential that was used.
 func TestBrowserPasskeyResidentAndSecurityKey(t *testing.T) {
 	e := startPasskeys(t, setup{policy: passkeyPolicy})
-	_, laptop, key := twoPasskeys(e)
-	for _, k := range []memberKey{laptop, key} {
+	a, laptop, key := twoPasskeys(e)
+	a.checkNoCSPViolations()
+	for i, k := range []memberKey{laptop, key} {
 		b, _ := holding(e, k)
 		before := verifiedWith(e, k.id)
-		b.signedInWithPasskey("/echo/x", "alice")
+		remember := i == 0 // "don't ask again on this device", where the path allows it
+		if remember {
+			b.open("/.2fa/challenge?return_to=%2Fecho%2Fx")
+			b.click(`#passkey input[name="remember"]`)
+			b.wentTo(b.press("#passkey-signin"), "/echo/x")
+			b.checkThrough("/echo/x", "alice", "webauthn")
+		} else {
+			b.signedInWithPasskey("/echo/x", "alice")
+		}
 		if n := verifiedWith(e, k.id); n != before+1 {
 			t.Fatalf("signing in with %s: %d verifications with credential %s audited, want %d", k.name, n, k.id[:8], before+1)
 		}
+		if got := b.cookie("2fa_device") != nil; got != remember {
+			b.fatalf("signed in with %s, the box ticked %v: a remembered-device cookie %v", k.name, remember, got)
+		}
 		b.checkNoCSPViolations()
+		b.checkNoConsoleErrors()
 	}
 }
 
-// removePasskey removes the member's credential id on the settings page
-// (the browser is verified recently enough for it) and checks that it
-// ends back there.
+// removePasskey removes the member's credential id with its form on the
+// settings page (the browser is verified recently enough for it) and
+// checks that it ends back there, saying so.
 func (c *chrome) removePasskey(id string) {
 	c.t.Helper()
-	c.onCeremonyPage()
-	// The settings page's form, posted by the browser: its CSRF token,
-	// the credential, the confirmation.
-	js := fmt.Sprintf(`(async (id) => {
-		const html = await (await fetch('/.2fa/methods', {credentials: 'same-origin'})).text();
-		const csrf = new DOMParser().parseFromString(html, 'text/html').querySelector('input[name="csrf"]').value;
-		const f = document.createElement('form');
-		f.method = 'post';
-		f.action = '/.2fa/webauthn/remove';
-		f.id = 'remove-passkey';
-		for (const [k, v] of Object.entries({csrf, credential: id, confirm: 'yes'})) {
-			const i = document.createElement('input');
-			i.type = 'hidden'; i.name = k; i.value = v;
-			f.append(i);
-		}
-		const b = document.createElement('button');
-		b.type = 'submit';
-		b.textContent = 'Remove';
-		f.append(b);
-		document.body.append(f);
-		return true;
-	})(%q)`, id)
-	if _, err := chromedp.Run(c.ctx, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise)); err != nil {
-		c.fatalf("making the removal form: %v", err)
+	if r := c.open("/.2fa/methods"); r.path != "/.2fa/methods" {
+		c.fatalf("the settings page: %s (%d)", r.url, r.status)
 	}
-	r := c.submit("#remove-passkey button")
+	form := fmt.Sprintf(`li.passkey[data-credential=%q] form[action="/.2fa/webauthn/remove"]`, id)
+	c.click(form + ` input[name="confirm"]`)
+	r := c.submit(form + ` button[type=submit]`)
 	if r.path != "/.2fa/methods" || r.query.Get("removed") != "webauthn" || r.status != http.StatusOK {
 		c.fatalf("removing passkey %s: at %s (%d), want the settings page saying it was removed", id, r.url, r.status)
+	}
+	if evalJS[int](c, "the passkey list", fmt.Sprintf(`document.querySelectorAll('li.passkey[data-credential=%q]').length`, id)) != 0 {
+		c.fatalf("the settings page still lists passkey %s after removing it", id)
 	}
 }
 
@@ -628,31 +736,30 @@ func TestBrowserPasskeyUserVerificationRequired(t *testing.T) {
 
 	// A key without a PIN: the browser does not even ask it.
 	plain := a.addAuthenticator(plainKey)
-	res := a.ceremony("/.2fa/methods", "create", "?from=settings&name=Plain")
-	if res.Stage != "browser" || !strings.HasPrefix(res.Error, "NotAllowedError") {
-		a.fatalf("a key without user verification: %s, want the browser's NotAllowedError", res)
-	}
+	a.addPasskeyPage()
+	a.refusedWith(a.createPasskey("Plain"), msgPasskeyCancelled)
 	plain.unplug()
 
 	// An authenticator whose answer says it skipped the PIN: the gateway
-	// refuses it.
+	// refuses it, with the message in the member's language.
 	phone := a.addAuthenticator(platformPasskey)
 	phone.badUV(true)
-	res = a.ceremony("/.2fa/methods", "create", "?from=settings&name=Phone")
-	if res.Stage != "finish" || res.Status != http.StatusUnauthorized || res.Answer["error"] != "passkey_refused" {
-		a.fatalf("an answer without user verification: %s, want 401 passkey_refused", res)
-	}
+	a.refusedWith(a.createPasskey("Phone"), msgPasskeyRefused)
+	a.setAcceptLanguage("ja-JP,ja;q=0.9")
+	a.addPasskeyPage()
+	a.refusedWith(a.createPasskey("Phone"), "このパスキー・セキュリティキーは受け付けられませんでした。もう一度試すか、ほかの方法を使ってください。")
+	a.setAcceptLanguage("")
 	if m := methodsOf(t, e, "alice"); slices.Contains(m, "webauthn") {
 		t.Fatalf("alice's methods after the refused registrations: %v, want no webauthn", m)
 	}
-	if n := auditCount(e, "webauthn_registered", map[string]any{"result": "failure"}); n != 1 {
-		t.Fatalf("%d refused registrations audited, want 1", n)
+	if n := auditCount(e, "webauthn_registered", map[string]any{"result": "failure"}); n != 2 {
+		t.Fatalf("%d refused registrations audited, want 2", n)
 	}
 
 	// Verified: registered.
 	phone.badUV(false)
 	phone.clear() // the refused one, which the gateway never kept
-	id := a.registered(a.ceremony("/.2fa/methods", "create", "?from=settings&name=Phone"), "Phone")
+	id := a.addPasskey("Phone")
 	if m := methodsOf(t, e, "alice"); !slices.Contains(m, "webauthn") {
 		t.Fatalf("alice's methods after registering: %v, want webauthn", m)
 	}
@@ -660,9 +767,7 @@ func TestBrowserPasskeyUserVerificationRequired(t *testing.T) {
 	// Signing in: refused without verification, in with it.
 	b, key := holding(e, memberKey{opts: platformPasskey, cred: phone.only(), id: id})
 	key.badUV(true)
-	if res := b.signInWithPasskey("/echo/x"); res.Stage != "finish" || res.Status != http.StatusUnauthorized || res.Answer["error"] != "passkey_refused" {
-		b.fatalf("a sign-in without user verification: %s, want 401 passkey_refused", res)
-	}
+	b.refusedWith(b.passkeyOnChallenge("/echo/x"), msgPasskeyRefused)
 	b.checkNotThrough("/echo/x")
 	if n := auditCount(e, "verify", map[string]any{"result": "failure", "method": "webauthn"}); n != 1 {
 		t.Fatalf("%d refused passkey sign-ins audited, want 1", n)
@@ -687,9 +792,7 @@ func TestBrowserPasskeyOtherRelyingParty(t *testing.T) {
 	elsewhere := *cred
 	elsewhere.RpID = "example.com"
 	b, _ := holding(e, memberKey{opts: platformPasskey, cred: &elsewhere, id: id})
-	if res := b.signInWithPasskey("/echo/x"); res.Stage != "browser" || !strings.HasPrefix(res.Error, "NotAllowedError") {
-		b.fatalf("a credential for example.com on localhost: %s, want the browser's NotAllowedError", res)
-	}
+	b.refusedWith(b.passkeyOnChallenge("/echo/x"), msgPasskeyCancelled)
 	b.checkNotThrough("/echo/x")
 
 	phished := *cred
@@ -744,9 +847,7 @@ func TestBrowserPasskeyCounterGoesBackwards(t *testing.T) {
 	behind := *original.only()
 	behind.SignCount = seen - 2
 	clone.add(&behind)
-	if res := c.signInWithPasskey("/echo/x"); res.Stage != "finish" || res.Status != http.StatusUnauthorized || res.Answer["error"] != "passkey_refused" {
-		c.fatalf("a sign-in with the counter behind: %s, want 401 passkey_refused", res)
-	}
+	c.refusedWith(c.passkeyOnChallenge("/echo/x"), msgPasskeyRefused)
 	c.checkNotThrough("/echo/x")
 	rs := auditQuery(t, e, url.Values{"event": {"webauthn_counter_regressed"}})
 	if len(rs) != 1 || rs[0].Member != "alice" || rs[0].Result != "refused" ||
@@ -909,7 +1010,7 @@ func TestBrowserPasskeyOnlyPath(t *testing.T) {
 	a.checkNotThrough("/echo/strict/x")
 	a.checkThrough("/echo/x", "alice", "totp")
 	laptop := a.addAuthenticator(platformPasskey)
-	k := memberKey{opts: platformPasskey, id: a.registered(a.ceremony("/.2fa/methods", "create", "?from=settings&name=Laptop"), "Laptop")}
+	k := memberKey{opts: platformPasskey, id: a.addPasskey("Laptop")}
 	k.cred = laptop.only()
 
 	b, _ := holding(e, k)
