@@ -1023,9 +1023,6 @@ func TestBrowserPasskeyOnlyPath(t *testing.T) {
 	strict := "\n\tprotect /echo/strict/* {\n\t\tmethods webauthn\n\t}" + passkeyPolicy
 	e := startPasskeys(t, setup{policy: passkeyPolicy})
 	if err := e.loadAsLocalhost(setup{policy: strict}); err != nil {
-		if strings.Contains(err.Error(), "methods") {
-			t.Skipf("protect's methods does not take webauthn yet (the policy part of issue 15, branch wapolicy): %v", err)
-		}
 		t.Fatal(err)
 	}
 	_, secret := enrolled(e, "alice")
