@@ -205,13 +205,19 @@ type PasskeyRequest struct {
 }
 
 // handleRemovePasskey removes one of a member's passkeys or security
-// keys, and tells the member, naming it.
+// keys, and tells the member, naming it. With reset_approval on, removing
+// the member's last factor is refused (409): that is a reset, which needs
+// a second admin.
 func (a *AdminAPI) handleRemovePasskey(w http.ResponseWriter, r *http.Request, app *App, engine *challenge.Engine) error {
 	var req PasskeyRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	res, err := engine.RemoveCredentialFor(r.Context(), adminActor, app.memberID(req.Member), req.Credential, req.Reason)
+	res, err := engine.RemoveCredentialFor(r.Context(), adminActor, app.memberID(req.Member), req.Credential, req.Reason, app.ResetApproval != 0)
+	if errors.Is(err, challenge.ErrResetNeedsApproval) {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New(
+			"credential: this is the member's last second factor, and resets need a second admin's approval (reset_approval): request a reset instead (POST /two-factor/members/reset)")}
+	}
 	if err != nil {
 		return apiError(err)
 	}

@@ -201,7 +201,8 @@ Removes one of the member's passkeys or security keys (a lost or stolen one;
 <credential> is its ID as "members show" lists it), on every instance at
 once: it no longer verifies, and every session and remembered device of the
 member ends. If it was the member's only way to verify, they set up 2-step
-verification again at their next visit. The member is told by email, where
+verification again at their next visit; with reset_approval on, that is
+refused (request a reset instead). The member is told by email, where
 an address is known. --reason is required and goes to the audit trail.
 `,
 		// A missing member or credential is refused by the API, naming

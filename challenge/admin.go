@@ -416,7 +416,12 @@ func (e *Engine) memberAction(ctx context.Context, event, actor, member, why str
 	if len(res.Methods) > 0 {
 		fields = append(fields, zap.Strings("methods", res.Methods))
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrResetNeedsApproval):
+		// A four-eyes rule, not a fault: refused, as the approvals are.
+		e.Audit(Actor{User: member}, event, "refused", append(fields, zap.String("reason", "reset_approval"))...)
+		return MemberResult{}, err
+	case err != nil:
 		e.Audit(Actor{User: member}, event, "error", append(fields, zap.String("reason", reason(err)))...)
 		return MemberResult{}, err
 	}

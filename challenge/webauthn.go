@@ -340,7 +340,7 @@ func CheckCredentialName(name string) (string, error) {
 	case n > MaxCredentialName:
 		return "", &InputError{"name", fmt.Sprintf("must be at most %d characters (it has %d)", MaxCredentialName, n)}
 	case strings.ContainsFunc(name, isControl):
-		return "", &InputError{"name", "must not contain control characters"}
+		return "", &InputError{"name", "must not contain control or invisible formatting characters"}
 	}
 	return name, nil
 }

@@ -2,6 +2,7 @@ package challenge
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -59,16 +60,27 @@ func credentialDetails(u *User) []CredentialDetail {
 	return out
 }
 
+// ErrResetNeedsApproval refuses an admin's removal of a member's last
+// second factor where resets need a second admin's approval
+// (reset_approval): leaving the member with no factor is a reset, so it is
+// requested as one. Recovery codes alone do not count as a factor, as they
+// go with the last method.
+var ErrResetNeedsApproval = errors.New("challenge: this is the member's last second factor and resets need a second admin's approval: request a reset instead")
+
 // RemoveCredentialFor is an admin's removal of one of the member's
 // passkeys or security keys (credential: CredentialDetail.ID), for a
 // member who lost it or reports it stolen. As with a reset, which an
 // admin may do to any member, the last method may go: the member then
 // has no second factor and enrols again at their next visit, and their
-// recovery codes go with it. The factor epoch moves on, so every session
-// and remembered device ends on every instance, and the removed key is
-// refused at its next use. Audited as admin_passkey_removed with the
-// admin and the reason; the member is told (MemberResult.Contact).
-func (e *Engine) RemoveCredentialFor(ctx context.Context, actor, member, credential, why string) (MemberResult, error) {
+// recovery codes go with it. Where resets need a second admin's approval
+// (resetApproval), a removal that would leave no method is refused with
+// ErrResetNeedsApproval and nothing changes: otherwise one admin alone
+// could do what a reset needs two for. The factor epoch moves on, so every
+// session and remembered device ends on every instance, and the removed
+// key is refused at its next use. Audited as admin_passkey_removed with
+// the admin and the reason (refused too); the member is told
+// (MemberResult.Contact).
+func (e *Engine) RemoveCredentialFor(ctx context.Context, actor, member, credential, why string, resetApproval bool) (MemberResult, error) {
 	if member != "" && credential == "" {
 		return MemberResult{}, &InputError{"credential", "required: the ID of the passkey or security key to remove"}
 	}
@@ -81,6 +93,9 @@ func (e *Engine) RemoveCredentialFor(ctx context.Context, actor, member, credent
 		res.Passkey = u.WebAuthn.Credentials[i].Name
 		res.Devices = len(u.Devices)
 		u.WebAuthn.Credentials = slices.Delete(u.WebAuthn.Credentials, i, i+1)
+		if resetApproval && !u.Enrolled() {
+			return ErrResetNeedsApproval
+		}
 		dropMethods(u)
 		if !u.Has(MethodWebAuthn) {
 			res.Methods = []string{MethodWebAuthn}

@@ -68,7 +68,7 @@ func TestAdminRemovesPasskey(t *testing.T) {
 			{bob.User, c1.ID, "lost", "member"},
 			{"", c1.ID, "lost", "member"},
 		} {
-			if _, err := r.b.RemoveCredentialFor(ctx, "root", tc.member, tc.credential, tc.why); !isField(err, tc.field) {
+			if _, err := r.b.RemoveCredentialFor(ctx, "root", tc.member, tc.credential, tc.why, false); !isField(err, tc.field) {
 				t.Errorf("%+v: %v, want an error naming %s", tc, err, tc.field)
 			}
 		}
@@ -79,7 +79,7 @@ func TestAdminRemovesPasskey(t *testing.T) {
 			t.Fatalf("refused removals audited: %v", ev)
 		}
 
-		res, err := r.b.RemoveCredentialFor(ctx, "root", alice.User, c1.ID, "reported stolen, caller verified")
+		res, err := r.b.RemoveCredentialFor(ctx, "root", alice.User, c1.ID, "reported stolen, caller verified", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestAdminRemovesPasskey(t *testing.T) {
 
 		// The last one goes too, with the recovery codes: the member
 		// enrols again.
-		res, err = r.a.RemoveCredentialFor(ctx, "root", alice.User, c2.ID, "lost the phone")
+		res, err = r.a.RemoveCredentialFor(ctx, "root", alice.User, c2.ID, "lost the phone", false)
 		if err != nil || res.Passkey != "Phone" || !slices.Equal(res.Methods, []string{MethodWebAuthn}) {
 			t.Fatalf("removing the last: %+v, %v", res, err)
 		}
@@ -117,4 +117,52 @@ func TestAdminRemovesPasskey(t *testing.T) {
 			t.Fatalf("counts after: %+v, %v", c, err)
 		}
 	})
+}
+
+// Where resets need a second admin's approval, one admin's removal of a
+// member's last passkey would be a reset by one admin: it is refused,
+// nothing changes (recovery codes do not count as a factor, and stay),
+// and the refusal is audited with the admin and the reason. A passkey
+// whose member keeps another factor, a passkey or the app, still goes.
+func TestAdminPasskeyRemovalKeepsResetApproval(t *testing.T) {
+	f := newFixture(t, waConfig())
+	r := &waRig{t: t, a: f.e, b: f.e, clk: f.clk, audit: f.audit}
+	blue, phone := testwebauthn.New(waOrigin), testwebauthn.New(waOrigin)
+	c1 := r.register(alice, blue, "Blue key")
+	c2 := r.register(alice, phone, "Phone")
+	if _, err := f.e.GenerateRecoveryCodes(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := f.e.RemoveCredentialFor(ctx, "sam", alice.User, c1.ID, "key reported stolen", true); err != nil {
+		t.Fatalf("a passkey beside another: %v", err)
+	}
+	_, err := f.e.RemoveCredentialFor(ctx, "sam", alice.User, c2.ID, "lost the phone", true)
+	if !errors.Is(err, ErrResetNeedsApproval) || !strings.Contains(err.Error(), "request a reset") {
+		t.Fatalf("the last passkey under reset approval: %v, want ErrResetNeedsApproval", err)
+	}
+	u, err := f.e.State(ctx, alice.User)
+	if err != nil || !u.Has(MethodWebAuthn) || len(u.WebAuthn.Credentials) != 1 || u.Recovery == nil {
+		t.Fatalf("after the refusal: %+v, %v", u, err)
+	}
+	r.clk.Advance(60e9)
+	if _, err := r.login(alice, phone); err != nil {
+		t.Fatalf("the refused removal stopped the key: %v", err)
+	}
+	ev := r.audited("admin_passkey_removed", "refused")
+	if len(ev) != 1 || ev[0]["actor"] != "sam" || ev[0]["admin_reason"] != "lost the phone" || ev[0]["reason"] != "reset_approval" ||
+		ev[0]["credential"] != c2.ID[:8] {
+		t.Fatalf("refusal audited: %v", ev)
+	}
+
+	// bob keeps the app: his only passkey may go.
+	f.enrol(bob.User)
+	c3 := r.register(bob, testwebauthn.New(waOrigin), "Laptop")
+	res, err := f.e.RemoveCredentialFor(ctx, "sam", bob.User, c3.ID, "laptop stolen", true)
+	if err != nil || res.Passkey != "Laptop" || !slices.Equal(res.Methods, []string{MethodWebAuthn}) {
+		t.Fatalf("a passkey beside the app: %+v, %v", res, err)
+	}
+	if u, err := f.e.State(ctx, bob.User); err != nil || !u.Has(MethodTOTP) || u.Has(MethodWebAuthn) {
+		t.Fatalf("bob after: %+v, %v", u, err)
+	}
 }

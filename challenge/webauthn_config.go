@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"golang.org/x/net/publicsuffix"
@@ -157,4 +158,14 @@ func checkOrigin(o, rpID string) error {
 	return nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 }
+// isControl reports the characters a name shown to people must not hold:
+// controls, line and paragraph separators, and the invisible format
+// characters (Unicode category Cf: direction overrides and isolates such
+// as U+202E and U+2066–2069, zero-width spaces and joiners U+200B–200F,
+// U+FEFF), which make a name read as another ("Phone" that displays as
+// "enohP", or two names that look alike). The zero-width joiner of emoji
+// sequences is one of them, so such a sequence is refused; a single emoji
+// is not.
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
+}

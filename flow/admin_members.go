@@ -387,7 +387,8 @@ func (f *Flow) adminReset(p *request) error {
 // adminRemovePasskey removes one of the member's passkeys or security
 // keys (a lost or stolen one): it stops working at once on every
 // instance, with every session and remembered device of the member. The
-// member is told, naming it.
+// member is told, naming it. Where resets need approval, the member's last
+// factor is not removed this way: the page says to request a reset.
 func (f *Flow) adminRemovePasskey(p *request) error {
 	member, reason, done, err := f.memberActionInput(p)
 	if done {
@@ -395,7 +396,7 @@ func (f *Flow) adminRemovePasskey(p *request) error {
 	}
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	res, err := p.e.RemoveCredentialFor(ctx, p.adminActor(), member, p.r.PostForm.Get("credential"), reason)
+	res, err := p.e.RemoveCredentialFor(ctx, p.adminActor(), member, p.r.PostForm.Get("credential"), reason, f.cfg.ResetApproval > 0)
 	if err != nil {
 		return f.adminActionError(p, member, "remove-passkey", err)
 	}
@@ -407,6 +408,10 @@ func (f *Flow) adminRemovePasskey(p *request) error {
 
 // adminActionError shows an action's refusal on the member's page.
 func (f *Flow) adminActionError(p *request, member, action string, err error) error {
+	if errors.Is(err, challenge.ErrResetNeedsApproval) {
+		p.page.Error = "admin_passkey_last_needs_approval"
+		return f.showMember(p, member, http.StatusConflict)
+	}
 	var in *challenge.InputError
 	if errors.As(err, &in) {
 		p.page.Error, p.page.ErrorArgs = "admin_bad_field", []any{in.Field}

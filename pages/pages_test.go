@@ -53,7 +53,7 @@ var dynamicKeys = []string{
 	"admin_confirm_reset", "admin_address_invalid", "admin_address_unlocked", "admin_done_unlock", "admin_done_devices",
 	"admin_done_sessions", "admin_done_reset", "admin_reconcile_empty", "admin_reconcile_too_many", "admin_reconcile_unreadable",
 	// passkeys and security keys
-	"passkey_name_invalid", "passkey_removed", "passkey_renamed", "method_added_webauthn", "passkey_default_name",
+	"passkey_name_invalid", "passkey_removed", "admin_passkey_last_needs_approval", "passkey_renamed", "method_added_webauthn", "passkey_default_name",
 	"passkey_default_name_on", "passkey_kind_synced", "passkey_kind_device", "passkey_kind_phone", "passkey_kind_key",
 }
 

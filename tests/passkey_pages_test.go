@@ -283,8 +283,13 @@ func TestPasskeySettingsPage(t *testing.T) {
 
 	// Rename: a bad name names the problem; a good one shows.
 	r = b.post("/.2fa/webauthn/rename", url.Values{"csrf": {tok}, "credential": {id}, "name": {strings.Repeat("x", 65)}})
-	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Give it a name of 1 to 64 characters.") {
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Give it a name of 1 to 64 characters") {
 		t.Fatalf("a name too long: %d\n%s", r.status, r.body)
+	}
+	// A direction override would show "Phone" as "enohP".
+	r = b.post("/.2fa/webauthn/rename", url.Values{"csrf": {tok}, "credential": {id}, "name": {"My \u202eenohP"}})
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "invisible formatting characters") {
+		t.Fatalf("a name with a direction override: %d\n%s", r.status, r.body)
 	}
 	r = b.post("/.2fa/webauthn/rename", url.Values{"csrf": {tok}, "credential": {id}, "name": {"Blue <key>"}})
 	if r.status != http.StatusSeeOther {
