@@ -165,7 +165,10 @@ func checkOrigin(o, rpID string) error {
 // U+FEFF), which make a name read as another ("Phone" that displays as
 // "enohP", or two names that look alike). The zero-width joiner of emoji
 // sequences is one of them, so such a sequence is refused; a single emoji
-// is not.
+// is not. So are the other characters that render as nothing (Hangul
+// fillers U+3164 and U+FFA0, the combining grapheme joiner U+034F, the
+// Braille blank U+2800).
 func isControl(r rune) bool {
-	return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
+	return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r) ||
+		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) || r == 0x2800
 }

@@ -370,8 +370,10 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 	guarded := f.adminGuarded(p)
 	if guarded && strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix) && !strings.HasPrefix(p.page.ReturnTo, f.cfg.Prefix+"admin/") {
 		// An admin on the way to their own settings: the challenge offers
-		// only the proven factors, as step-up there asks for one.
-		p.policy = &f.guardPolicy
+		// only their proven factors, as step-up there asks for one.
+		pol := f.guardPolicy
+		pol.Methods = slices.DeleteFunc(slices.Clone(pol.Methods), func(m string) bool { return !p.user.Proven(m) })
+		p.policy = &pol
 	}
 	needStepUp := rt.guards&(stepUp|stepUpOrRenewal) != 0 || (rt.guards&mayEnrol != 0 && p.user.Enrolled())
 	if needStepUp {
@@ -416,11 +418,23 @@ func sessionProven(u *challenge.User, s *session.Session) bool {
 // from the member (the app's, or one sent by email or SMS) would add the
 // attacker's passkey and open the paths that accept only passkeys.
 func (f *Flow) passkeyStepUp(p *request, rt *route, s *session.Session, renewal bool) bool {
-	if renewal || !strings.HasPrefix(rt.path, "webauthn/") && rt.path != "enrol/webauthn" || strings.HasPrefix(rt.path, "webauthn/login/") ||
-		!p.user.Has(challenge.MethodWebAuthn) {
+	if renewal || !passkeyRoute(p, rt) || !p.user.Has(challenge.MethodWebAuthn) {
 		return true
 	}
 	return s.Method == challenge.MethodWebAuthn || s.Method == challenge.MethodRecovery
+}
+
+// passkeyRoute reports whether the request adds, renames or removes
+// passkeys: their own routes, and the removal of the method as a whole,
+// which would otherwise clear them all and make the next one a first.
+func passkeyRoute(p *request, rt *route) bool {
+	switch {
+	case strings.HasPrefix(rt.path, "webauthn/login/"):
+		return false
+	case strings.HasPrefix(rt.path, "webauthn/"), rt.path == "enrol/webauthn":
+		return true
+	}
+	return rt.path == "methods/remove" && p.r.PostForm.Get("method") == challenge.MethodWebAuthn
 }
 
 // toChallenge sends a member who needs a recent code to the challenge,

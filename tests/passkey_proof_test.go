@@ -152,3 +152,40 @@ func memberState(t *testing.T, e *env, member string) memberFactors {
 	}
 	return m
 }
+
+// Removing the passkey method as a whole (methods/remove) is a passkey
+// route too: otherwise one phished app code clears the member's passkeys,
+// and the attacker's then is a first one, added with the app session.
+func TestPasskeysNotClearedWithoutAPasskeySession(t *testing.T) {
+	for _, admin := range []bool{false, true} {
+		s := adminPagesSetup(t, "admin_methods totp webauthn")
+		s.policy = strongPolicy
+		e := start(t, s)
+		member := "bob"
+		if admin {
+			member = "alice"
+		}
+		b := e.browser()
+		b.login(member)
+		secret := b.enrol("/echo/x")
+		b.registerPasskey(testwebauthn.New(e.origin()), strongPath, member+" key")
+
+		c := e.browser()
+		c.login(member)
+		e.nextStep()
+		if r := c.verify(e.code(secret, 0), "/echo/x", false); r.status != http.StatusSeeOther {
+			t.Fatalf("%s: an app code: %d", member, r.status)
+		}
+		rm := c.post("/.2fa/methods/remove", url.Values{"csrf": {c.csrf("/.2fa/methods")}, "method": {"webauthn"}, "confirm": {"yes"}})
+		if rm.status != http.StatusSeeOther || !strings.HasPrefix(rm.location(), "/.2fa/challenge?") {
+			t.Fatalf("%s: removing every passkey in an app session: %d %q, want the challenge", member, rm.status, rm.location())
+		}
+		if u := memberState(t, e, member); len(u.Credentials) != 1 {
+			t.Fatalf("%s has %d passkeys, want their own", member, len(u.Credentials))
+		}
+		got := c.postJSON("/.2fa/webauthn/register/begin?return_to="+url.QueryEscape(strongPath), c.csrfToken(t), nil).answer(t, http.StatusForbidden)
+		if got["error"] != "step_up_required" {
+			t.Fatalf("%s: adding a passkey in an app session: %v", member, got)
+		}
+	}
+}
