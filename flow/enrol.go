@@ -336,9 +336,8 @@ func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 	f.notice(p, u, notify.NoticeData{Kind: "method_added", Method: method})
 	f.seenBrowser(p, u, false)
 	if u.Recovery != nil {
-		if p.page.FromSettings || u.Recovery.Left < challenge.RecoveryCodeCount {
-			p.page.FromSettings = false
-			return seeOther(p, f.pageURL(p, "methods")+"&added="+url.QueryEscape(method))
+		if back, ok := f.addedBack(p, u, method); ok {
+			return seeOther(p, back)
 		}
 		return f.message(p.w, p.r, http.StatusOK, "title_method_added", addedNotice(method), nil, p.page.ReturnTo)
 	}
@@ -351,6 +350,18 @@ func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 	f.suggestSecond(p, u)
 	p.page.Notice, p.page.NoticeDone = addedNotice(method), true
 	return f.showRecoveryCodes(p, codes)
+}
+
+// addedBack is the settings page, saying what was added, for a member
+// who added a method from there or has used recovery codes (and is
+// offered a new set there); ok is false for the others. u has recovery
+// codes.
+func (f *Flow) addedBack(p *request, u *challenge.User, method string) (back string, ok bool) {
+	if !p.page.FromSettings && u.Recovery.Left >= challenge.RecoveryCodeCount {
+		return "", false
+	}
+	p.page.FromSettings = false
+	return f.pageURL(p, "methods") + "&added=" + url.QueryEscape(method), true
 }
 
 // ruleRequires reports whether a rule requires a second factor where the

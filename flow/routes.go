@@ -383,7 +383,7 @@ func (f *Flow) guard(p *request, rt *route) (bool, error) {
 		// than the renewal it was due.
 		renewal := rt.guards&stepUpOrRenewal != 0 && RenewalDue(p.user)
 		s, ok := f.stepUpSession(p, renewal)
-		if !ok || (guarded && !renewal && !sessionProven(p.user, s)) || !f.passkeyStepUp(p, rt, s, renewal) {
+		if !ok || (guarded && !renewal && !sessionProven(p.user, s)) || !passkeyStepUp(p, rt, s) {
 			return true, f.toChallenge(p, rt)
 		}
 		p.session = s
@@ -417,8 +417,8 @@ func sessionProven(u *challenge.User, s *session.Session) bool {
 // recovery code for a member who lost theirs. Otherwise one code phished
 // from the member (the app's, or one sent by email or SMS) would add the
 // attacker's passkey and open the paths that accept only passkeys.
-func (f *Flow) passkeyStepUp(p *request, rt *route, s *session.Session, renewal bool) bool {
-	if renewal || !passkeyRoute(p, rt) || !p.user.Has(challenge.MethodWebAuthn) {
+func passkeyStepUp(p *request, rt *route, s *session.Session) bool {
+	if !passkeyRoute(p, rt) || !p.user.Has(challenge.MethodWebAuthn) {
 		return true
 	}
 	return s.Method == challenge.MethodWebAuthn || s.Method == challenge.MethodRecovery

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 
 	"go.uber.org/zap"
@@ -209,12 +208,10 @@ func (f *Flow) webAuthnRegisterFinish(p *request) error {
 		f.notice(p, u, notify.NoticeData{Kind: "passkey_added", Name: cred.Name})
 		f.seenBrowser(p, u, false)
 		next := p.page.ReturnTo
-		switch {
-		case u.Recovery == nil:
+		if u.Recovery == nil {
 			next = f.pageURL(p, "recovery")
-		case p.page.FromSettings || u.Recovery.Left < challenge.RecoveryCodeCount:
-			p.page.FromSettings = false
-			next = f.pageURL(p, "methods") + "&added=" + url.QueryEscape(method)
+		} else if back, ok := f.addedBack(p, u, method); ok {
+			next = back
 		}
 		// The credential's ID (the gateway's, not the authenticator's)
 		// names it in the settings page's rename and remove forms.
