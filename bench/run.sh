@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Throughput of Caddy with the two_factor plugin against bare Caddy, in the
-# same run: two sites of one Caddy reverse-proxy to the same upstream; wrk
-# replays a verified member's request (valid second-factor session: the hot
-# path) against each, alternating, several rounds. Prints requests/s and the
-# ratio two_factor / bare. bench/browser.lua keeps the cookies current from
-# Set-Cookie, as a browser does.
+# The verified path against Caddy without the plugin, in the same run. Three
+# Caddy processes reverse-proxy to the same upstream:
+#
+#   stock      Caddy of the same version built without the plugin
+#   plain      this repository's Caddy (with the plugin), a site without it
+#   two_factor this repository's Caddy, the site behind two_factor
+#
+# wrk replays a verified member's request (a valid second-factor session:
+# the hot path) against each in turn, several rounds. Each round prints
+# requests/s and the CPU each process spent per request (from
+# /proc/<pid>/stat, user and system); the end prints the medians and the
+# ratios two_factor/plain and two_factor/stock. bench/browser.lua keeps
+# the cookies current from Set-Cookie, as a browser does.
 #
 #   bench/run.sh [duration per run, default 10s] [rounds, default 5]
 #
-# Needs wrk (Debian: apt-get install wrk). Environment: CONNECTIONS (32),
-# THREADS (1), BASE_PORT (19080; uses four ports from there).
+# Needs wrk (Debian: apt-get install wrk) and Linux's /proc. Environment:
+# CONNECTIONS (32), THREADS (1), BASE_PORT (19080; uses four ports from
+# there), PROFILE=dir to also write a 10 s CPU and an allocation profile of
+# the two_factor process there (it serves pprof on the admin endpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,26 +28,50 @@ connections=${CONNECTIONS:-32}
 threads=${THREADS:-1}
 base=${BASE_PORT:-19080}
 upstream=127.0.0.1:$base
-bare=127.0.0.1:$((base + 1))
-gated=127.0.0.1:$((base + 2))
+declare -A addr=(
+	[stock]=127.0.0.1:$((base + 1))
+	[plain]=127.0.0.1:$((base + 2))
+	[two_factor]=127.0.0.1:$((base + 3))
+)
+admin=127.0.0.1:$((base + 4))
+kinds=(stock plain two_factor)
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 work=$(mktemp -d)
+pids=()
 cleanup() {
 	kill "${pids[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
-pids=()
 trap cleanup EXIT
 
 go build -o "$work/caddy" ./cmd/caddy
+go build -o "$work/stock" github.com/caddyserver/caddy/v2/cmd/caddy
 go build -o "$work/prepare" ./bench/prepare
 
-cat >"$work/Caddyfile" <<CADDY
+# The same global options everywhere but two_factor's, so the processes
+# differ only in the plugin.
+plainsite() { # name address
+	cat <<CADDY
 {
 	admin off
+	log {
+		output discard
+	}
+}
+
+http://$2 {
+	reverse_proxy $upstream
+}
+CADDY
+}
+plainsite stock "${addr[stock]}" >"$work/stock.caddyfile"
+plainsite plain "${addr[plain]}" >"$work/plain.caddyfile"
+cat >"$work/two_factor.caddyfile" <<CADDY
+{
+	admin $admin
 	log {
 		output discard
 	}
@@ -48,11 +81,7 @@ cat >"$work/Caddyfile" <<CADDY
 	}
 }
 
-http://$bare {
-	reverse_proxy $upstream
-}
-
-http://$gated {
+http://${addr[two_factor]} {
 	two_factor {
 		identity endpoint http://$upstream/api/me {
 			session_cookie member_session
@@ -64,35 +93,84 @@ http://$gated {
 }
 CADDY
 
-"$work/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
+declare -A pid
+for k in "${kinds[@]}"; do
+	bin="$work/caddy"
+	[ "$k" = stock ] && bin="$work/stock"
+	"$bin" run --config "$work/$k.caddyfile" --adapter caddyfile >"$work/$k.log" 2>&1 &
+	pid[$k]=$!
+	pids+=($!)
+done
+"$work/prepare" -listen "$upstream" -gateway "http://${addr[two_factor]}" -cookie-file "$work/cookie" &
 pids+=($!)
-"$work/prepare" -listen "$upstream" -gateway "http://$gated" -cookie-file "$work/cookie" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/cookie" ] && break; sleep 0.2; done
-[ -s "$work/cookie" ] || { echo "bench: no verified session; caddy log:" >&2; cat "$work/caddy.log" >&2; exit 1; }
+for _ in $(seq 150); do [ -s "$work/cookie" ] && break; sleep 0.2; done
+[ -s "$work/cookie" ] || { echo "bench: no verified session; caddy log:" >&2; cat "$work/two_factor.log" >&2; exit 1; }
 cookie=$(cat "$work/cookie")
 
-# The gated site must answer the bench page with the upstream's body, not a
-# redirect to the challenge.
-check=$(curl -s -H "Cookie: $cookie" "http://$gated/bench/x")
-[ "$check" = "ok" ] || { echo "bench: the session is not accepted: $check" >&2; exit 1; }
-
-rate() { # url cookie
-	wrk -t"$threads" -c"$connections" -d"$duration" -s bench/browser.lua "$1" -- "$2" | awk '/^Requests\/sec/ {print $2}'
-}
-
-echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, alternating"
-bare_rates=() gated_rates=()
-for i in $(seq "$rounds"); do
-	# The same Cookie header on both sides, so the difference is the
-	# plugin's work, not the upstream parsing a larger request.
-	b=$(rate "http://$bare/bench/x" "$cookie")
-	g=$(rate "http://$gated/bench/x" "$cookie")
-	bare_rates+=("$b") gated_rates+=("$g")
-	printf 'round %d: bare %10.0f req/s   two_factor %10.0f req/s   ratio %.3f\n' "$i" "$b" "$g" "$(echo "$g / $b" | bc -l)"
+# Every site must answer the bench page with the upstream's body: the
+# gated one must not redirect to the challenge.
+for k in "${kinds[@]}"; do
+	check=$(curl -s -H "Cookie: $cookie" "http://${addr[$k]}/bench/x")
+	[ "$check" = "ok" ] || { echo "bench: $k does not serve the page: $check" >&2; exit 1; }
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-mb=$(median "${bare_rates[@]}")
-mg=$(median "${gated_rates[@]}")
-printf 'median: bare %.0f req/s, two_factor %.0f req/s, ratio %.3f\n' "$mb" "$mg" "$(echo "$mg / $mb" | bc -l)"
+# cpu_ticks pid: user + system time of the process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# measure kind: sets rate (requests/s) and cpu (µs of the process per request).
+measure() {
+	local before after out requests
+	before=$(cpu_ticks "${pid[$1]}")
+	out=$(wrk -t"$threads" -c"$connections" -d"$duration" -s bench/browser.lua "http://${addr[$1]}/bench/x" -- "$cookie")
+	after=$(cpu_ticks "${pid[$1]}")
+	if grep -q 'Non-2xx' <<<"$out"; then
+		echo "bench: $1 answered with errors:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	rate=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+	requests=$(awk '/requests in/ {print $1}' <<<"$out")
+	cpu=$(echo "($after - $before) * 1000000 / $hz / $requests" | bc -l)
+}
+
+if [ -n "${PROFILE:-}" ]; then
+	mkdir -p "$PROFILE"
+	wrk -t"$threads" -c"$connections" -d12s -s bench/browser.lua "http://${addr[two_factor]}/bench/x" -- "$cookie" >/dev/null &
+	curl -s -o "$PROFILE/cpu.pprof" "http://$admin/debug/pprof/profile?seconds=10"
+	curl -s -o "$PROFILE/allocs.pprof" "http://$admin/debug/pprof/allocs"
+	wait $!
+	echo "profiles in $PROFILE (go tool pprof -top $work/caddy $PROFILE/cpu.pprof)"
+fi
+
+echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, each process in turn"
+declare -A rates cpus
+for i in $(seq "$rounds"); do
+	line="round $i:"
+	# Rotate the order, so no process always runs right after another.
+	for j in 0 1 2; do
+		k=${kinds[$(((i + j) % 3))]}
+		measure "$k"
+		rates[$k]+="$rate "
+		cpus[$k]+="$cpu "
+	done
+	for k in "${kinds[@]}"; do
+		line+=$(printf '  %s %6.0f req/s %5.1f µs' "$k" "$(echo "${rates[$k]}" | awk '{print $NF}')" "$(echo "${cpus[$k]}" | awk '{print $NF}')")
+	done
+	echo "$line"
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+declare -A mr mc
+for k in "${kinds[@]}"; do
+	mr[$k]=$(median <<<"${rates[$k]}")
+	mc[$k]=$(median <<<"${cpus[$k]}")
+	printf 'median %-10s %8.0f req/s %7.1f µs CPU per request\n' "$k" "${mr[$k]}" "${mc[$k]}"
+done
+printf 'throughput: two_factor/plain %.3f   two_factor/stock %.3f   plain/stock %.3f\n' \
+	"$(echo "${mr[two_factor]} / ${mr[plain]}" | bc -l)" \
+	"$(echo "${mr[two_factor]} / ${mr[stock]}" | bc -l)" \
+	"$(echo "${mr[plain]} / ${mr[stock]}" | bc -l)"
+printf 'CPU per request: two_factor/plain %.3f   two_factor/stock %.3f\n' \
+	"$(echo "${mc[two_factor]} / ${mc[plain]}" | bc -l)" \
+	"$(echo "${mc[two_factor]} / ${mc[stock]}" | bc -l)"

@@ -130,20 +130,7 @@ func Strip(h http.Header) {
 	kept := lines[:0]
 	for _, line := range lines {
 		if hasGatewayCookie(line) {
-			var b strings.Builder
-			b.Grow(len(line))
-			for part := range strings.SplitSeq(line, ";") {
-				part = textproto.TrimString(part)
-				name, _, _ := strings.Cut(part, "=")
-				if part == "" || IsGatewayCookie(name) {
-					continue
-				}
-				if b.Len() > 0 {
-					b.WriteString("; ")
-				}
-				b.WriteString(part)
-			}
-			line = b.String()
+			line = withoutGatewayCookies(line)
 		}
 		if line != "" {
 			kept = append(kept, line)
@@ -154,6 +141,59 @@ func Strip(h http.Header) {
 	} else if len(kept) != len(lines) {
 		h["Cookie"] = kept
 	}
+}
+
+// withoutGatewayCookies returns line without the gateway's cookies, the
+// others joined by "; ". Browsers send cookies in the order they were set,
+// so the gateway's (set after the member site's) usually come last or
+// first: when the cookies kept are one run of the line already joined by
+// "; ", that run is returned as it is, without an allocation.
+func withoutGatewayCookies(line string) string {
+	start, end := -1, -1 // the run of kept cookies so far
+	run := true
+	gap := false // a cookie dropped after the run began
+	for rest, off := line, 0; ; {
+		part, after, more := strings.Cut(rest, ";")
+		trimmed := textproto.TrimString(part)
+		name, _, _ := strings.Cut(trimmed, "=")
+		if trimmed == "" || IsGatewayCookie(name) {
+			gap = gap || start >= 0
+		} else {
+			s := off + strings.Index(part, trimmed)
+			switch {
+			case start < 0:
+				start = s
+			case gap || line[end:s] != "; ":
+				run = false
+			}
+			end = s + len(trimmed)
+		}
+		if !more || !run {
+			break
+		}
+		off += len(part) + 1
+		rest = after
+	}
+	if start < 0 {
+		return ""
+	}
+	if run {
+		return line[start:end]
+	}
+	var b strings.Builder
+	b.Grow(len(line))
+	for part := range strings.SplitSeq(line, ";") {
+		part = textproto.TrimString(part)
+		name, _, _ := strings.Cut(part, "=")
+		if part == "" || IsGatewayCookie(name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 func hasGatewayCookie(line string) bool {

@@ -56,7 +56,7 @@ func BenchmarkHotPath(b *testing.B) {
 }
 
 // verifiedCookies enrols a member and returns the browser's Cookie header:
-// the member site's session, the gateway's, and a tracker's.
+// a tracker's, the member site's session and the gateway's.
 func verifiedCookies(b *testing.B, e *env) string {
 	b.Helper()
 	br, _ := enrolled(e, "alice")
@@ -65,7 +65,9 @@ func verifiedCookies(b *testing.B, e *env) string {
 	if member == nil || sess == nil {
 		b.Fatal("no cookies after enrolment")
 	}
-	return member.Name + "=" + member.Value + "; " + sess.Name + "=" + sess.Value + "; _ga=GA1.1.123456789.1700000000"
+	// In the order a browser sends them, oldest first: the tracker's from
+	// the first visit, then the site's session, then the gateway's.
+	return "_ga=GA1.1.123456789.1700000000; " + member.Name + "=" + member.Value + "; " + sess.Name + "=" + sess.Value
 }
 
 // server returns the running Caddy's server listening on port.
