@@ -289,6 +289,11 @@ func (ss *session) Reset() {
 
 func (ss *session) Logout() error { return nil }
 
+// Decode returns the decoded subject and the text and HTML parts of a
+// message as received (DATA), or what it could make of them: for the load
+// test's mail sink, which reads codes from messages as they arrive.
+func Decode(data []byte) (subject, text, html string) { return decode(data) }
+
 // decode returns the decoded subject and the text and HTML parts of a
 // message, or what it could make of them.
 func decode(data []byte) (subject, text, html string) {

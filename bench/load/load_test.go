@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	goredis "github.com/redis/go-redis/v9"
+
+	_ "github.com/caddy-twofactor/twofactor"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+)
+
+const testKey = "load-test-key-load-test-key-load-test-key"
+
+// gatewayConfig is the site block and global options the README tells an
+// operator to add, with this test's addresses.
+func gatewayConfig(logPath, redisAddr string, gateway, site, smtp int) string {
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	log {
+		output file %q
+		format json
+	}
+	two_factor {
+		keys %q
+		store redis {
+			address %s
+			key_prefix "2fa-load:"
+		}
+		email smtp {
+			host 127.0.0.1
+			port %d
+			tls none
+			from "Load test <load@example.com>"
+		}
+		hourly_sends_per_address off
+		max_address_failures off
+	}
+}
+
+http://127.0.0.1:%d {
+	two_factor {
+		identity endpoint http://127.0.0.1:%d/api/me {
+			session_cookie load_session
+		}
+		site_name "Load test"
+		protect /* {
+			except /login
+		}
+	}
+	reverse_proxy 127.0.0.1:%d
+}
+`, logPath, testKey, redisAddr, smtp, gateway, site, site)
+}
+
+// TestLoadSmall runs the tool as an operator would, with 200 members for a
+// few seconds, against real Caddy with the plugin and a real redis-server:
+// every kind runs, nothing fails, the report has every field, and a second
+// seed writes nothing.
+func TestLoadSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	srv := testredis.Start(t)
+	gateway, site, smtp := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(gatewayConfig(logPath, srv.Addr, gateway, site, smtp)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("Caddy's log:\n%s", b)
+			}
+		}
+	})
+
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	args := []string{
+		"-members", "200", "-duration", "4s", "-concurrency", "4", "-progress", "500ms",
+		"-gateway", fmt.Sprintf("http://127.0.0.1:%d", gateway),
+		"-listen", fmt.Sprintf("127.0.0.1:%d", site), "-smtp", fmt.Sprintf("127.0.0.1:%d", smtp),
+		"-redis", srv.Addr, "-key", testKey, "-json", jsonPath,
+		"-mix", "browse=50,app=20,email=10,settings=20",
+	}
+	o, err := parseOptions(args, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, progress bytes.Buffer
+	rep, err := o.run(context.Background(), &out, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", &out)
+
+	if !strings.Contains(out.String(), "seeded: 200 members in the store, 200 written") {
+		t.Errorf("seed line missing:\n%s", &out)
+	}
+	if !strings.Contains(progress.String(), "operations") || !strings.Contains(progress.String(), "a second") {
+		t.Errorf("no progress line: %q", &progress)
+	}
+	if len(rep.Kinds) != int(kinds) || rep.Members != 200 || rep.Concurrency != 4 || rep.Duration < 4*time.Second {
+		t.Fatalf("report %+v", rep)
+	}
+	sum := 0
+	for i, k := range rep.Kinds {
+		if k.Kind != kind(i).String() {
+			t.Errorf("kind %d is %q", i, k.Kind)
+		}
+		if k.Ops == 0 || k.PerSecond <= 0 || k.P50 <= 0 || k.P99 < k.P50 {
+			t.Errorf("%s: %+v; want operations, a rate and p50 <= p99", k.Kind, k)
+		}
+		if k.ErrorCount() != 0 {
+			t.Errorf("%s: errors %v", k.Kind, k.Errors)
+		}
+		if !strings.Contains(out.String(), "\n"+k.Kind+" ") {
+			t.Errorf("no %s line in the report", k.Kind)
+		}
+		sum += k.Ops
+	}
+	if rep.Total.Ops != sum || rep.Total.P99 < rep.Total.P50 || rep.Total.ErrorCount() != 0 {
+		t.Errorf("total %+v, kinds sum to %d", rep.Total, sum)
+	}
+	if !strings.Contains(out.String(), "errors: none") {
+		t.Errorf("the report does not say there were no errors:\n%s", &out)
+	}
+	if rep.CodeMails < int64(rep.Kinds[kindEmail].Ops) {
+		t.Errorf("%d code mails for %d email sign-ins", rep.CodeMails, rep.Kinds[kindEmail].Ops)
+	}
+	var fromFile Report
+	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &fromFile) != nil || fromFile.Total.Ops != rep.Total.Ops {
+		t.Errorf("-json report: %v, %+v", err, fromFile.Total)
+	}
+
+	// The gateway sees them as members: the member list's index holds 200.
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer client.Close()
+	if n, err := client.ZCard(context.Background(), "2fa-load:\x00index:members").Result(); err != nil || n != 200 {
+		t.Errorf("members index: %d, %v; want 200", n, err)
+	}
+
+	// Seeding again writes nothing.
+	o.duration = 0
+	out.Reset()
+	if _, err := o.run(context.Background(), &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "seeded: 200 members in the store, 0 written") {
+		t.Errorf("second seed:\n%s", &out)
+	}
+}
+
+func TestOptionsNameTheBadFlag(t *testing.T) {
+	base := []string{"-key", testKey}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-members", "0"}, "-members"},
+		{[]string{"-gateway", "127.0.0.1:8080"}, "-gateway"},
+		{[]string{"-gateway", "http://x/path"}, "-gateway"},
+		{[]string{"-store", "memcached"}, "-store"},
+		{[]string{"-redis", ""}, "-redis"},
+		{[]string{"-store", "embedded"}, "-embedded"},
+		{[]string{"-redis-ca-file", "ca.pem"}, "-redis-ca-file"},
+		{[]string{"-key-prefix", ""}, "-key-prefix"},
+		{[]string{"-key", "short"}, "-key"},
+		{[]string{"-id-prefix", "a b"}, "-id-prefix"},
+		{[]string{"-email-domain", "a@b"}, "-email-domain"},
+		{[]string{"-seed-batch", "0"}, "-seed-batch"},
+		{[]string{"-concurrency", "0"}, "-concurrency"},
+		{[]string{"-zipf", "1"}, "-zipf"},
+		{[]string{"-page-prefix", "/.2fa"}, "-page-prefix"},
+		{[]string{"-totp-period", "10s"}, "-totp-period"},
+		{[]string{"-totp-digits", "7"}, "-totp-digits"},
+		{[]string{"-step-up", "1m"}, "-step-up"},
+		{[]string{"-mix", "browse=1,reading=2"}, "-mix"},
+		{[]string{"-mix", "browse=-1"}, "-mix"},
+		{[]string{"-mix", "browse=0"}, "-mix"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		_, err := parseOptions(append(append([]string{}, base...), tc.args...), func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v; want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+	o, err := parseOptions([]string{"-mix", "app=3, email=1"}, func(k string) string {
+		return map[string]string{"TWOFACTOR_KEY": testKey}[k]
+	})
+	if err != nil || o.mix != (mix{0, 3, 1, 0}) || o.key != testKey {
+		t.Fatalf("parseOptions: %+v, %v", o, err)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/caddy-twofactor/twofactor/internal/testsmtp"
+)
+
+// mailSink is the SMTP server the gateway's email sender points at for the
+// load test: it accepts every message and hands the code in it to the
+// sign-in waiting for mail to that address. It keeps no message, so a long
+// run does not grow; other mail (the gateway's notices of a new browser)
+// is counted and dropped.
+type mailSink struct {
+	srv *smtp.Server
+	ln  net.Listener
+
+	mu      sync.Mutex
+	waiting map[string]chan string // by lowercase address
+
+	codes, other atomic.Int64
+}
+
+// codeLine is the code on a line of its own in the message's text.
+var codeLine = regexp.MustCompile(`(?m)^\s*(\d{6,8})\s*$`)
+
+func startMailSink(addr string) (*mailSink, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m := &mailSink{ln: ln, waiting: map[string]chan string{}}
+	m.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &sinkSession{m: m}, nil
+	}))
+	m.srv.Domain = "localhost"
+	m.srv.ReadTimeout = 30 * time.Second
+	m.srv.WriteTimeout = 30 * time.Second
+	m.srv.MaxMessageBytes = 1 << 20
+	m.srv.AllowInsecureAuth = true
+	m.srv.ErrorLog = log.New(io.Discard, "", 0)
+	go func() { _ = m.srv.Serve(ln) }()
+	return m, nil
+}
+
+func (m *mailSink) addr() string { return m.ln.Addr().String() }
+
+func (m *mailSink) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.srv.Shutdown(ctx); err != nil {
+		return m.srv.Close()
+	}
+	return nil
+}
+
+// expect registers a sign-in waiting for a code at addr; call it before
+// asking the gateway to send, and cancel when done.
+func (m *mailSink) expect(addr string) (<-chan string, func()) {
+	addr = strings.ToLower(addr)
+	ch := make(chan string, 1)
+	m.mu.Lock()
+	m.waiting[addr] = ch
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		if m.waiting[addr] == ch {
+			delete(m.waiting, addr)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// errNoCode is a wait for a code that ended without one.
+var errNoCode = errors.New("no code mail arrived")
+
+func (m *mailSink) deliver(to []string, data []byte) {
+	_, text, _ := testsmtp.Decode(data)
+	code := codeLine.FindStringSubmatch(text)
+	if code == nil {
+		m.other.Add(1)
+		return
+	}
+	m.codes.Add(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, addr := range to {
+		if ch, ok := m.waiting[strings.ToLower(addr)]; ok {
+			select {
+			case ch <- code[1]:
+			default:
+			}
+		}
+	}
+}
+
+type sinkSession struct {
+	m  *mailSink
+	to []string
+}
+
+func (s *sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+
+func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *sinkSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.m.deliver(s.to, data)
+	return nil
+}
+
+func (s *sinkSession) Reset()        { s.to = nil }
+func (s *sinkSession) Logout() error { return nil }
