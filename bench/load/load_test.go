@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ const testKey = "load-test-key-load-test-key-load-test-key"
 
 // gatewayConfig is the site block and global options the README tells an
 // operator to add, with this test's addresses.
-func gatewayConfig(logPath, redisAddr string, gateway, site, smtp int) string {
+func gatewayConfig(logPath, redisAddr string, gateway, site, smtp int, smtpCA string) string {
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -43,7 +44,8 @@ func gatewayConfig(logPath, redisAddr string, gateway, site, smtp int) string {
 		email smtp {
 			host 127.0.0.1
 			port %d
-			tls none
+			tls starttls
+			ca_file %q
 			from "Load test <load@example.com>"
 		}
 		hourly_sends_per_address off
@@ -63,7 +65,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy 127.0.0.1:%d
 }
-`, logPath, testKey, redisAddr, smtp, gateway, site, site)
+`, logPath, testKey, redisAddr, smtp, smtpCA, gateway, site, site)
 }
 
 // TestLoadSmall runs the tool as an operator would, with 200 members for a
@@ -79,7 +81,13 @@ func TestLoadSmall(t *testing.T) {
 	srv := testredis.Start(t)
 	gateway, site, smtp := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(gatewayConfig(logPath, srv.Addr, gateway, site, smtp)), nil)
+	// The sink's certificate, made before the gateway reads it as its
+	// sender's ca_file; the tool's runs below find it and keep it.
+	smtpCert := filepath.Join(t.TempDir(), "sink.pem")
+	if _, err := sinkTLS(smtpCert, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(gatewayConfig(logPath, srv.Addr, gateway, site, smtp, smtpCert)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +107,7 @@ func TestLoadSmall(t *testing.T) {
 	args := []string{
 		"-members", "200", "-duration", "4s", "-concurrency", "4", "-progress", "500ms",
 		"-gateway", fmt.Sprintf("http://127.0.0.1:%d", gateway),
-		"-listen", fmt.Sprintf("127.0.0.1:%d", site), "-smtp", fmt.Sprintf("127.0.0.1:%d", smtp),
+		"-listen", fmt.Sprintf("127.0.0.1:%d", site), "-smtp", fmt.Sprintf("127.0.0.1:%d", smtp), "-smtp-cert", smtpCert,
 		"-redis", srv.Addr, "-key", testKey, "-json", jsonPath,
 		"-mix", "browse=50,app=20,email=10,settings=20",
 	}
@@ -120,7 +128,45 @@ func TestLoadSmall(t *testing.T) {
 	if !strings.Contains(progress.String(), "operations") || !strings.Contains(progress.String(), "a second") {
 		t.Errorf("no progress line: %q", &progress)
 	}
-	if len(rep.Kinds) != int(kinds) || rep.Members != 200 || rep.Concurrency != 4 || rep.Duration < 4*time.Second {
+	checkReport(t, rep, &out, 4*time.Second)
+	var fromFile Report
+	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &fromFile) != nil || fromFile.Total.Ops != rep.Total.Ops {
+		t.Errorf("-json report: %v, %+v", err, fromFile.Total)
+	}
+
+	// The gateway sees them as members: the member list's index holds 200.
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer client.Close()
+	if n, err := client.ZCard(context.Background(), "2fa-load:\x00index:members").Result(); err != nil || n != 200 {
+		t.Errorf("members index: %d, %v; want 200", n, err)
+	}
+
+	// A run right after: the members who used this time step's app
+	// code in the first run use the next one, and nothing fails.
+	o.duration = 2 * time.Second
+	out.Reset()
+	if rep, err = o.run(context.Background(), &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("second run:\n%s", &out)
+	checkReport(t, rep, &out, 2*time.Second)
+
+	// Seeding again writes nothing.
+	o.duration = 0
+	out.Reset()
+	if _, err := o.run(context.Background(), &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "seeded: 200 members in the store, 0 written") {
+		t.Errorf("second seed:\n%s", &out)
+	}
+}
+
+// checkReport asserts that every kind ran without an error and that the
+// report, as returned and as printed in out, has every field.
+func checkReport(t *testing.T, rep Report, out *bytes.Buffer, duration time.Duration) {
+	t.Helper()
+	if len(rep.Kinds) != int(kinds) || rep.Members != 200 || rep.Concurrency != 4 || rep.Duration < duration {
 		t.Fatalf("report %+v", rep)
 	}
 	sum := 0
@@ -143,31 +189,10 @@ func TestLoadSmall(t *testing.T) {
 		t.Errorf("total %+v, kinds sum to %d", rep.Total, sum)
 	}
 	if !strings.Contains(out.String(), "errors: none") {
-		t.Errorf("the report does not say there were no errors:\n%s", &out)
+		t.Errorf("the report does not say there were no errors:\n%s", out)
 	}
 	if rep.CodeMails < int64(rep.Kinds[kindEmail].Ops) {
 		t.Errorf("%d code mails for %d email sign-ins", rep.CodeMails, rep.Kinds[kindEmail].Ops)
-	}
-	var fromFile Report
-	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &fromFile) != nil || fromFile.Total.Ops != rep.Total.Ops {
-		t.Errorf("-json report: %v, %+v", err, fromFile.Total)
-	}
-
-	// The gateway sees them as members: the member list's index holds 200.
-	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	defer client.Close()
-	if n, err := client.ZCard(context.Background(), "2fa-load:\x00index:members").Result(); err != nil || n != 200 {
-		t.Errorf("members index: %d, %v; want 200", n, err)
-	}
-
-	// Seeding again writes nothing.
-	o.duration = 0
-	out.Reset()
-	if _, err := o.run(context.Background(), &out, &progress); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "seeded: 200 members in the store, 0 written") {
-		t.Errorf("second seed:\n%s", &out)
 	}
 }
 
@@ -180,6 +205,9 @@ func TestOptionsNameTheBadFlag(t *testing.T) {
 		{[]string{"-members", "0"}, "-members"},
 		{[]string{"-gateway", "127.0.0.1:8080"}, "-gateway"},
 		{[]string{"-gateway", "http://x/path"}, "-gateway"},
+		{[]string{"-listen", "9090"}, "-listen"},
+		{[]string{"-smtp", "localhost"}, "-smtp"},
+		{[]string{"-smtp", ":2525", "-smtp-cert", "sink.pem"}, "-smtp"},
 		{[]string{"-store", "memcached"}, "-store"},
 		{[]string{"-redis", ""}, "-redis"},
 		{[]string{"-store", "embedded"}, "-embedded"},
@@ -194,7 +222,9 @@ func TestOptionsNameTheBadFlag(t *testing.T) {
 		{[]string{"-page-prefix", "/.2fa"}, "-page-prefix"},
 		{[]string{"-totp-period", "10s"}, "-totp-period"},
 		{[]string{"-totp-digits", "7"}, "-totp-digits"},
+		{[]string{"-totp-skew", "3"}, "-totp-skew"},
 		{[]string{"-step-up", "1m"}, "-step-up"},
+		{[]string{"-no-store", "-duration", "0"}, "-no-store"},
 		{[]string{"-mix", "browse=1,reading=2"}, "-mix"},
 		{[]string{"-mix", "browse=-1"}, "-mix"},
 		{[]string{"-mix", "browse=0"}, "-mix"},
@@ -210,5 +240,30 @@ func TestOptionsNameTheBadFlag(t *testing.T) {
 	})
 	if err != nil || o.mix != (mix{0, 3, 1, 0}) || o.key != testKey {
 		t.Fatalf("parseOptions: %+v, %v", o, err)
+	}
+}
+
+// The embedded store is seeded through the engine's WriteSeed, while Caddy
+// is stopped: once, then not again.
+func TestSeedEmbedded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "two_factor.db")
+	o, err := parseOptions([]string{"-store", "embedded", "-embedded", path, "-members", "50", "-duration", "0", "-key", testKey},
+		func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"50 written", "0 written"} {
+		var out bytes.Buffer
+		if _, err := o.run(context.Background(), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "seeded: 50 members in the store, "+want) {
+			t.Errorf("want %s:\n%s", want, &out)
+		}
+	}
+	// Another population under the same store is refused, naming the flags.
+	o.idPrefix = "other-"
+	if _, err := o.run(context.Background(), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-id-prefix") {
+		t.Errorf("another population: %v", err)
 	}
 }

@@ -2,10 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log"
+	"math/big"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -35,7 +44,8 @@ type mailSink struct {
 // codeLine is the code on a line of its own in the message's text.
 var codeLine = regexp.MustCompile(`(?m)^\s*(\d{6,8})\s*$`)
 
-func startMailSink(addr string) (*mailSink, error) {
+// startMailSink listens on addr; with a TLS config it offers STARTTLS.
+func startMailSink(addr string, tlsConfig *tls.Config) (*mailSink, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -48,7 +58,7 @@ func startMailSink(addr string) (*mailSink, error) {
 	m.srv.ReadTimeout = 30 * time.Second
 	m.srv.WriteTimeout = 30 * time.Second
 	m.srv.MaxMessageBytes = 1 << 20
-	m.srv.AllowInsecureAuth = true
+	m.srv.TLSConfig = tlsConfig
 	m.srv.ErrorLog = log.New(io.Discard, "", 0)
 	go func() { _ = m.srv.Serve(ln) }()
 	return m, nil
@@ -103,6 +113,57 @@ func (m *mailSink) deliver(to []string, data []byte) {
 			}
 		}
 	}
+}
+
+// sinkTLS returns the sink's TLS config with a self-signed certificate
+// for host (an IP address or a name), kept in certFile and certFile.key so
+// the gateway's ca_file stays right across runs: made on the first run,
+// read on later ones.
+func sinkTLS(certFile, host string) (*tls.Config, error) {
+	keyFile := certFile + ".key"
+	if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err == nil && leaf.VerifyHostname(host) == nil && time.Now().Before(leaf.NotAfter) {
+			return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "bench/load SMTP sink"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{host}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, nil
 }
 
 type sinkSession struct {

@@ -67,6 +67,7 @@ type options struct {
 	gateway       string
 	listen        string
 	smtp          string
+	smtpCert      string
 	storeKind     string
 	redis         []string
 	redisMaster   string
@@ -77,6 +78,7 @@ type options struct {
 	redisCAFile   string
 	keyPrefix     string
 	embeddedPath  string
+	noStore       bool
 	key           string
 	idPrefix      string
 	emailDomain   string
@@ -91,6 +93,7 @@ type options struct {
 	sessionCookie string
 	period        time.Duration
 	digits        int
+	skew          int
 	cooldown      time.Duration
 	sendsPerHour  int
 	stepUp        time.Duration
@@ -107,6 +110,7 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.gateway, "gateway", "http://127.0.0.1:8080", "the site block under test (scheme://host[:port])")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:9090", "address of the member site the site block proxies to")
 	fs.StringVar(&o.smtp, "smtp", "127.0.0.1:2525", "address of the SMTP sink the gateway's email sender points at")
+	fs.StringVar(&o.smtpCert, "smtp-cert", "", "offer STARTTLS with a certificate for the -smtp host kept in this file (and .key), for the sender's ca_file")
 	fs.StringVar(&o.storeKind, "store", "redis", "the gateway's store: redis or embedded (the embedded one only while Caddy is stopped: seed only)")
 	redisAddrs := fs.String("redis", "127.0.0.1:6379", "Redis address(es), comma-separated: one server, the sentinels (with -redis-master) or Cluster nodes")
 	fs.StringVar(&o.redisMaster, "redis-master", "", "Sentinel master name")
@@ -117,6 +121,7 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.redisCAFile, "redis-ca-file", "", "PEM file of the CAs to trust for Redis's certificates (with -redis-tls)")
 	fs.StringVar(&o.keyPrefix, "key-prefix", "2fa-load:", "the store's key_prefix: use one of its own for the load test")
 	fs.StringVar(&o.embeddedPath, "embedded", "", "the embedded store's file (with -store embedded)")
+	fs.BoolVar(&o.noStore, "no-store", false, "open no store: the members were seeded before (the embedded store, which Caddy holds while it runs)")
 	fs.StringVar(&o.key, "key", getenv("TWOFACTOR_KEY"), "the gateway's first key, as in its keys option (default $TWOFACTOR_KEY)")
 	fs.StringVar(&o.idPrefix, "id-prefix", "load-", "the members' IDs: this and a 7-digit number")
 	fs.StringVar(&o.emailDomain, "email-domain", "load.example.com", "the members' email domain")
@@ -131,6 +136,7 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.sessionCookie, "session-cookie", "load_session", "the member site's session cookie (identity endpoint session_cookie)")
 	fs.DurationVar(&o.period, "totp-period", 30*time.Second, "the gateway's totp_period")
 	fs.IntVar(&o.digits, "totp-digits", 6, "the gateway's totp_digits")
+	fs.IntVar(&o.skew, "totp-skew", 1, "the gateway's totp_skew")
 	fs.DurationVar(&o.cooldown, "resend-cooldown", time.Minute, "the gateway's resend_cooldown")
 	fs.IntVar(&o.sendsPerHour, "sends-per-user", 5, "the gateway's hourly_sends_per_user (and per destination, if lower)")
 	fs.DurationVar(&o.stepUp, "step-up", 10*time.Minute, "the gateway's step_up")
@@ -164,6 +170,12 @@ func (o *options) check() error {
 		return fmt.Errorf("-members %d: at least 1", o.members)
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/"):
 		return fmt.Errorf("-gateway %q: want scheme://host[:port], http or https, no path", o.gateway)
+	case !validAddr(o.listen):
+		return fmt.Errorf("-listen %q: want host:port", o.listen)
+	case !validAddr(o.smtp):
+		return fmt.Errorf("-smtp %q: want host:port", o.smtp)
+	case o.smtpCert != "" && strings.HasPrefix(o.smtp, ":"):
+		return fmt.Errorf("-smtp %q: -smtp-cert needs the host the gateway connects to", o.smtp)
 	case o.storeKind != "redis" && o.storeKind != "embedded":
 		return fmt.Errorf("-store %q: redis or embedded", o.storeKind)
 	case o.storeKind == "redis" && len(o.redis) == 0:
@@ -188,6 +200,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-seed-batch %d: 1 to 100000", o.seedBatch)
 	case o.seedWorkers < 1 || o.seedWorkers > 64:
 		return fmt.Errorf("-seed-workers %d: 1 to 64", o.seedWorkers)
+	case o.noStore && o.duration == 0:
+		return errors.New("-no-store with -duration 0: nothing to do")
 	case o.duration < 0:
 		return fmt.Errorf("-duration %s: 0 (seed only) or more", o.duration)
 	case o.concurrency < 1 || o.concurrency > 10_000:
@@ -202,6 +216,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-totp-period %s: whole seconds, at least 15s", o.period)
 	case o.digits != 6 && o.digits != 8:
 		return fmt.Errorf("-totp-digits %d: 6 or 8", o.digits)
+	case o.skew < 0 || o.skew > 2:
+		return fmt.Errorf("-totp-skew %d: 0, 1 or 2", o.skew)
 	case o.cooldown < 0:
 		return fmt.Errorf("-resend-cooldown %s: 0 or more", o.cooldown)
 	case o.sendsPerHour < 1:
@@ -255,32 +271,24 @@ func (o *options) openStore() (store.Store, goredis.UniversalClient, func() erro
 // progress lines to progress.
 func (o *options) run(ctx context.Context, out, progress io.Writer) (Report, error) {
 	pop := o.population()
-	st, client, closeStore, err := o.openStore()
-	if err != nil {
-		return Report{}, err
-	}
-	defer closeStore()
-	kr, err := keyring.New([]byte(strings.TrimSpace(o.key)))
-	if err != nil {
-		return Report{}, fmt.Errorf("-key: %w", err)
-	}
-	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
-	if err != nil {
-		return Report{}, err
-	}
-	if _, err := e.CheckKey(ctx, ""); err != nil {
-		return Report{}, fmt.Errorf("the store under -key-prefix %q: %w (is -key the gateway's first key?)", o.keyPrefix, err)
-	}
-	sd := &seeder{e: e, st: st, pop: pop, redis: client, prefix: o.keyPrefix, batch: o.seedBatch, workers: o.seedWorkers, progress: progress}
-	seeded, err := sd.run(ctx)
-	if err != nil {
-		return Report{}, fmt.Errorf("seeding: %w", err)
-	}
-	fmt.Fprintf(out, "seeded: %d members in the store, %d written by this run in %s\n", seeded.Members, seeded.Written, seeded.Took.Round(time.Millisecond))
-	if client != nil {
-		if info, err := client.Info(ctx, "memory").Result(); err == nil {
-			fmt.Fprintf(out, "redis used_memory: %s\n", infoField(info, "used_memory_human"))
+	// The sink's certificate first, so that a seed-only run makes it for
+	// the gateway's ca_file.
+	var sinkTLSConfig *tls.Config
+	if o.smtpCert != "" {
+		host, _, _ := net.SplitHostPort(o.smtp)
+		var err error
+		if sinkTLSConfig, err = sinkTLS(o.smtpCert, host); err != nil {
+			return Report{}, fmt.Errorf("-smtp-cert: %w", err)
 		}
+	}
+	var st store.Store
+	if !o.noStore {
+		var closeStore func() error
+		var err error
+		if st, closeStore, err = o.seed(ctx, pop, out, progress); err != nil {
+			return Report{}, err
+		}
+		defer closeStore()
 	}
 	if o.duration == 0 {
 		return Report{}, nil
@@ -293,7 +301,7 @@ func (o *options) run(ctx context.Context, out, progress io.Writer) (Report, err
 	srv := &http.Server{Handler: newSite(pop, o.sessionCookie), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	sink, err := startMailSink(o.smtp)
+	sink, err := startMailSink(o.smtp, sinkTLSConfig)
 	if err != nil {
 		return Report{}, fmt.Errorf("-smtp: %w", err)
 	}
@@ -312,8 +320,8 @@ func (o *options) run(ctx context.Context, out, progress io.Writer) (Report, err
 		return Report{}, fmt.Errorf("-gateway %s: %w", o.gateway, err)
 	}
 	r := newRunner(runConfig{
-		gateway: gw, pagePrefix: o.pagePrefix, pop: pop, mail: sink, duration: o.duration, concurrency: o.concurrency,
-		mix: o.mix, zipf: o.zipf, period: o.period, digits: o.digits, resendCooldown: o.cooldown,
+		gateway: gw, pagePrefix: o.pagePrefix, pop: pop, mail: sink, st: st, duration: o.duration, concurrency: o.concurrency,
+		mix: o.mix, zipf: o.zipf, period: o.period, digits: o.digits, skew: o.skew, resendCooldown: o.cooldown,
 		sendsPerHour: o.sendsPerHour, stepUp: o.stepUp, mailTimeout: o.mailTimeout, client: client2,
 		progress: progress, progressEvery: o.progress,
 	})
@@ -330,6 +338,49 @@ func (o *options) run(ctx context.Context, out, progress io.Writer) (Report, err
 		}
 	}
 	return rep, nil
+}
+
+// seed opens the store, checks the key and seeds the members; the store
+// stays open for the run's step marker.
+func (o *options) seed(ctx context.Context, pop *population, out, progress io.Writer) (store.Store, func() error, error) {
+	st, client, closeStore, err := o.openStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	kr, err := keyring.New([]byte(strings.TrimSpace(o.key)))
+	if err != nil {
+		closeStore()
+		return nil, nil, fmt.Errorf("-key: %w", err)
+	}
+	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
+	if err == nil {
+		if _, err = e.CheckKey(ctx, ""); err != nil {
+			err = fmt.Errorf("the store under -key-prefix %q: %w (is -key the gateway's first key?)", o.keyPrefix, err)
+		}
+	}
+	var seeded seedResult
+	if err == nil {
+		sd := &seeder{e: e, st: st, pop: pop, redis: client, prefix: o.keyPrefix, batch: o.seedBatch, workers: o.seedWorkers, progress: progress}
+		if seeded, err = sd.run(ctx); err != nil {
+			err = fmt.Errorf("seeding: %w", err)
+		}
+	}
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	fmt.Fprintf(out, "seeded: %d members in the store, %d written by this run in %s\n", seeded.Members, seeded.Written, seeded.Took.Round(time.Millisecond))
+	if client != nil {
+		if info, err := client.Info(ctx, "memory").Result(); err == nil {
+			fmt.Fprintf(out, "redis used_memory: %s\n", infoField(info, "used_memory_human"))
+		}
+	}
+	return st, closeStore, nil
+}
+
+func validAddr(a string) bool {
+	_, port, err := net.SplitHostPort(a)
+	return err == nil && port != ""
 }
 
 // waitFor waits until the gateway answers at all.

@@ -18,6 +18,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
+
+	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // kind is one kind of operation the load mixes.
@@ -74,6 +76,7 @@ type runConfig struct {
 	pagePrefix  string   // the gateway's page prefix, "/.2fa/"
 	pop         *population
 	mail        *mailSink
+	st          store.Store // for stepMarker; nil for none
 	duration    time.Duration
 	concurrency int
 	mix         mix
@@ -81,6 +84,7 @@ type runConfig struct {
 	// The gateway's settings the tool must keep to, as a member would.
 	period         time.Duration // totp_period
 	digits         int           // totp_digits
+	skew           int           // totp_skew
 	resendCooldown time.Duration // resend_cooldown
 	sendsPerHour   int           // hourly_sends_per_user
 	stepUp         time.Duration // step_up
@@ -133,6 +137,21 @@ type runner struct {
 	weights int
 	ops     atomic.Int64
 	errs    atomic.Int64
+	// floor is the last app time step an earlier run used (stepMarker);
+	// maxStep the last this run used.
+	floor    int64
+	maxStep  atomic.Int64
+	deadline time.Time // no operation starts after it
+}
+
+// used notes that this run used an app code of step.
+func (r *runner) used(step int64) {
+	for {
+		had := r.maxStep.Load()
+		if step <= had || r.maxStep.CompareAndSwap(had, step) {
+			return
+		}
+	}
 }
 
 func newRunner(cfg runConfig) *runner {
@@ -162,9 +181,12 @@ func newRecorder() *recorder {
 }
 
 // run drives the gateway for the configured duration and reports.
+// Operations still running at the end finish, so the gateway sees no
+// request cut off; ctx's end (an interrupt) cuts them off.
 func (r *runner) run(ctx context.Context) Report {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.duration)
-	defer cancel()
+	r.deadline = time.Now().Add(r.cfg.duration)
+	r.floor = r.lastStep(ctx)
+	r.maxStep.Store(r.floor)
 	began := time.Now()
 	recs := make([]*recorder, r.cfg.concurrency)
 	var wg sync.WaitGroup
@@ -173,14 +195,60 @@ func (r *runner) run(ctx context.Context) Report {
 		wg.Go(func() { r.worker(ctx, uint64(w), recs[w]) })
 	}
 	stop := make(chan struct{})
-	var progress sync.WaitGroup
+	var background sync.WaitGroup
 	if r.cfg.progress != nil {
-		progress.Go(func() { r.showProgress(began, stop) })
+		background.Go(func() { r.showProgress(began, stop) })
 	}
+	background.Go(func() { r.keepStep(stop) })
 	wg.Wait()
 	close(stop)
-	progress.Wait()
+	background.Wait()
 	return r.report(recs, time.Since(began))
+}
+
+// stepMarker is the store key (under the key prefix) that holds the last
+// app time step a run used, so that a run started soon after another
+// does not type a code the gateway has seen.
+const stepMarker = "loadtest:app_step"
+
+func (r *runner) lastStep(ctx context.Context) int64 {
+	if r.cfg.st == nil {
+		return 0
+	}
+	raw, err := r.cfg.st.Get(ctx, stepMarker)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(string(raw), 10, 64)
+	return n
+}
+
+// keepStep writes the last step used every second and when the run ends.
+func (r *runner) keepStep(stop <-chan struct{}) {
+	if r.cfg.st == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	written := r.floor
+	write := func() {
+		if step := r.maxStep.Load(); step > written {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if r.cfg.st.Set(ctx, stepMarker, []byte(strconv.FormatInt(step, 10)), 0) == nil {
+				written = step
+			}
+		}
+	}
+	for {
+		select {
+		case <-t.C:
+			write()
+		case <-stop:
+			write()
+			return
+		}
+	}
 }
 
 func (r *runner) showProgress(began time.Time, stop <-chan struct{}) {
@@ -209,7 +277,7 @@ func (r *runner) showProgress(began time.Time, stop <-chan struct{}) {
 func (r *runner) worker(ctx context.Context, seed uint64, rec *recorder) {
 	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 	zipf := rand.NewZipf(rng, r.cfg.zipf, 1, uint64(len(r.members)-1))
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && time.Now().Before(r.deadline) {
 		k := r.pick(rng)
 		if !r.op(ctx, k, zipf, rec) {
 			rec.skipped[k]++
@@ -227,7 +295,7 @@ func (r *runner) timed(ctx context.Context, k kind, rec *recorder, op func() (ca
 	case !done:
 		return false
 	case cause != "" && ctx.Err() != nil:
-		return true // cut short by the end of the run: not counted
+		return true // cut short by an interrupt: not counted
 	}
 	r.ops.Add(1)
 	if cause != "" {
@@ -317,8 +385,26 @@ func (r *runner) op(ctx context.Context, k kind, zipf *rand.Zipf, rec *recorder)
 	})
 }
 
-func (r *runner) appFree(m *member, now time.Time) bool {
-	return m.step < now.Unix()/int64(r.cfg.period/time.Second)
+func (r *runner) appFree(m *member, now time.Time) bool { return r.appStep(m, now) > 0 }
+
+// appStep is the time step whose app code member m may use now, 0 for
+// none. The gateway accepts each member's steps only forward, so a member
+// signs in with the app once per step, as a person would. A member not
+// yet signed in by this run may have used the current step in an earlier
+// run (floor, from the store's marker): they use the next step, which the
+// gateway's skew accepts, if it allows one.
+func (r *runner) appStep(m *member, now time.Time) int64 {
+	t := now.Unix() / int64(r.cfg.period/time.Second)
+	switch {
+	case m.step >= t:
+		return 0
+	case m.step == 0 && r.floor >= t:
+		if r.floor == t && r.cfg.skew > 0 {
+			return t + 1
+		}
+		return 0
+	}
+	return t
 }
 
 func (r *runner) mailFree(m *member, now time.Time) bool {
@@ -341,6 +427,9 @@ func (r *runner) signIn(ctx context.Context, i int, k kind) string {
 		m.b = &browser{cookies: map[string]string{}}
 	}
 	b := m.b
+	// Signing in at the member site again ends the session the gateway
+	// bound to the last one.
+	m.verifiedAt = 0
 	const home = "/app/home"
 	status, loc, _, err := r.do(ctx, b, http.MethodPost, "/login", url.Values{"id": {r.cfg.pop.id(i)}, "next": {home}})
 	if cause := r.expect("member site sign-in", status, err, http.StatusSeeOther); cause != "" {
@@ -370,8 +459,12 @@ func (r *runner) signIn(ctx context.Context, i int, k kind) string {
 	now := time.Now()
 	var code string
 	if k == kindApp {
-		step := now.Unix() / int64(r.cfg.period/time.Second)
+		step := r.appStep(m, now)
+		if step == 0 {
+			return "app code: none left for this time step" // drawn free a moment ago: the step changed since
+		}
 		m.step = step
+		r.used(step)
 		code, err = hotp.GenerateCodeCustom(r.cfg.pop.appKeyBase32(i), uint64(step), hotp.ValidateOpts{
 			Digits: otp.Digits(r.cfg.digits), Algorithm: otp.AlgorithmSHA1})
 		if err != nil {
