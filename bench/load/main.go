@@ -200,8 +200,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-seed-batch %d: 1 to 100000", o.seedBatch)
 	case o.seedWorkers < 1 || o.seedWorkers > 64:
 		return fmt.Errorf("-seed-workers %d: 1 to 64", o.seedWorkers)
-	case o.noStore && o.duration == 0:
-		return errors.New("-no-store with -duration 0: nothing to do")
+	case o.noStore && o.duration == 0 && o.smtpCert == "":
+		return errors.New("-no-store with -duration 0: nothing to do (add -smtp-cert to make the sink's certificate)")
 	case o.duration < 0:
 		return fmt.Errorf("-duration %s: 0 (seed only) or more", o.duration)
 	case o.concurrency < 1 || o.concurrency > 10_000:
