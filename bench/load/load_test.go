@@ -16,11 +16,15 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
 	goredis "github.com/redis/go-redis/v9"
 
 	_ "github.com/caddy-twofactor/twofactor"
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/keyring"
 )
 
 const testKey = "load-test-key-load-test-key-load-test-key"
@@ -265,5 +269,56 @@ func TestSeedEmbedded(t *testing.T) {
 	o.idPrefix = "other-"
 	if _, err := o.run(context.Background(), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-id-prefix") {
 		t.Errorf("another population: %v", err)
+	}
+}
+
+// On a Redis Cluster the pipelined seed lands on every node, and the
+// engine reads the members back: a seeded member's app code verifies.
+func TestSeedCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	nodes := testredis.StartCluster(t)
+	o, err := parseOptions([]string{"-redis", strings.Join(nodes, ","), "-members", "300", "-duration", "0", "-key", testKey},
+		func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"300 written", "0 written"} {
+		var out bytes.Buffer
+		if _, err := o.run(context.Background(), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "seeded: 300 members in the store, "+want) {
+			t.Errorf("want %s:\n%s", want, &out)
+		}
+	}
+	st, _, closeStore, err := o.openStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	kr, err := keyring.New([]byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := o.population()
+	for _, i := range []int{0, 150, 299} {
+		code, err := hotp.GenerateCodeCustom(pop.appKeyBase32(i), uint64(time.Now().Unix()/30),
+			hotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.VerifyTOTP(context.Background(), challenge.Actor{User: pop.id(i), IP: "192.0.2.1"}, code); err != nil {
+			t.Errorf("member %d's app code: %v", i, err)
+		}
+	}
+	c, err := e.CountMembers(context.Background())
+	if err != nil || c.Members != 300 || c.ByMethod[challenge.MethodEmail] != 300 {
+		t.Errorf("counts %+v, %v; want 300 members with email", c, err)
 	}
 }
