@@ -110,6 +110,43 @@ func (s *faultStore) Publish(ctx context.Context, channel string, msg []byte) er
 	return s.do("Publish", channel, func() error { return s.Store.Publish(ctx, channel, msg) })
 }
 
+// opNames name a batch's ops as the calls they stand for, so a sweep
+// lists the same calls whether they went alone or together.
+var opNames = map[store.OpKind]string{
+	store.OpGet: "Get", store.OpSet: "Set", store.OpDelete: "Delete",
+	store.OpCompareAndSwap: "CompareAndSwap", store.OpIncrement: "Increment", store.OpPublish: "Publish",
+}
+
+// Batch counts each op as a call. When the store goes down within the
+// batch, the ops before the failing one run (and it too, if its answer is
+// what is lost), as a pipeline cut short would leave them; the rest do
+// not.
+func (s *faultStore) Batch(ctx context.Context, ops ...*store.Op) error {
+	s.mu.Lock()
+	first := len(s.calls) + 1
+	for _, op := range ops {
+		if op != nil {
+			s.calls = append(s.calls, opNames[op.Kind]+" "+op.Key)
+		}
+	}
+	k, afterOp := s.failAt, s.afterOp
+	s.mu.Unlock()
+	switch {
+	case k == 0 || k >= first+len(ops):
+		return s.Store.Batch(ctx, ops...)
+	case k < first:
+		return fmt.Errorf("%w: injected: down since call %d", store.ErrUnavailable, k)
+	}
+	ran := k - first
+	if afterOp {
+		ran++
+	}
+	if ran > 0 {
+		_ = s.Store.Batch(ctx, ops[:ran]...)
+	}
+	return fmt.Errorf("%w: injected: down from call %d, op %d of a batch of %d", store.ErrUnavailable, k, k-first, len(ops))
+}
+
 // faultRig runs one member, alice, through an engine on a faultStore.
 type faultRig struct {
 	t    *testing.T

@@ -10,20 +10,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RoundTrips counts the round trips go-redis clients make to each server:
-// a command sent alone is one, and so is a pipeline, however many
-// commands it carries. On a Cluster the client splits a pipeline by node
-// and sends the parts in parallel, so each node counts one; a step of a
-// sign-in costs one round trip of latency if no node counts more than one
-// for it. The cluster's own housekeeping (CLUSTER SLOTS, PING) is left
-// out: the client does it in the background, not for a request.
+// RoundTrips counts the round trips go-redis clients make. A command sent
+// alone is one, and so is a pipeline, however many commands it carries.
+// On a Cluster the client splits a pipeline by node and sends the parts
+// in parallel: the pipeline is one step, one round trip of latency, and
+// each node it reaches counts a trip of its own. The clients' own
+// housekeeping (CLUSTER SLOTS, PING, HELLO) is left out: it is not done
+// for a request.
 type RoundTrips struct {
-	mu    sync.Mutex
-	trips []Trip
+	mu           sync.Mutex
+	steps, trips []Trip
 }
 
-// Trip is one round trip: the server it went to and its commands, each
-// as its name and first key ("incr 2fa:fail:{…}").
+// Trip is one round trip: where it went ("cluster" for a step of a
+// Cluster client, before it is split by node) and its commands, each as
+// its name and first key ("incr 2fa:fail:{…}").
 type Trip struct {
 	Addr     string
 	Commands []string
@@ -37,37 +38,33 @@ func (t Trip) String() string { return t.Addr + ": " + strings.Join(t.Commands, 
 func (r *RoundTrips) Watch(c redis.UniversalClient) {
 	switch c := c.(type) {
 	case *redis.Client:
-		c.AddHook(&tripHook{r: r, addr: c.Options().Addr})
+		c.AddHook(&tripHook{r: r, addr: c.Options().Addr, step: true, trip: true})
 	case *redis.ClusterClient:
-		c.OnNewNode(func(n *redis.Client) { n.AddHook(&tripHook{r: r, addr: n.Options().Addr}) })
+		c.AddHook(&tripHook{r: r, addr: "cluster", step: true})
+		c.OnNewNode(func(n *redis.Client) { n.AddHook(&tripHook{r: r, addr: n.Options().Addr, trip: true}) })
 	default:
 		panic(fmt.Sprintf("testredis: cannot watch a %T", c))
 	}
 }
 
-// Take returns the round trips counted since the last Take, and starts
-// afresh.
-func (r *RoundTrips) Take() []Trip {
+// Take returns the steps (round trips of latency) and the trips to each
+// server made since the last Take, and starts afresh. On a standalone
+// server they are the same.
+func (r *RoundTrips) Take() (steps, trips []Trip) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.trips
-	r.trips = nil
-	return t
+	steps, trips = r.steps, r.trips
+	r.steps, r.trips = nil, nil
+	return steps, trips
 }
 
-// Latency is how many round trips a series of trips costs one after the
-// other, counting trips to different nodes that could overlap as one: the
-// most that went to any one node. It is exact for one standalone server,
-// and for a Cluster when every step's pipeline reached each node at most
-// once, which is how Batch sends one.
-func Latency(trips []Trip) int {
+// MostPerServer is the most trips that went to any one server.
+func MostPerServer(trips []Trip) int {
 	by := map[string]int{}
+	n := 0
 	for _, t := range trips {
 		by[t.Addr]++
-	}
-	n := 0
-	for _, c := range by {
-		n = max(n, c)
+		n = max(n, by[t.Addr])
 	}
 	return n
 }
@@ -88,8 +85,9 @@ func Without(trips []Trip, words ...string) []Trip {
 }
 
 type tripHook struct {
-	r    *RoundTrips
-	addr string
+	r          *RoundTrips
+	addr       string
+	step, trip bool // what it records
 }
 
 func (h *tripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -134,6 +132,11 @@ func (h *tripHook) add(cmds []redis.Cmder) {
 		return
 	}
 	h.r.mu.Lock()
-	h.r.trips = append(h.r.trips, t)
+	if h.step {
+		h.r.steps = append(h.r.steps, t)
+	}
+	if h.trip {
+		h.r.trips = append(h.r.trips, t)
+	}
 	h.r.mu.Unlock()
 }

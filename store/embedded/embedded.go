@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -317,9 +318,9 @@ func incrementIn(b *bolt.Bucket, now int64, key string, ttl time.Duration) (int6
 	return n, b.Put(k, encode(strconv.AppendInt(nil, n, 10), exp))
 }
 
-// Batch implements store.Batcher: the ops run in one write transaction,
-// so on this store they are even atomic together, and cost one disk
-// sync. The store carries no notices: a publish op is refused.
+// Batch implements store.Batcher: the ops run in one transaction, so on
+// this store they are even atomic together, and cost one disk sync (none
+// when they only read). The store carries no notices: a publish op is refused.
 func (s *Store) Batch(ctx context.Context, ops ...*store.Op) error {
 	if err := s.usable(ctx); err != nil {
 		return err
@@ -334,7 +335,11 @@ func (s *Store) Batch(ctx context.Context, ops ...*store.Op) error {
 			}
 		}
 	}
-	return s.update(func(b *bolt.Bucket, now int64) error {
+	run := s.update
+	if !slices.ContainsFunc(ops, func(op *store.Op) bool { return op.Kind != store.OpGet }) {
+		run = s.view // reads only: no write transaction, no disk sync
+	}
+	return run(func(b *bolt.Bucket, now int64) error {
 		for i, op := range ops {
 			// Results are set afresh on every run; see update.
 			var err error
@@ -758,6 +763,14 @@ func (s *Store) usable(ctx context.Context) error {
 // may re-run fn) stays safe.
 func (s *Store) update(fn func(b *bolt.Bucket, now int64) error) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		return fn(tx.Bucket(entriesBucket), s.now().UnixNano())
+	})
+	return classify(err)
+}
+
+// view is update for a read-only transaction.
+func (s *Store) view(fn func(b *bolt.Bucket, now int64) error) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		return fn(tx.Bucket(entriesBucket), s.now().UnixNano())
 	})
 	return classify(err)
