@@ -127,21 +127,23 @@ func activityEntry(a Actor, name, result string, fields []zap.Field, now time.Ti
 	return entry, true
 }
 
-// activityOp is the compare-and-swap that adds entry to the list read
-// (a Get that has run), or nil if the list cannot be written.
-func activityOp(user string, read *store.Op, entry Activity) *store.Op {
+// activityOp is the compare-and-swap that adds entries, in order, to the
+// list read (a Get that has run), or nil if the list cannot be written.
+func activityOp(user string, read *store.Op, entries ...Activity) *store.Op {
 	var raw []byte
 	var list []Activity
 	if read.Found {
 		raw = read.Value
 		_ = json.Unmarshal(raw, &list)
 	}
-	if n := len(list); n > 0 && list[0].Event == entry.Event && list[0].Result == entry.Result &&
-		list[0].Method == entry.Method && list[0].IP == entry.IP && entry.Time.Sub(list[0].Time) < activityMerge {
-		list[0].Count = max(list[0].Count, 1) + 1
-		list[0].Time = entry.Time
-	} else {
-		list = append([]Activity{entry}, list...)
+	for _, entry := range entries {
+		if n := len(list); n > 0 && list[0].Event == entry.Event && list[0].Result == entry.Result &&
+			list[0].Method == entry.Method && list[0].IP == entry.IP && entry.Time.Sub(list[0].Time) < activityMerge {
+			list[0].Count = max(list[0].Count, 1) + 1
+			list[0].Time = entry.Time
+		} else {
+			list = append([]Activity{entry}, list...)
+		}
 	}
 	if len(list) > activityKept {
 		list = list[:activityKept]

@@ -284,6 +284,10 @@ type Actor struct {
 	// that was itself unproven then (session.Session.Unproven), so what
 	// it adds is unproven too, whatever the member's factors are now.
 	StepUpUnproven bool
+	// Browser, on a verification, is the browser signing in, to record
+	// with the verification's write (see Browser); nil leaves that to
+	// SeenBrowser.
+	Browser *Browser
 }
 
 // stepUpProven reports whether the actor's session shows more than a

@@ -277,7 +277,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		return nil, err
 	}
 	errNoMatch := errors.New("no match")
-	u, notice, err := e.writeUser(ctx, a.User, r, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.Recovery == nil || !u.Enrolled() {
 			return ErrNoRecoveryCodes
 		}
@@ -321,7 +321,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		u.Devices = nil
 		e.stuckByRecovery(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, errNoMatch), errors.Is(err, ErrNoRecoveryCodes):
 		return fail(ErrCodeInvalid)

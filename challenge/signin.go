@@ -81,6 +81,7 @@ func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User)
 	if err != nil {
 		return nil, nil, err
 	}
+	change = s.seen(change)
 	swapped, notice, err := s.e.swapUser(ctx, r, change, with)
 	switch {
 	case err != nil:
@@ -91,6 +92,22 @@ func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User)
 		return nil, nil, nil // the caller looks again
 	}
 	return s.e.writeUser(ctx, s.a.User, nil, change)
+}
+
+// seen has change record the browser signing in too, when the caller
+// gave it (Actor.Browser).
+func (s *signIn) seen(change func(u *User) error) func(u *User) error {
+	b := s.a.Browser
+	if b == nil {
+		return change
+	}
+	return func(u *User) error {
+		if err := change(u); err != nil {
+			return err
+		}
+		s.e.seeBrowser(u, b)
+		return nil
+	}
 }
 
 // audit writes an audit event, its entry on the member's activity list
@@ -116,11 +133,31 @@ func (s *signIn) failed(ctx context.Context) error { return s.e.failed(ctx, s.a,
 func (s *signIn) succeeded(ctx context.Context, notice *store.Op, with []*store.Op, name string, fields ...zap.Field) {
 	e := s.e
 	ctx = context.WithoutCancel(ctx)
-	e.logAudit(s.a, name, "success", fields)
-	entry, listed := activityEntry(s.a, name, "success", fields, e.now())
+	events := []struct {
+		name   string
+		fields []zap.Field
+	}{{name, fields}}
+	if b := s.a.Browser; b != nil {
+		// The write recorded the browser (seen).
+		b.Recorded = true
+		if b.First {
+			events = append(events, struct {
+				name   string
+				fields []zap.Field
+			}{"new_browser", nil})
+		}
+	}
+	var entries []Activity
+	for _, ev := range events {
+		e.logAudit(s.a, ev.name, "success", ev.fields)
+		if entry, ok := activityEntry(s.a, ev.name, "success", ev.fields, e.now()); ok {
+			entries = append(entries, entry)
+		}
+	}
+	listed := len(entries) > 0
 	var add *store.Op
 	if listed && s.activity != nil {
-		add = activityOp(s.a.User, s.activity, entry)
+		add = activityOp(s.a.User, s.activity, entries...)
 	}
 	ops := append([]*store.Op{}, with...)
 	if add != nil {
@@ -137,6 +174,8 @@ func (s *signIn) succeeded(ctx context.Context, notice *store.Op, with []*store.
 		// The list changed since it was read: add the entry afresh.
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		e.addActivity(ctx, s.a.User, entry, nil)
+		for _, entry := range entries {
+			e.addActivity(ctx, s.a.User, entry, nil)
+		}
 	}
 }

@@ -349,7 +349,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	errReplay := errors.New("replay")
 	recovered := int64(-1)
-	u, notice, err := e.writeUser(ctx, a.User, r, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
@@ -360,7 +360,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		u.TOTP.LastUsed = e.now().UTC()
 		recovered = e.unstuck(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, errReplay):
 		e.Audit(a, "totp_replay", "refused", zap.Int64("step", step))

@@ -677,26 +677,44 @@ func trimSmallest(m map[string]int64, max int) []string {
 const maxBrowsers = 50
 
 // SeenBrowser records that the browser holding token passed the second
-// factor, and reports whether it had never done so before.
+// factor, and reports whether it had never done so before. A
+// verification given the browser (Actor.Browser) records it with its own
+// write instead.
 func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, error) {
-	sum := sha256.Sum256([]byte("browser\x00" + token))
-	key := hex.EncodeToString(sum[:16])
-	first := false
+	b := &Browser{Token: token}
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
-		_, seen := u.Browsers[key]
-		first = !seen
-		if u.Browsers == nil {
-			u.Browsers = map[string]int64{}
-		}
-		u.Browsers[key] = e.now().Unix()
-		trimSmallest(u.Browsers, maxBrowsers)
+		e.seeBrowser(u, b)
 		return nil
 	})
 	if err != nil {
 		return false, err
 	}
-	if first {
+	if b.First {
 		e.Audit(a, "new_browser", "success")
 	}
-	return first, nil
+	return b.First, nil
+}
+
+// Browser is the browser a member signs in from, told apart by the
+// random token it keeps in a cookie. Given to a verification
+// (Actor.Browser), it is recorded as SeenBrowser records it, in the
+// verification's own write of the member's record, which saves the
+// sign-in a write of its own; the verification then sets Recorded, and
+// First when the browser had never passed the second factor before.
+type Browser struct {
+	Token           string
+	First, Recorded bool
+}
+
+// seeBrowser records b in u, inside a write.
+func (e *Engine) seeBrowser(u *User, b *Browser) {
+	sum := sha256.Sum256([]byte("browser\x00" + b.Token))
+	key := hex.EncodeToString(sum[:16])
+	_, seen := u.Browsers[key]
+	b.First = !seen
+	if u.Browsers == nil {
+		u.Browsers = map[string]int64{}
+	}
+	u.Browsers[key] = e.now().Unix()
+	trimSmallest(u.Browsers, maxBrowsers)
 }

@@ -648,7 +648,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	var used WebAuthnCredential
 	var stored uint32
 	recovered := int64(-1)
-	u, notice, err := e.writeUser(ctx, a.User, r, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		j, ok := u.credential(id)
 		if !ok {
 			return ErrCredentialUnknown // removed meanwhile
@@ -665,7 +665,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 		used = *cr
 		recovered = e.unstuck(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, ErrCounterRegressed):
 		e.Audit(a, "webauthn_counter_regressed", "refused", method, zap.String("credential", id[:8]),
