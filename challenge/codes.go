@@ -434,9 +434,14 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 // (deleted) by compare-and-swap, so of parallel submissions exactly one
 // wins: write gets the take op and must send it, with the member's
 // record, in one round trip (signIn.write). When the take loses, the code
-// changed under us and is looked at again. It returns the verification
-// and, once the code was right and taken, the code's record; an error
-// with a record is write's.
+// changed under us and is looked at again. (Two browsers cannot share a
+// code, so that is the one browser submitting twice at once: the take
+// and the record's swap go together, and the submission whose take lost
+// may still have swapped in its record, which changes only the time of
+// last use, the end of a stuck time and the browser's last sign-in; the
+// other then writes on that record.) It returns the
+// verification and, once the code was right and taken, the code's
+// record; an error with a record is write's.
 func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string,
 	write func(s *signIn, rec *codeRecord, take *store.Op) error) (*signIn, *codeRecord, error) {
 	event := "verify"
