@@ -43,7 +43,7 @@ type metrics struct {
 const metricsNamespace, metricsSubsystem = "caddy", "two_factor"
 
 // storeOps are the store_errors_total op label's values.
-var storeOps = []string{"get", "set", "delete", "cas", "increment", "index", "log", "publish", "other"}
+var storeOps = []string{"get", "set", "delete", "cas", "increment", "index", "log", "publish", "batch", "other"}
 
 // verifiedPathBuckets span the verified request's own cost: 25µs to
 // about 51ms, doubling.
@@ -107,7 +107,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 			verifiedPathBuckets),
 		storeErrors: counter("store_errors_total",
 			"Store operations that failed because the store was unavailable, by operation (get, set, delete, cas, increment, "+
-				"index, log, publish, other).",
+				"index, log, publish, batch, other).",
 			"op"),
 	}
 	notices := counter("revocation_notices_total",

@@ -38,6 +38,7 @@ const (
 	opIndex
 	opLog
 	opPublish
+	opBatch
 	opOther
 )
 
@@ -119,6 +120,12 @@ func (c *errorCountingStore) LogTrim(ctx context.Context, log string, before tim
 	return n, c.count(opLog, err)
 }
 
+// Batch keeps the wrapped store's batches whole: one round trip, counted
+// once if it fails.
+func (c *errorCountingStore) Batch(ctx context.Context, ops ...*store.Op) error {
+	return c.count(opBatch, store.RunBatch(ctx, c.st, ops...))
+}
+
 // errorCountingNotifier is errorCountingStore over a store that carries
 // change notices.
 type errorCountingNotifier struct {
@@ -137,5 +144,6 @@ func (c *errorCountingNotifier) Subscribe(ctx context.Context, channel string, d
 
 var (
 	_ store.Store    = (*errorCountingStore)(nil)
+	_ store.Batcher  = (*errorCountingStore)(nil)
 	_ store.Notifier = (*errorCountingNotifier)(nil)
 )

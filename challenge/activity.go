@@ -70,13 +70,47 @@ func activityKey(user string) string { return "activity:" + tag(user) }
 // recordActivity adds an event to the member's list. It is best effort:
 // the audit log has the event whatever happens here.
 func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field) {
-	if a.User == "" || !activityEvents[name] {
+	entry, ok := activityEntry(a, name, result, fields, e.now())
+	if !ok {
 		return
 	}
-	if strings.HasPrefix(name, "admin_") && result != "success" {
-		return // an admin's action that changed nothing is not the member's news
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e.addActivity(ctx, a.User, entry, nil)
+}
+
+// addActivity adds entry to the list with compare-and-swap, starting
+// from read (a Get of the list already made, in a sign-in's first round
+// trip) when there is one, and reading afresh when the list changed.
+func (e *Engine) addActivity(ctx context.Context, user string, entry Activity, read *store.Op) {
+	for range 10 {
+		if read == nil {
+			read = store.GetOp(activityKey(user))
+			if store.RunBatch(ctx, e.store, read) != nil {
+				return
+			}
+		}
+		cas := activityOp(user, read, entry)
+		if cas == nil {
+			return
+		}
+		if err := store.RunBatch(ctx, e.store, cas); err != nil || cas.Swapped {
+			return
+		}
+		read = nil
 	}
-	entry := Activity{Time: e.now().UTC(), Event: name, Result: result, IP: a.IP, UserAgent: a.UserAgent}
+}
+
+// activityEntry is the list's entry for an audit event, or false when
+// the list does not record it.
+func activityEntry(a Actor, name, result string, fields []zap.Field, now time.Time) (Activity, bool) {
+	if a.User == "" || !activityEvents[name] {
+		return Activity{}, false
+	}
+	if strings.HasPrefix(name, "admin_") && result != "success" {
+		return Activity{}, false // an admin's action that changed nothing is not the member's news
+	}
+	entry := Activity{Time: now.UTC(), Event: name, Result: result, IP: a.IP, UserAgent: a.UserAgent}
 	if len(entry.UserAgent) > maxUserAgent {
 		entry.UserAgent = entry.UserAgent[:maxUserAgent]
 	}
@@ -85,23 +119,24 @@ func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field
 		case f.Key == "method":
 			entry.Method = f.String
 		case f.Key == "reason" && f.String == "locked":
-			return // refused unseen while locked: the lockout is on the list
+			return Activity{}, false // refused unseen while locked: the lockout is on the list
 		case f.Key == "replaced":
 			entry.Replaced = f.Integer == 1
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	key := activityKey(a.User)
-	for range 10 {
-		raw, err := e.store.Get(ctx, key)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return
-		}
-		var list []Activity
-		if raw != nil {
-			_ = json.Unmarshal(raw, &list)
-		}
+	return entry, true
+}
+
+// activityOp is the compare-and-swap that adds entries, in order, to the
+// list read (a Get that has run), or nil if the list cannot be written.
+func activityOp(user string, read *store.Op, entries ...Activity) *store.Op {
+	var raw []byte
+	var list []Activity
+	if read.Found {
+		raw = read.Value
+		_ = json.Unmarshal(raw, &list)
+	}
+	for _, entry := range entries {
 		if n := len(list); n > 0 && list[0].Event == entry.Event && list[0].Result == entry.Result &&
 			list[0].Method == entry.Method && list[0].IP == entry.IP && entry.Time.Sub(list[0].Time) < activityMerge {
 			list[0].Count = max(list[0].Count, 1) + 1
@@ -109,17 +144,15 @@ func (e *Engine) recordActivity(a Actor, name, result string, fields []zap.Field
 		} else {
 			list = append([]Activity{entry}, list...)
 		}
-		if len(list) > activityKept {
-			list = list[:activityKept]
-		}
-		next, err := json.Marshal(list)
-		if err != nil {
-			return
-		}
-		if ok, err := e.store.CompareAndSwap(ctx, key, raw, next, activityTTL); err != nil || ok {
-			return
-		}
 	}
+	if len(list) > activityKept {
+		list = list[:activityKept]
+	}
+	next, err := json.Marshal(list)
+	if err != nil {
+		return nil
+	}
+	return store.CompareAndSwapOp(activityKey(user), raw, next, activityTTL)
 }
 
 // RecentActivity returns the member's recent security events, newest

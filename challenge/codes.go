@@ -356,85 +356,114 @@ func (e *Engine) pendingCode(ctx context.Context, user, flow, purpose string) (*
 // VerifyCode passes the challenge with the code this browser asked for. It
 // returns the user and the method the code was sent by.
 func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
-	rec, at, err := e.consumeCode(ctx, a, flow, PurposeVerify, code)
-	if err != nil {
-		return nil, "", err
-	}
+	var u *User
+	var notice *store.Op
 	recovered := int64(-1)
-	u, err := e.updateUser(ctx, a.User, func(u *User) error {
-		m := u.codeMethod(rec.Method)
-		if m == nil {
-			return ErrNotEnrolled // removed since the code was sent
-		}
-		m.LastUsed = e.now().UTC()
-		recovered = e.unstuck(u)
-		return nil
+	s, rec, err := e.consumeCode(ctx, a, flow, PurposeVerify, code, func(s *signIn, rec *codeRecord, take *store.Op) (err error) {
+		u, notice, err = s.write(ctx, take, func(u *User) error {
+			m := u.codeMethod(rec.Method)
+			if m == nil {
+				return ErrNotEnrolled // removed since the code was sent
+			}
+			m.LastUsed = e.now().UTC()
+			recovered = e.unstuck(u)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		e.Audit(a, "verify", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		if rec != nil {
+			s.audit(ctx, "verify", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		}
 		return nil, "", err
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", recoveredField([]zap.Field{zap.String("method", rec.Method)}, recovered)...)
+	s.succeeded(ctx, notice, codeUsed(a, rec), "verify", recoveredField([]zap.Field{zap.String("method", rec.Method)}, recovered)...)
 	return u, rec.Method, nil
+}
+
+// codeUsed ends the resend cooldown of a code that was used: it spaces
+// out resends of an unused code; once the code is used, the next one may
+// follow at once.
+func codeUsed(a Actor, rec *codeRecord) []*store.Op {
+	return []*store.Op{store.DeleteOp(cooldownKey(a.User, rec.Method))}
 }
 
 // ConfirmCode completes an email or SMS enrolment with the code sent to the
 // new address or number. It returns the user and the method added.
 func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
-	rec, at, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code)
-	if err != nil {
-		return nil, "", err
-	}
-	u, err := e.updateUser(ctx, a.User, func(u *User) error {
-		if u.Has(rec.Method) {
-			return ErrAlreadyEnrolled
-		}
-		if u.factors() != rec.Factors {
-			return ErrCodeExpired
-		}
-		now := e.now().UTC()
-		m := &CodeMethod{Added: now, LastUsed: now, FromIdentity: rec.FromIdentity}
-		if !rec.FromIdentity {
-			m.Destination = rec.Dest
-		}
-		firstFactor(u)
-		if rec.Method == MethodEmail {
-			u.Email = m
-		} else {
-			u.SMS = m
-		}
-		return nil
+	var u *User
+	var notice *store.Op
+	s, rec, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code, func(s *signIn, rec *codeRecord, take *store.Op) (err error) {
+		u, notice, err = s.write(ctx, take, func(u *User) error {
+			if u.Has(rec.Method) {
+				return ErrAlreadyEnrolled
+			}
+			if u.factors() != rec.Factors {
+				return ErrCodeExpired
+			}
+			now := e.now().UTC()
+			m := &CodeMethod{Added: now, LastUsed: now, FromIdentity: rec.FromIdentity}
+			if !rec.FromIdentity {
+				m.Destination = rec.Dest
+			}
+			firstFactor(u)
+			if rec.Method == MethodEmail {
+				u.Email = m
+			} else {
+				u.SMS = m
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		e.Audit(a, "enrol_confirm", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		if rec != nil {
+			s.audit(ctx, "enrol_confirm", "failure", zap.String("method", rec.Method), zap.String("reason", reason(err)))
+		}
 		return nil, "", err
 	}
-	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "enrol_confirm", "success", zap.String("method", rec.Method), zap.String("to", rec.Masked))
+	s.succeeded(ctx, notice, codeUsed(a, rec), "enrol_confirm", zap.String("method", rec.Method), zap.String("to", rec.Masked))
 	return u, rec.Method, nil
 }
 
 // consumeCode checks a submitted code against the outstanding one. The
 // guess is counted toward the account lockout before anything is compared;
-// the code itself allows Config.CodeAttempts tries. A right code is deleted
-// by compare-and-swap, so of parallel submissions exactly one wins.
-func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string) (*codeRecord, *attempt, error) {
+// the code itself allows Config.CodeAttempts tries. A right code is taken
+// (deleted) by compare-and-swap, so of parallel submissions exactly one
+// wins: write gets the take op and must send it, with the member's
+// record, in one round trip (signIn.write). When the take loses, the code
+// changed under us and is looked at again. (Two browsers cannot share a
+// code, so that is the one browser submitting twice at once: the take
+// and the record's swap go together, and the submission whose take lost
+// may still have swapped in its record, which changes only the time of
+// last use, the end of a stuck time and the browser's last sign-in; the
+// other then writes on that record.) It returns the
+// verification and, once the code was right and taken, the code's
+// record; an error with a record is write's.
+func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string,
+	write func(s *signIn, rec *codeRecord, take *store.Op) error) (*signIn, *codeRecord, error) {
 	event := "verify"
 	if purpose == PurposeEnrol {
 		event = "enrol_confirm"
 	}
 	code, malformed := NormalizeCode(input, codeDigits)
-	at, err := e.begin(ctx, a)
+	key := codeKey(a.User)
+	var read *store.Op
+	var reads []*store.Op
+	if malformed == nil {
+		read = store.GetOp(key)
+		reads = append(reads, read)
+	}
+	s, err := e.startSignIn(ctx, a, malformed == nil, reads, nil)
 	if err != nil {
 		e.Audit(a, event, "failure", zap.String("reason", reason(err)))
 		return nil, nil, err
 	}
-	fail := func(method string, cause error) (*codeRecord, *attempt, error) {
-		e.Audit(a, event, "failure", zap.String("method", method), zap.String("reason", reason(cause)))
-		if err := e.failed(ctx, a, at); err != nil {
+	fail := func(method string, cause error) (*signIn, *codeRecord, error) {
+		s.audit(ctx, event, "failure", zap.String("method", method), zap.String("reason", reason(cause)))
+		if err := s.failed(ctx); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, cause
@@ -442,14 +471,17 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 	if malformed != nil {
 		return fail("", ErrMalformed)
 	}
-	key := codeKey(a.User)
 	for range 20 {
-		raw, err := e.store.Get(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return fail("", ErrCodeExpired)
+		if read == nil {
+			read = store.GetOp(key)
+			if err := store.RunBatch(ctx, e.store, read); err != nil {
+				return nil, nil, err
+			}
 		}
-		if err != nil {
-			return nil, nil, err
+		raw, found := read.Value, read.Found
+		read = nil
+		if !found {
+			return fail("", ErrCodeExpired)
 		}
 		var rec codeRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
@@ -469,17 +501,15 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 			return fail(rec.Method, ErrCodeExpired)
 		}
 		if hmac.Equal(e.codeHash(a.User, &rec, code), rec.Hash) {
-			ok, err := e.store.CompareAndSwap(ctx, key, raw, nil, 0)
-			if err != nil {
+			take := store.CompareAndSwapOp(key, raw, nil, 0)
+			err := write(s, &rec, take)
+			if take.Swapped {
+				return s, &rec, err
+			}
+			if err != nil && errors.Is(err, store.ErrUnavailable) {
 				return nil, nil, err
 			}
-			if !ok {
-				continue // changed under us; look again
-			}
-			// The cooldown spaces out resends of an unused code; once
-			// the code is used, the next one may follow at once.
-			_ = e.store.Delete(ctx, cooldownKey(a.User, rec.Method))
-			return &rec, at, nil
+			continue // changed under us; look again
 		}
 		rec.Tries++
 		var next []byte
@@ -651,14 +681,20 @@ func (s *sendSlot) setCooldown(value []byte, ttl time.Duration) {
 
 // counter reads a counter, zero when it does not exist.
 func (e *Engine) counter(ctx context.Context, key string) (int64, error) {
-	v, err := e.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
+	op := store.GetOp(key)
+	if err := store.RunBatch(ctx, e.store, op); err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(string(v), 10, 64)
+	return counterValue(op)
+}
+
+// counterValue is the count a Get of a counter read, zero when there was
+// none.
+func counterValue(op *store.Op) (int64, error) {
+	if !op.Found {
+		return 0, nil
+	}
+	return strconv.ParseInt(string(op.Value), 10, 64)
 }
 
 // smsLimitReached raises the alarm once per hour: SMS pumping or a real

@@ -1828,7 +1828,7 @@ func TestCodeCapsCountOnlyCodesSent(t *testing.T) {
 }
 
 // hookStore passes every call on to a store, first telling before about
-// reads and increments.
+// reads, increments and compare-and-swaps.
 type hookStore struct {
 	store.Store
 	before func(op, key string)
@@ -1842,6 +1842,11 @@ func (h hookStore) Get(ctx context.Context, key string) ([]byte, error) {
 func (h hookStore) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
 	h.before("incr", key)
 	return h.Store.Increment(ctx, key, ttl)
+}
+
+func (h hookStore) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	h.before("cas", key)
+	return h.Store.CompareAndSwap(ctx, key, old, value, ttl)
 }
 
 // A refund made by a parallel request must never let a send past a full

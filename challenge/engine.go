@@ -284,6 +284,10 @@ type Actor struct {
 	// that was itself unproven then (session.Session.Unproven), so what
 	// it adds is unproven too, whatever the member's factors are now.
 	StepUpUnproven bool
+	// Browser, on a verification, is the browser signing in, to record
+	// with the verification's write (see Browser); nil leaves that to
+	// SeenBrowser.
+	Browser *Browser
 }
 
 // stepUpProven reports whether the actor's session shows more than a
@@ -462,6 +466,12 @@ func (e *Engine) Intact(ctx context.Context) error {
 // Audit writes one entry to the audit trail. The HTTP layer uses it for the
 // events it decides itself (sign-out, refused cookies).
 func (e *Engine) Audit(a Actor, name, result string, fields ...zap.Field) {
+	e.logAudit(a, name, result, fields)
+	e.recordActivity(a, name, result, fields)
+}
+
+// logAudit writes the event to the audit logger only.
+func (e *Engine) logAudit(a Actor, name, result string, fields []zap.Field) {
 	e.audit.Info(name, append([]zap.Field{
 		zap.String("event", name),
 		zap.String("result", result),
@@ -469,5 +479,4 @@ func (e *Engine) Audit(a Actor, name, result string, fields ...zap.Field) {
 		zap.String("ip", a.IP),
 		zap.String("user_agent", a.UserAgent),
 	}, fields...)...)
-	e.recordActivity(a, name, result, fields)
 }

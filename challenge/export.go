@@ -723,7 +723,7 @@ func (w *importer) write(ctx context.Context, l *backupLine, raw []byte) error {
 		// this one's now, the others' by the change notice.
 		e.observe(u)
 		e.users.put(u, e.now(), e.cfg.CacheTTL)
-		e.announce(ctx, u)
+		_ = e.announce(ctx, e.notice(u))
 		w.users = append(w.users, l.Member)
 	}
 	return w.flushFull(ctx)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/internal/testwebauthn"
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/store"
 	"github.com/caddy-twofactor/twofactor/store/redis"
@@ -110,9 +111,47 @@ func (s *faultStore) Publish(ctx context.Context, channel string, msg []byte) er
 	return s.do("Publish", channel, func() error { return s.Store.Publish(ctx, channel, msg) })
 }
 
+// opNames name a batch's ops as the calls they stand for, so a sweep
+// lists the same calls whether they went alone or together.
+var opNames = map[store.OpKind]string{
+	store.OpGet: "Get", store.OpSet: "Set", store.OpDelete: "Delete",
+	store.OpCompareAndSwap: "CompareAndSwap", store.OpIncrement: "Increment", store.OpPublish: "Publish",
+}
+
+// Batch counts each op as a call. When the store goes down within the
+// batch, the ops before the failing one run (and it too, if its answer is
+// what is lost), as a pipeline cut short would leave them; the rest do
+// not.
+func (s *faultStore) Batch(ctx context.Context, ops ...*store.Op) error {
+	s.mu.Lock()
+	first := len(s.calls) + 1
+	for _, op := range ops {
+		if op != nil {
+			s.calls = append(s.calls, opNames[op.Kind]+" "+op.Key)
+		}
+	}
+	k, afterOp := s.failAt, s.afterOp
+	s.mu.Unlock()
+	switch {
+	case k == 0 || k >= first+len(ops):
+		return s.Store.Batch(ctx, ops...)
+	case k < first:
+		return fmt.Errorf("%w: injected: down since call %d", store.ErrUnavailable, k)
+	}
+	ran := k - first
+	if afterOp {
+		ran++
+	}
+	if ran > 0 {
+		_ = s.Store.Batch(ctx, ops[:ran]...)
+	}
+	return fmt.Errorf("%w: injected: down from call %d, op %d of a batch of %d", store.ErrUnavailable, k, k-first, len(ops))
+}
+
 // faultRig runs one member, alice, through an engine on a faultStore.
 type faultRig struct {
 	t    *testing.T
+	cfg  Config
 	fs   *faultStore
 	rdb  *goredis.Client
 	kr   *keyring.Keyring
@@ -212,7 +251,7 @@ func (r *faultRig) restore(t *testing.T, s *faultSnapshot) {
 
 func (r *faultRig) engine(st store.Store) *Engine {
 	r.t.Helper()
-	e, err := New(st, r.kr, Config{}, r.clk.Now, nil)
+	e, err := New(st, r.kr, r.cfg, r.clk.Now, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -397,6 +436,8 @@ func (r *faultRig) consistent(u *User) {
 
 // faultFlow is one member flow under test.
 type faultFlow struct {
+	// cfg configures the engine. Default: the defaults.
+	cfg Config
 	// setup brings alice to the flow's starting state, with Redis up;
 	// every run starts from a snapshot of it.
 	setup func(r *faultRig)
@@ -465,6 +506,7 @@ func (r *faultRig) changed(before *User, change func(want, got *User)) {
 // turn, before and after the call runs, and checks what is left.
 func runFaultFlow(t *testing.T, fl faultFlow) {
 	r := newFaultRig(t)
+	r.cfg = fl.cfg
 	r.reset(t)
 	fl.setup(r)
 	snap := r.snapshot()
@@ -907,4 +949,76 @@ func TestFaultLastRecoveryCode(t *testing.T) {
 		_, again := r.useRecovery(codes[last])
 		t.Fatalf("Redis down from %q: the sign-in failed (%v) but the last code is used up (epoch %d, again: %v)", clean[k-1], err, u.Epoch, again)
 	}
+}
+
+// Signing in with a passkey.
+func TestFaultFinishLogin(t *testing.T) {
+	key := testwebauthn.New(waOrigin)
+	var answer []byte
+	signIn := func(r *faultRig, flow string) error {
+		r.t.Helper()
+		opts, err := r.e.BeginLogin(ctx, faultAlice, flowToken(flow))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		fresh, err := key.Get(opts)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		_, _, err = r.e.FinishLogin(ctx, faultAlice, flowToken(flow), fresh)
+		return err
+	}
+	runFaultFlow(t, faultFlow{
+		cfg: waConfig(),
+		setup: func(r *faultRig) {
+			opts, err := r.e.BeginRegistration(ctx, faultAlice, flowToken("add"), "alice@example.com")
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			body, err := key.Create(opts)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			if _, _, err := r.e.FinishRegistration(ctx, faultAlice, flowToken("add"), "Key", body); err != nil {
+				r.t.Fatal(err)
+			}
+			opts, err = r.e.BeginLogin(ctx, faultAlice, flowToken("login"))
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			if answer, err = key.Get(opts); err != nil {
+				r.t.Fatal(err)
+			}
+		},
+		run: func(r *faultRig) error {
+			_, _, err := r.e.FinishLogin(ctx, faultAlice, flowToken("login"), answer)
+			return err
+		},
+		// Once the counter is recorded the sign-in stands.
+		reportsUpTo: callWriteUser,
+		check: func(r *faultRig, c *faultCase) {
+			if c.ran(callWriteUser) {
+				now := r.clk.Now().UTC()
+				r.changed(c.before, func(want, got *User) {
+					cr := &want.WebAuthn.Credentials[0]
+					cr.LastUsed, cr.SignCount = now, got.WebAuthn.Credentials[0].SignCount
+				})
+			} else {
+				r.unchanged(c)
+			}
+			// A ceremony taken (with the count) is spent; one not taken
+			// is answered again and signs in; a new one always does.
+			_, _, err := r.e.FinishLogin(ctx, faultAlice, flowToken("login"), answer)
+			if c.ran("CompareAndSwap " + ceremonyKey("alice", ceremonyLogin, flowToken("login"))) {
+				if !errors.Is(err, ErrExpired) {
+					r.t.Fatalf("the taken ceremony again: %v", err)
+				}
+			} else if err != nil {
+				r.t.Fatalf("the ceremony not taken, answered again: %v", err)
+			}
+			if err := signIn(r, "again"); err != nil {
+				r.t.Fatalf("a new ceremony: %v", err)
+			}
+		},
+	})
 }

@@ -3,8 +3,8 @@ package challenge
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -108,21 +108,27 @@ func (l lockState) encode() []byte {
 }
 
 func (e *Engine) readLock(ctx context.Context, key string) (lockState, error) {
-	v, err := e.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return lockState{}, nil
-	}
-	if err != nil {
+	op := store.GetOp(key)
+	if err := store.RunBatch(ctx, e.store, op); err != nil {
 		return lockState{}, err
+	}
+	return lockFrom(op), nil
+}
+
+// lockFrom decodes the lock record a Get read.
+func lockFrom(op *store.Op) lockState {
+	v := op.Value
+	if !op.Found {
+		return lockState{}
 	}
 	switch len(v) {
 	case 8: // an earlier version's lock: its end only
-		return lockState{until: readTime(v), row: 1, raw: v}, nil
+		return lockState{until: readTime(v), row: 1, raw: v}
 	case 24:
 		return lockState{until: readTime(v), row: int64(binary.BigEndian.Uint64(v[8:])),
-			round: int64(binary.BigEndian.Uint64(v[16:])), raw: v}, nil
+			round: int64(binary.BigEndian.Uint64(v[16:])), raw: v}
 	}
-	return lockState{}, nil
+	return lockState{}
 }
 
 // attempt is one counted guess in progress.
@@ -131,34 +137,68 @@ type attempt struct {
 	userCount, addrCount int64
 }
 
+// A guess costs two round trips to the store before it is evaluated:
+// the first reads the lock records, with whatever else the verification
+// needs to read (the member's record, the outstanding code); the second
+// counts the guess, on counters named by the lock records' rounds. Each
+// is one batch (store.RunBatch): one pipeline on Redis.
+
 // begin counts a guess for the actor, refusing it without evaluation when
 // the account or the address is locked.
 func (e *Engine) begin(ctx context.Context, a Actor) (*attempt, error) {
+	return e.beginWith(ctx, a, nil, nil)
+}
+
+// beginWith is begin that also reads reads in its first round trip, and
+// sends the ops then returns (made from what was read) in its second,
+// with the counting: ops that need no evaluation of the guess, since they
+// run even when the count turns out to be over the limit.
+func (e *Engine) beginWith(ctx context.Context, a Actor, reads []*store.Op, then func() []*store.Op) (*attempt, error) {
 	at := &attempt{}
-	var err error
-	if at.user, at.addr, err = e.locks(ctx, a); err != nil {
+	userLock := store.GetOp(lockKey(a.User))
+	first := append([]*store.Op{userLock}, reads...)
+	var addrLock *store.Op
+	if e.addressLimited(a) {
+		addrLock = store.GetOp(addrLockKey(a.IP))
+		first = append(first, addrLock)
+	}
+	if err := store.RunBatch(ctx, e.store, first...); err != nil {
 		return nil, err
+	}
+	at.user = lockFrom(userLock)
+	if addrLock != nil {
+		at.addr = lockFrom(addrLock)
 	}
 	if err := e.lockedNow(at.user, at.addr); err != nil {
 		return nil, err
 	}
-	if at.userCount, err = e.store.Increment(ctx, inRound(failKey(a.User), at.user.round), accountMemory); err != nil {
-		return nil, err
-	}
+	userFail := store.IncrementOp(inRound(failKey(a.User), at.user.round), accountMemory)
+	count := []*store.Op{userFail}
+	var refunds, addrFail *store.Op
 	if e.addressLimited(a) {
 		// Right codes are given back, so only wrong ones count: an
 		// office behind one address must not lock itself out by
-		// signing in. Refunds are read first, so parallel guesses
-		// can only err towards the limit.
+		// signing in. Refunds are read first (before the count in the
+		// pipeline, which one Redis runs in order), so parallel
+		// guesses can only err towards the limit.
 		win, ttl := e.addressWindow(at.addr.round)
-		ok, err := e.counter(ctx, addrOKKey(a.IP)+win)
+		refunds = store.GetOp(addrOKKey(a.IP) + win)
+		addrFail = store.IncrementOp(addrFailKey(a.IP)+win, ttl)
+		count = append(count, refunds, addrFail)
+	}
+	if then != nil {
+		count = append(count, then()...)
+	}
+	if err := store.RunBatch(ctx, e.store, count...); err != nil {
+		return nil, err
+	}
+	at.userCount = userFail.Count
+	if e.addressLimited(a) {
+		ok, err := counterValue(refunds)
 		if err != nil {
 			return nil, err
 		}
-		if at.addrCount, err = e.store.Increment(ctx, addrFailKey(a.IP)+win, ttl); err != nil {
-			return nil, err
-		}
-		at.addrCount -= ok
+		at.addrCount = addrFail.Count - ok
 	}
 	if at.userCount > int64(e.cfg.MaxFailures) || (e.addressLimited(a) && at.addrCount > int64(e.cfg.MaxAddressFailures)) {
 		return nil, e.lockedError(ctx, a)
@@ -280,28 +320,31 @@ func (e *Engine) lockoutAfter(n int64) time.Duration {
 }
 
 // succeeded clears the account's failure count and forgets its lockouts,
-// and gives the address back the attempt it counted.
-func (e *Engine) succeeded(ctx context.Context, a Actor, at *attempt) error {
+// and gives the address back the attempt it counted: one round trip, in
+// which with (the change notice, the activity list) go too.
+func (e *Engine) succeeded(ctx context.Context, a Actor, at *attempt, with ...*store.Op) error {
+	ops := slices.Clip(with)
 	if e.addressLimited(a) {
 		win, ttl := e.addressWindow(at.addr.round)
-		if _, err := e.store.Increment(ctx, addrOKKey(a.IP)+win, ttl); err != nil {
-			return err
-		}
+		ops = append(ops, store.IncrementOp(addrOKKey(a.IP)+win, ttl))
 	}
+	var forget *store.Op
 	if at.user.row > 0 {
 		// Keep the round, so an older round's full counter is never
 		// counted again. Only the record this guess began with is
 		// replaced: a lockout written meanwhile stands.
 		forgot := lockState{round: at.user.round}
-		ok, err := e.store.CompareAndSwap(ctx, lockKey(a.User), at.user.raw, forgot.encode(), accountMemory)
-		if err != nil {
-			return err
-		}
-		if ok {
-			e.listLock(ctx, a.User, at.user.until, time.Time{})
-		}
+		forget = store.CompareAndSwapOp(lockKey(a.User), at.user.raw, forgot.encode(), accountMemory)
+		ops = append(ops, forget)
 	}
-	return e.store.Delete(ctx, inRound(failKey(a.User), at.user.round))
+	ops = append(ops, store.DeleteOp(inRound(failKey(a.User), at.user.round)))
+	if err := store.RunBatch(ctx, e.store, ops...); err != nil {
+		return err
+	}
+	if forget != nil && forget.Swapped {
+		e.listLock(ctx, a.User, at.user.until, time.Time{})
+	}
+	return nil
 }
 
 // addressWindow names the current failure window for address counters

@@ -257,14 +257,14 @@ func (e *Engine) GenerateRecoveryCodes(ctx context.Context, a Actor) ([]string, 
 func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*User, error) {
 	// Capped and checked before anything is read or hashed.
 	code, malformed := NormalizeRecoveryCode(input)
-	at, err := e.begin(ctx, a)
+	s, err := e.startSignIn(ctx, a, malformed == nil, nil, nil)
 	if err != nil {
 		e.Audit(a, "verify", "failure", zap.String("method", MethodRecovery), zap.String("reason", reason(err)))
 		return nil, err
 	}
 	fail := func(cause error) (*User, error) {
-		e.Audit(a, "verify", "failure", zap.String("method", MethodRecovery), zap.String("reason", reason(cause)))
-		if err := e.failed(ctx, a, at); err != nil {
+		s.audit(ctx, "verify", "failure", zap.String("method", MethodRecovery), zap.String("reason", reason(cause)))
+		if err := s.failed(ctx); err != nil {
 			return nil, err
 		}
 		return nil, cause
@@ -272,8 +272,12 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 	if malformed != nil {
 		return fail(ErrMalformed)
 	}
+	r, err := s.record(ctx)
+	if err != nil {
+		return nil, err
+	}
 	errNoMatch := errors.New("no match")
-	u, err := e.updateUser(ctx, a.User, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.Recovery == nil || !u.Enrolled() {
 			return ErrNoRecoveryCodes
 		}
@@ -317,7 +321,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		u.Devices = nil
 		e.stuckByRecovery(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, errNoMatch), errors.Is(err, ErrNoRecoveryCodes):
 		return fail(ErrCodeInvalid)
@@ -329,7 +333,6 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails, or the member would lose the code for nothing.
-	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
+	s.succeeded(ctx, notice, nil, "verify", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
 	return u, nil
 }

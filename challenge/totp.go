@@ -291,7 +291,7 @@ func (e *Engine) ConfirmTOTP(ctx context.Context, a Actor, flow, code string) (*
 // last accepted one is refused as a replay.
 func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, error) {
 	code, malformed := NormalizeCode(code, e.cfg.Digits)
-	at, err := e.begin(ctx, a)
+	s, err := e.startSignIn(ctx, a, malformed == nil, nil, nil)
 	if err != nil {
 		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", reason(err)))
 		return nil, err
@@ -302,8 +302,8 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		if errors.As(cause, &drift) {
 			fields = append(fields, zap.Int64("drift_seconds", int64(drift.Offset/time.Second)))
 		}
-		e.Audit(a, "verify", "failure", fields...)
-		if err := e.failed(ctx, a, at); err != nil {
+		s.audit(ctx, "verify", "failure", fields...)
+		if err := s.failed(ctx); err != nil {
 			return nil, err
 		}
 		return nil, cause
@@ -311,10 +311,11 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	if malformed != nil {
 		return fail(ErrMalformed)
 	}
-	u, _, err := e.loadUser(ctx, a.User)
+	r, err := s.record(ctx)
 	if err != nil {
 		return nil, err
 	}
+	u := r.u
 	if u.TOTP == nil {
 		return fail(ErrNotEnrolled)
 	}
@@ -348,7 +349,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	errReplay := errors.New("replay")
 	recovered := int64(-1)
-	u, err = e.updateUser(ctx, a.User, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
@@ -359,7 +360,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		u.TOTP.LastUsed = e.now().UTC()
 		recovered = e.unstuck(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, errReplay):
 		e.Audit(a, "totp_replay", "refused", zap.Int64("step", step))
@@ -372,8 +373,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	// The step is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", recoveredField([]zap.Field{zap.String("method", "totp")}, recovered)...)
+	s.succeeded(ctx, notice, nil, "verify", recoveredField([]zap.Field{zap.String("method", "totp")}, recovered)...)
 	return u, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,41 +311,100 @@ func decodeUser(raw []byte, id string) (*User, error) {
 // under an older key to the current one, and moves the member's entries
 // in the member list's indexes (listChange).
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
+	u, notice, err := e.writeUser(ctx, id, nil, change)
+	if err != nil {
+		return nil, err
+	}
+	_ = e.announce(ctx, notice)
+	return u, nil
+}
+
+// userRead is a member's record as a sign-in's first round trip read it.
+type userRead struct {
+	u   *User
+	raw []byte // nil: no record
+}
+
+// userFrom decodes the record a Get read; a user never seen has an empty
+// record, once the store is known to be the one it was.
+func (e *Engine) userFrom(ctx context.Context, id string, op *store.Op) (*userRead, error) {
+	if !op.Found {
+		if err := e.Intact(ctx); err != nil {
+			return nil, err
+		}
+		return &userRead{u: &User{ID: id}}, nil
+	}
+	u, err := decodeUser(op.Value, id)
+	if err != nil {
+		return nil, err
+	}
+	e.observe(u)
+	return &userRead{u: u, raw: op.Value}, nil
+}
+
+// writeUser is updateUser, starting from first (the record as read
+// already; nil to read it) and leaving the change notice to the caller,
+// who sends it with the sign-in's last round trip (nil on a store that
+// carries none).
+func (e *Engine) writeUser(ctx context.Context, id string, first *userRead, change func(u *User) error) (*User, *store.Op, error) {
 	for range 20 {
-		u, raw, err := e.loadUser(ctx, id)
+		r := first
+		first = nil
+		if r == nil {
+			u, raw, err := e.loadUser(ctx, id)
+			if err != nil {
+				return nil, nil, err
+			}
+			r = &userRead{u: u, raw: raw}
+		}
+		swapped, notice, err := e.swapUser(ctx, r, change)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		before := factsOf(u)
-		if err := change(u); err != nil {
-			return nil, err
-		}
-		if u.Created.IsZero() {
-			u.Created = e.now().UTC()
-		}
-		pruneRevoked(u, e.now())
-		e.reseal(u)
-		u.Rev++
-		next, err := json.Marshal(u)
-		if err != nil {
-			return nil, err
-		}
-		ok, err := e.store.CompareAndSwap(ctx, userKey(id), raw, next, 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			e.observe(u)
-			e.users.put(u, e.now(), e.cfg.CacheTTL)
-			e.announce(ctx, u)
-			// The member list's indexes follow what changed: nothing
-			// for most writes (a sign-in), a few entries for an
-			// enrolment, a removal or a reset.
-			e.listChange(ctx, id, before, factsOf(u), raw == nil)
-			return u, nil
+		if swapped {
+			return r.u, notice, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: user record %q kept changing", store.ErrUnavailable, id)
+	return nil, nil, fmt.Errorf("%w: user record %q kept changing", store.ErrUnavailable, id)
+}
+
+// swapUser applies change to r.u and swaps the result in for r.raw, in
+// one round trip with the ops in with, which run before the swap whether
+// or not change refuses. It reports whether the swap happened, and
+// returns the change notice for it.
+func (e *Engine) swapUser(ctx context.Context, r *userRead, change func(u *User) error, with ...*store.Op) (bool, *store.Op, error) {
+	u := r.u
+	before := factsOf(u)
+	if err := change(u); err != nil {
+		if err := store.RunBatch(ctx, e.store, with...); err != nil {
+			return false, nil, err
+		}
+		return false, nil, err
+	}
+	if u.Created.IsZero() {
+		u.Created = e.now().UTC()
+	}
+	pruneRevoked(u, e.now())
+	e.reseal(u)
+	u.Rev++
+	next, err := json.Marshal(u)
+	if err != nil {
+		return false, nil, err
+	}
+	swap := store.CompareAndSwapOp(userKey(u.ID), r.raw, next, 0)
+	if err := store.RunBatch(ctx, e.store, append(slices.Clip(with), swap)...); err != nil {
+		return false, nil, err
+	}
+	if !swap.Swapped {
+		return false, nil, nil
+	}
+	e.observe(u)
+	e.users.put(u, e.now(), e.cfg.CacheTTL)
+	// The member list's indexes follow what changed: nothing for most
+	// writes (a sign-in), a few entries for an enrolment, a removal or
+	// a reset.
+	e.listChange(ctx, u.ID, before, factsOf(u), r.raw == nil)
+	return true, e.notice(u), nil
 }
 
 func pruneRevoked(u *User, now time.Time) {
@@ -485,17 +545,28 @@ func (c *userCache) forget() {
 // written, on stores shared between instances.
 const changesChannel = "changes"
 
-// announce tells the other instances that u was written. Best effort: if
-// the notice is lost, they see the change when their copy expires
-// (Config.CacheTTL).
-func (e *Engine) announce(ctx context.Context, u *User) {
-	if n, ok := e.store.(store.Notifier); ok {
-		// Sent even if the member's browser has gone: the change is made.
-		err := n.Publish(context.WithoutCancel(ctx), changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
-		if err == nil && e.cfg.Noticed != nil {
-			e.cfg.Noticed(false)
-		}
+// notice is the op that tells the other instances that u was written,
+// or nil on a store not shared. Best effort: if the notice is lost, they
+// see the change when their copy expires (Config.CacheTTL).
+func (e *Engine) notice(u *User) *store.Op {
+	if _, ok := e.store.(store.Notifier); !ok {
+		return nil
 	}
+	return store.PublishOp(changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
+}
+
+// announce sends the notices (nil ones are skipped), with ops if any, in
+// one round trip. Sent even if the member's browser has gone: the change
+// is made.
+func (e *Engine) announce(ctx context.Context, notice *store.Op, ops ...*store.Op) error {
+	if notice != nil {
+		ops = append([]*store.Op{notice}, ops...)
+	}
+	err := store.RunBatch(context.WithoutCancel(ctx), e.store, ops...)
+	if err == nil && notice != nil && e.cfg.Noticed != nil {
+		e.cfg.Noticed(false)
+	}
+	return err
 }
 
 // CheckNotices publishes a notice that followers ignore, so a store that
@@ -606,26 +677,44 @@ func trimSmallest(m map[string]int64, max int) []string {
 const maxBrowsers = 50
 
 // SeenBrowser records that the browser holding token passed the second
-// factor, and reports whether it had never done so before.
+// factor, and reports whether it had never done so before. A
+// verification given the browser (Actor.Browser) records it with its own
+// write instead.
 func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, error) {
-	sum := sha256.Sum256([]byte("browser\x00" + token))
-	key := hex.EncodeToString(sum[:16])
-	first := false
+	b := &Browser{Token: token}
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
-		_, seen := u.Browsers[key]
-		first = !seen
-		if u.Browsers == nil {
-			u.Browsers = map[string]int64{}
-		}
-		u.Browsers[key] = e.now().Unix()
-		trimSmallest(u.Browsers, maxBrowsers)
+		e.seeBrowser(u, b)
 		return nil
 	})
 	if err != nil {
 		return false, err
 	}
-	if first {
+	if b.First {
 		e.Audit(a, "new_browser", "success")
 	}
-	return first, nil
+	return b.First, nil
+}
+
+// Browser is the browser a member signs in from, told apart by the
+// random token it keeps in a cookie. Given to a verification
+// (Actor.Browser), it is recorded as SeenBrowser records it, in the
+// verification's own write of the member's record, which saves the
+// sign-in a write of its own; the verification then sets Recorded, and
+// First when the browser had never passed the second factor before.
+type Browser struct {
+	Token           string
+	First, Recorded bool
+}
+
+// seeBrowser records b in u, inside a write.
+func (e *Engine) seeBrowser(u *User, b *Browser) {
+	sum := sha256.Sum256([]byte("browser\x00" + b.Token))
+	key := hex.EncodeToString(sum[:16])
+	_, seen := u.Browsers[key]
+	b.First = !seen
+	if u.Browsers == nil {
+		u.Browsers = map[string]int64{}
+	}
+	u.Browsers[key] = e.now().Unix()
+	trimSmallest(u.Browsers, maxBrowsers)
 }

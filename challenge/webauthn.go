@@ -320,6 +320,12 @@ func (e *Engine) takeCeremony(ctx context.Context, a Actor, kind, flow string) (
 	if !ok {
 		return nil, ErrExpired
 	}
+	return e.ceremonyFrom(raw, kind)
+}
+
+// ceremonyFrom decodes a ceremony's state taken from the store, refusing
+// one of another kind or past its time.
+func (e *Engine) ceremonyFrom(raw []byte, kind string) (*ceremony, error) {
 	var c ceremony
 	if err := json.Unmarshal(raw, &c); err != nil || c.Kind != kind || e.now().UnixMilli() >= c.Expires {
 		return nil, ErrExpired
@@ -566,19 +572,36 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 		return nil, nil, ErrWebAuthnOff
 	}
 	method := zap.String("method", MethodWebAuthn)
-	at, err := e.begin(ctx, a)
+	// The ceremony is read with the locks and taken with the count: of
+	// two finishes at once, one gets it.
+	var read, take *store.Op
+	var reads []*store.Op
+	if len(flow) >= minFlowToken {
+		read = store.GetOp(ceremonyKey(a.User, ceremonyLogin, flow))
+		reads = append(reads, read)
+	}
+	s, err := e.startSignIn(ctx, a, true, reads, func() []*store.Op {
+		if read == nil || !read.Found {
+			return nil
+		}
+		take = store.CompareAndSwapOp(read.Key, read.Value, nil, 0)
+		return []*store.Op{take}
+	})
 	if err != nil {
 		e.Audit(a, "verify", "failure", method, zap.String("reason", reason(err)))
 		return nil, nil, err
 	}
 	fail := func(cause error, fields ...zap.Field) (*User, *WebAuthnCredential, error) {
-		e.Audit(a, "verify", "failure", append(append([]zap.Field{method}, refusal(cause)...), fields...)...)
-		if err := e.failed(ctx, a, at); err != nil {
+		s.audit(ctx, "verify", "failure", append(append([]zap.Field{method}, refusal(cause)...), fields...)...)
+		if err := s.failed(ctx); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, cause
 	}
-	c, err := e.takeCeremony(ctx, a, ceremonyLogin, flow)
+	if take == nil || !take.Swapped {
+		return fail(ErrExpired)
+	}
+	c, err := e.ceremonyFrom(take.Old, ceremonyLogin)
 	if err != nil {
 		return fail(err)
 	}
@@ -591,10 +614,11 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	}
 	// The record itself, not the cache: a credential removed on another
 	// instance must stop working at once.
-	u, _, err := e.loadUser(ctx, a.User)
+	r, err := s.record(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	u := r.u
 	if !u.hasWebAuthn() {
 		return fail(ErrNotEnrolled)
 	}
@@ -624,7 +648,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	var used WebAuthnCredential
 	var stored uint32
 	recovered := int64(-1)
-	u, err = e.updateUser(ctx, a.User, func(u *User) error {
+	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		j, ok := u.credential(id)
 		if !ok {
 			return ErrCredentialUnknown // removed meanwhile
@@ -641,7 +665,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 		used = *cr
 		recovered = e.unstuck(u)
 		return nil
-	})
+	}))
 	switch {
 	case errors.Is(err, ErrCounterRegressed):
 		e.Audit(a, "webauthn_counter_regressed", "refused", method, zap.String("credential", id[:8]),
@@ -652,8 +676,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	case err != nil:
 		return nil, nil, err
 	}
-	_ = e.succeeded(ctx, a, at)
-	e.Audit(a, "verify", "success", recoveredField([]zap.Field{method, zap.String("credential", id[:8])}, recovered)...)
+	s.succeeded(ctx, notice, nil, "verify", recoveredField([]zap.Field{method, zap.String("credential", id[:8])}, recovered)...)
 	return u, &used, nil
 }
 

@@ -176,6 +176,7 @@ func (f *Flow) verify(p *request) error {
 	}
 	var u *challenge.User
 	var err error
+	browser := withBrowser(p, &a)
 	switch method {
 	case challenge.MethodTOTP:
 		u, err = p.e.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))
@@ -212,7 +213,7 @@ func (f *Flow) verify(p *request) error {
 	}
 	now := clock.Now()
 	f.verified(p, u, method, now)
-	f.seenBrowser(p, u, true)
+	f.seenBrowser(p, u, true, browser)
 	if p.r.PostForm.Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
 		f.rememberDevice(ctx, p, u, a, method, now)
 	}

@@ -94,18 +94,30 @@ func (f *Flow) SendPending(r *http.Request, b *Backend, id *Identity, u *challen
 // seenBrowser records that this browser passed the second factor for the
 // member and, the first time, tells the member by email, unless notices
 // of new browsers are off or the request comes from a trusted network.
-// The browser is told apart by a random token in a long-lived cookie.
-func (f *Flow) seenBrowser(p *request, u *challenge.User, tell bool) {
-	token := p.jar.BrowserToken(p.w, p.r)
+// The browser is told apart by a random token in a long-lived cookie. A
+// verification given the browser (withBrowser) recorded it already, in
+// its own write: then only the notice is left.
+func (f *Flow) seenBrowser(p *request, u *challenge.User, tell bool, b *challenge.Browser) {
 	a := f.actor(p.r, p.id.ID)
-	first, err := p.e.SeenBrowser(p.r.Context(), a, token)
-	if err != nil {
-		f.logger.Warn("recording the browser", zap.Error(err))
-		return
+	first := b != nil && b.First
+	if b == nil || !b.Recorded {
+		var err error
+		if first, err = p.e.SeenBrowser(p.r.Context(), a, p.jar.BrowserToken(p.w, p.r)); err != nil {
+			f.logger.Warn("recording the browser", zap.Error(err))
+			return
+		}
 	}
 	if first && tell && f.cfg.NewDeviceNotice && !f.trustedAddress(a.IP) {
 		f.notice(p, u, notify.NoticeData{Kind: "new_device"})
 	}
+}
+
+// withBrowser gives a verification the browser signing in, so that its
+// write of the member's record records the browser too (see
+// challenge.Browser), and returns it for seenBrowser.
+func withBrowser(p *request, a *challenge.Actor) *challenge.Browser {
+	a.Browser = &challenge.Browser{Token: p.jar.BrowserToken(p.w, p.r)}
+	return a.Browser
 }
 
 func (f *Flow) trustedAddress(ip string) bool {

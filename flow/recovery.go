@@ -27,7 +27,9 @@ import (
 func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
-	u, err := p.e.UseRecoveryCode(ctx, f.actor(p.r, p.id.ID), p.r.PostForm.Get("code"))
+	a := f.actor(p.r, p.id.ID)
+	browser := withBrowser(p, &a)
+	u, err := p.e.UseRecoveryCode(ctx, a, p.r.PostForm.Get("code"))
 	if err != nil {
 		if handled, err := f.engineError(p, err); handled {
 			return err
@@ -41,7 +43,7 @@ func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	}
 	f.verified(p, u, challenge.MethodRecovery, clock.Now())
 	f.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
-	f.seenBrowser(p, u, false)
+	f.seenBrowser(p, u, false, browser)
 	return seeOther(p, f.pageURL(p, "recovery"))
 }
 

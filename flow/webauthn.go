@@ -158,6 +158,7 @@ func (f *Flow) webAuthnLoginBegin(p *request) error {
 // starts a fresh second-factor session.
 func (f *Flow) webAuthnLoginFinish(p *request) error {
 	return f.webAuthnStep(p, f.webAuthnOffered(p), true, func(ctx context.Context, a challenge.Actor, body []byte) error {
+		browser := withBrowser(p, &a)
 		u, cred, err := p.e.FinishLogin(ctx, a, p.csrf, body)
 		if err != nil {
 			return f.webAuthnError(p, err)
@@ -165,7 +166,7 @@ func (f *Flow) webAuthnLoginFinish(p *request) error {
 		method := challenge.MethodWebAuthn
 		now := clock.Now()
 		f.verifiedBy(p, u, method, cred.Unproven, now)
-		f.seenBrowser(p, u, true)
+		f.seenBrowser(p, u, true, browser)
 		if p.r.URL.Query().Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
 			f.rememberDevice(ctx, p, u, a, method, now)
 		}
@@ -206,7 +207,7 @@ func (f *Flow) webAuthnRegisterFinish(p *request) error {
 		method := challenge.MethodWebAuthn
 		f.verifiedBy(p, u, method, cred.Unproven, clock.Now())
 		f.notice(p, u, notify.NoticeData{Kind: "passkey_added", Name: cred.Name})
-		f.seenBrowser(p, u, false)
+		f.seenBrowser(p, u, false, nil)
 		next := p.page.ReturnTo
 		if u.Recovery == nil {
 			next = f.pageURL(p, "recovery")

@@ -616,3 +616,111 @@ var (
 	_ store.Store    = (*Store)(nil)
 	_ store.Notifier = (*Store)(nil)
 )
+
+// Batch implements store.Batcher: the ops go as one pipeline, so a batch
+// costs one round trip. On Cluster the client splits the pipeline by
+// node and sends the parts in parallel, which still costs one round trip
+// of latency. Compare-and-swap and increment run as scripts by their
+// SHA; if Redis has lost them (a restart, SCRIPT FLUSH), those ops did
+// not run: the scripts are loaded again and those ops sent again, unless
+// the batch has another op on the same key after them, which would then
+// have run first: a batch that touches a key twice sends its scripts'
+// source at once.
+func (s *Store) Batch(ctx context.Context, ops ...*store.Op) error {
+	if err := store.CheckOps(ops, true); err != nil || len(ops) == 0 {
+		return err
+	}
+	seen := make(map[string]bool, len(ops))
+	twice := false
+	for _, op := range ops {
+		twice = twice || seen[op.Key]
+		seen[op.Key] = true
+	}
+	cmds := make([]redis.Cmder, len(ops))
+	return s.run(ctx, func(ctx context.Context) error {
+		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, op := range ops {
+				cmds[i] = s.queue(ctx, p, op, twice)
+			}
+			return nil
+		})
+		var again []int
+		for i, c := range cmds {
+			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			// Loaded once, the scripts serve every later batch by SHA.
+			source := compareAndSwap.Load(ctx, s.client).Err() != nil || increment.Load(ctx, s.client).Err() != nil
+			_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, i := range again {
+					cmds[i] = s.queue(ctx, p, ops[i], source)
+				}
+				return nil
+			})
+		}
+		for i, c := range cmds {
+			if err := batchResult(ops[i], c); err != nil {
+				return fmt.Errorf("batch op %d (%s): %w", i, ops[i].Kind, err)
+			}
+		}
+		return nil
+	})
+}
+
+// queue adds op to the pipeline; source sends scripts by their source
+// rather than their SHA.
+func (s *Store) queue(ctx context.Context, p redis.Pipeliner, op *store.Op, source bool) redis.Cmder {
+	key := s.key(op.Key)
+	script := func(sc *redis.Script, args ...any) redis.Cmder {
+		if source {
+			return sc.Eval(ctx, p, []string{key}, args...)
+		}
+		return sc.EvalSha(ctx, p, []string{key}, args...)
+	}
+	switch op.Kind {
+	case store.OpGet:
+		return p.Get(ctx, key)
+	case store.OpSet:
+		return p.Set(ctx, key, op.Arg, op.TTL)
+	case store.OpDelete:
+		return p.Del(ctx, key)
+	case store.OpCompareAndSwap:
+		absent, del := "0", "0"
+		if op.Old == nil {
+			absent = "1"
+		}
+		if op.Arg == nil {
+			del = "1"
+		}
+		return script(compareAndSwap, absent, op.Old, del, op.Arg, strconv.FormatInt(op.TTL.Milliseconds(), 10))
+	case store.OpIncrement:
+		return script(increment, strconv.FormatInt(op.TTL.Milliseconds(), 10))
+	}
+	return p.Publish(ctx, key, op.Arg) // store.OpPublish; CheckOps refused the rest
+}
+
+// batchResult copies c's answer into op. A Get of a missing key is an
+// answer (not found), not an error.
+func batchResult(op *store.Op, c redis.Cmder) error {
+	switch c := c.(type) {
+	case *redis.StringCmd:
+		v, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		op.Value, op.Found = v, err == nil
+		return err
+	case *redis.Cmd:
+		n, err := c.Int64()
+		op.Swapped = op.Kind == store.OpCompareAndSwap && n == 1
+		if op.Kind == store.OpIncrement {
+			op.Count = n
+		}
+		return err
+	}
+	return c.Err()
+}
+
+var _ store.Batcher = (*Store)(nil)

@@ -95,6 +95,11 @@ var contract = []struct {
 	{"Log/BinaryValues", testLogBinaryValues},
 	{"Log/Refusals", testLogRefusals},
 	{"Context/Canceled", testCanceledContext},
+	{"Batch/Results", testBatchResults},
+	{"Batch/SameKeyInOrder", testBatchSameKey},
+	{"Batch/Expiry", testBatchExpiry},
+	{"Batch/Refusals", testBatchRefusals},
+	{"Batch/Concurrent", testBatchConcurrent},
 }
 
 // ---- helpers ----
