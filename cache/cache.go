@@ -10,6 +10,7 @@
 package cache
 
 import (
+	"iter"
 	"runtime"
 	"strings"
 	"time"
@@ -52,6 +53,14 @@ type entry[V any] struct {
 
 // New returns an empty cache.
 func New[K comparable, V any](o Options) *Cache[K, V] {
+	return NewEvicting[K, V](o, nil)
+}
+
+// NewEvicting is New with evicted, when not nil, told of each entry
+// evicted to make room (not of those deleted, replaced or expired). It runs
+// during the call that made room, on its goroutine, and must not call the
+// cache.
+func NewEvicting[K comparable, V any](o Options, evicted func(K, V)) *Cache[K, V] {
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -75,6 +84,13 @@ func New[K comparable, V any](o Options) *Cache[K, V] {
 	}
 	if o.TTL > 0 {
 		opts.ExpiryCalculator = otter.ExpiryWriting[K, entry[V]](o.TTL)
+	}
+	if evicted != nil {
+		opts.OnDeletion = func(e otter.DeletionEvent[K, entry[V]]) {
+			if e.Cause == otter.CauseOverflow {
+				evicted(e.Key, e.Value.v)
+			}
+		}
 	}
 	if o.Stats {
 		c.stats = stats.NewCounter()
@@ -119,6 +135,18 @@ func (c *Cache[K, V]) Delete(key K) { c.c.Invalidate(key) }
 
 // Clear forgets every entry.
 func (c *Cache[K, V]) Clear() { c.c.InvalidateAll() }
+
+// All iterates over the entries cached and not expired. Writes during it
+// may or may not be seen.
+func (c *Cache[K, V]) All() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for k, e := range c.c.All() {
+			if !yield(k, e.v) {
+				return
+			}
+		}
+	}
+}
 
 // Len is about how many entries are cached, counting some expired ones
 // not yet removed.

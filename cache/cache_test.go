@@ -159,3 +159,33 @@ func TestNoGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines of the cache's library running", n)
 	}
 }
+
+// NewEvicting tells of entries evicted for room, and of no others; All
+// lists what is cached.
+func TestEvicted(t *testing.T) {
+	evicted := map[string]int{}
+	c := NewEvicting[string, int](Options{Size: 10}, func(k string, v int) { evicted[k] = v })
+	for i := range 100 {
+		c.Set(strconv.Itoa(i), i)
+	}
+	kept := map[string]int{}
+	for k, v := range c.All() {
+		kept[k] = v
+	}
+	if len(kept)+len(evicted) < 100 || len(kept) > 10 {
+		t.Errorf("%d kept and %d evicted of 100 with room for 10", len(kept), len(evicted))
+	}
+	for k := range kept {
+		if _, ok := evicted[k]; ok {
+			t.Errorf("%s both kept and reported evicted", k)
+		}
+	}
+	before := len(evicted)
+	for k, v := range kept {
+		c.Set(k, v+1) // a replacement is no eviction
+		c.Delete(k)
+	}
+	if len(evicted) != before {
+		t.Error("a deletion was reported as an eviction")
+	}
+}
