@@ -39,6 +39,7 @@ var (
 	scaleUsers    = flag.Int("member_cache_size", 0, "BenchmarkScale: the app's member_cache_size (0: its default)")
 	scaleIdentity = flag.Int("identity_cache_size", 0, "BenchmarkScale: the identity's cache_size (0: its default)")
 	scaleWorkers  = flag.Int("scale.workers", 16, "BenchmarkScale: requests in flight at once")
+	scaleRequests = flag.Int64("scale.requests", 0, "BenchmarkScale: measure this many requests per population, after a warm-up of as many, instead of -scale.time")
 	scaleFrozen   = flag.Bool("scale.frozen", false, "BenchmarkScale: stop the gateway's clock, so nothing expires and every miss is one of capacity")
 )
 
@@ -102,8 +103,12 @@ func BenchmarkScale(b *testing.B) {
 	}
 	codec := session.NewJar(kr).Codec()
 	gw := server(b, e.port)
+	length := scaleTime.String()
+	if *scaleRequests > 0 {
+		length = strconv.FormatInt(*scaleRequests, 10) + " requests"
+	}
 	b.Logf("Zipf s=%v v=%v, %d requests in flight, %s warm-up and %s measured per population, GOMAXPROCS %d, clock frozen %t",
-		s, v, *scaleWorkers, *scaleTime, *scaleTime, runtime.GOMAXPROCS(0), *scaleFrozen)
+		s, v, *scaleWorkers, length, length, runtime.GOMAXPROCS(0), *scaleFrozen)
 
 	small := runPopulation(b, gw, e.host, codec, rdb, who, 1000)
 	large := runPopulation(b, gw, e.host, codec, rdb, who, n)
@@ -159,11 +164,13 @@ func runPopulation(b *testing.B, gw *caddyhttp.Server, host string, codec *sessi
 }
 
 // drive sends requests of the members whose cookies are given, picked by
-// the Zipf law, from -scale.workers goroutines for d, and returns how many
-// it sent. Every request must pass the gateway.
+// the Zipf law, from -scale.workers goroutines for d (or -scale.requests
+// of them), and returns how many it sent. Every request must pass the
+// gateway.
 func drive(b *testing.B, gw *caddyhttp.Server, host string, cookies []string, d time.Duration, seed uint64) int64 {
 	b.Helper()
-	var total, refused atomic.Int64
+	var total, refused, left atomic.Int64
+	left.Store(*scaleRequests)
 	var firstRefusal atomic.Value
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -185,7 +192,14 @@ func drive(b *testing.B, gw *caddyhttp.Server, host string, cookies []string, d 
 					firstRefusal.CompareAndSwap(nil, fmt.Sprintf("status %d, Location %q", rw.code, rw.h.Get("Location")))
 				}
 				count++
-				if count%32 == 0 && time.Now().After(deadline) {
+				if count%32 != 0 {
+					continue
+				}
+				if *scaleRequests > 0 {
+					if left.Add(-32) <= 0 {
+						break
+					}
+				} else if time.Now().After(deadline) {
 					break
 				}
 			}
