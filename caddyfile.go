@@ -49,6 +49,7 @@ func init() {
 //			hourly_sends_per_destination <count>
 //			hourly_sends_per_address <count>|off
 //			hourly_sms_site <count>
+//			member_cache_size <count>
 //			reset_approval <duration>|off
 //			admins {
 //				<id> viewer|support|approver
@@ -144,6 +145,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			err = parseCountOrOff(d, &app.HourlySendsPerAddress)
 		case "hourly_sms_site":
 			err = parseInt(d, &app.HourlySMSSite)
+		case "member_cache_size":
+			err = parseInt(d, &app.MemberCacheSize)
 		case "failure_window":
 			err = parseDuration(d, &app.FailureWindow)
 		case "lockout":
@@ -392,6 +395,7 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		identity endpoint <url> | header <header or placeholder> {
 //			session_cookie <name>
 //			cache <duration>
+//			cache_size <count>
 //			timeout <duration>
 //			id_case exact|fold
 //			role_header <header or placeholder>
@@ -512,6 +516,8 @@ func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
 			err = parseString(d, &id.SessionCookie)
 		case "cache":
 			err = parseDuration(d, &id.Cache)
+		case "cache_size":
+			err = parseInt(d, &id.CacheSize)
 		case "timeout":
 			err = parseDuration(d, &id.Timeout)
 		case "id_case":

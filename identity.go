@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -18,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/caddy-twofactor/twofactor/cache"
+	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/clock"
 	"github.com/caddy-twofactor/twofactor/flow"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -61,6 +62,13 @@ type Identity struct {
 	// across sign-out and sign-in. Default: 10s.
 	Cache caddy.Duration `json:"cache,omitempty"`
 
+	// For source "endpoint": how many member-site sessions' answers are
+	// kept at most, from 1000 to 10000000. Past it the least used are
+	// forgotten first, so members active all the time stay cached
+	// however many others pass; each costs about 250 bytes with short
+	// IDs and addresses (see the README). Default: 100000.
+	CacheSize int `json:"cache_size,omitempty"`
+
 	// How long to wait for the endpoint. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
@@ -94,8 +102,9 @@ type identitySource interface {
 }
 
 const (
-	defaultIdentityCache   = 10 * time.Second
-	defaultIdentityTimeout = 3 * time.Second
+	defaultIdentityCache     = 10 * time.Second
+	defaultIdentityCacheSize = 100_000
+	defaultIdentityTimeout   = 3 * time.Second
 )
 
 // provision applies the defaults and builds the source.
@@ -110,6 +119,9 @@ func (c *Identity) provision(logger *zap.Logger) (identitySource, error) {
 func (c *Identity) source(logger *zap.Logger) (identitySource, error) {
 	if c.Cache == 0 {
 		c.Cache = caddy.Duration(defaultIdentityCache)
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = defaultIdentityCacheSize
 	}
 	if c.Timeout == 0 {
 		c.Timeout = caddy.Duration(defaultIdentityTimeout)
@@ -141,7 +153,9 @@ func (c *Identity) source(logger *zap.Logger) (identitySource, error) {
 			cookie:  c.SessionCookie,
 			ttl:     time.Duration(c.Cache),
 			timeout: timeout,
-			cache:   map[[32]byte]cachedIdentity{},
+			known: cache.New[[32]byte, flow.Identity](cache.Options{
+				Size: c.CacheSize, TTL: time.Duration(c.Cache), Now: clock.Now,
+			}),
 			client: &http.Client{
 				Timeout: timeout,
 				// Following a redirect could carry members' cookies
@@ -199,6 +213,9 @@ func (c *Identity) validate() error {
 		}
 		if d := time.Duration(c.Cache); d < time.Second || d > 10*time.Minute {
 			return fmt.Errorf("identity: cache %s: must be between 1s and 10m", d)
+		}
+		if n := c.CacheSize; n < challenge.MinCacheSize || n > challenge.MaxCacheSize {
+			return fmt.Errorf("identity: cache_size %d: must be between %d and %d", n, challenge.MinCacheSize, challenge.MaxCacheSize)
 		}
 		if d := time.Duration(c.Timeout); d < 100*time.Millisecond || d > time.Minute {
 			return fmt.Errorf("identity: timeout %s: must be between 100ms and 1m", d)
@@ -376,29 +393,18 @@ type endpointSource struct {
 	timeout time.Duration
 	client  *http.Client
 	flight  singleflight.Group
-
-	mu    sync.RWMutex
-	cache map[[32]byte]cachedIdentity
+	// known holds the answers by session.Binding's key of the member-site
+	// session, each for ttl.
+	known *cache.Cache[[32]byte, flow.Identity]
 }
-
-type cachedIdentity struct {
-	id      flow.Identity
-	expires time.Time
-}
-
-const identityCacheMax = 100_000
 
 func (s *endpointSource) resolve(r *http.Request) (flow.Identity, error) {
 	binding, key, ok := session.Binding(r, s.cookie)
 	if !ok {
 		return flow.Identity{}, nil
 	}
-	now := clock.Now()
-	s.mu.RLock()
-	c, hit := s.cache[key]
-	s.mu.RUnlock()
-	if hit && now.Before(c.expires) {
-		return c.id, nil
+	if id, hit := s.known.Get(key); hit {
+		return id, nil
 	}
 	v, err, _ := s.flight.Do(string(key[:]), func() (any, error) {
 		return s.fetch(r)
@@ -414,12 +420,7 @@ func (s *endpointSource) resolve(r *http.Request) (flow.Identity, error) {
 	}
 	id.Binding = binding
 	if s.ttl > 0 {
-		s.mu.Lock()
-		if len(s.cache) >= identityCacheMax {
-			clear(s.cache)
-		}
-		s.cache[key] = cachedIdentity{id: id, expires: now.Add(s.ttl)}
-		s.mu.Unlock()
+		s.known.Set(key, id)
 	}
 	return id, nil
 }

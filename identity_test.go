@@ -400,6 +400,33 @@ func TestEndpointSourceCache(t *testing.T) {
 	}
 }
 
+// A member-site session in use all the time stays cached while sessions
+// seen once, many times the bound, pass through: the endpoint is asked
+// for the cold ones only, never again for the hot one.
+func TestEndpointSourceKeepsHotSession(t *testing.T) {
+	useFakeClock(t)
+	srv := newWhoami(t, answerBySID)
+	const size = 1000
+	src := newEndpointSource(t, srv.URL, func(c *Identity) { c.CacheSize = size })
+	get := func(cookie string) {
+		t.Helper()
+		if _, err := src.resolve(memberRequest(cookie)); err != nil {
+			t.Fatalf("resolve(%q): %v", cookie, err)
+		}
+	}
+	get("sid=hot")
+	for i := range 5 * size {
+		get(fmt.Sprintf("sid=cold-%d", i))
+		get("sid=hot")
+	}
+	if n, want := srv.calls.Load(), int64(1+5*size); n != want {
+		t.Errorf("endpoint called %d times for one hot session and %d cold ones; want %d", n, 5*size, want)
+	}
+	if n := src.known.Len(); n > size {
+		t.Errorf("%d answers cached, bound %d", n, size)
+	}
+}
+
 func TestEndpointSourceCacheIsPerCookie(t *testing.T) {
 	useFakeClock(t)
 	srv := newWhoami(t, answerBySID)
@@ -507,6 +534,9 @@ func TestEndpointSourceProvisionDefaults(t *testing.T) {
 	e := newEndpointSource(t, "https://club.example/api/me", nil)
 	if e.ttl != 10*time.Second {
 		t.Errorf("default cache = %v, want 10s", e.ttl)
+	}
+	if n := e.known; n == nil || e.ttl != 10*time.Second {
+		t.Error("no answers cache")
 	}
 	if e.timeout != 3*time.Second || e.client.Timeout != 3*time.Second {
 		t.Errorf("default timeout = %v (client %v), want 3s", e.timeout, e.client.Timeout)
@@ -688,6 +718,9 @@ func TestIdentityProvisionErrors(t *testing.T) {
 		{"bad cookie name non-ASCII", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sé"}, "session_cookie"},
 		{"cache over 10m", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Cache: caddy.Duration(10*time.Minute + time.Second)}, "cache"},
 		{"cache negative", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Cache: caddy.Duration(-time.Second)}, "cache"},
+		{"cache_size too small", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", CacheSize: 999}, "cache_size 999"},
+		{"cache_size too large", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", CacheSize: 10_000_001}, "cache_size 10000001"},
+		{"cache_size negative", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", CacheSize: -1}, "cache_size -1"},
 		{"timeout negative", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Timeout: caddy.Duration(-time.Second)}, "timeout"},
 		{"timeout too long", Identity{Source: "endpoint", URL: "https://a/me", SessionCookie: "sid", Timeout: caddy.Duration(time.Hour)}, "timeout"},
 		{"client header placeholder", Identity{Source: "header", Header: "{http.request.header.X-User}"}, "come from the client"},

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-twofactor/twofactor/cache"
 	"github.com/caddy-twofactor/twofactor/challenge"
 )
 
@@ -13,8 +14,8 @@ import (
 // once a day per instance, and the note is written by one goroutine in
 // the background, so no request waits on the store for it.
 
-// seenMax bounds the members remembered as noted today; past it the set
-// starts again, which costs at most one more note per member.
+// seenMax bounds the members remembered as noted; past it the least seen
+// are forgotten first, which costs at most one more note for each.
 const seenMax = 100_000
 
 // seenQueue bounds the notes waiting to be written. When it is full a
@@ -32,41 +33,35 @@ type seenNote struct {
 // closed, so a request of an old config still running after Stop cannot
 // panic sending to it; stop tells the writer to drain it and return.
 type seenRecorder struct {
-	mu       sync.RWMutex
-	days     map[string]int64 // member ID → day (Unix days) last noted
+	mu       sync.Mutex                  // queueing a note and marking it noted are one step
+	days     *cache.Cache[string, int64] // member ID → day (Unix days) last noted
 	queue    chan seenNote
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
 func newSeenRecorder() *seenRecorder {
-	return &seenRecorder{days: map[string]int64{}, queue: make(chan seenNote, seenQueue), stop: make(chan struct{})}
+	return &seenRecorder{days: cache.New[string, int64](cache.Options{Size: seenMax}), queue: make(chan seenNote, seenQueue), stop: make(chan struct{})}
 }
 
 // note queues a note that id was seen at now with the identity's address
 // email, unless one was queued today (an address changed at the member
 // site is noted the next day).
-// In the common case it is one map lookup under a read lock, without
+// In the common case it is one lookup without a lock, without
 // allocating: it runs on every protected request.
 func (s *seenRecorder) note(id, email string, now time.Time) {
 	day := now.Unix() / 86400
-	s.mu.RLock()
-	d, ok := s.days[id]
-	s.mu.RUnlock()
-	if ok && d == day {
+	if d, ok := s.days.Get(id); ok && d == day {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d, ok := s.days[id]; ok && d == day {
+	if d, ok := s.days.Get(id); ok && d == day {
 		return
 	}
 	select {
 	case s.queue <- seenNote{id: id, email: email, at: now}:
-		if len(s.days) >= seenMax {
-			clear(s.days)
-		}
-		s.days[id] = day
+		s.days.Set(id, day)
 	default: // full: noted on a later request
 	}
 }

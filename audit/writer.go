@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/cache"
 	"github.com/caddy-twofactor/twofactor/store"
 )
 
@@ -36,10 +37,11 @@ type Writer struct {
 	waiting  bool         // Run's: the store was unavailable at the last try
 
 	// The throttle (Throttle): records admitted per key this minute.
+	// Every use of counts is under mu, so its evictions (summarise) are.
 	mu     sync.Mutex
 	limit  int
 	now    func() time.Time
-	counts map[string]*window
+	counts *cache.Cache[string, *window]
 }
 
 type item struct {
@@ -55,9 +57,10 @@ type window struct {
 	first, last time.Time // of the records held back
 }
 
-// maxThrottleKeys bounds the keys the throttle tracks in a minute; past
-// it, records of new keys pass unthrottled (the trail keeps too much
-// rather than too little).
+// maxThrottleKeys bounds the keys the throttle tracks. Past it the keys
+// repeated least are forgotten first, what they held back summed up at
+// once, so a flood of one-off keys (many addresses) neither grows memory
+// nor frees the keys that repeat from their limit.
 const maxThrottleKeys = 100_000
 
 // NewWriter returns a writer that reports drops to onDrop (may be nil)
@@ -77,7 +80,8 @@ func NewWriter(logger *zap.Logger, onDrop func()) *Writer {
 // they send requests, while the trail still says it happened and how
 // often. The audit log keeps every record. Call it before Add is used.
 func (w *Writer) Throttle(perMinute int, now func() time.Time) {
-	w.limit, w.now, w.counts = perMinute, now, map[string]*window{}
+	w.limit, w.now = perMinute, now
+	w.counts = cache.NewEvicting[string, *window](cache.Options{Size: maxThrottleKeys}, func(_ string, c *window) { w.summarise(c) })
 }
 
 // Add queues r without waiting.
@@ -129,17 +133,14 @@ func (w *Writer) admit(r Record) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	c := w.counts[key]
+	c, _ := w.counts.Get(key)
 	if c != nil && c.minute != minute {
 		w.summarise(c)
 		c = nil
 	}
 	if c == nil {
-		if len(w.counts) >= maxThrottleKeys {
-			return true
-		}
 		c = &window{minute: minute, sample: r}
-		w.counts[key] = c
+		w.counts.Set(key, c)
 	}
 	c.n++
 	if c.n <= w.limit {
@@ -174,10 +175,10 @@ func (w *Writer) sweep() {
 	minute := w.now().Unix() / 60
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k, c := range w.counts {
+	for k, c := range w.counts.All() {
 		if c.minute < minute {
 			w.summarise(c)
-			delete(w.counts, k)
+			w.counts.Delete(k)
 		}
 	}
 }
@@ -212,10 +213,12 @@ func (w *Writer) Run(ctx context.Context, t *Trail) {
 			w.sweep()
 		case <-w.stop:
 			w.mu.Lock()
-			for _, c := range w.counts {
-				w.summarise(c)
+			if w.counts != nil {
+				for _, c := range w.counts.All() {
+					w.summarise(c)
+				}
+				w.counts.Clear()
 			}
-			clear(w.counts)
 			w.mu.Unlock()
 			for {
 				select {

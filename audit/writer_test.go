@@ -2,6 +2,7 @@ package audit
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,5 +263,32 @@ func TestClosedWriterHandsOn(t *testing.T) {
 	old.Add(Record{Event: "verify", Member: "later"})
 	if drops != 1 {
 		t.Errorf("drops with no writer running = %d, want 1 (the old writer's)", drops)
+	}
+}
+
+// A key that repeats is throttled while more one-off keys than the
+// throttle tracks pass in the same minute (many client addresses), even
+// when it begins after they filled it: they are forgotten first.
+func TestWriterThrottleFlood(t *testing.T) {
+	w := NewWriter(zap.NewNop(), nil)
+	now := time.Date(2026, 12, 1, 9, 0, 10, 0, time.UTC)
+	w.Throttle(3, func() time.Time { return now })
+	refused := func(ip string) Record {
+		return Record{Time: now, Event: "csrf_refused", Result: "refused", IP: ip}
+	}
+	admitted := 0
+	for i := range 3 * maxThrottleKeys {
+		w.admit(refused(fmt.Sprintf("198.51.%d.%d", i/256, i%256)))
+		// The repeating address begins once the throttle is full.
+		if i >= maxThrottleKeys && i%10 == 0 && w.admit(refused("192.0.2.9")) {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Errorf("the repeating address had %d records admitted in the minute among %d one-off ones; want its limit, 3",
+			admitted, 3*maxThrottleKeys)
+	}
+	if n := w.counts.Len(); n > maxThrottleKeys {
+		t.Errorf("%d keys tracked, bound %d", n, maxThrottleKeys)
 	}
 }

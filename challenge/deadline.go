@@ -196,7 +196,7 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 // it until the copy expires.
 func (e *Engine) keep(u *User) {
 	if u != nil {
-		e.users.put(u, e.now(), e.cfg.CacheTTL)
+		e.users.put(u, e.now(), e.cfg.CacheTTL, false)
 	}
 }
 

@@ -137,6 +137,9 @@ type Config struct {
 	// (FollowChanges); the TTL bounds how late a change is seen when a
 	// notice is lost. Default 2s.
 	CacheTTL time.Duration
+	// CacheSize bounds the user records kept in memory; past it the
+	// least used go first. Default UserCacheSize.
+	CacheSize int
 	// Noticed, when set, is called for each change notice this engine
 	// publishes (false) or receives from the store (true), for the
 	// metrics. It must be quick: it runs on the path that sends or
@@ -196,6 +199,9 @@ func (c *Config) setDefaults() {
 	if c.CacheTTL == 0 {
 		c.CacheTTL = 2 * time.Second
 	}
+	if c.CacheSize == 0 {
+		c.CacheSize = UserCacheSize
+	}
 	if c.EmailCodeTTL == 0 {
 		c.EmailCodeTTL = 10 * time.Minute
 	}
@@ -250,6 +256,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("enrolment_timeout %s: must be between 1m and 1h", c.EnrolTTL)
 	case c.CacheTTL < 0 || c.CacheTTL > time.Minute:
 		return fmt.Errorf("cache ttl %s: must be between 0 and 1m", c.CacheTTL)
+	case c.CacheSize < MinCacheSize || c.CacheSize > MaxCacheSize:
+		return fmt.Errorf("member_cache_size %d: must be between %d and %d", c.CacheSize, MinCacheSize, MaxCacheSize)
 	case c.EmailCodeTTL < time.Minute || c.EmailCodeTTL > 10*time.Minute:
 		return fmt.Errorf("email_code_ttl %s: must be between 1m and 10m", c.EmailCodeTTL)
 	case c.SMSCodeTTL < time.Minute || c.SMSCodeTTL > 10*time.Minute:
@@ -344,7 +352,7 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 		cfg:     cfg,
 		now:     now,
 		audit:   audit,
-		users:   newUserCache(),
+		users:   newUserCache(cfg.CacheSize, cfg.CacheTTL, now),
 		codes:   kr.MACKey("one-time codes"),
 		dests:   kr.Sealer("destinations"),
 		destID:  kr.MACKey("destination limits"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -613,10 +614,11 @@ func TestConfigValidation(t *testing.T) {
 // in flight: the older record must not be kept, or the change would be
 // missed until it expired.
 func TestUserCacheNotice(t *testing.T) {
-	c := newUserCache()
-	now := time.Unix(1_700_000_000, 0)
 	const ttl = time.Minute
-	c.put(&User{ID: "alice", Rev: 3}, now, ttl)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	c := newUserCache(UserCacheSize, ttl, clk.Now)
+	now := clk.Now()
+	c.put(&User{ID: "alice", Rev: 3}, now, ttl, false)
 	c.changed("alice", 3, now, ttl) // this instance's own write
 	if _, ok := c.get("alice", now, time.Minute); !ok {
 		t.Fatal("a notice of the revision already held dropped it")
@@ -625,24 +627,105 @@ func TestUserCacheNotice(t *testing.T) {
 	if _, ok := c.get("alice", now, time.Minute); ok {
 		t.Fatal("a copy older than the notice is still served")
 	}
-	c.put(&User{ID: "alice", Rev: 4}, now, ttl) // the slow read
+	c.put(&User{ID: "alice", Rev: 4}, now, ttl, false) // the slow read
 	if _, ok := c.get("alice", now, time.Minute); ok {
 		t.Fatal("a read older than the notice was kept")
 	}
-	c.put(&User{ID: "alice", Rev: 5}, now, ttl)
+	c.put(&User{ID: "alice", Rev: 5}, now, ttl, false)
 	if u, ok := c.get("alice", now, time.Minute); !ok || u.Rev != 5 {
 		t.Fatalf("the announced revision was not kept: %v %v", u, ok)
 	}
 	// A store restored from a backup counts from lower revisions: once
 	// the TTL has passed, what the cache held no longer stands in the way.
-	later := now.Add(ttl)
-	c.put(&User{ID: "alice", Rev: 2}, later, ttl)
+	clk.Advance(ttl)
+	later := clk.Now()
+	c.put(&User{ID: "alice", Rev: 2}, later, ttl, false)
 	if u, ok := c.get("alice", later, ttl); !ok || u.Rev != 2 {
 		t.Fatalf("an older revision read after the TTL was not kept: %v %v", u, ok)
 	}
 	c.forget()
-	if _, ok := c.get("alice", now, time.Minute); ok {
+	if _, ok := c.get("alice", later, time.Minute); ok {
 		t.Fatal("forget kept a copy")
+	}
+}
+
+// The notice and this instance's own writes hold their revision even when
+// far more members than the cache's bound pass through before the slow
+// read finishes: evicting them to make room would let the older read in.
+func TestUserCacheNoticeOutlivesFlood(t *testing.T) {
+	const ttl = 2 * time.Second
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	c := newUserCache(MinCacheSize, ttl, clk.Now)
+	now := clk.Now()
+	c.changed("alice", 5, now, ttl)                 // another instance's write
+	c.put(&User{ID: "bob", Rev: 7}, now, ttl, true) // this instance's write
+	for i := range 20 * MinCacheSize {
+		id := fmt.Sprintf("member-%d", i)
+		c.put(&User{ID: id, Rev: 1}, now, ttl, false)
+		c.get(id, now, ttl)
+	}
+	c.put(&User{ID: "alice", Rev: 4}, now, ttl, false) // reads that began before the writes
+	c.put(&User{ID: "bob", Rev: 6}, now, ttl, false)
+	if u, ok := c.get("alice", now, ttl); ok {
+		t.Errorf("alice: revision %d kept after a notice of revision 5", u.Rev)
+	}
+	if u, ok := c.get("bob", now, ttl); !ok || u.Rev != 7 {
+		t.Errorf("bob: got %v, %t; want this instance's revision 7", u, ok)
+	}
+	// The pin ends with the TTL, as the notice's meaning does.
+	clk.Advance(ttl)
+	if _, ok := c.get("bob", clk.Now(), ttl); ok {
+		t.Error("bob's pinned copy outlived its TTL")
+	}
+}
+
+// A member read all the time keeps their cached record while a stream of
+// members many times the bound passes through: the store sees only the
+// cold ones, never a cliff.
+func TestUserCacheKeepsHotMember(t *testing.T) {
+	f := newFixture(t, Config{CacheSize: MinCacheSize})
+	if _, err := f.e.updateUser(ctx, "alice", func(u *User) error { u.Default = MethodTOTP; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Past the TTL the written (pinned) copy is gone; the next read is
+	// cached like any other.
+	f.clk.Advance(f.e.cfg.CacheTTL)
+	if u, err := f.e.State(ctx, "alice"); err != nil || u.Rev != 1 {
+		t.Fatalf("State: %v %v", u, err)
+	}
+	// Gone from the store: only the cache can still answer with it.
+	if err := f.st.Delete(ctx, userKey("alice")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 * MinCacheSize {
+		if _, err := f.e.State(ctx, fmt.Sprintf("member-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 {
+			if u, err := f.e.State(ctx, "alice"); err != nil || u.Rev != 1 {
+				t.Fatalf("after %d other members: alice read from the store again (%v, %v)", i, u, err)
+			}
+		}
+	}
+	if n := f.e.users.c.Len(); n > MinCacheSize {
+		t.Errorf("%d records cached, bound %d", n, MinCacheSize)
+	}
+	// The record expires with the TTL all the same.
+	f.clk.Advance(f.e.cfg.CacheTTL)
+	if u, err := f.e.State(ctx, "alice"); err != nil || u.Rev != 0 {
+		t.Fatalf("after the TTL: %v %v; want the store's answer (no record)", u, err)
+	}
+}
+
+func TestCacheSizeValidation(t *testing.T) {
+	for _, n := range []int{-1, MinCacheSize - 1, MaxCacheSize + 1} {
+		err := Config{CacheSize: n}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "member_cache_size") {
+			t.Errorf("CacheSize %d: %v; want an error naming member_cache_size", n, err)
+		}
+	}
+	if err := (Config{CacheSize: MinCacheSize}).Validate(); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -722,7 +722,7 @@ func (w *importer) write(ctx context.Context, l *backupLine, raw []byte) error {
 		// Drop every instance's copy of the member (held as "no record"):
 		// this one's now, the others' by the change notice.
 		e.observe(u)
-		e.users.put(u, e.now(), e.cfg.CacheTTL)
+		e.users.put(u, e.now(), e.cfg.CacheTTL, true)
 		_ = e.announce(ctx, e.notice(u))
 		w.users = append(w.users, l.Member)
 	}

@@ -11,11 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/cache"
 	"github.com/caddy-twofactor/twofactor/store"
 )
 
@@ -399,7 +399,7 @@ func (e *Engine) swapUser(ctx context.Context, r *userRead, change func(u *User)
 		return false, nil, nil
 	}
 	e.observe(u)
-	e.users.put(u, e.now(), e.cfg.CacheTTL)
+	e.users.put(u, e.now(), e.cfg.CacheTTL, true)
 	// The member list's indexes follow what changed: nothing for most
 	// writes (a sign-in), a few entries for an enrolment, a removal or
 	// a reset.
@@ -438,7 +438,7 @@ func (e *Engine) State(ctx context.Context, id string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.users.put(u, now, e.cfg.CacheTTL)
+	e.users.put(u, now, e.cfg.CacheTTL, false)
 	return u, nil
 }
 
@@ -465,10 +465,11 @@ func (e *Engine) RevokeSession(ctx context.Context, a Actor, id [16]byte, expire
 }
 
 // userCache keeps recently read user records so that the verified hot path
-// needs no store round trip.
+// needs no store round trip. It is bounded (UserCacheSize) and keeps the
+// members read most: a site with more active members than the bound
+// reads only its coldest members from the store, not everyone.
 type userCache struct {
-	mu sync.RWMutex
-	m  map[string]cachedUser
+	c *cache.Cache[string, cachedUser]
 }
 
 // cachedUser is a record read at a time, or, with u nil, a notice that the
@@ -481,32 +482,37 @@ type cachedUser struct {
 	at  time.Time
 }
 
-const userCacheMax = 100_000
+// The bounds of the user records kept in memory (Config.CacheSize): the
+// default, and the range allowed.
+const (
+	UserCacheSize = 100_000
+	MinCacheSize  = 1_000
+	MaxCacheSize  = 10_000_000
+)
 
-func newUserCache() *userCache { return &userCache{m: map[string]cachedUser{}} }
+func newUserCache(size int, ttl time.Duration, now func() time.Time) *userCache {
+	return &userCache{c: cache.New[string, cachedUser](cache.Options{Size: size, TTL: ttl, Now: now})}
+}
 
 func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, bool) {
-	c.mu.RLock()
-	e, ok := c.m[id]
-	c.mu.RUnlock()
+	e, ok := c.c.Get(id)
 	if !ok || e.u == nil || !e.live(now, ttl) {
 		return nil, false
 	}
 	return e.u, true
 }
 
-func (c *userCache) put(u *User, now time.Time, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= userCacheMax {
-		// Entries are only useful for CacheTTL; dropping them all is cheap
-		// and bounds memory under a flood of distinct users.
-		clear(c.m)
-	}
-	if old, ok := c.m[u.ID]; ok && old.live(now, ttl) && old.newest() > u.Rev {
-		return
-	}
-	c.m[u.ID] = cachedUser{u: u, rev: u.Rev, at: now}
+// put keeps u unless a newer revision is known. A record this instance
+// wrote is pinned for its TTL (written true), as a notice is: if room were
+// made by evicting either, a read that began before the write could bring
+// the older revision back.
+func (c *userCache) put(u *User, now time.Time, ttl time.Duration, written bool) {
+	c.c.Update(u.ID, written, func(old cachedUser, found bool) (cachedUser, bool) {
+		if found && old.live(now, ttl) && old.newest() > u.Rev {
+			return old, false
+		}
+		return cachedUser{u: u, rev: u.Rev, at: now}, true
+	})
 }
 
 // live: an entry older than the TTL says nothing any more (and a store
@@ -523,23 +529,18 @@ func (e cachedUser) newest() uint64 {
 }
 
 // changed records that another instance wrote revision rev of a record.
+// The notice is pinned until it expires, so no stream of other members
+// can push it out before the slower read it guards against arrives.
 func (c *userCache) changed(id string, rev uint64, now time.Time, ttl time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.m[id]; ok && old.live(now, ttl) && old.newest() >= rev {
-		return // this copy is that write or a later one
-	}
-	if len(c.m) >= userCacheMax {
-		clear(c.m)
-	}
-	c.m[id] = cachedUser{rev: rev, at: now}
+	c.c.Update(id, true, func(old cachedUser, found bool) (cachedUser, bool) {
+		if found && old.live(now, ttl) && old.newest() >= rev {
+			return old, false // this copy is that write or a later one
+		}
+		return cachedUser{rev: rev, at: now}, true
+	})
 }
 
-func (c *userCache) forget() {
-	c.mu.Lock()
-	clear(c.m)
-	c.mu.Unlock()
-}
+func (c *userCache) forget() { c.c.Clear() }
 
 // changesChannel carries "<revision> <user ID>" for every user record
 // written, on stores shared between instances.
