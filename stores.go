@@ -204,6 +204,12 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		// timeout to the request. A broken pooled connection is found
 		// and replaced when it is taken from the pool.
 		MaxRetries: -1,
+		// Nor on Cluster, where MaxRetries does not stop the client: it
+		// sends a node's whole pipeline again when the answer was lost,
+		// commands that had run included. A MOVED or ASK (slots being
+		// moved) then fails the request, closed, and the client reloads
+		// the slot map for the next one.
+		MaxRedirects: -1,
 	}
 	if s.TLS {
 		s.opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

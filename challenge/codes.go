@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -383,6 +384,13 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 	return u, rec.Method, nil
 }
 
+// sameEnrolment reports whether u has the method rec enrols, to the same
+// address or number.
+func sameEnrolment(u *User, rec *codeRecord) bool {
+	m := u.codeMethod(rec.Method)
+	return m != nil && m.FromIdentity == rec.FromIdentity && (rec.FromIdentity || bytes.Equal(m.Destination, rec.Dest))
+}
+
 // codeUsed ends the resend cooldown of a code that was used: it spaces
 // out resends of an unused code; once the code is used, the next one may
 // follow at once.
@@ -398,6 +406,11 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 	s, rec, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code, func(s *signIn, rec *codeRecord, take *store.Op) (err error) {
 		u, notice, err = s.write(ctx, take, func(u *User) error {
 			if u.Has(rec.Method) {
+				if take.Swapped && sameEnrolment(u, rec) {
+					// This submission took the code; its twin wrote
+					// the enrolment first (see signIn.write).
+					return nil
+				}
 				return ErrAlreadyEnrolled
 			}
 			if u.factors() != rec.Factors {
@@ -437,9 +450,9 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 // changed under us and is looked at again. (Two browsers cannot share a
 // code, so that is the one browser submitting twice at once: the take
 // and the record's swap go together, and the submission whose take lost
-// may still have swapped in its record, which changes only the time of
-// last use, the end of a stuck time and the browser's last sign-in; the
-// other then writes on that record.) It returns the
+// may still have swapped in its record. It then announces that record
+// and looks again, finding the code gone; the submission that took the
+// code writes again on that record and is the one that succeeds.) It returns the
 // verification and, once the code was right and taken, the code's
 // record; an error with a record is write's.
 func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input string,

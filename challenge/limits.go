@@ -180,7 +180,11 @@ func (e *Engine) beginWith(ctx context.Context, a Actor, reads []*store.Op, then
 		// office behind one address must not lock itself out by
 		// signing in. Refunds are read first (before the count in the
 		// pipeline, which one Redis runs in order), so parallel
-		// guesses can only err towards the limit.
+		// guesses can only err towards the limit. On Redis Cluster the
+		// two keys may live on different nodes, which run their parts
+		// of the pipeline at the same time: a refund given meanwhile
+		// may be seen, an attempt's slack at most per sign-in running
+		// in parallel from the address.
 		win, ttl := e.addressWindow(at.addr.round)
 		refunds = store.GetOp(addrOKKey(a.IP) + win)
 		addrFail = store.IncrementOp(addrFailKey(a.IP)+win, ttl)

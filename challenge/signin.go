@@ -86,6 +86,13 @@ func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User)
 	switch {
 	case err != nil:
 		return nil, nil, err
+	case swapped && with.Kind == store.OpCompareAndSwap && !with.Swapped:
+		// The record is written but a twin submission (the same browser
+		// sending the code twice at once) took the code: the twin writes
+		// again on this record and reports the outcome. The change still
+		// reaches the other instances.
+		_ = s.e.announce(ctx, notice)
+		return nil, nil, nil
 	case swapped:
 		return r.u, notice, nil
 	case with.Kind == store.OpCompareAndSwap && !with.Swapped:

@@ -264,6 +264,49 @@ func TestSeedEmbedded(t *testing.T) {
 	}
 }
 
+// A store whose key prefix already lists members this tool did not seed
+// (a production store, say) is refused before anything is written.
+func TestSeedRefusesAStoreWithOtherMembers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "two_factor.db")
+	o, err := parseOptions([]string{"-store", "embedded", "-embedded", path, "-members", "50", "-duration", "0", "-key", testKey},
+		func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, closeStore, err := o.openStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.New([]byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Seed([]challenge.SeedMember{{ID: "a-real-member", TOTPSecret: []byte("0123456789abcdefghij")}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.WriteSeed(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	closeStore()
+	_, err = o.run(context.Background(), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-key-prefix") {
+		t.Fatalf("seeding among other members: %v", err)
+	}
+	st, _, closeStore, err = o.openStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	if _, err := st.Get(context.Background(), "loadtest:seeded"); err == nil {
+		t.Error("the refused seed left its marker")
+	}
+}
+
 // On a Redis Cluster the pipelined seed lands on every node, and the
 // engine reads the members back: a seeded member's app code verifies.
 func TestSeedCluster(t *testing.T) {

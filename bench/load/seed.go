@@ -54,6 +54,17 @@ func (s *seeder) run(ctx context.Context) (seedResult, error) {
 	if done >= s.pop.n {
 		return res, nil
 	}
+	if done == 0 {
+		// Never among real members: a prefix that lists members this
+		// tool did not mark is someone else's.
+		counts, err := s.e.CountMembers(ctx)
+		if err != nil {
+			return res, err
+		}
+		if counts.Members > 0 {
+			return res, fmt.Errorf("the store already lists %d members under this key prefix and none of them is this tool's: seed only into a key prefix or database of its own (-key-prefix, -redis-db), or empty it", counts.Members)
+		}
+	}
 	round := s.batch * s.workers
 	last := time.Now()
 	for from := done; from < s.pop.n; from += round {
