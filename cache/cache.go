@@ -35,11 +35,12 @@ type Options struct {
 }
 
 // Cache is a bounded map from K to V, safe for concurrent use. Reads take
-// no lock. It starts no goroutine: the upkeep (the policy's bookkeeping of
+// no lock. It keeps no goroutine: the upkeep (the policy's bookkeeping of
 // reads and writes, evictions, removal of expired entries) runs a little
-// at a time on the goroutines that use it, so nothing is left running
-// when a configuration is unloaded, and the cache is collected with the
-// last reference to it.
+// at a time on the goroutines that use it, and the library's expiry
+// goroutine returns at once for a clock without ticks, so nothing is left
+// running when a configuration is unloaded, and the cache is collected
+// with the last reference to it.
 type Cache[K comparable, V any] struct {
 	c     *otter.Cache[K, entry[V]]
 	stats *stats.Counter
@@ -80,7 +81,7 @@ func NewEvicting[K comparable, V any](o Options, evicted func(K, V)) *Cache[K, V
 		// the library's: a pass is short (it drains the buffered reads
 		// and writes), and no goroutine outlives a reload.
 		Executor: func(fn func()) { fn() },
-		Clock:    clockOf{now},
+		Clock:    clockOf{now: now, start: now()},
 	}
 	if o.TTL > 0 {
 		opts.ExpiryCalculator = otter.ExpiryWriting[K, entry[V]](o.TTL)
@@ -165,9 +166,16 @@ func (c *Cache[K, V]) Stats() (hits, misses uint64) {
 // clockOf gives the library our clock. It has no ticks: expired entries
 // are removed by the upkeep that reads and writes run, and a read never
 // returns one whatever the upkeep has done.
-type clockOf struct{ now func() time.Time }
+//
+// Its nanoseconds count from the cache's start, so with the real clock
+// they follow the monotonic reading: a step of the wall clock (NTP, a
+// resumed VM) neither keeps entries past their TTL nor ends them early.
+type clockOf struct {
+	now   func() time.Time
+	start time.Time
+}
 
-func (c clockOf) NowNano() int64                    { return c.now().UnixNano() }
+func (c clockOf) NowNano() int64                    { return int64(c.now().Sub(c.start)) }
 func (clockOf) Tick(time.Duration) <-chan time.Time { return nil }
 
 // Goroutines counts the goroutines running the cache library's code:

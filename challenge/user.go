@@ -469,7 +469,8 @@ func (e *Engine) RevokeSession(ctx context.Context, a Actor, id [16]byte, expire
 // members read most: a site with more active members than the bound
 // reads only its coldest members from the store, not everyone.
 type userCache struct {
-	c *cache.Cache[string, cachedUser]
+	c   *cache.Cache[string, cachedUser]
+	now func() time.Time
 }
 
 // cachedUser is a record read at a time, or, with u nil, a notice that the
@@ -491,7 +492,7 @@ const (
 )
 
 func newUserCache(size int, ttl time.Duration, now func() time.Time) *userCache {
-	return &userCache{c: cache.New[string, cachedUser](cache.Options{Size: size, TTL: ttl, Now: now})}
+	return &userCache{c: cache.New[string, cachedUser](cache.Options{Size: size, TTL: ttl, Now: now}), now: now}
 }
 
 func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, bool) {
@@ -502,16 +503,19 @@ func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, boo
 	return e.u, true
 }
 
-// put keeps u unless a newer revision is known. A record this instance
+// put keeps u, read at readAt (when the read began), unless a newer
+// revision is known now: a notice that arrived while the read was on its
+// way is later than readAt, and must still stand. A record this instance
 // wrote is pinned for its TTL (written true), as a notice is: if room were
 // made by evicting either, a read that began before the write could bring
 // the older revision back.
-func (c *userCache) put(u *User, now time.Time, ttl time.Duration, written bool) {
+func (c *userCache) put(u *User, readAt time.Time, ttl time.Duration, written bool) {
+	now := c.now()
 	c.c.Update(u.ID, written, func(old cachedUser, found bool) (cachedUser, bool) {
 		if found && old.live(now, ttl) && old.newest() > u.Rev {
 			return old, false
 		}
-		return cachedUser{u: u, rev: u.Rev, at: now}, true
+		return cachedUser{u: u, rev: u.Rev, at: readAt}, true
 	})
 }
 
@@ -534,7 +538,9 @@ func (e cachedUser) newest() uint64 {
 func (c *userCache) changed(id string, rev uint64, now time.Time, ttl time.Duration) {
 	c.c.Update(id, true, func(old cachedUser, found bool) (cachedUser, bool) {
 		if found && old.live(now, ttl) && old.newest() >= rev {
-			return old, false // this copy is that write or a later one
+			// This copy is that write or a later one: pin it, so no
+			// flood of other members makes room for an older read.
+			return old, true
 		}
 		return cachedUser{rev: rev, at: now}, true
 	})
