@@ -64,8 +64,6 @@ func startMailSink(addr string, tlsConfig *tls.Config) (*mailSink, error) {
 	return m, nil
 }
 
-func (m *mailSink) addr() string { return m.ln.Addr().String() }
-
 func (m *mailSink) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
