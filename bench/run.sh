@@ -18,7 +18,10 @@
 # Needs wrk (Debian: apt-get install wrk) and Linux's /proc. Environment:
 # CONNECTIONS (32), THREADS (1), BASE_PORT (19080; uses four ports from
 # there), PROFILE=dir to also write a 10 s CPU and an allocation profile of
-# the two_factor process there (it serves pprof on the admin endpoint).
+# the two_factor process there (it serves pprof on the admin endpoint),
+# PIN="0 1" to run wrk and the upstream on the first CPU list and the
+# Caddy processes on the second (taskset), so that they do not take turns
+# on the same cores: steadier numbers on a small machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,11 @@ admin=127.0.0.1:$((base + 4))
 kinds=(stock plain two_factor)
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+client=() server=()
+if [ -n "${PIN:-}" ]; then
+	read -r cpus_client cpus_server <<<"$PIN"
+	client=(taskset -c "$cpus_client") server=(taskset -c "$cpus_server")
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -97,11 +105,11 @@ declare -A pid
 for k in "${kinds[@]}"; do
 	bin="$work/caddy"
 	[ "$k" = stock ] && bin="$work/stock"
-	"$bin" run --config "$work/$k.caddyfile" --adapter caddyfile >"$work/$k.log" 2>&1 &
+	"${server[@]}" "$bin" run --config "$work/$k.caddyfile" --adapter caddyfile >"$work/$k.log" 2>&1 &
 	pid[$k]=$!
 	pids+=($!)
 done
-"$work/prepare" -listen "$upstream" -gateway "http://${addr[two_factor]}" -cookie-file "$work/cookie" &
+"${client[@]}" "$work/prepare" -listen "$upstream" -gateway "http://${addr[two_factor]}" -cookie-file "$work/cookie" &
 pids+=($!)
 for _ in $(seq 150); do [ -s "$work/cookie" ] && break; sleep 0.2; done
 [ -s "$work/cookie" ] || { echo "bench: no verified session; caddy log:" >&2; cat "$work/two_factor.log" >&2; exit 1; }
@@ -122,7 +130,7 @@ hz=$(getconf CLK_TCK)
 measure() {
 	local before after out requests
 	before=$(cpu_ticks "${pid[$1]}")
-	out=$(wrk -t"$threads" -c"$connections" -d"$duration" -s bench/browser.lua "http://${addr[$1]}/bench/x" -- "$cookie")
+	out=$("${client[@]}" wrk -t"$threads" -c"$connections" -d"$duration" -s bench/browser.lua "http://${addr[$1]}/bench/x" -- "$cookie")
 	after=$(cpu_ticks "${pid[$1]}")
 	if grep -q 'Non-2xx' <<<"$out"; then
 		echo "bench: $1 answered with errors:" >&2
@@ -136,7 +144,7 @@ measure() {
 
 if [ -n "${PROFILE:-}" ]; then
 	mkdir -p "$PROFILE"
-	wrk -t"$threads" -c"$connections" -d12s -s bench/browser.lua "http://${addr[two_factor]}/bench/x" -- "$cookie" >/dev/null &
+	"${client[@]}" wrk -t"$threads" -c"$connections" -d12s -s bench/browser.lua "http://${addr[two_factor]}/bench/x" -- "$cookie" >/dev/null &
 	curl -s -o "$PROFILE/cpu.pprof" "http://$admin/debug/pprof/profile?seconds=10"
 	curl -s -o "$PROFILE/allocs.pprof" "http://$admin/debug/pprof/allocs"
 	wait $!
