@@ -25,6 +25,7 @@ import (
 	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
 	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store"
 )
 
 const testKey = "load-test-key-load-test-key-load-test-key"
@@ -273,18 +274,7 @@ func TestSeedRefusesAStoreWithOtherMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _, closeStore, err := o.openStore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.New([]byte(testKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _, closeStore := openEngine(t, o)
 	b, err := e.Seed([]challenge.SeedMember{{ID: "a-real-member", TOTPSecret: []byte("0123456789abcdefghij")}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -297,10 +287,7 @@ func TestSeedRefusesAStoreWithOtherMembers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "-key-prefix") {
 		t.Fatalf("seeding among other members: %v", err)
 	}
-	st, _, closeStore, err = o.openStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st, closeStore := openEngine(t, o)
 	defer closeStore()
 	if _, err := st.Get(context.Background(), "loadtest:seeded"); err == nil {
 		t.Error("the refused seed left its marker")
@@ -320,19 +307,8 @@ func TestSeedCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	seedTwice(t, o)
-	st, _, closeStore, err := o.openStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _, closeStore := openEngine(t, o)
 	defer closeStore()
-	kr, err := keyring.New([]byte(testKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pop := o.population()
 	for _, i := range []int{0, 150, 299} {
 		code, err := hotp.GenerateCodeCustom(pop.appKeyBase32(i), uint64(time.Now().Unix()/30),
@@ -352,6 +328,26 @@ func TestSeedCluster(t *testing.T) {
 
 // seedTwice seeds o's members twice: the first run writes them all, the
 // second none.
+// openEngine opens the tool's store and an engine on it with the test key.
+func openEngine(t *testing.T, o options) (*challenge.Engine, store.Store, func() error) {
+	t.Helper()
+	st, _, closeStore, err := o.openStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.New([]byte(testKey))
+	if err != nil {
+		closeStore()
+		t.Fatal(err)
+	}
+	e, err := challenge.New(st, kr, challenge.Config{}, time.Now, nil)
+	if err != nil {
+		closeStore()
+		t.Fatal(err)
+	}
+	return e, st, closeStore
+}
+
 func seedTwice(t *testing.T, o options) {
 	t.Helper()
 	for _, written := range []int{o.members, 0} {
