@@ -86,17 +86,17 @@ func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User)
 	switch {
 	case err != nil:
 		return nil, nil, err
-	case swapped && with.Kind == store.OpCompareAndSwap && !with.Swapped:
-		// The record is written but a twin submission (the same browser
-		// sending the code twice at once) took the code: the twin writes
-		// again on this record and reports the outcome. The change still
-		// reaches the other instances.
-		_ = s.e.announce(ctx, notice)
-		return nil, nil, nil
+	case with.Kind == store.OpCompareAndSwap && !with.Swapped:
+		if swapped {
+			// The record is written but a twin submission (the same
+			// browser sending the code twice at once) took the code:
+			// the twin writes again on this record and reports the
+			// outcome. The change still reaches the other instances.
+			_ = s.e.announce(ctx, notice)
+		}
+		return nil, nil, nil // the caller looks again
 	case swapped:
 		return r.u, notice, nil
-	case with.Kind == store.OpCompareAndSwap && !with.Swapped:
-		return nil, nil, nil // the caller looks again
 	}
 	return s.e.writeUser(ctx, s.a.User, nil, change)
 }
