@@ -137,6 +137,8 @@ func (c *errorCountingNotifier) Publish(ctx context.Context, channel string, msg
 	return c.count(opPublish, c.n.Publish(ctx, channel, msg))
 }
 
+func (c *errorCountingNotifier) InOrder() bool { return c.n.InOrder() }
+
 // Subscribe reports no errors to count: it retries until ctx ends.
 func (c *errorCountingNotifier) Subscribe(ctx context.Context, channel string, deliver func(msg []byte), restart func()) {
 	c.n.Subscribe(ctx, channel, deliver, restart)

@@ -27,6 +27,9 @@ type Options struct {
 	// TTL is how long an entry is kept after it was last written; zero
 	// keeps entries until they are evicted for room.
 	TTL time.Duration
+	// PinnedTTL, when not zero, is TTL for pinned entries (Update):
+	// shorter, so that pins, which Size does not bound, do not pile up.
+	PinnedTTL time.Duration
 	// Now is the clock that TTL is measured with (nil: time.Now), so a
 	// fake clock in tests expires entries without sleeping.
 	Now func() time.Time
@@ -84,7 +87,16 @@ func NewEvicting[K comparable, V any](o Options, evicted func(K, V)) *Cache[K, V
 		Clock:    clockOf{now: now, start: now()},
 	}
 	if o.TTL > 0 {
-		opts.ExpiryCalculator = otter.ExpiryWriting[K, entry[V]](o.TTL)
+		pinned := o.PinnedTTL
+		if pinned <= 0 {
+			pinned = o.TTL
+		}
+		opts.ExpiryCalculator = otter.ExpiryWritingFunc(func(e otter.Entry[K, entry[V]]) time.Duration {
+			if e.Value.pinned {
+				return pinned
+			}
+			return o.TTL
+		})
 	}
 	if evicted != nil {
 		opts.OnDeletion = func(e otter.DeletionEvent[K, entry[V]]) {
@@ -119,7 +131,7 @@ func (c *Cache[K, V]) Set(key K, v V) {
 // decision such as "only if newer" holds. change must not call the cache.
 //
 // A pinned entry is never evicted to make room (it still expires after
-// TTL) and does not count toward Size: for the few entries whose loss
+// PinnedTTL) and does not count toward Size: for the few entries whose loss
 // would let an older value back in. The pin lasts until the next write.
 func (c *Cache[K, V]) Update(key K, pin bool, change func(old V, found bool) (V, bool)) {
 	c.c.Compute(key, func(old entry[V], found bool) (entry[V], otter.ComputeOp) {

@@ -113,6 +113,37 @@ func TestExpiryFollowsClock(t *testing.T) {
 	}
 }
 
+// Pinned entries expire after PinnedTTL, others after TTL; a write that
+// unpins an entry gives it the TTL.
+func TestPinnedTTL(t *testing.T) {
+	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
+	c := New[string, string](Options{Size: 10, TTL: time.Minute, PinnedTTL: 2 * time.Second, Now: fake.Now})
+	set := func(k string, pin bool) {
+		c.Update(k, pin, func(string, bool) (string, bool) { return k, true })
+	}
+	set("pinned", true)
+	set("plain", false)
+	set("unpinned", true)
+	set("unpinned", false)
+	fake.Advance(2*time.Second - time.Nanosecond)
+	if _, ok := c.Get("pinned"); !ok {
+		t.Error("pinned entry gone before its PinnedTTL")
+	}
+	fake.Advance(time.Nanosecond)
+	if _, ok := c.Get("pinned"); ok {
+		t.Error("pinned entry kept past its PinnedTTL")
+	}
+	for _, k := range []string{"plain", "unpinned"} {
+		if _, ok := c.Get(k); !ok {
+			t.Errorf("%s: gone at the pins' TTL", k)
+		}
+	}
+	fake.Advance(time.Minute)
+	if _, ok := c.Get("plain"); ok {
+		t.Error("entry kept past its TTL")
+	}
+}
+
 // Update's decision and write are one step: concurrent "only if newer"
 // updates leave the highest value, whatever their order.
 func TestUpdateAtomic(t *testing.T) {

@@ -358,10 +358,9 @@ func (e *Engine) pendingCode(ctx context.Context, user, flow, purpose string) (*
 // returns the user and the method the code was sent by.
 func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
 	var u *User
-	var notice *store.Op
 	recovered := int64(-1)
 	s, rec, err := e.consumeCode(ctx, a, flow, PurposeVerify, code, func(s *signIn, rec *codeRecord, take *store.Op) (err error) {
-		u, notice, err = s.write(ctx, take, func(u *User) error {
+		u, err = s.write(ctx, take, func(u *User) error {
 			m := u.codeMethod(rec.Method)
 			if m == nil {
 				return ErrNotEnrolled // removed since the code was sent
@@ -380,7 +379,7 @@ func (e *Engine) VerifyCode(ctx context.Context, a Actor, flow, code string) (*U
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	s.succeeded(ctx, notice, codeUsed(a, rec), "verify", recoveredField([]zap.Field{zap.String("method", rec.Method)}, recovered)...)
+	s.succeeded(ctx, codeUsed(a, rec), "verify", recoveredField([]zap.Field{zap.String("method", rec.Method)}, recovered)...)
 	return u, rec.Method, nil
 }
 
@@ -402,9 +401,8 @@ func codeUsed(a Actor, rec *codeRecord) []*store.Op {
 // new address or number. It returns the user and the method added.
 func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*User, string, error) {
 	var u *User
-	var notice *store.Op
 	s, rec, err := e.consumeCode(ctx, a, flow, PurposeEnrol, code, func(s *signIn, rec *codeRecord, take *store.Op) (err error) {
-		u, notice, err = s.write(ctx, take, func(u *User) error {
+		u, err = s.write(ctx, take, func(u *User) error {
 			if u.Has(rec.Method) {
 				if take.Swapped && sameEnrolment(u, rec) {
 					// This submission took the code; its twin wrote
@@ -437,7 +435,7 @@ func (e *Engine) ConfirmCode(ctx context.Context, a Actor, flow, code string) (*
 		}
 		return nil, "", err
 	}
-	s.succeeded(ctx, notice, codeUsed(a, rec), "enrol_confirm", zap.String("method", rec.Method), zap.String("to", rec.Masked))
+	s.succeeded(ctx, codeUsed(a, rec), "enrol_confirm", zap.String("method", rec.Method), zap.String("to", rec.Masked))
 	return u, rec.Method, nil
 }
 

@@ -135,7 +135,9 @@ type Config struct {
 	// the store again. Writes through this engine update the cache at once,
 	// and on a shared store other instances' writes arrive as notices
 	// (FollowChanges); the TTL bounds how late a change is seen when a
-	// notice is lost. Default 2s.
+	// notice is lost. On a store whose notices arrive in order, a copy is
+	// trusted longer while the engine's own beats come back within the
+	// TTL (see lease), which keeps that bound. Default 2s.
 	CacheTTL time.Duration
 	// CacheSize bounds the user records kept in memory; past it the
 	// least used go first. Default UserCacheSize.
@@ -327,6 +329,8 @@ type Engine struct {
 	// aaguids the authenticator models allowed, nil for any.
 	wa      *webauthn.WebAuthn
 	aaguids map[uuid.UUID]bool
+	// notices is the store as a Notifier, nil on a store not shared.
+	notices store.Notifier
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -346,13 +350,15 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 	if audit == nil {
 		audit = zap.NewNop()
 	}
+	notices, _ := st.(store.Notifier)
 	return &Engine{
 		store:   st,
+		notices: notices,
 		secret:  kr.Sealer("secrets"),
 		cfg:     cfg,
 		now:     now,
 		audit:   audit,
-		users:   newUserCache(cfg.CacheSize, cfg.CacheTTL, now),
+		users:   newUserCache(cfg.CacheSize, cfg.CacheTTL, notices != nil && notices.InOrder(), now),
 		codes:   kr.MACKey("one-time codes"),
 		dests:   kr.Sealer("destinations"),
 		destID:  kr.MACKey("destination limits"),

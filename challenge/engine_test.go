@@ -616,7 +616,7 @@ func TestConfigValidation(t *testing.T) {
 func TestUserCacheNotice(t *testing.T) {
 	const ttl = time.Minute
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	c := newUserCache(UserCacheSize, ttl, clk.Now)
+	c := newUserCache(UserCacheSize, ttl, false, clk.Now)
 	now := clk.Now()
 	c.put(&User{ID: "alice", Rev: 3}, now, ttl, false)
 	c.changed("alice", 3, now, ttl) // this instance's own write
@@ -643,7 +643,7 @@ func TestUserCacheNotice(t *testing.T) {
 	if u, ok := c.get("alice", later, ttl); !ok || u.Rev != 2 {
 		t.Fatalf("an older revision read after the TTL was not kept: %v %v", u, ok)
 	}
-	c.forget()
+	c.restarted(later)
 	if _, ok := c.get("alice", later, time.Minute); ok {
 		t.Fatal("forget kept a copy")
 	}
@@ -655,7 +655,7 @@ func TestUserCacheNotice(t *testing.T) {
 func TestUserCacheNoticeOutlivesFlood(t *testing.T) {
 	const ttl = 2 * time.Second
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	c := newUserCache(MinCacheSize, ttl, clk.Now)
+	c := newUserCache(MinCacheSize, ttl, false, clk.Now)
 	now := clk.Now()
 	c.changed("alice", 5, now, ttl)                 // another instance's write
 	c.put(&User{ID: "bob", Rev: 7}, now, ttl, true) // this instance's write

@@ -704,26 +704,29 @@ func (w *importer) write(ctx context.Context, l *backupLine, raw []byte) error {
 	case KindSeen:
 		return w.mergeSeen(ctx, l.Member, raw)
 	}
-	ok, err := e.store.CompareAndSwap(ctx, key, nil, raw, ttl)
-	if err != nil {
+	swap := store.CompareAndSwapOp(key, nil, raw, ttl)
+	var u *User
+	if l.Kind == KindUser {
+		// Checked before: the file cannot have changed under the import.
+		var err error
+		if u, err = decodeUser(raw, l.Member); err != nil {
+			return err
+		}
+		swap = e.announced(swap, u)
+	}
+	if err := store.RunBatch(ctx, e.store, swap); err != nil {
 		return err
 	}
-	if !ok {
+	if !swap.Swapped {
 		res.Kept.add(l.Kind)
 		return nil
 	}
 	res.Written.add(l.Kind)
 	if l.Kind == KindUser {
 		w.written[userKeyOf] = true
-		u, err := decodeUser(raw, l.Member)
-		if err != nil {
-			return err // checked before: the file changed under the import
-		}
 		// Drop every instance's copy of the member (held as "no record"):
 		// this one's now, the others' by the change notice.
-		e.observe(u)
-		e.users.put(u, e.now(), e.cfg.CacheTTL, true)
-		_ = e.announce(ctx, e.notice(u))
+		e.wrote(u)
 		w.users = append(w.users, l.Member)
 	}
 	return w.flushFull(ctx)

@@ -277,7 +277,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		return nil, err
 	}
 	errNoMatch := errors.New("no match")
-	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
+	u, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.Recovery == nil || !u.Enrolled() {
 			return ErrNoRecoveryCodes
 		}
@@ -333,6 +333,6 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 	}
 	// The code is used up: the sign-in stands even if clearing the
 	// failure count fails, or the member would lose the code for nothing.
-	s.succeeded(ctx, notice, nil, "verify", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
+	s.succeeded(ctx, nil, "verify", zap.String("method", MethodRecovery), zap.Int("recovery_codes_left", u.Recovery.Left))
 	return u, nil
 }

@@ -21,7 +21,12 @@ import (
 // with its own client and its own user cache.
 func twoInstances(t *testing.T, cfg Config) (*Engine, *Engine, *clock.Fake) {
 	t.Helper()
-	srv := testredis.Start(t)
+	return twoInstancesOn(t, testredis.Start(t).Addr, cfg)
+}
+
+// twoInstancesOn is twoInstances on the Redis server at addr.
+func twoInstancesOn(t *testing.T, addr string, cfg Config) (*Engine, *Engine, *clock.Fake) {
+	t.Helper()
 	clk := clock.NewFake(time.Now().Truncate(30 * time.Second).Add(time.Second))
 	kr, err := keyring.New(testKey)
 	if err != nil {
@@ -29,7 +34,7 @@ func twoInstances(t *testing.T, cfg Config) (*Engine, *Engine, *clock.Fake) {
 	}
 	var engines [2]*Engine
 	for i := range engines {
-		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+		client := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond})
 		t.Cleanup(func() { client.Close() })
 		if engines[i], err = New(redis.New(client, "2fa:"), kr, cfg, clk.Now, zap.NewNop()); err != nil {
 			t.Fatal(err)

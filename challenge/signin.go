@@ -74,29 +74,25 @@ func (s *signIn) record(ctx context.Context) (*userRead, error) {
 // first round trip read, in one round trip with with (which runs whether
 // or not change refuses). Once that record is used, or if the swap
 // loses, it reads afresh as updateUser does, without with, if every op
-// of with that swaps (a code taken) did. It returns the change notice.
-func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User) error) (*User, *store.Op, error) {
+// of with that swaps (a code taken) did.
+func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User) error) (*User, error) {
 	r, err := s.record(ctx)
 	s.user = nil // used: read afresh next time
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	change = s.seen(change)
-	swapped, notice, err := s.e.swapUser(ctx, r, change, with)
+	swapped, err := s.e.swapUser(ctx, r, change, with)
 	switch {
 	case err != nil:
-		return nil, nil, err
+		return nil, err
 	case with.Kind == store.OpCompareAndSwap && !with.Swapped:
-		if swapped {
-			// The record is written but a twin submission (the same
-			// browser sending the code twice at once) took the code:
-			// the twin writes again on this record and reports the
-			// outcome. The change still reaches the other instances.
-			_ = s.e.announce(ctx, notice)
-		}
-		return nil, nil, nil // the caller looks again
+		// A twin submission (the same browser sending the code twice at
+		// once) took the code: the twin writes again, on this record if
+		// this swap went through, and reports the outcome.
+		return nil, nil // the caller looks again
 	case swapped:
-		return r.u, notice, nil
+		return r.u, nil
 	}
 	return s.e.writeUser(ctx, s.a.User, nil, change)
 }
@@ -134,10 +130,10 @@ func (s *signIn) audit(ctx context.Context, name, result string, fields ...zap.F
 func (s *signIn) failed(ctx context.Context) error { return s.e.failed(ctx, s.a, s.at) }
 
 // succeeded ends a right guess: its audit event, and one round trip with
-// the change notice of the record written, the event's activity entry,
-// with, and the failure count cleared (Engine.succeeded). Best effort:
-// the sign-in stands whatever happens here.
-func (s *signIn) succeeded(ctx context.Context, notice *store.Op, with []*store.Op, name string, fields ...zap.Field) {
+// the event's activity entry, with, and the failure count cleared
+// (Engine.succeeded). Best effort: the sign-in stands whatever happens
+// here.
+func (s *signIn) succeeded(ctx context.Context, with []*store.Op, name string, fields ...zap.Field) {
 	e := s.e
 	ctx = context.WithoutCancel(ctx)
 	events := []struct {
@@ -170,13 +166,7 @@ func (s *signIn) succeeded(ctx context.Context, notice *store.Op, with []*store.
 	if add != nil {
 		ops = append(ops, add)
 	}
-	if notice != nil {
-		ops = append([]*store.Op{notice}, ops...)
-	}
 	err := e.succeeded(ctx, s.a, s.at, ops...)
-	if err == nil && notice != nil && e.cfg.Noticed != nil {
-		e.cfg.Noticed(false)
-	}
 	if listed && err == nil && (add == nil || !add.Swapped) {
 		// The list changed since it was read: add the entry afresh.
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

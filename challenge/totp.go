@@ -349,7 +349,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	errReplay := errors.New("replay")
 	recovered := int64(-1)
-	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
+	u, err = e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		if u.TOTP == nil || !e.sameSecret(u, secret) {
 			return ErrCodeInvalid // the factor changed under us
 		}
@@ -373,7 +373,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 	}
 	// The step is used up: the sign-in stands even if clearing the
 	// failure count fails.
-	s.succeeded(ctx, notice, nil, "verify", recoveredField([]zap.Field{zap.String("method", "totp")}, recovered)...)
+	s.succeeded(ctx, nil, "verify", recoveredField([]zap.Field{zap.String("method", "totp")}, recovered)...)
 	return u, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -311,12 +312,7 @@ func decodeUser(raw []byte, id string) (*User, error) {
 // under an older key to the current one, and moves the member's entries
 // in the member list's indexes (listChange).
 func (e *Engine) updateUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
-	u, notice, err := e.writeUser(ctx, id, nil, change)
-	if err != nil {
-		return nil, err
-	}
-	_ = e.announce(ctx, notice)
-	return u, nil
+	return e.writeUser(ctx, id, nil, change)
 }
 
 // userRead is a member's record as a sign-in's first round trip read it.
@@ -343,43 +339,41 @@ func (e *Engine) userFrom(ctx context.Context, id string, op *store.Op) (*userRe
 }
 
 // writeUser is updateUser, starting from first (the record as read
-// already; nil to read it) and leaving the change notice to the caller,
-// who sends it with the sign-in's last round trip (nil on a store that
-// carries none).
-func (e *Engine) writeUser(ctx context.Context, id string, first *userRead, change func(u *User) error) (*User, *store.Op, error) {
+// already; nil to read it).
+func (e *Engine) writeUser(ctx context.Context, id string, first *userRead, change func(u *User) error) (*User, error) {
 	for range 20 {
 		r := first
 		first = nil
 		if r == nil {
 			u, raw, err := e.loadUser(ctx, id)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			r = &userRead{u: u, raw: raw}
 		}
-		swapped, notice, err := e.swapUser(ctx, r, change)
+		swapped, err := e.swapUser(ctx, r, change)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if swapped {
-			return r.u, notice, nil
+			return r.u, nil
 		}
 	}
-	return nil, nil, fmt.Errorf("%w: user record %q kept changing", store.ErrUnavailable, id)
+	return nil, fmt.Errorf("%w: user record %q kept changing", store.ErrUnavailable, id)
 }
 
 // swapUser applies change to r.u and swaps the result in for r.raw, in
 // one round trip with the ops in with, which run before the swap whether
-// or not change refuses. It reports whether the swap happened, and
-// returns the change notice for it.
-func (e *Engine) swapUser(ctx context.Context, r *userRead, change func(u *User) error, with ...*store.Op) (bool, *store.Op, error) {
+// or not change refuses. It reports whether the swap happened. The swap
+// carries its change notice (announced).
+func (e *Engine) swapUser(ctx context.Context, r *userRead, change func(u *User) error, with ...*store.Op) (bool, error) {
 	u := r.u
 	before := factsOf(u)
 	if err := change(u); err != nil {
 		if err := store.RunBatch(ctx, e.store, with...); err != nil {
-			return false, nil, err
+			return false, err
 		}
-		return false, nil, err
+		return false, err
 	}
 	if u.Created.IsZero() {
 		u.Created = e.now().UTC()
@@ -389,22 +383,31 @@ func (e *Engine) swapUser(ctx context.Context, r *userRead, change func(u *User)
 	u.Rev++
 	next, err := json.Marshal(u)
 	if err != nil {
-		return false, nil, err
+		return false, err
 	}
-	swap := store.CompareAndSwapOp(userKey(u.ID), r.raw, next, 0)
+	swap := e.announced(store.CompareAndSwapOp(userKey(u.ID), r.raw, next, 0), u)
 	if err := store.RunBatch(ctx, e.store, append(slices.Clip(with), swap)...); err != nil {
-		return false, nil, err
+		return false, err
 	}
 	if !swap.Swapped {
-		return false, nil, nil
+		return false, nil
 	}
-	e.observe(u)
-	e.users.put(u, e.now(), e.cfg.CacheTTL, true)
+	e.wrote(u)
 	// The member list's indexes follow what changed: nothing for most
 	// writes (a sign-in), a few entries for an enrolment, a removal or
 	// a reset.
 	e.listChange(ctx, u.ID, before, factsOf(u), r.raw == nil)
-	return true, e.notice(u), nil
+	return true, nil
+}
+
+// wrote keeps u, which this engine has just written (its swap announced
+// it), as the current record.
+func (e *Engine) wrote(u *User) {
+	e.observe(u)
+	e.users.put(u, e.now(), e.cfg.CacheTTL, true)
+	if e.cfg.Noticed != nil && e.notices != nil {
+		e.cfg.Noticed(false)
+	}
 }
 
 func pruneRevoked(u *User, now time.Time) {
@@ -471,6 +474,9 @@ func (e *Engine) RevokeSession(ctx context.Context, a Actor, id [16]byte, expire
 type userCache struct {
 	c   *cache.Cache[string, cachedUser]
 	now func() time.Time
+	// lease, when the store's notices arrive in order, keeps copies
+	// trusted past the TTL; nil otherwise.
+	lease *lease
 }
 
 // cachedUser is a record read at a time, or, with u nil, a notice that the
@@ -481,6 +487,10 @@ type cachedUser struct {
 	u   *User
 	rev uint64
 	at  time.Time
+	// leased: kept within the TTL of its read, so no notice it must
+	// yield to can have expired before it was kept; the lease may cover
+	// it past the TTL.
+	leased bool
 }
 
 // The bounds of the user records kept in memory (Config.CacheSize): the
@@ -491,13 +501,23 @@ const (
 	MaxCacheSize  = 10_000_000
 )
 
-func newUserCache(size int, ttl time.Duration, now func() time.Time) *userCache {
-	return &userCache{c: cache.New[string, cachedUser](cache.Options{Size: size, TTL: ttl, Now: now}), now: now}
+// newUserCache returns the cache; leased when the store's notices arrive
+// in order. Copies are kept for ttl, or leaseMaxAge when leased; notices
+// and the records this instance wrote are pinned for ttl only.
+func newUserCache(size int, ttl time.Duration, leased bool, now func() time.Time) *userCache {
+	c := &userCache{now: now}
+	o := cache.Options{Size: size, TTL: ttl, Now: now}
+	if leased {
+		c.lease = newLease(now())
+		o.TTL, o.PinnedTTL = leaseMaxAge, ttl
+	}
+	c.c = cache.New[string, cachedUser](o)
+	return c
 }
 
 func (c *userCache) get(id string, now time.Time, ttl time.Duration) (*User, bool) {
 	e, ok := c.c.Get(id)
-	if !ok || e.u == nil || !e.live(now, ttl) {
+	if !ok || e.u == nil || !(e.live(now, ttl) || e.leased && c.lease.covers(e.at, now, ttl)) {
 		return nil, false
 	}
 	return e.u, true
@@ -515,7 +535,10 @@ func (c *userCache) put(u *User, readAt time.Time, ttl time.Duration, written bo
 		if found && old.live(now, ttl) && old.newest() > u.Rev {
 			return old, false
 		}
-		return cachedUser{u: u, rev: u.Rev, at: readAt}, true
+		// A notice pinned while this read was on its way stands for ttl
+		// from its arrival, which was after readAt: past readAt+ttl it
+		// may be gone, and this copy is for the TTL alone (at most).
+		return cachedUser{u: u, rev: u.Rev, at: readAt, leased: now.Sub(readAt) < ttl}, true
 	})
 }
 
@@ -546,34 +569,29 @@ func (c *userCache) changed(id string, rev uint64, now time.Time, ttl time.Durat
 	})
 }
 
-func (c *userCache) forget() { c.c.Clear() }
+// restarted forgets every copy when the subscription to notices starts
+// again at now: notices sent in between are lost.
+func (c *userCache) restarted(now time.Time) {
+	if c.lease != nil {
+		c.lease.subscribed(now)
+	}
+	c.c.Clear()
+}
 
 // changesChannel carries "<revision> <user ID>" for every user record
 // written, on stores shared between instances.
 const changesChannel = "changes"
 
-// notice is the op that tells the other instances that u was written,
-// or nil on a store not shared. Best effort: if the notice is lost, they
-// see the change when their copy expires (Config.CacheTTL).
-func (e *Engine) notice(u *User) *store.Op {
-	if _, ok := e.store.(store.Notifier); !ok {
-		return nil
+// announced has swap, the write of u's record, tell the other instances
+// that u was written, on a store shared with them: the notice goes in the
+// swap's own atomic step, so no write goes unannounced whatever happens
+// to this process after it. That is what lets them keep their copies
+// past Config.CacheTTL (see lease).
+func (e *Engine) announced(swap *store.Op, u *User) *store.Op {
+	if e.notices == nil {
+		return swap
 	}
-	return store.PublishOp(changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
-}
-
-// announce sends the notices (nil ones are skipped), with ops if any, in
-// one round trip. Sent even if the member's browser has gone: the change
-// is made.
-func (e *Engine) announce(ctx context.Context, notice *store.Op, ops ...*store.Op) error {
-	if notice != nil {
-		ops = append([]*store.Op{notice}, ops...)
-	}
-	err := store.RunBatch(context.WithoutCancel(ctx), e.store, ops...)
-	if err == nil && notice != nil && e.cfg.Noticed != nil {
-		e.cfg.Noticed(false)
-	}
-	return err
+	return swap.Announce(changesChannel, []byte(strconv.FormatUint(u.Rev, 10)+" "+u.ID))
 }
 
 // CheckNotices publishes a notice that followers ignore, so a store that
@@ -592,11 +610,19 @@ func (e *Engine) CheckNotices(ctx context.Context) error {
 // instance takes effect on all of them within a store round trip. On a
 // store that is not shared it returns at once.
 func (e *Engine) FollowChanges(ctx context.Context) {
-	n, ok := e.store.(store.Notifier)
-	if !ok {
+	n := e.notices
+	if n == nil {
 		return
 	}
+	l := e.users.lease
+	var beats sync.WaitGroup
+	if l != nil {
+		beats.Go(func() { e.beating(ctx, l) })
+	}
 	n.Subscribe(ctx, changesChannel, func(msg []byte) {
+		if l.received(string(msg)) {
+			return
+		}
 		rev, id, ok := strings.Cut(string(msg), " ")
 		r, err := strconv.ParseUint(rev, 10, 64)
 		if ok && err == nil {
@@ -605,7 +631,8 @@ func (e *Engine) FollowChanges(ctx context.Context) {
 				e.cfg.Noticed(true)
 			}
 		}
-	}, e.users.forget)
+	}, func() { e.users.restarted(e.now()) })
+	beats.Wait()
 }
 
 // SetDefault makes method, which the user must have, the one the challenge

@@ -60,7 +60,7 @@ func TestUserCacheAnnouncedCopyPinned(t *testing.T) {
 	const ttl = 2 * time.Second
 	f := newFixture(t, Config{})
 	now := f.clk.Now()
-	c := newUserCache(MinCacheSize, ttl, f.clk.Now)
+	c := newUserCache(MinCacheSize, ttl, false, f.clk.Now)
 	c.put(&User{ID: "alice", Rev: 5}, now, ttl, false) // a fast read of revision 5
 	c.changed("alice", 5, now, ttl)                    // the notice: already held
 	for i := range 20 * MinCacheSize {

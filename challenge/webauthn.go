@@ -648,7 +648,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	var used WebAuthnCredential
 	var stored uint32
 	recovered := int64(-1)
-	u, notice, err := e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
+	u, err = e.writeUser(ctx, a.User, r, s.seen(func(u *User) error {
 		j, ok := u.credential(id)
 		if !ok {
 			return ErrCredentialUnknown // removed meanwhile
@@ -676,7 +676,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 	case err != nil:
 		return nil, nil, err
 	}
-	s.succeeded(ctx, notice, nil, "verify", recoveredField([]zap.Field{method, zap.String("credential", id[:8])}, recovered)...)
+	s.succeeded(ctx, nil, "verify", recoveredField([]zap.Field{method, zap.String("credential", id[:8])}, recovered)...)
 	return u, &used, nil
 }
 

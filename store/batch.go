@@ -84,6 +84,21 @@ type Op struct {
 	Swapped bool
 	// Count is an Increment's new count.
 	Count int64
+
+	// Channel and Notice, set by Announce on a compare-and-swap, are
+	// published (Notifier.Publish) in the swap's own atomic step, and
+	// only if it swaps: a write and its notice go together or not at
+	// all, whatever happens to the writer after.
+	Channel string
+	Notice  []byte
+}
+
+// Announce has the compare-and-swap op publish msg on channel when it
+// swaps, atomically with the swap. Only stores that are Notifiers take
+// it. It returns op.
+func (op *Op) Announce(channel string, msg []byte) *Op {
+	op.Channel, op.Notice = channel, msg
+	return op
 }
 
 // GetOp returns an Op that reads key.
@@ -126,6 +141,10 @@ func CheckOps(ops []*Op, notices bool) error {
 			return fmt.Errorf("store: batch op %d (%s %q): negative ttl %s", i, op.Kind, op.Key, op.TTL)
 		case op.Kind == OpPublish && !notices:
 			return fmt.Errorf("store: batch op %d: publish on a store without notices", i)
+		case op.Channel != "" && op.Kind != OpCompareAndSwap:
+			return fmt.Errorf("store: batch op %d (%s %q): only a compare-and-swap announces", i, op.Kind, op.Key)
+		case op.Channel != "" && !notices:
+			return fmt.Errorf("store: batch op %d (%s %q): announced on a store without notices", i, op.Kind, op.Key)
 		}
 		op.Value, op.Found, op.Swapped, op.Count = nil, false, false, 0
 	}
@@ -161,6 +180,11 @@ func RunBatch(ctx context.Context, st Store, ops ...*Op) error {
 			err = st.Delete(ctx, op.Key)
 		case OpCompareAndSwap:
 			op.Swapped, err = st.CompareAndSwap(ctx, op.Key, op.Old, op.Arg, op.TTL)
+			if err == nil && op.Swapped && op.Channel != "" {
+				// Not atomic with the swap: only a store that is not a
+				// Batcher gets here, and none of ours is.
+				err = n.Publish(ctx, op.Channel, op.Notice)
+			}
 		case OpIncrement:
 			op.Count, err = st.Increment(ctx, op.Key, op.TTL)
 		case OpPublish:

@@ -134,6 +134,14 @@ type Notifier interface {
 	// ctx ends. It calls restart when the subscription starts and after
 	// every interruption, since notices sent in between are lost.
 	Subscribe(ctx context.Context, channel string, deliver func(msg []byte), restart func())
+
+	// InOrder reports whether every subscriber receives the notices in
+	// the order the store ran them, those announced by a compare-and-swap
+	// (Op.Announce) included: then a process that receives back a notice
+	// it published has received every notice the store ran before that
+	// one. True of one Redis server or a Sentinel's master; false of a
+	// Cluster, whose nodes forward notices over links that can drop them.
+	InOrder() bool
 }
 
 // LogEntry is one entry of an append-only log.

@@ -119,6 +119,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(ratio, "ratio")
 	b.ReportMetric(large.getsPerReq, "GETs/req-large")
 	b.ReportMetric(large.whoamiPerReq, "whoami/req-large")
+	b.ReportMetric(large.firstPerReq+large.idlePerReq, "unsavable/req-large")
 	b.ReportMetric(large.heapWarm, "heapMB-warm")
 	b.ReportMetric(large.heapEnd, "heapMB-end")
 }
@@ -127,6 +128,35 @@ func BenchmarkScale(b *testing.B) {
 type scaleResult struct {
 	perSecond, getsPerReq, cmdsPerReq, whoamiPerReq float64
 	heapWarm, heapEnd                               float64 // MB above the heap before its traffic, its cookies minted
+	// firstPerReq counts the requests of members with no request before
+	// in the run, idlePerReq those of members whose last request was the
+	// identity's cache time ago or more: misses no cache can save, for
+	// the identity's answers (both) and the member records (the first).
+	firstPerReq, idlePerReq float64
+}
+
+// identityCacheTime is the identity's cache time the benchmark runs with:
+// the default.
+const identityCacheTime = 10 * time.Second
+
+// lastRequests holds each member's last request time (Unix nanoseconds,
+// 0: none yet), for counting the misses no cache can save.
+type lastRequests struct {
+	at          []atomic.Int64
+	first, idle atomic.Int64
+}
+
+// note records a request of member i at now, counting it as first or
+// idle when counting.
+func (l *lastRequests) note(i uint64, now int64, counting bool) {
+	prev := l.at[i].Swap(now)
+	switch {
+	case !counting:
+	case prev == 0:
+		l.first.Add(1)
+	case now-prev >= int64(identityCacheTime):
+		l.idle.Add(1)
+	}
 }
 
 // runPopulation mints the sessions of members 0 to n-1, warms the gateway
@@ -134,13 +164,14 @@ type scaleResult struct {
 func runPopulation(b *testing.B, gw *caddyhttp.Server, host string, codec *session.Codec, rdb *goredis.Client, who *countingWhoami, n int) scaleResult {
 	b.Helper()
 	cookies := mintCookies(b, codec, n)
+	last := &lastRequests{at: make([]atomic.Int64, n)}
 	base := heapMB()
-	drive(b, gw, host, cookies, *scaleTime, 1)
+	drive(b, gw, host, cookies, *scaleTime, 1, last, false)
 	warm := heapMB()
 
 	calls0, gets0, cmds0, keys0 := who.calls.Load(), redisCalls(b, rdb, "cmdstat_get"), redisCalls(b, rdb, "total"), redisKeys(b, rdb)
 	began := time.Now()
-	reqs := drive(b, gw, host, cookies, *scaleTime, 2)
+	reqs := drive(b, gw, host, cookies, *scaleTime, 2, last, true)
 	elapsed := time.Since(began)
 	calls, gets, cmds, keys := who.calls.Load()-calls0, redisCalls(b, rdb, "cmdstat_get")-gets0, redisCalls(b, rdb, "total")-cmds0, redisKeys(b, rdb)-keys0
 	end := heapMB()
@@ -152,6 +183,8 @@ func runPopulation(b *testing.B, gw *caddyhttp.Server, host string, codec *sessi
 		whoamiPerReq: float64(calls) / float64(reqs),
 		heapWarm:     warm - base,
 		heapEnd:      end - base,
+		firstPerReq:  float64(last.first.Load()) / float64(reqs),
+		idlePerReq:   float64(last.idle.Load()) / float64(reqs),
 	}
 	// A member noted as seen for the first time today is one new seen
 	// key and one GET of it; the rest of the GETs are member records.
@@ -159,6 +192,8 @@ func runPopulation(b *testing.B, gw *caddyhttp.Server, host string, codec *sessi
 	b.Logf("%7d members: %8.0f req/s  %.4f store cmds/req  %.4f GETs/req (%d new seen notes)  %.4f who-am-I/req  "+
 		"hit ratio: identities %.4f, member records ≥ %.4f  heap: +%.1f MB after warm-up, +%.1f MB at the end, above %.1f MB before it (cookies minted)",
 		n, r.perSecond, r.cmdsPerReq, r.getsPerReq, keys, r.whoamiPerReq, 1-r.whoamiPerReq, userHit, r.heapWarm, r.heapEnd, base)
+	b.Logf("%7d members: misses no cache saves: %.4f/req first requests in the run, %.4f/req after %s idle or more",
+		n, r.firstPerReq, r.idlePerReq, identityCacheTime)
 	runtime.KeepAlive(cookies)
 	return r
 }
@@ -167,7 +202,7 @@ func runPopulation(b *testing.B, gw *caddyhttp.Server, host string, codec *sessi
 // the Zipf law, from -scale.workers goroutines for d (or -scale.requests
 // of them), and returns how many it sent. Every request must pass the
 // gateway.
-func drive(b *testing.B, gw *caddyhttp.Server, host string, cookies []string, d time.Duration, seed uint64) int64 {
+func drive(b *testing.B, gw *caddyhttp.Server, host string, cookies []string, d time.Duration, seed uint64, last *lastRequests, counting bool) int64 {
 	b.Helper()
 	var total, refused, left atomic.Int64
 	left.Store(*scaleRequests)
@@ -184,7 +219,9 @@ func drive(b *testing.B, gw *caddyhttp.Server, host string, cookies []string, d 
 			rw := &discardWriter{h: http.Header{}}
 			var count int64
 			for {
-				req.Header["Cookie"] = append(req.Header["Cookie"][:0], cookies[z.Uint64()])
+				i := z.Uint64()
+				last.note(i, time.Now().UnixNano(), counting)
+				req.Header["Cookie"] = append(req.Header["Cookie"][:0], cookies[i])
 				rw.reset()
 				gw.ServeHTTP(rw, req)
 				if rw.code != http.StatusOK {

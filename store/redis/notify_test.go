@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/caddy-twofactor/twofactor/internal/testnet"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/store"
 )
 
 // Notices reach a subscriber, and after Redis restarts the subscription
@@ -88,5 +91,89 @@ func TestSubscribeSurvivesRestart(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Subscribe did not return when its context ended")
+	}
+}
+
+// A compare-and-swap that announces publishes its notice when it swaps,
+// and only then, in its own step: a subscriber gets the notice before
+// anything the server ran after the swap (InOrder), here another
+// client's publish.
+func TestAnnouncedSwap(t *testing.T) {
+	srv := testredis.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close(); other.Close() })
+	st := New(client, "n:")
+	if !st.InOrder() {
+		t.Fatal("one server: notices not in order")
+	}
+	ps := other.Subscribe(t.Context(), "n:changes")
+	t.Cleanup(func() { ps.Close() })
+	if _, err := ps.Receive(t.Context()); err != nil { // the subscription
+		t.Fatal(err)
+	}
+	swap := func(old, value []byte, msg string) bool {
+		t.Helper()
+		op := store.CompareAndSwapOp("k", old, value, 0).Announce("changes", []byte(msg))
+		if err := st.Batch(t.Context(), op); err != nil {
+			t.Fatal(err)
+		}
+		return op.Swapped
+	}
+	if !swap(nil, []byte("1"), "swapped 1") {
+		t.Fatal("the first swap did not swap")
+	}
+	if swap(nil, []byte("2"), "lost") {
+		t.Fatal("a swap against a stale value swapped")
+	}
+	if !swap([]byte("1"), nil, "deleted") {
+		t.Fatal("the delete did not swap")
+	}
+	if err := other.Publish(t.Context(), "n:changes", "after").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 3 {
+		m, err := ps.ReceiveMessage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Payload)
+	}
+	if want := []string{"swapped 1", "deleted", "after"}; !slices.Equal(got, want) {
+		t.Fatalf("notices %q, want %q", got, want)
+	}
+}
+
+// A Cluster's notices are not in order; an announced swap still reaches
+// a subscriber on another node.
+func TestAnnouncedSwapOnCluster(t *testing.T) {
+	addrs := testredis.StartCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { client.Close() })
+	st := New(client, "n:")
+	if st.InOrder() {
+		t.Fatal("a Cluster's notices taken to be in order")
+	}
+	got := make(chan string, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	subscribed := make(chan struct{}, 10)
+	go st.Subscribe(ctx, "changes", func(m []byte) { got <- string(m) }, func() { subscribed <- struct{}{} })
+	<-subscribed
+	for i := range 20 { // keys on every node
+		key := "k" + strconv.Itoa(i)
+		op := store.CompareAndSwapOp(key, nil, []byte("v"), 0).Announce("changes", []byte(key))
+		if err := st.Batch(t.Context(), op); err != nil || !op.Swapped {
+			t.Fatalf("%s: %v swapped %v", key, err, op.Swapped)
+		}
+		select {
+		case m := <-got:
+			if m != key {
+				t.Fatalf("notice %q, want %q", m, key)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no notice for %s", key)
+		}
 	}
 }

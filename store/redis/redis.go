@@ -154,7 +154,12 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 
 // compareAndSwap: ARGV[1] "1" when the old value must be absent; ARGV[2]
 // the old value; ARGV[3] "1" to delete; ARGV[4] the new value; ARGV[5] the
-// ttl in milliseconds (0 for none).
+// ttl in milliseconds (0 for none); ARGV[6] a channel to publish ARGV[7] on
+// when it swaps ("" for none). In a script, the notice is published in
+// the same step as the write: no client sees one without the other. A
+// user refused the channel still writes (pcall), as before notices went
+// in the script; its notices, and every instance's beats, are refused
+// alike, so no instance then keeps copies past the TTL.
 var compareAndSwap = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -168,6 +173,9 @@ elseif tonumber(ARGV[5]) > 0 then
   redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
 else
   redis.call('SET', KEYS[1], ARGV[4])
+end
+if ARGV[6] ~= '' then
+  redis.pcall('PUBLISH', ARGV[6], ARGV[7])
 end
 return 1
 `)
@@ -187,7 +195,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	var n int
 	err := s.run(ctx, func(ctx context.Context) (err error) {
 		n, err = compareAndSwap.Run(ctx, s.client, []string{s.key(key)},
-			absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
+			absent, old, del, value, strconv.FormatInt(ttl.Milliseconds(), 10), "", "").Int()
 		return err
 	})
 	return n == 1, err
@@ -545,6 +553,14 @@ func globEscape(s string) string {
 	return b.String()
 }
 
+// InOrder implements store.Notifier: a Cluster's nodes forward notices to
+// each other over links that can drop them; one server, or a Sentinel's
+// master, delivers them in the order it ran them.
+func (s *Store) InOrder() bool {
+	_, cluster := s.client.(*redis.ClusterClient)
+	return !cluster
+}
+
 // Publish implements store.Notifier.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
 	return s.run(ctx, func(ctx context.Context) error { return s.client.Publish(ctx, s.key(channel), msg).Err() })
@@ -694,7 +710,11 @@ func (s *Store) queue(ctx context.Context, p redis.Pipeliner, op *store.Op, sour
 		if op.Arg == nil {
 			del = "1"
 		}
-		return script(compareAndSwap, absent, op.Old, del, op.Arg, strconv.FormatInt(op.TTL.Milliseconds(), 10))
+		channel := ""
+		if op.Channel != "" {
+			channel = s.key(op.Channel)
+		}
+		return script(compareAndSwap, absent, op.Old, del, op.Arg, strconv.FormatInt(op.TTL.Milliseconds(), 10), channel, op.Notice)
 	case store.OpIncrement:
 		return script(increment, strconv.FormatInt(op.TTL.Milliseconds(), 10))
 	}

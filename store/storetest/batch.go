@@ -120,6 +120,7 @@ func testBatchRefusals(t *testing.T, h Harness) {
 		{"negative ttl", []*store.Op{store.SetOp("x", []byte("v"), 0), store.IncrementOp("y", -time.Second)}, "op 1"},
 		{"unknown kind", []*store.Op{store.SetOp("x", []byte("v"), 0), {Kind: 99, Key: "y"}}, "op 1"},
 		{"nil op", []*store.Op{store.SetOp("x", []byte("v"), 0), nil}, "op 1"},
+		{"announced set", []*store.Op{store.SetOp("x", []byte("v"), 0), store.SetOp("y", []byte("v"), 0).Announce("changes", []byte("m"))}, "op 1"},
 	} {
 		err := b.Batch(t.Context(), c.ops...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -133,6 +134,12 @@ func testBatchRefusals(t *testing.T, h Harness) {
 			t.Errorf("publish on a store without notices: %v, want an error naming op 1", err)
 		}
 		wantNotFound(t, s, "x")
+		err = b.Batch(t.Context(), store.SetOp("x", []byte("v"), 0), store.CompareAndSwapOp("y", nil, []byte("v"), 0).Announce("changes", []byte("m")))
+		if err == nil || !strings.Contains(err.Error(), "op 1") {
+			t.Errorf("an announced swap on a store without notices: %v, want an error naming op 1", err)
+		}
+		wantNotFound(t, s, "x")
+		wantNotFound(t, s, "y")
 	}
 	if err := b.Batch(t.Context()); err != nil {
 		t.Errorf("an empty batch: %v", err)

@@ -1,0 +1,260 @@
+package challenge
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-twofactor/twofactor/clock"
+	"github.com/caddy-twofactor/twofactor/internal/testnet"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
+	"github.com/caddy-twofactor/twofactor/keyring"
+	"github.com/caddy-twofactor/twofactor/store/redis"
+)
+
+// confirmedNow waits until e's lease is confirmed by a beat sent at the
+// fake clock's current reading or later: every notice the store ran
+// before that has then reached e. It is the test's synchronisation
+// point; beats go every beatEvery.
+func confirmedNow(t *testing.T, e *Engine, clk *clock.Fake) {
+	t.Helper()
+	l := e.users.lease
+	if l == nil {
+		t.Fatal("no lease on a store whose notices arrive in order")
+	}
+	want := l.at(clk.Now())
+	deadline := time.Now().Add(5 * time.Second)
+	for l.confirmed.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("no beat came back within 5s (confirmed %d, want %d)", l.confirmed.Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// plant writes a record for alice straight into Redis, with no notice: a
+// copy that is still used afterwards was not read again.
+func plant(t *testing.T, e *Engine, u *User) {
+	t.Helper()
+	raw, err := json.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Set(ctx, userKey(u.ID), raw, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustState(t *testing.T, e *Engine, id string) *User {
+	t.Helper()
+	u, err := e.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// While B's beats come back, its copy of a record is used past the TTL
+// without a read (the store's record, changed behind its back without a
+// notice, is not seen), until leaseMaxAge. A change made on A with its
+// notice reaches B before B's next beat confirms the lease.
+func TestLeaseKeepsCopiesWhileBeatsReturn(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	followAll(t, a, b)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	_, u := enrolOn(t, a, clk, alice)
+	if got := mustState(t, b, "alice"); got.Rev != u.Rev {
+		t.Fatalf("B read rev %d, want %d", got.Rev, u.Rev)
+	}
+	planted := *u
+	planted.Rev += 10
+	planted.SessionsAfter = 1
+	plant(t, a, &planted)
+
+	for range 3 {
+		clk.Advance(b.cfg.CacheTTL + time.Second)
+		confirmedNow(t, b, clk)
+		if got := mustState(t, b, "alice"); got.Rev != u.Rev {
+			t.Fatalf("B read the store (rev %d) although its lease was confirmed", got.Rev)
+		}
+	}
+
+	// A change with its notice: by the time B's next beat comes back, B
+	// has it.
+	if _, err := a.RemoveMethod(ctx, alice, MethodTOTP, true); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Millisecond)
+	confirmedNow(t, b, clk)
+	got := mustState(t, b, "alice")
+	if got.Enrolled() || got.Rev != planted.Rev+1 {
+		t.Fatalf("B after A's change and a confirmed beat: rev %d enrolled %v", got.Rev, got.Enrolled())
+	}
+
+	// Nothing is kept past leaseMaxAge, leased or not.
+	planted2 := *got
+	planted2.Rev += 10
+	plant(t, a, &planted2)
+	clk.Advance(leaseMaxAge)
+	confirmedNow(t, b, clk)
+	if got := mustState(t, b, "alice"); got.Rev != planted2.Rev {
+		t.Fatalf("B kept a copy past %s: rev %d", leaseMaxAge, got.Rev)
+	}
+}
+
+// With Redis gone, no beat comes back: a copy is used no longer than the
+// TTL, and then the request fails rather than trust it. When Redis is
+// back, the copies from before are forgotten (notices were lost).
+func TestLeaseLapsesWithoutBeats(t *testing.T) {
+	port := testnet.FreePort(t)
+	srv := testredis.StartAt(t, port)
+	a, b, clk := twoInstancesOn(t, srv.Addr, Config{})
+	followAll(t, a, b)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	enrolOn(t, a, clk, alice)
+	mustState(t, b, "alice")
+	clk.Advance(b.cfg.CacheTTL)
+	confirmedNow(t, b, clk)
+	mustState(t, b, "alice")
+
+	srv.Stop()
+	clk.Advance(b.cfg.CacheTTL)
+	if got, err := b.State(ctx, "alice"); err == nil {
+		t.Fatalf("B used its copy (rev %d) with no beat back for %s", got.Rev, b.cfg.CacheTTL)
+	}
+
+	srv = testredis.StartAt(t, port) // empty: alice's record is gone
+	_ = srv
+	clk.Advance(time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := b.State(ctx, "alice")
+		if err == nil && got.Rev == 0 {
+			break // read afresh from the new server
+		}
+		if err == nil && time.Now().After(deadline) {
+			t.Fatalf("B still uses its copy from before Redis restarted: rev %d", got.Rev)
+		}
+		if err != nil && time.Now().After(deadline) {
+			t.Fatalf("B after Redis came back: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A store that is not the one the engine knew (emptied while the
+// subscription stood) confirms no beat: copies go back to the TTL.
+func TestLeaseNeedsTheSameStore(t *testing.T) {
+	a, b, clk := twoInstances(t, Config{})
+	if _, err := b.CheckKey(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	followAll(t, a, b)
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	_, u := enrolOn(t, a, clk, alice)
+	mustState(t, b, "alice")
+	clk.Advance(b.cfg.CacheTTL)
+	confirmedNow(t, b, clk)
+
+	if err := b.store.(*redis.Store).Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	planted := *u
+	planted.Rev += 10
+	plant(t, a, &planted)
+	l := b.users.lease
+	before := l.confirmed.Load()
+	clk.Advance(b.cfg.CacheTTL)
+	// A beat sent now comes back, and is not confirmed.
+	want := l.at(clk.Now())
+	deadline := time.Now().Add(5 * time.Second)
+	for !beatBack(l, want) {
+		if time.Now().After(deadline) {
+			t.Fatal("no beat came back within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if after := l.confirmed.Load(); after != before {
+		t.Fatalf("a beat was confirmed by a store without the key check: %d → %d", before, after)
+	}
+	if got := mustState(t, b, "alice"); got.Rev != planted.Rev {
+		t.Fatalf("B used its copy (rev %d) of a store that was emptied", got.Rev)
+	}
+}
+
+// On a Cluster, notices may be lost between nodes: there is no lease,
+// and copies are read again after the TTL even while notices flow.
+func TestNoLeaseOnCluster(t *testing.T) {
+	addrs := testredis.StartCluster(t)
+	clk := clock.NewFake(time.Now())
+	kr, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { client.Close() })
+	e, err := New(redis.New(client, "2fa:"), kr, Config{}, clk.Now, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.users.lease != nil {
+		t.Fatal("a lease on a Cluster")
+	}
+	alice := Actor{User: "alice", IP: "192.0.2.1"}
+	_, u := enrolOn(t, e, clk, alice)
+	mustState(t, e, "alice")
+	planted := *u
+	planted.Rev += 10
+	plant(t, e, &planted)
+	clk.Advance(e.cfg.CacheTTL)
+	if got := mustState(t, e, "alice"); got.Rev != planted.Rev {
+		t.Fatalf("copy used past the TTL on a Cluster: rev %d", got.Rev)
+	}
+}
+
+// A copy whose read took longer than the TTL is kept for the TTL alone:
+// a notice it had to yield to may have come and gone while it was on its
+// way.
+func TestSlowReadIsNotLeased(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	ttl := 2 * time.Second
+	c := newUserCache(MinCacheSize, ttl, true, clk.Now)
+	c.restarted(clk.Now())
+	c.lease.confirmed.Store(c.lease.at(clk.Now()) + int64(time.Hour)) // confirmed throughout
+	readAt := clk.Now()
+	clk.Advance(ttl)
+	c.put(&User{ID: "slow", Rev: 1}, readAt, ttl, false)
+	if _, ok := c.get("slow", clk.Now(), ttl); ok {
+		t.Fatal("a read that took the whole TTL was used")
+	}
+	readAt = clk.Now()
+	clk.Advance(ttl - time.Millisecond)
+	c.put(&User{ID: "quick", Rev: 1}, readAt, ttl, false)
+	clk.Advance(time.Minute)
+	if _, ok := c.get("quick", clk.Now(), ttl); !ok {
+		t.Fatal("a read within the TTL was not leased")
+	}
+	// Read before the subscription started: notices may have been lost.
+	c.restarted(clk.Now().Add(time.Millisecond))
+	c.lease.confirmed.Store(c.lease.at(clk.Now()) + int64(time.Hour))
+	c.put(&User{ID: "before", Rev: 1}, clk.Now(), ttl, false)
+	clk.Advance(ttl)
+	if _, ok := c.get("before", clk.Now(), ttl); ok {
+		t.Fatal("a read from before the subscription was leased")
+	}
+}
+
+// beatBack reports whether a beat sent at or after at has come back.
+func beatBack(l *lease, at int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.beats {
+		if b.seq != 0 && b.at >= at && b.received {
+			return true
+		}
+	}
+	return false
+}
