@@ -286,6 +286,12 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return parseDuration(d, &s.Timeout)
 		case "pool_size":
 			return parseInt(d, &s.PoolSize)
+		case "lease_records":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.LeaseRecords = true
+			return nil
 		}
 		return d.Errf("redis: unknown option %q", name)
 	})

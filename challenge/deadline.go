@@ -126,7 +126,8 @@ var errUnchanged = errors.New("challenge: nothing to change")
 // the same start. It writes the start for each of the rule's patterns
 // that has none, so a later rule that keeps any of them keeps the start.
 func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Time, error) {
-	now := e.now().Unix()
+	readAt := e.now()
+	now := readAt.Unix()
 	var deadline time.Time
 	var fresh *User // the record as read, when another request wrote the start
 	started := false
@@ -150,7 +151,7 @@ func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Tim
 	if err != nil && !errors.Is(err, errUnchanged) {
 		return time.Time{}, err
 	}
-	e.keep(fresh)
+	e.keep(fresh, readAt)
 	if started {
 		e.Audit(a, "enrolment_grace_started", "success", zap.Strings("paths", d.Paths),
 			zap.Duration("grace", d.Grace), zap.Time("deadline", deadline))
@@ -162,7 +163,8 @@ func (e *Engine) StartGrace(ctx context.Context, a Actor, d *Deadline) (time.Tim
 // back on the rule because its deadline had passed, and says so in the
 // audit trail the first time for that deadline.
 func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline time.Time) error {
-	now := e.now().Unix()
+	readAt := e.now()
+	now := readAt.Unix()
 	first := false
 	var start time.Time
 	var fresh *User
@@ -179,7 +181,7 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 	if err != nil && !errors.Is(err, errUnchanged) {
 		return err
 	}
-	e.keep(fresh)
+	e.keep(fresh, readAt)
 	if first {
 		fields := []zap.Field{zap.Strings("paths", d.Paths), zap.Time("deadline", deadline)}
 		if !start.IsZero() {
@@ -193,10 +195,10 @@ func (e *Engine) HoldBack(ctx context.Context, a Actor, d *Deadline, deadline ti
 // keep puts a record read, not written, into this instance's copies
 // (when it is newer than the copy): another instance wrote the mark the
 // copy lacked, and requests would otherwise come back to the store for
-// it until the copy expires.
-func (e *Engine) keep(u *User) {
+// it until the copy expires. readAt is a time before the read began.
+func (e *Engine) keep(u *User, readAt time.Time) {
 	if u != nil {
-		e.users.put(u, e.now(), e.cfg.CacheTTL, false)
+		e.users.put(u, readAt, e.cfg.CacheTTL, false)
 	}
 }
 

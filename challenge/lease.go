@@ -135,29 +135,30 @@ func (l *lease) mark(seq uint64, set func(*beat)) {
 	}
 }
 
-// beat sends one beat: a read of the store's identity and the beat, in
-// one round trip, in that order.
+// beat sends one beat: a read of the store's identity and of the mark of
+// a write that went unannounced (store.Unannounced), and the beat, in one
+// round trip, in that order. A store that is not the one this engine
+// knew (emptied, replaced, restored behind its back) confirms nothing,
+// and the copies read from the old one are forgotten; while the mark
+// stands nothing is confirmed either.
 func (e *Engine) beat(ctx context.Context, l *lease) {
 	seq, msg := l.next(e.now())
-	ops := []*store.Op{store.PublishOp(changesChannel, msg)}
-	want := e.storeID.Load()
-	if want != nil {
-		ops = append([]*store.Op{store.GetOp(keyCheckKey)}, ops...)
-	}
+	check, mark := store.GetOp(keyCheckKey), store.GetOp(store.Unannounced)
 	ctx, cancel := context.WithTimeout(ctx, beatEvery)
 	defer cancel()
-	if err := store.RunBatch(ctx, e.store, ops...); err != nil {
+	if err := store.RunBatch(ctx, e.store, check, mark, store.PublishOp(changesChannel, msg)); err != nil {
 		return
 	}
-	if want != nil {
-		if !ops[0].Found {
-			return
-		}
-		if id, err := e.storeIDOf(ops[0].Value); err != nil || id != *want {
+	if want := e.storeID.Load(); want != nil {
+		id, err := e.storeIDOf(check.Value)
+		if !check.Found || err != nil || id != *want {
+			e.users.restarted(e.now())
 			return
 		}
 	}
-	l.checked(seq)
+	if !mark.Found {
+		l.checked(seq)
+	}
 }
 
 // beating sends beats until ctx ends.

@@ -95,11 +95,23 @@ type Op struct {
 
 // Announce has the compare-and-swap op publish msg on channel when it
 // swaps, atomically with the swap. Only stores that are Notifiers take
-// it. It returns op.
+// it. It returns op. A store whose notices are in order (InOrder) that
+// cannot publish it (a Redis user refused the channel) still swaps, and
+// sets Unannounced for UnannouncedFor in the same step.
 func (op *Op) Announce(channel string, msg []byte) *Op {
 	op.Channel, op.Notice = channel, msg
 	return op
 }
+
+// Unannounced is the key an in-order store sets when it swapped without
+// publishing the notice: while it stands, instances must not keep copies
+// past their TTL, since they may have missed a change. It lasts
+// UnannouncedFor, longer than any copy is kept.
+const Unannounced = "meta:unannounced"
+
+// UnannouncedFor is how long Unannounced stands after a write that went
+// unannounced.
+const UnannouncedFor = 10 * time.Minute
 
 // GetOp returns an Op that reads key.
 func GetOp(key string) *Op { return &Op{Kind: OpGet, Key: key} }

@@ -41,6 +41,7 @@ var (
 	scaleWorkers  = flag.Int("scale.workers", 16, "BenchmarkScale: requests in flight at once")
 	scaleRequests = flag.Int64("scale.requests", 0, "BenchmarkScale: measure this many requests per population, after a warm-up of as many, instead of -scale.time")
 	scaleFrozen   = flag.Bool("scale.frozen", false, "BenchmarkScale: stop the gateway's clock, so nothing expires and every miss is one of capacity")
+	scaleLease    = flag.Bool("lease_records", true, "BenchmarkScale: the Redis store's lease_records (one local redis-server: its notices arrive in order)")
 )
 
 // BenchmarkScale drives verified members' requests through Caddy's whole
@@ -56,7 +57,7 @@ var (
 // of the caches' bounds):
 //
 //	go test -run '^$' -bench Scale -benchtime 1x -timeout 30m ./tests/ \
-//		-members 1000000 -zipf.s 1.1 [-member_cache_size N] [-identity_cache_size N]
+//		-members 1000000 -zipf.s 1.1 [-member_cache_size N] [-identity_cache_size N] [-lease_records=false]
 //
 // Reported per population: requests/s, store commands and GETs per
 // request (the member records' misses, plus the daily seen notes'
@@ -71,7 +72,11 @@ func BenchmarkScale(b *testing.B) {
 	}
 	srv := testredis.Start(b)
 	who := newCountingWhoami(b)
-	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t\tkey_prefix scale:\n\t\t}", testKey, srv.Addr)
+	lease := ""
+	if *scaleLease {
+		lease = "\n\t\t\tlease_records"
+	}
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t\tkey_prefix scale:%s\n\t\t}", testKey, srv.Addr, lease)
 	if *scaleUsers > 0 {
 		global += fmt.Sprintf("\n\t\tmember_cache_size %d", *scaleUsers)
 	}
@@ -107,8 +112,8 @@ func BenchmarkScale(b *testing.B) {
 	if *scaleRequests > 0 {
 		length = strconv.FormatInt(*scaleRequests, 10) + " requests"
 	}
-	b.Logf("Zipf s=%v v=%v, %d requests in flight, %s warm-up and %s measured per population, GOMAXPROCS %d, clock frozen %t",
-		s, v, *scaleWorkers, length, length, runtime.GOMAXPROCS(0), *scaleFrozen)
+	b.Logf("Zipf s=%v v=%v, %d requests in flight, %s warm-up and %s measured per population, GOMAXPROCS %d, clock frozen %t, lease_records %t",
+		s, v, *scaleWorkers, length, length, runtime.GOMAXPROCS(0), *scaleFrozen, *scaleLease)
 
 	small := runPopulation(b, gw, e.host, codec, rdb, who, 1000)
 	large := runPopulation(b, gw, e.host, codec, rdb, who, n)

@@ -104,8 +104,12 @@ func TestAnnouncedSwap(t *testing.T) {
 	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { client.Close(); other.Close() })
 	st := New(client, "n:")
+	if st.InOrder() {
+		t.Fatal("notices taken to be in order without Ordered")
+	}
+	st.Ordered = true
 	if !st.InOrder() {
-		t.Fatal("one server: notices not in order")
+		t.Fatal("one server, Ordered: notices not in order")
 	}
 	ps := other.Subscribe(t.Context(), "n:changes")
 	t.Cleanup(func() { ps.Close() })
@@ -152,6 +156,7 @@ func TestAnnouncedSwapOnCluster(t *testing.T) {
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	t.Cleanup(func() { client.Close() })
 	st := New(client, "n:")
+	st.Ordered = true // as lease_records asks: ignored on a Cluster
 	if st.InOrder() {
 		t.Fatal("a Cluster's notices taken to be in order")
 	}
@@ -174,6 +179,38 @@ func TestAnnouncedSwapOnCluster(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no notice for %s", key)
+		}
+	}
+}
+
+// A user refused the channel still swaps; on an in-order store the swap
+// marks the store (store.Unannounced), elsewhere it does not.
+func TestAnnouncedSwapRefusedChannel(t *testing.T) {
+	srv := testredis.Start(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { admin.Close() })
+	if err := admin.Do(t.Context(), "acl", "setuser", "gw", "on", ">pw", "~*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "gw", Password: "pw"})
+	t.Cleanup(func() { client.Close() })
+	for _, ordered := range []bool{false, true} {
+		st := New(client, "n:")
+		st.Ordered = ordered
+		key := "k" + strconv.FormatBool(ordered)
+		op := store.CompareAndSwapOp(key, nil, []byte("v"), 0).Announce("changes", []byte("m"))
+		if err := st.Batch(t.Context(), op); err != nil || !op.Swapped {
+			t.Fatalf("ordered %t: %v, swapped %t", ordered, err, op.Swapped)
+		}
+		ttl, err := admin.PTTL(t.Context(), "n:"+store.Unannounced).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if marked := ttl > 0; marked != ordered {
+			t.Fatalf("ordered %t: marked %t (ttl %s)", ordered, marked, ttl)
+		}
+		if ordered && ttl < store.UnannouncedFor-time.Minute {
+			t.Fatalf("mark ttl %s, want %s", ttl, store.UnannouncedFor)
 		}
 	}
 }

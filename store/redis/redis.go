@@ -32,6 +32,10 @@ type Store struct {
 	Timeout time.Duration
 	// Log receives interruptions of the change notices. Default: none.
 	Log *zap.Logger
+	// Ordered vouches that the client reaches one server (or a
+	// Sentinel's master) directly, so notices arrive in the order the
+	// server ran them (InOrder); never so on a Cluster. Default: false.
+	Ordered bool
 
 	client  redis.UniversalClient
 	prefix  string
@@ -158,8 +162,9 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // when it swaps ("" for none). In a script, the notice is published in
 // the same step as the write: no client sees one without the other. A
 // user refused the channel still writes (pcall), as before notices went
-// in the script; its notices, and every instance's beats, are refused
-// alike, so no instance then keeps copies past the TTL.
+// in the script; on a store whose notices are in order, KEYS[2] is then
+// set for ARGV[8] milliseconds (store.Unannounced), which tells every
+// instance that a write went unannounced.
 var compareAndSwap = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -175,7 +180,10 @@ else
   redis.call('SET', KEYS[1], ARGV[4])
 end
 if ARGV[6] ~= '' then
-  redis.pcall('PUBLISH', ARGV[6], ARGV[7])
+  local sent = redis.pcall('PUBLISH', ARGV[6], ARGV[7])
+  if type(sent) == 'table' and sent.err and KEYS[2] then
+    redis.call('SET', KEYS[2], '1', 'PX', ARGV[8])
+  end
 end
 return 1
 `)
@@ -555,10 +563,12 @@ func globEscape(s string) string {
 
 // InOrder implements store.Notifier: a Cluster's nodes forward notices to
 // each other over links that can drop them; one server, or a Sentinel's
-// master, delivers them in the order it ran them.
+// master, delivers them in the order it ran them, when nothing between
+// (a proxy that may send connections to different servers) reorders
+// them, which only the operator knows (Ordered).
 func (s *Store) InOrder() bool {
 	_, cluster := s.client.(*redis.ClusterClient)
-	return !cluster
+	return s.Ordered && !cluster
 }
 
 // Publish implements store.Notifier.
@@ -688,12 +698,13 @@ func (s *Store) Batch(ctx context.Context, ops ...*store.Op) error {
 // queue adds op to the pipeline; source sends scripts by their source
 // rather than their SHA.
 func (s *Store) queue(ctx context.Context, p redis.Pipeliner, op *store.Op, source bool) redis.Cmder {
-	key := s.key(op.Key)
+	keys := []string{s.key(op.Key)}
+	key := keys[0]
 	script := func(sc *redis.Script, args ...any) redis.Cmder {
 		if source {
-			return sc.Eval(ctx, p, []string{key}, args...)
+			return sc.Eval(ctx, p, keys, args...)
 		}
-		return sc.EvalSha(ctx, p, []string{key}, args...)
+		return sc.EvalSha(ctx, p, keys, args...)
 	}
 	switch op.Kind {
 	case store.OpGet:
@@ -710,11 +721,17 @@ func (s *Store) queue(ctx context.Context, p redis.Pipeliner, op *store.Op, sour
 		if op.Arg == nil {
 			del = "1"
 		}
-		channel := ""
+		channel, marked := "", ""
 		if op.Channel != "" {
 			channel = s.key(op.Channel)
+			if s.InOrder() {
+				// Not on a Cluster, where the key would be in another
+				// slot: nothing keeps copies there anyway.
+				keys = append(keys, s.key(store.Unannounced))
+				marked = strconv.FormatInt(store.UnannouncedFor.Milliseconds(), 10)
+			}
 		}
-		return script(compareAndSwap, absent, op.Old, del, op.Arg, strconv.FormatInt(op.TTL.Milliseconds(), 10), channel, op.Notice)
+		return script(compareAndSwap, absent, op.Old, del, op.Arg, strconv.FormatInt(op.TTL.Milliseconds(), 10), channel, op.Notice, marked)
 	case store.OpIncrement:
 		return script(increment, strconv.FormatInt(op.TTL.Milliseconds(), 10))
 	}
