@@ -74,3 +74,36 @@ func TestRedisClusterSendsNothingTwice(t *testing.T) {
 		t.Errorf("the counter is %q (%v), want 1: the increment was sent again", v, err)
 	}
 }
+
+// lease_records reaches the store: its notices count as in order, on one
+// server only; without it, or on a Cluster, they do not.
+func TestRedisLeaseRecords(t *testing.T) {
+	single := testredis.Start(t).Addr
+	cluster := testredis.StartCluster(t)
+	for _, c := range []struct {
+		name  string
+		addrs []string
+		lease bool
+		want  bool
+	}{
+		{"one server", []string{single}, true, true},
+		{"one server, off", []string{single}, false, false},
+		{"cluster", cluster, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rs := &RedisStore{Addresses: c.addrs, LeaseRecords: c.lease}
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			if err := rs.Provision(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st, err := rs.OpenStore(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.(store.Notifier).InOrder(); got != c.want {
+				t.Fatalf("InOrder %t, want %t", got, c.want)
+			}
+		})
+	}
+}

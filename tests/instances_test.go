@@ -318,26 +318,13 @@ func TestInstancesShareOneRedis(t *testing.T) {
 	if r := dev.post("/.2fa/challenge", url.Values{"csrf": {tok}, "return_to": {"/members/"}, "method": {"email"}, "code": {code}, "remember": {"1"}}); r.status != http.StatusSeeOther {
 		t.Fatalf("verifying on B with remember: %d %s", r.status, r.body)
 	}
-	device := b.browser()
-	device.login("alice")
-	device.setCookie("2fa_device", dev.cookie("2fa_device").Value)
-	if s, h := device.upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "device" {
-		t.Fatalf("remembered device on B: %d %v", s, h)
-	}
+	device := deviceOnly(t, b, dev)
 
 	// Revocation on A stops B: every remembered device forgotten ...
-	page := onB.on(a.env).get("/.2fa/methods?return_to=%2Fmembers%2F")
-	if page.status != http.StatusOK {
-		t.Fatalf("settings on A with the session from B: %d", page.status)
-	}
-	start := time.Now()
-	if r := onB.on(a.env).post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}}); r.status != http.StatusSeeOther {
-		t.Fatalf("forgetting devices on A: %d %s", r.status, r.body)
-	}
-	forgot := untilRefused(t, device, "/echo/x", start, 5*time.Second)
+	forgot := untilRefused(t, device, "/echo/x", forgetDevicesOn(t, a, onB), 5*time.Second)
 
 	// ... and a method disabled, which ends every other session.
-	start = time.Now()
+	start := time.Now()
 	if r := alice.removeMethod("email", true); r.status != http.StatusSeeOther {
 		t.Fatalf("disabling email on A: %d %s", r.status, r.body)
 	}
@@ -445,4 +432,53 @@ func rawPost(b *browser, in *instance, path string, form url.Values) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// With lease_records, B keeps its copy of a member's record past 2 s, and
+// a change made on A still reaches B at once: devices forgotten on A stop
+// a remembered device on B.
+func TestInstancesLeaseRecords(t *testing.T) {
+	srv := testredis.Start(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t\tlease_records\n\t\t}\n", testKey, srv.Addr)
+	ins := startInstances(t, 2, global, codePolicy, membersite.DemoMembers())
+	a, b := ins[0], ins[1]
+	alice := a.browser()
+	alice.login("alice")
+	secret := alice.enrolApp("/members/")
+	onB := b.browser()
+	onB.login("alice")
+	if r := onB.verify(realCode(t, secret, 1), "/members/", true); r.status != http.StatusSeeOther {
+		t.Fatalf("challenge on B, remembering the device: %d %s", r.status, r.body)
+	}
+	device := deviceOnly(t, b, onB)
+	start := forgetDevicesOn(t, a, onB)
+	t.Logf("devices forgotten on A, refused on B after %s", untilRefused(t, device, "/echo/x", start, 5*time.Second).Round(time.Microsecond))
+}
+
+// deviceOnly is a browser signed in to the member site as alice on in,
+// with only the remembered-device cookie of from, which must pass.
+func deviceOnly(t *testing.T, in *instance, from *browser) *browser {
+	t.Helper()
+	device := in.browser()
+	device.login("alice")
+	device.setCookie("2fa_device", from.cookie("2fa_device").Value)
+	if s, h := device.upstream("/echo/x"); s != http.StatusOK || h.Get("X-2fa-Method") != "device" {
+		t.Fatalf("remembered device: %d %v", s, h)
+	}
+	return device
+}
+
+// forgetDevicesOn forgets every remembered device of the member of
+// settings, through in's settings page, and returns when it began.
+func forgetDevicesOn(t *testing.T, in *instance, settings *browser) time.Time {
+	t.Helper()
+	page := settings.on(in.env).get("/.2fa/methods?return_to=%2Fmembers%2F")
+	if page.status != http.StatusOK {
+		t.Fatalf("settings page: %d", page.status)
+	}
+	start := time.Now()
+	if r := settings.on(in.env).post("/.2fa/methods/devices", url.Values{"csrf": {inputValue(page.body, "csrf")}, "return_to": {"/members/"}, "all": {"1"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("forgetting devices: %d %s", r.status, r.body)
+	}
+	return start
 }
