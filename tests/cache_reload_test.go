@@ -39,7 +39,7 @@ func TestCachesLeaveNothingRunning(t *testing.T) {
 		if err := load(e.caddyfile(setup{})); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
-		alice.c.CloseIdleConnections()
+		alice.afterReload("/echo/x")
 		visit()
 		check("after a reload")
 	}
