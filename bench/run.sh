@@ -22,6 +22,12 @@
 # PIN="0 1" to run wrk and the upstream on the first CPU list and the
 # Caddy processes on the second (taskset), so that they do not take turns
 # on the same cores: steadier numbers on a small machine.
+# SECOND_DIRECTIVE="header X-Frame-Options DENY" gives every site (stock,
+# plain and two_factor alike) that directive before reverse_proxy, as real
+# sites have more than one: Caddy then runs each site's handlers as a
+# route list (a subroute) whatever the plugin does, so the comparison
+# counts that cost on both sides. Unset, the plain sites have
+# reverse_proxy alone and only the gated site pays for a second handler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +37,7 @@ connections=${CONNECTIONS:-32}
 threads=${THREADS:-1}
 base=${BASE_PORT:-19080}
 upstream=127.0.0.1:$base
+second=${SECOND_DIRECTIVE:-}
 declare -A addr=(
 	[stock]=127.0.0.1:$((base + 1))
 	[plain]=127.0.0.1:$((base + 2))
@@ -71,7 +78,8 @@ plainsite() { # name address
 }
 
 http://$2 {
-	reverse_proxy $upstream
+${second:+	$second
+}	reverse_proxy $upstream
 }
 CADDY
 }
@@ -97,7 +105,8 @@ http://${addr[two_factor]} {
 		}
 		protect /members/* /bench/*
 	}
-	reverse_proxy $upstream
+${second:+	$second
+}	reverse_proxy $upstream
 }
 CADDY
 
@@ -151,7 +160,7 @@ if [ -n "${PROFILE:-}" ]; then
 	echo "profiles in $PROFILE (go tool pprof -top $work/caddy $PROFILE/cpu.pprof)"
 fi
 
-echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, each process in turn"
+echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, each process in turn${second:+; every site also has: $second}"
 declare -A rates cpus
 for i in $(seq "$rounds"); do
 	line="round $i:"
