@@ -10,7 +10,8 @@
 # the hot path) against each in turn, several rounds. Each round prints
 # requests/s and the CPU each process spent per request (from
 # /proc/<pid>/stat, user and system); the end prints the medians and the
-# ratios two_factor/plain and two_factor/stock. bench/browser.lua keeps
+# ratios two_factor/plain and two_factor/stock, of the medians and, steadier
+# on a shared machine, the medians of each round's ratios. bench/browser.lua keeps
 # the cookies current from Set-Cookie, as a browser does.
 #
 #   bench/run.sh [duration per run, default 10s] [rounds, default 5]
@@ -191,3 +192,14 @@ printf 'throughput: two_factor/plain %.3f   two_factor/stock %.3f   plain/stock 
 printf 'CPU per request: two_factor/plain %.3f   two_factor/stock %.3f\n' \
 	"$(echo "${mc[two_factor]} / ${mc[plain]}" | bc -l)" \
 	"$(echo "${mc[two_factor]} / ${mc[stock]}" | bc -l)"
+# The same ratios taken round by round (the processes of one round ran
+# seconds apart, under the same outside load), then their medians: steadier
+# than the ratios of the medians on a machine shared with other work.
+ratios() { # numerator denominator (space-separated lists in round order)
+	paste -d' ' <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{printf "%s ", $1 / $2}'
+}
+printf 'per round, median: throughput two_factor/plain %.3f   two_factor/stock %.3f   CPU per request two_factor/plain %.3f   two_factor/stock %.3f\n' \
+	"$(ratios "${rates[two_factor]}" "${rates[plain]}" | median)" \
+	"$(ratios "${rates[two_factor]}" "${rates[stock]}" | median)" \
+	"$(ratios "${cpus[two_factor]}" "${cpus[plain]}" | median)" \
+	"$(ratios "${cpus[two_factor]}" "${cpus[stock]}" | median)"
