@@ -18,17 +18,17 @@
 #
 # Needs wrk (Debian: apt-get install wrk) and Linux's /proc. Environment:
 # CONNECTIONS (32), THREADS (1), BASE_PORT (19080; uses four ports from
-# there), PROFILE=dir to also write a 10 s CPU and an allocation profile of
-# the two_factor process there (it serves pprof on the admin endpoint),
+# there, five with PROFILE), PROFILE=dir to also write a 10 s CPU and an
+# allocation profile of the two_factor process there (it serves pprof on
+# the admin endpoint), and a 10 s CPU profile of the plain site,
 # PIN="0 1" to run wrk and the upstream on the first CPU list and the
 # Caddy processes on the second (taskset), so that they do not take turns
 # on the same cores: steadier numbers on a small machine.
 # SECOND_DIRECTIVE="header X-Frame-Options DENY" gives every site (stock,
 # plain and two_factor alike) that directive before reverse_proxy, as real
 # sites have more than one: Caddy then runs each site's handlers as a
-# route list (a subroute) whatever the plugin does, so the comparison
-# counts that cost on both sides. Unset, the plain sites have
-# reverse_proxy alone and only the gated site pays for a second handler.
+# route list whatever the plugin does, so the comparison counts that cost
+# on both sides. Unset, the plain sites have reverse_proxy alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,7 +85,14 @@ ${second:+	$second
 CADDY
 }
 plainsite stock "${addr[stock]}" >"$work/stock.caddyfile"
-plainsite plain "${addr[plain]}" >"$work/plain.caddyfile"
+plain_admin=127.0.0.1:$((base + 5))
+if [ -n "${PROFILE:-}" ]; then
+	# The plain site is profiled too, for comparison: through an admin
+	# endpoint of its own, which costs nothing per request.
+	plainsite plain "${addr[plain]}" | sed "s#admin off#admin $plain_admin#" >"$work/plain.caddyfile"
+else
+	plainsite plain "${addr[plain]}" >"$work/plain.caddyfile"
+fi
 cat >"$work/two_factor.caddyfile" <<CADDY
 {
 	admin $admin
@@ -158,7 +165,10 @@ if [ -n "${PROFILE:-}" ]; then
 	curl -s -o "$PROFILE/cpu.pprof" "http://$admin/debug/pprof/profile?seconds=10"
 	curl -s -o "$PROFILE/allocs.pprof" "http://$admin/debug/pprof/allocs"
 	wait $!
-	echo "profiles in $PROFILE (go tool pprof -top $work/caddy $PROFILE/cpu.pprof)"
+	"${client[@]}" wrk -t"$threads" -c"$connections" -d12s -s bench/browser.lua "http://${addr[plain]}/bench/x" -- "$cookie" >/dev/null &
+	curl -s -o "$PROFILE/plain-cpu.pprof" "http://$plain_admin/debug/pprof/profile?seconds=10"
+	wait $!
+	echo "profiles in $PROFILE: cpu.pprof and allocs.pprof of two_factor, plain-cpu.pprof of the plain site (go tool pprof -top $PROFILE/cpu.pprof)"
 fi
 
 echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, each process in turn${second:+; every site also has: $second}"
