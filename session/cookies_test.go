@@ -154,3 +154,17 @@ func TestNameAllocatesNothing(t *testing.T) {
 		t.Fatal("wrong names")
 	}
 }
+
+// BenchmarkBinding is the identity's key on every protected request: the
+// member-site cookie found in the header and hashed (SHA-256).
+func BenchmarkBinding(b *testing.B) {
+	r := httptest.NewRequest(http.MethodGet, "/members/x", nil)
+	r.Header.Set("Cookie", "_ga=GA1.1.123456789.1700000000; member_session=3f9c2a7be41d0c5e8a6b2f1d9e7c4a30b5d8e2f6a1c9b7d3; "+
+		"2fa_session=AQEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := Binding(r, "member_session"); !ok {
+			b.Fatal("no binding")
+		}
+	}
+}
