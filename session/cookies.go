@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -103,6 +104,10 @@ func Binding(r *http.Request, cookie string) (binding [16]byte, full [32]byte, o
 	if n == 0 || v == "" {
 		return binding, full, false
 	}
+	if chunks := chunkCount(v); chunks > 0 {
+		// The same value for every member: the session is in the parts.
+		return chunkedBinding(r, cookie, chunks)
+	}
 	if n == 1 {
 		// Hashing only reads the bytes, so view the string in place.
 		full = sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
@@ -117,6 +122,42 @@ func Binding(r *http.Request, cookie string) (binding [16]byte, full [32]byte, o
 		}
 		h.Sum(full[:0])
 	}
+	copy(binding[:], full[:16])
+	return binding, full, true
+}
+
+// maxChunks bounds the parts of a chunked session cookie followed.
+const maxChunks = 64
+
+// chunkCount reads the value ASP.NET Core's cookie manager gives a cookie
+// it split into parts, "chunks-<N>": the parts are the cookies named
+// <name>C1 to <name>C<N>. It returns 0 for any other value.
+func chunkCount(v string) int {
+	rest, ok := strings.CutPrefix(v, "chunks-")
+	if !ok || rest == "" || len(rest) > 2 || strings.Trim(rest, "0123456789") != "" {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest)
+	if n > maxChunks {
+		return 0
+	}
+	return n
+}
+
+// chunkedBinding is Binding of a session cookie split into chunks parts:
+// the parts' values, in order, each from its first copy. A part missing
+// is a session the member site cannot read either: nobody signed in.
+func chunkedBinding(r *http.Request, cookie string, chunks int) (binding [16]byte, full [32]byte, ok bool) {
+	h := sha256.New()
+	fmt.Fprintf(h, "chunks-%d;", chunks)
+	for i := 1; i <= chunks; i++ {
+		v, n := first(r, cookie+"C"+strconv.Itoa(i))
+		if n == 0 || v == "" {
+			return binding, full, false
+		}
+		fmt.Fprintf(h, "%d:%s;", len(v), v)
+	}
+	h.Sum(full[:0])
 	copy(binding[:], full[:16])
 	return binding, full, true
 }

@@ -146,6 +146,42 @@ func TestBindingCoversEveryCopyOfTheSessionCookie(t *testing.T) {
 	}
 }
 
+// A session cookie split into parts the ASP.NET Core way ("chunks-N", the
+// parts in <name>C1 to <name>CN) binds to its parts: the marker is the
+// same for every member, and an answer cached for one must not serve
+// another.
+func TestBindingFollowsChunkedCookies(t *testing.T) {
+	req := func(cookie string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", cookie)
+		return r
+	}
+	const name = ".AspNetCore.Cookies"
+	alice, _, okA := Binding(req(name+"=chunks-2; "+name+"C1=alice-part-1; "+name+"C2=alice-part-2"), name)
+	bob, _, okB := Binding(req(name+"=chunks-2; theme=dark; "+name+"C1=bob-part-1; "+name+"C2=bob-part-2"), name)
+	if !okA || !okB || alice == bob {
+		t.Fatalf("two members' chunked sessions: %t %t, the same binding %t", okA, okB, alice == bob)
+	}
+	moved, _, _ := Binding(req(name+"C2=alice-part-2; "+name+"C1=alice-part-1; "+name+"=chunks-2"), name)
+	if moved != alice {
+		t.Fatal("the order of the cookies in the header changed the binding")
+	}
+	for _, bad := range []string{
+		name + "=chunks-2; " + name + "C1=alice-part-1",       // a part missing
+		name + "=chunks-2; " + name + "C1=; " + name + "C2=x", // a part empty
+	} {
+		if _, _, ok := Binding(req(bad), name); ok {
+			t.Errorf("%q: bound", bad)
+		}
+	}
+	// Values that only look like the marker are values.
+	for _, v := range []string{"chunks-", "chunks-x", "chunks-100", "chunks-999", "xchunks-2"} {
+		if _, _, ok := Binding(req(name+"="+v), name); !ok {
+			t.Errorf("%q: not bound as a plain value", v)
+		}
+	}
+}
+
 func TestNameAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = Name(SessionCookie, true) }); n != 0 {
 		t.Fatalf("Name allocates %v times", n)

@@ -4,11 +4,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -164,5 +167,55 @@ func TestIDCaseMixedSitesOnTheAdminEndpoint(t *testing.T) {
 	}
 	if r := lower.get("/echo/x"); r.status != http.StatusOK {
 		t.Errorf("bob's session was ended by end-sessions of Bob: %d", r.status)
+	}
+}
+
+// A member site whose session cookie is split into parts the ASP.NET Core
+// way (".AspNetCore.Cookies=chunks-2" and the parts in ...C1 and ...C2):
+// the marker is the same for every member, so the identity's answers are
+// keyed by the parts, and one member's answer never serves another.
+func TestIdentityChunkedSessionCookie(t *testing.T) {
+	const name = ".AspNetCore.Cookies"
+	var calls atomic.Int64
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		c, err := r.Cookie(name + "C1")
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		member, _, _ := strings.Cut(c.Value, "-")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q}`, member)
+	}))
+	t.Cleanup(site.Close)
+	e := start(t, setup{policy: fmt.Sprintf("\n\tidentity endpoint %s/me {\n\t\tsession_cookie %s\n\t}\n\tprotect /echo/* {\n\t\tenrolment optional\n\t}\n", site.URL, name)})
+	user := func(member string) string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, e.base+"/echo/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Cookie", name+"=chunks-2; "+name+"C1="+member+"-part-1; "+name+"C2="+member+"-part-2")
+		req.Header.Set("Sec-Fetch-Mode", "cors") // a script's request, not a page load: no set-up reminder
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var body struct{ Headers http.Header }
+		if err := json.Unmarshal(raw, &body); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %v %.300s", member, resp.StatusCode, err, raw)
+		}
+		return body.Headers.Get("X-2fa-User")
+	}
+	for _, member := range []string{"alice", "bob", "alice", "bob"} {
+		if got := user(member); got != member {
+			t.Fatalf("%s's request reached the site as %q", member, got)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("who-am-I called %d times for two members, twice each: want 2 (each answer cached by its parts)", n)
 	}
 }
