@@ -27,11 +27,14 @@ import (
 // interruption since, is then as good as one read when that beat was
 // sent; while beats keep coming back within CacheTTL, it is trusted.
 // When they stop (Redis unreachable, the subscription broken, a store
-// that is not the one this engine knew), copies fall back to CacheTTL.
+// that is not the one this engine knew, a write whose notice the store
+// refused: store.Unannounced), copies fall back to CacheTTL.
 //
-// One Redis server or a Sentinel's master: yes. A Cluster forwards
-// notices between nodes over links that can drop them, so there every
-// copy is read again after CacheTTL, as without a lease.
+// The ordering is the operator's to vouch for (the Redis store's
+// lease_records): one server or a Sentinel's master reached directly
+// has it, a proxy that sends connections to different servers does
+// not. A Cluster forwards notices between nodes over links that can
+// drop them, so there is never a lease there.
 type lease struct {
 	start time.Time // the engine clock's reading at start; times below count from it
 	// since is when the current subscription began; -1 while there is
