@@ -620,10 +620,11 @@ func (e *Engine) FollowChanges(ctx context.Context) {
 		beats.Go(func() { e.beating(ctx, l) })
 	}
 	n.Subscribe(ctx, changesChannel, func(msg []byte) {
-		if l.received(string(msg)) {
+		text := string(msg)
+		if l.received(text) {
 			return
 		}
-		rev, id, ok := strings.Cut(string(msg), " ")
+		rev, id, ok := strings.Cut(text, " ")
 		r, err := strconv.ParseUint(rev, 10, 64)
 		if ok && err == nil {
 			e.users.changed(id, r, e.now(), e.cfg.CacheTTL)
