@@ -72,6 +72,15 @@ type Policy struct {
 	// code does not open (the admin pages), where it would be spent for
 	// nothing.
 	NoRecovery bool
+	// Skip lets enrolled members pass without a code (a rule's
+	// networks block with second_factor skip). It waives the code, not
+	// enrolment, and never makes a session: pages that trust a session
+	// still ask.
+	Skip bool
+	// Recheck asks for a code once when a remembered device is used from
+	// an address range (NetworkOf) the member has never passed the
+	// second factor from.
+	Recheck bool
 }
 
 // recovery reports whether a recovery code may be used for where the
