@@ -127,6 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if flow.RenewalDue(u) {
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
 		}
+		h.warnLooseProxy(r)
 		setUpstream(r, id.ID, flow.MethodNetwork, true)
 		return h.pass(w, r, next)
 	}

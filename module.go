@@ -684,6 +684,9 @@ type Handler struct {
 	admins  map[string]string // admin ID (after id_case) → role
 	logger  *zap.Logger
 	trusted []netip.Prefix
+	// looseProxyWarned: warnLooseProxy has said its piece (a pointer:
+	// Caddy copies a Handler by value).
+	looseProxyWarned *atomic.Bool
 }
 
 // Rule is a set of protected paths with its policy.
@@ -800,6 +803,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = appIface.(*App)
+	h.looseProxyWarned = new(atomic.Bool)
 
 	if h.Prefix == "" {
 		h.Prefix = defaultPrefix

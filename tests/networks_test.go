@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -256,6 +257,15 @@ func TestNetworkForwardedFor(t *testing.T) {
 			r := b.get("/echo/x")
 			if skipped := r.status == http.StatusOK; skipped != c.skip {
 				t.Fatalf("from %s with X-Forwarded-For %q: %d %q, skipped %v, want %v", c.from, c.forwarded, r.status, r.location(), skipped, c.skip)
+			}
+			b.get("/echo/x")
+			log, err := os.ReadFile(e.logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Count(string(log), "set trusted_proxies_strict in the servers global option")
+			if want := map[bool]int{true: 1, false: 0}[c.skip && c.options == loose]; warned != want {
+				t.Errorf("the warning about a proxy without trusted_proxies_strict was logged %d times, want %d", warned, want)
 			}
 		})
 	}
