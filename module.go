@@ -224,6 +224,7 @@ type App struct {
 	audit   *zap.Logger
 	trailW  *audit.Writer
 	metrics *metrics
+	skips   *skipNotes // the network skips audited (skips.go)
 	ctx     caddy.Context
 	cfg     challenge.Config
 	secrets [][]byte // the configured keys, placeholders replaced
@@ -284,6 +285,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	a.metrics = m
+	a.skips = newSkipNotes()
 	a.trailW = audit.NewWriter(a.logger, m.auditDropped.Inc)
 	a.trailW.Throttle(auditPerMinute, clock.Now)
 	a.audit = counted(a.audit, m.observe, a.countFigures)
