@@ -833,9 +833,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionWebAuthn(); err != nil {
 		return err
 	}
+	h.app.skipLifetime(time.Duration(h.SessionLifetime))
 	for i, rule := range h.Protect {
 		if err := rule.provision(ctx, h.app, h.WebAuthn != nil); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if rule.skips() {
+			h.app.skipRule(rule.label)
 		}
 		if d := rule.policy.Deadline; d != nil {
 			// For the admin pages' deadlines; the engine is made at

@@ -250,6 +250,16 @@ func samePolicy(a, b *flow.Policy) bool {
 		a.Recheck == b.Recheck && slices.Equal(a.Methods, b.Methods)
 }
 
+// skips reports whether some block of the rule skips the code.
+func (rule *Rule) skips() bool {
+	for _, n := range rule.nets {
+		if n.policy.Skip {
+			return true
+		}
+	}
+	return false
+}
+
 // policyAt is the rule's policy for a client at addr: the first block
 // with a range holding it, else the rule's own. An address that could
 // not be determined (!ok) matches no block, so it never skips the code.
