@@ -77,7 +77,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := clock.Now()
 	h.app.seen.note(id.ID, id.Email, now)
-	pol, at := rule.policyFor(r)
+	pol, at := h.policyOf(rule, r)
 
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
@@ -127,7 +127,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if flow.RenewalDue(u) {
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
 		}
-		h.warnLooseProxy(r)
 		h.app.noteSkip(b, challenge.Actor{User: id.ID, IP: clientIP(r), UserAgent: r.UserAgent()}, id.Binding, rule.label, at.text, true, now)
 		setUpstream(r, id.ID, flow.MethodNetwork, true)
 		return h.pass(w, r, next)
@@ -238,7 +237,7 @@ func (h *Handler) policyFor(r *http.Request, path string) *flow.Policy {
 	if rule, err := h.ruleFor(probe); err == nil && rule != nil {
 		// The page's client is the request's: a block that turns
 		// remembering off or narrows the methods holds on the pages too.
-		pol, _ := rule.policyFor(r)
+		pol, _ := h.policyOf(rule, r)
 		return pol
 	}
 	return nil

@@ -1121,6 +1121,10 @@ func (h *Handler) Validate() error {
 		for _, s := range rule.shadowed() {
 			h.logger.Warn("a networks range never applies: an earlier block's range holds it", zap.Strings("paths", rule.Paths), zap.String("range", s))
 		}
+		for _, s := range rule.riskySkips() {
+			h.logger.Warn("a networks range that skips the code may hold more clients than meant (see the README's safety notes)",
+				zap.Strings("paths", rule.Paths), zap.String("range", s))
+		}
 		if len(rule.policy.Methods) == 1 && rule.policy.Methods[0] == challenge.MethodSMS {
 			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
 				zap.Strings("paths", rule.Paths))

@@ -3,6 +3,7 @@ package twofactor
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -195,10 +196,10 @@ func (rule *Rule) validateNetworks(app *App, webAuthn bool) error {
 			return fmt.Errorf("%s.recheck_new_network: needs remember_device (not off), whose devices it rechecks", field)
 		}
 	}
+	if family := rule.skipsEveryone(); family != "" {
+		return fmt.Errorf("networks: the ranges with second_factor skip hold every %s address: that is no second factor at all; remove the rule instead", family)
+	}
 	for i, a := range rule.nets {
-		if a.policy.Skip && a.prefix.Bits() == 0 {
-			return fmt.Errorf("%s: skips the second factor for every address; remove the rule's paths instead", a.field())
-		}
 		for _, b := range rule.nets[:i] {
 			if b.block == a.block || !a.prefix.Overlaps(b.prefix) || samePolicy(a.policy, b.policy) {
 				continue
@@ -211,6 +212,82 @@ func (rule *Rule) validateNetworks(app *App, webAuthn bool) error {
 		}
 	}
 	return nil
+}
+
+// skipsEveryone names the address family ("IPv4", "IPv6") whose every
+// address the skip ranges hold together (a /0, or 0.0.0.0/1 with
+// 128.0.0.0/1), or "" for none.
+func (rule *Rule) skipsEveryone() string {
+	for _, family := range []struct {
+		name string
+		bits int
+	}{{"IPv4", 32}, {"IPv6", 128}} {
+		held := new(big.Int)
+		for i, a := range rule.nets {
+			if !a.policy.Skip || a.prefix.Addr().BitLen() != family.bits || rule.heldEarlier(i) {
+				continue
+			}
+			held.Add(held, new(big.Int).Lsh(big.NewInt(1), uint(family.bits-a.prefix.Bits())))
+		}
+		if held.Cmp(new(big.Int).Lsh(big.NewInt(1), uint(family.bits))) >= 0 {
+			return family.name
+		}
+	}
+	return ""
+}
+
+// heldEarlier reports whether another skip range holds range i (the first
+// of equal ones counts), so that skipsEveryone counts each address once.
+func (rule *Rule) heldEarlier(i int) bool {
+	a := rule.nets[i].prefix
+	for j, b := range rule.nets {
+		if j == i || !b.policy.Skip || !b.prefix.Overlaps(a) || b.prefix.Bits() > a.Bits() {
+			continue
+		}
+		if b.prefix.Bits() < a.Bits() || j < i {
+			return true
+		}
+	}
+	return false
+}
+
+// specialRanges hold addresses that do not locate a client: whatever
+// reaches Caddy from the host itself, a link, a carrier's NAT or a
+// translator between IPv6 and IPv4.
+var specialRanges = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback: the host itself, a sidecar, Caddy proxying to itself"},
+	{netip.MustParsePrefix("::1/128"), "loopback: the host itself, a sidecar, Caddy proxying to itself"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT, shared by a carrier's customers"},
+	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64: every IPv4 client behind a translator"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64: every IPv4 client behind a translator"},
+	{netip.MustParsePrefix("2002::/16"), "6to4 relays"},
+	{netip.MustParsePrefix("2001::/32"), "Teredo relays"},
+}
+
+// riskySkips lists, for a warning, the skip ranges that are very wide
+// (more than a /8 of IPv4 or a /32 of IPv6) or hold addresses that do not
+// locate a client.
+func (rule *Rule) riskySkips() []string {
+	var out []string
+	for _, a := range rule.nets {
+		if !a.policy.Skip {
+			continue
+		}
+		if wide := map[int]int{32: 8, 128: 32}[a.prefix.Addr().BitLen()]; a.prefix.Bits() < wide {
+			out = append(out, fmt.Sprintf("%s %s is wider than a /%d", a.field(), a.text, wide))
+		}
+		for _, sp := range specialRanges {
+			if sp.prefix.Overlaps(a.prefix) {
+				out = append(out, fmt.Sprintf("%s %s holds %s addresses (%s)", a.field(), a.text, sp.prefix, sp.what))
+			}
+		}
+	}
+	return out
 }
 
 // shadowed lists the ranges that never apply because an earlier block's
@@ -274,31 +351,37 @@ func (rule *Rule) policyAt(addr netip.Addr, ok bool) (*flow.Policy, *netMatch) {
 	return &rule.policy, nil
 }
 
-// policyFor is the rule's policy for the request's client.
-func (rule *Rule) policyFor(r *http.Request) (*flow.Policy, *netMatch) {
+// policyOf is rule's policy for the request's client.
+func (h *Handler) policyOf(rule *Rule, r *http.Request) (*flow.Policy, *netMatch) {
 	if len(rule.nets) == 0 {
 		return &rule.policy, nil
 	}
-	return rule.policyAt(flow.ClientAddr(clientIP(r)))
+	return rule.policyAt(h.clientAddr(r))
 }
 
-// warnLooseProxy says once, on a skip, when the client address came
-// through a trusted proxy on a server without trusted_proxies_strict:
-// Caddy then takes the left-most X-Forwarded-For entry, which the client
-// writes itself whenever the proxy appends to the header.
+// clientAddr is the client's address for policies by network: Caddy's
+// client IP, unless Caddy took it from a forwarding header on a server
+// without trusted_proxies_strict. There Caddy takes the header's
+// left-most entry, which the client writes itself whenever the proxy
+// appends to the header, so the address is not determined (!ok): no
+// block applies and no range is known. The operator is told once.
+func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); srv == nil || srv.TrustedProxiesStrict == 0 {
+			h.warnLooseProxy(r)
+			return netip.Addr{}, false
+		}
+	}
+	return flow.ClientAddr(clientIP(r))
+}
+
+// warnLooseProxy says once why addresses through a trusted proxy are not
+// used for policies by network.
 func (h *Handler) warnLooseProxy(r *http.Request) {
-	if h.looseProxyWarned.Load() {
+	if h.looseProxyWarned == nil || !h.looseProxyWarned.CompareAndSwap(false, true) {
 		return
 	}
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
-		return
-	}
-	if srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); srv == nil || srv.TrustedProxiesStrict > 0 {
-		return
-	}
-	if h.looseProxyWarned.CompareAndSwap(false, true) {
-		h.logger.Warn("a networks block skipped the code for an address a trusted proxy forwarded, on a server without trusted_proxies_strict: "+
-			"Caddy took the left-most X-Forwarded-For entry, which a client can write when the proxy appends to the header; "+
-			"set trusted_proxies_strict in the servers global option", zap.String("client_ip", clientIP(r)))
-	}
+	h.logger.Warn("networks blocks do not apply to requests through a trusted proxy on a server without trusted_proxies_strict: "+
+		"Caddy takes the left-most X-Forwarded-For entry there, which a client can write when the proxy appends to the header; "+
+		"set trusted_proxies_strict in the servers global option", zap.String("client_ip", clientIP(r)))
 }

@@ -162,9 +162,13 @@ func TestNetworkValidate(t *testing.T) {
 		{name: "sets nothing", rule: Rule{Networks: []*NetworkPolicy{{Ranges: []string{"192.0.2.0/24"}}}},
 			wantErr: "networks[0]: sets nothing"},
 		{name: "skip everyone v4", rule: Rule{Networks: []*NetworkPolicy{skipBlock("0.0.0.0/0")}},
-			wantErr: "networks[0].ranges[0]: skips the second factor for every address"},
+			wantErr: "networks: the ranges with second_factor skip hold every IPv4 address"},
 		{name: "skip everyone v6", rule: Rule{Networks: []*NetworkPolicy{skipBlock("192.0.2.0/24", "::/0")}},
-			wantErr: "networks[0].ranges[1]: skips the second factor for every address"},
+			wantErr: "hold every IPv6 address"},
+		{name: "skip everyone in halves", rule: Rule{Networks: []*NetworkPolicy{skipBlock("0.0.0.0/1"), skipBlock("128.0.0.0/2", "192.0.0.0/2", "128.0.0.0/3")}},
+			wantErr: "hold every IPv4 address"},
+		{name: "skip everyone v6 in halves", rule: Rule{Networks: []*NetworkPolicy{skipBlock("::/1", "8000::/1", "::/1")}},
+			wantErr: "hold every IPv6 address"},
 		{name: "bad second_factor", rule: Rule{Networks: []*NetworkPolicy{{Ranges: []string{"192.0.2.0/24"}, SecondFactor: "Skip"}}},
 			wantErr: `networks[0].second_factor "Skip": must be skip or required`},
 		{name: "bad enrolment", rule: Rule{Networks: []*NetworkPolicy{{Ranges: []string{"192.0.2.0/24"}, Enrolment: "later"}}},
@@ -198,6 +202,7 @@ func TestNetworkValidate(t *testing.T) {
 		{name: "agreeing overlap is shadowed", rule: Rule{Networks: []*NetworkPolicy{skipBlock("10.0.0.0/8"), skipBlock("10.9.0.0/16", "192.0.2.0/24")}}, shadowed: 1},
 		{name: "disjoint blocks", rule: Rule{Networks: []*NetworkPolicy{skipBlock("10.0.0.0/9"), {Ranges: []string{"10.128.0.0/9"}, RememberDevice: "off"}}}},
 		{name: "v4 and v6 never overlap", rule: Rule{Networks: []*NetworkPolicy{skipBlock("0.0.0.0/1"), {Ranges: []string{"::/1"}, RememberDevice: "off"}}}},
+		{name: "nearly everyone, counted once", rule: Rule{Networks: []*NetworkPolicy{skipBlock("0.0.0.0/1"), skipBlock("0.0.0.0/2", "0.0.0.0/2", "128.0.0.0/2", "192.0.0.0/3")}}, shadowed: 2},
 		{name: "required everywhere", rule: Rule{Networks: []*NetworkPolicy{{Ranges: []string{"0.0.0.0/0"}, SecondFactor: "required", RememberDevice: "off"}}}},
 		{name: "recheck inherited where nothing is remembered", rule: Rule{RecheckNewNetwork: true, Networks: []*NetworkPolicy{{Ranges: []string{"192.0.2.0/24"}, RememberDevice: "off"}}}},
 	} {
@@ -255,4 +260,32 @@ func requestFrom(t *testing.T, path, ip string) *http.Request {
 	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
 	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
 	return r.WithContext(ctx)
+}
+
+// Skip ranges that hold more than an operator likely means are warned
+// of: very wide ones, and those holding addresses that locate nobody.
+func TestRiskySkips(t *testing.T) {
+	rule := &Rule{Paths: []string{"/m/*"}, Networks: []*NetworkPolicy{
+		skipBlock("192.0.2.0/24", "2001:db8:10::/48", "10.0.0.0/8"),
+		skipBlock("126.0.0.0/7", "64:ff9b::/96", "2001:db8::/31"),
+		{Ranges: []string{"169.254.0.0/16", "fe80::/10"}, RememberDevice: "off"}, // not skipping: no warning
+	}}
+	if err := provisioned(t, rule); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"networks[1].ranges[0] 126.0.0.0/7 is wider than a /8",
+		"networks[1].ranges[0] 126.0.0.0/7 holds 127.0.0.0/8 addresses (loopback",
+		"networks[1].ranges[1] 64:ff9b::/96 holds 64:ff9b::/96 addresses (NAT64",
+		"networks[1].ranges[2] 2001:db8::/31 is wider than a /32",
+	}
+	got := rule.riskySkips()
+	if len(got) != len(want) {
+		t.Fatalf("warnings %q, want %d", got, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d: %q, want %q...", i, got[i], want[i])
+		}
+	}
 }

@@ -40,13 +40,19 @@ type skipNotes struct {
 	// noted maps a skip's key to the Unix second its mark lapses: after
 	// that the same key is audited again.
 	noted *cache.Cache[[16]byte, int64]
+	// sessions counts, for a member's skips from one place, the
+	// member-site sessions audited one by one (newSession).
+	sessions *cache.Cache[[16]byte, skipSessions]
 	// life is the longest session_lifetime of the app's handlers, in
 	// nanoseconds; 0 until one is told.
 	life atomic.Int64
 }
 
 func newSkipNotes() *skipNotes {
-	return &skipNotes{noted: cache.New[[16]byte, int64](cache.Options{Size: skipsMax})}
+	return &skipNotes{
+		noted:    cache.New[[16]byte, int64](cache.Options{Size: skipsMax}),
+		sessions: cache.New[[16]byte, skipSessions](cache.Options{Size: skipsMax}),
+	}
 }
 
 // markLife is how long a session's mark lasts: the longest
@@ -104,9 +110,21 @@ func (a *App) noteSkip(b *flow.Backend, act challenge.Actor, binding [16]byte, r
 	if s == nil || b == nil || b.Engine == nil {
 		return
 	}
-	key, until := skipKey(rule, network, act.User, act.IP, binding, now, s.markLife())
+	life := s.markLife()
+	key, until := skipKey(rule, network, act.User, act.IP, binding, now, life)
 	if u, ok := s.noted.Get(key); ok && now.Unix() < u {
 		return
+	}
+	if binding != ([16]byte{}) && !s.newSession(rule, network, act.User, act.IP, now, life) {
+		// Past the sessions audited for the member here within a
+		// session's life: the rest count as one a day. A client that
+		// varies its cookies (a second copy of the session cookie changes
+		// the binding, not the member site's answer) cannot make an event,
+		// a store mark and a write of every request.
+		key, until = skipKey(rule, network, act.User, act.IP, [16]byte{}, now, life)
+		if u, ok := s.noted.Get(key); ok && now.Unix() < u {
+			return
+		}
 	}
 	if !s.claim(key, until, now) {
 		return
@@ -129,26 +147,62 @@ func (a *App) noteSkip(b *flow.Backend, act challenge.Actor, binding [16]byte, r
 // parts hash alike by running into each other.
 func skipKey(rule, network, user, ip string, binding [16]byte, now time.Time, life time.Duration) (key [16]byte, until int64) {
 	var buf [skipKeyBuf]byte
-	b := append(buf[:0], "network_skip"...)
-	for _, part := range [...]string{rule, network, user} {
-		b = binary.AppendUvarint(b, uint64(len(part)))
-		b = append(b, part...)
-	}
+	b := skipParts(buf[:0], "network_skip", rule, network, user, ip)
 	if binding != ([16]byte{}) {
 		b = append(b, 's')
 		b = append(b, binding[:]...)
 		until = now.Add(max(life, time.Second)).Unix()
 	} else {
 		day := now.Unix() / 86400
-		b = append(b, 'd')
-		if p := flow.NetworkOf(flow.ClientAddr(ip)); p.IsValid() {
-			b = p.AppendTo(b)
-		}
-		b = binary.AppendVarint(append(b, 0), day)
+		b = binary.AppendVarint(append(b, 'd'), day)
 		until = (day + 1) * 86400
 	}
 	sum := sha256.Sum256(b)
 	return [16]byte(sum[:16]), until
+}
+
+// skipParts appends what names a member's skips from one place: the
+// kind, the rule's label, the network, the member and the client's range
+// (flow.NetworkOf of ip; a session's skips from another /24 or /48 are
+// audited apart, so the trail shows each place a member-site session
+// skipped from). Each part goes in with its length.
+func skipParts(b []byte, kind, rule, network, user, ip string) []byte {
+	for _, part := range [...]string{kind, rule, network, user} {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	if p := flow.NetworkOf(flow.ClientAddr(ip)); p.IsValid() {
+		b = p.AppendTo(b)
+	}
+	return append(b, 0)
+}
+
+// maxSkipSessions bounds the member-site sessions whose skips are audited
+// one by one for a member, rule, network and client range within a
+// session's life; past it they are audited once a day.
+const maxSkipSessions = 8
+
+// skipSessions counts the sessions of one member's skips from one place.
+type skipSessions struct {
+	n     int
+	until int64 // Unix second the count lapses
+}
+
+// newSession counts a new session's skip for the member from this place
+// and reports whether it is within maxSkipSessions.
+func (s *skipNotes) newSession(rule, network, user, ip string, now time.Time, life time.Duration) bool {
+	var buf [skipKeyBuf]byte
+	sum := sha256.Sum256(skipParts(buf[:0], "network_skip_sessions", rule, network, user, ip))
+	within := false
+	s.sessions.Update([16]byte(sum[:16]), false, func(old skipSessions, found bool) (skipSessions, bool) {
+		if !found || now.Unix() >= old.until {
+			old = skipSessions{until: now.Add(max(life, time.Second)).Unix()}
+		}
+		old.n++
+		within = old.n <= maxSkipSessions
+		return old, true
+	})
+	return within
 }
 
 // skipRule registers label, a rule's paths as noteSkip's rule names it

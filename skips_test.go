@@ -82,8 +82,8 @@ func (i *skipInstance) skipsCounted(t *testing.T, rule string) float64 {
 
 // The key of a skip: the same for the same rule, network, member and
 // session; without a session, the same for the client's /24 or /48 and
-// UTC day; different when any part differs, also when parts would run
-// into each other.
+// UTC day; different when any part differs (the client's /24 or /48
+// too), also when parts would run into each other.
 func TestSkipKey(t *testing.T) {
 	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	life := 12 * time.Hour
@@ -94,8 +94,8 @@ func TestSkipKey(t *testing.T) {
 	}
 	base := key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", s1, now)
 	same := map[string][16]byte{
-		"another address":    key("/staff/*", "192.0.2.0/24", "alice", "198.51.100.1", s1, now),
-		"later in a session": key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", s1, now.Add(5*time.Hour)),
+		"another address in the /24": key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.99", s1, now),
+		"later in a session":         key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", s1, now.Add(5*time.Hour)),
 	}
 	for name, k := range same {
 		if k != base {
@@ -122,16 +122,17 @@ func TestSkipKey(t *testing.T) {
 		}
 	}
 	differ := map[string][16]byte{
-		"another session":      key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", s2, now),
-		"without a session":    day,
-		"another rule":         key("/office/*", "192.0.2.0/24", "alice", "192.0.2.7", s1, now),
-		"another network":      key("/staff/*", "198.51.100.0/24", "alice", "192.0.2.7", s1, now),
-		"another member":       key("/staff/*", "192.0.2.0/24", "bob", "192.0.2.7", s1, now),
-		"parts run together":   key("/staff/*192.0.2.0/24", "", "alice", "192.0.2.7", s1, now),
-		"parts run together2":  key("/staff/*", "192.0.2.0/24a", "lice", "192.0.2.7", s1, now),
-		"no session, next /24": key("/staff/*", "192.0.2.0/24", "alice", "192.0.3.7", [16]byte{}, now),
-		"no session, next day": key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", [16]byte{}, now.Add(14*time.Hour)),
-		"no session, bob":      key("/staff/*", "192.0.2.0/24", "bob", "192.0.2.7", [16]byte{}, now),
+		"another session":       key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", s2, now),
+		"the session, next /24": key("/staff/*", "192.0.2.0/24", "alice", "192.0.3.7", s1, now),
+		"without a session":     day,
+		"another rule":          key("/office/*", "192.0.2.0/24", "alice", "192.0.2.7", s1, now),
+		"another network":       key("/staff/*", "198.51.100.0/24", "alice", "192.0.2.7", s1, now),
+		"another member":        key("/staff/*", "192.0.2.0/24", "bob", "192.0.2.7", s1, now),
+		"parts run together":    key("/staff/*192.0.2.0/24", "", "alice", "192.0.2.7", s1, now),
+		"parts run together2":   key("/staff/*", "192.0.2.0/24a", "lice", "192.0.2.7", s1, now),
+		"no session, next /24":  key("/staff/*", "192.0.2.0/24", "alice", "192.0.3.7", [16]byte{}, now),
+		"no session, next day":  key("/staff/*", "192.0.2.0/24", "alice", "192.0.2.7", [16]byte{}, now.Add(14*time.Hour)),
+		"no session, bob":       key("/staff/*", "192.0.2.0/24", "bob", "192.0.2.7", [16]byte{}, now),
 	}
 	seen := map[[16]byte]string{base: "base"}
 	for name, k := range differ {
@@ -204,6 +205,34 @@ func TestNoteSkipOncePerSession(t *testing.T) {
 	inst.skip("192.0.2.7", s1, rule, "192.0.2.0/24", clk.Now())
 	if n := len(inst.events()); n != 5 {
 		t.Fatalf("past the session's life: %d events, want 5", n)
+	}
+}
+
+// A client that varies its session cookie (a second copy changes the
+// binding, not the member site's answer) gets maxSkipSessions sessions
+// audited one by one, then one event for the rest of the day: not an
+// event, a store mark and a write per request.
+func TestNoteSkipSessionsBounded(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	inst, _ := skipEmbedded(t, clk, "/staff/*")
+	for i := range 50 {
+		inst.skip("192.0.2.7", [16]byte{byte(i), 1}, "/staff/*", "192.0.2.0/24", clk.Now())
+	}
+	if n := len(inst.events()); n != maxSkipSessions+1 {
+		t.Fatalf("50 sessions from one place: %d events, want %d", n, maxSkipSessions+1)
+	}
+	// Another place, or bob, is counted apart.
+	inst.skip("192.0.3.7", [16]byte{99}, "/staff/*", "192.0.2.0/24", clk.Now())
+	inst.app.noteSkip(inst.b, challenge.Actor{User: "bob", IP: "192.0.2.7"}, [16]byte{98}, "/staff/*", "192.0.2.0/24", true, clk.Now())
+	inst.app.bg.wg.Wait()
+	if n := len(inst.events()); n != maxSkipSessions+3 {
+		t.Fatalf("another /24 and another member: %d events, want %d", n, maxSkipSessions+3)
+	}
+	// Past a session's life the count starts again.
+	clk.Advance(defaultSessionLife)
+	inst.skip("192.0.2.7", [16]byte{200}, "/staff/*", "192.0.2.0/24", clk.Now())
+	if n := len(inst.events()); n != maxSkipSessions+4 {
+		t.Fatalf("past a session's life: %d events, want %d", n, maxSkipSessions+4)
 	}
 }
 
