@@ -94,4 +94,8 @@ func TestRecordedNetwork(t *testing.T) {
 	if !fx.f.NetworkKnown(r, u) {
 		t.Fatal("an address in a known range is not known")
 	}
+	// The handler asks on sessions begun from a device: no allocation.
+	if n := testing.AllocsPerRun(100, func() { fx.f.NetworkKnown(r, u) }); n != 0 {
+		t.Fatalf("NetworkKnown allocates %v times", n)
+	}
 }
