@@ -411,9 +411,20 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			enrolment required|optional
 //			enrolment required grace <duration>
 //			enrolment required from <YYYY-MM-DD or RFC 3339 time>
-//			remember_device <duration>|off
+//			remember_device <duration>|off [{
+//				recheck_new_network
+//			}]
 //			methods totp|webauthn|email|sms...
 //			reminder <duration>
+//			networks <cidr...> {
+//				second_factor skip|required
+//				remember_device <duration>|off [{
+//					recheck_new_network [on|off]
+//				}]
+//				methods totp|webauthn|email|sms...
+//				enrolment required|optional
+//				reminder <duration>
+//			}
 //		}
 //		prefix <path>
 //		login_url <path>
@@ -435,7 +446,8 @@ func (s *MailboxSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		templates <directory>
 //	}
 //
-// protect may be repeated; the first matching rule applies.
+// protect may be repeated; the first matching rule applies. networks may
+// be repeated; the first block with a range holding the client applies.
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
 	err := handler.UnmarshalCaddyfile(h.Dispenser)
@@ -547,7 +559,7 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 	if len(rule.Paths) == 0 {
 		return d.Errf("protect: expected at least one path pattern")
 	}
-	err := eachOption(d, d.Nesting(), "protect", nil, func(name string) error {
+	err := eachOption(d, d.Nesting(), "protect", map[string]bool{"networks": true}, func(name string) error {
 		var err error
 		switch name {
 		case "except":
@@ -558,18 +570,16 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 		case "enrolment":
 			err = parseEnrolment(d, rule)
 		case "remember_device":
-			if err = parseString(d, &rule.RememberDevice); err == nil {
-				if _, err = parseRemember(rule.RememberDevice); err != nil {
-					return d.Errf("protect: %v", err)
-				}
+			var recheck *bool
+			if recheck, err = parseRememberDevice(d, "protect", &rule.RememberDevice); recheck != nil {
+				rule.RecheckNewNetwork = *recheck
 			}
 		case "reminder":
 			err = parseDuration(d, &rule.Reminder)
 		case "methods":
-			rule.Methods = d.RemainingArgs()
-			if len(rule.Methods) == 0 {
-				return d.Errf("protect: methods needs at least one of totp, webauthn, email, sms")
-			}
+			rule.Methods, err = parseMethods(d, "protect")
+		case "networks":
+			err = unmarshalNetworks(d, rule)
 		default:
 			return d.Errf("protect: unknown option %q", name)
 		}
@@ -580,6 +590,102 @@ func (h *Handler) unmarshalRule(d *caddyfile.Dispenser) error {
 	}
 	h.Protect = append(h.Protect, rule)
 	return nil
+}
+
+// unmarshalNetworks reads one networks block of a protect rule:
+//
+//	networks <cidr...> {
+//		second_factor skip|required
+//		remember_device <duration>|off [{
+//			recheck_new_network [on|off]
+//		}]
+//		methods totp|webauthn|email|sms...
+//		enrolment required|optional
+//		reminder <duration>
+//	}
+func unmarshalNetworks(d *caddyfile.Dispenser, rule *Rule) error {
+	n := &NetworkPolicy{Ranges: d.RemainingArgs()}
+	if len(n.Ranges) == 0 {
+		return d.Errf("protect: networks: expected at least one address range (CIDR)")
+	}
+	for _, r := range n.Ranges {
+		if _, err := parseRange(r); err != nil {
+			return d.Errf("protect: networks %q: %v", r, err)
+		}
+	}
+	err := eachOption(d, d.Nesting(), "networks", nil, func(name string) error {
+		var err error
+		switch name {
+		case "second_factor":
+			err = parseString(d, &n.SecondFactor)
+		case "remember_device":
+			n.RecheckNewNetwork, err = parseRememberDevice(d, "networks", &n.RememberDevice)
+		case "methods":
+			n.Methods, err = parseMethods(d, "networks")
+		case "enrolment":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Errf("networks: enrolment: expected required or optional (a deadline, grace or from, is the rule's)")
+			}
+			n.Enrolment = args[0]
+		case "reminder":
+			err = parseDuration(d, &n.Reminder)
+		default:
+			return d.Errf("networks: unknown option %q", name)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rule.Networks = append(rule.Networks, n)
+	return nil
+}
+
+// parseRememberDevice reads "remember_device <duration>|off", with an
+// optional block { recheck_new_network [on|off] }; the recheck is nil when
+// the block does not say.
+func parseRememberDevice(d *caddyfile.Dispenser, block string, dst *string) (*bool, error) {
+	if err := parseString(d, dst); err != nil {
+		return nil, err
+	}
+	if _, err := parseRemember(*dst); err != nil {
+		return nil, d.Errf("%s: %v", block, err)
+	}
+	var recheck *bool
+	err := eachOption(d, d.Nesting(), "remember_device", nil, func(name string) error {
+		if name != "recheck_new_network" {
+			return d.Errf("remember_device: unknown option %q (only recheck_new_network)", name)
+		}
+		on := true
+		if d.NextArg() {
+			switch d.Val() {
+			case "on":
+			case "off":
+				on = false
+			default:
+				return d.Errf("remember_device: recheck_new_network %q: expected on or off", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		}
+		if on && *dst == "off" {
+			return d.Errf("%s: recheck_new_network: needs remember_device (not off), whose devices it rechecks", block)
+		}
+		recheck = &on
+		return nil
+	})
+	return recheck, err
+}
+
+// parseMethods reads a methods line.
+func parseMethods(d *caddyfile.Dispenser, block string) ([]string, error) {
+	methods := d.RemainingArgs()
+	if len(methods) == 0 {
+		return nil, d.Errf("%s: methods needs at least one of totp, webauthn, email, sms", block)
+	}
+	return methods, nil
 }
 
 // parseEnrolment reads "enrolment required|optional", or "enrolment

@@ -195,6 +195,17 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"enrolment grace bad", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required grace fortnight\n\t}\n}", `protect: enrolment required grace: bad duration "fortnight"`},
 		{"enrolment from bad", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 15/01/2027\n\t}\n}", `protect: enrolment_from "15/01/2027": must be a date, like 2027-01-15`},
 		{"enrolment from no zone", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 2027-01-15T09:00:00\n\t}\n}", `enrolment_from "2027-01-15T09:00:00"`},
+		{"networks without ranges", "two_factor {\n\tprotect /a/* {\n\t\tnetworks {\n\t\t\tsecond_factor skip\n\t\t}\n\t}\n}", "protect: networks: expected at least one address range"},
+		{"networks unknown option", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tpaths /b/*\n\t\t}\n\t}\n}", `networks: unknown option "paths"`},
+		{"networks option twice", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tsecond_factor skip\n\t\t\tsecond_factor required\n\t\t}\n\t}\n}", "networks: second_factor given twice"},
+		{"networks deadline", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tenrolment required grace 14d\n\t\t}\n\t}\n}", "networks: enrolment: expected required or optional (a deadline, grace or from, is the rule's)"},
+		{"networks second_factor missing", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tsecond_factor\n\t\t}\n\t}\n}", "second_factor: expected a value"},
+		{"networks methods missing", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tmethods\n\t\t}\n\t}\n}", "networks: methods needs at least one"},
+		{"networks remember_device bad", "two_factor {\n\tprotect /a/* {\n\t\tnetworks 192.0.2.0/24 {\n\t\t\tremember_device 30s\n\t\t}\n\t}\n}", "networks: remember_device 30s: must be between 1m and 400d"},
+		{"remember_device unknown sub-option", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30d {\n\t\t\trecheck\n\t\t}\n\t}\n}", `remember_device: unknown option "recheck" (only recheck_new_network)`},
+		{"recheck bad value", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30d {\n\t\t\trecheck_new_network yes\n\t\t}\n\t}\n}", `recheck_new_network "yes": expected on or off`},
+		{"recheck two values", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30d {\n\t\t\trecheck_new_network on off\n\t\t}\n\t}\n}", "wrong argument count"},
+		{"recheck twice", "two_factor {\n\tprotect /a/* {\n\t\tremember_device 30d {\n\t\t\trecheck_new_network\n\t\t\trecheck_new_network\n\t\t}\n\t}\n}", "remember_device: recheck_new_network given twice"},
 		{"enrolment from no such day", "two_factor {\n\tprotect /a/* {\n\t\tenrolment required from 2027-02-30\n\t}\n}", `enrolment_from "2027-02-30"`},
 	}
 	for _, tt := range tests {
@@ -437,5 +448,46 @@ func TestRuleDeadlineErrors(t *testing.T) {
 	}
 	if d, err := (&Rule{Paths: []string{"/x/*"}, Enrolment: "required"}).deadline(); d != nil || err != nil {
 		t.Errorf("no deadline: %+v, %v", d, err)
+	}
+}
+
+// networks blocks may repeat, each with its own overrides; the rule's
+// recheck sits under its remember_device.
+func TestUnmarshalNetworks(t *testing.T) {
+	h, err := parseHandler(t, `two_factor {
+	protect /staff/* {
+		remember_device 30d {
+			recheck_new_network
+		}
+		networks 192.0.2.0/24 2001:db8:10::/48 {
+			second_factor skip
+			remember_device off
+		}
+		networks 198.51.100.0/24 {
+			methods totp
+			enrolment optional
+			reminder 1d
+			remember_device 1d {
+				recheck_new_network off
+			}
+		}
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := h.Protect[0]
+	if rule.RememberDevice != "30d" || !rule.RecheckNewNetwork || len(rule.Networks) != 2 {
+		t.Fatalf("rule %+v", rule)
+	}
+	want := []NetworkPolicy{
+		{Ranges: []string{"192.0.2.0/24", "2001:db8:10::/48"}, SecondFactor: "skip", RememberDevice: "off"},
+		{Ranges: []string{"198.51.100.0/24"}, Methods: []string{"totp"}, Enrolment: "optional", Reminder: caddy.Duration(24 * time.Hour),
+			RememberDevice: "1d", RecheckNewNetwork: new(bool)},
+	}
+	for i, n := range rule.Networks {
+		if !reflect.DeepEqual(*n, want[i]) {
+			t.Errorf("networks[%d] = %+v, want %+v", i, *n, want[i])
+		}
 	}
 }

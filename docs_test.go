@@ -14,7 +14,7 @@ import (
 // configTypes are the structs whose exported fields are Caddy's JSON
 // documentation of the plugin.
 var configTypes = []any{
-	App{}, Handler{}, Rule{}, WebAuthn{}, Identity{}, AdminEntry{},
+	App{}, Handler{}, Rule{}, NetworkPolicy{}, WebAuthn{}, Identity{}, AdminEntry{},
 	EmbeddedStore{}, RedisStore{}, SMTPSender{}, SNSSender{}, MailboxSender{},
 }
 

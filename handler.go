@@ -77,7 +77,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := clock.Now()
 	h.app.seen.note(id.ID, id.Email, now)
-	pol := &rule.policy
+	pol, _ := rule.policyFor(r)
 
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
@@ -119,6 +119,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.pass(w, r, next)
 		}
 		return refuse(r, h.flow.NeedSecondFactor(w, r, "enrol"))
+	}
+
+	if pol.Skip {
+		// From a range whose policy skips the code. No session is made:
+		// the gateway's own pages, which trust one, still ask. Nor are
+		// pending notices sent, as without a session above.
+		if flow.RenewalDue(u) {
+			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
+		}
+		setUpstream(r, id.ID, flow.MethodNetwork, true)
+		return h.pass(w, r, next)
 	}
 
 	if pol.Remember > 0 {
@@ -224,7 +235,10 @@ func (h *Handler) policyFor(r *http.Request, path string) *flow.Policy {
 	probe := r.Clone(r.Context())
 	probe.URL = u
 	if rule, err := h.ruleFor(probe); err == nil && rule != nil {
-		return &rule.policy
+		// The page's client is the request's: a block that turns
+		// remembering off or narrows the methods holds on the pages too.
+		pol, _ := rule.policyFor(r)
+		return pol
 	}
 	return nil
 }

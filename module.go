@@ -747,8 +747,26 @@ type Rule struct {
 	// webauthn where this handler enables it).
 	Methods []string `json:"methods,omitempty"`
 
+	// With remember_device: a remembered device used from an address
+	// range (the /24 of an IPv4 address, the /48 of an IPv6 one) the
+	// member has never passed the second factor from asks for a code
+	// once; afterwards the range is known for the member. Default: false.
+	RecheckNewNetwork bool `json:"recheck_new_network,omitempty"`
+
+	// Policies for requests from given client address ranges, overriding
+	// this rule's; the first block with a range holding the client's
+	// address applies, and a request whose address cannot be determined
+	// gets the rule's own policy. The address is Caddy's client IP, which
+	// follows X-Forwarded-For only from the servers' trusted_proxies.
+	// Default: none.
+	Networks []*NetworkPolicy `json:"networks,omitempty"`
+
 	policy flow.Policy
 	paths  caddyhttp.MatchPath
+	// nets are the ranges of Networks in order, each with its block's
+	// policy; label names the rule in metrics and the audit trail.
+	nets  []netMatch
+	label string
 }
 
 const (
@@ -896,19 +914,28 @@ func (rule *Rule) provision(ctx caddy.Context, app *App, webAuthn bool) error {
 	if rule.policy.Remember, err = parseRemember(rule.RememberDevice); err != nil {
 		return err
 	}
-	if len(rule.Methods) == 0 {
-		if webAuthn {
-			rule.policy.Methods = append(rule.policy.Methods, challenge.MethodWebAuthn)
-		}
-		for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
-			if app.methodConfigured(m) {
-				rule.policy.Methods = append(rule.policy.Methods, m)
-			}
-		}
-		return nil
+	rule.policy.Methods = ruleMethods(rule.Methods, app, webAuthn)
+	rule.policy.Recheck = rule.RecheckNewNetwork && rule.policy.Remember > 0
+	rule.label = strings.Join(rule.Paths, " ")
+	return rule.provisionNetworks()
+}
+
+// ruleMethods is the methods a rule (or a networks block) lists, without
+// repeats, or when it lists none every method the site offers.
+func ruleMethods(listed []string, app *App, webAuthn bool) []string {
+	if len(listed) > 0 {
+		return distinct(listed)
 	}
-	rule.policy.Methods = distinct(rule.Methods)
-	return nil
+	var out []string
+	if webAuthn {
+		out = append(out, challenge.MethodWebAuthn)
+	}
+	for _, m := range []string{challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS} {
+		if app.methodConfigured(m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // distinct is list without repeats, in its order.
@@ -1012,19 +1039,30 @@ func (rule *Rule) validate(app *App, webAuthn bool) error {
 	if r := rule.policy.Reminder; r < time.Minute || r > maxRemember {
 		return fmt.Errorf("reminder %s: must be between 1m and 400d", r)
 	}
-	for _, m := range rule.Methods {
+	if err := validateMethods("methods", rule.Methods, app, webAuthn); err != nil {
+		return err
+	}
+	if rule.RecheckNewNetwork && rule.policy.Remember == 0 {
+		return errors.New("recheck_new_network: needs remember_device (not off), whose devices it rechecks")
+	}
+	return rule.validateNetworks(app, webAuthn)
+}
+
+// validateMethods checks a methods list; field names it in errors.
+func validateMethods(field string, methods []string, app *App, webAuthn bool) error {
+	for _, m := range methods {
 		switch m {
 		case challenge.MethodWebAuthn:
 			if !webAuthn {
-				return errors.New("methods webauthn: needs webauthn on this handler (with site_url), which turns passkeys and security keys on")
+				return fmt.Errorf("%s webauthn: needs webauthn on this handler (with site_url), which turns passkeys and security keys on", field)
 			}
 			continue
 		case challenge.MethodTOTP, challenge.MethodEmail, challenge.MethodSMS:
 		default:
-			return fmt.Errorf("methods %q: must be totp, webauthn, email or sms", m)
+			return fmt.Errorf("%s %q: must be totp, webauthn, email or sms", field, m)
 		}
 		if !app.methodConfigured(m) {
-			return fmt.Errorf("methods %s: the two_factor app has no %s sender configured", m, m)
+			return fmt.Errorf("%s %s: the two_factor app has no %s sender configured", field, m, m)
 		}
 	}
 	return nil
@@ -1069,6 +1107,9 @@ func (h *Handler) Validate() error {
 	for i, rule := range h.Protect {
 		if err := rule.validate(h.app, h.WebAuthn != nil); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		for _, s := range rule.shadowed() {
+			h.logger.Warn("a networks range never applies: an earlier block's range holds it", zap.Strings("paths", rule.Paths), zap.String("range", s))
 		}
 		if len(rule.policy.Methods) == 1 && rule.policy.Methods[0] == challenge.MethodSMS {
 			h.logger.Warn("only SMS codes are accepted on these paths; SMS is the weakest method, so offer an authenticator app too",
@@ -1136,6 +1177,11 @@ func (h *Handler) requiresEnrolment() bool {
 	for _, rule := range h.Protect {
 		if !rule.policy.Optional {
 			return true
+		}
+		for _, n := range rule.nets {
+			if !n.policy.Optional {
+				return true
+			}
 		}
 	}
 	return false

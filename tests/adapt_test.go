@@ -90,7 +90,7 @@ func TestAdaptCorpusCoversEveryOption(t *testing.T) {
 		}
 	}
 	for _, v := range []any{
-		twofactor.App{}, twofactor.Handler{}, twofactor.Rule{}, twofactor.Identity{}, twofactor.WebAuthn{},
+		twofactor.App{}, twofactor.Handler{}, twofactor.Rule{}, twofactor.NetworkPolicy{}, twofactor.Identity{}, twofactor.WebAuthn{},
 		twofactor.EmbeddedStore{}, twofactor.RedisStore{},
 		twofactor.SMTPSender{}, twofactor.SNSSender{}, twofactor.MailboxSender{},
 	} {

@@ -98,7 +98,8 @@ type setup struct {
 	dbPath string
 	// Keep the clock of an earlier env.
 	clock *clock.Fake
-	// More site blocks after the gateway's own.
+	// More site blocks after the gateway's own ({SITE} and {ECHO} as in
+	// policy and extra).
 	sites string
 	// Serve Caddy's admin endpoint on a free loopback port (env.admin).
 	admin bool
@@ -145,6 +146,8 @@ func (e *env) caddyfile(s setup) string {
 	policy = strings.ReplaceAll(policy, "{SITE}", e.siteURL)
 	policy = strings.ReplaceAll(policy, "{PORT}", strconv.Itoa(e.port)) // the gateway's, for site_url
 	extra := strings.ReplaceAll(s.extra, "{ECHO}", strings.TrimPrefix(e.echoURL, "http://"))
+	sites := strings.ReplaceAll(s.sites, "{ECHO}", strings.TrimPrefix(e.echoURL, "http://"))
+	sites = strings.ReplaceAll(sites, "{SITE}", e.siteURL)
 	scheme, tlsLine := "http", ""
 	if e.https {
 		scheme, tlsLine = "https", "tls internal"
@@ -179,7 +182,7 @@ func (e *env) caddyfile(s setup) string {
 	reverse_proxy %s
 }
 %s
-`, e.logPath, s.options, admin, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), s.sites)
+`, e.logPath, s.options, admin, global, scheme, e.port, tlsLine, policy, extra, strings.TrimPrefix(e.echoURL, "http://"), strings.TrimPrefix(e.siteURL, "http://"), sites)
 }
 
 // load adapts and loads a Caddyfile, returning Caddy's error.
