@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-twofactor/twofactor/challenge"
 	"github.com/caddy-twofactor/twofactor/pages"
 	"github.com/caddy-twofactor/twofactor/session"
@@ -97,5 +100,69 @@ func TestRecordedNetwork(t *testing.T) {
 	// The handler asks on sessions begun from a device: no allocation.
 	if n := testing.AllocsPerRun(100, func() { fx.f.NetworkKnown(r, u) }); n != 0 {
 		t.Fatalf("NetworkKnown allocates %v times", n)
+	}
+}
+
+// A remembered device on a path that rechecks: from a known range it
+// starts a session; from a new range, or with no address at all, it is
+// refused (audited, reason new_network) and the missing address is
+// logged at most once an hour.
+func TestUseRememberedDeviceRechecks(t *testing.T) {
+	fx := newFixture(t)
+	core, logs := observer.New(zap.WarnLevel)
+	fx.f.logger = zap.New(core)
+	ctx := context.Background()
+	known := netip.MustParsePrefix("192.0.2.0/24")
+	if _, err := fx.b.Engine.SeenBrowser(ctx, challenge.Actor{User: "alice", Network: known}, "token"); err != nil {
+		t.Fatal(err)
+	}
+	id := session.NewID()
+	expires, err := fx.b.Engine.RememberDevice(ctx, challenge.Actor{User: "alice"}, id, 24*time.Hour, challenge.MethodTOTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := fx.b.Jar.Codec().EncodeDevice(&session.Device{User: "alice", ID: id, Expires: expires.Unix()})
+	pol := *fx.policy
+	pol.Recheck = true
+	use := func(from string) bool {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "http://club.example/members/", nil)
+		r.RemoteAddr = from
+		r.Header.Set("Cookie", session.DeviceCookie+"="+device)
+		ok, err := fx.f.UseRememberedDevice(httptest.NewRecorder(), r, fx.b, &Identity{ID: "alice"}, &pol, fx.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !use("192.0.2.9:1") {
+		t.Fatal("refused from a known range")
+	}
+	fx.audited("device_used")
+	for _, c := range []struct{ from, network string }{
+		{"198.51.100.9:1", "198.51.100.0/24"},
+		{"@", "unknown"},
+		{"@", "unknown"},
+	} {
+		if use(c.from) {
+			t.Fatalf("passed from %s", c.from)
+		}
+		got := fx.audited("device_used")
+		if len(got) != 1 || got[0]["result"] != "refused" || got[0]["reason"] != "new_network" || got[0]["network"] != c.network {
+			t.Fatalf("from %s: %v", c.from, got)
+		}
+	}
+	noAddress := func() int { return logs.FilterMessageSnippet("recheck_new_network needs the client address").Len() }
+	if n := noAddress(); n != 1 {
+		t.Fatalf("%d log lines about the missing address, want 1", n)
+	}
+	fx.clock.Advance(time.Hour)
+	use("@")
+	if n := noAddress(); n != 2 {
+		t.Fatalf("%d log lines an hour later, want 2", n)
+	}
+	pol.Recheck = false
+	if !use("198.51.100.9:1") {
+		t.Fatal("refused from a new range where the path does not recheck")
 	}
 }
