@@ -1,11 +1,13 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-twofactor/twofactor/examples/membersite"
 	"github.com/caddy-twofactor/twofactor/internal/testredis"
@@ -167,6 +169,24 @@ func TestRecheckNewNetwork(t *testing.T) {
 		}
 	}
 
+	// The admin API's member detail, and the CLI that reads it.
+	status, body, _ := adminGet(t, e, "/two-factor/members?id=alice")
+	var detail struct {
+		Networks []struct {
+			Range string    `json:"range"`
+			Last  time.Time `json:"last"`
+		} `json:"networks"`
+	}
+	if err := json.Unmarshal([]byte(body), &detail); status != http.StatusOK || err != nil || len(detail.Networks) != 3 ||
+		detail.Networks[0].Range != "127.0.0.0/24" || detail.Networks[1].Range != "::/48" || detail.Networks[2].Range != "127.0.1.0/24" ||
+		!detail.Networks[0].Last.After(detail.Networks[1].Last) {
+		t.Fatalf("the admin API's networks: %d %v\n%s", status, err, body)
+	}
+	out, code := twoFactorCLI(t, "members", "show", "--address", e.admin, "alice")
+	if i := strings.Index(out, "NETWORK"); code != 0 || i < 0 || !strings.Contains(out[i:], "127.0.1.0/24") || !strings.Contains(out[i:], "::/48") {
+		t.Fatalf("members show alice: exit %d\n%s", code, out)
+	}
+
 	// Forgetting the devices forgets the ranges.
 	if r := adminAct(admin, "forget-devices", "alice", "shared computer"); r.status != http.StatusSeeOther {
 		t.Fatalf("forget devices: %d", r.status)
@@ -179,6 +199,9 @@ func TestRecheckNewNetwork(t *testing.T) {
 	}
 	if !strings.Contains(member, "No network recorded yet.") {
 		t.Error("the admin member page does not say no range is known")
+	}
+	if _, body, _ := adminGet(t, e, "/two-factor/members?id=alice"); !strings.Contains(body, `"networks":[]`) {
+		t.Errorf("the admin API after forget-devices: %s", body)
 	}
 }
 
