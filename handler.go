@@ -77,7 +77,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := clock.Now()
 	h.app.seen.note(id.ID, id.Email, now)
-	pol, _ := rule.policyFor(r)
+	pol, at := rule.policyFor(r)
 
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
@@ -128,6 +128,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if flow.RenewalDue(u) {
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))
 		}
+		h.warnLooseProxy(r)
+		h.app.noteSkip(b, challenge.Actor{User: id.ID, IP: clientIP(r), UserAgent: r.UserAgent()}, id.Binding, rule.label, at.text, true, now)
 		setUpstream(r, id.ID, flow.MethodNetwork, true)
 		return h.pass(w, r, next)
 	}

@@ -3,6 +3,7 @@ package twofactor
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,11 @@ type metrics struct {
 	noticesSent   prometheus.Counter
 	noticesRecv   prometheus.Counter
 	auditDropped  prometheus.Counter
+	networkSkips  *prometheus.CounterVec
+	rechecks      prometheus.Counter
+	// skipRules are the rule labels networkSkips counts by (skipRule);
+	// a skip of any other rule counts as "other".
+	skipRules sync.Map
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "two_factor"
@@ -110,6 +116,13 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 				"index, log, publish, batch, other).",
 			"op"),
 	}
+	m.networkSkips = counter("network_skips_total",
+		"Member-site sessions that passed a rule without a code because they came from a network whose policy skips the second factor "+
+			"(networks ... { second_factor skip }), by rule (its paths, as configured; other for a rule not registered).",
+		"rule")
+	m.rechecks = prometheus.NewCounter(prometheus.CounterOpts(opts("device_rechecks_total",
+		"Remembered devices asked for a code because they came from an address range (/24, /48) the member had not passed "+
+			"the second factor from (recheck_new_network).")))
 	notices := counter("revocation_notices_total",
 		"Change notices (which carry revocations) between instances over a shared store, by direction (sent, received).", "direction")
 	m.noticesSent, m.noticesRecv = notices.WithLabelValues("sent"), notices.WithLabelValues("received")
@@ -145,7 +158,7 @@ func newMetrics(reg prometheus.Registerer, src scraped) (*metrics, error) {
 		})
 	collectors := []prometheus.Collector{m.verifications, m.codesSent, m.notArrived, m.lockouts, m.enrolments, m.removals,
 		m.recoveryUsed, m.clockDrift, m.auditDropped, m.adminActions, m.recovered, m.verifiedPath, m.storeErrors, notices, storeUp, resets,
-		newMemberGauges(src.memberCounts)}
+		newMemberGauges(src.memberCounts), m.networkSkips, m.rechecks}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -190,7 +203,22 @@ func (m *metrics) observe(ev auditEvent) {
 		m.removals.WithLabelValues(labels...).Inc()
 	case audit.CountAdminAction:
 		m.adminActions.WithLabelValues(labels...).Inc()
+	case audit.CountNetworkSkip:
+		rule := labels[0]
+		if _, ok := m.skipRules.Load(rule); !ok {
+			rule = "other"
+		}
+		m.networkSkips.WithLabelValues(rule).Inc()
+	case audit.CountRecheck:
+		m.rechecks.Inc()
 	}
+}
+
+// skipRule makes label a value of network_skips_total's rule label, its
+// series at 0 from the start.
+func (m *metrics) skipRule(label string) {
+	m.skipRules.Store(label, struct{}{})
+	m.networkSkips.WithLabelValues(label)
 }
 
 // classify says what one audit event counts toward, with its label
@@ -248,6 +276,16 @@ func classify(event, result string, fields map[string]string) (audit.Kind, []str
 	case "method_removed":
 		if result == "success" {
 			return audit.CountRemoval, []string{oneOf(fields["method"], "totp", "email", "sms")}
+		}
+	case "network_skip":
+		// The rule's label is bounded where it is counted: the metrics
+		// know the rules registered.
+		if result == "success" {
+			return audit.CountNetworkSkip, []string{fields["rule"]}
+		}
+	case "device_used":
+		if result == "refused" && fields["reason"] == "new_network" {
+			return audit.CountRecheck, nil
 		}
 	case "webauthn_removed":
 		// The member's own removal; an admin's is admin_passkey_removed.

@@ -191,6 +191,64 @@ func TestPasskeyEventsCounted(t *testing.T) {
 	}
 }
 
+// Network skips count by rule, the label taking only the rules the
+// handlers registered (each series at 0 from the start) and "other" for
+// anything else, so neither a rule added to the log nor a forged field
+// grows a series. Only successes count.
+func TestNetworkSkipCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	m.skipRule("/staff/* /office/*")
+	m.skipRule("/kiosk/*")
+	m.skipRule("/kiosk/*")
+	for _, rule := range []string{"/staff/* /office/*", "/kiosk/*"} {
+		if v := counterValue(t, reg, "caddy_two_factor_network_skips_total", map[string]string{"rule": rule}); v != 0 {
+			t.Fatalf("%s before any skip: %v, want 0", rule, v)
+		}
+	}
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "192.0.2.7"}
+	skip := func(result string, fields ...zap.Field) {
+		e.Audit(a, "network_skip", result, append(fields, zap.String("network", "192.0.2.0/24"), zap.Bool("enrolled", true))...)
+	}
+	skip("success", zap.String("rule", "/staff/* /office/*"))
+	skip("success", zap.String("rule", "/staff/* /office/*"), zap.String("dedupe", "local"))
+	skip("success", zap.String("rule", "/kiosk/*"))
+	skip("success", zap.String("rule", "/unregistered/*"))
+	skip("success", zap.String("rule", "<script>"))
+	skip("success")
+	skip("error", zap.String("rule", "/kiosk/*"))
+	for rule, want := range map[string]float64{"/staff/* /office/*": 2, "/kiosk/*": 1, "other": 3} {
+		if v := counterValue(t, reg, "caddy_two_factor_network_skips_total", map[string]string{"rule": rule}); v != want {
+			t.Errorf("network_skips_total{rule=%q} = %v, want %v", rule, v, want)
+		}
+	}
+	for _, rule := range []string{"/unregistered/*", "<script>", ""} {
+		if gathered(t, reg, "caddy_two_factor_network_skips_total", map[string]string{"rule": rule}) != nil {
+			t.Errorf("a series for the unregistered rule %q", rule)
+		}
+	}
+}
+
+// A remembered device refused because it came from a new network is a
+// recheck; its other refusals and its uses are not.
+func TestRecheckCounted(t *testing.T) {
+	m, reg := registered(t, &scrapedState{})
+	if v := counterValue(t, reg, "caddy_two_factor_device_rechecks_total", nil); v != 0 {
+		t.Fatalf("before any recheck: %v", v)
+	}
+	e := auditEngine(t, m)
+	a := challenge.Actor{User: "alice", IP: "198.51.100.7"}
+	device := zap.String("device", "0123abcd")
+	e.Audit(a, "device_used", "refused", device, zap.String("reason", "new_network"), zap.String("network", "198.51.100.0/24"))
+	e.Audit(a, "device_used", "refused", device, zap.String("reason", "new_network"), zap.String("network", "198.51.100.0/24"))
+	e.Audit(a, "device_used", "refused", device, zap.String("reason", "stale"))
+	e.Audit(a, "device_used", "success", device)
+	e.Audit(a, "device_used", "success", device, zap.String("reason", "new_network"))
+	if v := counterValue(t, reg, "caddy_two_factor_device_rechecks_total", nil); v != 2 {
+		t.Errorf("device_rechecks_total = %v, want 2", v)
+	}
+}
+
 // The verify event's recovered_after (int64 seconds) lands in the
 // time-to-recover histogram's bucket; events without it add nothing.
 func TestTimeToRecoverFromAuditField(t *testing.T) {

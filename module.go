@@ -224,6 +224,7 @@ type App struct {
 	audit   *zap.Logger
 	trailW  *audit.Writer
 	metrics *metrics
+	skips   *skipNotes // the network skips audited (skips.go)
 	ctx     caddy.Context
 	cfg     challenge.Config
 	secrets [][]byte // the configured keys, placeholders replaced
@@ -284,6 +285,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	a.metrics = m
+	a.skips = newSkipNotes()
 	a.trailW = audit.NewWriter(a.logger, m.auditDropped.Inc)
 	a.trailW.Throttle(auditPerMinute, clock.Now)
 	a.audit = counted(a.audit, m.observe, a.countFigures)
@@ -684,6 +686,9 @@ type Handler struct {
 	admins  map[string]string // admin ID (after id_case) → role
 	logger  *zap.Logger
 	trusted []netip.Prefix
+	// looseProxyWarned: warnLooseProxy has said its piece (a pointer:
+	// Caddy copies a Handler by value).
+	looseProxyWarned *atomic.Bool
 }
 
 // Rule is a set of protected paths with its policy.
@@ -800,6 +805,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = appIface.(*App)
+	h.looseProxyWarned = new(atomic.Bool)
 
 	if h.Prefix == "" {
 		h.Prefix = defaultPrefix
@@ -827,9 +833,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionWebAuthn(); err != nil {
 		return err
 	}
+	h.app.skipLifetime(time.Duration(h.SessionLifetime))
 	for i, rule := range h.Protect {
 		if err := rule.provision(ctx, h.app, h.WebAuthn != nil); err != nil {
 			return fmt.Errorf("protect[%d]: %w", i, err)
+		}
+		if rule.skips() {
+			h.app.skipRule(rule.label)
 		}
 		if d := rule.policy.Deadline; d != nil {
 			// For the admin pages' deadlines; the engine is made at

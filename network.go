@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/caddy-twofactor/twofactor/flow"
 )
@@ -248,6 +250,16 @@ func samePolicy(a, b *flow.Policy) bool {
 		a.Recheck == b.Recheck && slices.Equal(a.Methods, b.Methods)
 }
 
+// skips reports whether some block of the rule skips the code.
+func (rule *Rule) skips() bool {
+	for _, n := range rule.nets {
+		if n.policy.Skip {
+			return true
+		}
+	}
+	return false
+}
+
 // policyAt is the rule's policy for a client at addr: the first block
 // with a range holding it, else the rule's own. An address that could
 // not be determined (!ok) matches no block, so it never skips the code.
@@ -268,4 +280,25 @@ func (rule *Rule) policyFor(r *http.Request) (*flow.Policy, *netMatch) {
 		return &rule.policy, nil
 	}
 	return rule.policyAt(flow.ClientAddr(clientIP(r)))
+}
+
+// warnLooseProxy says once, on a skip, when the client address came
+// through a trusted proxy on a server without trusted_proxies_strict:
+// Caddy then takes the left-most X-Forwarded-For entry, which the client
+// writes itself whenever the proxy appends to the header.
+func (h *Handler) warnLooseProxy(r *http.Request) {
+	if h.looseProxyWarned.Load() {
+		return
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return
+	}
+	if srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); srv == nil || srv.TrustedProxiesStrict > 0 {
+		return
+	}
+	if h.looseProxyWarned.CompareAndSwap(false, true) {
+		h.logger.Warn("a networks block skipped the code for an address a trusted proxy forwarded, on a server without trusted_proxies_strict: "+
+			"Caddy took the left-most X-Forwarded-For entry, which a client can write when the proxy appends to the header; "+
+			"set trusted_proxies_strict in the servers global option", zap.String("client_ip", clientIP(r)))
+	}
 }

@@ -69,6 +69,9 @@ const (
 	CountEnrolment    Kind = "enrolment"    // method
 	CountRemoval      Kind = "removal"      // method
 	CountAdminAction  Kind = "admin_action" // action
+	// Metrics only: a Day does not count them (count ignores them).
+	CountNetworkSkip Kind = "network_skip" // rule
+	CountRecheck     Kind = "recheck"      // none
 )
 
 // newDay is an empty day: no counts, no member snapshot.

@@ -48,7 +48,7 @@ const activityTTL = 400 * 24 * time.Hour
 var activityEvents = map[string]bool{
 	"verify": true, "enrol_confirm": true, "method_removed": true, "recovery_codes_generated": true,
 	"device_remembered": true, "device_forgotten": true, "lockout": true, "session_revoked": true,
-	"new_browser": true, "default_method": true, "admin_unlock": true,
+	"new_browser": true, "network_skip": true, "default_method": true, "admin_unlock": true,
 	"admin_reset": true, "admin_devices": true, "admin_sessions": true, "admin_app_confirmed": true,
 	"admin_reset_requested": true, "admin_reset_withdrawn": true, "admin_passkey_removed": true,
 	"webauthn_registered": true, "webauthn_removed": true, "webauthn_renamed": true, "webauthn_counter_regressed": true,

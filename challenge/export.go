@@ -42,8 +42,9 @@ import (
 //	{"kind":"end","records":4,"counts":{"users":1,"devices":1,"activity":1,"seen":1}}
 //
 // Left out, as ephemeral: codes in flight and pending enrolments, failure
-// counters, lock records and sending limits and cooldowns. A member
-// locked out when the backup is taken is not locked after a restore.
+// counters, lock records, sending limits and cooldowns, and the marks of
+// events audited once (AuditOnce). A member locked out when the backup
+// is taken is not locked after a restore.
 // The store's key check value is left out too: it names the store, not
 // its members, and each store keeps its own (see Import).
 

@@ -54,7 +54,7 @@ var auditEvents = []string{
 	"verify", "totp_replay", "code_send", "code_not_arrived", "lockout",
 	"enrol_start", "enrol_confirm", "enrol_reminder", "enrolment_grace_started", "enrolment_deadline_passed", "method_removed", "default_method", "recovery_codes_generated",
 	"webauthn_registered", "webauthn_removed", "webauthn_renamed", "webauthn_counter_regressed", "webauthn_start",
-	"device_remembered", "device_used", "device_forgotten", "new_browser", "session_revoked", "csrf_refused", "sms_site_limit",
+	"device_remembered", "device_used", "device_forgotten", "new_browser", "network_skip", "session_revoked", "csrf_refused", "sms_site_limit",
 	"admin_refused", "admin_overview_viewed", "admin_member_viewed", "admin_members_searched", "admin_reconcile", "admin_audit_searched",
 	"admin_audit_export", "admin_audit_verify",
 	"admin_unlock", "admin_unlock_address", "admin_devices", "admin_sessions", "admin_reset", "admin_app_confirmed", "admin_passkey_removed",

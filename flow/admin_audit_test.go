@@ -337,6 +337,7 @@ func TestAuditExportRefusesCrossSite(t *testing.T) {
 func TestAuditEventsListsEveryEvent(t *testing.T) {
 	calls := []*regexp.Regexp{
 		regexp.MustCompile(`\.Audit\([^,()]+(?:\([^()]*\))?,\s*"([a-z_]+)"`),
+		regexp.MustCompile(`\.AuditOnce\((?:[^,]+,){4}\s*"([a-z_]+)"`),
 		regexp.MustCompile(`\.AuditRead\([^,]+,[^,]+,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`auditAdmin\([^,]+,[^,]+,\s*"([a-z_]+)"`),
 		regexp.MustCompile(`auditByEndpoint\([^,]+,\s*"([a-z_]+)"`),

@@ -96,7 +96,7 @@ const overviewLatest = 10
 // working as meant (a sign-in, a code sent): left out of the overview's
 // security events, as are admins' reading.
 var routineEvents = []string{"verify", "code_send", "device_used", "device_remembered", "enrol_start", "enrol_reminder",
-	"enrolment_grace_started", "new_browser"}
+	"enrolment_grace_started", "new_browser", "network_skip"}
 
 // securityEvent reports whether r belongs among the overview's latest
 // security events: a failure, refusal or lockout, a change to a member's

@@ -272,6 +272,8 @@ func activityText(ev challenge.Activity, method string) (string, []any) {
 		return "activity_sign_out_error", nil
 	case "new_browser":
 		return "activity_new_browser", nil
+	case "network_skip":
+		return "activity_network_skip", nil
 	case "default_method":
 		return withMethod("activity_default")
 	case "admin_unlock":

@@ -43,6 +43,32 @@ func BenchmarkHotPath(b *testing.B) {
 	b.Run("noop_handler", func(b *testing.B) { benchRequest(b, server(b, noop), fmt.Sprintf("127.0.0.1:%d", noop), cookies) })
 	b.Run("two_factor", func(b *testing.B) { benchRequest(b, server(b, e.port), e.host, cookies) })
 
+	// The same with networks blocks: a verified member outside every
+	// range (each range compared), then a member let through by a skip
+	// (no gateway session).
+	withBlocks := func(blocks string) *env {
+		return start(b, setup{extra: `respond /bench/* "ok" 200`, policy: strings.TrimSuffix(policy, "\n") + " {\n" + blocks + "\n\t}\n"})
+	}
+	e = withBlocks(`
+		networks 192.0.2.0/24 2001:db8:10::/48 {
+			second_factor skip
+		}
+		networks 198.51.100.0/24 {
+			remember_device off
+		}
+		networks 203.0.113.0/24 10.0.0.0/8 {
+			methods totp
+		}`)
+	cookies = verifiedCookies(b, e)
+	b.Run("two_factor_networks", func(b *testing.B) { benchRequest(b, server(b, e.port), e.host, cookies) })
+	e = withBlocks(`
+		networks 127.0.0.0/8 {
+			second_factor skip
+		}`)
+	cookies = verifiedCookies(b, e)
+	member := cookies[:strings.LastIndex(cookies, ";")] // without the gateway's session
+	b.Run("network_skip", func(b *testing.B) { benchRequest(b, server(b, e.port), e.host, member) })
+
 	// One Caddy runs per process, so the Redis configuration replaces the
 	// one above, after bare Caddy was measured.
 	srv := testredis.Start(b)

@@ -2,13 +2,18 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-twofactor/twofactor/examples/membersite"
+	"github.com/caddy-twofactor/twofactor/internal/testredis"
 )
 
 // Policies by network, through Caddy: requests come from other loopback
@@ -152,6 +157,33 @@ func TestNetworkSkip(t *testing.T) {
 	if _, h := bobOffice.upstream("/optional/x"); h.Get("X-2fa-Method") != "none" || h.Get("X-2fa-Enrolment") != "optional" {
 		t.Errorf("member without a factor, from a script: %v", h)
 	}
+
+	// Audited once per member-site session, not per request: the four
+	// skips above were one session; signing in again at the site is
+	// another.
+	alice.login("alice")
+	for range 3 {
+		alice.from("127.0.0.3").get("/echo/x")
+	}
+	e.stop() // waits for the audit written in the background
+	var skips []map[string]any
+	for _, ev := range e.audit() {
+		if ev["event"] == "network_skip" {
+			skips = append(skips, ev)
+		}
+	}
+	if len(skips) != 2 {
+		t.Fatalf("%d network_skip events, want 2 (one per member-site session): %v", len(skips), skips)
+	}
+	for _, ev := range skips {
+		if ev["user"] != "alice" || ev["rule"] != "/members/* /echo/* /placed/*" || ev["network"] != "127.0.0.0/24" ||
+			ev["result"] != "success" || ev["enrolled"] != true {
+			t.Errorf("network_skip event %v", ev)
+		}
+	}
+	if ip := skips[0]["ip"]; ip != "127.0.0.2" {
+		t.Errorf("first skip's address %v, want 127.0.0.2", ip)
+	}
 }
 
 // A block that remembers nothing (shared terminals) hides the choice and
@@ -257,6 +289,15 @@ func TestNetworkForwardedFor(t *testing.T) {
 			if skipped := r.status == http.StatusOK; skipped != c.skip {
 				t.Fatalf("from %s with X-Forwarded-For %q: %d %q, skipped %v, want %v", c.from, c.forwarded, r.status, r.location(), skipped, c.skip)
 			}
+			b.get("/echo/x")
+			log, err := os.ReadFile(e.logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Count(string(log), "set trusted_proxies_strict in the servers global option")
+			if want := map[bool]int{true: 1, false: 0}[c.skip && c.options == loose]; warned != want {
+				t.Errorf("the warning about a proxy without trusted_proxies_strict was logged %d times, want %d", warned, want)
+			}
 		})
 	}
 }
@@ -320,5 +361,40 @@ func TestNetworksReload(t *testing.T) {
 	office.afterReload("/public/x")
 	if r := office.get("/echo/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
 		t.Fatalf("after a reload without the block: %d %q, want the challenge", r.status, r.location())
+	}
+}
+
+// Two gateways sharing Redis agree: both skip from the range, and the
+// member-site session's skip is audited once between them.
+func TestNetworksOnRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	global := fmt.Sprintf("keys %q\n\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n", testKey, srv.Addr)
+	ins := startInstances(t, 2, global, networksPolicy, membersite.DemoMembers())
+	a, b := ins[0], ins[1]
+	enrolling := a.browser()
+	enrolling.login("alice")
+	enrolling.enrolApp("/members/")
+
+	alice := a.browser()
+	alice.login("alice")
+	for i, in := range []*instance{a, b, a, b} {
+		if _, h := alice.on(in.env).from("127.0.0.2").upstream("/echo/x"); h.Get("X-2fa-Method") != "network" {
+			t.Fatalf("request %d, on instance %d, from the range: %v", i, i%2, h)
+		}
+		if r := alice.on(in.env).from("127.0.1.2").get("/echo/x"); r.status != http.StatusFound {
+			t.Fatalf("request %d, on instance %d, outside the range: %d", i, i%2, r.status)
+		}
+	}
+	skips := 0
+	for _, in := range ins {
+		in.stop() // waits for the audit written in the background
+		for _, ev := range in.audit() {
+			if ev["event"] == "network_skip" {
+				skips++
+			}
+		}
+	}
+	if skips != 1 {
+		t.Fatalf("%d network_skip events over both instances, want 1 for the member-site session", skips)
 	}
 }
