@@ -140,6 +140,9 @@ func TestRecheckNewNetwork(t *testing.T) {
 	if len(got) != 2 || got[1]["network"] != "::/48" {
 		t.Fatalf("rechecks after ::1: %v", got)
 	}
+	if v, ok := metricValue(scrape(t, e), "caddy_two_factor_device_rechecks_total", nil); !ok || v != 2 {
+		t.Fatalf("device_rechecks_total %v (%v), want 2", v, ok)
+	}
 
 	// The member and the admins see the ranges.
 	ranges := []string{"127.0.0.0/24", "127.0.1.0/24", "::/48"}
