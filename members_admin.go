@@ -281,6 +281,12 @@ func cmdMembersShow(fl caddycmd.Flags) (int, error) {
 			fmt.Fprintf(tw, "%.8s\t%s\t%s\t%s\n", dv.ID, day(&dv.Created), day(&dv.Expires), dash(dv.IP))
 		}
 	}
+	if len(d.Networks) > 0 {
+		fmt.Fprintln(tw, "\nNETWORK\tLAST PASSED")
+		for _, n := range d.Networks {
+			fmt.Fprintf(tw, "%s\t%s\n", n.Range, when(&n.Last))
+		}
+	}
 	if len(d.Activity) > 0 {
 		fmt.Fprintln(tw, "\nWHEN\tEVENT\tRESULT\tMETHOD\tADDRESS")
 		for _, a := range d.Activity {

@@ -882,6 +882,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ResetApproval:     time.Duration(h.app.ResetApproval),
 		NewDeviceNotice:   h.NewDeviceNotice != "off",
 		TrustedNetworks:   h.trusted,
+		RecordNetworks:    h.rechecks(),
 		PhoneRegion:       h.app.PhoneRegion,
 		PhoneCountries:    h.app.PhoneCountries,
 		RequiresEnrolment: h.requiresEnrolment(),
@@ -1194,6 +1195,23 @@ func (h *Handler) requiresEnrolment() bool {
 		}
 		for _, n := range rule.nets {
 			if !n.policy.Optional {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rechecks reports whether some rule, or one of its networks blocks,
+// rechecks remembered devices from new ranges: only then do verifications
+// record the ranges members pass from.
+func (h *Handler) rechecks() bool {
+	for _, rule := range h.Protect {
+		if rule.policy.Recheck {
+			return true
+		}
+		for _, n := range rule.nets {
+			if n.policy.Recheck {
 				return true
 			}
 		}

@@ -360,10 +360,13 @@ func (e *Engine) EndSessions(ctx context.Context, actor, member, why string) (Me
 }
 
 // forgetDevices takes every device off the list, which ends them and their
-// sessions on every instance; the caller deletes their records.
+// sessions on every instance; the caller deletes their records. The known
+// ranges go too: a device remembered afterwards is asked for a code once
+// more from anywhere but where the member next passes.
 func (u *User) forgetDevices(res *MemberResult) {
 	res.Devices = len(u.Devices)
 	u.Devices = nil
+	u.Networks = nil
 }
 
 // errNoMember refuses an admin action on a member with no record here: it

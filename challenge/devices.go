@@ -100,14 +100,18 @@ func (e *Engine) RememberDevice(ctx context.Context, a Actor, id [16]byte, ttl t
 // the device was remembered under). It returns the method the device
 // stands in for.
 func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration) (*User, string, error) {
-	return e.UseDeviceFor(ctx, a, id, maxAge, nil)
+	return e.UseDeviceFor(ctx, a, id, maxAge, nil, false)
 }
 
 // UseDeviceFor is UseDevice on a path that accepts only the methods
 // accepts reports true for (nil: any): a device remembered after another
 // method is refused there (ErrDeviceUnknown), audited as such and not
-// marked used, and stays good where its method is accepted.
-func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration, accepts func(method string) bool) (*User, string, error) {
+// marked used, and stays good where its method is accepted. With recheck,
+// a device used from a range the member never passed the second factor
+// from (Actor.Network not in User.Networks; the zero Prefix never is) is
+// refused the same way, with reason new_network: the member is asked for
+// a code once, which makes the range known, and the device stays good.
+func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration, accepts func(method string) bool, recheck bool) (*User, string, error) {
 	key := deviceKey(a.User, id)
 	raw, err := e.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -148,6 +152,15 @@ func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge 
 	if accepts != nil && !accepts(method) {
 		e.Audit(a, "device_used", "refused", zap.String("device", d.ID[:8]), zap.String("method", method),
 			zap.String("reason", "method_not_accepted"))
+		return nil, "", ErrDeviceUnknown
+	}
+	if recheck && !u.KnownNetwork(a.Network) {
+		network := "unknown"
+		if a.Network.IsValid() {
+			network = a.Network.String()
+		}
+		e.Audit(a, "device_used", "refused", zap.String("device", d.ID[:8]), zap.String("network", network),
+			zap.String("reason", "new_network"))
 		return nil, "", ErrDeviceUnknown
 	}
 	d.LastUsed = now.UTC()
@@ -208,7 +221,9 @@ func (e *Engine) Devices(ctx context.Context, user string) ([]Device, error) {
 	return out, nil
 }
 
-// ForgetAllDevices revokes every remembered device of the user.
+// ForgetAllDevices revokes every remembered device of the user, and
+// forgets the ranges they passed the second factor from (User.Networks),
+// as an admin's forget-devices does.
 func (e *Engine) ForgetAllDevices(ctx context.Context, a Actor) error {
 	u, _, err := e.loadUser(ctx, a.User)
 	if err != nil {
@@ -223,5 +238,12 @@ func (e *Engine) ForgetAllDevices(ctx context.Context, a Actor) error {
 			}
 		}
 	}
-	return nil
+	if len(u.Networks) == 0 {
+		return nil
+	}
+	_, err = e.updateUser(ctx, a.User, func(u *User) error {
+		u.Networks = nil
+		return nil
+	})
+	return err
 }

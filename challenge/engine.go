@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -298,6 +299,12 @@ type Actor struct {
 	// with the verification's write (see Browser); nil leaves that to
 	// SeenBrowser.
 	Browser *Browser
+	// Network is the range the actor's request comes from (flow's
+	// NetworkOf), recorded as known for the member when they pass the
+	// second factor (User.Networks), and checked when a rule rechecks a
+	// remembered device from a new range. The zero Prefix records
+	// nothing and is never known.
+	Network netip.Prefix
 }
 
 // stepUpProven reports whether the actor's session shows more than a

@@ -821,7 +821,7 @@ func TestRememberedDeviceForTheMethodsAccepted(t *testing.T) {
 	}
 	f.clk.Advance(time.Hour)
 	passkeysOnly := func(m string) bool { return m == MethodWebAuthn }
-	if _, _, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, passkeysOnly); !errors.Is(err, ErrDeviceUnknown) {
+	if _, _, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, passkeysOnly, false); !errors.Is(err, ErrDeviceUnknown) {
 		t.Fatalf("a device remembered after the app, where only passkeys are accepted: %v", err)
 	}
 	if n := f.count("device_used", "reason", "method_not_accepted"); n != 1 {
@@ -831,7 +831,7 @@ func TestRememberedDeviceForTheMethodsAccepted(t *testing.T) {
 	if err != nil || len(devices) != 1 || !devices[0].LastUsed.IsZero() && !devices[0].LastUsed.Before(f.clk.Now()) {
 		t.Fatalf("the refused device was marked used, or forgotten: %v %+v", err, devices)
 	}
-	_, method, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, func(m string) bool { return m == MethodTOTP })
+	_, method, err := f.e.UseDeviceFor(ctx, a, id, 30*24*time.Hour, func(m string) bool { return m == MethodTOTP }, false)
 	if err != nil || method != MethodTOTP {
 		t.Fatalf("the same device where the app is accepted: %q %v", method, err)
 	}

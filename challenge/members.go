@@ -490,7 +490,12 @@ type MemberDetail struct {
 	// the credentials themselves.
 	Credentials []CredentialDetail `json:"credentials"`
 	DeviceList  []Device           `json:"device_list"`
-	Activity    []Activity         `json:"activity"`
+	// Networks are the ranges the member passed the second factor from,
+	// the most recent first: where a rule rechecks remembered devices
+	// (recheck_new_network), a device used from another range asks for
+	// a code once.
+	Networks []KnownNetwork `json:"networks"`
+	Activity []Activity     `json:"activity"`
 }
 
 // ErrNoMember reports a member the gateway has neither seen nor recorded.
@@ -509,9 +514,10 @@ func (e *Engine) Member(ctx context.Context, id string) (*MemberDetail, error) {
 		return nil, ErrNoMember
 	}
 	d := &MemberDetail{MemberSummary: e.summary(st), MethodDetails: []MethodDetail{}, Credentials: []CredentialDetail{},
-		DeviceList: []Device{}, Activity: []Activity{}}
+		DeviceList: []Device{}, Networks: []KnownNetwork{}, Activity: []Activity{}}
 	if u := st.u; u != nil {
 		d.Credentials = credentialDetails(u)
+		d.Networks = append(d.Networks, u.KnownNetworks()...)
 		for _, method := range u.Methods() {
 			added, used, _ := u.MethodDates(method)
 			md := MethodDetail{Method: method, Added: added, Destination: e.Destination(u, method, "")}

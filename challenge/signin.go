@@ -97,18 +97,23 @@ func (s *signIn) write(ctx context.Context, with *store.Op, change func(u *User)
 	return s.e.writeUser(ctx, s.a.User, nil, change)
 }
 
-// seen has change record the browser signing in too, when the caller
-// gave it (Actor.Browser).
+// seen has change record the browser signing in (Actor.Browser) and the
+// range it signs in from (Actor.Network) too, when the caller gave them:
+// in the verification's own write, so knowing them costs no round trip,
+// and the write's change notice tells the other instances' caches.
 func (s *signIn) seen(change func(u *User) error) func(u *User) error {
-	b := s.a.Browser
-	if b == nil {
+	b, n := s.a.Browser, s.a.Network
+	if b == nil && !n.IsValid() {
 		return change
 	}
 	return func(u *User) error {
 		if err := change(u); err != nil {
 			return err
 		}
-		s.e.seeBrowser(u, b)
+		if b != nil {
+			s.e.seeBrowser(u, b)
+		}
+		seeNetwork(u, n, s.e.now())
 		return nil
 	}
 }

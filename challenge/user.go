@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,12 @@ type User struct {
 	// hash of their browser token, with when they last did (Unix
 	// seconds), so a sign-in from a new one stands out.
 	Browsers map[string]int64 `json:"browsers,omitempty"`
+	// Networks holds the address ranges (NetworkOf in flow: an IPv4 /24,
+	// an IPv6 /48) the member passed the second factor from, by their
+	// text, with when they last did (Unix seconds): a remembered device
+	// used from another range is asked for a code once, where a rule
+	// rechecks. Kept only while some rule does; at most maxNetworks.
+	Networks map[string]int64 `json:"networks,omitempty"`
 	// SessionsAfter ends every second-factor session issued at or before
 	// it (Unix seconds): an admin's end-sessions, which leaves factors and
 	// remembered devices as they are.
@@ -707,18 +714,75 @@ func trimSmallest(m map[string]int64, max int) []string {
 	return dropped
 }
 
+// maxNetworks bounds the ranges remembered per user; the longest unused
+// go first. 20 ranges add under a kilobyte to a record.
+const maxNetworks = 20
+
+// KnownNetwork reports whether the member passed the second factor from
+// the range p. The zero Prefix (an address that could not be determined)
+// is never known. Without allocating, like hasID: the handler asks it of
+// sessions begun from a remembered device.
+func (u *User) KnownNetwork(p netip.Prefix) bool {
+	if len(u.Networks) == 0 || !p.IsValid() {
+		return false
+	}
+	var buf [64]byte
+	_, ok := u.Networks[string(p.AppendTo(buf[:0]))]
+	return ok
+}
+
+// KnownNetwork is a range a member passed the second factor from, and
+// when they last did.
+type KnownNetwork struct {
+	Range string    `json:"range"`
+	Last  time.Time `json:"last"`
+}
+
+// KnownNetworks lists the ranges the member passed the second factor
+// from, the most recent first.
+func (u *User) KnownNetworks() []KnownNetwork {
+	if len(u.Networks) == 0 {
+		return nil
+	}
+	out := make([]KnownNetwork, 0, len(u.Networks))
+	for r, at := range u.Networks {
+		out = append(out, KnownNetwork{Range: r, Last: time.Unix(at, 0).UTC()})
+	}
+	slices.SortFunc(out, func(x, y KnownNetwork) int {
+		if c := y.Last.Compare(x.Last); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Range, y.Range)
+	})
+	return out
+}
+
+// seeNetwork records, inside a write, that the member passed the second
+// factor from the range p now; the zero Prefix records nothing.
+func seeNetwork(u *User, p netip.Prefix, now time.Time) {
+	if !p.IsValid() {
+		return
+	}
+	if u.Networks == nil {
+		u.Networks = map[string]int64{}
+	}
+	u.Networks[p.String()] = now.Unix()
+	trimSmallest(u.Networks, maxNetworks)
+}
+
 // maxBrowsers bounds the browsers remembered per user; the longest unseen
 // go first.
 const maxBrowsers = 50
 
 // SeenBrowser records that the browser holding token passed the second
-// factor, and reports whether it had never done so before. A
-// verification given the browser (Actor.Browser) records it with its own
-// write instead.
+// factor, from the actor's range (Actor.Network) if given, and reports
+// whether it had never done so before. A verification given the browser
+// (Actor.Browser) records both with its own write instead.
 func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, error) {
 	b := &Browser{Token: token}
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
 		e.seeBrowser(u, b)
+		seeNetwork(u, a.Network, e.now())
 		return nil
 	})
 	if err != nil {

@@ -225,6 +225,8 @@ func (f *Flow) showMember(p *request, id string, status int) error {
 		m.Devices = append(m.Devices, pages.DeviceOption{ID: dv.ID, Summary: audit.Browser(dv.UserAgent), IP: dv.IP,
 			Created: pages.When(dv.Created), LastUsed: pages.When(dv.LastUsed)})
 	}
+	m.Networks = networkOptions(d.Networks)
+	p.page.RecordsNetworks = f.cfg.RecordNetworks
 	m.Activity = activityItems(p.page, d.Activity)
 	if err := f.memberPendingReset(p, m); err != nil {
 		return f.unavailable(p, "reset request", err)

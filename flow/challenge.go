@@ -96,8 +96,26 @@ func (f *Flow) showChallenge(p *request, u *challenge.User, want string, status 
 			}
 		}
 	}
+	if p.page.Notice == "" && f.recheckingDevice(p, u) {
+		p.page.Notice = "recheck_new_network"
+	}
 	f.offerRemember(p)
 	return f.render(p, status, "challenge")
+}
+
+// recheckingDevice reports whether the member is asked for a code because
+// their remembered device came from a range they have not passed the
+// second factor from, on a path that rechecks: the browser holds their
+// live device cookie, which would have passed them from a known range.
+func (f *Flow) recheckingDevice(p *request, u *challenge.User) bool {
+	if p.policy == nil || !p.policy.Recheck || p.policy.Remember <= 0 {
+		return false
+	}
+	var d session.Device
+	if !p.jar.Device(p.r, p.id.ID, &d) || clock.Now().Unix() >= d.Expires {
+		return false
+	}
+	return !f.NetworkKnown(p.r, u)
 }
 
 // offeredMethods lists the member's methods, default first, that the page
@@ -176,7 +194,7 @@ func (f *Flow) verify(p *request) error {
 	}
 	var u *challenge.User
 	var err error
-	browser := withBrowser(p, &a)
+	browser := f.withBrowser(p, &a)
 	switch method {
 	case challenge.MethodTOTP:
 		u, err = p.e.VerifyTOTP(ctx, a, p.r.PostForm.Get("code"))

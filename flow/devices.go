@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,7 +51,16 @@ func (f *Flow) UseRememberedDevice(w http.ResponseWriter, r *http.Request, b *Ba
 	// A device remembered after a method these paths do not accept (the
 	// app, where only passkeys are) is refused here and still good where
 	// that method is.
-	u, method, err := b.Engine.UseDeviceFor(ctx, f.actor(r, id.ID), d.ID, pol.Remember, pol.Allows)
+	a := f.actor(r, id.ID)
+	if pol.Recheck {
+		// A range the member has not passed the second factor from is
+		// asked for a code once; the verification makes it known.
+		a.Network = f.requestNetwork(r)
+		if !a.Network.IsValid() {
+			f.noClientAddress(now)
+		}
+	}
+	u, method, err := b.Engine.UseDeviceFor(ctx, a, d.ID, pol.Remember, pol.Allows, pol.Recheck)
 	if errors.Is(err, challenge.ErrDeviceUnknown) {
 		return false, nil
 	}
@@ -65,6 +75,51 @@ func (f *Flow) UseRememberedDevice(w http.ResponseWriter, r *http.Request, b *Ba
 	}
 	b.Jar.SetSession(w, r, &s, now)
 	return true, nil
+}
+
+// requestNetwork is the range the request comes from (NetworkOf), the
+// zero Prefix when its address cannot be determined.
+func (f *Flow) requestNetwork(r *http.Request) netip.Prefix {
+	return NetworkOf(ClientAddr(f.cfg.ClientIP(r)))
+}
+
+// recordedNetwork is the range a verification records as known for the
+// member (challenge.Actor.Network): the request's, when some rule
+// rechecks remembered devices (Config.RecordNetworks), otherwise none.
+func (f *Flow) recordedNetwork(r *http.Request) netip.Prefix {
+	if !f.cfg.RecordNetworks {
+		return netip.Prefix{}
+	}
+	return f.requestNetwork(r)
+}
+
+// NetworkKnown reports whether the member has passed the second factor
+// from the range the request comes from. An address that cannot be
+// determined is never known. For the handler, which sends a session begun
+// from a remembered device, carried to a range the member has not passed
+// from, back to the device check on rules that recheck.
+func (f *Flow) NetworkKnown(r *http.Request, u *challenge.User) bool {
+	return u.KnownNetwork(f.requestNetwork(r))
+}
+
+// noClientAddress logs, at most once an hour, that a recheck found no
+// client address: such requests are never from a known range, so their
+// members are asked for a code every time.
+func (f *Flow) noClientAddress(now time.Time) {
+	if ok, held := f.noAddressLimit.allow("recheck", now, time.Hour); ok {
+		f.logger.Warn("recheck_new_network needs the client address; configure trusted_proxies / trusted_proxies_unix",
+			zap.Int("since_last", held))
+	}
+}
+
+// networkOptions are the ranges a member passed the second factor from
+// (User.KnownNetworks), for the settings and admin member pages.
+func networkOptions(known []challenge.KnownNetwork) []pages.NetworkOption {
+	out := make([]pages.NetworkOption, 0, len(known))
+	for _, n := range known {
+		out = append(out, pages.NetworkOption{Range: n.Range, Last: pages.When(n.Last)})
+	}
+	return out
 }
 
 // listDevices puts the member's remembered devices on the page, marking

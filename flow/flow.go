@@ -145,6 +145,11 @@ type Config struct {
 
 	NewDeviceNotice bool           // email members about a sign-in from a new browser
 	TrustedNetworks []netip.Prefix // client ranges whose new browsers need no notice
+	// RecordNetworks records the range (NetworkOf) a member passes the
+	// second factor from in their record, for rules that recheck
+	// remembered devices from new ranges; false keeps no ranges nobody
+	// asked for.
+	RecordNetworks bool
 
 	PhoneRegion    string   // assumed for numbers typed without a country code
 	PhoneCountries []string // regions whose numbers may be enrolled
@@ -209,6 +214,9 @@ type Flow struct {
 	// keyMissingLimit spaces out the log line about a member whose data
 	// is under a key no longer configured.
 	keyMissingLimit logLimit
+	// noAddressLimit spaces out the log line about rechecks that found
+	// no client address.
+	noAddressLimit logLimit
 }
 
 // New returns the pages for cfg.

@@ -52,6 +52,8 @@ func (f *Flow) showMethods(p *request, u *challenge.User, status int) error {
 	if err := f.listDevices(p); err != nil {
 		return f.unavailable(p, "devices", err)
 	}
+	p.page.Networks = networkOptions(u.KnownNetworks())
+	p.page.RecordsNetworks = f.cfg.RecordNetworks
 	if err := f.listActivity(p); err != nil {
 		return f.unavailable(p, "activity", err)
 	}

@@ -99,6 +99,7 @@ func (f *Flow) SendPending(r *http.Request, b *Backend, id *Identity, u *challen
 // its own write: then only the notice is left.
 func (f *Flow) seenBrowser(p *request, u *challenge.User, tell bool, b *challenge.Browser) {
 	a := f.actor(p.r, p.id.ID)
+	a.Network = f.recordedNetwork(p.r)
 	first := b != nil && b.First
 	if b == nil || !b.Recorded {
 		var err error
@@ -112,11 +113,13 @@ func (f *Flow) seenBrowser(p *request, u *challenge.User, tell bool, b *challeng
 	}
 }
 
-// withBrowser gives a verification the browser signing in, so that its
-// write of the member's record records the browser too (see
-// challenge.Browser), and returns it for seenBrowser.
-func withBrowser(p *request, a *challenge.Actor) *challenge.Browser {
+// withBrowser gives a verification the browser signing in, and the range
+// it signs in from where ranges are recorded, so that its write of the
+// member's record records them too (see challenge.Browser), and returns
+// the browser for seenBrowser.
+func (f *Flow) withBrowser(p *request, a *challenge.Actor) *challenge.Browser {
 	a.Browser = &challenge.Browser{Token: p.jar.BrowserToken(p.w, p.r)}
+	a.Network = f.recordedNetwork(p.r)
 	return a.Browser
 }
 

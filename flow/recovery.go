@@ -28,7 +28,7 @@ func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	ctx, cancel := withTimeout(p.r)
 	defer cancel()
 	a := f.actor(p.r, p.id.ID)
-	browser := withBrowser(p, &a)
+	browser := f.withBrowser(p, &a)
 	u, err := p.e.UseRecoveryCode(ctx, a, p.r.PostForm.Get("code"))
 	if err != nil {
 		if handled, err := f.engineError(p, err); handled {

@@ -158,7 +158,7 @@ func (f *Flow) webAuthnLoginBegin(p *request) error {
 // starts a fresh second-factor session.
 func (f *Flow) webAuthnLoginFinish(p *request) error {
 	return f.webAuthnStep(p, f.webAuthnOffered(p), true, func(ctx context.Context, a challenge.Actor, body []byte) error {
-		browser := withBrowser(p, &a)
+		browser := f.withBrowser(p, &a)
 		u, cred, err := p.e.FinishLogin(ctx, a, p.csrf, body)
 		if err != nil {
 			return f.webAuthnError(p, err)

@@ -130,17 +130,19 @@ type Page struct {
 	Region         string // SMS enrolment: the region assumed without a country code, e.g. "JP"
 
 	// recovery codes
-	RecoveryCodes    []string       // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
-	RecoveryDownload template.URL   // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
-	RecoveryFile     string         // recovery page: the download's file name, after the site ("example.com-recovery-codes.txt")
-	RecoveryLeft     int            // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
-	HasRecovery      bool           // methods page: the member has a set of codes (even if all are used)
-	RecoveredOn      template.HTML  // methods page: the date (Day) the member last signed in with a recovery code, while no method was added or used since; "" for none
-	Devices          []DeviceOption // methods page: the member's remembered devices, newest first
-	Activity         []ActivityItem // methods page: the member's recent security events, newest first
-	Notice           string         // catalog key of an informational notice at the top of the page; "" for none
-	NoticeDone       bool           // the notice confirms a change the member made (a method added), rather than informs
-	NoticeArgs       []any          // fmt arguments for Notice
+	RecoveryCodes    []string        // recovery page: the new codes, formatted "7K3M-Q9TX-4HPA-2WRE", shown once
+	RecoveryDownload template.URL    // recovery page: data:text/plain;charset=utf-8;base64,... of the codes, for a download link
+	RecoveryFile     string          // recovery page: the download's file name, after the site ("example.com-recovery-codes.txt")
+	RecoveryLeft     int             // methods page: unused codes left (warn at 2 or fewer); challenge: > 0 offers "use a recovery code"
+	HasRecovery      bool            // methods page: the member has a set of codes (even if all are used)
+	RecoveredOn      template.HTML   // methods page: the date (Day) the member last signed in with a recovery code, while no method was added or used since; "" for none
+	Devices          []DeviceOption  // methods page: the member's remembered devices, newest first
+	Networks         []NetworkOption // methods page: the ranges the member passed the second factor from, most recent first
+	RecordsNetworks  bool            // methods and admin member pages: ranges are recorded (a rule rechecks remembered devices), so the section shows even when empty
+	Activity         []ActivityItem  // methods page: the member's recent security events, newest first
+	Notice           string          // catalog key of an informational notice at the top of the page; "" for none
+	NoticeDone       bool            // the notice confirms a change the member made (a method added), rather than informs
+	NoticeArgs       []any           // fmt arguments for Notice
 
 	// enrolment deadline (remind and enrolment pages)
 	Deadline       time.Time // when enrolment becomes (or became) required where the member is going; zero for none
@@ -340,6 +342,7 @@ type AdminMemberDetail struct {
 	HasRecovery  bool
 	RecoveryLeft int
 	Devices      []DeviceOption
+	Networks     []NetworkOption // the ranges the member passed the second factor from, most recent first
 	Passkeys     []AdminPasskey
 	Activity     []ActivityItem
 	FirstSeen    string // formatted; "" when never seen
@@ -386,6 +389,14 @@ type DeviceOption struct {
 	Created  template.HTML // date and time, from When
 	LastUsed template.HTML // date and time, from When
 	Current  bool          // the browser showing the page
+}
+
+// NetworkOption is one address range a member passed the second factor
+// from: where a rule rechecks remembered devices, a device used from
+// another range asks for a code once.
+type NetworkOption struct {
+	Range string        // "192.0.2.0/24", "2001:db8:10::/48"
+	Last  template.HTML // when the member last passed from it, from When
 }
 
 // T returns the translated catalog text for key in p.Lang, formatted with
@@ -568,13 +579,15 @@ func samplePage() *Page {
 		RecoveryFile: "example-recovery-codes.txt", Passkey: true, PasskeyOnly: true, PasskeyRemember: true, PasskeyName: "Passkey",
 		MaxPasskeyName: 64, FirstCodes: true,
 		Passkeys: []PasskeyOption{{ID: "0123", Name: "YubiKey", Added: Day(time.Unix(0, 0)), LastUsed: Day(time.Unix(0, 0)), Kind: "passkey_kind_key", Kept: true}}, PasskeyAdd: true,
-		Devices: []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: When(time.Unix(0, 0)), LastUsed: When(time.Unix(0, 0)), Current: true}},
+		Devices:  []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: When(time.Unix(0, 0)), LastUsed: When(time.Unix(0, 0)), Current: true}},
+		Networks: sampleNetworks, RecordsNetworks: true,
 		Admin: &AdminPage{
 			Actor: "admin", Role: "support", CanAct: true, Counts: &AdminCounts{}, Next: "/.2fa/admin/members?after=a",
 			Overview: &AdminOverview{Range: 30, Ranges: []int{7, 30}, Days: []time.Time{time.Unix(0, 0)}, Seen: 1, Enrolled: 1,
 				Coverage: []float64{100}, Latest: sampleAudit, LatestURL: "/.2fa/admin/audit"},
 			Members: []AdminMember{{ID: "member", Methods: []string{"totp"}, LastSeen: "2026-11-20", Locked: true}},
 			Member: &AdminMemberDetail{ID: "member", Enrolled: true, HasRecord: true, Methods: []MethodOption{{Name: "totp"}},
+				Networks:     sampleNetworks,
 				PendingReset: &AdminResetRequest{ID: "0123", Requester: "sam", CanApprove: true, CanWithdraw: true},
 				Trail:        sampleAudit, TrailURL: "/.2fa/admin/audit?member=member"},
 			Audit: &AdminAudit{Since: "2026-11-01", Event: "verify", Limit: 50, Events: []AuditChoice{{"", "any"}, {"verify", "Verify"}},
@@ -587,6 +600,8 @@ func samplePage() *Page {
 		},
 	}
 }
+
+var sampleNetworks = []NetworkOption{{Range: "192.0.2.0/24", Last: When(time.Unix(0, 0))}, {Range: "2001:db8:10::/48", Last: When(time.Unix(0, 0))}}
 
 var sampleAudit = []AuditRecord{{Time: "2026-11-20 10:00:00 UTC", Event: "Code check", EventName: "verify", Result: "failure",
 	Failure: true, Member: "member", MemberURL: "/.2fa/admin/member?id=member", Actor: "sam (support)", ActorURL: "/.2fa/admin/audit?actor=sam",

@@ -93,6 +93,8 @@ func fullPage(lang string) *Page {
 			{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00", Current: true},
 			{ID: "cd34", IP: "2001:db8::1", Created: "2026-10-01 10:00", LastUsed: "2026-10-02 09:00"},
 		},
+		Networks:        networkOptions(),
+		RecordsNetworks: true,
 		Activity: []ActivityItem{
 			{When: "2026-11-20 09:00", What: "activity_verified", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Browser: "Chrome · Windows"},
 			{When: "2026-11-20 08:59", What: "activity_failed", WhatArgs: []any{"SMS"}, IP: "192.0.2.1", Failure: true},
@@ -120,11 +122,20 @@ func adminPage() *AdminPage {
 		Member: &AdminMemberDetail{
 			ID: "alice", Enrolled: true, HasRecord: true, Methods: options(), HasRecovery: true, RecoveryLeft: 3,
 			Devices:   []DeviceOption{{ID: "ab12", Summary: "Chrome · Windows", IP: "192.0.2.1", Created: "2026-11-01 10:00", LastUsed: "2026-11-20 09:00"}},
+			Networks:  networkOptions(),
 			Activity:  []ActivityItem{{When: "2026-11-20 09:00", What: "activity_admin_reset", IP: "192.0.2.1"}},
 			FirstSeen: "2026-10-01", LastSeen: "2026-11-20", LockedUntil: "2026-11-20 10:00 UTC", SessionsEnd: "2026-11-19 08:00 UTC",
 		},
 		Reconciled: &AdminReconciled{Enrolled: []string{"alice"}, SeenNotEnrolled: []string{"bob"}, NeverSeen: []string{"carol"}, IDs: "alice\nbob\ncarol"},
 		MaxIDs:     100000,
+	}
+}
+
+// networkOptions are known ranges of both families.
+func networkOptions() []NetworkOption {
+	return []NetworkOption{
+		{Range: "192.0.2.0/24", Last: "2026-11-20 09:00"},
+		{Range: "2001:db8:10::/48", Last: "2026-11-01 10:00"},
 	}
 }
 
@@ -171,6 +182,8 @@ var variants = []struct {
 		p.HasRecovery, p.RecoveryLeft, p.RecoveryCodes, p.RecoveryDownload = false, 0, nil, ""
 		p.Notice, p.NoticeArgs = "", nil
 	}},
+	{"no networks", func(p *Page) { p.Networks = nil; p.Admin.Member.Networks = nil }},
+	{"networks not recorded", func(p *Page) { p.Networks, p.RecordsNetworks = nil, false; p.Admin.Member.Networks = nil }},
 	{"no error", func(p *Page) { p.Error, p.ErrorArgs = "", nil; p.Region, p.Regions = "", "" }},
 	{"figures unavailable", func(p *Page) { p.Admin.Overview.Unavailable = true; p.Admin.Overview.Latest = nil }},
 	{"passkey only", func(p *Page) {

@@ -220,6 +220,19 @@ func (b *browser) enrolApp(returnTo string) string {
 	return b.enrolWith(returnTo, func(secret string) string { return realCode(b.t.(*testing.T), secret, 0) })
 }
 
+// addEmail adds email codes for alice, signed in and verified, with the
+// n-th code mailed to her.
+func (b *browser) addEmail(box mailbox, n int) {
+	b.t.Helper()
+	r := b.postPage("/.2fa/enrol/email", "/.2fa/enrol/email?return_to=%2Fmembers%2F", url.Values{"return_to": {"/members/"}})
+	if r.status != http.StatusSeeOther {
+		b.t.Fatalf("adding email: %d %s", r.status, r.body)
+	}
+	r = b.postPage("/.2fa/enrol/code", "/.2fa/enrol/code?return_to=%2Fmembers%2F",
+		url.Values{"return_to": {"/members/"}, "code": {box.code("alice@example.com", n)}})
+	enrolDone(b.t, r, "/members/")
+}
+
 // mailbox finds codes in what the SMTP server received, by recipient.
 type mailbox struct {
 	t    *testing.T
@@ -283,13 +296,7 @@ func TestInstancesShareOneRedis(t *testing.T) {
 	alice := a.browser()
 	alice.login("alice")
 	secret := alice.enrolApp("/members/")
-	r := alice.postPage("/.2fa/enrol/email", "/.2fa/enrol/email?return_to=%2Fmembers%2F", url.Values{"return_to": {"/members/"}})
-	if r.status != http.StatusSeeOther {
-		t.Fatalf("adding email on A: %d %s", r.status, r.body)
-	}
-	r = alice.postPage("/.2fa/enrol/code", "/.2fa/enrol/code?return_to=%2Fmembers%2F",
-		url.Values{"return_to": {"/members/"}, "code": {box.code("alice@example.com", 1)}})
-	enrolDone(t, r, "/members/")
+	alice.addEmail(box, 1)
 
 	onB := b.browser()
 	onB.login("alice")
