@@ -165,7 +165,8 @@ type App struct {
 	// in memory however many others pass; a record is kept 2s after it
 	// was read (changes reach other instances at once by notice). Each
 	// costs about 1.2 KB for a member with an app, recovery codes and a
-	// browser (see the README). Default: 100000.
+	// browser, up to about 1 KB more with the address ranges a rule with
+	// recheck_new_network keeps (see the README). Default: 100000.
 	MemberCacheSize int `json:"member_cache_size,omitempty"`
 
 	// Four-eyes resets: when set, an admin's reset of a member's second
@@ -896,6 +897,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Identify:          h.identify,
 		PolicyFor:         h.policyFor,
 		ClientIP:          clientIP,
+		ClientAddr:        h.clientAddr,
 		Go:                h.app.bg.Go,
 		FlushSeen:         h.app.flushSeen,
 		FoldID:            h.Identity.folder(),

@@ -80,7 +80,7 @@ func (f *Flow) UseRememberedDevice(w http.ResponseWriter, r *http.Request, b *Ba
 // requestNetwork is the range the request comes from (NetworkOf), the
 // zero Prefix when its address cannot be determined.
 func (f *Flow) requestNetwork(r *http.Request) netip.Prefix {
-	return NetworkOf(ClientAddr(f.cfg.ClientIP(r)))
+	return NetworkOf(f.cfg.ClientAddr(r))
 }
 
 // recordedNetwork is the range a verification records as known for the
@@ -107,7 +107,8 @@ func (f *Flow) NetworkKnown(r *http.Request, u *challenge.User) bool {
 // members are asked for a code every time.
 func (f *Flow) noClientAddress(now time.Time) {
 	if ok, held := f.noAddressLimit.allow("recheck", now, time.Hour); ok {
-		f.logger.Warn("recheck_new_network needs the client address; configure trusted_proxies / trusted_proxies_unix",
+		f.logger.Warn("recheck_new_network found no client address it could trust, so it asks for a code every time: "+
+			"requests over a unix socket need trusted_proxies_unix, and through a trusted proxy trusted_proxies_strict",
 			zap.Int("since_last", held))
 	}
 }

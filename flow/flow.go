@@ -180,6 +180,10 @@ type Config struct {
 	PolicyFor func(r *http.Request, path string) *Policy
 	// ClientIP is the client's address, as the Caddy layer trusts it.
 	ClientIP func(*http.Request) string
+	// ClientAddr is the client's address for policies by network, !ok
+	// when it cannot be trusted to locate the client. Default:
+	// ClientAddr of ClientIP.
+	ClientAddr func(*http.Request) (netip.Addr, bool)
 	// FlushSeen writes out the members this instance saw and has not
 	// recorded yet, so the member list shows them; nil for none.
 	FlushSeen func(context.Context)
@@ -229,6 +233,10 @@ func New(cfg Config) *Flow {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			return host
 		}
+	}
+	if cfg.ClientAddr == nil {
+		clientIP := cfg.ClientIP
+		cfg.ClientAddr = func(r *http.Request) (netip.Addr, bool) { return ClientAddr(clientIP(r)) }
 	}
 	if cfg.Go == nil {
 		cfg.Go = func(fn func(context.Context)) { go fn(context.Background()) }

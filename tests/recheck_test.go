@@ -253,3 +253,40 @@ func TestRecheckOnRedis(t *testing.T) {
 		t.Fatalf("rechecks over both instances: %v", got)
 	}
 }
+
+// Through a trusted proxy, a forwarded address counts as the member's
+// known range only with trusted_proxies_strict: without it Caddy takes
+// the left-most X-Forwarded-For entry, which a client writes itself, so
+// a stolen device cookie could claim any range the member knows.
+func TestRecheckThroughProxy(t *testing.T) {
+	for _, c := range []struct {
+		name, options string
+		passes        bool
+	}{
+		{"strict", "servers {\n\t\ttrusted_proxies static 127.0.1.2/32\n\t\ttrusted_proxies_strict\n\t}", true},
+		{"not strict", "servers {\n\t\ttrusted_proxies static 127.0.1.2/32\n\t}", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := start(t, setup{policy: recheckPolicy, options: c.options})
+			home := e.browser().from("127.0.0.2")
+			home.login("alice")
+			secret := home.enrol("/members/")
+			home.dropSession()
+			if r := home.verify(e.code(secret, 0), "/members/", true); r.status != http.StatusSeeOther {
+				t.Fatalf("verifying with remember: %d", r.status)
+			}
+			e.nextStep()
+			home.dropSession()
+			proxied := home.from("127.0.1.2")
+			proxied.header.Set("X-Forwarded-For", "127.0.0.9")
+			if c.passes {
+				passesAs(t, proxied, "device", "the device through the proxy, from the known range")
+				return
+			}
+			askedForCode(t, proxied, "the device through a proxy without trusted_proxies_strict")
+			if got := rechecks(e.audit()); len(got) != 1 || got[0]["network"] != "unknown" {
+				t.Fatalf("recheck audit: %v", got)
+			}
+		})
+	}
+}
