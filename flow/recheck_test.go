@@ -152,7 +152,7 @@ func TestUseRememberedDeviceRechecks(t *testing.T) {
 			t.Fatalf("from %s: %v", c.from, got)
 		}
 	}
-	noAddress := func() int { return logs.FilterMessageSnippet("recheck_new_network needs the client address").Len() }
+	noAddress := func() int { return logs.FilterMessageSnippet("recheck_new_network found no client address").Len() }
 	if n := noAddress(); n != 1 {
 		t.Fatalf("%d log lines about the missing address, want 1", n)
 	}
