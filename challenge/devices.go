@@ -159,8 +159,10 @@ func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge 
 		if a.Network.IsValid() {
 			network = a.Network.String()
 		}
-		e.Audit(a, "device_used", "refused", zap.String("device", d.ID[:8]), zap.String("network", network),
-			zap.String("reason", "new_network"))
+		if e.recheckDue(a.User, d.ID, network, now) {
+			e.Audit(a, "device_used", "refused", zap.String("device", d.ID[:8]), zap.String("network", network),
+				zap.String("reason", "new_network"))
+		}
 		return nil, "", ErrDeviceUnknown
 	}
 	d.LastUsed = now.UTC()
@@ -246,4 +248,28 @@ func (e *Engine) ForgetAllDevices(ctx context.Context, a Actor) error {
 		return nil
 	})
 	return err
+}
+
+// recheckAuditEvery spaces the audit (and the count, device_rechecks_total)
+// of one device refused from one new range on one instance: a page that
+// keeps polling while its member owes the code, or someone trying a
+// stolen cookie, would otherwise write an event on every request.
+const recheckAuditEvery = time.Hour
+
+// maxRechecksNoted bounds the refusals remembered for recheckDue; past it
+// the least seen are forgotten, which costs each one more event.
+const maxRechecksNoted = 10_000
+
+// recheckDue reports whether the refusal of device from network is to be
+// audited now, and notes it if so.
+func (e *Engine) recheckDue(user, device, network string, now time.Time) bool {
+	due := false
+	e.rechecked.Update(user+"\x00"+device+"\x00"+network, false, func(last int64, found bool) (int64, bool) {
+		if found && now.Unix()-last < int64(recheckAuditEvery/time.Second) {
+			return last, false
+		}
+		due = true
+		return now.Unix(), true
+	})
+	return due
 }

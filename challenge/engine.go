@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/caddy-twofactor/twofactor/cache"
 	"github.com/caddy-twofactor/twofactor/keyring"
 	"github.com/caddy-twofactor/twofactor/store"
 )
@@ -338,6 +339,9 @@ type Engine struct {
 	aaguids map[uuid.UUID]bool
 	// notices is the store as a Notifier, nil on a store not shared.
 	notices store.Notifier
+	// rechecked notes when a device refused from a new range was last
+	// audited (recheckAuditEvery).
+	rechecked *cache.Cache[string, int64]
 }
 
 // New returns an engine. now is the clock; audit receives one entry per
@@ -359,21 +363,22 @@ func New(st store.Store, kr *keyring.Keyring, cfg Config, now func() time.Time, 
 	}
 	notices, _ := st.(store.Notifier)
 	return &Engine{
-		store:   st,
-		notices: notices,
-		secret:  kr.Sealer("secrets"),
-		cfg:     cfg,
-		now:     now,
-		audit:   audit,
-		users:   newUserCache(cfg.CacheSize, cfg.CacheTTL, notices != nil && notices.InOrder(), now),
-		codes:   kr.MACKey("one-time codes"),
-		dests:   kr.Sealer("destinations"),
-		destID:  kr.MACKey("destination limits"),
-		emailID: kr.MACKey("member list addresses"),
-		keys:    kr.Fingerprint(),
-		stale:   staleSet{ids: map[string]bool{}},
-		wa:      wa,
-		aaguids: aaguids,
+		store:     st,
+		notices:   notices,
+		secret:    kr.Sealer("secrets"),
+		cfg:       cfg,
+		now:       now,
+		audit:     audit,
+		users:     newUserCache(cfg.CacheSize, cfg.CacheTTL, notices != nil && notices.InOrder(), now),
+		rechecked: cache.New[string, int64](cache.Options{Size: maxRechecksNoted}),
+		codes:     kr.MACKey("one-time codes"),
+		dests:     kr.Sealer("destinations"),
+		destID:    kr.MACKey("destination limits"),
+		emailID:   kr.MACKey("member list addresses"),
+		keys:      kr.Fingerprint(),
+		stale:     staleSet{ids: map[string]bool{}},
+		wa:        wa,
+		aaguids:   aaguids,
 	}, nil
 }
 

@@ -112,7 +112,9 @@ func (f *Flow) recheckingDevice(p *request, u *challenge.User) bool {
 		return false
 	}
 	var d session.Device
-	if !p.jar.Device(p.r, p.id.ID, &d) || clock.Now().Unix() >= d.Expires {
+	if !p.jar.Device(p.r, p.id.ID, &d) || clock.Now().Unix() >= d.Expires || !u.DeviceListed(d.ID) {
+		// No device the member still has: nothing to say (nor, to
+		// someone holding a revoked cookie, which ranges are known).
 		return false
 	}
 	return !f.NetworkKnown(p.r, u)

@@ -27,8 +27,15 @@ func TestRecheckNotice(t *testing.T) {
 	if _, err := fx.b.Engine.SeenBrowser(context.Background(), challenge.Actor{User: "alice", Network: known}, "token"); err != nil {
 		t.Fatal(err)
 	}
-	device := fx.b.Jar.Codec().EncodeDevice(&session.Device{User: "alice", ID: session.NewID(),
-		Expires: fx.clock.Now().Add(time.Hour).Unix()})
+	id := session.NewID()
+	expires, err := fx.b.Engine.RememberDevice(context.Background(), challenge.Actor{User: "alice"}, id, time.Hour, challenge.MethodTOTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := fx.b.Jar.Codec().EncodeDevice(&session.Device{User: "alice", ID: id, Expires: expires.Unix()})
+	// A cookie whose device is no longer on record (forgotten, or ended
+	// by a recovery code) says nothing of the ranges the member knows.
+	gone := fx.b.Jar.Codec().EncodeDevice(&session.Device{User: "alice", ID: session.NewID(), Expires: expires.Unix()})
 	notice := html.EscapeString((&pages.Page{Lang: "en"}).T("recheck_new_network"))
 	if notice == "" || notice == "recheck_new_network" {
 		t.Fatalf("no English text for the notice: %q", notice)
@@ -45,6 +52,7 @@ func TestRecheckNotice(t *testing.T) {
 		{"known range", "192.0.2.200", true, true, false},
 		{"no device", "198.51.100.7", false, true, false},
 		{"no recheck", "198.51.100.7", true, false, false},
+		{"device not on record", "198.51.100.7", true, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pol := *fx.policy
@@ -54,7 +62,9 @@ func TestRecheckNotice(t *testing.T) {
 			r.RemoteAddr = c.from + ":4321"
 			r.Header.Set(userHeader, "alice")
 			cookies := []string{session.CSRFCookie + "=csrf"}
-			if c.device {
+			if c.device && c.name == "device not on record" {
+				cookies = append(cookies, session.DeviceCookie+"="+gone)
+			} else if c.device {
 				cookies = append(cookies, session.DeviceCookie+"="+device)
 			}
 			r.Header.Set("Cookie", strings.Join(cookies, "; "))
@@ -139,15 +149,27 @@ func TestUseRememberedDeviceRechecks(t *testing.T) {
 		t.Fatal("refused from a known range")
 	}
 	fx.audited("device_used")
-	for _, c := range []struct{ from, network string }{
-		{"198.51.100.9:1", "198.51.100.0/24"},
-		{"@", "unknown"},
-		{"@", "unknown"},
+	// Each refusal of a device from a range is audited once an hour, not
+	// on every request.
+	for _, c := range []struct {
+		from, network string
+		audited       bool
+	}{
+		{"198.51.100.9:1", "198.51.100.0/24", true},
+		{"198.51.100.10:1", "198.51.100.0/24", false},
+		{"@", "unknown", true},
+		{"@", "unknown", false},
 	} {
 		if use(c.from) {
 			t.Fatalf("passed from %s", c.from)
 		}
 		got := fx.audited("device_used")
+		if !c.audited {
+			if len(got) != 0 {
+				t.Fatalf("from %s again within the hour: audited again %v", c.from, got)
+			}
+			continue
+		}
 		if len(got) != 1 || got[0]["result"] != "refused" || got[0]["reason"] != "new_network" || got[0]["network"] != c.network {
 			t.Fatalf("from %s: %v", c.from, got)
 		}
