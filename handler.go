@@ -82,7 +82,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var s session.Session
 	if b.Jar.Session(r, id.ID, &s) && h.flow.SessionLive(&s, &id, u, now) &&
 		(pol.Remember > 0 || !s.Remembered) && pol.Allows(s.Method) &&
-		!(pol.Recheck && s.Remembered && !h.flow.NetworkKnown(r, u)) {
+		!(pol.Recheck && s.Remembered && !h.flow.NetworkKnown(r, u, pol)) {
 		if flow.RenewalDue(u) {
 			// Nothing protected until the rest of the set is replaced.
 			return refuse(r, h.flow.NeedRecoveryRenewal(w, r))

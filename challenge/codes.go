@@ -513,6 +513,7 @@ func (e *Engine) consumeCode(ctx context.Context, a Actor, flow, purpose, input 
 		}
 		if hmac.Equal(e.codeHash(a.User, &rec, code), rec.Hash) {
 			take := store.CompareAndSwapOp(key, raw, nil, 0)
+			s.method = rec.Method
 			err := write(s, &rec, take)
 			if take.Swapped {
 				return s, &rec, err

@@ -108,7 +108,8 @@ func (e *Engine) UseDevice(ctx context.Context, a Actor, id [16]byte, maxAge tim
 // method is refused there (ErrDeviceUnknown), audited as such and not
 // marked used, and stays good where its method is accepted. With recheck,
 // a device used from a range the member never passed the second factor
-// from (Actor.Network not in User.Networks; the zero Prefix never is) is
+// from by a method accepts allows (Actor.Network not in User.Networks;
+// the zero Prefix never is) is
 // refused the same way, with reason new_network: the member is asked for
 // a code once, which makes the range known, and the device stays good.
 func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge time.Duration, accepts func(method string) bool, recheck bool) (*User, string, error) {
@@ -154,7 +155,7 @@ func (e *Engine) UseDeviceFor(ctx context.Context, a Actor, id [16]byte, maxAge 
 			zap.String("reason", "method_not_accepted"))
 		return nil, "", ErrDeviceUnknown
 	}
-	if recheck && !u.KnownNetwork(a.Network) {
+	if recheck && !u.KnownNetwork(a.Network, accepts) {
 		network := "unknown"
 		if a.Network.IsValid() {
 			network = a.Network.String()

@@ -20,18 +20,18 @@ import (
 func TestKnownNetworks(t *testing.T) {
 	u := &User{}
 	start := time.Unix(1_700_000_000, 0)
-	seeNetwork(u, netip.Prefix{}, start)
+	seeNetwork(u, netip.Prefix{}, MethodTOTP, start)
 	if u.Networks != nil {
 		t.Fatalf("the zero prefix was recorded: %v", u.Networks)
 	}
 	ranges := make([]netip.Prefix, 25)
 	for i := range ranges {
 		ranges[i] = netip.MustParsePrefix(fmt.Sprintf("192.0.%d.0/24", i))
-		seeNetwork(u, ranges[i], start.Add(time.Duration(i)*time.Hour))
+		seeNetwork(u, ranges[i], MethodTOTP, start.Add(time.Duration(i)*time.Hour))
 		if i == 10 {
 			// Passing again from the first range keeps it among the
 			// recent ones.
-			seeNetwork(u, ranges[0], start.Add(10*time.Hour+time.Minute))
+			seeNetwork(u, ranges[0], MethodEmail, start.Add(10*time.Hour+time.Minute))
 		}
 	}
 	if len(u.Networks) != maxNetworks {
@@ -40,14 +40,14 @@ func TestKnownNetworks(t *testing.T) {
 	for i, p := range ranges {
 		// Dropped: 1..5, the longest unused once 0 was seen again.
 		want := i == 0 || i > 5
-		if got := u.KnownNetwork(p); got != want {
+		if got := u.KnownNetwork(p, nil); got != want {
 			t.Errorf("KnownNetwork(%s) = %v, want %v", p, got, want)
 		}
 	}
-	if u.KnownNetwork(netip.Prefix{}) {
+	if u.KnownNetwork(netip.Prefix{}, nil) {
 		t.Error("the zero prefix is known")
 	}
-	if u.KnownNetwork(netip.MustParsePrefix("192.0.24.0/23")) {
+	if u.KnownNetwork(netip.MustParsePrefix("192.0.24.0/23"), nil) {
 		t.Error("a wider prefix over a known range is known")
 	}
 	list := u.KnownNetworks()
@@ -61,13 +61,23 @@ func TestKnownNetworks(t *testing.T) {
 		t.Fatalf("oldest kept: %+v", last)
 	}
 
+	// The methods passed by are kept: range 0 by the app, then email.
+	if !slices.Equal(u.Networks["192.0.0.0/24"].Methods, []string{MethodTOTP, MethodEmail}) {
+		t.Fatalf("range 0's methods: %+v", u.Networks["192.0.0.0/24"])
+	}
+	appOnly := func(m string) bool { return m == MethodTOTP }
+	passkeyOnly := func(m string) bool { return m == MethodWebAuthn }
+	if !u.KnownNetwork(ranges[0], appOnly) || u.KnownNetwork(ranges[0], passkeyOnly) {
+		t.Error("a range is known where no method it was passed by is accepted, or unknown where one is")
+	}
+
 	v6 := netip.MustParsePrefix("2001:db8:10::/48")
-	seeNetwork(u, v6, start.Add(30*time.Hour))
-	if !u.KnownNetwork(v6) || u.KnownNetworks()[0].Range != "2001:db8:10::/48" {
+	seeNetwork(u, v6, MethodTOTP, start.Add(30*time.Hour))
+	if !u.KnownNetwork(v6, nil) || u.KnownNetworks()[0].Range != "2001:db8:10::/48" {
 		t.Fatalf("IPv6 range: %v", u.KnownNetworks()[0])
 	}
 	for _, p := range []netip.Prefix{v6, ranges[20], ranges[3], netip.MustParsePrefix("2001:db8:ffff:ffff:ffff:ffff:ffff:0/112")} {
-		if n := testing.AllocsPerRun(100, func() { u.KnownNetwork(p) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { u.KnownNetwork(p, appOnly) }); n != 0 {
 			t.Errorf("KnownNetwork(%s) allocates %v times", p, n)
 		}
 	}
@@ -119,7 +129,7 @@ func TestVerifyRecordsNetwork(t *testing.T) {
 			_, _, err := r.e.VerifyCode(ctx, a, "later", code)
 			return err
 		}},
-		{"passkey", func(a Actor) error {
+		{"webauthn", func(a Actor) error {
 			opts, err := r.e.BeginLogin(ctx, a, flowToken("login"))
 			if err != nil {
 				return err
@@ -158,8 +168,9 @@ func TestVerifyRecordsNetwork(t *testing.T) {
 			if n := countCalls(with, callWriteUser); n != 1 {
 				t.Fatalf("%d swaps of the record, want 1: %q", n, with)
 			}
-			if u, _ := r.record(); !u.KnownNetwork(a.Network) {
-				t.Fatalf("the record does not hold %s: %v", a.Network, u.Networks)
+			only := func(method string) bool { return method == m.name }
+			if u, _ := r.record(); !u.KnownNetwork(a.Network, only) || u.KnownNetwork(a.Network, func(string) bool { return false }) {
+				t.Fatalf("the record does not hold %s passed by %s: %v", a.Network, m.name, u.Networks)
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for {
@@ -167,7 +178,7 @@ func TestVerifyRecordsNetwork(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if seen.KnownNetwork(a.Network) {
+				if seen.KnownNetwork(a.Network, nil) {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -205,13 +216,13 @@ func TestSeenBrowserRecordsNetwork(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.enrol("alice")
 	p := netip.MustParsePrefix("2001:db8:10::/48")
-	if _, err := f.e.SeenBrowser(ctx, Actor{User: "alice", Network: p}, "token"); err != nil {
+	if _, err := f.e.SeenBrowser(ctx, Actor{User: "alice", Network: p}, "token", MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
-	if u := f.record("alice"); !u.KnownNetwork(p) || len(u.Networks) != 1 {
+	if u := f.record("alice"); !u.KnownNetwork(p, nil) || len(u.Networks) != 1 {
 		t.Fatalf("after SeenBrowser: %v", u.Networks)
 	}
-	if _, err := f.e.SeenBrowser(ctx, Actor{User: "alice"}, "token"); err != nil {
+	if _, err := f.e.SeenBrowser(ctx, Actor{User: "alice"}, "token", MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	if u := f.record("alice"); len(u.Networks) != 1 {

@@ -262,6 +262,7 @@ func (e *Engine) UseRecoveryCode(ctx context.Context, a Actor, input string) (*U
 		e.Audit(a, "verify", "failure", zap.String("method", MethodRecovery), zap.String("reason", reason(err)))
 		return nil, err
 	}
+	s.method = MethodRecovery
 	fail := func(cause error) (*User, error) {
 		s.audit(ctx, "verify", "failure", zap.String("method", MethodRecovery), zap.String("reason", reason(cause)))
 		if err := s.failed(ctx); err != nil {

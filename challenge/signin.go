@@ -33,6 +33,9 @@ type signIn struct {
 	a    Actor
 	at   *attempt
 	user *store.Op // the member's record, read in the first round trip
+	// method is the method verifying, recorded with the range signed in
+	// from (Actor.Network).
+	method string
 	// activity is the member's activity list as read in the first round
 	// trip, used by the first event recorded, then nil.
 	activity *store.Op
@@ -113,7 +116,7 @@ func (s *signIn) seen(change func(u *User) error) func(u *User) error {
 		if b != nil {
 			s.e.seeBrowser(u, b)
 		}
-		seeNetwork(u, n, s.e.now())
+		seeNetwork(u, n, s.method, s.e.now())
 		return nil
 	}
 }

@@ -296,6 +296,7 @@ func (e *Engine) VerifyTOTP(ctx context.Context, a Actor, code string) (*User, e
 		e.Audit(a, "verify", "failure", zap.String("method", "totp"), zap.String("reason", reason(err)))
 		return nil, err
 	}
+	s.method = MethodTOTP
 	fail := func(cause error) (*User, error) {
 		fields := []zap.Field{zap.String("method", "totp"), zap.String("reason", reason(cause))}
 		var drift *ClockDriftError

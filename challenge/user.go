@@ -52,10 +52,10 @@ type User struct {
 	Browsers map[string]int64 `json:"browsers,omitempty"`
 	// Networks holds the address ranges (NetworkOf in flow: an IPv4 /24,
 	// an IPv6 /48) the member passed the second factor from, by their
-	// text, with when they last did (Unix seconds): a remembered device
-	// used from another range is asked for a code once, where a rule
-	// rechecks. Kept only while some rule does; at most maxNetworks.
-	Networks map[string]int64 `json:"networks,omitempty"`
+	// text, with when they last did and by which methods: a remembered
+	// device used from another range is asked for a code once, where a
+	// rule rechecks. Kept only while some rule does; at most maxNetworks.
+	Networks map[string]NetworkPass `json:"networks,omitempty"`
 	// SessionsAfter ends every second-factor session issued at or before
 	// it (Unix seconds): an admin's end-sessions, which leaves factors and
 	// remembered devices as they are.
@@ -715,27 +715,45 @@ func trimSmallest(m map[string]int64, max int) []string {
 }
 
 // maxNetworks bounds the ranges remembered per user; the longest unused
-// go first. 20 ranges add under a kilobyte to a record.
+// go first. 20 ranges add about a kilobyte to a record.
 const maxNetworks = 20
 
+// NetworkPass is when a member last passed the second factor from a
+// range (Unix seconds), and with which methods.
+type NetworkPass struct {
+	Last    int64    `json:"last"`
+	Methods []string `json:"methods,omitempty"`
+}
+
 // KnownNetwork reports whether the member passed the second factor from
-// the range p. The zero Prefix (an address that could not be determined)
-// is never known. Without allocating, like hasID: the handler asks it of
-// sessions begun from a remembered device.
-func (u *User) KnownNetwork(p netip.Prefix) bool {
+// the range p with a method accepts reports true for (nil: any), so a
+// path that accepts only passkeys is not satisfied by an emailed code
+// from the range. The zero Prefix (an address that could not be
+// determined) is never known. Without allocating, like hasID: the
+// handler asks it of sessions begun from a remembered device.
+func (u *User) KnownNetwork(p netip.Prefix, accepts func(method string) bool) bool {
 	if len(u.Networks) == 0 || !p.IsValid() {
 		return false
 	}
 	var buf [64]byte
-	_, ok := u.Networks[string(p.AppendTo(buf[:0]))]
-	return ok
+	pass, ok := u.Networks[string(p.AppendTo(buf[:0]))]
+	if !ok || accepts == nil {
+		return ok
+	}
+	for _, m := range pass.Methods {
+		if accepts(m) {
+			return true
+		}
+	}
+	return false
 }
 
-// KnownNetwork is a range a member passed the second factor from, and
-// when they last did.
+// KnownNetwork is a range a member passed the second factor from, when
+// they last did, and by which methods.
 type KnownNetwork struct {
-	Range string    `json:"range"`
-	Last  time.Time `json:"last"`
+	Range   string    `json:"range"`
+	Last    time.Time `json:"last"`
+	Methods []string  `json:"methods"`
 }
 
 // KnownNetworks lists the ranges the member passed the second factor
@@ -745,8 +763,8 @@ func (u *User) KnownNetworks() []KnownNetwork {
 		return nil
 	}
 	out := make([]KnownNetwork, 0, len(u.Networks))
-	for r, at := range u.Networks {
-		out = append(out, KnownNetwork{Range: r, Last: time.Unix(at, 0).UTC()})
+	for r, pass := range u.Networks {
+		out = append(out, KnownNetwork{Range: r, Last: time.Unix(pass.Last, 0).UTC(), Methods: slices.Clone(pass.Methods)})
 	}
 	slices.SortFunc(out, func(x, y KnownNetwork) int {
 		if c := y.Last.Compare(x.Last); c != 0 {
@@ -758,16 +776,30 @@ func (u *User) KnownNetworks() []KnownNetwork {
 }
 
 // seeNetwork records, inside a write, that the member passed the second
-// factor from the range p now; the zero Prefix records nothing.
-func seeNetwork(u *User, p netip.Prefix, now time.Time) {
+// factor from the range p now by method; the zero Prefix records nothing.
+func seeNetwork(u *User, p netip.Prefix, method string, now time.Time) {
 	if !p.IsValid() {
 		return
 	}
 	if u.Networks == nil {
-		u.Networks = map[string]int64{}
+		u.Networks = map[string]NetworkPass{}
 	}
-	u.Networks[p.String()] = now.Unix()
-	trimSmallest(u.Networks, maxNetworks)
+	key := p.String()
+	pass := u.Networks[key]
+	pass.Last = now.Unix()
+	if method != "" && !slices.Contains(pass.Methods, method) {
+		pass.Methods = append(slices.Clip(pass.Methods), method)
+	}
+	u.Networks[key] = pass
+	for len(u.Networks) > maxNetworks {
+		oldest := ""
+		for r, pass := range u.Networks {
+			if oldest == "" || pass.Last < u.Networks[oldest].Last || (pass.Last == u.Networks[oldest].Last && r < oldest) {
+				oldest = r
+			}
+		}
+		delete(u.Networks, oldest)
+	}
 }
 
 // maxBrowsers bounds the browsers remembered per user; the longest unseen
@@ -775,14 +807,15 @@ func seeNetwork(u *User, p netip.Prefix, now time.Time) {
 const maxBrowsers = 50
 
 // SeenBrowser records that the browser holding token passed the second
-// factor, from the actor's range (Actor.Network) if given, and reports
+// factor by method (one just added), from the actor's range
+// (Actor.Network) if given, and reports
 // whether it had never done so before. A verification given the browser
 // (Actor.Browser) records both with its own write instead.
-func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token string) (bool, error) {
+func (e *Engine) SeenBrowser(ctx context.Context, a Actor, token, method string) (bool, error) {
 	b := &Browser{Token: token}
 	_, err := e.updateUser(ctx, a.User, func(u *User) error {
 		e.seeBrowser(u, b)
-		seeNetwork(u, a.Network, e.now())
+		seeNetwork(u, a.Network, method, e.now())
 		return nil
 	})
 	if err != nil {

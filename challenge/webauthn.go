@@ -591,6 +591,7 @@ func (e *Engine) FinishLogin(ctx context.Context, a Actor, flow string, body []b
 		e.Audit(a, "verify", "failure", method, zap.String("reason", reason(err)))
 		return nil, nil, err
 	}
+	s.method = MethodWebAuthn
 	fail := func(cause error, fields ...zap.Field) (*User, *WebAuthnCredential, error) {
 		s.audit(ctx, "verify", "failure", append(append([]zap.Field{method}, refusal(cause)...), fields...)...)
 		if err := s.failed(ctx); err != nil {

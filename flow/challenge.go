@@ -117,7 +117,7 @@ func (f *Flow) recheckingDevice(p *request, u *challenge.User) bool {
 		// someone holding a revoked cookie, which ranges are known).
 		return false
 	}
-	return !f.NetworkKnown(p.r, u)
+	return !f.NetworkKnown(p.r, u, p.policy)
 }
 
 // offeredMethods lists the member's methods, default first, that the page
@@ -233,7 +233,7 @@ func (f *Flow) verify(p *request) error {
 	}
 	now := clock.Now()
 	f.verified(p, u, method, now)
-	f.seenBrowser(p, u, true, browser)
+	f.seenBrowser(p, u, method, true, browser)
 	if p.r.PostForm.Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
 		f.rememberDevice(ctx, p, u, a, method, now)
 	}

@@ -94,12 +94,13 @@ func (f *Flow) recordedNetwork(r *http.Request) netip.Prefix {
 }
 
 // NetworkKnown reports whether the member has passed the second factor
-// from the range the request comes from. An address that cannot be
-// determined is never known. For the handler, which sends a session begun
-// from a remembered device, carried to a range the member has not passed
-// from, back to the device check on rules that recheck.
-func (f *Flow) NetworkKnown(r *http.Request, u *challenge.User) bool {
-	return u.KnownNetwork(f.requestNetwork(r))
+// from the range the request comes from, by a method pol accepts. An
+// address that cannot be determined is never known. For the handler,
+// which sends a session begun from a remembered device, carried to a
+// range the member has not passed from, back to the device check on
+// rules that recheck.
+func (f *Flow) NetworkKnown(r *http.Request, u *challenge.User, pol *Policy) bool {
+	return u.KnownNetwork(f.requestNetwork(r), pol.Allows)
 }
 
 // noClientAddress logs, at most once an hour, that a recheck found no

@@ -334,7 +334,7 @@ func (f *Flow) enrolResend(p *request) error {
 func (f *Flow) enrolled(p *request, u *challenge.User, method string) error {
 	f.verified(p, u, method, clock.Now())
 	f.notice(p, u, notify.NoticeData{Kind: "method_added", Method: method})
-	f.seenBrowser(p, u, false, nil)
+	f.seenBrowser(p, u, method, false, nil)
 	if u.Recovery != nil {
 		if back, ok := f.addedBack(p, u, method); ok {
 			return seeOther(p, back)

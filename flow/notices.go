@@ -91,19 +91,20 @@ func (f *Flow) SendPending(r *http.Request, b *Backend, id *Identity, u *challen
 		Lang: pages.Language(r.Header.Get("Accept-Language")), SiteName: f.siteName(r), Prefix: f.cfg.Prefix}})
 }
 
-// seenBrowser records that this browser passed the second factor for the
-// member and, the first time, tells the member by email, unless notices
-// of new browsers are off or the request comes from a trusted network.
+// seenBrowser records that this browser passed the second factor (by
+// method) for the member and, the first time, tells the member by email,
+// unless notices of new browsers are off or the request comes from a
+// trusted network.
 // The browser is told apart by a random token in a long-lived cookie. A
 // verification given the browser (withBrowser) recorded it already, in
 // its own write: then only the notice is left.
-func (f *Flow) seenBrowser(p *request, u *challenge.User, tell bool, b *challenge.Browser) {
+func (f *Flow) seenBrowser(p *request, u *challenge.User, method string, tell bool, b *challenge.Browser) {
 	a := f.actor(p.r, p.id.ID)
 	a.Network = f.recordedNetwork(p.r)
 	first := b != nil && b.First
 	if b == nil || !b.Recorded {
 		var err error
-		if first, err = p.e.SeenBrowser(p.r.Context(), a, p.jar.BrowserToken(p.w, p.r)); err != nil {
+		if first, err = p.e.SeenBrowser(p.r.Context(), a, p.jar.BrowserToken(p.w, p.r), method); err != nil {
 			f.logger.Warn("recording the browser", zap.Error(err))
 			return
 		}

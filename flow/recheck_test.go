@@ -24,7 +24,7 @@ import (
 func TestRecheckNotice(t *testing.T) {
 	fx := newFixture(t)
 	known := netip.MustParsePrefix("192.0.2.0/24")
-	if _, err := fx.b.Engine.SeenBrowser(context.Background(), challenge.Actor{User: "alice", Network: known}, "token"); err != nil {
+	if _, err := fx.b.Engine.SeenBrowser(context.Background(), challenge.Actor{User: "alice", Network: known}, "token", challenge.MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	id := session.NewID()
@@ -99,16 +99,21 @@ func TestRecordedNetwork(t *testing.T) {
 	if p := fx.f.recordedNetwork(r); p.IsValid() {
 		t.Fatalf("recorded %s for a unix socket", p)
 	}
-	u := &challenge.User{Networks: map[string]int64{"198.51.100.0/24": 1}}
-	if fx.f.NetworkKnown(r, u) {
+	u := &challenge.User{Networks: map[string]challenge.NetworkPass{"198.51.100.0/24": {Last: 1, Methods: []string{challenge.MethodEmail}}}}
+	pol := &Policy{Methods: []string{challenge.MethodTOTP, challenge.MethodEmail}}
+	if fx.f.NetworkKnown(r, u, pol) {
 		t.Fatal("an undetermined address is known")
 	}
 	r.RemoteAddr = "198.51.100.250:1"
-	if !fx.f.NetworkKnown(r, u) {
+	if !fx.f.NetworkKnown(r, u, pol) {
 		t.Fatal("an address in a known range is not known")
 	}
+	// Passed from the range by email: not known where only the app is.
+	if fx.f.NetworkKnown(r, u, &Policy{Methods: []string{challenge.MethodTOTP}}) {
+		t.Fatal("a range passed by email is known where only the app is accepted")
+	}
 	// The handler asks on sessions begun from a device: no allocation.
-	if n := testing.AllocsPerRun(100, func() { fx.f.NetworkKnown(r, u) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { fx.f.NetworkKnown(r, u, pol) }); n != 0 {
 		t.Fatalf("NetworkKnown allocates %v times", n)
 	}
 }
@@ -123,7 +128,7 @@ func TestUseRememberedDeviceRechecks(t *testing.T) {
 	fx.f.logger = zap.New(core)
 	ctx := context.Background()
 	known := netip.MustParsePrefix("192.0.2.0/24")
-	if _, err := fx.b.Engine.SeenBrowser(ctx, challenge.Actor{User: "alice", Network: known}, "token"); err != nil {
+	if _, err := fx.b.Engine.SeenBrowser(ctx, challenge.Actor{User: "alice", Network: known}, "token", challenge.MethodTOTP); err != nil {
 		t.Fatal(err)
 	}
 	id := session.NewID()

@@ -43,7 +43,7 @@ func (f *Flow) verifyRecovery(p *request, st *challenge.User) error {
 	}
 	f.verified(p, u, challenge.MethodRecovery, clock.Now())
 	f.notice(p, u, notify.NoticeData{Kind: "recovery_used", Left: u.Recovery.Left})
-	f.seenBrowser(p, u, false, browser)
+	f.seenBrowser(p, u, challenge.MethodRecovery, false, browser)
 	return seeOther(p, f.pageURL(p, "recovery"))
 }
 

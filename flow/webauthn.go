@@ -166,7 +166,7 @@ func (f *Flow) webAuthnLoginFinish(p *request) error {
 		method := challenge.MethodWebAuthn
 		now := clock.Now()
 		f.verifiedBy(p, u, method, cred.Unproven, now)
-		f.seenBrowser(p, u, true, browser)
+		f.seenBrowser(p, u, method, true, browser)
 		if p.r.URL.Query().Get("remember") == "1" && p.policy != nil && p.policy.Remember > 0 && p.accepts(method) {
 			f.rememberDevice(ctx, p, u, a, method, now)
 		}
@@ -207,7 +207,7 @@ func (f *Flow) webAuthnRegisterFinish(p *request) error {
 		method := challenge.MethodWebAuthn
 		f.verifiedBy(p, u, method, cred.Unproven, clock.Now())
 		f.notice(p, u, notify.NoticeData{Kind: "passkey_added", Name: cred.Name})
-		f.seenBrowser(p, u, false, nil)
+		f.seenBrowser(p, u, method, false, nil)
 		next := p.page.ReturnTo
 		if u.Recovery == nil {
 			next = f.pageURL(p, "recovery")

@@ -290,3 +290,68 @@ func TestRecheckThroughProxy(t *testing.T) {
 		})
 	}
 }
+
+// A range is known for a path only by a method the path accepts: an
+// emailed code from a new range lets the device through where email is
+// accepted, and still not where only the app is.
+func TestRecheckByAcceptedMethod(t *testing.T) {
+	c := startCodesSetup(t, setup{
+		extra: `respond /strong/* "strong" 200`,
+		policy: `
+	identity endpoint {SITE}/api/me {
+		session_cookie member_session
+	}
+	protect /members/* /echo/* {
+		remember_device 30d {
+			recheck_new_network
+		}
+	}
+	protect /strong/* {
+		methods totp
+		remember_device 30d {
+			recheck_new_network
+		}
+	}
+	site_name "Test Members"
+`}, "")
+	e, box := c.env, mailbox{t: t, mail: c.mail}
+	home := e.browser().from("127.0.0.2")
+	home.login("alice")
+	secret := home.enrol("/members/")
+	home.addEmail(box, 1)
+	home.dropSession()
+	if r := home.verify(e.code(secret, 0), "/strong/x", true); r.status != http.StatusSeeOther || home.cookie("2fa_device") == nil {
+		t.Fatalf("verifying with remember: %d", r.status)
+	}
+	e.nextStep()
+	home.dropSession()
+	if r := home.get("/strong/x"); r.status != http.StatusOK {
+		t.Fatalf("the device on the app-only path from its range: %d", r.status)
+	}
+
+	away := home.from("127.0.1.2")
+	away.dropSession()
+	if r := away.get("/strong/x"); r.status != http.StatusFound {
+		t.Fatalf("the device on the app-only path from a new range: %d, want the challenge", r.status)
+	}
+	if r := away.send("email", "/echo/x"); r.status != http.StatusSeeOther {
+		t.Fatalf("sending: %d %s", r.status, r.body)
+	}
+	if r := away.verifyCode("email", box.code("alice@example.com", 2), "/echo/x"); r.status != http.StatusSeeOther {
+		t.Fatalf("the emailed code: %d %s", r.status, r.body)
+	}
+	away.dropSession()
+	passesAs(t, away, "device", "the device where email is accepted, after an emailed code from the range")
+	away.dropSession()
+	if r := away.get("/strong/x"); r.status != http.StatusFound || !strings.HasPrefix(r.location(), "/.2fa/challenge") {
+		t.Fatalf("the device on the app-only path after only an emailed code from the range: %d %q", r.status, r.location())
+	}
+	if r := away.verify(e.code(secret, 0), "/strong/x", false); r.status != http.StatusSeeOther {
+		t.Fatalf("the app's code: %d", r.status)
+	}
+	e.nextStep()
+	away.dropSession()
+	if r := away.get("/strong/x"); r.status != http.StatusOK {
+		t.Fatalf("the device on the app-only path after the app from the range: %d", r.status)
+	}
+}
