@@ -769,10 +769,12 @@ type Rule struct {
 
 	policy flow.Policy
 	paths  caddyhttp.MatchPath
-	// nets are the ranges of Networks in order, each with its block's
-	// policy; label names the rule in metrics and the audit trail.
-	nets  []netMatch
-	label string
+	// blocks are the policies of Networks, one per block; nets their
+	// ranges in order, each pointing at its block's; label names the rule
+	// in metrics and the audit trail.
+	blocks []flow.Policy
+	nets   []netMatch
+	label  string
 }
 
 const (
@@ -1195,8 +1197,8 @@ func (h *Handler) requiresEnrolment() bool {
 		if !rule.policy.Optional {
 			return true
 		}
-		for _, n := range rule.nets {
-			if !n.policy.Optional {
+		for _, p := range rule.blocks {
+			if !p.Optional {
 				return true
 			}
 		}
@@ -1209,13 +1211,8 @@ func (h *Handler) requiresEnrolment() bool {
 // record the ranges members pass from.
 func (h *Handler) rechecks() bool {
 	for _, rule := range h.Protect {
-		if rule.policy.Recheck {
+		if rule.policy.Recheck || slices.ContainsFunc(rule.blocks, func(p flow.Policy) bool { return p.Recheck }) {
 			return true
-		}
-		for _, n := range rule.nets {
-			if n.policy.Recheck {
-				return true
-			}
 		}
 	}
 	return false

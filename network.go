@@ -82,7 +82,7 @@ type netMatch struct {
 // each, a copy of the rule's with the block's overrides.
 func (rule *Rule) provisionNetworks() error {
 	rule.nets = nil
-	policies := make([]flow.Policy, len(rule.Networks))
+	rule.blocks = make([]flow.Policy, len(rule.Networks))
 	for i, n := range rule.Networks {
 		field := fmt.Sprintf("networks[%d]", i)
 		if n == nil || len(n.Ranges) == 0 {
@@ -92,13 +92,13 @@ func (rule *Rule) provisionNetworks() error {
 		if err != nil {
 			return fmt.Errorf("%s.%w", field, err)
 		}
-		policies[i] = pol
+		rule.blocks[i] = pol
 		for j, text := range n.Ranges {
 			p, err := parseRange(text)
 			if err != nil {
 				return fmt.Errorf("%s.ranges[%d] %q: %w", field, j, text, err)
 			}
-			rule.nets = append(rule.nets, netMatch{prefix: p, text: p.String(), block: i, index: j, policy: &policies[i]})
+			rule.nets = append(rule.nets, netMatch{prefix: p, text: p.String(), block: i, index: j, policy: &rule.blocks[i]})
 		}
 	}
 	return nil
@@ -188,7 +188,7 @@ func (rule *Rule) validateNetworks(app *App, webAuthn bool) error {
 		if err := validateMethods(field+".methods", n.Methods, app, webAuthn); err != nil {
 			return err
 		}
-		pol := rule.blockPolicy(i)
+		pol := &rule.blocks[i]
 		if r := pol.Reminder; r < time.Minute || r > maxRemember {
 			return fmt.Errorf("%s.reminder %s: must be between 1m and 400d", field, r)
 		}
@@ -310,16 +310,6 @@ func (m *netMatch) field() string {
 	return fmt.Sprintf("networks[%d].ranges[%d]", m.block, m.index)
 }
 
-// blockPolicy is the policy of networks block i.
-func (rule *Rule) blockPolicy(i int) *flow.Policy {
-	for k := range rule.nets {
-		if rule.nets[k].block == i {
-			return rule.nets[k].policy
-		}
-	}
-	return &rule.policy
-}
-
 // samePolicy reports whether two policies treat every request alike.
 func samePolicy(a, b *flow.Policy) bool {
 	return a.Optional == b.Optional && a.Reminder == b.Reminder && a.Deadline == b.Deadline &&
@@ -329,12 +319,7 @@ func samePolicy(a, b *flow.Policy) bool {
 
 // skips reports whether some block of the rule skips the code.
 func (rule *Rule) skips() bool {
-	for _, n := range rule.nets {
-		if n.policy.Skip {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(rule.blocks, func(p flow.Policy) bool { return p.Skip })
 }
 
 // policyAt is the rule's policy for a client at addr: the first block

@@ -700,12 +700,17 @@ func (e *Engine) RemoveMethod(ctx context.Context, a Actor, method string, allow
 // trimSmallest deletes the entries with the smallest values (the oldest
 // or soonest to expire) until at most max remain, and returns their keys.
 func trimSmallest(m map[string]int64, max int) []string {
+	return trimSmallestBy(m, max, func(v int64) int64 { return v })
+}
+
+// trimSmallestBy is trimSmallest for values ordered by by.
+func trimSmallestBy[V any](m map[string]V, max int, by func(V) int64) []string {
 	var dropped []string
 	for len(m) > max {
 		smallest, at := "", int64(0)
 		for k, v := range m {
-			if smallest == "" || v < at {
-				smallest, at = k, v
+			if smallest == "" || by(v) < at {
+				smallest, at = k, by(v)
 			}
 		}
 		delete(m, smallest)
@@ -791,15 +796,7 @@ func seeNetwork(u *User, p netip.Prefix, method string, now time.Time) {
 		pass.Methods = append(slices.Clip(pass.Methods), method)
 	}
 	u.Networks[key] = pass
-	for len(u.Networks) > maxNetworks {
-		oldest := ""
-		for r, pass := range u.Networks {
-			if oldest == "" || pass.Last < u.Networks[oldest].Last || (pass.Last == u.Networks[oldest].Last && r < oldest) {
-				oldest = r
-			}
-		}
-		delete(u.Networks, oldest)
-	}
+	trimSmallestBy(u.Networks, maxNetworks, func(p NetworkPass) int64 { return p.Last })
 }
 
 // maxBrowsers bounds the browsers remembered per user; the longest unseen
